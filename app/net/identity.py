@@ -1,0 +1,202 @@
+"""Who this device is: an EC P-256 key, a self-signed certificate, and the device ID.
+
+The device ID is a fingerprint of the certificate (see docs/architecture.md,
+"Identity"), so nobody hands out IDs and nobody can claim one without the key.
+
+Startup speed matters (the CLI loads the identity on every run), so reading an
+existing identity uses only the standard library; `cryptography` is imported
+lazily, only to create a certificate, to sign, or to verify.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import os
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEY_FILE = "key.pem"
+CERT_FILE = "cert.pem"
+CERT_CN = "p2psync"
+CERT_YEARS = 20
+ID_GROUPS = 5
+ID_GROUP_LEN = 7
+
+
+@dataclass(frozen=True)
+class Identity:
+    device_id: str
+    cert_der: bytes
+    cert_path: Path  # PEM
+    key_path: Path  # PEM, PKCS8, mode 0600
+    # the loaded private key, cached on first sign (kept out of eq/hash/repr)
+    _key: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def sign(self, data: bytes) -> bytes:
+        """ECDSA P-256 / SHA-256 signature of `data` with the device key.
+
+        The handshake uses it to prove the client owns the certificate it claims
+        (TLS already proves that for the server).
+        """
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return self._private_key().sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def _private_key(self) -> Any:
+        """Load the key on first use only: most runs never sign anything."""
+        if self._key is None:
+            from cryptography.hazmat.primitives import serialization
+
+            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+            object.__setattr__(self, "_key", key)  # frozen dataclass: cache by hand
+        return self._key
+
+
+def device_id_from_der(der: bytes) -> str:
+    """The device ID of a certificate: its SHA-256, base32, first 35 chars in groups of 7.
+
+    Derived from the certificate alone so any peer can recompute and check it.
+    """
+    digest = base64.b32encode(hashlib.sha256(der).digest()).decode("ascii").rstrip("=").upper()
+    chars = digest[: ID_GROUPS * ID_GROUP_LEN]
+    return "-".join(chars[i : i + ID_GROUP_LEN] for i in range(0, len(chars), ID_GROUP_LEN))
+
+
+def short_id(device_id: str) -> str:
+    """The first group of a device ID: enough to name a device in conflict copies."""
+    return device_id[:ID_GROUP_LEN]
+
+
+def load_or_create(config_dir: Path) -> Identity:
+    """The identity stored in `config_dir`, created there (key + cert) on first use.
+
+    Reusing the files keeps the device ID stable across runs, which is what peers
+    remember us by. Loading needs no `cryptography` (fast CLI startup).
+    """
+    config_dir = Path(config_dir)
+    if not config_dir.exists():
+        config_dir.mkdir(parents=True, mode=0o700)
+        os.chmod(config_dir, 0o700)  # mkdir's mode is filtered by the umask
+    key_path, cert_path = config_dir / KEY_FILE, config_dir / CERT_FILE
+    if not (key_path.is_file() and cert_path.is_file()):
+        _create_key_and_cert(key_path, cert_path)
+    return _load(key_path, cert_path)
+
+
+def _load(key_path: Path, cert_path: Path) -> Identity:
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{cert_path} is not a PEM certificate") from e
+    return Identity(device_id_from_der(der), der, cert_path, key_path)
+
+
+def _create_key_and_cert(key_path: Path, cert_path: Path) -> None:
+    """Write a new EC P-256 key (mode 0600) and a self-signed certificate for it.
+
+    Both go through temporary files and renames, the certificate last: a crash
+    leaves no certificate, and the next start creates a fresh pair.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cert_pem = _self_signed_cert(key).public_bytes(serialization.Encoding.PEM)
+    _write_private(key_path, key_pem, 0o600)
+    _write_private(cert_path, cert_pem, 0o644)
+
+
+def _self_signed_cert(key: Any) -> Any:
+    """A certificate nobody validates as a chain: it only carries the public key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CERT_CN)])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))  # tolerate skewed clocks
+        .not_valid_after(now + datetime.timedelta(days=365 * CERT_YEARS + 5))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` atomically, the file never readable beyond `mode`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # os.open's mode is filtered by the umask
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def verify_signature(cert_der: bytes, signature: bytes, data: bytes) -> bool:
+    """True when `signature` over `data` was made by the key of the EC P-256 `cert_der`.
+
+    Inputs come from peers, so anything malformed is simply False, never an error.
+    """
+    if not all(isinstance(x, bytes) for x in (cert_der, signature, data)):
+        return False
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        public_key = x509.load_der_x509_certificate(cert_der).public_key()
+        if not (
+            isinstance(public_key, ec.EllipticCurvePublicKey)
+            and isinstance(public_key.curve, ec.SECP256R1)
+        ):
+            return False
+        public_key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        return False
+    return True
+
+
+def server_context(identity: Identity) -> ssl.SSLContext:
+    """TLS 1.3 server side presenting our certificate; clients prove themselves later.
+
+    No client certificate is requested: the handshake's signature covers that.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(identity.cert_path, identity.key_path)
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def client_context(identity: Identity) -> ssl.SSLContext:
+    """TLS 1.3 client that accepts any server certificate.
+
+    Self-signed certificates cannot be checked against a CA; instead the handshake
+    binds the TLS certificate to the device ID the server announces, and the caller
+    decides whether that device is one it trusts.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
