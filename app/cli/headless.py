@@ -1,0 +1,168 @@
+"""`run` and `sync`: the engine with no window.
+
+`run` keeps the folder in sync until SIGINT/SIGTERM; `sync` reaches its peers, waits
+until both sides hold the same state, and exits. Both build the same Node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+
+from app.cli.main import checked_folder
+from app.engine.config import Config, new_share_key
+from app.engine.control import ControlServer
+from app.engine.node import ConnectFailure, Node, NodeOptions
+from app.errors import P2PError, RefusedError, UnreachableError, UsageError
+
+log = logging.getLogger("p2psync")
+
+DEFAULT_LISTEN = ("0.0.0.0", 22100)
+RETRY_MAX = 30.0
+
+
+def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -> str:
+    """--secret, else P2PSYNC_SECRET, else the stored key, else (run/gui) a new one."""
+    secret = given or os.environ.get("P2PSYNC_SECRET") or None
+    stored = config.share_key(folder)
+    if secret:
+        if secret != stored:
+            config.set_share_key(folder, secret)
+        return secret
+    if stored:
+        return stored
+    if not create:
+        raise UsageError("no share key for this folder yet: pass --secret KEY "
+                         "(the key shown by `p2psync run` on the other device)")
+    secret = new_share_key()
+    config.set_share_key(folder, secret)
+    return secret
+
+
+def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
+    folder = checked_folder(args.folder)
+    config = Config(args.config_dir)
+    secret = resolve_secret(config, folder, args.secret, create=command != "sync")
+    if command == "sync":
+        listen = args.listen  # a one-shot sync only accepts peers when asked to
+    else:
+        listen = args.listen or DEFAULT_LISTEN
+    return NodeOptions(
+        folder=folder, config=config, secret=secret,
+        name=args.name or config.device_name(), listen=listen, peers=list(args.peer),
+        discovery=not args.no_discovery, discovery_port=args.discovery_port,
+        watch=command == "run",
+    )
+
+
+def main(command: str, args: argparse.Namespace) -> int:
+    opts = build_options(args, command=command)
+    runner = _run if command == "run" else _sync
+    return asyncio.run(runner(opts, args))
+
+
+# --- run -----------------------------------------------------------------------------
+async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
+    node = Node(opts)
+    control = ControlServer(node.fpaths.control_socket, node.node_info)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await control.start()
+        except RuntimeError as e:
+            raise UsageError(f"{e}: {opts.folder}") from e
+        await node.start()
+        log.info("sharing %s as %s (device %s)", opts.folder, opts.name, node.device_id)
+        log.info("share key: %s", opts.secret)
+        dialers = [asyncio.create_task(_keep_connected(node, h, p)) for h, p in opts.peers]
+        await stop.wait()
+        log.info("stopping")
+        for d in dialers:
+            d.cancel()
+    finally:
+        await control.stop()
+        await node.stop()
+    return 0
+
+
+async def _keep_connected(node: Node, host: str, port: int) -> None:
+    """Dial a --peer address until it answers; dial again whenever it drops."""
+    delay, last_reason = 1.0, ""
+    while True:
+        try:
+            peer = await node.connect(host, port)
+            delay, last_reason = 1.0, ""
+            await peer.conn.closed.wait()
+        except (ConnectFailure, RefusedError) as e:
+            if str(e) != last_reason:
+                log.warning("cannot reach peer %s (retrying)", e)
+                last_reason = str(e)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RETRY_MAX)
+
+
+# --- sync ----------------------------------------------------------------------------
+async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
+    if not opts.peers:
+        raise UsageError("sync needs a peer: pass --peer HOST:PORT "
+                         "(LAN discovery is not available in this version)")
+    node = Node(opts)
+    try:
+        await node.start()
+        connected = await _connect_all(node, opts.peers)
+        await _wait_until_agreed(node, connected, args.timeout)
+    finally:
+        await node.stop()
+    return 0
+
+
+async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str]:
+    results = await asyncio.gather(*(node.connect(h, p) for h, p in addresses),
+                                   return_exceptions=True)
+    connected, unreachable, refused = [], [], []
+    for r in results:
+        if isinstance(r, RefusedError):
+            refused.append(str(r))
+        elif isinstance(r, ConnectFailure):
+            unreachable.append(str(r))
+        elif isinstance(r, BaseException):
+            unreachable.append(str(r) or type(r).__name__)
+        else:
+            connected.append(r.conn.device_id)
+    for reason in unreachable + refused:
+        log.warning("%s", reason)
+    if connected:
+        return connected
+    if refused:
+        raise RefusedError("refused: " + "; ".join(refused))
+    raise UnreachableError("could not reach any peer: " + "; ".join(unreachable))
+
+
+async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        live = [d for d in devices if d in node.peers]
+        if not live:
+            raise P2PError("lost the connection to the peer before the folders agreed")
+        if all(node.in_sync_with(d) for d in live):
+            await node.wait_idle()
+            if all(node.in_sync_with(d) for d in live):
+                log.info("in sync with %s", ", ".join(node.peers[d].conn.info.name
+                                                      for d in live))
+                return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            left = "; ".join(f"{node.peers[d].conn.info.name}: {node.progress_text(d)}"
+                             for d in live)
+            raise P2PError(f"sync timed out after {timeout:g} s: {left}")
+        node.changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(node.changed.wait(), min(0.2, remaining))

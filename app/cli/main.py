@@ -1,0 +1,164 @@
+"""The `p2psync` command: argument parsing, exit codes, and one clear line per error.
+
+Nothing here imports Qt: `run`, `sync`, `status` and `id` start fast and work on a
+machine without a display. Only `gui` (the default) loads the window, lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app import __version__
+from app.errors import P2PError, UsageError
+
+EXAMPLES = {
+    "run": "example:\n  p2psync run --folder ~/Shared --secret KEY",
+    "sync": "example:\n  p2psync sync --folder ~/Shared --peer 192.168.1.20:22100 --secret KEY",
+    "status": "example:\n  p2psync status --folder ~/Shared --json",
+    "id": "example:\n  p2psync id",
+    "gui": "example:\n  p2psync gui --folder ~/Shared",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _node_options(p: argparse.ArgumentParser, *, folder_required: bool) -> None:
+    p.add_argument("--folder", type=Path, required=folder_required, help="the shared folder")
+    p.add_argument("--config-dir", type=Path, help="where this device keeps its key, "
+                   "settings and index (default: the platform's config dir)")
+    p.add_argument("--listen", type=host_port, metavar="HOST:PORT",
+                   help="where to accept peers (port 0 = any free port; default 0.0.0.0:22100)")
+    p.add_argument("--peer", type=host_port, action="append", default=[], metavar="HOST:PORT",
+                   help="a peer to reach directly, without discovery (repeatable)")
+    p.add_argument("--no-discovery", action="store_true", help="only use --peer addresses")
+    p.add_argument("--discovery-port", type=int, default=22101, metavar="N",
+                   help="UDP port of LAN discovery (default 22101)")
+    p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the key "
+                   "stored for this folder)")
+    p.add_argument("--name", help="this device's display name (default: host name)")
+    _verbosity(p)
+
+
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="less logging")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="p2psync", description="Keep one folder identical on several "
+                     "devices of a LAN, without a cloud.")
+    parser.add_argument("--version", action="version", version=f"p2psync {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    gui = sub.add_parser("gui", help="the desktop app (default)", epilog=EXAMPLES["gui"],
+                         formatter_class=fmt)
+    _node_options(gui, folder_required=False)
+
+    run = sub.add_parser("run", help="a headless node that keeps the folder in sync",
+                         epilog=EXAMPLES["run"], formatter_class=fmt)
+    _node_options(run, folder_required=True)
+
+    sync = sub.add_parser("sync", help="sync once with the peer(s), then exit",
+                          epilog=EXAMPLES["sync"], formatter_class=fmt)
+    _node_options(sync, folder_required=True)
+    sync.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                      help="give up after S seconds (default 600)")
+
+    status = sub.add_parser("status", help="the folder's files and their sync state",
+                            epilog=EXAMPLES["status"], formatter_class=fmt)
+    status.add_argument("--folder", type=Path, required=True)
+    status.add_argument("--config-dir", type=Path)
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    _verbosity(status)
+
+    ident = sub.add_parser("id", help="print this device's ID", epilog=EXAMPLES["id"],
+                           formatter_class=fmt)
+    ident.add_argument("--config-dir", type=Path)
+    _verbosity(ident)
+    return parser
+
+
+def setup_logging(verbose: int, quiet: int) -> None:
+    level = logging.INFO - 10 * verbose + 10 * quiet
+    logging.basicConfig(level=max(logging.DEBUG, min(level, logging.CRITICAL)),
+                        format="p2psync: %(message)s" if level >= logging.INFO
+                        else "%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def checked_folder(folder: Path | None) -> Path:
+    if folder is None:
+        raise UsageError("--folder is required")
+    folder = folder.expanduser()
+    if not folder.exists():
+        raise UsageError(f"folder does not exist: {folder}")
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        raise UsageError(f"cannot read and write the folder: {folder}")
+    return folder.resolve()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help",
+                                                                      "--version")):
+            argv = ["gui", *argv]  # plain `p2psync [options]` is the desktop app
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose, args.quiet)
+        return _dispatch(args.command, args)
+    except P2PError as e:
+        print(f"p2psync: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 0
+
+
+def _dispatch(command: str, args: argparse.Namespace) -> int:
+    if command == "id":
+        from app.engine.config import Config
+        from app.net import identity
+
+        config = Config(args.config_dir)
+        print(identity.load_or_create(config.dir).device_id)
+        return 0
+    if command == "status":
+        return _status(args)
+    if command in ("run", "sync"):
+        from app.cli import headless
+
+        return headless.main(command, args)
+    from app.gui import launch  # noqa: PLC0415 - Qt only on this path
+
+    return launch.main(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from app.cli.status import collect, render
+
+    folder = checked_folder(args.folder)
+    report = collect(folder, args.config_dir)
+    if args.json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(report))
+    return 0

@@ -1,0 +1,94 @@
+"""The records the whole engine shares: one file's entry in an index, and its kinds.
+
+An entry describes one version of one path. The same shape is stored in the local
+index, kept for every remote device, and sent on the wire (as a list, see
+`to_wire` / `from_wire`), so nothing has to be translated between the three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+BLOCK_SIZE = 128 * 1024
+HASH_LEN = 32
+
+
+class Kind(IntEnum):
+    FILE = 0
+    DIR = 1
+    LINK = 2
+
+
+@dataclass(slots=True)
+class FileEntry:
+    path: str  # relative to the folder root, "/"-separated, validated
+    kind: Kind = Kind.FILE
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = 0o644  # permission bits only (st_mode & 0o777)
+    hash: bytes = b""  # content hash, see app.core.hashing.file_hash
+    blocks: bytes = b""  # concatenated HASH_LEN-byte block hashes (files only)
+    target: str = ""  # symlink target (links only)
+    version: dict[str, int] = field(default_factory=dict)  # device ID -> counter
+    modified_by: str = ""  # device ID that made this version
+    deleted: bool = False
+    seq: int = 0  # position in the owning device's change sequence
+    # local-only bookkeeping, never sent:
+    inode: int = 0
+    error: str = ""  # why this path cannot be synced ("" when it can)
+
+    def block_hashes(self) -> list[bytes]:
+        b = self.blocks
+        return [b[i : i + HASH_LEN] for i in range(0, len(b), HASH_LEN)]
+
+    def block_count(self) -> int:
+        return len(self.blocks) // HASH_LEN
+
+    def same_content(self, other: FileEntry) -> bool:
+        """True when both describe the same thing on disk (ignoring who made it)."""
+        return (
+            self.kind == other.kind
+            and self.deleted == other.deleted
+            and (self.deleted or (self.hash == other.hash and self.target == other.target))
+        )
+
+    def to_wire(self) -> list:
+        return [
+            self.path,
+            int(self.kind),
+            self.size,
+            self.mtime_ns,
+            self.mode,
+            self.hash,
+            self.blocks,
+            self.target,
+            self.version,
+            self.modified_by,
+            self.deleted,
+            self.seq,
+        ]
+
+    @classmethod
+    def from_wire(cls, item: list) -> FileEntry:
+        """Build from a peer's list; types are checked, the path is validated elsewhere."""
+        (path, kind, size, mtime_ns, mode, hsh, blocks, target, version, modified_by,
+         deleted, seq) = item
+        if not (
+            isinstance(path, str)
+            and isinstance(size, int) and size >= 0
+            and isinstance(mtime_ns, int)
+            and isinstance(mode, int)
+            and isinstance(hsh, bytes)
+            and isinstance(blocks, bytes) and len(blocks) % HASH_LEN == 0
+            and isinstance(target, str)
+            and isinstance(version, dict)
+            and all(isinstance(k, str) and isinstance(v, int) and v >= 0
+                    for k, v in version.items())
+            and isinstance(modified_by, str)
+            and isinstance(deleted, bool)
+            and isinstance(seq, int)
+        ):
+            raise ValueError("malformed file entry")
+        return cls(path, Kind(kind), size, mtime_ns, mode & 0o777, hsh, blocks, target,
+                   version, modified_by, deleted, seq)

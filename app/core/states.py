@@ -1,0 +1,82 @@
+"""Each file's sync state, derived from the local index alone (for `status` and the GUI)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from app.core.apply import is_conflict_copy
+from app.core.index import Index
+from app.core.model import FileEntry, Kind
+from app.core.planner import plan_path
+from app.core.versions import Order, compare
+
+SYNCED = "synced"
+LOCAL_CHANGE = "local_change"
+REMOTE_CHANGE = "remote_change"
+CONFLICT = "conflict"
+ERROR = "error"
+IGNORED = "ignored"
+
+_CONFLICT_PART = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z2-7]{7}")
+
+
+def conflict_original(rel: str) -> str:
+    """The path a conflict copy stands beside."""
+    return _CONFLICT_PART.sub("", rel, count=1)
+
+
+def _row(e: FileEntry, state: str, reason: str = "") -> dict:
+    row = {"path": e.path, "size": e.size, "hash": e.hash.hex(),
+           "mtime": e.mtime_ns / 1e9, "state": state}
+    if reason:
+        row["reason"] = reason
+    return row
+
+
+def file_states(index: Index, root: Path | None = None) -> list[dict]:
+    """One row per regular file and link: what `status --json` lists as `files`."""
+    local = {e.path: e for e in index.all_local()}
+    differing = set(index.differing_paths())
+    has_peers = bool(index.remote_devices())
+    copies = {conflict_original(p) for p, e in local.items()
+              if not e.deleted and is_conflict_copy(p)}
+    rows = []
+    for path, e in local.items():
+        if e.deleted or e.kind == Kind.DIR:
+            continue
+        rows.append(_local_row(index, e, path in differing, has_peers, copies))
+    for path in sorted(differing - local.keys()):
+        action = plan_path(None, index.remote_for_path(path))
+        if action is not None and not action.target.deleted and action.target.kind != Kind.DIR:
+            rows.append(_row(action.target, REMOTE_CHANGE))
+    for path in index.ignored():
+        rows.append(_ignored_row(root, path))
+    rows.sort(key=lambda r: r["path"])
+    return rows
+
+
+def _local_row(index: Index, e: FileEntry, differs: bool, has_peers: bool,
+               copies: set[str]) -> dict:
+    if e.error:
+        return _row(e, ERROR, e.error)
+    if is_conflict_copy(e.path) or e.path in copies:
+        return _row(e, CONFLICT)
+    remotes = index.remote_for_path(e.path) if (differs or has_peers) else {}
+    if differs and plan_path(e, remotes) is not None:
+        return _row(e, REMOTE_CHANGE)
+    if any(compare(r.version, e.version) == Order.EQUAL for r in remotes.values()):
+        return _row(e, SYNCED)
+    return _row(e, LOCAL_CHANGE)
+
+
+def _ignored_row(root: Path | None, path: str) -> dict:
+    size, mtime = 0, 0.0
+    if root is not None:
+        try:
+            st = os.lstat(root / path)
+            size, mtime = st.st_size, st.st_mtime
+        except OSError:
+            pass
+    return {"path": path, "size": size, "hash": "", "mtime": mtime, "state": IGNORED}

@@ -1,0 +1,527 @@
+"""A node: one device sharing one folder, on one asyncio event loop.
+
+It owns the index, scans the folder (in a worker thread, under the disk lock),
+accepts and makes TLS connections, exchanges index deltas, and runs the puller
+whenever what peers announced differs from what it has. The CLI's `run` and
+`sync` and the GUI's worker thread all drive this same class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.core import paths, scanner
+from app.core.ignore import Ignore
+from app.core.index import Index
+from app.core.model import FileEntry
+from app.core.planner import plan_path
+from app.engine.config import Config
+from app.engine.puller import Puller
+from app.errors import P2PError, RefusedError, UnreachableError
+from app.net import framing, identity
+from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
+from app.net.handshake import HandshakeError, handshake
+
+log = logging.getLogger(__name__)
+
+INDEX_BATCH = 1000
+CONNECT_TIMEOUT = 5.0
+FULL_RESCAN_EVERY = 60.0
+DEBOUNCE = 0.05
+
+Event = Callable[[str, dict], None]
+
+
+@dataclass
+class NodeOptions:
+    folder: Path
+    config: Config
+    secret: str
+    name: str
+    listen: tuple[str, int] | None = None
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    discovery: bool = False
+    discovery_port: int = 22101
+    watch: bool = False
+
+
+@dataclass
+class PeerState:
+    """What we know of one connected peer beyond its connection."""
+
+    conn: PeerConnection
+    sent_seq: int = 0
+    last_state: dict | None = None
+    sender: asyncio.Task | None = None
+    server: asyncio.Task | None = None
+    serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+class ConnectFailure(Exception):
+    """Why one address could not be reached; str() is the user-facing reason."""
+
+
+def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
+    where = f"{host}:{port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"{where}: connection refused (is p2psync running there? "
+                f"is TCP port {port} open in its firewall?)")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return (f"{where}: timed out (is the address right? is a firewall dropping "
+                f"TCP port {port}?)")
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: unknown host name ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return f"{where}: unreachable (no route to that host: check the address and the network)"
+    if isinstance(exc, ssl.SSLError):
+        return f"{where}: TLS failed ({exc.reason or exc}); is that a p2psync node?"
+    if isinstance(exc, HandshakeError):
+        return f"{where}: {exc}"
+    return f"{where}: {exc}"
+
+
+class Node:
+    def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
+        self.opts = opts
+        self.root = opts.folder.resolve()
+        self.on_event = on_event
+        self.config = opts.config
+        self.config.ensure_dir()
+        self.identity = identity.load_or_create(self.config.dir)
+        self.device_id = self.identity.device_id
+        self.fpaths = self.config.folder_paths(self.root)
+        self.fpaths.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.index = Index(self.fpaths.db_path, self.device_id)
+        self.ignore = Ignore(self.root)
+        self.disk_lock = asyncio.Lock()
+        self.peers: dict[str, PeerState] = {}
+        self.puller = Puller(self.root, self.index, self.disk_lock,
+                             lambda: {d: p.conn for d, p in self.peers.items()},
+                             self.request_rescan, self.emit)
+        self.listen_address: tuple[str, int] | None = None
+        self.failures: dict[str, str] = {}  # path -> why it could not be synced
+        self.temps: set[str] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._rescan_paths: set[str] | None = set()  # None = full rescan
+        self._rescan_wake = asyncio.Event()
+        self._pull_wake = asyncio.Event()
+        self._local_changed = asyncio.Event()
+        self.changed = asyncio.Event()  # anything a waiter might care about
+        self._pulling = False
+        self._last_round_waiting = 0
+        self._stopping = False
+        self._watcher = None
+
+    # --- events ----------------------------------------------------------------------
+    def emit(self, kind: str, data: dict) -> None:
+        self.changed.set()
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, data)
+            except Exception:  # a listener must never break the engine
+                log.exception("event listener failed")
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.scan_now()
+        if self.opts.listen is not None:
+            await self._start_server()
+        self._spawn(self._scan_loop())
+        self._spawn(self._pull_loop())
+        if self.opts.watch:
+            self._start_watcher()
+            self._spawn(self._periodic_rescan())
+
+    async def _start_server(self) -> None:
+        host, port = self.opts.listen
+        ctx = identity.server_context(self.identity)
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port, ssl=ctx,
+                                                      reuse_address=True)
+        except OSError as e:
+            raise P2PError(f"cannot listen on {host}:{port}: {e.strerror} "
+                           f"(is another p2psync using that port? pick one with --listen)") from e
+        sock = self._server.sockets[0].getsockname()
+        self.listen_address = (sock[0], sock[1])
+        log.info("listening on %s:%d", *self.listen_address)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._server is not None:
+            self._server.close()
+        for peer in list(self.peers.values()):
+            await peer.conn.leave()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        self.index.close()
+
+    # --- scanning --------------------------------------------------------------------
+    def request_rescan(self, rel: str | None = None) -> None:
+        if rel is None:
+            self._rescan_paths = None
+        elif self._rescan_paths is not None:
+            self._rescan_paths.add(rel)
+        self._rescan_wake.set()
+
+    async def scan_now(self, subpaths: set[str] | None = None) -> scanner.ScanResult:
+        async with self.disk_lock:
+            self.ignore.reload_if_changed()
+            result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
+                                             sorted(subpaths) if subpaths else None)
+        if subpaths is None:
+            self.index.set_ignored(result.ignored)
+            self.temps = set(result.temps)
+        if result.changed:
+            if any(e.path == ".p2psyncignore" for e in result.changed):
+                self.ignore.reload_if_changed()
+            log.info("scan: %d local change(s)", len(result.changed))
+            self._local_changed.set()
+            self._pull_wake.set()
+            self.emit("local_changes", {"paths": [e.path for e in result.changed]})
+        return result
+
+    async def _scan_loop(self) -> None:
+        while True:
+            await self._rescan_wake.wait()
+            await asyncio.sleep(DEBOUNCE)
+            self._rescan_wake.clear()
+            todo, self._rescan_paths = self._rescan_paths, set()
+            await self.scan_now(todo)
+
+    async def _periodic_rescan(self) -> None:
+        while True:
+            await asyncio.sleep(FULL_RESCAN_EVERY)
+            self.request_rescan(None)
+
+    def _start_watcher(self) -> None:
+        from app.engine.watcher import FolderWatcher
+
+        loop = asyncio.get_running_loop()
+        self._watcher = FolderWatcher(
+            self.root, lambda rel: loop.call_soon_threadsafe(self.request_rescan, rel))
+        self._watcher.start()
+
+    # --- connections -----------------------------------------------------------------
+    async def connect(self, host: str, port: int) -> PeerState:
+        """Reach one address and authenticate; raises ConnectFailure / RefusedError."""
+        ctx = identity.client_context(self.identity)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ctx, server_hostname=None
+                                        if _is_ip(host) else host,
+                                        limit=8 * 1024 * 1024),
+                CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+            raise ConnectFailure(describe_connect_error(host, port, e)) from e
+        try:
+            info = await handshake(reader, writer, self.identity, self.opts.secret,
+                                   self.opts.name, initiator=True, extra=self._hello_extra())
+        except HandshakeError as e:
+            writer.close()
+            if e.code == "auth":
+                raise RefusedError(f"{host}:{port}: {e}") from e
+            raise ConnectFailure(describe_connect_error(host, port, e)) from e
+        return await self._adopt_connection(reader, writer, info, True, f"{host}:{port}")
+
+    def _hello_extra(self) -> dict:
+        return {"listen": self.listen_address[1] if self.listen_address else 0}
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        address = f"{peername[0]}:{peername[1]}" if peername else "?"
+        try:
+            info = await handshake(reader, writer, self.identity, self.opts.secret,
+                                   self.opts.name, initiator=False, extra=self._hello_extra())
+        except HandshakeError as e:
+            log.warning("refused a connection from %s: %s", address, e)
+            writer.close()
+            return
+        except Exception as e:  # noqa: BLE001 - a stranger must never crash the node
+            log.warning("connection from %s failed: %s", address, e)
+            writer.close()
+            return
+        with contextlib.suppress(P2PError):
+            await self._adopt_connection(reader, writer, info, False, address)
+
+    async def _adopt_connection(self, reader, writer, info, outgoing: bool,
+                                address: str) -> PeerState:
+        if info.device_id == self.device_id:
+            writer.close()
+            raise ConnectFailure(f"{address}: that is this device itself")
+        if info.device_id in self.peers:
+            writer.close()
+            return self.peers[info.device_id]
+        conn = PeerConnection(reader, writer, info, outgoing=outgoing, address=address)
+        peer = PeerState(conn)
+        self.peers[info.device_id] = peer
+        their_id, have = self.index.remote_state(info.device_id)
+        conn.send_nowait({"t": "start", "index_id": their_id, "have": have})
+        peer.server = self._spawn(self._serve_requests(peer))
+        self._spawn(self._run_connection(peer))
+        log.info("connected to %s (%s) at %s", info.name, identity.short_id(info.device_id),
+                 address)
+        self.emit("peer_connected", self.peer_summary(peer))
+        return peer
+
+    async def _run_connection(self, peer: PeerState) -> None:
+        conn = peer.conn
+        try:
+            await conn.run(self._on_message)
+        finally:
+            for task in (peer.sender, peer.server):
+                if task is not None:
+                    task.cancel()
+            if self.peers.get(conn.device_id) is peer:
+                del self.peers[conn.device_id]
+            if not self._stopping:
+                log.info("disconnected from %s: %s", conn.info.name, conn.close_reason)
+            self.emit("peer_disconnected", {"device_id": conn.device_id,
+                                            "reason": conn.close_reason})
+            self._pull_wake.set()
+
+    def peer_summary(self, peer: PeerState) -> dict:
+        c = peer.conn
+        return {"device_id": c.device_id, "name": c.info.name, "address": c.address,
+                "role": "server" if c.outgoing else "client", "state": "connected"}
+
+    # --- messages --------------------------------------------------------------------
+    async def _on_message(self, conn: PeerConnection, msg: dict) -> None:
+        peer = self.peers.get(conn.device_id)
+        if peer is None:
+            raise ProtocolError("message on a dropped connection")
+        t = msg["t"]
+        if t == "start":
+            self._on_start(peer, msg)
+        elif t == "index":
+            self._on_index(peer, msg)
+        elif t == "state":
+            self._on_state(peer, msg)
+        elif t == "req":
+            items = msg.get("items")
+            if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
+                raise ProtocolError("malformed 'req'")
+            peer.serve_queue.put_nowait(items)
+
+    def _on_start(self, peer: PeerState, msg: dict) -> None:
+        index_id, have = msg.get("index_id"), msg.get("have")
+        if not isinstance(index_id, bytes) or not isinstance(have, int):
+            raise ProtocolError("malformed 'start'")
+        peer.sent_seq = have if index_id == self.index.index_id else 0
+        peer.sender = self._spawn(self._send_index(peer))
+
+    def _on_index(self, peer: PeerState, msg: dict) -> None:
+        index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
+        if not (isinstance(index_id, bytes) and isinstance(entries, list)
+                and isinstance(max_seq, int) and len(entries) <= INDEX_BATCH):
+            raise ProtocolError("malformed 'index'")
+        good: list[FileEntry] = []
+        for item in entries:
+            try:
+                entry = FileEntry.from_wire(item)
+            except (ValueError, TypeError) as e:
+                raise ProtocolError(f"malformed file entry: {e}") from e
+            try:
+                paths.validate(entry.path)
+            except paths.BadPath as e:
+                log.warning("%s announced a path we refuse (%r): %s", peer.conn.info.name,
+                            entry.path[:200], e)
+                continue
+            good.append(entry)
+        self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        self._pull_wake.set()
+        self.changed.set()
+
+    def _on_state(self, peer: PeerState, msg: dict) -> None:
+        if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):
+            raise ProtocolError("malformed 'state'")
+        peer.last_state = msg
+        self.changed.set()
+
+    async def _send_index(self, peer: PeerState) -> None:
+        conn = peer.conn
+        while not conn.closed.is_set():
+            batch = self.index.local_since(peer.sent_seq, INDEX_BATCH)
+            if not batch:
+                self._local_changed.clear()
+                self._send_state(peer)
+                await self._local_changed.wait()
+                continue
+            peer.sent_seq = batch[-1].seq
+            await conn.send({
+                "t": "index",
+                "index_id": self.index.index_id,
+                "entries": [e.to_wire() for e in batch if not e.error],
+                "max_seq": peer.sent_seq,
+            })
+
+    def _send_state(self, peer: PeerState) -> None:
+        device = peer.conn.device_id
+        peer.conn.send_nowait({
+            "t": "state",
+            "seq": self.index.max_seq(),
+            "seen": self.index.remote_state(device)[1],
+            "need": self.need_count(device),
+        })
+
+    async def _serve_requests(self, peer: PeerState) -> None:
+        """Answer block requests in order, in their own task, so reading never stalls."""
+        conn = peer.conn
+        while True:
+            items = await peer.serve_queue.get()
+            out: list[list] = []
+            size = 0
+            for item in items:
+                answer = self._read_block(item)
+                out.append([item[0] if isinstance(item, list) and item else 0, answer])
+                size += len(answer) if answer else 0
+                if size >= MAX_DATA_BYTES:
+                    await conn.send({"t": "data", "items": out})
+                    out, size = [], 0
+            if out:
+                await conn.send({"t": "data", "items": out})
+
+    def _read_block(self, item) -> bytes | None:
+        """One requested block, only from a file we share; None for anything else."""
+        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
+                and isinstance(item[1], str) and isinstance(item[2], int)
+                and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
+            return None
+        _, rel, offset, size, _h = item
+        entry = self.index.get(rel)
+        if entry is None or entry.deleted or entry.error or offset + size > entry.size:
+            return None
+        try:
+            full = paths.safe_join(self.root, rel)
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+        except (OSError, paths.BadPath):
+            return None
+        try:
+            return os.pread(fd, size, offset)
+        finally:
+            os.close(fd)
+
+    # --- pulling ---------------------------------------------------------------------
+    def plan(self, device: str | None = None) -> list:
+        actions = []
+        for rel in self.index.differing_paths(device):
+            if self.ignore.matches(rel):
+                continue
+            remotes = self.index.remote_for_path(rel)
+            if device is not None:
+                remotes = {device: remotes[device]} if device in remotes else {}
+            action = plan_path(self.index.get(rel), remotes)
+            if action is not None:
+                actions.append(action)
+        return actions
+
+    def need_count(self, device: str) -> int:
+        return len(self.plan(device))
+
+    async def _pull_loop(self) -> None:
+        while True:
+            await self._pull_wake.wait()
+            self._pull_wake.clear()
+            self._pulling = True
+            try:
+                await self._pull_once()
+            except Exception:
+                log.exception("pull round failed")
+                await asyncio.sleep(1)
+            finally:
+                self._pulling = False
+            for peer in list(self.peers.values()):
+                self._send_state(peer)
+            self.changed.set()
+
+    async def _pull_once(self) -> None:
+        actions = self.plan()
+        if not actions:
+            self.failures.clear()
+            await self._cleanup_temps()
+            return
+        started = time.monotonic()
+        result = await self.puller.run_round(actions)
+        self.failures = result.failed
+        self._last_round_waiting = result.waiting
+        if result.done:
+            log.info("pulled %d change(s) in %.2f s (%d bytes fetched, %d reused)",
+                     result.done, time.monotonic() - started, result.bytes_fetched,
+                     result.bytes_reused)
+            self._local_changed.set()
+            self._pull_wake.set()  # more may be possible now
+        elif result.failed:
+            self._spawn(self._retry_later())
+
+    async def _retry_later(self) -> None:
+        await asyncio.sleep(2)
+        self._pull_wake.set()
+
+    async def _cleanup_temps(self) -> None:
+        """Once nothing is needed, no temp file has a transfer left to resume."""
+        if not self.temps:
+            return
+        async with self.disk_lock:
+            for rel in self.temps:
+                with contextlib.suppress(OSError, paths.BadPath):
+                    os.unlink(paths.safe_join(self.root, rel))
+            self.temps.clear()
+
+    # --- agreement -------------------------------------------------------------------
+    async def wait_idle(self) -> None:
+        """Until no scan or pull is pending, and no temp file is left behind."""
+        while self._pulling or self._pull_wake.is_set() or self._rescan_wake.is_set():
+            await asyncio.sleep(0.02)
+        if not self.plan():
+            await self._cleanup_temps()
+
+    def in_sync_with(self, device: str) -> bool:
+        peer = self.peers.get(device)
+        if peer is None or peer.last_state is None or self._pulling:
+            return False
+        st = peer.last_state
+        their_seq = self.index.remote_state(device)[1]
+        return (st["seen"] >= self.index.max_seq() and st["need"] == 0
+                and st["seq"] <= their_seq and self.need_count(device) == 0)
+
+    def progress_text(self, device: str) -> str:
+        peer = self.peers.get(device)
+        mine = self.need_count(device)
+        theirs = peer.last_state["need"] if peer and peer.last_state else "?"
+        return f"{mine} change(s) to fetch here, {theirs} on the peer"
+
+    def node_info(self) -> dict:
+        role = "client" if any(p.conn.outgoing for p in self.peers.values()) else "server"
+        return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
+__all__ = ["Node", "NodeOptions", "ConnectFailure", "framing"]

@@ -1,0 +1,363 @@
+"""Carrying out the planner's actions: fetch, rename, delete, mkdir, link, adopt.
+
+A file is built in a temp file beside its final path from blocks found anywhere:
+the temp file of an interrupted transfer (resume), any local file that holds the
+block (so renames and copies move nothing), and only then the peers. Every block is
+checked against its hash; the finished file is chmod-ed, dated, and renamed into
+place, after the old content went to `.p2psync/versions/`. Disk-changing steps run
+under the node's disk lock, so a scan never sees half of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app.core import apply, hashing, paths
+from app.core.index import Index
+from app.core.model import BLOCK_SIZE, FileEntry, Kind
+from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
+from app.core.versions import bump
+
+log = logging.getLogger(__name__)
+
+FILE_CONCURRENCY = 64
+WINDOW_BLOCKS = 64  # blocks in flight per file (8 MiB)
+
+
+class NoSource(Exception):
+    """No connected peer could give a block we need."""
+
+
+@dataclass
+class RoundResult:
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    waiting: int = 0  # actions that need a peer that is not connected
+    bytes_fetched: int = 0
+    bytes_reused: int = 0
+
+
+class Puller:
+    def __init__(
+        self,
+        root: Path,
+        index: Index,
+        disk_lock: asyncio.Lock,
+        connections: Callable[[], dict],
+        request_rescan: Callable[[str], None],
+        emit: Callable[[str, dict], None],
+    ) -> None:
+        self.root = root
+        self.index = index
+        self.lock = disk_lock
+        self.connections = connections  # device_id -> PeerConnection (connected now)
+        self.request_rescan = request_rescan
+        self.emit = emit
+        self.in_progress: dict[str, tuple[int, int]] = {}  # path -> (bytes done, size)
+
+    # --- a round -------------------------------------------------------------------
+    async def run_round(self, actions: list[Action]) -> RoundResult:
+        result = RoundResult()
+        renames, rest = self._pair_renames(actions)
+        order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
+        early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
+                       key=lambda a: (order[a.op], a.path))
+        files = [a for a in rest if a.op in (FETCH, LINK, META)]
+        deletes = sorted((a for a in rest if a.op == DELETE),
+                         key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
+        for a in early:
+            await self._run_one(a, result)
+        for old, new in renames:
+            await self._run_rename(old, new, result)
+        sem = asyncio.Semaphore(FILE_CONCURRENCY)
+
+        async def limited(a: Action) -> None:
+            async with sem:
+                await self._run_one(a, result)
+
+        await asyncio.gather(*(limited(a) for a in files))
+        for a in deletes:
+            await self._run_one(a, result)
+        return result
+
+    async def _run_one(self, a: Action, result: RoundResult) -> None:
+        try:
+            if a.op == FETCH and not self._live_sources(a) and not self._all_local(a):
+                result.waiting += 1
+                return
+            await getattr(self, f"_do_{a.op}")(a, result)
+            result.done += 1
+        except apply.DiskChanged:
+            self.request_rescan(a.path)
+            result.failed[a.path] = "changed on disk meanwhile; rescanning"
+        except NoSource as e:
+            result.waiting += 1
+            log.debug("%s: %s", a.path, e)
+        except (OSError, paths.BadPath, ValueError) as e:
+            result.failed[a.path] = str(e)
+            log.warning("could not sync %s: %s", a.path, e)
+            self.emit("error", {"path": a.path, "reason": str(e)})
+        finally:
+            self.in_progress.pop(a.path, None)
+
+    # --- renames ---------------------------------------------------------------------
+    def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
+        """Pair a deletion with a new file of the same content: a move, not a transfer."""
+        deletes: dict[bytes, list[Action]] = {}
+        for a in actions:
+            if a.op == DELETE and not a.conflict_copy:
+                local = self.index.get(a.path)
+                if local and not local.deleted and local.kind == Kind.FILE and local.size:
+                    deletes.setdefault(local.hash, []).append(a)
+        pairs, used = [], set()
+        for a in actions:
+            if a.op == FETCH and not a.conflict_copy and a.target.size:
+                old = deletes.get(a.target.hash)
+                current = self.index.get(a.path)
+                if old and (current is None or current.deleted):
+                    d = old.pop()
+                    pairs.append((d, a))
+                    used.update((id(d), id(a)))
+        return pairs, [a for a in actions if id(a) not in used]
+
+    async def _run_rename(self, old: Action, new: Action, result: RoundResult) -> None:
+        async with self.lock:
+            local_old = self.index.get(old.path)
+            try:
+                if not apply.matches_disk(self.root, local_old, old.path) or \
+                        not apply.matches_disk(self.root, self.index.get(new.path), new.path):
+                    raise apply.DiskChanged
+                dest = paths.safe_join(self.root, new.path)
+                paths.safe_join(self.root, old.path)
+                apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
+                os.rename(self.root / old.path, dest)
+                apply.set_meta(dest, new.target.mode, new.target.mtime_ns)
+                moved = replace(new.target, inode=os.lstat(dest).st_ino, error="")
+                self.index.put_local([moved, replace(old.target, inode=0, error="")])
+                result.done += 2
+                self.emit("renamed", {"from": old.path, "to": new.path})
+            except apply.DiskChanged:
+                self.request_rescan(old.path)
+                self.request_rescan(new.path)
+                result.failed[new.path] = "changed on disk meanwhile; rescanning"
+            except (OSError, paths.BadPath) as e:
+                result.failed[new.path] = str(e)
+
+    # --- simple operations -----------------------------------------------------------
+    async def _do_adopt(self, a: Action, result: RoundResult) -> None:
+        async with self.lock:
+            local = self.index.get(a.path)
+            if not apply.matches_disk(self.root, local, a.path) and not (
+                    local is not None and not local.deleted):
+                raise apply.DiskChanged
+            self.index.put_local([replace(a.target, inode=0, error="")])
+
+    async def _do_mkdir(self, a: Action, result: RoundResult) -> None:
+        async with self.lock:
+            local = self.index.get(a.path)
+            full = paths.safe_join(self.root, a.path)
+            if a.conflict_copy:
+                self._keep_conflict_copy(local, a.path)
+            elif not os.path.isdir(full) and not apply.matches_disk(self.root, local, a.path):
+                raise apply.DiskChanged
+            if os.path.lexists(full) and not stat.S_ISDIR(os.lstat(full).st_mode):
+                self._archive_live(local, a.path)
+            apply.ensure_dirs(self.root, a.path)
+            os.chmod(full, a.target.mode & 0o777)
+            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+
+    async def _do_meta(self, a: Action, result: RoundResult) -> None:
+        async with self.lock:
+            local = self.index.get(a.path)
+            if not apply.matches_disk(self.root, local, a.path):
+                raise apply.DiskChanged
+            full = paths.safe_join(self.root, a.path)
+            apply.set_meta(full, a.target.mode, a.target.mtime_ns)
+            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+
+    async def _do_delete(self, a: Action, result: RoundResult) -> None:
+        async with self.lock:
+            local = self.index.get(a.path)
+            full = paths.safe_join(self.root, a.path)
+            if not apply.matches_disk(self.root, local, a.path):
+                raise apply.DiskChanged
+            if local.kind == Kind.DIR:
+                try:
+                    os.rmdir(full)
+                except OSError as e:
+                    raise OSError(f"directory not empty, kept: {e.strerror}") from e
+            else:
+                apply.archive(self.root, a.path)
+            self.index.put_local([replace(a.target, inode=0, error="")])
+            self.emit("deleted", {"path": a.path})
+
+    async def _do_link(self, a: Action, result: RoundResult) -> None:
+        if paths.link_escapes(a.path, a.target.target):
+            raise paths.BadPath("link leads outside the folder")
+        async with self.lock:
+            local = self.index.get(a.path)
+            full = paths.safe_join(self.root, a.path)
+            apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
+            tmp_rel = paths.temp_name_for(a.path, a.target.hash)
+            tmp = self.root / tmp_rel
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            os.symlink(a.target.target, tmp)
+            self._make_room(local, a)
+            os.rename(tmp, full)
+            with contextlib.suppress(OSError, NotImplementedError):
+                os.utime(full, ns=(a.target.mtime_ns, a.target.mtime_ns), follow_symlinks=False)
+            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+
+    # --- fetching a file -------------------------------------------------------------
+    async def _do_fetch(self, a: Action, result: RoundResult) -> None:
+        target = a.target
+        full = paths.safe_join(self.root, a.path)
+        async with self.lock:
+            apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
+        tmp_rel = paths.temp_name_for(a.path, target.hash)
+        tmp = paths.safe_join(self.root, tmp_rel)
+        existed = os.path.exists(tmp)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != target.size:
+                os.ftruncate(fd, target.size)
+            await self._fill(fd, a, existed, result)
+        finally:
+            os.close(fd)
+        if hashing.file_hash_from_blocks(target.blocks) != target.hash:
+            os.unlink(tmp)
+            raise ValueError("the peer's block list does not match its file hash")
+        async with self.lock:
+            local = self.index.get(a.path)
+            self._make_room(local, a)
+            apply.set_meta(tmp, target.mode, target.mtime_ns)
+            os.rename(tmp, full)
+            self.index.put_local([replace(target, inode=os.lstat(full).st_ino, error="")])
+        self.emit("fetched", {"path": a.path, "size": target.size})
+
+    def _make_room(self, local: FileEntry | None, a: Action) -> None:
+        """Clear the final path: conflict copy or archived old version; never a loss."""
+        if a.conflict_copy:
+            self._keep_conflict_copy(local, a.path)
+        elif not apply.matches_disk(self.root, local, a.path):
+            raise apply.DiskChanged
+        elif local is not None and not local.deleted:
+            self._archive_live(local, a.path)
+
+    def _archive_live(self, local: FileEntry | None, rel: str) -> None:
+        if local is not None and local.kind == Kind.DIR:
+            os.rmdir(self.root / rel)  # fails (and keeps everything) unless empty
+        elif os.path.lexists(self.root / rel):
+            apply.archive(self.root, rel)
+
+    def _keep_conflict_copy(self, local: FileEntry | None, rel: str) -> None:
+        if local is None or local.deleted or not apply.matches_disk(self.root, local, rel):
+            raise apply.DiskChanged
+        copy_rel = apply.conflict_name(rel, local.mtime_ns, local.modified_by or
+                                       self.index.device_id)
+        copy_full = paths.safe_join(self.root, copy_rel)
+        if os.path.lexists(copy_full):
+            apply.archive(self.root, rel)  # that very version is kept already
+        else:
+            os.rename(self.root / rel, copy_full)
+            copy = replace(local, path=copy_rel, version=bump({}, self.index.device_id),
+                           modified_by=self.index.device_id,
+                           inode=os.lstat(copy_full).st_ino, error="")
+            self.index.put_local([copy])
+        self.emit("conflict", {"path": rel, "copy": copy_rel})
+
+    def _live_sources(self, a: Action) -> list:
+        conns = self.connections()
+        return [conns[d] for d in a.sources if d in conns]
+
+    def _all_local(self, a: Action) -> bool:
+        local = self.index.get(a.path)
+        have = set(local.block_hashes()) if local and not local.deleted else set()
+        return all(h in have or self.index.find_block(h) for h in a.target.block_hashes())
+
+    async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> None:
+        """Write every block of the target into fd, cheapest source first."""
+        target = a.target
+        hashes = target.block_hashes()
+        local = self.index.get(a.path)
+        old_blocks = local.block_hashes() if local and not local.deleted and \
+            local.kind == Kind.FILE else []
+        missing: list[int] = []
+        done_bytes = 0
+        for i, h in enumerate(hashes):
+            size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
+            if resume and _block_ok(fd, i, size, h):
+                done_bytes += size
+                continue
+            if self._copy_local(fd, i, size, h, a.path, old_blocks):
+                result.bytes_reused += size
+                done_bytes += size
+                continue
+            missing.append(i)
+        self.in_progress[a.path] = (done_bytes, target.size)
+        if missing:
+            await self._fetch_blocks(fd, a, missing, done_bytes, result)
+
+    def _copy_local(self, fd: int, i: int, size: int, h: bytes, rel: str,
+                    old_blocks: list[bytes]) -> bool:
+        if i < len(old_blocks) and old_blocks[i] == h:
+            where: tuple[str, int] | None = (rel, i)
+        else:
+            where = self.index.find_block(h)
+        if where is None:
+            return False
+        src_rel, idx = where
+        try:
+            with open(paths.safe_join(self.root, src_rel), "rb") as src:
+                data = os.pread(src.fileno(), size, idx * BLOCK_SIZE)
+        except (OSError, paths.BadPath):
+            return False
+        if len(data) != size or hashing.block_hash(data) != h:
+            return False
+        os.pwrite(fd, data, i * BLOCK_SIZE)
+        return True
+
+    async def _fetch_blocks(self, fd: int, a: Action, missing: list[int], done_bytes: int,
+                            result: RoundResult) -> None:
+        target = a.target
+        hashes = target.block_hashes()
+        queue = list(reversed(missing))
+        inflight: dict[asyncio.Future, tuple[int, object]] = {}
+        tried: dict[int, set[str]] = {}
+        while queue or inflight:
+            sources = self._live_sources(a)
+            while queue and len(inflight) < WINDOW_BLOCKS:
+                i = queue.pop()
+                options = [c for c in sources if c.device_id not in tried.get(i, set())]
+                if not options:
+                    raise NoSource(f"no connected peer has block {i} of {a.path}")
+                conn = options[i % len(options)]
+                size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
+                fut = conn.request_block(a.path, i * BLOCK_SIZE, size, hashes[i])
+                inflight[fut] = (i, conn)
+            finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for fut in finished:
+                i, conn = inflight.pop(fut)
+                data = fut.result()
+                size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
+                if data is None or len(data) != size or hashing.block_hash(data) != hashes[i]:
+                    tried.setdefault(i, set()).add(conn.device_id)
+                    queue.append(i)
+                    continue
+                os.pwrite(fd, data, i * BLOCK_SIZE)
+                done_bytes += size
+                result.bytes_fetched += size
+                self.in_progress[a.path] = (done_bytes, target.size)
+
+
+def _block_ok(fd: int, i: int, size: int, h: bytes) -> bool:
+    data = os.pread(fd, size, i * BLOCK_SIZE)
+    return len(data) == size and hashing.block_hash(data) == h
