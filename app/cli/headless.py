@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import signal
-import time
 
 from app.cli.main import checked_folder
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.node import ConnectFailure, Node, NodeOptions
-from app.errors import P2PError, RefusedError, UnreachableError, UsageError
+from app.engine.oneshot import sync_once
+from app.errors import RefusedError, UsageError
 
 log = logging.getLogger("p2psync")
 
@@ -48,10 +47,8 @@ def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
     folder = checked_folder(args.folder)
     config = Config(args.config_dir)
     secret = resolve_secret(config, folder, args.secret, create=command != "sync")
-    if command == "sync":
-        listen = args.listen  # a one-shot sync only accepts peers when asked to
-    else:
-        listen = args.listen or DEFAULT_LISTEN
+    # a one-shot sync only accepts peers when asked to
+    listen = args.listen if command == "sync" else (args.listen or DEFAULT_LISTEN)
     return NodeOptions(
         folder=folder, config=config, secret=secret,
         name=args.name or config.device_name(), listen=listen, peers=list(args.peer),
@@ -117,52 +114,7 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
     node = Node(opts)
     try:
         await node.start()
-        connected = await _connect_all(node, opts.peers)
-        await _wait_until_agreed(node, connected, args.timeout)
+        await sync_once(node, opts.peers, args.timeout)
     finally:
         await node.stop()
     return 0
-
-
-async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str]:
-    results = await asyncio.gather(*(node.connect(h, p) for h, p in addresses),
-                                   return_exceptions=True)
-    connected, unreachable, refused = [], [], []
-    for r in results:
-        if isinstance(r, RefusedError):
-            refused.append(str(r))
-        elif isinstance(r, ConnectFailure):
-            unreachable.append(str(r))
-        elif isinstance(r, BaseException):
-            unreachable.append(str(r) or type(r).__name__)
-        else:
-            connected.append(r.conn.device_id)
-    for reason in unreachable + refused:
-        log.warning("%s", reason)
-    if connected:
-        return connected
-    if refused:
-        raise RefusedError("refused: " + "; ".join(refused))
-    raise UnreachableError("could not reach any peer: " + "; ".join(unreachable))
-
-
-async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        live = [d for d in devices if d in node.peers]
-        if not live:
-            raise P2PError("lost the connection to the peer before the folders agreed")
-        if all(node.in_sync_with(d) for d in live):
-            await node.wait_idle()
-            if all(node.in_sync_with(d) for d in live):
-                log.info("in sync with %s", ", ".join(node.peers[d].conn.info.name
-                                                      for d in live))
-                return
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            left = "; ".join(f"{node.peers[d].conn.info.name}: {node.progress_text(d)}"
-                             for d in live)
-            raise P2PError(f"sync timed out after {timeout:g} s: {left}")
-        node.changed.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(node.changed.wait(), min(0.2, remaining))

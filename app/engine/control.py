@@ -35,7 +35,7 @@ class ControlServer:
             await asyncio.wait_for(reader.readline(), 2)
             writer.write(json.dumps(self.info()).encode() + b"\n")
             await writer.drain()
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         finally:
             writer.close()

@@ -27,7 +27,7 @@ from app.core.model import FileEntry
 from app.core.planner import plan_path
 from app.engine.config import Config
 from app.engine.puller import Puller
-from app.errors import P2PError, RefusedError, UnreachableError
+from app.errors import P2PError, RefusedError
 from app.net import framing, identity
 from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, handshake
@@ -233,7 +233,7 @@ class Node:
                                         if _is_ip(host) else host,
                                         limit=8 * 1024 * 1024),
                 CONNECT_TIMEOUT)
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as e:
+        except (TimeoutError, OSError, ssl.SSLError) as e:
             raise ConnectFailure(describe_connect_error(host, port, e)) from e
         try:
             info = await handshake(reader, writer, self.identity, self.opts.secret,

@@ -1,0 +1,70 @@
+"""Sync now: reach the given peers, then wait until both sides hold the same state.
+
+Used by `p2psync sync` and by the GUI's "Sync now" button: connection failures
+become the contract's errors (unreachable: exit 3 with each address and why;
+refused: exit 4), and "done" means every connected peer said it has our whole
+index and needs nothing more from us, and we need nothing from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.engine.node import ConnectFailure, Node
+from app.errors import P2PError, RefusedError, UnreachableError
+
+log = logging.getLogger(__name__)
+
+
+async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float) -> list[str]:
+    """Returns the device IDs the folder is now in sync with."""
+    devices = await _connect_all(node, addresses)
+    await _wait_until_agreed(node, devices, timeout)
+    return devices
+
+
+async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str]:
+    results = await asyncio.gather(*(node.connect(h, p) for h, p in addresses),
+                                   return_exceptions=True)
+    connected, unreachable, refused = [], [], []
+    for r in results:
+        if isinstance(r, RefusedError):
+            refused.append(str(r))
+        elif isinstance(r, ConnectFailure):
+            unreachable.append(str(r))
+        elif isinstance(r, BaseException):
+            unreachable.append(str(r) or type(r).__name__)
+        else:
+            connected.append(r.conn.device_id)
+    for reason in unreachable + refused:
+        log.warning("%s", reason)
+    if connected:
+        return connected
+    if refused:
+        raise RefusedError("refused: " + "; ".join(refused))
+    raise UnreachableError("could not reach any peer: " + "; ".join(unreachable))
+
+
+async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        live = [d for d in devices if d in node.peers]
+        if not live:
+            raise P2PError("lost the connection to the peer before the folders agreed")
+        if all(node.in_sync_with(d) for d in live):
+            await node.wait_idle()
+            if all(node.in_sync_with(d) for d in live):
+                log.info("in sync with %s", ", ".join(node.peers[d].conn.info.name
+                                                      for d in live))
+                return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            left = "; ".join(f"{node.peers[d].conn.info.name}: {node.progress_text(d)}"
+                             for d in live)
+            raise P2PError(f"sync timed out after {timeout:g} s: {left}")
+        node.changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(node.changed.wait(), min(0.2, remaining))

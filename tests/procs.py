@@ -1,0 +1,127 @@
+"""Real p2psync processes for integration tests: `run` nodes and one-shot `sync`s.
+
+Every node gets its own folder and config dir (so several devices share one machine),
+listens on 127.0.0.1 with a free port, and is always stopped by the fixture that made it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "test-share-key"
+
+
+def p2psync_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app", *args]
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
+    e.pop("P2PSYNC_SECRET", None)
+    return e
+
+
+@dataclass
+class RunNode:
+    folder: Path
+    config: Path
+    proc: subprocess.Popen
+    port: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                m = rx.search(line)
+                if m:
+                    return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
+              port: int = 0) -> RunNode:
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        p2psync_cmd("run", "--folder", str(folder), "--config-dir", str(config),
+                    "--listen", f"127.0.0.1:{port}", "--no-discovery", "--secret", secret,
+                    *extra),
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env())
+    node = RunNode(folder, config, proc)
+    threading.Thread(target=_pump, args=(proc, node.lines), daemon=True).start()
+    m = node.wait_for_log(r"listening on [\d.]+:(\d+)")
+    node.port = int(m.group(1))
+    return node
+
+
+def _pump(proc: subprocess.Popen, lines: list[str]) -> None:
+    for line in proc.stderr:
+        lines.append(line.rstrip("\n"))
+
+
+def sync(folder: Path, config: Path, *peers: str, secret: str = SECRET,
+         timeout: float = 60, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    args = ["sync", "--folder", str(folder), "--config-dir", str(config), "--no-discovery",
+            "--secret", secret, "--timeout", str(timeout), *extra]
+    for p in peers:
+        args += ["--peer", p]
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(p2psync_cmd(*args), capture_output=True, text=True, env=env(),
+                          timeout=timeout + 30)
+
+
+def tree(folder: Path) -> dict[str, bytes | str]:
+    """Relative path -> content (files), "<dir>" (dirs), "-> target" (links); no .p2psync."""
+    out: dict[str, bytes | str] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        rel_dir = os.path.relpath(dirpath, folder)
+        if rel_dir == ".":
+            dirnames[:] = [d for d in dirnames if d != ".p2psync"]
+        for d in dirnames:
+            rel = os.path.normpath(os.path.join(rel_dir, d))
+            p = os.path.join(dirpath, d)
+            out[rel] = f"-> {os.readlink(p)}" if os.path.islink(p) else "<dir>"
+        for f in filenames:
+            rel = os.path.normpath(os.path.join(rel_dir, f))
+            p = os.path.join(dirpath, f)
+            out[rel] = f"-> {os.readlink(p)}" if os.path.islink(p) else Path(p).read_bytes()
+    return out
+
+
+def wait_until(cond, timeout: float = 15.0, interval: float = 0.05, msg: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError(msg or "condition not met in time")
