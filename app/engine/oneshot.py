@@ -23,6 +23,10 @@ async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float
     """Returns the device IDs the folder is now in sync with."""
     devices = await _connect_all(node, addresses)
     await _wait_until_agreed(node, devices, timeout)
+    for d in devices:
+        conn = node.peers[d].conn
+        log.info("traffic with %s: %d block bytes received, %d bytes sent",
+                 conn.info.name, conn.bytes_in, conn.bytes_out)
     return devices
 
 
