@@ -28,6 +28,7 @@ def env() -> dict:
     e = dict(os.environ)
     e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
     e.pop("P2PSYNC_SECRET", None)
+    e.setdefault("P2PSYNC_DISCOVERY_TARGETS", "127.255.255.255")  # never the real LAN
     return e
 
 

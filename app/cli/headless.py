@@ -15,14 +15,13 @@ import signal
 from app.cli.main import checked_folder
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
-from app.engine.node import ConnectFailure, Node, NodeOptions
-from app.engine.oneshot import sync_once
-from app.errors import RefusedError, UsageError
+from app.engine.node import Node, NodeOptions
+from app.engine.oneshot import discover_server, sync_once
+from app.errors import UsageError
 
 log = logging.getLogger("p2psync")
 
 DEFAULT_LISTEN = ("0.0.0.0", 22100)
-RETRY_MAX = 30.0
 
 
 def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -> str:
@@ -53,7 +52,7 @@ def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
         folder=folder, config=config, secret=secret,
         name=args.name or config.device_name(), listen=listen, peers=list(args.peer),
         discovery=not args.no_discovery, discovery_port=args.discovery_port,
-        watch=command == "run",
+        watch=command == "run", elect=command == "run",
     )
 
 
@@ -79,42 +78,23 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
         await node.start()
         log.info("sharing %s as %s (device %s)", opts.folder, opts.name, node.device_id)
         log.info("share key: %s", opts.secret)
-        dialers = [asyncio.create_task(_keep_connected(node, h, p)) for h, p in opts.peers]
         await stop.wait()
         log.info("stopping")
-        for d in dialers:
-            d.cancel()
     finally:
         await control.stop()
         await node.stop()
     return 0
 
 
-async def _keep_connected(node: Node, host: str, port: int) -> None:
-    """Dial a --peer address until it answers; dial again whenever it drops."""
-    delay, last_reason = 1.0, ""
-    while True:
-        try:
-            peer = await node.connect(host, port)
-            delay, last_reason = 1.0, ""
-            await peer.conn.closed.wait()
-        except (ConnectFailure, RefusedError) as e:
-            if str(e) != last_reason:
-                log.warning("cannot reach peer %s (retrying)", e)
-                last_reason = str(e)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RETRY_MAX)
-
-
 # --- sync ----------------------------------------------------------------------------
 async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
-    if not opts.peers:
-        raise UsageError("sync needs a peer: pass --peer HOST:PORT "
-                         "(LAN discovery is not available in this version)")
+    if not opts.peers and not opts.discovery:
+        raise UsageError("sync needs a peer: pass --peer HOST:PORT, or leave LAN discovery on")
     node = Node(opts)
     try:
         await node.start()
-        await sync_once(node, opts.peers, args.timeout)
+        peers = opts.peers or await discover_server(node, opts.discovery_port)
+        await sync_once(node, peers, args.timeout)
     finally:
         await node.stop()
     return 0

@@ -53,6 +53,7 @@ class NodeOptions:
     discovery: bool = False
     discovery_port: int = 22101
     watch: bool = False
+    elect: bool = False  # take part in the role election (run, gui); sync joins as a client
 
 
 @dataclass
@@ -122,6 +123,7 @@ class Node:
         self._last_round_waiting = 0
         self._stopping = False
         self._watcher = None
+        self.roles = None
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -148,6 +150,12 @@ class Node:
         if self.opts.watch:
             self._start_watcher()
             self._spawn(self._periodic_rescan())
+        if self.opts.elect:
+            from app.engine.roles import Roles
+
+            self.roles = Roles(self, discovery=self.opts.discovery,
+                               discovery_port=self.opts.discovery_port, seeds=self.opts.peers)
+            await self.roles.start()
 
     async def _start_server(self) -> None:
         host, port = self.opts.listen
@@ -164,6 +172,8 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.roles is not None:
+            await self.roles.stop()
         if self._watcher is not None:
             self._watcher.stop()
         if self._server is not None:
@@ -246,7 +256,11 @@ class Node:
         return await self._adopt_connection(reader, writer, info, True, f"{host}:{port}")
 
     def _hello_extra(self) -> dict:
-        return {"listen": self.listen_address[1] if self.listen_address else 0}
+        if self.roles is None:
+            return {"role": "oneshot", "port": 0}
+        extra = self.roles.announcement()
+        del extra["device"], extra["name"]  # the hello carries those already
+        return extra
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
@@ -262,7 +276,7 @@ class Node:
             log.warning("connection from %s failed: %s", address, e)
             writer.close()
             return
-        with contextlib.suppress(P2PError):
+        with contextlib.suppress(P2PError, ConnectFailure):
             await self._adopt_connection(reader, writer, info, False, address)
 
     async def _adopt_connection(self, reader, writer, info, outgoing: bool,
@@ -270,12 +284,21 @@ class Node:
         if info.device_id == self.device_id:
             writer.close()
             raise ConnectFailure(f"{address}: that is this device itself")
-        if info.device_id in self.peers:
-            writer.close()
-            return self.peers[info.device_id]
+        existing = self.peers.get(info.device_id)
+        if existing is not None:
+            # Both dialled each other: keep the link the lower device ID made, on both ends.
+            dialer_of_new = self.device_id if outgoing else info.device_id
+            dialer_of_old = self.device_id if existing.conn.outgoing else info.device_id
+            if dialer_of_old <= dialer_of_new:
+                writer.close()
+                return existing
+            await existing.conn.close("replaced by a second connection")
         conn = PeerConnection(reader, writer, info, outgoing=outgoing, address=address)
         peer = PeerState(conn)
         self.peers[info.device_id] = peer
+        if self.roles is not None:
+            self.roles.link_up(info.device_id, {**info.extra, "name": info.name},
+                               address.rpartition(":")[0])
         their_id, have = self.index.remote_state(info.device_id)
         conn.send_nowait({"t": "start", "index_id": their_id, "have": have})
         peer.server = self._spawn(self._serve_requests(peer))
@@ -295,6 +318,8 @@ class Node:
                     task.cancel()
             if self.peers.get(conn.device_id) is peer:
                 del self.peers[conn.device_id]
+                if self.roles is not None:
+                    self.roles.link_down(conn.device_id)
             if not self._stopping:
                 log.info("disconnected from %s: %s", conn.info.name, conn.close_reason)
             self.emit("peer_disconnected", {"device_id": conn.device_id,
@@ -303,8 +328,15 @@ class Node:
 
     def peer_summary(self, peer: PeerState) -> dict:
         c = peer.conn
+        if self.roles is not None:
+            heard = self.roles.election.heard.get(c.device_id)
+            role = heard.role if heard else c.info.extra.get("role", "")
+        else:
+            role = c.info.extra.get("role", "server")
+        if role == "oneshot":
+            role = "client"
         return {"device_id": c.device_id, "name": c.info.name, "address": c.address,
-                "role": "server" if c.outgoing else "client", "state": "connected"}
+                "role": role, "state": "connected"}
 
     # --- messages --------------------------------------------------------------------
     async def _on_message(self, conn: PeerConnection, msg: dict) -> None:
@@ -323,6 +355,9 @@ class Node:
             if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
                 raise ProtocolError("malformed 'req'")
             peer.serve_queue.put_nowait(items)
+        elif t == "role" and self.roles is not None:
+            self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
+                            conn.address.rpartition(":")[0])
 
     def _on_start(self, peer: PeerState, msg: dict) -> None:
         index_id, have = msg.get("index_id"), msg.get("have")
@@ -511,8 +546,12 @@ class Node:
         theirs = peer.last_state["need"] if peer and peer.last_state else "?"
         return f"{mine} change(s) to fetch here, {theirs} on the peer"
 
+    def busy(self) -> bool:
+        """Work in flight that a role change must not cut in half."""
+        return self._pulling or bool(self.puller.in_progress)
+
     def node_info(self) -> dict:
-        role = "client" if any(p.conn.outgoing for p in self.peers.values()) else "server"
+        role = self.roles.role if self.roles is not None else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
 
 

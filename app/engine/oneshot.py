@@ -30,6 +30,41 @@ async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float
     return devices
 
 
+async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tuple[str, int]]:
+    """Listen to LAN announcements of this share; the server's address (or anyone's)."""
+    from app.net.discovery import Discovery
+
+    heard: dict[str, tuple[str, tuple[str, int]]] = {}
+    found = asyncio.Event()
+
+    def on_heard(msg: dict, ip: str) -> None:
+        if msg["port"] and msg["device"] != node.device_id:
+            heard[msg["device"]] = (msg["role"], (ip, msg["port"]))
+            if msg["role"] == "server":
+                found.set()
+
+    disc = Discovery(port, node.opts.secret, on_heard)
+    try:
+        await disc.start()
+    except OSError as e:
+        raise UnreachableError(f"{e.strerror}; pass --peer HOST:PORT instead") from e
+    try:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(found.wait(), wait)
+    finally:
+        disc.stop()
+    servers = [addr for role, addr in heard.values() if role == "server"]
+    if servers:
+        return servers[:1]
+    if heard:
+        return [addr for _, addr in heard.values()]
+    where = ", ".join(f"{n} ({a})" for n, a in disc.targets) or "no interface"
+    raise UnreachableError(
+        f"no device of this share answered LAN discovery on UDP port {port} via {where} "
+        f"within {wait:g} s (is p2psync running there with the same key? is UDP port "
+        f"{port} open in the firewall?); or pass --peer HOST:PORT")
+
+
 async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str]:
     results = await asyncio.gather(*(node.connect(h, p) for h, p in addresses),
                                    return_exceptions=True)

@@ -142,7 +142,7 @@ class PeerConnection:
         elif t == "data":
             self._on_data(msg)
             return
-        elif t not in ("index", "state", "req"):
+        elif t not in ("index", "state", "req", "role"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
 

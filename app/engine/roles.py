@@ -1,0 +1,199 @@
+"""Who is server: runs the election for a node and keeps its connections to match.
+
+Hears other devices of the share through LAN discovery (UDP) and through every TCP
+connection (the hello and later `role` messages carry the same facts), feeds them
+to the pure `Election`, and acts on its answer:
+
+* a client keeps exactly one connection: to its server (dialled at the address the
+  server announced); other links are closed once their role is known;
+* a server keeps the links its clients make, and also dials the `--peer` seeds now
+  and then, so two groups that cannot hear each other's broadcasts still merge;
+* while electing, seeds are dialled to learn their roles.
+
+A server that must step down (another, lower-ID server appeared) waits until its
+puller is idle, so a role never changes in the middle of a transfer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from app.errors import RefusedError
+from app.net.discovery import Discovery
+from app.net.election import ANNOUNCE_INTERVAL, CLIENT, ELECTING, SERVER, Election, Heard
+
+if TYPE_CHECKING:
+    from app.engine.node import Node
+
+log = logging.getLogger(__name__)
+
+TICK = 0.1
+SEED_REDIAL = 5.0
+STEP_DOWN_PATIENCE = 15.0  # longest a server waits for work in flight before stepping down
+ONESHOT = "oneshot"  # role of a `sync` that joins for one exchange, outside the election
+
+
+class Roles:
+    def __init__(self, node: Node, *, discovery: bool, discovery_port: int,
+                 seeds: list[tuple[str, int]]) -> None:
+        self.node = node
+        self.election = Election(node.device_id, time.monotonic())
+        self.discovery = (Discovery(discovery_port, node.opts.secret, self._heard_udp)
+                          if discovery else None)
+        self.seeds = list(seeds)
+        self._dialing: set[tuple[str, int]] = set()
+        self._dial_errors: dict[tuple[str, int], str] = {}
+        self._seed_dialed: dict[tuple[str, int], float] = {}
+        self._step_down_since: float | None = None
+        self._task: asyncio.Task | None = None
+        self._last_role = (ELECTING, "")
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.discovery is not None:
+            try:
+                await self.discovery.start()
+            except OSError as e:
+                log.warning("%s; LAN discovery is off (use --peer)", e.strerror or e)
+                self.discovery = None
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        if self.discovery is not None:
+            self.discovery.stop()
+
+    @property
+    def role(self) -> str:
+        return self.election.role
+
+    def announcement(self) -> dict:
+        e = self.election
+        addr = e.server_address() if e.role == CLIENT else None
+        return {"device": self.node.device_id, "name": self.node.opts.name,
+                "port": self.node.listen_address[1] if self.node.listen_address else 0,
+                "role": e.role, "server": e.server if e.role == CLIENT else "",
+                "server_addr": list(addr) if addr else []}
+
+    # --- what we hear ----------------------------------------------------------------
+    def _heard_udp(self, msg: dict, ip: str) -> None:
+        self.hear(msg, ip)
+
+    def hear(self, msg: dict, ip: str) -> None:
+        """One announcement, from UDP, a hello or a `role` message."""
+        device, role = msg.get("device"), msg.get("role")
+        if (not isinstance(device, str) or device == self.node.device_id
+                or role not in (ELECTING, SERVER, CLIENT)):
+            return
+        port = msg.get("port") if isinstance(msg.get("port"), int) else 0
+        server = msg.get("server") if isinstance(msg.get("server"), str) else ""
+        name = msg.get("name") if isinstance(msg.get("name"), str) else ""
+        self.election.hear(Heard(device, role, server, (ip, port) if port else None, name,
+                                 time.monotonic()))
+        addr = msg.get("server_addr")
+        if (role == CLIENT and server and server != self.node.device_id
+                and server not in self.election.heard
+                and isinstance(addr, list) and len(addr) == 2):
+            self._dial_soon((str(addr[0]), int(addr[1])))  # learn that server first-hand
+
+    def link_up(self, device: str, info_extra: dict, ip: str) -> None:
+        self.election.link_up(device)
+        self.hear({**info_extra, "device": device}, ip)
+
+    def link_down(self, device: str) -> None:
+        self.election.link_down(device, time.monotonic())
+
+    # --- the loop --------------------------------------------------------------------
+    async def _loop(self) -> None:
+        next_announce = 0.0
+        while True:
+            now = time.monotonic()
+            self._decide(now)
+            self._act(now)
+            if now >= next_announce:
+                self._announce()
+                next_announce = now + ANNOUNCE_INTERVAL
+            await asyncio.sleep(TICK)
+
+    def _decide(self, now: float) -> None:
+        e = self.election
+        before = (e.role, e.server)
+        if e.role == SERVER and self.node.busy():
+            lower = [d for d, h in e.alive(now).items() if h.role == SERVER and d < e.me]
+            if lower:
+                self._step_down_since = self._step_down_since or now
+                if now - self._step_down_since < STEP_DOWN_PATIENCE:
+                    return  # finish the work in flight first
+        self._step_down_since = None
+        role, server = e.decide(now)
+        if (role, server) != before:
+            who = e.heard.get(server)
+            log.info("role: %s%s", role,
+                     f" of {who.name or server[:7]} ({server[:7]})" if server else "")
+            self.node.emit("role", {"role": role, "server": server})
+            self._announce()
+
+    def _announce(self) -> None:
+        msg = self.announcement()
+        if self.discovery is not None:
+            self.discovery.announce(msg)
+        if (msg["role"], msg["server"]) != self._last_role:
+            self._last_role = (msg["role"], msg["server"])
+            for peer in list(self.node.peers.values()):
+                peer.conn.send_nowait({"t": "role", **msg})
+
+    def _act(self, now: float) -> None:
+        e = self.election
+        peers = self.node.peers
+        if e.role == CLIENT:
+            if e.server not in peers:
+                addr = e.server_address()
+                if addr:
+                    self._dial_soon(addr)
+            for device, peer in list(peers.items()):
+                if device != e.server and self._role_of(peer) in (SERVER, CLIENT):
+                    asyncio.create_task(peer.conn.close("not our server"))
+        else:
+            for seed in self.seeds:
+                last = self._seed_dialed.get(seed, 0.0)
+                due = e.role == ELECTING or now - last >= SEED_REDIAL
+                if due and not self._connected_to(seed):
+                    self._seed_dialed[seed] = now
+                    self._dial_soon(seed)
+
+    def _role_of(self, peer) -> str:
+        extra = peer.conn.info.extra
+        if extra.get("role") == ONESHOT:
+            return ONESHOT
+        h = self.election.heard.get(peer.conn.device_id)
+        return h.role if h else ""
+
+    def _connected_to(self, addr: tuple[str, int]) -> bool:
+        return any(p.conn.address == f"{addr[0]}:{addr[1]}" for p in self.node.peers.values())
+
+    def _dial_soon(self, addr: tuple[str, int]) -> None:
+        if addr in self._dialing or self._connected_to(addr):
+            return
+        self._dialing.add(addr)
+        asyncio.create_task(self._dial(addr))
+
+    async def _dial(self, addr: tuple[str, int]) -> None:
+        from app.engine.node import ConnectFailure
+
+        try:
+            await self.node.connect(*addr)
+            self._dial_errors.pop(addr, None)
+        except (ConnectFailure, RefusedError) as e:
+            if self._dial_errors.get(addr) != str(e):
+                self._dial_errors[addr] = str(e)
+                log.warning("cannot reach %s (will retry)", e)
+            await asyncio.sleep(0.5)
+        finally:
+            self._dialing.discard(addr)

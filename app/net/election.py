@@ -1,0 +1,107 @@
+"""Role election: one server per share, decided by rules every device applies alike.
+
+A pure state machine (no sockets, no clock of its own: the caller passes `now`), so
+it is tested with a fake clock. Inputs are announcements heard from other devices
+of the same share (over UDP discovery or inside a TCP connection); the output is
+this device's role and, for a client, which server to follow. See docs/election.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ELECTING = "electing"
+SERVER = "server"
+CLIENT = "client"
+
+ELECTION_WINDOW = 1.5  # a new device listens this long for a server before deciding
+REELECTION_WINDOW = 0.5  # survivors of a lost server already know each other
+PEER_TIMEOUT = 2.5  # a device not heard from for this long is gone
+ANNOUNCE_INTERVAL = 0.5
+
+
+@dataclass
+class Heard:
+    device: str
+    role: str
+    server: str  # the server it follows ("" unless a client)
+    address: tuple[str, int] | None  # where it accepts connections, if it does
+    name: str
+    at: float  # when we last heard it
+
+
+@dataclass
+class Election:
+    me: str
+    started: float
+    role: str = ELECTING
+    server: str = ""  # device we follow while CLIENT
+    window: float = ELECTION_WINDOW
+    electing_since: float = field(init=False)
+    heard: dict[str, Heard] = field(default_factory=dict)
+    pinned: set[str] = field(default_factory=set)  # alive while a TCP link stands
+
+    def __post_init__(self) -> None:
+        self.electing_since = self.started
+
+    # --- inputs ----------------------------------------------------------------------
+    def hear(self, h: Heard) -> None:
+        if h.device != self.me:
+            self.heard[h.device] = h
+
+    def link_up(self, device: str) -> None:
+        self.pinned.add(device)
+
+    def link_down(self, device: str, now: float) -> None:
+        """A TCP link closed: if it was our server, it is gone right now."""
+        self.pinned.discard(device)
+        if device == self.server:
+            self.heard.pop(device, None)
+
+    def forget(self, device: str) -> None:
+        self.heard.pop(device, None)
+        self.pinned.discard(device)
+
+    # --- the rules -------------------------------------------------------------------
+    def alive(self, now: float) -> dict[str, Heard]:
+        return {d: h for d, h in self.heard.items()
+                if d in self.pinned or now - h.at <= PEER_TIMEOUT}
+
+    def decide(self, now: float) -> tuple[str, str]:
+        """Apply the rules once; returns (role, server device or "")."""
+        alive = self.alive(now)
+        servers = sorted(d for d, h in alive.items() if h.role == SERVER)
+        if self.role == SERVER:
+            lower = [d for d in servers if d < self.me]
+            if lower:
+                self._become(CLIENT, lower[0], now)
+        elif self.role == CLIENT:
+            followed = alive.get(self.server)
+            if followed is None or followed.role != SERVER:
+                moved = followed.server if followed and followed.role == CLIENT else ""
+                if moved and moved in alive and alive[moved].role == SERVER:
+                    self._become(CLIENT, moved, now)
+                elif servers:
+                    self._become(CLIENT, servers[0], now)
+                else:
+                    self._become(ELECTING, "", now, window=REELECTION_WINDOW)
+            elif servers and servers[0] < self.server:
+                pass  # our server steps down by itself; we follow its announcement
+        if self.role == ELECTING:
+            if servers:
+                self._become(CLIENT, servers[0], now)
+            elif now - self.electing_since >= self.window:
+                candidates = [d for d, h in alive.items() if h.role == ELECTING]
+                if all(self.me < d for d in candidates):
+                    self._become(SERVER, "", now)
+        return self.role, self.server
+
+    def _become(self, role: str, server: str, now: float, window: float = 0.0) -> None:
+        if role == ELECTING and self.role != ELECTING:
+            self.electing_since = now
+            self.window = window or ELECTION_WINDOW
+        self.role, self.server = role, server
+
+    def server_address(self) -> tuple[str, int] | None:
+        h = self.heard.get(self.server)
+        return h.address if h else None
