@@ -142,14 +142,14 @@ class Node:
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        if self.opts.watch:  # before the first scan: no change may fall in between
+            self._start_watcher()
+            self._spawn(self._periodic_rescan())
         await self.scan_now()
         if self.opts.listen is not None:
             await self._start_server()
         self._spawn(self._scan_loop())
         self._spawn(self._pull_loop())
-        if self.opts.watch:
-            self._start_watcher()
-            self._spawn(self._periodic_rescan())
         if self.opts.elect:
             from app.engine.roles import Roles
 

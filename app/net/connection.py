@@ -24,8 +24,8 @@ from app.net.handshake import PeerInfo
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 2.0
-DEAD_AFTER = 8.0
+PING_INTERVAL = 1.5
+DEAD_AFTER = 6.0
 MAX_REQ_ITEMS = 4096
 MAX_DATA_BYTES = 4 * 1024 * 1024  # per `data` frame
 
