@@ -122,6 +122,7 @@ class Node:
         self._pulling = False
         self._last_round_waiting = 0
         self._stopping = False
+        self.paused = False
         self._watcher = None
         self.roles = None
 
@@ -474,10 +475,24 @@ class Node:
     def need_count(self, device: str) -> int:
         return len(self.plan(device))
 
+    def set_paused(self, paused: bool) -> None:
+        """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""
+        self.paused = paused
+        if not paused:
+            self._pull_wake.set()
+        self.emit("paused", {"paused": paused})
+
+    async def sync_now(self) -> None:
+        """The GUI's "Sync now": a full rescan, then a pull round, at once."""
+        await self.scan_now()
+        self._pull_wake.set()
+
     async def _pull_loop(self) -> None:
         while True:
             await self._pull_wake.wait()
             self._pull_wake.clear()
+            if self.paused:
+                continue
             self._pulling = True
             try:
                 await self._pull_once()

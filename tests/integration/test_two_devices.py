@@ -1,21 +1,41 @@
-"""Two real devices (a `run` node and a `sync`) over TLS on loopback, real files."""
+"""Two real devices (a `run` node and a `sync`) over TLS on loopback, real files.
+
+Device A is a `run` node (it watches its folder); device B is a one-shot `sync`
+(it scans its folder when it starts). Every test checks one behaviour of the
+contract (shared CONTRACT.md), seen from the outside: the files in both folders,
+exit codes, `status --json`, and the INFO log lines the commands print.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import json
 import os
+import re
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.procs import start_run, sync, tree
+from tests.procs import env, p2psync_cmd, start_run, sync, tree, wait_until
+
+ID_RX = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){4}$")
+STAMP = r"\d{8}-\d{6}"
+HOUR_AGO = time.time() - 3600
 
 
+# --- helpers -----------------------------------------------------------------------------
 @pytest.fixture
 def run_node(tmp_path):
     """Start a `run` node on tmp_path/NAME once its files are in place; always stopped."""
     nodes = []
 
-    def start(name: str = "A"):
-        node = start_run(tmp_path / name, tmp_path / f"cfg{name}")
+    def start(name: str = "A", *extra: str):
+        node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra)
         nodes.append(node)
         return node
 
@@ -24,6 +44,116 @@ def run_node(tmp_path):
         assert node.stop() == 0, node.log()
 
 
+def ok_sync(tmp_path: Path, node, name: str = "B") -> subprocess.CompletedProcess:
+    """One `sync` of tmp_path/NAME with the run node; it must succeed."""
+    r = sync(tmp_path / name, tmp_path / f"cfg{name}", node.address)
+    assert r.returncode == 0, f"sync failed ({r.returncode}):\n{r.stderr}\nrun node:\n{node.log()}"
+    return r
+
+
+def device_id(config: Path) -> str:
+    out = subprocess.run(p2psync_cmd("id", "--config-dir", str(config)), capture_output=True,
+                         text=True, env=env(), check=True).stdout
+    return out.strip()
+
+
+def status(folder: Path, config: Path) -> dict:
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
+                                   str(config), "--json"),
+                       capture_output=True, text=True, env=env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def rows(report: dict) -> dict[str, dict]:
+    return {f["path"]: f for f in report["files"]}
+
+
+def wait_indexed(node, *rels: str, timeout: float = 15.0) -> None:
+    """Until the run node's index holds what its disk holds for rels (watcher -> scan).
+
+    Judged from `status --json`: a file present on disk must be listed with its size
+    and mtime; a path gone from disk must no longer be listed.
+    """
+    def done() -> bool:
+        listed = rows(status(node.folder, node.config))
+        for rel in rels:
+            p = node.folder / rel
+            if not os.path.lexists(p):
+                if rel in listed:
+                    return False
+                continue
+            st = os.lstat(p)
+            row = listed.get(rel)
+            if row is None or row["mtime"] != st.st_mtime_ns / 1e9 or (
+                    stat.S_ISREG(st.st_mode) and row["size"] != st.st_size):
+                return False
+        return True
+
+    wait_until(done, timeout, 0.1, f"run node never indexed {rels}; log:\n{node.log()}")
+
+
+def write(path: Path, data: bytes | str, mtime: float | None = None, mode: int | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    if mode is not None:
+        os.chmod(path, mode)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+def temp_files(folder: Path) -> list[str]:
+    """Every `.p2psync-*.tmp` anywhere below folder (`.p2psync/` included)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in filenames + dirnames:
+            if fnmatch.fnmatch(name, ".p2psync-*.tmp"):
+                found.append(os.path.relpath(os.path.join(dirpath, name), folder))
+    return found
+
+
+def meta(folder: Path) -> dict[str, tuple[int, int]]:
+    """rel -> (st_mtime_ns, permission bits) of every regular file (no .p2psync)."""
+    out = {}
+    for rel, v in tree(folder).items():
+        if isinstance(v, bytes):
+            st = os.lstat(folder / rel)
+            out[rel] = (st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    return out
+
+
+def assert_converged(a: Path, b: Path) -> None:
+    """Same names, contents, links, empty dirs, mtimes and modes; no temp file left."""
+    assert tree(a) == tree(b)
+    assert meta(a) == meta(b)
+    assert temp_files(a) == [] and temp_files(b) == []
+
+
+def versions(folder: Path) -> dict[str, bytes]:
+    """Relative path inside .p2psync/versions -> content."""
+    root = folder / ".p2psync" / "versions"
+    if not root.exists():
+        return {}
+    return {os.path.relpath(p, root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def pulled_bytes(log_text: str) -> list[tuple[int, int]]:
+    """(fetched, reused) of every 'pulled N change(s) ...' log line."""
+    return [(int(f), int(r)) for f, r in re.findall(
+        r"pulled \d+ change\(s\) in [\d.]+ s \((\d+) bytes fetched, (\d+) reused\)", log_text)]
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * 1024 * 1024):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- 1. files reach the other side -------------------------------------------------------
 def test_files_flow_both_ways(tmp_path, run_node):
     a, b = tmp_path / "A", tmp_path / "B"
     a.mkdir()
@@ -41,3 +171,397 @@ def test_files_flow_both_ways(tmp_path, run_node):
     assert tree(b)["only-a.txt"] == b"from A"
     assert tree(b)["empty-dir"] == "<dir>"
     assert os.stat(a / "only-a.txt").st_mtime_ns == os.stat(b / "only-a.txt").st_mtime_ns
+
+
+def test_names_dirs_mtimes_and_exec_bit_both_ways(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    t = 1_600_000_000.123456789
+    write(a / "deep/er/still deeper/file with spaces.txt", "A1", t)
+    write(a / "日本語/ñandú €.md", "A2" * 5000, t + 1)
+    write(a / "empty from A", b"", t + 2)
+    write(a / "tools/run.sh", "#!/bin/sh\necho a\n", t + 3, mode=0o755)
+    write(a / "ro.txt", "read only", t + 4, mode=0o444)
+    (a / "empty dir A/inner empty").mkdir(parents=True)
+    write(b / "from b/Ünïcödé ünd späces/ß.bin", os.urandom(300_000), t + 5)
+    write(b / "empty from B.txt", b"", t + 6)
+    write(b / "b-tool", "#!/bin/sh\necho b\n", t + 7, mode=0o750)
+    (b / "empty dir B").mkdir()
+    expected_mtimes = {rel: os.stat(a / rel).st_mtime_ns for rel in meta(a)}
+    expected_mtimes |= {rel: os.stat(b / rel).st_mtime_ns for rel in meta(b)}
+    node = run_node("A")
+
+    ok_sync(tmp_path, node)
+
+    # `sync` returns once both disks hold the agreed state: no waiting needed on A
+    assert_converged(a, b)
+    for folder in (a, b):
+        t_ = tree(folder)
+        assert t_["empty dir A/inner empty"] == "<dir>"
+        assert t_["empty dir B"] == "<dir>"
+        assert t_["empty from A"] == b"" and t_["empty from B.txt"] == b""
+        assert {rel: m for rel, (m, _) in meta(folder).items()} == expected_mtimes
+        assert os.stat(folder / "tools/run.sh").st_mode & 0o777 == 0o755
+        assert os.stat(folder / "b-tool").st_mode & 0o777 == 0o750
+        assert os.stat(folder / "ro.txt").st_mode & 0o777 == 0o444
+        assert os.access(folder / "tools/run.sh", os.X_OK)
+
+
+def test_exec_bit_change_alone_syncs(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "script.sh", "#!/bin/sh\n", HOUR_AGO, mode=0o644)
+    write(a / "other.sh", "#!/bin/sh\n", HOUR_AGO, mode=0o755)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+    assert os.stat(b / "script.sh").st_mode & 0o777 == 0o644
+
+    os.chmod(b / "script.sh", 0o755)  # changed on the sync side
+    os.chmod(a / "other.sh", 0o644)  # changed on the run side
+    wait_indexed(node, "other.sh")
+    ok_sync(tmp_path, node)
+
+    assert os.stat(a / "script.sh").st_mode & 0o777 == 0o755
+    assert os.stat(b / "other.sh").st_mode & 0o777 == 0o644
+    assert_converged(a, b)
+
+
+# --- 2. a change replaces the other side's copy, which is archived --------------------------
+@pytest.mark.parametrize("changed_on", ["A", "B"])
+def test_change_replaces_other_copy_and_archives_it(tmp_path, run_node, changed_on):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "docs/report.txt", "old content", HOUR_AGO)
+    write(a / "top.md", "old top", HOUR_AGO)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+
+    side, other = (a, b) if changed_on == "A" else (b, a)
+    write(side / "docs/report.txt", "new, longer content", HOUR_AGO + 60)
+    write(side / "top.md", "new top", HOUR_AGO + 60)
+    if changed_on == "A":
+        wait_indexed(node, "docs/report.txt", "top.md")
+    ok_sync(tmp_path, node)
+
+    assert (other / "docs/report.txt").read_text() == "new, longer content"
+    assert (other / "top.md").read_text() == "new top"
+    assert_converged(a, b)
+    assert not any(".sync-conflict-" in p for p in tree(a))  # seen before changed: no conflict
+    old = versions(other)
+    assert len(old) == 2, old
+    [report] = [p for p in old if p.startswith("docs/")]
+    assert re.fullmatch(rf"docs/report~{STAMP}\.txt", report), report
+    assert old[report] == b"old content"
+    [top] = [p for p in old if not p.startswith("docs/")]
+    assert re.fullmatch(rf"top~{STAMP}\.md", top), top
+    assert old[top] == b"old top"
+    assert versions(side) == {}  # the side that made the change lost nothing to archive
+
+
+# --- 3. deletions ------------------------------------------------------------------------
+@pytest.mark.parametrize("deleted_on", ["A", "B"])
+def test_deletion_propagates_and_does_not_come_back(tmp_path, run_node, deleted_on):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "gone.txt", "delete me", HOUR_AGO)
+    write(a / "olddir/inner.txt", "me too", HOUR_AGO)
+    write(a / "kept.txt", "stays", HOUR_AGO)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+    assert (b / "gone.txt").exists()
+
+    side, other = (a, b) if deleted_on == "A" else (b, a)
+    (side / "gone.txt").unlink()
+    (side / "olddir/inner.txt").unlink()
+    (side / "olddir").rmdir()
+    if deleted_on == "A":
+        wait_indexed(node, "gone.txt", "olddir/inner.txt")
+    ok_sync(tmp_path, node)
+
+    for _ in range(2):  # and they stay deleted
+        for folder in (a, b):
+            assert not (folder / "gone.txt").exists()
+            assert not (folder / "olddir").exists()
+            assert (folder / "kept.txt").read_text() == "stays"
+        assert_converged(a, b)
+        ok_sync(tmp_path, node)
+    old = versions(other)
+    assert sorted(old.values()) == [b"delete me", b"me too"], old
+    assert any(re.fullmatch(rf"gone~{STAMP}\.txt", p) for p in old), old
+    assert any(re.fullmatch(rf"olddir/inner~{STAMP}\.txt", p) for p in old), old
+
+
+# --- 4. conflicts ------------------------------------------------------------------------
+@pytest.mark.parametrize(("winner", "rel"), [("A", "notes.txt"), ("B", "docs/plan v2.md")])
+def test_concurrent_changes_keep_both_versions(tmp_path, run_node, winner, rel):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / rel, "base version", HOUR_AGO)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+    ids = {"A": device_id(tmp_path / "cfgA"), "B": device_id(tmp_path / "cfgB")}
+    loser = "B" if winner == "A" else "A"
+
+    # both change the file without seeing each other; the winner's mtime is newer
+    mtimes = {winner: HOUR_AGO + 200, loser: HOUR_AGO + 100}
+    write(a / rel, "edit made on A", mtimes["A"])
+    wait_indexed(node, rel)
+    write(b / rel, "edit made on B", mtimes["B"])
+    ok_sync(tmp_path, node)
+
+    head, _, name = rel.rpartition("/")
+    stem, ext = os.path.splitext(name)
+    copy_rx = re.compile(rf"{re.escape(stem)}\.sync-conflict-{STAMP}-{ids[loser][:7]}"
+                         rf"{re.escape(ext)}")
+    for folder in (a, b):
+        assert (folder / rel).read_text() == f"edit made on {winner}"
+        parent = folder / head if head else folder
+        copies = [p for p in os.listdir(parent) if ".sync-conflict-" in p]
+        assert len(copies) == 1, (folder, copies)
+        assert copy_rx.fullmatch(copies[0]), copies
+        assert (parent / copies[0]).read_text() == f"edit made on {loser}"
+    assert_converged(a, b)
+
+    before = tree(a)
+    ok_sync(tmp_path, node)  # the copies merge, they do not multiply
+    assert tree(a) == tree(b) == before
+
+
+# --- 5. renames --------------------------------------------------------------------------
+@pytest.mark.parametrize("renamed_on", ["B", "A"])
+def test_rename_is_not_sent_again(tmp_path, run_node, renamed_on):
+    a, b = tmp_path / "A", tmp_path / "B"
+    size = 5 * 1024 * 1024
+    write(a / "big.bin", os.urandom(size), HOUR_AGO)
+    node = run_node("A")
+    first = ok_sync(tmp_path, node)
+    assert (b / "big.bin").stat().st_size == size
+    assert sum(f for f, _ in pulled_bytes(first.stderr)) == size  # the log counts bytes
+
+    side = a if renamed_on == "A" else b
+    (side / "moved/sub").mkdir(parents=True)
+    os.rename(side / "big.bin", side / "moved/sub/big renamed.bin")
+    if renamed_on == "A":
+        wait_indexed(node, "big.bin", "moved/sub/big renamed.bin")
+    mark = len(node.lines)
+    r = ok_sync(tmp_path, node)
+
+    assert_converged(a, b)
+    assert not (a / "big.bin").exists() and not (b / "big.bin").exists()
+    # the receiving side reports how many bytes it had to fetch from the peer
+    receiver_log = "\n".join(node.lines[mark:]) if renamed_on == "B" else r.stderr
+    pulls = pulled_bytes(receiver_log)
+    assert pulls, f"the receiving side logged no pull:\n{receiver_log}"
+    assert sum(f for f, _ in pulls) == 0, receiver_log
+    # and `sync` logs its traffic with the peer: far less than the file crossed the wire
+    traffic = re.search(r"traffic with .*: (\d+) block bytes received, (\d+) bytes sent",
+                        r.stderr)
+    assert traffic, r.stderr
+    received, sent = int(traffic[1]), int(traffic[2])
+    assert received == 0 and sent < size // 10, traffic[0]
+
+
+# --- 6. a large file ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_large_file_arrives_byte_identical(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    size = 300 * 1024 * 1024 + 12345  # the last block is a short one
+    a.mkdir()
+    with open(a / "large.bin", "wb") as f:
+        left = size
+        while left:
+            f.write(os.urandom(min(left, 8 << 20)))
+            left -= min(left, 8 << 20)
+    assert (a / "large.bin").stat().st_size == size
+    os.utime(a / "large.bin", (HOUR_AGO, HOUR_AGO))
+    node = run_node("A")
+
+    ok_sync(tmp_path, node)
+
+    assert (b / "large.bin").stat().st_size == size
+    assert sha256(b / "large.bin") == sha256(a / "large.bin")
+    assert os.stat(b / "large.bin").st_mtime_ns == os.stat(a / "large.bin").st_mtime_ns
+    assert temp_files(a) == [] and temp_files(b) == []
+
+
+# --- 7. symlinks -------------------------------------------------------------------------
+def test_symlinks_synced_as_links_escaping_ones_not(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "target.txt", "target", HOUR_AGO)
+    write(a / "dir/file.txt", "in dir", HOUR_AGO)
+    os.symlink("target.txt", a / "link-to-file")
+    os.symlink("../target.txt", a / "dir/up-link")
+    os.symlink("dir", a / "link-to-dir")
+    os.symlink("missing-target", a / "dangling")
+    os.symlink("../outside.txt", a / "escapes-up")
+    os.symlink("/etc/hostname", a / "absolute")
+    b.mkdir()
+    os.symlink("../../b-outside", b / "b-escapes")
+    os.symlink("target.txt", b / "b-link")
+    node = run_node("A")
+
+    ok_sync(tmp_path, node)
+
+    inside = {"link-to-file": "target.txt", "dir/up-link": "../target.txt",
+              "link-to-dir": "dir", "dangling": "missing-target", "b-link": "target.txt"}
+    for folder in (a, b):
+        for rel, target in inside.items():
+            assert os.path.islink(folder / rel), (folder, rel)
+            assert os.readlink(folder / rel) == target
+    assert not os.path.lexists(b / "escapes-up") and not os.path.lexists(b / "absolute")
+    assert not os.path.lexists(a / "b-escapes")
+    assert tree(b)["link-to-dir"] == "-> dir"
+    assert temp_files(a) == [] and temp_files(b) == []
+    for folder, cfg, bad in ((a, "cfgA", ("escapes-up", "absolute")), (b, "cfgB", ("b-escapes",))):
+        listed = rows(status(folder, tmp_path / cfg))
+        for rel in bad:
+            assert listed[rel]["state"] == "error", listed.get(rel)
+        for rel in inside:
+            assert listed[rel]["state"] == "synced", listed[rel]
+
+
+# --- 8. .p2psyncignore and .p2psync/ -----------------------------------------------------
+def test_ignore_file_rules_and_meta_dir(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / ".p2psyncignore", "# local junk\n*.log\nbuild/\n", HOUR_AGO)
+    write(a / "keep.txt", "kept", HOUR_AGO)
+    write(a / "debug.log", "A's log", HOUR_AGO)
+    write(a / "sub/deep.log", "A's deep log", HOUR_AGO)
+    write(a / "build/out.o", "object", HOUR_AGO)
+    write(a / ".p2psync/private.txt", "never leaves A", HOUR_AGO)
+    node = run_node("A")
+
+    ok_sync(tmp_path, node)  # B gets the rules with the first sync
+    assert (b / ".p2psyncignore").read_bytes() == (a / ".p2psyncignore").read_bytes()
+    assert (b / "keep.txt").read_text() == "kept"
+    for rel in ("debug.log", "sub/deep.log", "build", ".p2psync/private.txt"):
+        assert not os.path.lexists(b / rel), rel
+
+    # from now on B follows the same rules: its ignored files stay on B
+    write(b / "debug.log", "B's own log", HOUR_AGO + 5)
+    write(b / "b-only.log", "B's other log", HOUR_AGO)
+    write(b / "build/b.o", "B's object", HOUR_AGO)
+    write(b / "new.txt", "not ignored", HOUR_AGO)
+    write(b / ".p2psync/from-b.txt", "never leaves B", HOUR_AGO)
+    ok_sync(tmp_path, node)
+
+    assert (a / "new.txt").read_text() == "not ignored"
+    assert (a / "debug.log").read_text() == "A's log"
+    assert (b / "debug.log").read_text() == "B's own log"
+    assert not (a / "b-only.log").exists() and not (a / "build/b.o").exists()
+    assert not (a / ".p2psync/from-b.txt").exists()
+    assert not (b / ".p2psync/private.txt").exists()
+    assert not any(".sync-conflict-" in p for p in list(tree(a)) + list(tree(b)))
+    assert temp_files(a) == [] and temp_files(b) == []
+    listed = rows(status(a, tmp_path / "cfgA"))
+    assert listed["debug.log"]["state"] == "ignored"
+    assert listed[".p2psyncignore"]["state"] == "synced"
+    assert not any(p.startswith(".p2psync/") for p in listed)
+
+
+# --- 9. status --json --------------------------------------------------------------------
+def test_status_json_after_sync(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "top.txt", "top", HOUR_AGO)
+    write(a / "dir/sub dir/nested ü.txt", "nested", HOUR_AGO + 0.5)
+    write(a / "empty", b"", HOUR_AGO)
+    write(b / "from-b/x.bin", os.urandom(200_000), HOUR_AGO + 1)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+
+    sa, sb = status(a, tmp_path / "cfgA"), status(b, tmp_path / "cfgB")
+    expected = {"top.txt", "dir/sub dir/nested ü.txt", "empty", "from-b/x.bin"}
+    for report, folder, cfg in ((sa, a, "cfgA"), (sb, b, "cfgB")):
+        assert set(report) >= {"folder", "device_id", "node", "files"}
+        assert Path(report["folder"]).resolve() == folder.resolve()
+        assert report["device_id"] == device_id(tmp_path / cfg)
+        listed = rows(report)
+        assert set(listed) == expected  # regular files only, no directories
+        for path, row in listed.items():
+            assert not path.startswith("/") and "\\" not in path
+            assert row["state"] == "synced", row
+            assert re.fullmatch(r"[0-9a-f]+", row["hash"]), row
+            assert isinstance(row["mtime"], float), row
+            st = os.stat(folder / path)
+            assert row["mtime"] == pytest.approx(st.st_mtime_ns / 1e9, abs=1e-6)
+            assert row["size"] == st.st_size
+    for path in expected:
+        assert rows(sa)[path]["hash"] == rows(sb)[path]["hash"]
+    assert len({r["hash"] for r in sa["files"]}) == len(expected)  # different contents
+    assert sb["node"] is None  # the sync has exited
+    assert sa["node"] is not None
+    assert sa["node"]["role"] in ("server", "client", "electing")
+    assert isinstance(sa["node"]["peers"], list)
+
+
+def test_status_shows_live_peers_of_two_run_nodes(tmp_path, run_node):
+    a = run_node("A")
+    b = run_node("B", "--peer", a.address)
+    id_a, id_b = device_id(tmp_path / "cfgA"), device_id(tmp_path / "cfgB")
+
+    def peers(node) -> list[dict]:
+        n = status(node.folder, node.config)["node"]
+        return n["peers"] if n else []
+
+    wait_until(lambda: [p["device_id"] for p in peers(a)] == [id_b], 15, 0.1, a.log())
+    wait_until(lambda: [p["device_id"] for p in peers(b)] == [id_a], 15, 0.1, b.log())
+    for node in (a, b):
+        n = status(node.folder, node.config)["node"]
+        assert n["role"] in ("server", "client", "electing")
+        [p] = n["peers"]
+        assert set(p) >= {"device_id", "name", "address", "role", "state"}
+        assert p["role"] in ("server", "client", "electing")
+    # and they keep the folders in sync live, both ways, through their watchers
+    write(a.folder / "live-from-a.txt", "a", HOUR_AGO)
+    write(b.folder / "live/from-b.txt", "b", HOUR_AGO)
+    wait_until(lambda: (b.folder / "live-from-a.txt").exists()
+               and (a.folder / "live/from-b.txt").exists(), 15, 0.05, a.log() + b.log())
+    wait_until(lambda: tree(a.folder) == tree(b.folder), 15)
+
+
+# --- 10. device ID -----------------------------------------------------------------------
+def test_id_is_one_stable_line(tmp_path):
+    def run_id(cfg: str) -> str:
+        r = subprocess.run(p2psync_cmd("id", "--config-dir", str(tmp_path / cfg)),
+                           capture_output=True, text=True, env=env(), timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    first = run_id("cfgA")
+    assert first.endswith("\n") and first.count("\n") == 1, repr(first)
+    assert ID_RX.fullmatch(first.strip()), first
+    assert run_id("cfgA") == first
+    other = run_id("cfgB")
+    assert ID_RX.fullmatch(other.strip()) and other != first
+
+
+def test_id_is_the_one_the_node_uses(tmp_path, run_node):
+    before = device_id(tmp_path / "cfgA")
+    node = run_node("A")
+    node.wait_for_log(re.escape(before))  # "sharing ... (device ID)"
+    assert status(node.folder, node.config)["device_id"] == before
+    assert device_id(tmp_path / "cfgA") == before
+
+
+# --- interrupted transfers ---------------------------------------------------------------
+def test_run_stopped_mid_transfer_leaves_no_partial_file(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    size = 200 * 1024 * 1024
+    b.mkdir()
+    with open(b / "big.bin", "wb") as f:
+        for _ in range(size // (8 << 20)):
+            f.write(os.urandom(8 << 20))
+    node = run_node("A")
+    bg = subprocess.Popen(p2psync_cmd("sync", "--folder", str(b), "--config-dir",
+                                      str(tmp_path / "cfgB"), "--no-discovery", "--secret",
+                                      "test-share-key", "--peer", node.address),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+    try:
+        wait_until(lambda: temp_files(a) or (a / "big.bin").exists(), 30, 0.005,
+                   "A never started writing")
+        assert temp_files(a), "the transfer finished before it could be interrupted"
+        assert node.stop(signal.SIGTERM) == 0, node.log()
+        # never a half-written file at its final path
+        assert not (a / "big.bin").exists() or sha256(a / "big.bin") == sha256(b / "big.bin")
+    finally:
+        bg.wait(30)
+    # the next run converges, and no temp file stays behind
+    node2 = run_node("A")
+    ok_sync(tmp_path, node2)
+    assert sha256(a / "big.bin") == sha256(b / "big.bin")
+    assert_converged(a, b)
