@@ -1,0 +1,510 @@
+"""Sync benchmarks with real processes: a `p2psync run` node A and one-shot `p2psync sync`s B.
+
+Prints figures (one per line, with the target next to it); never asserts timing.
+Scenarios (see bench/README.md):
+
+  small_files  first sync of N small files (1-32 KiB, ~100 dirs) from A to an empty B
+  small_noop   the same sync again with nothing changed (median of 5)
+  big_file     first sync of one big random file (default 1 GiB)
+  big_edit     1 MiB overwritten in the middle of the big file on A, then sync B again
+
+small_noop needs small_files and big_edit needs big_file: asking for one runs both.
+
+Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N]
+            [--only small_files,small_noop,big_file,big_edit] [--json] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import blake3
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "bench-share-key"
+MIB = 1024 * 1024
+CHUNK = 4 * MIB
+SMALL_DIRS = 100
+SMALL_MAX = 32 * 1024
+NOOP_RUNS = 5
+EDIT_OFFSET_MIB = 500
+EDIT_MIB = 1
+
+SCENARIOS = ("small_files", "small_noop", "big_file", "big_edit")
+NEEDS = {"small_noop": "small_files", "big_edit": "big_file"}
+
+# figure -> (comparison, limit); RSS figures are all "< 100"
+TARGETS: dict[str, tuple[str, float]] = {
+    "small_files.first_sync_s": ("<", 2.0),
+    "small_noop.sync_s": ("<", 0.3),
+    "big_file.mb_per_s": (">=", 500.0),
+    "big_edit.block_bytes_received": ("<=", 2 * MIB),
+}
+RSS_TARGET = ("<", 100.0)
+
+
+class BenchFailure(Exception):
+    """A scenario could not produce its figures (sync failed, copies differ, ...)."""
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def app_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("P2PSYNC_SECRET", None)
+    return env
+
+
+def app_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "app", *args]
+
+
+# --- figures ------------------------------------------------------------------------
+@dataclass
+class Figures:
+    values: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, name: str, value: float) -> None:
+        self.values[name] = value
+
+    def target(self, name: str) -> tuple[str, float] | None:
+        if name in TARGETS:
+            return TARGETS[name]
+        return RSS_TARGET if name.endswith("_rss_mib") else None
+
+    def line(self, name: str) -> str:
+        value = self.values[name]
+        text = f"{value:.3f}" if isinstance(value, float) else str(value)
+        tgt = self.target(name)
+        note = f"   (target {tgt[0]} {_num(tgt[1])})" if tgt else ""
+        return f"{name:<36} {text:>14}{note}"
+
+    def print_text(self) -> None:
+        for name in self.values:
+            print(self.line(name))
+        for f in self.failures:
+            print(f"FAILED: {f}")
+
+    def print_json(self, params: dict[str, object]) -> None:
+        targets = {n: list(t) for n in self.values if (t := self.target(n))}
+        json.dump({"params": params, "figures": self.values, "targets": targets,
+                   "failures": self.failures}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) >= 1000 else f"{x:g}"
+
+
+# --- processes ----------------------------------------------------------------------
+@dataclass
+class ProcResult:
+    returncode: int
+    wall_s: float
+    maxrss_mib: float
+    stderr: str
+
+    def check(self, what: str) -> None:
+        if self.returncode != 0:
+            raise BenchFailure(f"{what} exited {self.returncode}; stderr:\n{self.stderr}")
+
+
+def run_measured(cmd: list[str], timeout: float) -> ProcResult:
+    """Run cmd to completion; wall time and this child's own peak RSS (os.wait4)."""
+    with tempfile.TemporaryFile("w+") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=app_env())
+        pidfd = os.pidfd_open(proc.pid)  # a kill after the reap cannot hit a reused pid
+        killer = threading.Timer(timeout, _kill_quietly, args=(pidfd,))
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+            killer.join()
+            os.close(pidfd)
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it again
+        err.seek(0)
+        return ProcResult(proc.returncode, wall, usage.ru_maxrss / 1024, err.read())
+
+
+def _kill_quietly(pidfd: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+
+def sync_cmd(folder: Path, config: Path, peer: str, timeout: float,
+             *extra: str) -> list[str]:
+    return app_cmd("sync", "--folder", str(folder), "--config-dir", str(config),
+                   "--no-discovery", "--secret", SECRET, "--name", "B",
+                   "--timeout", str(timeout), "--peer", peer, *extra)
+
+
+class RunNode:
+    """A `p2psync run` node on 127.0.0.1 whose stderr lines are kept with timestamps."""
+
+    def __init__(self, folder: Path, config: Path) -> None:
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            app_cmd("run", "--folder", str(folder), "--config-dir", str(config),
+                    "--listen", "127.0.0.1:0", "--no-discovery", "--secret", SECRET,
+                    "--name", "A"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=app_env())
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.port = 0
+
+    def _pump(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def log_text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def wait_for(self, pattern: str, after: int = 0, timeout: float = 120.0
+                 ) -> tuple[float, re.Match[str]]:
+        """(time the first matching line from index `after` on was read, its match)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = after
+        while time.monotonic() < deadline:
+            while seen < len(self.lines):
+                at, line = self.lines[seen]
+                seen += 1
+                if m := rx.search(line):
+                    return at, m
+            if self.proc.poll() is not None:
+                raise BenchFailure(f"run node A exited {self.proc.returncode}; log:\n"
+                                   f"{self.log_text()}")
+            time.sleep(0.01)
+        raise BenchFailure(f"A never logged {pattern!r} within {timeout:g} s; log:\n"
+                           f"{self.log_text()}")
+
+    def wait_ready(self, timeout: float) -> float:
+        """Wait for "listening on" (logged after the startup scan); seconds since start."""
+        at, m = self.wait_for(r"listening on [\d.]+:(\d+)", timeout=timeout)
+        self.port = int(m.group(1))
+        return at - self.started
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def vmhwm_mib(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+        if m is None:
+            raise BenchFailure("no VmHWM in /proc/PID/status of A")
+        return int(m.group(1)) / 1024
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- data ---------------------------------------------------------------------------
+def populate_small(root: Path, count: int, rng: random.Random) -> int:
+    """count files of 1..32 KiB random bytes spread over ~100 subdirs; total bytes."""
+    dirs = [root / f"d{i:03d}" for i in range(SMALL_DIRS)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    total = 0
+    for i in range(count):
+        size = rng.randint(1, SMALL_MAX)
+        (rng.choice(dirs) / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+        total += size
+    return total
+
+
+def write_big(path: Path, mib: int) -> float:
+    """Write mib MiB of random bytes; returns the seconds spent in write() alone."""
+    spent = 0.0
+    with path.open("wb") as f:
+        for _ in range(0, mib * MIB, CHUNK):
+            chunk = os.urandom(CHUNK)
+            start = time.monotonic()
+            f.write(chunk)
+            spent += time.monotonic() - start
+    return spent
+
+
+def overwrite(path: Path, offset: int, size: int) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        f.write(os.urandom(size))
+
+
+def hash_file(path: Path) -> bytes:
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with path.open("rb", buffering=0) as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.digest()
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != ".p2psync"]
+        for name in filenames:
+            yield Path(dirpath, name)
+
+
+def tree_digest(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): hash_file(p) for p in walk_files(root)}
+
+
+def verify_same_tree(a: Path, b: Path) -> None:
+    da, db = tree_digest(a), tree_digest(b)
+    if da == db:
+        return
+    missing = sorted(set(da) - set(db))
+    extra = sorted(set(db) - set(da))
+    differ = sorted(k for k in set(da) & set(db) if da[k] != db[k])
+    raise BenchFailure(f"B differs from A: {len(missing)} missing (e.g. {missing[:3]}), "
+                       f"{len(extra)} extra (e.g. {extra[:3]}), "
+                       f"{len(differ)} with other content (e.g. {differ[:3]})")
+
+
+def verify_same_file(a: Path, b: Path) -> None:
+    if not b.exists():
+        raise BenchFailure(f"B has no {b.name}")
+    if hash_file(a) != hash_file(b):
+        raise BenchFailure(f"{b.name} on B differs from A ({b.stat().st_size} vs "
+                           f"{a.stat().st_size} bytes)")
+
+
+# --- log parsing --------------------------------------------------------------------
+TRAFFIC_RX = re.compile(r"traffic with .*: (\d+) block bytes received, (\d+) bytes sent")
+PULLED_RX = re.compile(r"pulled (\d+) change\(s\) in [\d.]+ s \((\d+) bytes fetched, "
+                       r"(\d+) reused\)")
+
+
+def traffic(stderr: str) -> tuple[int, int]:
+    """(block bytes received, bytes sent) summed over the sync's traffic lines."""
+    found = TRAFFIC_RX.findall(stderr)
+    if not found:
+        raise BenchFailure(f"no 'traffic with' line in the sync's stderr:\n{stderr}")
+    return sum(int(r) for r, _ in found), sum(int(s) for _, s in found)
+
+
+def pulled(stderr: str) -> tuple[int, int, int]:
+    """(changes, bytes fetched, bytes reused) summed over the sync's "pulled" lines."""
+    found = PULLED_RX.findall(stderr)
+    return (sum(int(c) for c, _, _ in found), sum(int(f) for _, f, _ in found),
+            sum(int(r) for _, _, r in found))
+
+
+# --- scenarios ----------------------------------------------------------------------
+@dataclass
+class Ctx:
+    workdir: Path
+    files: int
+    big_mib: int
+    timeout: float
+    figures: Figures
+
+    def fresh(self, name: str) -> tuple[Path, Path, Path, Path]:
+        """Folder and config dir of A and of B, new and empty, under the workdir."""
+        base = self.workdir / name
+        dirs = tuple(base / n for n in ("a", "a-config", "b", "b-config"))
+        for d in dirs:
+            d.mkdir(parents=True)
+        return dirs  # type: ignore[return-value]
+
+    def sync(self, b: Path, b_cfg: Path, node: RunNode, what: str) -> ProcResult:
+        res = run_measured(sync_cmd(b, b_cfg, node.address, self.timeout),
+                           self.timeout + 60)
+        res.check(what)
+        return res
+
+
+def add_sync_figures(fig: Figures, prefix: str, res: ProcResult) -> None:
+    received, sent = traffic(res.stderr)
+    fig.add(f"{prefix}.sync_rss_mib", res.maxrss_mib)
+    fig.add(f"{prefix}.block_bytes_received", received)
+    fig.add(f"{prefix}.bytes_sent", sent)
+
+
+def small_group(ctx: Ctx, want: set[str]) -> None:
+    fig = ctx.figures
+    a, a_cfg, b, b_cfg = ctx.fresh("small")
+    log(f"writing {ctx.files} small files")
+    total = populate_small(a, ctx.files, random.Random(1))
+    fig.add("small_files.total_mib", total / MIB)
+    node = RunNode(a, a_cfg)
+    try:
+        fig.add("small_files.a_scan_s", node.wait_ready(ctx.timeout))
+        log("A ready; first sync")
+        res = ctx.sync(b, b_cfg, node, "first sync of the small files")
+        fig.add("small_files.first_sync_s", res.wall_s)
+        add_sync_figures(fig, "small_files", res)
+        fig.add("small_files.a_rss_mib", node.vmhwm_mib())
+        verify_same_tree(a, b)
+        if "small_noop" in want:
+            small_noop(ctx, node, b, b_cfg)
+    finally:
+        node.stop()
+
+
+def small_noop(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path) -> None:
+    fig = ctx.figures
+    log(f"no-op sync x{NOOP_RUNS}")
+    runs = [ctx.sync(b, b_cfg, node, "no-op sync") for _ in range(NOOP_RUNS)]
+    walls = [r.wall_s for r in runs]
+    fig.add("small_noop.sync_s", statistics.median(walls))
+    fig.add("small_noop.sync_s_min", min(walls))
+    fig.add("small_noop.sync_s_max", max(walls))
+    fig.add("small_noop.sync_rss_mib", max(r.maxrss_mib for r in runs))
+    received, sent = traffic(runs[-1].stderr)
+    fig.add("small_noop.block_bytes_received", received)
+    fig.add("small_noop.bytes_sent", sent)
+    fig.add("small_noop.startup_floor_s", startup_floor())
+    fig.add("small_noop.a_rss_mib", node.vmhwm_mib())
+
+
+def startup_floor() -> float:
+    """Median wall time of `python -m app --version`: interpreter + CLI import only."""
+    walls = [run_measured(app_cmd("--version"), 30).wall_s for _ in range(NOOP_RUNS)]
+    return statistics.median(walls)
+
+
+def big_group(ctx: Ctx, want: set[str]) -> None:
+    fig = ctx.figures
+    a, a_cfg, b, b_cfg = ctx.fresh("big")
+    big = a / "big.bin"
+    log(f"writing a {ctx.big_mib} MiB file")
+    spent = write_big(big, ctx.big_mib)
+    fig.add("big_file.local_write_mb_per_s", ctx.big_mib * MIB / 1e6 / max(spent, 1e-9))
+    node = RunNode(a, a_cfg)
+    try:
+        fig.add("big_file.a_scan_s", node.wait_ready(ctx.timeout))
+        log("A ready; first sync of the big file")
+        res = ctx.sync(b, b_cfg, node, "first sync of the big file")
+        fig.add("big_file.first_sync_s", res.wall_s)
+        fig.add("big_file.mb_per_s", ctx.big_mib * MIB / 1e6 / res.wall_s)
+        add_sync_figures(fig, "big_file", res)
+        fig.add("big_file.a_rss_mib", node.vmhwm_mib())
+        verify_same_file(big, b / big.name)
+        if "big_edit" in want:
+            big_edit(ctx, node, big, b, b_cfg)
+    finally:
+        node.stop()
+
+
+def big_edit(ctx: Ctx, node: RunNode, big: Path, b: Path, b_cfg: Path) -> None:
+    fig = ctx.figures
+    offset = min(EDIT_OFFSET_MIB, ctx.big_mib // 2) * MIB
+    mark = len(node.lines)
+    log(f"overwriting {EDIT_MIB} MiB at {offset // MIB} MiB; waiting for A's rescan")
+    edited = time.monotonic()
+    overwrite(big, offset, EDIT_MIB * MIB)
+    at, _ = node.wait_for(r"scan: 1 local change\(s\)", after=mark, timeout=ctx.timeout)
+    fig.add("big_edit.a_rescan_s", at - edited)
+    res = ctx.sync(b, b_cfg, node, "sync after the 1 MiB edit")
+    fig.add("big_edit.sync_s", res.wall_s)
+    add_sync_figures(fig, "big_edit", res)
+    _, fetched, reused = pulled(res.stderr)
+    fig.add("big_edit.bytes_fetched", fetched)
+    fig.add("big_edit.bytes_reused", reused)
+    fig.add("big_edit.a_rss_mib", node.vmhwm_mib())
+    verify_same_file(big, b / big.name)
+
+
+GROUPS: dict[str, Callable[[Ctx, set[str]], None]] = {
+    "small_files": small_group,
+    "big_file": big_group,
+}
+
+
+# --- main ---------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--files", type=int, default=10_000, help="small files (default 10000)")
+    p.add_argument("--big-mib", type=int, default=1024, help="big file size (default 1024)")
+    p.add_argument("--only", type=scenario_list, default=set(SCENARIOS),
+                   help="comma-separated subset of: " + ", ".join(SCENARIOS))
+    p.add_argument("--workdir", type=Path, help="parent of the temp dirs (default: $TMPDIR)")
+    p.add_argument("--timeout", type=float, default=600.0, help="per sync / wait (s)")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    p.add_argument("--compare", action="store_true",
+                   help="rsync comparison: not available (needs sshd); only prints a note")
+    return p.parse_args(argv)
+
+
+def scenario_list(text: str) -> set[str]:
+    names = {s.strip() for s in text.split(",") if s.strip()}
+    bad = names - set(SCENARIOS)
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {sorted(bad)}; "
+                                         f"choose from {', '.join(SCENARIOS)}")
+    return names | {NEEDS[n] for n in names if n in NEEDS}
+
+
+def run_all(ctx: Ctx, want: set[str]) -> None:
+    for group, fn in GROUPS.items():
+        if group not in want:
+            continue
+        try:
+            fn(ctx, want)
+        except BenchFailure as e:
+            ctx.figures.failures.append(f"{group}: {e}")
+            log(f"{group} FAILED: {e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.compare:
+        log("--compare: rsync over loopback needs sshd, so there is no comparison run; "
+            "the targets are printed next to the figures")
+    workdir = Path(tempfile.mkdtemp(prefix="p2psync-bench-", dir=args.workdir))
+    figures = Figures()
+    ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures)
+    figures.add("env.cpus", os.cpu_count() or 0)
+    figures.add("env.loadavg_1m", os.getloadavg()[0])
+    try:
+        run_all(ctx, args.only)
+        figures.add("env.loadavg_1m_end", os.getloadavg()[0])
+    finally:
+        if args.keep:
+            log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        figures.print_json({"files": args.files, "big_mib": args.big_mib,
+                            "scenarios": sorted(args.only), "python": sys.version.split()[0]})
+    else:
+        figures.print_text()
+    return 1 if figures.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
