@@ -1,0 +1,262 @@
+"""A malicious peer for integration tests, built from the project's own net modules.
+
+It holds a fresh device identity, opens TLS connections to a real `run` node, can
+complete the handshake (or break it on purpose), announces whatever index entries a
+test wants, answers the node's block requests from a path -> bytes map, and sends
+its own block requests. Everything the node sends is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import ssl
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.core.hashing import block_hash, file_hash_from_blocks, link_hash
+from app.core.model import BLOCK_SIZE, FileEntry, Kind
+from app.net import framing, identity
+from app.net.handshake import PeerInfo, handshake
+from tests.procs import SECRET
+
+HOST = "127.0.0.1"
+# newer than any file a test writes, so the node always wants our version
+FUTURE_NS = 4_000_000_000 * 10**9
+
+
+def new_identity(base: Path) -> identity.Identity:
+    return identity.load_or_create(base / f"evil-id-{uuid.uuid4().hex[:8]}")
+
+
+# --- entries -------------------------------------------------------------------------
+def blocks_of(data: bytes) -> bytes:
+    return b"".join(block_hash(data[i : i + BLOCK_SIZE]) for i in range(0, len(data), BLOCK_SIZE))
+
+
+def file_entry(path: str, data: bytes, device: str, counter: int = 1, **kw) -> FileEntry:
+    blocks = blocks_of(data)
+    kw.setdefault("mtime_ns", FUTURE_NS)
+    kw.setdefault("hash", file_hash_from_blocks(blocks))
+    kw.setdefault("seq", min(counter, 2**62))
+    return FileEntry(path, Kind.FILE, size=len(data), blocks=blocks,
+                     version={device: counter}, modified_by=device, **kw)
+
+
+def dir_entry(path: str, device: str, counter: int = 1) -> FileEntry:
+    return FileEntry(path, Kind.DIR, mode=0o755, mtime_ns=FUTURE_NS, version={device: counter},
+                     modified_by=device, seq=counter)
+
+
+def link_entry(path: str, target: str, device: str, counter: int = 1, **kw) -> FileEntry:
+    kw.setdefault("hash", link_hash(target))
+    return FileEntry(path, Kind.LINK, target=target, mtime_ns=FUTURE_NS,
+                     version={device: counter}, modified_by=device, seq=counter, **kw)
+
+
+# --- raw connections -----------------------------------------------------------------
+async def open_tls(port: int, ident: identity.Identity):
+    return await asyncio.open_connection(HOST, port, ssl=identity.client_context(ident),
+                                         server_hostname=None)
+
+
+def local_address(writer: asyncio.StreamWriter) -> str:
+    host, port = writer.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
+async def drain_frames(reader: asyncio.StreamReader, timeout: float = 3.0) -> list:
+    """Every frame the node still sends until it hangs up (or `timeout` passes).
+
+    A frame that does not parse is recorded as the FrameError itself.
+    """
+    frames: list = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    frames.append(await framing.read_message(reader))
+                except framing.FrameError as e:
+                    frames.append(e)
+                    break
+                except (EOFError, ConnectionError, ssl.SSLError, OSError):
+                    break
+    return frames
+
+
+async def read_until_eof(reader: asyncio.StreamReader, timeout: float = 3.0) -> bytes:
+    """Raw bytes until the node closes; raises TimeoutError if it keeps it open."""
+    out = bytearray()
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                chunk = await reader.read(65536)
+            except (ConnectionError, ssl.SSLError, OSError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    return bytes(out)
+
+
+def close(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.transport.abort()
+
+
+# --- an authenticated session ---------------------------------------------------------
+@dataclass
+class Session:
+    """One authenticated connection; a background task reads and answers the node."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    ident: identity.Identity
+    info: PeerInfo
+    name: str
+    serve: dict[str, bytes] = field(default_factory=dict)  # what we answer "req" with
+    received: list[dict] = field(default_factory=list)
+    requests: list[list] = field(default_factory=list)  # every item the node asked for
+    answers: dict[int, bytes | None] = field(default_factory=dict)  # our req rid -> data
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str = ""
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _rids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _task: asyncio.Task | None = None
+    _seq: int = 0
+
+    @property
+    def device(self) -> str:
+        return self.ident.device_id
+
+    def start_pump(self) -> None:
+        self._task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                msg = await framing.read_message(self.reader)
+                self.received.append(msg)
+                t = msg["t"]
+                if t == "ping":
+                    await self.send({"t": "pong"})
+                elif t == "req":
+                    await self._answer(msg["items"])
+                elif t == "data":
+                    for rid, data in msg["items"]:
+                        self.answers[rid] = data
+                self._changed.set()
+        except (EOFError, ConnectionError, ssl.SSLError, OSError) as e:
+            self.end_reason = f"closed: {e!r}"
+        except framing.FrameError as e:
+            self.end_reason = f"bad frame from node: {e}"
+        finally:
+            self.ended.set()
+            self._changed.set()
+
+    async def _answer(self, items: list) -> None:
+        out = []
+        for rid, path, offset, size, _h in items:
+            self.requests.append([rid, path, offset, size, _h])
+            data = self.serve.get(path)
+            out.append([rid, None if data is None else data[offset : offset + size]])
+        await self.send({"t": "data", "items": out})
+
+    async def send(self, msg: dict) -> None:
+        await framing.write_message(self.writer, msg)
+
+    async def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def send_start(self) -> None:
+        await self.send({"t": "start", "index_id": b"\0" * 16, "have": 0})
+
+    async def announce(self, entries: list[FileEntry], serve: dict[str, bytes] | None = None,
+                       index_id: bytes = b"\x01" * 16) -> None:
+        self.serve.update(serve or {})
+        self._seq = max([self._seq, *(e.seq for e in entries)])
+        await self.send({"t": "index", "index_id": index_id,
+                         "entries": [e.to_wire() for e in entries],
+                         "max_seq": self._seq, "done": True})
+
+    async def request(self, items: list[tuple[str, int, int]]) -> dict[int, tuple]:
+        """Ask the node for (path, offset, size) blocks; rid -> the item asked."""
+        asked = {}
+        wire = []
+        for path, offset, size in items:
+            rid = next(self._rids)
+            asked[rid] = (path, offset, size)
+            wire.append([rid, path, offset, size, b"\0" * 32])
+        await self.send({"t": "req", "items": wire})
+        return asked
+
+    async def wait_for(self, pred, timeout: float = 5.0) -> bool:
+        """Until pred() is true (checked after every message); False on timeout/end."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not pred():
+            if self.ended.is_set():
+                return bool(pred())
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.1))
+        return True
+
+    def types(self) -> list[str]:
+        return [m["t"] for m in self.received]
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        close(self.writer)
+
+
+async def connect(port: int, ident: identity.Identity, *, secret: str = SECRET,
+                  name: str = "evil", pump: bool = True) -> Session:
+    reader, writer = await open_tls(port, ident)
+    info = await handshake(reader, writer, ident, secret, name, initiator=True)
+    s = Session(reader, writer, ident, info, name)
+    if pump:
+        s.start_pump()
+    return s
+
+
+# --- the file system around the node's folder ---------------------------------------
+def snapshot(root: Path, skip: Path) -> dict[str, tuple]:
+    """Everything under root except `skip`: type, size, mtime, content or link target."""
+    out: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == skip.parent:
+            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != skip]
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            if p == skip:
+                continue
+            st = os.lstat(p)
+            rel = str(p.relative_to(root))
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = ("link", os.readlink(p))
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir", st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+            else:
+                out[rel] = ("file", st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode),
+                            p.read_bytes())
+    st = os.lstat(root)
+    out["."] = ("dir", st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
