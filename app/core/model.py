@@ -14,6 +14,15 @@ BLOCK_SIZE = 128 * 1024
 HASH_LEN = 32
 
 
+MAX_INT = 2**63 - 1  # what SQLite's INTEGER holds
+MAX_COUNTER = 2**53  # version counters: far beyond any real history, never overflow a bump
+MAX_VECTOR = 10_000  # devices in one version vector
+
+
+def _in_range(v: object, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
 class Kind(IntEnum):
     FILE = 0
     DIR = 1
@@ -76,18 +85,19 @@ class FileEntry:
          deleted, seq) = item
         if not (
             isinstance(path, str)
-            and isinstance(size, int) and size >= 0
-            and isinstance(mtime_ns, int)
-            and isinstance(mode, int)
-            and isinstance(hsh, bytes)
+            and _in_range(size, 0, MAX_INT)
+            and _in_range(mtime_ns, -MAX_INT, MAX_INT)
+            and _in_range(mode, 0, 0o7777)
+            and isinstance(hsh, bytes) and len(hsh) in (0, HASH_LEN)
             and isinstance(blocks, bytes) and len(blocks) % HASH_LEN == 0
             and isinstance(target, str)
-            and isinstance(version, dict)
-            and all(isinstance(k, str) and isinstance(v, int) and v >= 0
+            and isinstance(version, dict) and len(version) <= MAX_VECTOR
+            and all(isinstance(k, str) and len(k) <= 64 and _in_range(v, 0, MAX_COUNTER)
                     for k, v in version.items())
-            and isinstance(modified_by, str)
+            and isinstance(modified_by, str) and len(modified_by) <= 64
             and isinstance(deleted, bool)
-            and isinstance(seq, int)
+            and _in_range(seq, 0, MAX_INT)
+            and kind in (0, 1, 2)
         ):
             raise ValueError("malformed file entry")
         return cls(path, Kind(kind), size, mtime_ns, mode & 0o777, hsh, blocks, target,

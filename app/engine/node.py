@@ -23,7 +23,7 @@ from pathlib import Path
 from app.core import paths, scanner
 from app.core.ignore import Ignore
 from app.core.index import Index
-from app.core.model import FileEntry
+from app.core.model import MAX_INT, FileEntry, Kind
 from app.core.planner import plan_path
 from app.engine.config import Config
 from app.engine.puller import Puller
@@ -362,15 +362,16 @@ class Node:
 
     def _on_start(self, peer: PeerState, msg: dict) -> None:
         index_id, have = msg.get("index_id"), msg.get("have")
-        if not isinstance(index_id, bytes) or not isinstance(have, int):
+        if not isinstance(index_id, bytes) or not isinstance(have, int) or have < 0:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
         peer.sender = self._spawn(self._send_index(peer))
 
     def _on_index(self, peer: PeerState, msg: dict) -> None:
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
-        if not (isinstance(index_id, bytes) and isinstance(entries, list)
-                and isinstance(max_seq, int) and len(entries) <= INDEX_BATCH):
+        if not (isinstance(index_id, bytes) and len(index_id) <= 64
+                and isinstance(entries, list) and len(entries) <= INDEX_BATCH
+                and isinstance(max_seq, int) and 0 <= max_seq <= MAX_INT):
             raise ProtocolError("malformed 'index'")
         good: list[FileEntry] = []
         for item in entries:
@@ -380,6 +381,9 @@ class Node:
                 raise ProtocolError(f"malformed file entry: {e}") from e
             try:
                 paths.validate(entry.path)
+                if (entry.kind == Kind.LINK and not entry.deleted
+                        and paths.link_escapes(entry.path, entry.target)):
+                    raise paths.BadPath("a link that leads outside the folder")
             except paths.BadPath as e:
                 log.warning("%s announced a path we refuse (%r): %s", peer.conn.info.name,
                             entry.path[:200], e)

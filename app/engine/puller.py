@@ -61,6 +61,7 @@ class Puller:
         self.request_rescan = request_rescan
         self.emit = emit
         self.in_progress: dict[str, tuple[int, int]] = {}  # path -> (bytes done, size)
+        self._reported: dict[str, str] = {}  # path -> the failure last logged
 
     # --- a round -------------------------------------------------------------------
     async def run_round(self, actions: list[Action]) -> RoundResult:
@@ -102,8 +103,10 @@ class Puller:
             log.debug("%s: %s", a.path, e)
         except (OSError, paths.BadPath, ValueError) as e:
             result.failed[a.path] = str(e)
-            log.warning("could not sync %s: %s", a.path, e)
-            self.emit("error", {"path": a.path, "reason": str(e)})
+            if self._reported.get(a.path) != str(e):  # say it once, not at every retry
+                self._reported[a.path] = str(e)
+                log.warning("could not sync %s: %s", a.path, e)
+                self.emit("error", {"path": a.path, "reason": str(e)})
         finally:
             self.in_progress.pop(a.path, None)
 
@@ -205,13 +208,17 @@ class Puller:
             local = self.index.get(a.path)
             full = paths.safe_join(self.root, a.path)
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
-            tmp_rel = paths.temp_name_for(a.path, a.target.hash)
-            tmp = self.root / tmp_rel
+            tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, a.target.hash))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             os.symlink(a.target.target, tmp)
-            self._make_room(local, a)
-            os.rename(tmp, full)
+            try:
+                self._make_room(local, a)
+                os.rename(tmp, full)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             with contextlib.suppress(OSError, NotImplementedError):
                 os.utime(full, ns=(a.target.mtime_ns, a.target.mtime_ns), follow_symlinks=False)
             self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
@@ -219,22 +226,20 @@ class Puller:
     # --- fetching a file -------------------------------------------------------------
     async def _do_fetch(self, a: Action, result: RoundResult) -> None:
         target = a.target
+        if hashing.file_hash_from_blocks(target.blocks) != target.hash or \
+                target.block_count() != -(-target.size // BLOCK_SIZE):
+            raise ValueError("the peer's block list does not match its file hash or size")
         full = paths.safe_join(self.root, a.path)
         async with self.lock:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
-        tmp_rel = paths.temp_name_for(a.path, target.hash)
-        tmp = paths.safe_join(self.root, tmp_rel)
-        existed = os.path.exists(tmp)
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT, 0o600)
+        tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, target.hash))
+        fd, existed = _open_temp(tmp)
         try:
             if os.fstat(fd).st_size != target.size:
                 os.ftruncate(fd, target.size)
             await self._fill(fd, a, existed, result)
         finally:
             os.close(fd)
-        if hashing.file_hash_from_blocks(target.blocks) != target.hash:
-            os.unlink(tmp)
-            raise ValueError("the peer's block list does not match its file hash")
         async with self.lock:
             local = self.index.get(a.path)
             self._make_room(local, a)
@@ -270,7 +275,7 @@ class Puller:
             os.rename(self.root / rel, copy_full)
             copy = replace(local, path=copy_rel, version=bump({}, self.index.device_id),
                            modified_by=self.index.device_id,
-                           inode=os.lstat(copy_full).st_ino, error="")
+                           inode=os.lstat(copy_full).st_ino)
             self.index.put_local([copy])
         self.emit("conflict", {"path": rel, "copy": copy_rel})
 
@@ -356,6 +361,21 @@ class Puller:
                 done_bytes += size
                 result.bytes_fetched += size
                 self.in_progress[a.path] = (done_bytes, target.size)
+
+
+def _open_temp(tmp: Path) -> tuple[int, bool]:
+    """Open (or create) a temp file; never through a link, never anything but a file."""
+    try:
+        st = os.lstat(tmp)
+        if not stat.S_ISREG(st.st_mode):
+            os.unlink(tmp)  # a stray link or fifo under our temp name: never write through it
+    except FileNotFoundError:
+        pass
+    flags = os.O_RDWR | os.O_NOFOLLOW
+    try:
+        return os.open(tmp, flags), True
+    except FileNotFoundError:
+        return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o600), False
 
 
 def _block_ok(fd: int, i: int, size: int, h: bytes) -> bool:
