@@ -1,0 +1,115 @@
+"""Which paths of a folder are not synced: `.p2psyncignore` plus built-in rules.
+
+The file uses gitignore syntax (pathspec.GitIgnoreSpec), relative to the folder root,
+and follows git's rule that nothing below an ignored directory can be re-included
+by a later "!" pattern: `matches` checks every ancestor directory first. Built-in
+rules cannot be overridden: our own `.p2psync` folder and our temp files are always
+ignored, and `.p2psyncignore` itself is always synced so peers share the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pathspec
+
+from app.core.paths import META_DIR, TEMP_PREFIX, is_temp_name
+
+IGNORE_FILE = ".p2psyncignore"
+_DIR_CACHE_MAX = 65536
+
+log = logging.getLogger(__name__)
+
+
+class Ignore:
+    """The ignore rules of one folder, reloaded cheaply when the file changes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._key: tuple[int, int] | None = None
+        self._lines: list[str] = []
+        self._spec = pathspec.GitIgnoreSpec.from_lines([])
+        self._dir_cache: dict[str, bool] = {}
+        self._load()
+
+    @property
+    def patterns(self) -> list[str]:
+        """The pattern lines in force (blank lines, comments and bad lines dropped)."""
+        return list(self._lines)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if its (mtime_ns, size) changed; True if the rules changed.
+
+        Cheap enough (one stat) to call before every scan or on every watcher event.
+        """
+        if self._file_key() == self._key:
+            return False
+        old = self._lines
+        self._load()
+        return self._lines != old
+
+    def matches(self, rel: str, is_dir: bool = False) -> bool:
+        """True if `rel` (a "/"-separated relative path) is not to be synced."""
+        if rel.startswith(META_DIR) and rel.partition("/")[0] == META_DIR:
+            return True
+        cut = rel.rfind("/")
+        if rel.startswith(TEMP_PREFIX, cut + 1) and is_temp_name(rel[cut + 1 :]):
+            return True
+        if not self._lines or rel == IGNORE_FILE:
+            return False
+        if cut > 0 and self._dir_ignored(rel[:cut]):
+            return True
+        return self._spec.match_file(rel + "/" if is_dir else rel)
+
+    # --- internals
+
+    def _dir_ignored(self, rel_dir: str) -> bool:
+        """Whether a directory or any of its ancestors is ignored (memoised per scan)."""
+        hit = self._dir_cache.get(rel_dir)
+        if hit is not None:
+            return hit
+        head, _, _ = rel_dir.rpartition("/")
+        result = (bool(head) and self._dir_ignored(head)) or self._spec.match_file(rel_dir + "/")
+        if len(self._dir_cache) >= _DIR_CACHE_MAX:
+            self._dir_cache.clear()
+        self._dir_cache[rel_dir] = result
+        return result
+
+    def _file_key(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.root / IGNORE_FILE)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _load(self) -> None:
+        self._key = self._file_key()
+        lines: list[str] = []
+        if self._key is not None:
+            try:
+                raw = (self.root / IGNORE_FILE).read_bytes()
+            except OSError as exc:
+                log.warning("cannot read %s: %s", IGNORE_FILE, exc)
+                raw = b""
+            lines = _usable_lines(raw.decode("utf-8", errors="replace").splitlines())
+        self._lines = lines
+        self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        self._dir_cache.clear()
+
+
+def _usable_lines(lines: list[str]) -> list[str]:
+    """Drop blanks, comments and lines pathspec refuses (with a warning), keep order."""
+    out = []
+    for line in lines:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            pathspec.GitIgnoreSpec.from_lines([line])
+        except ValueError as exc:
+            log.warning("%s: ignoring bad pattern %r (%s)", IGNORE_FILE, line, exc)
+            continue
+        out.append(line)
+    return out

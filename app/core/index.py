@@ -1,0 +1,470 @@
+"""The per-folder SQLite index: our entries, where our blocks are, what peers announced.
+
+One database file per folder. Local entries get a strictly increasing sequence
+number on every change, so a peer can ask for "everything after seq N" and resume
+an interrupted exchange. The random `index_id` names this particular history: if
+the database is ever recreated, peers see a new id and start over instead of
+trusting seq numbers of a history that no longer exists.
+
+Versions are stored as `versions.encode` bytes (canonical), so SQL can find paths
+whose versions differ without decoding anything in Python.
+
+The connection is shared between the engine's loop thread and a scanner thread:
+`check_same_thread=False`, and every public method holds one RLock.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.core import versions
+from app.core.model import HASH_LEN, FileEntry, Kind
+
+_ENTRY_COLS = (
+    "path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
+    "deleted, seq, inode, error"
+)
+# Small columns first and `blocks` (up to 256 KiB for a 1 GiB file) last, so that
+# reading the others never has to walk a row's overflow pages.
+_ENTRY_DEF = """
+    path TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    version BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    target TEXT NOT NULL,
+    modified_by TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    blocks BLOB NOT NULL
+"""
+
+# Numbered migrations: MIGRATIONS[i] brings schema_version i to i + 1. Append only;
+# never edit one that has shipped. differing_paths names files_path_version and
+# remote_files_path (INDEXED BY): later migrations must keep them.
+MIGRATIONS: list[str] = [
+    f"""
+    CREATE TABLE files ({_ENTRY_DEF}, PRIMARY KEY (path));
+    CREATE UNIQUE INDEX files_seq ON files (seq);
+    CREATE INDEX files_path_version ON files (path, version);
+    CREATE TABLE blocks (
+        hash BLOB NOT NULL,
+        path TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        PRIMARY KEY (path, idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_hash ON blocks (hash);
+    CREATE TABLE remotes (
+        device TEXT PRIMARY KEY,
+        index_id BLOB NOT NULL,
+        max_seq INTEGER NOT NULL
+    );
+    CREATE TABLE remote_files (device TEXT NOT NULL, {_ENTRY_DEF}, UNIQUE (device, path));
+    CREATE INDEX remote_files_path ON remote_files (path, device, version);
+    CREATE TABLE ignored (path TEXT PRIMARY KEY) WITHOUT ROWID;
+    """,
+]
+
+
+# local_brief rows: (path, state, size, mtime_ns, mode, inode_db). Plain tuples on
+# purpose: building 10,000 objects per rescan would cost more than the walk itself.
+Brief = tuple[str, int, int, int, int, int]
+BRIEF_DELETED = -1  # state of a deleted tombstone
+BRIEF_ERROR = -2  # state of an entry with an error set (always worth a closer look)
+# otherwise the state is the entry's Kind
+
+
+class IndexTooNew(RuntimeError):
+    """The database was written by a newer p2psync with migrations we do not know."""
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Index:
+    """One folder's index database. Thread-safe; see the module docstring."""
+
+    def __init__(self, db_path: Path | str, device_id: str) -> None:
+        self.device_id = device_id
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self.index_id: bytes = self._init_identity()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock every method holds; hold it to make several calls one atomic step."""
+        return self._lock
+
+    def close(self) -> None:
+        """Close the database; the object is unusable afterwards."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- schema
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.get_meta("schema_version", 0))
+
+    def _migrate(self) -> None:
+        """Apply the missing migrations, each in its own transaction.
+
+        The version is read inside each transaction, so two processes opening the
+        same database at once cannot apply a migration twice.
+        """
+        with self._lock, self._tx():
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)")
+        while True:
+            with self._lock, self._tx():
+                current = int(self._get_meta("schema_version") or 0)
+                if current > len(MIGRATIONS):
+                    raise IndexTooNew(
+                        f"index schema {current} is newer than this program's "
+                        f"{len(MIGRATIONS)}"
+                    )
+                if current == len(MIGRATIONS):
+                    return
+                for stmt in _statements(MIGRATIONS[current]):
+                    self._db.execute(stmt)
+                self._set_meta(("schema_version", current + 1))
+
+    def _init_identity(self) -> bytes:
+        with self._lock, self._tx():
+            index_id = self._get_meta("index_id")
+            if index_id is None:
+                index_id = os.urandom(16)
+                self._set_meta(("index_id", index_id))
+            if self._get_meta("device_id") != self.device_id:
+                self._set_meta(("device_id", self.device_id))
+        return bytes(index_id)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- meta
+
+    @_locked
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        value = self._get_meta(key)
+        return default if value is None else value
+
+    @_locked
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a str, int, float, bytes or None under key."""
+        with self._tx():
+            self._set_meta((key, value))
+
+    def _get_meta(self, key: str) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def _set_meta(self, item: tuple[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", item)
+
+    # --- local entries
+
+    @_locked
+    def get(self, path: str) -> FileEntry | None:
+        row = self._db.execute(
+            f"SELECT {_ENTRY_COLS} FROM files WHERE path = ?", (path,)
+        ).fetchone()
+        return None if row is None else _from_row(row)
+
+    @_locked
+    def all_local(self) -> list[FileEntry]:
+        """Every local entry, deleted tombstones included, ordered by path."""
+        rows = self._db.execute(f"SELECT {_ENTRY_COLS} FROM files ORDER BY path")
+        return [_from_row(r) for r in rows]
+
+    @_locked
+    def max_seq(self) -> int:
+        return self._max_seq()
+
+    def _max_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM files").fetchone()[0]
+
+    @_locked
+    def local_since(self, seq: int, limit: int = 1000) -> list[FileEntry]:
+        """Entries changed after `seq`, oldest first: one page of an index exchange."""
+        rows = self._db.execute(
+            f"SELECT {_ENTRY_COLS} FROM files WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [_from_row(r) for r in rows]
+
+    @_locked
+    def paths_changed_since(self, seq: int) -> set[str]:
+        """Paths whose local entry was written after `seq` (cheap: uses the seq index)."""
+        return {r[0] for r in self._db.execute("SELECT path FROM files WHERE seq > ?", (seq,))}
+
+    @_locked
+    def local_brief(self, under: str | None = None) -> dict[str, Brief]:
+        """path -> Brief for all local entries, or for `under` and everything beneath it.
+
+        Lets a rescan of a large unchanged folder compare stat data without decoding
+        versions and block lists of every entry. The inode is in database form
+        (see `inode_to_db`), so compare it with `inode_to_db(st.st_ino)`.
+        """
+        sql = (
+            f"SELECT path, CASE WHEN deleted THEN {BRIEF_DELETED} "
+            f"WHEN error != '' THEN {BRIEF_ERROR} ELSE kind END, "
+            "size, mtime_ns, mode, inode FROM files"
+        )
+        args: tuple = ()
+        if under is not None:
+            # "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`
+            sql += " WHERE path = ? OR (path >= ? AND path < ?)"
+            args = (under, under + "/", under + "0")
+        return {r[0]: r for r in self._db.execute(sql, args)}
+
+    @_locked
+    def put_local(self, entries: Iterable[FileEntry]) -> None:
+        """Store local changes in one transaction, each under a fresh sequence number.
+
+        The seq is written back into each entry only once the transaction committed,
+        so a failed write leaves the callers' objects as they were.
+        """
+        batch = list(entries)
+        if not batch:
+            return
+        with self._tx():
+            first = self._max_seq() + 1
+            seqs = range(first, first + len(batch))
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO files ({_ENTRY_COLS}) VALUES ({_QMARKS})",
+                (_to_row(e, s) for e, s in zip(batch, seqs, strict=True)),
+            )
+            self._write_blocks(batch)
+        for e, s in zip(batch, seqs, strict=True):
+            e.seq = s
+
+    def _write_blocks(self, batch: list[FileEntry]) -> None:
+        self._db.executemany("DELETE FROM blocks WHERE path = ?", ((e.path,) for e in batch))
+        latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
+        self._db.executemany(
+            "INSERT INTO blocks (hash, path, idx) VALUES (?, ?, ?)",
+            (
+                (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
+                for e in latest.values()
+                if e.kind == Kind.FILE and not e.deleted
+                for i in range(e.block_count())
+            ),
+        )
+
+    @_locked
+    def set_inode(self, path: str, inode: int) -> None:
+        """Update local bookkeeping only: no new version, no new seq."""
+        self.set_inodes([(path, inode)])
+
+    @_locked
+    def set_inodes(self, items: Iterable[tuple[str, int]]) -> None:
+        """Batch form of set_inode (one transaction)."""
+        with self._tx():
+            self._db.executemany(
+                "UPDATE files SET inode = ? WHERE path = ?",
+                ((inode_to_db(i), p) for p, i in items),
+            )
+
+    @_locked
+    def find_block(self, h: bytes) -> tuple[str, int] | None:
+        """Where a block with hash h exists locally, to copy it instead of fetching it.
+
+        The caller must verify the data: the file may have changed since it was indexed.
+        """
+        row = self._db.execute(
+            "SELECT path, idx FROM blocks WHERE hash = ? LIMIT 1", (h,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # --- remote entries
+
+    @_locked
+    def remote_state(self, device: str) -> tuple[bytes, int]:
+        """(their index_id, highest seq of theirs we hold); (b"", 0) if unknown."""
+        row = self._db.execute(
+            "SELECT index_id, max_seq FROM remotes WHERE device = ?", (device,)
+        ).fetchone()
+        return (b"", 0) if row is None else (bytes(row[0]), row[1])
+
+    @_locked
+    def put_remote(
+        self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int
+    ) -> None:
+        """Store one batch a peer announced; a new index_id discards its old history."""
+        batch = list(entries)
+        with self._tx():
+            row = self._db.execute(
+                "SELECT index_id FROM remotes WHERE device = ?", (device,)
+            ).fetchone()
+            if row is None or bytes(row[0]) != index_id:
+                self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
+            self._db.executemany(
+                f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
+                f"VALUES ({_QMARKS}, ?)",
+                (_to_row(e, e.seq) + (device,) for e in batch),
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) VALUES (?, ?, ?)",
+                (device, index_id, max_seq),
+            )
+
+    @_locked
+    def remote_get(self, device: str, path: str) -> FileEntry | None:
+        row = self._db.execute(
+            f"SELECT {_ENTRY_COLS} FROM remote_files WHERE device = ? AND path = ?",
+            (device, path),
+        ).fetchone()
+        return None if row is None else _from_row(row)
+
+    @_locked
+    def remote_for_path(self, path: str) -> dict[str, FileEntry]:
+        """device -> the entry that device announced for path."""
+        rows = self._db.execute(
+            f"SELECT device, {_ENTRY_COLS} FROM remote_files WHERE path = ? ORDER BY device",
+            (path,),
+        )
+        return {r[0]: _from_row(r[1:]) for r in rows}
+
+    @_locked
+    def remote_devices(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT device FROM remotes ORDER BY device")]
+
+    @_locked
+    def differing_paths(self, device: str | None = None) -> list[str]:
+        """Paths where a remote version differs from ours (or we have none), sorted.
+
+        Compares the canonical version blobs inside SQLite, using two covering
+        indexes: the common case (nothing differs) is one pass over an index of
+        remote_files with one index probe per row, in path order, and no Python.
+        """
+        sql = (
+            "SELECT DISTINCT r.path FROM remote_files r INDEXED BY remote_files_path "
+            "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
+            "WHERE (f.path IS NULL OR f.version != r.version)"
+        )
+        args: tuple = ()
+        if device is not None:
+            sql += " AND r.device = ?"
+            args = (device,)
+        return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
+
+    # --- ignored paths (for status)
+
+    @_locked
+    def set_ignored(self, paths: list[str]) -> None:
+        """Replace the list of ignored paths seen by the last full scan."""
+        with self._tx():
+            self._db.execute("DELETE FROM ignored")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO ignored (path) VALUES (?)", ((p,) for p in paths)
+            )
+
+    @_locked
+    def ignored(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT path FROM ignored ORDER BY path")]
+
+
+_QMARKS = ", ".join("?" * len(_ENTRY_COLS.split(",")))
+
+
+def _to_row(e: FileEntry, seq: int) -> tuple:
+    return (
+        e.path,
+        int(e.kind),
+        e.size,
+        e.mtime_ns,
+        e.mode,
+        bytes(e.hash),
+        bytes(e.blocks),
+        e.target,
+        versions.encode(e.version),
+        e.modified_by,
+        int(bool(e.deleted)),
+        seq,
+        inode_to_db(e.inode),
+        e.error,
+    )
+
+
+def _from_row(r: tuple | sqlite3.Row) -> FileEntry:
+    return FileEntry(
+        path=r[0],
+        kind=Kind(r[1]),
+        size=r[2],
+        mtime_ns=r[3],
+        mode=r[4],
+        hash=bytes(r[5]),
+        blocks=bytes(r[6]),
+        target=r[7],
+        version=versions.decode(r[8]),
+        modified_by=r[9],
+        deleted=bool(r[10]),
+        seq=r[11],
+        inode=_inode_from_db(r[12]),
+        error=r[13],
+    )
+
+
+def inode_to_db(inode: int) -> int:
+    """st_ino is unsigned 64-bit; SQLite integers are signed: store it wrapped."""
+    return inode - (1 << 64) if inode >= (1 << 63) else inode
+
+
+def _inode_from_db(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would COMMIT on its own)."""
+    out: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError(f"incomplete SQL in migration: {current.strip()[:60]!r}")
+    return out

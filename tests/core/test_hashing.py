@@ -1,0 +1,123 @@
+import os
+
+import blake3
+import pytest
+
+from app.core import hashing
+from app.core.hashing import (
+    READ_SIZE,
+    block_hash,
+    file_hash_from_blocks,
+    hash_file,
+    link_hash,
+)
+from app.core.model import BLOCK_SIZE, HASH_LEN
+
+
+def reference(data: bytes) -> tuple[int, bytes, bytes]:
+    """The definition, computed in one shot over the whole content."""
+    blocks = b"".join(
+        blake3.blake3(data[i : i + BLOCK_SIZE]).digest() for i in range(0, len(data), BLOCK_SIZE)
+    )
+    return len(data), blake3.blake3(blocks).digest(), blocks
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        BLOCK_SIZE - 1,
+        BLOCK_SIZE,
+        BLOCK_SIZE + 1,
+        3 * BLOCK_SIZE + 5,
+        READ_SIZE,
+        READ_SIZE + 1,
+        2 * READ_SIZE + BLOCK_SIZE + 7,
+    ],
+)
+def test_hash_file_matches_one_shot(tmp_path, size):
+    data = os.urandom(size)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    got = hash_file(p)
+    assert got == reference(data)
+    n, _, blocks = got
+    assert n == size
+    assert len(blocks) == HASH_LEN * -(-size // BLOCK_SIZE)
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty"
+    p.write_bytes(b"")
+    assert hash_file(str(p)) == (0, blake3.blake3(b"").digest(), b"")
+    assert file_hash_from_blocks(b"") == blake3.blake3(b"").digest()
+
+
+def test_block_hash_accepts_memoryview():
+    data = os.urandom(1000)
+    assert block_hash(memoryview(data)[10:20]) == block_hash(data[10:20])
+    assert len(block_hash(data)) == HASH_LEN
+
+
+def test_file_hash_is_hash_of_block_hashes(tmp_path):
+    data = os.urandom(2 * BLOCK_SIZE + 3)
+    p = tmp_path / "f"
+    p.write_bytes(data)
+    _, h, blocks = hash_file(p)
+    parts = [block_hash(data[i : i + BLOCK_SIZE]) for i in range(0, len(data), BLOCK_SIZE)]
+    assert blocks == b"".join(parts)
+    assert h == file_hash_from_blocks(blocks)
+
+
+def test_same_content_same_hash_different_content_differs(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.write_bytes(b"x" * 1000)
+    b.write_bytes(b"x" * 1000)
+    c.write_bytes(b"x" * 999 + b"y")
+    assert hash_file(a) == hash_file(b)
+    assert hash_file(a)[1] != hash_file(c)[1]
+
+
+def test_short_reads_keep_blocks_aligned():
+    class Trickle:
+        """A reader that returns at most 1000 bytes per call, like a pipe or a network FS."""
+
+        def __init__(self, data):
+            self.data = data
+            self.pos = 0
+
+        def readinto(self, view):
+            n = min(1000, len(view), len(self.data) - self.pos)
+            view[:n] = self.data[self.pos : self.pos + n]
+            self.pos += n
+            return n
+
+    data = os.urandom(BLOCK_SIZE + 12345)
+    buf = bytearray(READ_SIZE)
+    n = hashing._fill(Trickle(data), memoryview(buf))
+    assert n == len(data) and bytes(buf[:n]) == data
+
+
+def test_refuses_symlink_and_non_regular(tmp_path):
+    (tmp_path / "real").write_bytes(b"secret")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OSError):
+        hash_file(tmp_path / "link")
+    with pytest.raises(OSError):
+        hash_file(tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError, match="not a regular file"):
+        hash_file(tmp_path / "fifo")  # must not block
+
+
+def test_missing_file_raises_filenotfound(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        hash_file(tmp_path / "nope")
+
+
+def test_link_hash():
+    assert link_hash("a/b") == blake3.blake3(b"a/b").digest()
+    raw = b"bad\xffname"
+    assert link_hash(os.fsdecode(raw)) == blake3.blake3(raw).digest()
+    assert link_hash("x") != link_hash("y")

@@ -1,0 +1,120 @@
+import os
+
+import pytest
+
+from app.core.ignore import IGNORE_FILE, Ignore
+
+TEMP = ".p2psync-0123456789abcdef.tmp"
+
+
+def make(tmp_path, text=None):
+    if text is not None:
+        (tmp_path / IGNORE_FILE).write_text(text)
+    return Ignore(tmp_path)
+
+
+def test_no_file_only_builtins(tmp_path):
+    ig = make(tmp_path)
+    assert not ig.matches("a.txt")
+    assert not ig.matches("dir", is_dir=True)
+    assert ig.matches(".p2psync", is_dir=True)
+    assert ig.matches(".p2psync/archive/x")
+    assert ig.matches(TEMP)
+    assert ig.matches(f"deep/dir/{TEMP}")
+    assert not ig.matches("a/.p2psync")  # only our folder at the root
+    assert not ig.matches(".p2psync-notours.tmp")
+    assert not ig.matches(".p2psyncx")
+
+
+@pytest.mark.parametrize(
+    "rel,is_dir,ignored",
+    [
+        ("app.log", False, True),
+        ("deep/dir/app.log", False, True),
+        ("keep.log", False, False),  # negation
+        ("deep/keep.log", False, False),
+        ("build", True, True),  # dir pattern
+        ("build", False, False),  # ...only matches directories
+        ("build/out.o", False, True),  # under an ignored dir
+        ("sub/build/x/y.c", False, True),
+        ("build/keep.txt", False, True),  # git: cannot re-include below an ignored dir
+        ("rootonly", False, True),
+        ("sub/rootonly", False, False),  # anchored
+        ("docs/a/b/c.bak", False, True),
+        ("docs/c.bak", False, True),
+        ("other/c.bak", False, False),
+        ("a/b/nested.txt", False, True),
+        ("x/a/b/nested.txt", False, False),
+        ("a/bx/nested.txt", False, False),
+        ("src/main.py", False, False),
+        ("cache", True, True),
+        ("cache/file", False, True),
+        ("cache/deeper/file", False, True),
+    ],
+)
+def test_patterns(tmp_path, rel, is_dir, ignored):
+    ig = make(
+        tmp_path,
+        "# comment\n\n*.log\n!keep.log\nbuild/\n!build/keep.txt\n/rootonly\n"
+        "docs/**/*.bak\na/b/\ncache\n",
+    )
+    assert ig.matches(rel, is_dir) is ignored
+
+
+def test_ignore_file_itself_never_ignored(tmp_path):
+    ig = make(tmp_path, "*\n.p2psync*\n")
+    assert not ig.matches(IGNORE_FILE)
+    assert ig.matches("anything")
+    assert ig.matches(f"sub/{IGNORE_FILE}")  # only the root one is special
+
+
+def test_builtins_cannot_be_negated(tmp_path):
+    ig = make(tmp_path, f"!.p2psync\n!.p2psync/**\n!{TEMP}\n")
+    assert ig.matches(".p2psync", is_dir=True)
+    assert ig.matches(".p2psync/x")
+    assert ig.matches(TEMP)
+
+
+def test_bad_pattern_lines_are_skipped(tmp_path, caplog):
+    ig = make(tmp_path, "*.log\n!\nfoo\\\n*.tmp2\n")
+    assert ig.matches("a.log") and ig.matches("b.tmp2")
+    assert ig.patterns == ["*.log", "*.tmp2"]
+    assert "bad pattern" in caplog.text
+
+
+def test_reload_if_changed(tmp_path):
+    ig = make(tmp_path)
+    assert not ig.reload_if_changed()
+    f = tmp_path / IGNORE_FILE
+    f.write_text("*.log\n")
+    assert ig.reload_if_changed()
+    assert ig.matches("x.log")
+    assert not ig.reload_if_changed()  # nothing changed since
+    # same rules, new mtime: re-read, but the rules did not change
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert not ig.reload_if_changed()
+    f.write_text("*.txt\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    assert ig.reload_if_changed()
+    assert not ig.matches("x.log") and ig.matches("x.txt")
+    f.unlink()
+    assert ig.reload_if_changed()
+    assert not ig.matches("x.txt")
+
+
+def test_reload_clears_directory_cache(tmp_path):
+    ig = make(tmp_path, "build/\n")
+    assert ig.matches("build/a/b.o")
+    f = tmp_path / IGNORE_FILE
+    f.write_text("other/\n")
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert ig.reload_if_changed()
+    assert not ig.matches("build/a/b.o")
+
+
+def test_non_utf8_file_does_not_crash(tmp_path):
+    (tmp_path / IGNORE_FILE).write_bytes(b"*.log\n\xff\xfe\n")
+    ig = Ignore(tmp_path)
+    assert ig.matches("a.log")

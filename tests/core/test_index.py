@@ -1,0 +1,266 @@
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from app.core import index as index_mod
+from app.core.index import MIGRATIONS, Index, IndexTooNew
+from app.core.model import FileEntry, Kind
+
+DEV = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+
+
+@pytest.fixture
+def idx(tmp_path):
+    with Index(tmp_path / "index.db", DEV) as ix:
+        yield ix
+
+
+def entry(path, n=1, **kw):
+    blocks = kw.pop("blocks", os.urandom(32) * n)
+    return FileEntry(path, blocks=blocks, hash=os.urandom(32), version={DEV: n}, **kw)
+
+
+def test_round_trip_every_field(idx):
+    e = FileEntry(
+        path="dir/ünï cødé.txt",
+        kind=Kind.FILE,
+        size=123456789012,
+        mtime_ns=1_700_000_000_123_456_789,
+        mode=0o755,
+        hash=os.urandom(32),
+        blocks=os.urandom(32 * 3),
+        target="",
+        version={DEV: 3, "OTHER": 7},
+        modified_by="OTHER",
+        deleted=False,
+        inode=2**64 - 5,  # st_ino is unsigned 64-bit
+        error="cannot read: Permission denied",
+    )
+    link = FileEntry("l", Kind.LINK, 4, -5, 0o777, os.urandom(32), target="../😀",
+                     version={DEV: 1}, modified_by=DEV, deleted=True, inode=0)
+    idx.put_local([e, link])
+    got = idx.get(e.path)
+    assert got == e  # includes the seq written back
+    assert got.version == {DEV: 3, "OTHER": 7}
+    assert idx.get("l") == link
+    assert idx.get("missing") is None
+    assert idx.all_local() == [e, link]
+
+
+def test_all_local_ordered_by_path_with_tombstones(idx):
+    idx.put_local([entry("b"), entry("a"), replace(entry("c"), deleted=True)])
+    assert [e.path for e in idx.all_local()] == ["a", "b", "c"]
+    assert idx.all_local()[2].deleted
+
+
+def test_seq_assignment(idx):
+    assert idx.max_seq() == 0
+    batch = [entry("a"), entry("b"), entry("c")]
+    idx.put_local(batch)
+    assert [e.seq for e in batch] == [1, 2, 3]
+    assert idx.max_seq() == 3
+    again = entry("a", 2)
+    idx.put_local([again])
+    assert again.seq == 4 and idx.get("a").seq == 4
+    idx.put_local([])
+    assert idx.max_seq() == 4
+    seqs = [e.seq for e in idx.all_local()]
+    assert len(set(seqs)) == len(seqs)
+
+
+def test_failed_put_local_rolls_back(idx):
+    idx.put_local([entry("a")])
+    bad = [entry("b"), FileEntry("c")]
+    bad[1].version = object()  # cannot be encoded: fails inside the transaction
+    with pytest.raises(AttributeError):
+        idx.put_local(bad)
+    assert idx.get("b") is None
+    assert bad[0].seq == 0
+    assert idx.max_seq() == 1
+
+
+def test_local_since_paging(idx):
+    idx.put_local([entry(f"f{i:02}") for i in range(25)])
+    idx.put_local([entry("f03", 2)])  # f03 moves to the end
+    pages, seq = [], 0
+    while page := idx.local_since(seq, limit=10):
+        pages.append(page)
+        seq = page[-1].seq
+    assert [len(p) for p in pages] == [10, 10, 5]
+    flat = [e for p in pages for e in p]
+    assert [e.seq for e in flat] == sorted(e.seq for e in flat)
+    assert flat[-1].path == "f03"
+    assert len({e.path for e in flat}) == 25
+    assert idx.local_since(idx.max_seq()) == []
+
+
+def test_set_inode_is_not_a_new_version(idx):
+    idx.put_local([entry("a")])
+    idx.set_inode("a", 42)
+    got = idx.get("a")
+    assert got.inode == 42 and got.seq == 1 and idx.max_seq() == 1
+
+
+def test_find_block(idx):
+    b0, b1 = os.urandom(32), os.urandom(32)
+    idx.put_local([entry("a", blocks=b0 + b1)])
+    assert idx.find_block(b1) == ("a", 1)
+    assert idx.find_block(b0) == ("a", 0)
+    assert idx.find_block(os.urandom(32)) is None
+    idx.put_local([entry("a", 2, blocks=b1)])  # content changed: b0 gone
+    assert idx.find_block(b0) is None
+    assert idx.find_block(b1) == ("a", 0)
+    idx.put_local([replace(entry("a", 3, blocks=b1), deleted=True)])
+    assert idx.find_block(b1) is None
+    idx.put_local([entry("d", kind=Kind.DIR, blocks=b1)])  # only files count
+    assert idx.find_block(b1) is None
+
+
+def test_find_block_uses_index(idx):
+    plan = idx._db.execute(
+        "EXPLAIN QUERY PLAN SELECT path, idx FROM blocks WHERE hash = ? LIMIT 1", (b"x",)
+    ).fetchall()
+    assert "blocks_hash" in str(plan)
+
+
+def test_remote_state_and_entries(idx):
+    assert idx.remote_state("R1") == (b"", 0)
+    assert idx.remote_devices() == []
+    r1 = [entry("a"), entry("b")]
+    r1[0].seq, r1[1].seq = 5, 6
+    idx.put_remote("R1", b"id-1", r1, 6)
+    assert idx.remote_state("R1") == (b"id-1", 6)
+    assert idx.remote_get("R1", "a") == r1[0]
+    idx.put_remote("R2", b"id-2", [entry("a", 4)], 1)
+    assert set(idx.remote_for_path("a")) == {"R1", "R2"}
+    assert idx.remote_for_path("a")["R2"].version == {DEV: 4}
+    assert idx.remote_devices() == ["R1", "R2"]
+    # same index_id: upsert, others kept
+    idx.put_remote("R1", b"id-1", [entry("a", 9)], 7)
+    assert idx.remote_get("R1", "a").version == {DEV: 9}
+    assert idx.remote_get("R1", "b") is not None
+    assert idx.remote_state("R1") == (b"id-1", 7)
+
+
+def test_put_remote_new_index_id_resets(idx):
+    idx.put_remote("R1", b"old", [entry("a"), entry("b")], 2)
+    idx.put_remote("R2", b"x", [entry("a")], 1)
+    idx.put_remote("R1", b"new", [entry("c")], 1)
+    assert idx.remote_get("R1", "a") is None and idx.remote_get("R1", "b") is None
+    assert idx.remote_get("R1", "c") is not None
+    assert idx.remote_state("R1") == (b"new", 1)
+    assert idx.remote_get("R2", "a") is not None  # other devices untouched
+
+
+def test_differing_paths(idx):
+    same, older = entry("same"), entry("changed")
+    idx.put_local([same, older, entry("onlylocal")])
+    idx.put_remote("R1", b"i", [replace(same), replace(older, version={DEV: 2}),
+                                entry("onlyremote")], 3)
+    idx.put_remote("R2", b"j", [replace(same), replace(older)], 2)
+    assert idx.differing_paths() == ["changed", "onlyremote"]
+    assert idx.differing_paths("R1") == ["changed", "onlyremote"]
+    assert idx.differing_paths("R2") == []
+    assert idx.differing_paths("nobody") == []
+
+
+def test_differing_paths_is_fast_when_nothing_differs(idx):
+    local = [entry(f"d{i // 100}/f{i}") for i in range(10_000)]
+    idx.put_local(local)
+    idx.put_remote("R1", b"i", [replace(e) for e in local], 10_000)
+    start = time.perf_counter()
+    assert idx.differing_paths() == []
+    assert idx.differing_paths("R1") == []
+    elapsed = time.perf_counter() - start
+    assert elapsed < 0.5, elapsed  # a few ms in practice; generous for slow CI
+
+
+def test_ignored_and_meta(idx):
+    idx.set_ignored(["b", "a"])
+    assert idx.ignored() == ["a", "b"]
+    idx.set_ignored(["c"])
+    assert idx.ignored() == ["c"]
+    assert idx.get_meta("nope", 5) == 5
+    idx.set_meta("k", b"\x00\x01")
+    idx.set_meta("n", 12)
+    assert idx.get_meta("k") == b"\x00\x01" and idx.get_meta("n") == 12
+    assert idx.get_meta("device_id") == DEV
+
+
+def test_reopen_keeps_everything(tmp_path):
+    db = tmp_path / "index.db"
+    with Index(db, DEV) as ix:
+        ix.put_local([entry("a")])
+        index_id = ix.index_id
+        assert len(index_id) == 16
+        assert ix.schema_version == len(MIGRATIONS)
+        assert ix.get_meta("schema_version") == len(MIGRATIONS)
+    with Index(db, DEV) as ix:
+        assert ix.index_id == index_id
+        assert ix.get("a") is not None and ix.max_seq() == 1
+    with Index(tmp_path / "other.db", DEV) as ix:
+        assert ix.index_id != index_id
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+def test_new_migration_applied_on_reopen(tmp_path, monkeypatch):
+    db = tmp_path / "index.db"
+    with Index(db, DEV) as ix:
+        ix.put_local([entry("a")])
+    extra = MIGRATIONS + ["CREATE TABLE extra (x INTEGER);\nINSERT INTO extra VALUES (7);"]
+    monkeypatch.setattr(index_mod, "MIGRATIONS", extra)
+    with Index(db, DEV) as ix:
+        assert ix.schema_version == len(extra)
+        assert ix._db.execute("SELECT x FROM extra").fetchone() == (7,)
+        assert ix.get("a") is not None
+    with Index(db, DEV) as ix:  # not applied twice
+        assert ix._db.execute("SELECT COUNT(*) FROM extra").fetchone() == (1,)
+
+
+def test_failed_migration_rolls_back(tmp_path, monkeypatch):
+    db = tmp_path / "index.db"
+    Index(db, DEV).close()
+    bad = MIGRATIONS + ["CREATE TABLE half (x INTEGER);\nTHIS IS NOT SQL;"]
+    monkeypatch.setattr(index_mod, "MIGRATIONS", bad)
+    with pytest.raises(sqlite3.Error):
+        Index(db, DEV)
+    monkeypatch.setattr(index_mod, "MIGRATIONS", MIGRATIONS)
+    with Index(db, DEV) as ix:
+        assert ix.schema_version == len(MIGRATIONS)
+        tables = {r[0] for r in ix._db.execute("SELECT name FROM sqlite_master")}
+        assert "half" not in tables
+
+
+def test_newer_schema_refused(tmp_path):
+    db = tmp_path / "index.db"
+    with Index(db, DEV) as ix:
+        ix.set_meta("schema_version", len(MIGRATIONS) + 1)
+    with pytest.raises(IndexTooNew):
+        Index(db, DEV)
+
+
+def test_threads_share_one_index(idx):
+    errors = []
+
+    def writer(prefix):
+        try:
+            for i in range(50):
+                idx.put_local([entry(f"{prefix}{i}")])
+                idx.get(f"{prefix}{i}")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in "abcd"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    seqs = sorted(e.seq for e in idx.all_local())
+    assert seqs == list(range(1, 201))

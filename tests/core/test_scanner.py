@@ -1,0 +1,577 @@
+import logging
+import os
+import shutil
+import time
+from dataclasses import replace
+
+import pytest
+
+from app.core import scanner
+from app.core.hashing import hash_file, link_hash
+from app.core.ignore import IGNORE_FILE, Ignore
+from app.core.index import Index
+from app.core.model import FileEntry, Kind
+from app.core.paths import temp_name_for
+
+DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+TEMP = ".p2psync-0123456789abcdef.tmp"
+
+
+class Folder:
+    """A folder on disk with its index, and helpers to scan and inspect it."""
+
+    def __init__(self, tmp_path):
+        self.root = tmp_path / "folder"
+        self.root.mkdir()
+        self.index = Index(tmp_path / "index.db", DEV)
+        self.ignore = Ignore(self.root)
+
+    def write(self, rel, data=b"x", mode=None):
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        if mode is not None:
+            p.chmod(mode)
+        return p
+
+    def scan(self, subpaths=None):
+        self.ignore.reload_if_changed()
+        return scanner.scan(self.root, self.index, self.ignore, subpaths)
+
+    def get(self, rel):
+        return self.index.get(rel)
+
+    def paths(self, live=True):
+        return [e.path for e in self.index.all_local() if not (live and e.deleted)]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    f = Folder(tmp_path)
+    yield f
+    f.index.close()
+
+
+def bump_mtime(p, by_ns=1_000_000_000):
+    st = os.lstat(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + by_ns), follow_symlinks=False)
+
+
+def changed_paths(result):
+    return sorted(e.path for e in result.changed)
+
+
+# --- files
+
+
+def test_new_files_and_dirs(folder):
+    p = folder.write("a.txt", b"hello", mode=0o640)
+    folder.write("d/sub/b.bin", os.urandom(300_000))
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt", "d", "d/sub", "d/sub/b.bin"]
+    assert r.hashed_bytes == 5 + 300_000
+    e = folder.get("a.txt")
+    size, h, blocks = hash_file(p)
+    st = os.lstat(p)
+    assert (e.kind, e.size, e.hash, e.blocks, e.mode) == (Kind.FILE, size, h, blocks, 0o640)
+    assert (e.mtime_ns, e.inode) == (st.st_mtime_ns, st.st_ino)
+    assert e.version == {DEV: 1} and e.modified_by == DEV and not e.deleted and not e.error
+    assert folder.get("d/sub/b.bin").block_count() == 3
+    d = folder.get("d")
+    assert (d.kind, d.size, d.hash) == (Kind.DIR, 0, b"")
+    assert all(x.seq > 0 for x in r.changed)
+
+
+def test_unchanged_rescan_does_nothing(folder):
+    folder.write("a.txt")
+    folder.write("d/b.txt")
+    folder.scan()
+    seq = folder.index.max_seq()
+    r = folder.scan()
+    assert r.changed == [] and r.hashed_bytes == 0
+    assert folder.index.max_seq() == seq
+
+
+def test_modified_file_gets_new_version(folder):
+    p = folder.write("a.txt", b"one")
+    folder.scan()
+    old = folder.get("a.txt")
+    p.write_bytes(b"two!")
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt"]
+    new = folder.get("a.txt")
+    assert new.version == {DEV: 2} and new.hash != old.hash and new.size == 4
+
+
+def test_mtime_only_change_is_a_new_version(folder):
+    p = folder.write("a.txt", b"same")
+    folder.scan()
+    old = folder.get("a.txt")
+    bump_mtime(p)
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt"]
+    new = folder.get("a.txt")
+    assert new.hash == old.hash and new.version == {DEV: 2}
+    assert new.mtime_ns == old.mtime_ns + 1_000_000_000
+
+
+def test_executable_bit_change(folder):
+    p = folder.write("run.sh", b"#!/bin/sh\n", mode=0o644)
+    folder.scan()
+    p.chmod(0o755)
+    r = folder.scan()
+    assert changed_paths(r) == ["run.sh"]
+    assert folder.get("run.sh").mode == 0o755
+    assert folder.get("run.sh").version == {DEV: 2}
+
+
+def test_inode_only_change_updates_bookkeeping(folder):
+    p = folder.write("a.txt", b"content")
+    folder.scan()
+    before = folder.get("a.txt")
+    st = os.lstat(p)
+    copy = folder.root / "copy.tmpfile"
+    shutil.copy2(p, copy)
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(copy, p)  # same content, mode and mtime; new inode
+    assert os.lstat(p).st_ino != before.inode
+    r = folder.scan()
+    assert r.changed == []
+    after = folder.get("a.txt")
+    assert after.inode == os.lstat(p).st_ino
+    assert after.version == before.version and after.seq == before.seq
+
+
+def test_deleted_file_becomes_tombstone(folder):
+    p = folder.write("a.txt", b"bye", mode=0o600)
+    folder.scan()
+    p.unlink()
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt"]
+    e = folder.get("a.txt")
+    assert e.deleted and e.size == 0 and e.hash == b"" and e.blocks == b""
+    assert e.version == {DEV: 2} and e.modified_by == DEV
+    assert folder.scan().changed == []  # tombstones stay, once
+    folder.write("a.txt", b"back")
+    folder.scan()
+    again = folder.get("a.txt")
+    assert not again.deleted and again.version == {DEV: 3}  # bumped from the tombstone
+
+
+def test_bump_keeps_other_devices_counters(folder):
+    p = folder.write("a.txt", b"one")
+    folder.scan()
+    e = folder.get("a.txt")
+    folder.index.put_local([replace(e, version={DEV: 1, "PEER": 5}, modified_by="PEER")])
+    p.write_bytes(b"changed")
+    folder.scan()
+    assert folder.get("a.txt").version == {DEV: 6, "PEER": 5}
+
+
+# --- directories
+
+
+def test_empty_dirs(folder):
+    (folder.root / "empty").mkdir()
+    (folder.root / "outer" / "inner").mkdir(parents=True)
+    r = folder.scan()
+    assert changed_paths(r) == ["empty", "outer", "outer/inner"]
+    assert folder.get("empty").kind == Kind.DIR
+
+
+def test_dir_mtime_alone_is_not_a_change_but_mode_is(folder):
+    d = folder.root / "d"
+    d.mkdir(mode=0o755)
+    d.chmod(0o755)
+    folder.scan()
+    bump_mtime(d)
+    assert folder.scan().changed == []
+    d.chmod(0o700)
+    r = folder.scan()
+    assert changed_paths(r) == ["d"]
+    assert folder.get("d").mode == 0o700 and folder.get("d").version == {DEV: 2}
+
+
+def test_stale_error_on_dir_is_cleared_without_new_version(folder):
+    (folder.root / "d").mkdir()
+    folder.scan()
+    e = folder.get("d")
+    folder.index.put_local([replace(e, error="could not create")])
+    r = folder.scan()
+    assert r.changed == []
+    assert folder.get("d").error == "" and folder.get("d").version == e.version
+    assert folder.scan().changed == []
+
+
+def test_nested_dirs_removed(folder):
+    folder.write("a/b/c/f.txt")
+    folder.write("a/b/g.txt")
+    folder.write("a/keep.txt")
+    folder.scan()
+    shutil.rmtree(folder.root / "a" / "b")
+    r = folder.scan()
+    assert changed_paths(r) == ["a/b", "a/b/c", "a/b/c/f.txt", "a/b/g.txt"]
+    assert all(e.deleted for e in r.changed)
+    order = [e.path for e in r.changed]
+    assert order.index("a/b/c/f.txt") < order.index("a/b/c") < order.index("a/b")
+    assert folder.paths() == ["a", "a/keep.txt"]
+
+
+def test_dir_replaced_by_file(folder):
+    folder.write("x/inner.txt")
+    folder.scan()
+    shutil.rmtree(folder.root / "x")
+    folder.write("x", b"now a file")
+    r = folder.scan()
+    assert changed_paths(r) == ["x", "x/inner.txt"]
+    assert folder.get("x").kind == Kind.FILE and folder.get("x").version == {DEV: 2}
+    assert folder.get("x/inner.txt").deleted
+
+
+# --- symlinks
+
+
+def test_symlinks_inside_and_outside(folder, tmp_path):
+    folder.write("sub/file.txt")
+    (folder.root / "inside").symlink_to("sub/file.txt")
+    (folder.root / "sub" / "up").symlink_to("../sub/file.txt")
+    (folder.root / "abs").symlink_to("/etc/passwd")
+    (folder.root / "sub" / "escape").symlink_to("../../outside")
+    r = folder.scan()
+    inside = folder.get("inside")
+    assert inside.kind == Kind.LINK and inside.target == "sub/file.txt"
+    assert inside.hash == link_hash("sub/file.txt") and inside.size == len("sub/file.txt")
+    assert not inside.error and not folder.get("sub/up").error
+    for rel in ("abs", "sub/escape"):
+        e = folder.get(rel)
+        assert e.error == scanner.LINK_OUTSIDE
+        assert e in r.errors and e in r.changed  # recorded so `status` shows it
+    assert folder.scan().changed == []  # links are unchanged on a rescan
+    (folder.root / "inside").unlink()
+    (folder.root / "inside").symlink_to("sub")
+    r = folder.scan()
+    assert changed_paths(r) == ["inside"]
+    assert folder.get("inside").target == "sub" and folder.get("inside").version == {DEV: 2}
+
+
+def test_symlinked_dirs_are_not_entered(folder, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    folder.write("real/x.txt")
+    (folder.root / "out").symlink_to(outside)
+    (folder.root / "loop").symlink_to(".")
+    folder.scan()
+    assert folder.paths() == ["loop", "out", "real", "real/x.txt"]
+    assert folder.get("out").kind == Kind.LINK
+    assert folder.get("out").error == scanner.LINK_OUTSIDE
+
+
+def test_dir_replaced_by_symlink(folder):
+    folder.write("d/f.txt")
+    folder.scan()
+    shutil.rmtree(folder.root / "d")
+    (folder.root / "d").symlink_to("elsewhere")
+    r = folder.scan()
+    assert changed_paths(r) == ["d", "d/f.txt"]
+    assert folder.get("d").kind == Kind.LINK and folder.get("d/f.txt").deleted
+
+
+def test_non_utf8_link_target(folder):
+    os.symlink(b"bad\xfftarget", os.fsencode(folder.root / "l"))
+    r = folder.scan()
+    e = folder.get("l")
+    assert e.error == scanner.LINK_NOT_UTF8 and e in r.errors
+    assert e.hash == link_hash(os.fsdecode(b"bad\xfftarget"))
+    assert folder.scan().changed == []
+
+
+# --- errors and odd names
+
+
+def test_unreadable_file_is_recorded_and_recovers(folder, monkeypatch):
+    """Root can read anything, so the read failure is injected; see the test below."""
+    folder.write("ok.txt")
+    bad = folder.write("locked.txt", b"secret")
+    real = scanner.hash_file
+
+    def failing(path):
+        if os.fspath(path).endswith("locked.txt"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(scanner, "hash_file", failing)
+    r = folder.scan()
+    assert changed_paths(r) == ["ok.txt"]  # no new version for unknown content
+    e = folder.get("locked.txt")
+    assert e.error == "cannot read: Permission denied" and e.hash == b""
+    assert [x.path for x in r.errors] == ["locked.txt"]
+    seq = folder.index.max_seq()
+    r = folder.scan()  # still unreadable: nothing rewritten
+    assert r.changed == [] and r.errors == [] and folder.index.max_seq() == seq
+    monkeypatch.setattr(scanner, "hash_file", real)
+    r = folder.scan()
+    assert changed_paths(r) == ["locked.txt"]
+    e = folder.get("locked.txt")
+    assert not e.error and e.hash == hash_file(bad)[1] and e.version == {DEV: 1}
+
+
+def test_file_that_becomes_unreadable_keeps_its_version(folder, monkeypatch):
+    folder.write("a.txt", b"data")
+    folder.scan()
+    good = folder.get("a.txt")
+
+    def failing(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(scanner, "hash_file", failing)
+    bump_mtime(folder.root / "a.txt")
+    r = folder.scan()
+    assert r.changed == []
+    e = folder.get("a.txt")
+    assert e.error and e.version == good.version and e.hash == good.hash
+    monkeypatch.undo()
+    bump_mtime(folder.root / "a.txt", 0)
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt"]  # mtime did change meanwhile
+    assert not folder.get("a.txt").error and folder.get("a.txt").version == {DEV: 2}
+
+
+@pytest.mark.skipif(
+    getattr(os, "geteuid", lambda: -1)() == 0, reason="root reads files regardless of permissions"
+)
+def test_unreadable_file_real_permissions(folder):
+    p = folder.write("locked.txt", b"secret")
+    p.chmod(0)
+    try:
+        folder.scan()
+        assert folder.get("locked.txt").error.startswith("cannot read:")
+    finally:
+        p.chmod(0o644)
+
+
+def test_unlistable_dir_protects_its_entries(folder, monkeypatch, caplog):
+    folder.write("d/a.txt")
+    folder.write("d/e/b.txt")
+    folder.scan()
+    real = os.scandir
+
+    def failing(path):
+        if os.fspath(path).endswith(os.sep + "d"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(scanner.os, "scandir", failing)
+    with caplog.at_level(logging.WARNING):
+        r = folder.scan()
+    monkeypatch.undo()
+    assert r.changed == []
+    assert folder.paths() == ["d", "d/a.txt", "d/e", "d/e/b.txt"]
+    assert "cannot list d" in caplog.text
+
+
+def test_non_utf8_and_invalid_names_skipped(folder, caplog):
+    folder.write("fine.txt")
+    with open(os.fsencode(folder.root) + b"/bad\xffname.txt", "wb") as f:
+        f.write(b"x")
+    os.mkdir(os.fsencode(folder.root) + b"/bad\xfedir")
+    folder.write("back\\slash.txt")
+    with caplog.at_level(logging.WARNING):
+        r = folder.scan()
+    assert changed_paths(r) == ["fine.txt"]
+    assert folder.paths() == ["fine.txt"]
+    assert "UTF-8" in caplog.text and "backslash" in caplog.text
+
+
+def test_special_files_are_skipped(folder):
+    os.mkfifo(folder.root / "fifo")
+    folder.write("a.txt")
+    r = folder.scan()
+    assert changed_paths(r) == ["a.txt"]
+
+
+def test_file_changing_while_hashed_is_skipped(folder, monkeypatch):
+    p = folder.write("growing.log", b"start")
+    real = scanner.hash_file
+
+    def and_then_append(path):
+        out = real(path)
+        with open(path, "ab") as f:
+            f.write(b"more")
+        return out
+
+    monkeypatch.setattr(scanner, "hash_file", and_then_append)
+    r = folder.scan()
+    assert r.changed == [] and folder.get("growing.log") is None
+    monkeypatch.undo()
+    folder.scan()
+    assert folder.get("growing.log").size == os.path.getsize(p)
+
+
+def test_missing_root_raises_instead_of_deleting(folder):
+    folder.write("a.txt")
+    folder.scan()
+    shutil.rmtree(folder.root)
+    with pytest.raises(FileNotFoundError):
+        folder.scan()
+    with pytest.raises(FileNotFoundError):
+        folder.scan(["a.txt"])
+    assert folder.paths() == ["a.txt"]
+
+
+def test_index_write_during_scan_wins(folder, monkeypatch):
+    """What the engine writes while a scan runs is newer than the scan's view."""
+    folder.write("a.txt", b"one")
+    folder.write("b.txt", b"two")
+    folder.scan()
+    (folder.root / "a.txt").write_bytes(b"changed a")
+    (folder.root / "b.txt").write_bytes(b"changed b")
+    real = scanner.hash_file
+    engine_entry = FileEntry("a.txt", version={"PEER": 9}, modified_by="PEER")
+
+    def engine_writes_meanwhile(path):
+        if os.fspath(path).endswith("a.txt"):
+            folder.index.put_local([replace(engine_entry)])
+        return real(path)
+
+    monkeypatch.setattr(scanner, "hash_file", engine_writes_meanwhile)
+    r = folder.scan()
+    assert changed_paths(r) == ["b.txt"]
+    assert folder.get("a.txt").version == {"PEER": 9}
+
+
+def test_one_batched_write(folder, monkeypatch):
+    for i in range(20):
+        folder.write(f"d{i % 3}/f{i}.txt", str(i).encode())
+    calls = []
+    real = folder.index.put_local
+    monkeypatch.setattr(folder.index, "put_local", lambda es: (calls.append(1), real(es)))
+    r = folder.scan()
+    assert len(r.changed) == 23 and len(calls) == 1
+
+
+# --- ignores and temps
+
+
+def test_temp_files_reported_not_indexed(folder):
+    folder.write(TEMP, b"partial")
+    nested = temp_name_for("d/file.txt", b"\x01" * 32)
+    folder.write(nested, b"partial")
+    r = folder.scan()
+    assert sorted(r.temps) == sorted([TEMP, nested])
+    assert folder.paths() == ["d"]
+    assert r.ignored == []
+
+
+def test_ignored_paths(folder):
+    folder.write(IGNORE_FILE, b"*.log\nbuild/\n")
+    folder.write("a.log")
+    folder.write("src/b.log")
+    folder.write("build/out/x.o")
+    folder.write("src/main.c")
+    folder.write(".p2psync/archive/old.txt")
+    r = folder.scan()
+    assert folder.paths() == [IGNORE_FILE, "src", "src/main.c"]
+    assert sorted(r.ignored) == ["a.log", "build", "src/b.log"]
+
+
+def test_now_ignored_paths_are_kept_not_deleted(folder):
+    folder.write("logs/a.log")
+    folder.write("b.log")
+    folder.write("c.txt")
+    folder.scan()
+    folder.write(IGNORE_FILE, b"*.log\nlogs/\n")
+    r = folder.scan()
+    assert changed_paths(r) == [IGNORE_FILE]
+    for rel in ("logs", "logs/a.log", "b.log"):
+        assert not folder.get(rel).deleted
+    (folder.root / "b.log").unlink()  # gone while ignored: still not our business
+    shutil.rmtree(folder.root / "logs")
+    assert folder.scan().changed == []
+    assert not folder.get("b.log").deleted
+
+
+def test_p2psync_dir_never_entered(folder):
+    folder.write(".p2psync/x/y.txt")
+    r = folder.scan()
+    assert folder.paths() == [] and r.ignored == [] and r.changed == []
+
+
+# --- subpath scans
+
+
+def test_subpath_scan_only_looks_there(folder):
+    folder.write("a/one.txt", b"1")
+    folder.write("b/two.txt", b"2")
+    folder.scan()
+    (folder.root / "a/one.txt").write_bytes(b"11")
+    (folder.root / "b/two.txt").write_bytes(b"22")
+    r = folder.scan(["a"])
+    assert changed_paths(r) == ["a/one.txt"]
+    assert folder.get("b/two.txt").size == 1
+    r = folder.scan(["b/two.txt"])
+    assert changed_paths(r) == ["b/two.txt"]
+
+
+def test_subpath_removed_dir_deletes_beneath(folder):
+    folder.write("a/b/c.txt")
+    folder.write("a/b/d/e.txt")
+    folder.write("a/bb.txt")  # shares a prefix, not beneath
+    folder.scan()
+    shutil.rmtree(folder.root / "a" / "b")
+    r = folder.scan(["a/b"])
+    assert changed_paths(r) == ["a/b", "a/b/c.txt", "a/b/d", "a/b/d/e.txt"]
+    assert folder.paths() == ["a", "a/bb.txt"]
+
+
+def test_subpath_new_nested_file_adds_parents(folder):
+    folder.write("x/y/z.txt")
+    r = folder.scan(["x/y/z.txt"])
+    assert changed_paths(r) == ["x", "x/y", "x/y/z.txt"]
+    assert folder.scan().changed == []
+
+
+def test_subpath_edge_cases(folder, caplog):
+    folder.write("a/f.txt")
+    folder.scan()
+    assert folder.scan(["nothing/here"]).changed == []
+    with caplog.at_level(logging.WARNING):
+        assert folder.scan(["../etc", "/abs", ""]).changed == []
+    folder.write("a/g.txt")
+    folder.write("a/h.txt")
+    r = folder.scan(["a/g.txt", "a", "a/g.txt"])  # overlapping: each path once
+    assert changed_paths(r) == ["a/g.txt", "a/h.txt"]
+    folder.write(f"a/{TEMP}")
+    assert folder.scan([f"a/{TEMP}"]).temps == [f"a/{TEMP}"]
+
+
+def test_subpath_under_symlinked_parent_is_gone(folder, tmp_path):
+    folder.write("d/f.txt")
+    folder.scan()
+    shutil.rmtree(folder.root / "d")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f.txt").write_text("outside")
+    (folder.root / "d").symlink_to(other)
+    r = folder.scan(["d/f.txt"])
+    assert changed_paths(r) == ["d/f.txt"] and folder.get("d/f.txt").deleted
+
+
+# --- speed
+
+
+def test_rescan_of_many_unchanged_files_is_cheap(folder):
+    for d in range(20):
+        sub = folder.root / f"d{d}"
+        sub.mkdir()
+        for i in range(100):
+            (sub / f"f{i}.txt").write_bytes(b"%d" % i)
+    start = time.perf_counter()
+    r = folder.scan()
+    first = time.perf_counter() - start
+    assert len(r.changed) == 2020
+    start = time.perf_counter()
+    r = folder.scan()
+    second = time.perf_counter() - start
+    assert r.changed == [] and r.hashed_bytes == 0
+    assert first < 5 and second < 1, (first, second)  # ~0.1 s and ~0.012 s here
