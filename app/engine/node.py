@@ -186,6 +186,7 @@ class Node:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        self.puller.close()
         self.index.close()
 
     # --- scanning --------------------------------------------------------------------
@@ -198,6 +199,7 @@ class Node:
 
     async def scan_now(self, subpaths: set[str] | None = None) -> scanner.ScanResult:
         async with self.disk_lock:
+            self.puller.flush()  # the scan must see the index of what is on disk
             self.ignore.reload_if_changed()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
@@ -307,6 +309,7 @@ class Node:
         log.info("connected to %s (%s) at %s", info.name, identity.short_id(info.device_id),
                  address)
         self.emit("peer_connected", self.peer_summary(peer))
+        self._pull_wake.set()  # work left from before (an interrupted transfer) resumes now
         return peer
 
     async def _run_connection(self, peer: PeerState) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -23,12 +25,15 @@ from app.core import apply, hashing, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
-from app.core.versions import bump
+from app.core.versions import bump, merge
 
 log = logging.getLogger(__name__)
 
-FILE_CONCURRENCY = 64
+FILE_CONCURRENCY = 128
 WINDOW_BLOCKS = 64  # blocks in flight per file (8 MiB)
+MAX_INFLIGHT_BLOCKS = 256  # over all files: at most 32 MiB of requested data in flight
+COMMIT_BATCH = 500
+OFFLOOP_WRITES = 1024 * 1024  # files larger than this verify and write in a thread
 
 
 class NoSource(Exception):
@@ -61,7 +66,27 @@ class Puller:
         self.request_rescan = request_rescan
         self.emit = emit
         self.in_progress: dict[str, tuple[int, int]] = {}  # path -> (bytes done, size)
+        self._pending: list[FileEntry] = []  # applied on disk, index write batched
+        self._slots = asyncio.Semaphore(MAX_INFLIGHT_BLOCKS)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
+
+    # --- index writes, batched ----------------------------------------------------------
+    def _commit(self, *entries: FileEntry) -> None:
+        """Record what is now on disk; written in batches (call under the disk lock)."""
+        self._pending.extend(entries)
+        if len(self._pending) >= COMMIT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending entries; the node calls this before any scan (under the lock)."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.index.put_local(batch)
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.shutdown(wait=True)
 
     # --- a round -------------------------------------------------------------------
     async def run_round(self, actions: list[Action]) -> RoundResult:
@@ -86,6 +111,8 @@ class Puller:
         await asyncio.gather(*(limited(a) for a in files))
         for a in deletes:
             await self._run_one(a, result)
+        async with self.lock:
+            self.flush()
         return result
 
     async def _run_one(self, a: Action, result: RoundResult) -> None:
@@ -143,7 +170,7 @@ class Puller:
                 os.rename(self.root / old.path, dest)
                 apply.set_meta(dest, new.target.mode, new.target.mtime_ns)
                 moved = replace(new.target, inode=os.lstat(dest).st_ino, error="")
-                self.index.put_local([moved, replace(old.target, inode=0, error="")])
+                self._commit(moved, replace(old.target, inode=0, error=""))
                 result.done += 2
                 self.emit("renamed", {"from": old.path, "to": new.path})
             except apply.DiskChanged:
@@ -160,7 +187,7 @@ class Puller:
             if not apply.matches_disk(self.root, local, a.path) and not (
                     local is not None and not local.deleted):
                 raise apply.DiskChanged
-            self.index.put_local([replace(a.target, inode=0, error="")])
+            self._commit(replace(a.target, inode=0, error=""))
 
     async def _do_mkdir(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -174,7 +201,7 @@ class Puller:
                 self._archive_live(local, a.path)
             apply.ensure_dirs(self.root, a.path)
             os.chmod(full, a.target.mode & 0o777)
-            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
 
     async def _do_meta(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -183,7 +210,7 @@ class Puller:
                 raise apply.DiskChanged
             full = paths.safe_join(self.root, a.path)
             apply.set_meta(full, a.target.mode, a.target.mtime_ns)
-            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
 
     async def _do_delete(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -195,10 +222,17 @@ class Puller:
                 try:
                     os.rmdir(full)
                 except OSError as e:
-                    raise OSError(f"directory not empty, kept: {e.strerror}") from e
+                    if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise
+                    # It holds files the deleting side never saw: keep it, and say so with
+                    # a version that beats the deletion, so the peers bring it back too.
+                    kept = merge(local.version, a.target.version)
+                    self._commit(replace(local, version=bump(kept, self.index.device_id),
+                                         modified_by=self.index.device_id))
+                    return
             else:
                 apply.archive(self.root, a.path)
-            self.index.put_local([replace(a.target, inode=0, error="")])
+            self._commit(replace(a.target, inode=0, error=""))
             self.emit("deleted", {"path": a.path})
 
     async def _do_link(self, a: Action, result: RoundResult) -> None:
@@ -221,7 +255,7 @@ class Puller:
                 raise
             with contextlib.suppress(OSError, NotImplementedError):
                 os.utime(full, ns=(a.target.mtime_ns, a.target.mtime_ns), follow_symlinks=False)
-            self.index.put_local([replace(a.target, inode=os.lstat(full).st_ino, error="")])
+            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
 
     # --- fetching a file -------------------------------------------------------------
     async def _do_fetch(self, a: Action, result: RoundResult) -> None:
@@ -245,7 +279,7 @@ class Puller:
             self._make_room(local, a)
             apply.set_meta(tmp, target.mode, target.mtime_ns)
             os.rename(tmp, full)
-            self.index.put_local([replace(target, inode=os.lstat(full).st_ino, error="")])
+            self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
         self.emit("fetched", {"path": a.path, "size": target.size})
 
     def _make_room(self, local: FileEntry | None, a: Action) -> None:
@@ -276,7 +310,7 @@ class Puller:
             copy = replace(local, path=copy_rel, version=bump({}, self.index.device_id),
                            modified_by=self.index.device_id,
                            inode=os.lstat(copy_full).st_ino)
-            self.index.put_local([copy])
+            self._commit(copy)
         self.emit("conflict", {"path": rel, "copy": copy_rel})
 
     def _live_sources(self, a: Action) -> list:
@@ -292,34 +326,47 @@ class Puller:
         """Write every block of the target into fd, cheapest source first."""
         target = a.target
         hashes = target.block_hashes()
-        local = self.index.get(a.path)
-        old_blocks = local.block_hashes() if local and not local.deleted and \
-            local.kind == Kind.FILE else []
-        missing: list[int] = []
-        done_bytes = 0
-        for i, h in enumerate(hashes):
-            size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
-            if resume and _block_ok(fd, i, size, h):
-                done_bytes += size
+        have = await asyncio.to_thread(_blocks_present, fd, hashes, target.size) if resume \
+            else [False] * len(hashes)
+        same_place = self._unchanged_blocks(a.path, hashes)
+        ranges, missing = [], []
+        for i in range(len(hashes)):
+            if have[i]:
                 continue
-            if self._copy_local(fd, i, size, h, a.path, old_blocks):
-                result.bytes_reused += size
-                done_bytes += size
-                continue
-            missing.append(i)
-        self.in_progress[a.path] = (done_bytes, target.size)
+            if same_place[i]:
+                ranges.append(i)
+            else:
+                missing.append(i)
+        if ranges:
+            local = self.index.get(a.path)
+            copied = await asyncio.to_thread(_copy_ranges, self.root / a.path, fd, ranges,
+                                             target.size)
+            if not apply.matches_disk(self.root, local, a.path):
+                raise apply.DiskChanged  # edited while we copied from it: start over later
+            result.bytes_reused += copied
+        elsewhere = [i for i in missing if self._copy_from_elsewhere(fd, i, target, hashes[i])]
+        result.bytes_reused += sum(_block_size(target.size, i) for i in elsewhere)
+        missing = sorted(set(missing) - set(elsewhere))
+        done = target.size - sum(_block_size(target.size, i) for i in missing)
+        self.in_progress[a.path] = (done, target.size)
         if missing:
-            await self._fetch_blocks(fd, a, missing, done_bytes, result)
+            await self._fetch_blocks(fd, a, missing, done, result)
 
-    def _copy_local(self, fd: int, i: int, size: int, h: bytes, rel: str,
-                    old_blocks: list[bytes]) -> bool:
-        if i < len(old_blocks) and old_blocks[i] == h:
-            where: tuple[str, int] | None = (rel, i)
-        else:
-            where = self.index.find_block(h)
+    def _unchanged_blocks(self, rel: str, hashes: list[bytes]) -> list[bool]:
+        """Blocks our current file holds at the same offset, trusted while it is unchanged."""
+        local = self.index.get(rel)
+        if (local is None or local.deleted or local.kind != Kind.FILE
+                or not apply.matches_disk(self.root, local, rel)):
+            return [False] * len(hashes)
+        old = local.block_hashes()
+        return [i < len(old) and old[i] == h for i, h in enumerate(hashes)]
+
+    def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, h: bytes) -> bool:
+        where = self.index.find_block(h)
         if where is None:
             return False
         src_rel, idx = where
+        size = _block_size(target.size, i)
         try:
             with open(paths.safe_join(self.root, src_rel), "rb") as src:
                 data = os.pread(src.fileno(), size, idx * BLOCK_SIZE)
@@ -334,33 +381,115 @@ class Puller:
                             result: RoundResult) -> None:
         target = a.target
         hashes = target.block_hashes()
+        offloop = target.size > OFFLOOP_WRITES
+        loop = asyncio.get_running_loop()
         queue = list(reversed(missing))
         inflight: dict[asyncio.Future, tuple[int, object]] = {}
+        writes: set[asyncio.Future] = set()
         tried: dict[int, set[str]] = {}
-        while queue or inflight:
-            sources = self._live_sources(a)
-            while queue and len(inflight) < WINDOW_BLOCKS:
-                i = queue.pop()
-                options = [c for c in sources if c.device_id not in tried.get(i, set())]
-                if not options:
-                    raise NoSource(f"no connected peer has block {i} of {a.path}")
-                conn = options[i % len(options)]
-                size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
-                fut = conn.request_block(a.path, i * BLOCK_SIZE, size, hashes[i])
-                inflight[fut] = (i, conn)
-            finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-            for fut in finished:
-                i, conn = inflight.pop(fut)
-                data = fut.result()
-                size = min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
-                if data is None or len(data) != size or hashing.block_hash(data) != hashes[i]:
-                    tried.setdefault(i, set()).add(conn.device_id)
-                    queue.append(i)
-                    continue
-                os.pwrite(fd, data, i * BLOCK_SIZE)
-                done_bytes += size
-                result.bytes_fetched += size
+        try:
+            while queue or inflight:
+                sources = self._live_sources(a)
+                while queue and len(inflight) < WINDOW_BLOCKS:
+                    i = queue[-1]
+                    options = [c for c in sources if c.device_id not in tried.get(i, set())]
+                    if not options:
+                        raise NoSource(f"no connected peer has block {i} of {a.path}")
+                    if inflight and self._slots.locked():
+                        break
+                    await self._slots.acquire()
+                    queue.pop()
+                    conn = options[i % len(options)]
+                    fut = conn.request_block(a.path, i * BLOCK_SIZE,
+                                             _block_size(target.size, i), hashes[i])
+                    inflight[fut] = (i, conn)
+                finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                for fut in finished:
+                    i, conn = inflight.pop(fut)
+                    self._slots.release()
+                    data = fut.result()
+                    size = _block_size(target.size, i)
+                    if data is None or len(data) != size:
+                        tried.setdefault(i, set()).add(conn.device_id)
+                        queue.append(i)
+                        continue
+                    if offloop:
+                        w = loop.run_in_executor(self._writer, _verify_write, fd, data,
+                                                 i * BLOCK_SIZE, hashes[i])
+                        w.block = (i, conn.device_id)  # type: ignore[attr-defined]
+                        writes.add(w)
+                    elif not _verify_write(fd, data, i * BLOCK_SIZE, hashes[i]):
+                        tried.setdefault(i, set()).add(conn.device_id)
+                        queue.append(i)
+                        continue
+                    else:
+                        done_bytes += size
+                        result.bytes_fetched += size
+                for w in [w for w in writes if w.done()]:
+                    writes.discard(w)
+                    i, dev = w.block  # type: ignore[attr-defined]
+                    if w.result():
+                        done_bytes += _block_size(target.size, i)
+                        result.bytes_fetched += _block_size(target.size, i)
+                    else:
+                        tried.setdefault(i, set()).add(dev)
+                        queue.append(i)
                 self.in_progress[a.path] = (done_bytes, target.size)
+                if not queue and not inflight and writes:
+                    await asyncio.wait(writes)
+                    for w in list(writes):
+                        writes.discard(w)
+                        i, dev = w.block  # type: ignore[attr-defined]
+                        if w.result():
+                            result.bytes_fetched += _block_size(target.size, i)
+                        else:
+                            tried.setdefault(i, set()).add(dev)
+                            queue.append(i)
+        finally:
+            for fut in inflight:
+                self._slots.release()
+                fut.cancel()
+            if writes:
+                await asyncio.wait(writes)
+
+
+def _block_size(size: int, i: int) -> int:
+    return min(BLOCK_SIZE, size - i * BLOCK_SIZE)
+
+
+def _verify_write(fd: int, data: bytes, offset: int, h: bytes) -> bool:
+    if hashing.block_hash(data) != h:
+        return False
+    os.pwrite(fd, data, offset)
+    return True
+
+
+def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
+    """Which blocks an interrupted transfer already wrote (resume)."""
+    return [_block_ok(fd, i, _block_size(size, i), h) for i, h in enumerate(hashes)]
+
+
+def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
+    """Copy blocks from our unchanged current file, in the kernel (no bytes through Python)."""
+    copied = 0
+    with open(src_path, "rb") as src:
+        runs: list[tuple[int, int]] = []
+        for i in blocks:
+            if runs and runs[-1][1] == i:
+                runs[-1] = (runs[-1][0], i + 1)
+            else:
+                runs.append((i, i + 1))
+        for first, end in runs:
+            offset = first * BLOCK_SIZE
+            length = min(end * BLOCK_SIZE, size) - offset
+            while length > 0:
+                n = os.copy_file_range(src.fileno(), fd, length, offset, offset)
+                if n <= 0:
+                    raise OSError("copy_file_range made no progress")
+                offset += n
+                length -= n
+                copied += n
+    return copied
 
 
 def _open_temp(tmp: Path) -> tuple[int, bool]:
