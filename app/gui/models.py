@@ -1,0 +1,492 @@
+"""Table models of the window: the share's files and the peers.
+
+FilesModel holds one small list per file and a sorted, filtered view of them; it
+sorts and filters itself (a QSortFilterProxyModel would call back into Python for
+every comparison: seconds at 100,000 rows). Updates arrive in batches keyed by path:
+rows that keep their place get one `dataChanged` for the batch; rows that come, go or
+move are inserted/removed one by one at their sorted place (found by bisection on a
+cached sort key) while they are few, and the view is rebuilt in one `layoutChanged`
+when they are many. No widget per row: the views paint from these models.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Iterable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QIcon
+
+from app import resources
+from app.core.apply import is_conflict_copy
+from app.core.states import CONFLICT, ERROR, IGNORED, LOCAL_CHANGE, REMOTE_CHANGE, SYNCED
+
+DISPLAY = Qt.ItemDataRole.DisplayRole
+DECORATION = Qt.ItemDataRole.DecorationRole
+TOOLTIP = Qt.ItemDataRole.ToolTipRole
+ALIGN = Qt.ItemDataRole.TextAlignmentRole
+ROW_ROLE = Qt.ItemDataRole.UserRole  # the raw row (a list) behind an index
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # 0..1 while a file comes in, else None
+
+STATE_LABELS = {
+    SYNCED: "Synced",
+    LOCAL_CHANGE: "Local change",
+    REMOTE_CHANGE: "Incoming",
+    CONFLICT: "Conflict",
+    ERROR: "Error",
+    IGNORED: "Ignored",
+}
+# sort order of the state column: what needs attention first
+STATE_ORDER = {ERROR: 0, CONFLICT: 1, REMOTE_CHANGE: 2, LOCAL_CHANGE: 3, SYNCED: 4, IGNORED: 5}
+NOT_SYNCED = {LOCAL_CHANGE, REMOTE_CHANGE, CONFLICT, ERROR}
+
+# one file: [path, size, mtime, state, reason, progress, sort key]
+PATH, SIZE, MTIME, STATE, REASON, PROGRESS, KEY = range(7)
+REBUILD_ABOVE = 64  # more rows than this come, go or move in one batch: one layoutChanged
+WHOLE_RANGE_ABOVE = 256  # more changed rows than this: one dataChanged over every row
+
+_icons: dict[str, QIcon] = {}
+
+
+def state_icon(name: str) -> QIcon:
+    icon = _icons.get(name)
+    if icon is None:
+        icon = QIcon()
+        for f in resources.state_icon_files(name):
+            icon.addFile(str(f))
+        _icons[name] = icon
+    return icon
+
+
+def human_size(n: float) -> str:
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        n /= 1024
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
+    return f"{n:.0f} TB"
+
+
+def human_time(t: float) -> str:
+    if not t:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def _key_path(r: list) -> tuple:
+    return (r[PATH].casefold(), r[PATH])
+
+
+def _key_size(r: list) -> tuple:
+    return (r[SIZE], r[PATH])
+
+
+def _key_mtime(r: list) -> tuple:
+    return (r[MTIME], r[PATH])
+
+
+def _key_state(r: list) -> tuple:
+    return (STATE_ORDER.get(r[STATE], 9), r[PATH].casefold(), r[PATH])
+
+
+_KEYS = (_key_path, _key_size, _key_mtime, _key_state)
+
+
+def _cached_key(r: list) -> tuple:
+    return r[KEY]
+
+
+class FilesModel(QAbstractTableModel):
+    """Every file of the share; sortable, filterable, updated in place by path."""
+
+    HEADERS = ("Path", "Size", "Modified", "State")
+    COL_PATH, COL_SIZE, COL_MTIME, COL_STATE = range(4)
+
+    totals_changed = Signal()
+    conflicts_changed = Signal(object)  # sorted list of conflict-copy paths
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._by_path: dict[str, list] = {}
+        self._view: list[list] = []  # visible rows, ascending by their cached key
+        self._sort_col = self.COL_PATH
+        self._descending = False
+        self._only_unsynced = False
+        self._text = ""
+        self._progress: set[str] = set()
+        self._count: dict[str, int] = {}
+        self._bytes: dict[str, int] = {}
+        self._copies: set[str] = set()
+        self.stats = {"resets": 0, "layouts": 0, "inserts": 0, "removes": 0, "changes": 0}
+
+    # --- Qt model interface --------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._view)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else 4
+
+    def headerData(self, section, orientation, role=DISPLAY):
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=DISPLAY):
+        if role == DISPLAY:
+            r = self.row_at(index.row())
+            col = index.column()
+            if col == 0:
+                return r[PATH]
+            if col == 1:
+                return human_size(r[SIZE])
+            if col == 2:
+                return human_time(r[MTIME])
+            label = STATE_LABELS.get(r[STATE], r[STATE])
+            if r[PROGRESS] is not None:
+                return f"{label} {int(r[PROGRESS] * 100)}%"
+            if r[STATE] == ERROR and r[REASON]:
+                return f"{label}: {r[REASON]}"
+            return label
+        if role == DECORATION:
+            if index.column() == 3:
+                return state_icon(self.row_at(index.row())[STATE])
+            return None
+        if role == ALIGN:
+            if index.column() == 1:
+                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            return None
+        if role == TOOLTIP:
+            r = self.row_at(index.row())
+            if index.column() == 3 and r[REASON]:
+                return r[REASON]
+            return r[PATH]
+        if role == PROGRESS_ROLE:
+            return self.row_at(index.row())[PROGRESS]
+        if role == ROW_ROLE:
+            return self.row_at(index.row())
+        return None
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        descending = order == Qt.SortOrder.DescendingOrder
+        if column == self._sort_col and descending == self._descending:
+            return
+        if column != self._sort_col:
+            self._sort_col = column
+            self._relayout(resort=True, descending=descending)
+        else:
+            self._relayout(resort=False, descending=descending)
+
+    # --- reading -------------------------------------------------------------------
+    def row_at(self, row: int) -> list:
+        return self._view[len(self._view) - 1 - row if self._descending else row]
+
+    def row_of(self, path: str) -> int:
+        """The row at which `path` is shown, or -1 when it is not (unknown or filtered)."""
+        r = self._by_path.get(path)
+        if r is None:
+            return -1
+        pos = self._find(r)
+        return -1 if pos < 0 else self._display(pos)
+
+    def get(self, path: str) -> list | None:
+        return self._by_path.get(path)
+
+    def state_of(self, path: str) -> str | None:
+        r = self._by_path.get(path)
+        return r[STATE] if r else None
+
+    def all_paths(self) -> list[str]:
+        return list(self._by_path)
+
+    def total_files(self) -> int:
+        return len(self._by_path)
+
+    def count(self, state: str) -> int:
+        return self._count.get(state, 0)
+
+    def bytes_in(self, state: str) -> int:
+        return self._bytes.get(state, 0)
+
+    def conflict_copies(self) -> list[str]:
+        return sorted(self._copies)
+
+    # --- filtering -----------------------------------------------------------------
+    def set_filter(self, *, only_unsynced: bool | None = None, text: str | None = None) -> None:
+        if only_unsynced is not None:
+            self._only_unsynced = only_unsynced
+        if text is not None:
+            self._text = text.casefold()
+        self._relayout(resort=True, descending=self._descending, refilter=True)
+
+    def _accepts(self, r: list) -> bool:
+        if self._only_unsynced and r[STATE] not in NOT_SYNCED:
+            return False
+        return not self._text or self._text in r[PATH].casefold()
+
+    # --- updates -------------------------------------------------------------------
+    def reset_rows(self, rows: Iterable[tuple]) -> None:
+        """Replace every row (the first snapshot, or after the index started over)."""
+        self.beginResetModel()
+        self._by_path = {r[0]: [r[0], r[1], r[2], r[3], r[4], None, None] for r in rows}
+        self._progress.clear()
+        self._recount()
+        self._view = self._filtered_sorted()
+        self.endResetModel()
+        self.stats["resets"] += 1
+        self._after_update(conflicts_maybe=True)
+
+    def apply_update(self, rows: Iterable[tuple], removed: Iterable[str] = ()) -> None:
+        """Some rows changed, came or went (path, size, mtime, state, reason)."""
+        keyf = _KEYS[self._sort_col]
+        in_place: list[list] = []
+        leave: list[list] = []  # visible rows to take out (at their cached key)
+        enter: list[list] = []  # rows to put in at their new key
+        conflicts_maybe = False
+        for t in rows:
+            path = t[0]
+            r = self._by_path.get(path)
+            if r is None:
+                r = [path, t[1], t[2], t[3], t[4], None, None]
+                self._by_path[path] = r
+                self._add_counts(r, 1)
+                if self._accepts(r):
+                    enter.append(r)
+                conflicts_maybe |= t[3] == CONFLICT
+                continue
+            visible = r[KEY] is not None  # invariant: a row has a key while it is in view
+            self._add_counts(r, -1)
+            conflicts_maybe |= r[STATE] == CONFLICT or t[3] == CONFLICT
+            r[SIZE], r[MTIME], r[STATE], r[REASON] = t[1], t[2], t[3], t[4]
+            if t[3] != REMOTE_CHANGE:
+                r[PROGRESS] = None
+                self._progress.discard(path)
+            self._add_counts(r, 1)
+            now_visible = self._accepts(r)
+            if visible and now_visible and keyf(r) == r[KEY]:
+                in_place.append(r)
+                continue
+            if visible:
+                leave.append(r)
+            if now_visible:
+                enter.append(r)
+        for path in removed:
+            r = self._by_path.pop(path, None)
+            if r is None:
+                continue
+            self._add_counts(r, -1)
+            self._progress.discard(path)
+            conflicts_maybe |= r[STATE] == CONFLICT
+            if r[KEY] is not None:
+                leave.append(r)
+        if len(leave) + len(enter) > REBUILD_ABOVE:
+            self._relayout(resort=True, descending=self._descending, refilter=True)
+        else:
+            for r in leave:
+                self._remove_visible(r)
+            for r in enter:
+                self._insert_visible(r, keyf)
+            self._changed(in_place)
+        self._after_update(conflicts_maybe)
+
+    def set_progress(self, progress: dict[str, tuple[int, int]]) -> None:
+        """Files coming in now: path -> (bytes done, size); others lose their figure."""
+        touched: list[list] = []
+        for path in self._progress - progress.keys():
+            r = self._by_path.get(path)
+            if r is not None and r[PROGRESS] is not None:
+                r[PROGRESS] = None
+                touched.append(r)
+        for path, (done, size) in progress.items():
+            r = self._by_path.get(path)
+            if r is None:
+                continue
+            value = min(1.0, done / size) if size else 0.0
+            if r[PROGRESS] != value:
+                r[PROGRESS] = value
+                touched.append(r)
+        self._progress = {p for p in progress if p in self._by_path}
+        self._changed(touched, columns=(self.COL_STATE, self.COL_STATE))
+
+    # --- internals -----------------------------------------------------------------
+    def _display(self, pos: int) -> int:
+        return len(self._view) - 1 - pos if self._descending else pos
+
+    def _find(self, r: list) -> int:
+        """Position of r in the (ascending) view, or -1."""
+        if r[KEY] is None:
+            return -1
+        pos = bisect_left(self._view, r[KEY], key=_cached_key)
+        return pos if pos < len(self._view) and self._view[pos] is r else -1
+
+    def _remove_visible(self, r: list) -> None:
+        pos = self._find(r)
+        if pos < 0:
+            return
+        row = self._display(pos)
+        self.beginRemoveRows(QModelIndex(), row, row)
+        del self._view[pos]
+        r[KEY] = None
+        self.endRemoveRows()
+        self.stats["removes"] += 1
+
+    def _insert_visible(self, r: list, keyf) -> None:
+        r[KEY] = keyf(r)
+        pos = bisect_left(self._view, r[KEY], key=_cached_key)
+        row = len(self._view) - pos if self._descending else pos
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._view.insert(pos, r)
+        self.endInsertRows()
+        self.stats["inserts"] += 1
+
+    def _changed(self, rows: list[list], columns: tuple[int, int] = (0, 3)) -> None:
+        if not rows or not self._view:
+            return
+        if len(rows) > WHOLE_RANGE_ABOVE:
+            first, last = 0, len(self._view) - 1
+        else:
+            shown = [self._find(r) for r in rows]
+            shown = [self._display(p) for p in shown if p >= 0]
+            if not shown:
+                return
+            first, last = min(shown), max(shown)
+        self.dataChanged.emit(self.index(first, columns[0]), self.index(last, columns[1]))
+        self.stats["changes"] += 1
+
+    def _filtered_sorted(self) -> list[list]:
+        keyf = _KEYS[self._sort_col]
+        view = []
+        for r in self._by_path.values():
+            if self._accepts(r):
+                r[KEY] = keyf(r)
+                view.append(r)
+            else:
+                r[KEY] = None
+        view.sort(key=_cached_key)
+        return view
+
+    def _relayout(self, *, resort: bool, descending: bool, refilter: bool = False) -> None:
+        """Re-sort and/or re-filter everything in one layoutChanged, keeping selections."""
+        self.layoutAboutToBeChanged.emit()
+        persistent = self.persistentIndexList()
+        held = [(self.row_at(i.row()) if 0 <= i.row() < len(self._view) else None, i.column())
+                for i in persistent]
+        self._descending = descending
+        if resort or refilter:
+            self._view = self._filtered_sorted()
+        new_indexes = []
+        for r, col in held:
+            pos = self._find(r) if r is not None else -1
+            new_indexes.append(self.index(self._display(pos), col) if pos >= 0 else QModelIndex())
+        self.changePersistentIndexList(persistent, new_indexes)
+        self.layoutChanged.emit()
+        self.stats["layouts"] += 1
+
+    def _recount(self) -> None:
+        self._count, self._bytes = {}, {}
+        for r in self._by_path.values():
+            self._add_counts(r, 1)
+
+    def _add_counts(self, r: list, sign: int) -> None:
+        s = r[STATE]
+        self._count[s] = self._count.get(s, 0) + sign
+        self._bytes[s] = self._bytes.get(s, 0) + sign * r[SIZE]
+
+    def _after_update(self, conflicts_maybe: bool) -> None:
+        self.totals_changed.emit()
+        if conflicts_maybe:
+            copies = {p for p, r in self._by_path.items()
+                      if r[STATE] == CONFLICT and is_conflict_copy(p)}
+            if copies != self._copies:
+                self._copies = copies
+                self.conflicts_changed.emit(sorted(copies))
+
+
+# --- peers -------------------------------------------------------------------------
+class PeersModel(QAbstractTableModel):
+    """This device and every device seen or connected, one row each."""
+
+    HEADERS = ("Device", "ID", "Address", "Role", "State", "Transfer")
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._rows: list[dict] = []
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=DISPLAY):
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=DISPLAY):
+        p = self._rows[index.row()]
+        col = index.column()
+        if role == DISPLAY:
+            if col == 0:
+                return f"{p['name']} (this device)" if p.get("self") else p["name"]
+            if col == 1:
+                return p["device_id"][:7]
+            if col == 2:
+                return p.get("address", "")
+            if col == 3:
+                role_text = p.get("role") or ""
+                return f"this device, {role_text}" if p.get("self") else role_text
+            if col == 4:
+                state = p.get("state", "")
+                return f"{state}: {p['reason']}" if p.get("reason") else state
+            if col == 5:
+                return _rate_text(p)
+            return None
+        if role == DECORATION and col == 0:
+            if p.get("self"):
+                return state_icon("this_device")
+            state = p.get("state", "")
+            if state == "connected":
+                return state_icon("peer_online")
+            if state in ("connecting", "seen"):
+                return state_icon("peer_connecting")
+            return state_icon("peer_offline")
+        if role == TOOLTIP:
+            if col == 1:
+                return p["device_id"]
+            if col == 4 and p.get("reason"):
+                return p["reason"]
+            return None
+        if role == ROW_ROLE:
+            return p
+        return None
+
+    def set_peers(self, peers: list[dict]) -> None:
+        """The whole list (it is short); rows keep their place when only values change."""
+        if [p["device_id"] for p in peers] == [p["device_id"] for p in self._rows]:
+            if peers != self._rows:
+                self._rows = peers
+                self.dataChanged.emit(self.index(0, 0),
+                     self.index(len(peers) - 1, len(self.HEADERS) - 1))
+            return
+        self.beginResetModel()
+        self._rows = peers
+        self.endResetModel()
+
+    def peer(self, device_id: str) -> dict | None:
+        return next((p for p in self._rows if p["device_id"] == device_id), None)
+
+    def peers(self) -> list[dict]:
+        return list(self._rows)
+
+
+def _rate_text(p: dict) -> str:
+    if p.get("self") or p.get("state") != "connected":
+        return ""
+    down, up = p.get("rate_in", 0.0), p.get("rate_out", 0.0)
+    return f"↓ {human_size(down)}/s  ↑ {human_size(up)}/s"
+
+
+__all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "human_size", "human_time",
+           "state_icon"]
