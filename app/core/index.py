@@ -390,6 +390,28 @@ class Index:
             args = (device,)
         return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
 
+    @_locked
+    def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
+        """(path, local entry or None, device -> remote entry) for every differing path.
+
+        The same paths as `differing_paths()`, but fetched in one pass, so planning a
+        round of 10,000 new files costs one query, not two per file.
+        """
+        paths = self.differing_paths()
+        out: list[tuple[str, FileEntry | None, dict[str, FileEntry]]] = []
+        for i in range(0, len(paths), 500):
+            chunk = paths[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            local = {r[0]: _from_row(r) for r in self._db.execute(
+                f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk)}
+            remote: dict[str, dict[str, FileEntry]] = {}
+            for r in self._db.execute(
+                    f"SELECT device, {_ENTRY_COLS} FROM remote_files WHERE path IN ({marks}) "
+                    "ORDER BY device", chunk):
+                remote.setdefault(r[1], {})[r[0]] = _from_row(r[1:])
+            out.extend((p, local.get(p), remote.get(p, {})) for p in chunk)
+        return out
+
     # --- ignored paths (for status)
 
     @_locked

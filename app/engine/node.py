@@ -419,13 +419,13 @@ class Node:
                 "max_seq": peer.sent_seq,
             })
 
-    def _send_state(self, peer: PeerState) -> None:
+    def _send_state(self, peer: PeerState, need: int | None = None) -> None:
         device = peer.conn.device_id
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
             "seen": self.index.remote_state(device)[1],
-            "need": self.need_count(device),
+            "need": self.need_count(device) if need is None else need,
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
@@ -466,21 +466,29 @@ class Node:
             os.close(fd)
 
     # --- pulling ---------------------------------------------------------------------
-    def plan(self, device: str | None = None) -> list:
+    def plan(self) -> list:
+        """What to do now, over every path where some peer's version differs from ours."""
         actions = []
-        for rel in self.index.differing_paths(device):
-            if self.ignore.matches(rel):
-                continue
-            remotes = self.index.remote_for_path(rel)
-            if device is not None:
-                remotes = {device: remotes[device]} if device in remotes else {}
-            action = plan_path(self.index.get(rel), remotes)
-            if action is not None:
-                actions.append(action)
+        for rel, local, remotes in self.index.differing_entries():
+            if not self.ignore.matches(rel):
+                action = plan_path(local, remotes)
+                if action is not None:
+                    actions.append(action)
         return actions
 
+    def need_counts(self) -> dict[str, int]:
+        """device -> how many paths we still need from that device alone (one pass)."""
+        counts = dict.fromkeys(self.peers, 0)
+        for rel, local, remotes in self.index.differing_entries():
+            if self.ignore.matches(rel):
+                continue
+            for device in counts.keys() & remotes.keys():
+                if plan_path(local, {device: remotes[device]}) is not None:
+                    counts[device] += 1
+        return counts
+
     def need_count(self, device: str) -> int:
-        return len(self.plan(device))
+        return self.need_counts().get(device, 0)
 
     def set_paused(self, paused: bool) -> None:
         """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""
@@ -508,8 +516,9 @@ class Node:
                 await asyncio.sleep(1)
             finally:
                 self._pulling = False
-            for peer in list(self.peers.values()):
-                self._send_state(peer)
+            needs = self.need_counts()
+            for device, peer in list(self.peers.items()):
+                self._send_state(peer, needs.get(device, 0))
             self.changed.set()
 
     async def _pull_once(self) -> None:

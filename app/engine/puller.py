@@ -379,14 +379,19 @@ class Puller:
 
     async def _fetch_blocks(self, fd: int, a: Action, missing: list[int], done_bytes: int,
                             result: RoundResult) -> None:
+        """Request blocks from the peers, a window at a time; verify and write each."""
         target = a.target
         hashes = target.block_hashes()
         offloop = target.size > OFFLOOP_WRITES
         loop = asyncio.get_running_loop()
         queue = list(reversed(missing))
-        inflight: dict[asyncio.Future, tuple[int, object]] = {}
-        writes: set[asyncio.Future] = set()
+        inflight: dict[asyncio.Future, tuple[int, str]] = {}  # requests and writes
         tried: dict[int, set[str]] = {}
+
+        def retry(i: int, device: str) -> None:
+            tried.setdefault(i, set()).add(device)
+            queue.append(i)
+
         try:
             while queue or inflight:
                 sources = self._live_sources(a)
@@ -396,60 +401,50 @@ class Puller:
                     if not options:
                         raise NoSource(f"no connected peer has block {i} of {a.path}")
                     if inflight and self._slots.locked():
-                        break
+                        break  # other files hold the budget; ours frees as we go
                     await self._slots.acquire()
                     queue.pop()
                     conn = options[i % len(options)]
                     fut = conn.request_block(a.path, i * BLOCK_SIZE,
                                              _block_size(target.size, i), hashes[i])
-                    inflight[fut] = (i, conn)
+                    fut.is_write = False  # type: ignore[attr-defined]
+                    inflight[fut] = (i, conn.device_id)
                 finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                 for fut in finished:
-                    i, conn = inflight.pop(fut)
-                    self._slots.release()
-                    data = fut.result()
+                    i, device = inflight.pop(fut)
                     size = _block_size(target.size, i)
-                    if data is None or len(data) != size:
-                        tried.setdefault(i, set()).add(conn.device_id)
-                        queue.append(i)
+                    if fut.is_write:  # type: ignore[attr-defined]
+                        self._slots.release()
+                        if fut.result():
+                            done_bytes += size
+                            result.bytes_fetched += size
+                        else:
+                            retry(i, device)
                         continue
-                    if offloop:
+                    data = fut.result()
+                    if data is None or len(data) != size:
+                        self._slots.release()
+                        retry(i, device)
+                    elif offloop:  # hash and write in a thread; the slot stays taken till then
                         w = loop.run_in_executor(self._writer, _verify_write, fd, data,
                                                  i * BLOCK_SIZE, hashes[i])
-                        w.block = (i, conn.device_id)  # type: ignore[attr-defined]
-                        writes.add(w)
-                    elif not _verify_write(fd, data, i * BLOCK_SIZE, hashes[i]):
-                        tried.setdefault(i, set()).add(conn.device_id)
-                        queue.append(i)
-                        continue
+                        w.is_write = True  # type: ignore[attr-defined]
+                        inflight[w] = (i, device)
                     else:
-                        done_bytes += size
-                        result.bytes_fetched += size
-                for w in [w for w in writes if w.done()]:
-                    writes.discard(w)
-                    i, dev = w.block  # type: ignore[attr-defined]
-                    if w.result():
-                        done_bytes += _block_size(target.size, i)
-                        result.bytes_fetched += _block_size(target.size, i)
-                    else:
-                        tried.setdefault(i, set()).add(dev)
-                        queue.append(i)
-                self.in_progress[a.path] = (done_bytes, target.size)
-                if not queue and not inflight and writes:
-                    await asyncio.wait(writes)
-                    for w in list(writes):
-                        writes.discard(w)
-                        i, dev = w.block  # type: ignore[attr-defined]
-                        if w.result():
-                            result.bytes_fetched += _block_size(target.size, i)
+                        self._slots.release()
+                        if _verify_write(fd, data, i * BLOCK_SIZE, hashes[i]):
+                            done_bytes += size
+                            result.bytes_fetched += size
                         else:
-                            tried.setdefault(i, set()).add(dev)
-                            queue.append(i)
+                            retry(i, device)
+                self.in_progress[a.path] = (done_bytes, target.size)
         finally:
+            writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
             for fut in inflight:
+                if not fut.is_write:  # type: ignore[attr-defined]
+                    fut.cancel()
                 self._slots.release()
-                fut.cancel()
-            if writes:
+            if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
 
 
