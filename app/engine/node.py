@@ -435,35 +435,16 @@ class Node:
             items = await peer.serve_queue.get()
             out: list[list] = []
             size = 0
-            for item in items:
-                answer = self._read_block(item)
-                out.append([item[0] if isinstance(item, list) and item else 0, answer])
-                size += len(answer) if answer else 0
-                if size >= MAX_DATA_BYTES:
-                    await conn.send({"t": "data", "items": out})
-                    out, size = [], 0
+            with _OpenFiles(self) as files:
+                for item in items:
+                    answer = files.read_block(item)
+                    out.append([item[0] if isinstance(item, list) and item else 0, answer])
+                    size += len(answer) if answer else 0
+                    if size >= MAX_DATA_BYTES:
+                        await conn.send({"t": "data", "items": out})
+                        out, size = [], 0
             if out:
                 await conn.send({"t": "data", "items": out})
-
-    def _read_block(self, item) -> bytes | None:
-        """One requested block, only from a file we share; None for anything else."""
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
-                and isinstance(item[1], str) and isinstance(item[2], int)
-                and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
-            return None
-        _, rel, offset, size, _h = item
-        entry = self.index.get(rel)
-        if entry is None or entry.deleted or entry.error or offset + size > entry.size:
-            return None
-        try:
-            full = paths.safe_join(self.root, rel)
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
-        except (OSError, paths.BadPath):
-            return None
-        try:
-            return os.pread(fd, size, offset)
-        finally:
-            os.close(fd)
 
     # --- pulling ---------------------------------------------------------------------
     def plan(self) -> list:
@@ -584,6 +565,50 @@ class Node:
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
+
+
+class _OpenFiles:
+    """The files one request batch reads from, each checked and opened once."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.open: dict[str, tuple[int, int] | None] = {}  # rel -> (fd, size) or refused
+
+    def __enter__(self) -> _OpenFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self.open.values():
+            if f is not None:
+                os.close(f[0])
+
+    def _file(self, rel: str) -> tuple[int, int] | None:
+        if rel not in self.open:
+            self.open[rel] = None
+            entry = self.node.index.get(rel)
+            if entry is not None and not entry.deleted and not entry.error \
+                    and entry.kind == Kind.FILE:
+                try:
+                    full = paths.safe_join(self.node.root, rel)
+                    self.open[rel] = (os.open(full, os.O_RDONLY | os.O_NOFOLLOW), entry.size)
+                except (OSError, paths.BadPath):
+                    pass
+        return self.open[rel]
+
+    def read_block(self, item) -> bytes | None:
+        """One requested block, only from a file we share; None for anything else."""
+        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
+                and isinstance(item[1], str) and isinstance(item[2], int)
+                and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
+            return None
+        _, rel, offset, size, _h = item
+        f = self._file(rel)
+        if f is None or offset + size > f[1]:
+            return None
+        try:
+            return os.pread(f[0], size, offset)
+        except OSError:
+            return None
 
 
 def _is_ip(host: str) -> bool:

@@ -386,6 +386,7 @@ class Puller:
         loop = asyncio.get_running_loop()
         queue = list(reversed(missing))
         inflight: dict[asyncio.Future, tuple[int, str]] = {}  # requests and writes
+        completed: asyncio.Queue[asyncio.Future] = asyncio.Queue()
         tried: dict[int, set[str]] = {}
 
         def retry(i: int, device: str) -> None:
@@ -408,9 +409,14 @@ class Puller:
                     fut = conn.request_block(a.path, i * BLOCK_SIZE,
                                              _block_size(target.size, i), hashes[i])
                     fut.is_write = False  # type: ignore[attr-defined]
+                    fut.add_done_callback(completed.put_nowait)
                     inflight[fut] = (i, conn.device_id)
-                finished, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                finished = [await completed.get()]
+                while not completed.empty():
+                    finished.append(completed.get_nowait())
                 for fut in finished:
+                    if fut not in inflight:
+                        continue
                     i, device = inflight.pop(fut)
                     size = _block_size(target.size, i)
                     if fut.is_write:  # type: ignore[attr-defined]
@@ -429,6 +435,7 @@ class Puller:
                         w = loop.run_in_executor(self._writer, _verify_write, fd, data,
                                                  i * BLOCK_SIZE, hashes[i])
                         w.is_write = True  # type: ignore[attr-defined]
+                        w.add_done_callback(completed.put_nowait)
                         inflight[w] = (i, device)
                     else:
                         self._slots.release()
