@@ -13,8 +13,6 @@ import logging
 import os
 from pathlib import Path
 
-import pathspec
-
 from app.core.paths import META_DIR, TEMP_PREFIX, is_temp_name
 
 IGNORE_FILE = ".p2psyncignore"
@@ -30,7 +28,7 @@ class Ignore:
         self.root = Path(root)
         self._key: tuple[int, int] | None = None
         self._lines: list[str] = []
-        self._spec = pathspec.GitIgnoreSpec.from_lines([])
+        self._spec = None  # pathspec is imported only when a folder has patterns
         self._dir_cache: dict[str, bool] = {}
         self._load()
 
@@ -95,8 +93,14 @@ class Ignore:
                 raw = b""
             lines = _usable_lines(raw.decode("utf-8", errors="replace").splitlines())
         self._lines = lines
-        self._spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        self._spec = _spec(lines) if lines else None
         self._dir_cache.clear()
+
+
+def _spec(lines: list[str]):
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _usable_lines(lines: list[str]) -> list[str]:
@@ -107,7 +111,7 @@ def _usable_lines(lines: list[str]) -> list[str]:
         if not stripped or stripped.startswith("#"):
             continue
         try:
-            pathspec.GitIgnoreSpec.from_lines([line])
+            _spec([line])
         except ValueError as exc:
             log.warning("%s: ignoring bad pattern %r (%s)", IGNORE_FILE, line, exc)
             continue

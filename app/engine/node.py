@@ -125,6 +125,7 @@ class Node:
         self.paused = False
         self._watcher = None
         self.roles = None
+        self._first_scan: asyncio.Task | None = None
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -146,7 +147,10 @@ class Node:
         if self.opts.watch:  # before the first scan: no change may fall in between
             self._start_watcher()
             self._spawn(self._periodic_rescan())
-        await self.scan_now()
+        if self.opts.elect:
+            await self.scan_now()
+        else:  # a one-shot sync scans while it connects; it cannot agree before the scan ends
+            self._first_scan = self._spawn(self.scan_now())
         if self.opts.listen is not None:
             await self._start_server()
         self._spawn(self._scan_loop())
@@ -545,7 +549,9 @@ class Node:
 
     def in_sync_with(self, device: str) -> bool:
         peer = self.peers.get(device)
-        if peer is None or peer.last_state is None or self._pulling:
+        if peer is None or peer.last_state is None or self._pulling or self.disk_lock.locked():
+            return False
+        if self._first_scan is not None and not self._first_scan.done():
             return False
         st = peer.last_state
         their_seq = self.index.remote_state(device)[1]

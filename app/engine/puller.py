@@ -396,7 +396,8 @@ class Puller:
         try:
             while queue or inflight:
                 sources = self._live_sources(a)
-                while queue and len(inflight) < WINDOW_BLOCKS:
+                refill = len(inflight) <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
+                while refill and queue and len(inflight) < WINDOW_BLOCKS:
                     i = queue[-1]
                     options = [c for c in sources if c.device_id not in tried.get(i, set())]
                     if not options:

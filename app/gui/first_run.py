@@ -1,0 +1,241 @@
+"""The first start: choose a folder, name this device, start a new share or join one.
+
+A page of the main window (no modal wizard): it says what to do, one step after the
+other. Starting a new share shows the generated key with a Copy button before the
+share opens, so the user can take it to the other devices; joining asks for that key.
+The page decides nothing on disk: it emits `ready(folder, key, device_name)` and the
+window stores the choices and starts the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication, QPalette
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.engine.config import new_share_key
+
+
+def _title(text: str, scale: float = 1.6) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() * scale)
+    font.setWeight(QFont.Weight.DemiBold)
+    label.setFont(font)
+    return label
+
+
+def _muted(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)  # secondary text, any theme
+    return label
+
+
+def key_font(scale: float = 1.5) -> QFont:
+    font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    font.setPointSizeF(font.pointSizeF() * scale)
+    font.setWeight(QFont.Weight.DemiBold)
+    return font
+
+
+class KeyPanel(QWidget):
+    """A share key in large type, selectable, with a Copy button."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.key_label = QLabel()
+        self.key_label.setObjectName("shareKey")
+        self.key_label.setFont(key_font())
+        self.key_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.copy_button = QPushButton("Copy")
+        self.copy_button.setObjectName("copyKey")
+        self.copy_button.clicked.connect(self._copy)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.key_label)
+        row.addWidget(self.copy_button)
+        row.addStretch(1)
+
+    def set_key(self, key: str) -> None:
+        self.key_label.setText(key)
+        self.copy_button.setText("Copy")
+
+    def _copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.key_label.text())
+        self.copy_button.setText("Copied")
+
+
+class SetupPage(QWidget):
+    """Choose a folder, then start a new share or join one."""
+
+    ready = Signal(object, str, str)  # folder (Path), share key, device name
+
+    def __init__(self, device_name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.folder: Path | None = None
+        self._new_key = ""
+        self.steps = QStackedWidget()
+        self.steps.addWidget(self._choose_page(device_name))
+        self.steps.addWidget(self._key_page())
+        outer = QVBoxLayout(self)
+        outer.addStretch(1)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        card = QFrame()
+        card.setFrameShape(QFrame.Shape.StyledPanel)
+        card.setMaximumWidth(640)
+        card_layout = QVBoxLayout(card)
+        card_layout.setContentsMargins(28, 24, 28, 24)
+        card_layout.addWidget(self.steps)
+        row.addWidget(card, 3)
+        row.addStretch(1)
+        outer.addLayout(row)
+        outer.addStretch(2)
+        self._update_enabled()
+
+    # --- step 1: folder, name, new or join ----------------------------------------------
+    def _choose_page(self, device_name: str) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(10)
+        v.addWidget(_title("Share a folder with your other computers"))
+        v.addWidget(_muted("p2psync keeps one folder identical on the devices of this "
+                           "network, without a cloud. Pick the folder, then start a new "
+                           "share here or join one that another device started."))
+        v.addSpacing(8)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(12)
+        grid.setVerticalSpacing(10)
+        grid.addWidget(_title("1", 1.2), 0, 0, Qt.AlignmentFlag.AlignTop)
+        self.choose_button = QPushButton("Choose a folder…")
+        self.choose_button.setObjectName("chooseFolder")
+        self.choose_button.clicked.connect(self.choose_folder)
+        self.folder_label = _muted("No folder chosen yet")
+        self.folder_label.setObjectName("folderLabel")
+        col = QVBoxLayout()
+        col.addWidget(self.choose_button, 0, Qt.AlignmentFlag.AlignLeft)
+        col.addWidget(self.folder_label)
+        grid.addLayout(col, 0, 1)
+
+        grid.addWidget(_title("2", 1.2), 1, 0, Qt.AlignmentFlag.AlignTop)
+        self.name_edit = QLineEdit(device_name)
+        self.name_edit.setObjectName("deviceName")
+        self.name_edit.setPlaceholderText("How the other devices see this one")
+        col = QVBoxLayout()
+        col.addWidget(QLabel("Name of this device"))
+        col.addWidget(self.name_edit)
+        grid.addLayout(col, 1, 1)
+
+        grid.addWidget(_title("3", 1.2), 2, 0, Qt.AlignmentFlag.AlignTop)
+        self.new_button = QPushButton("Start a new share")
+        self.new_button.setObjectName("newShare")
+        self.new_button.setDefault(True)
+        self.new_button.clicked.connect(self._start_new)
+        self.key_edit = QLineEdit()
+        self.key_edit.setObjectName("joinKey")
+        self.key_edit.setPlaceholderText("Paste the share key of the other device")
+        self.key_edit.textChanged.connect(self._update_enabled)
+        self.key_edit.returnPressed.connect(self._join)
+        self.join_button = QPushButton("Join")
+        self.join_button.setObjectName("joinShare")
+        self.join_button.clicked.connect(self._join)
+        col = QVBoxLayout()
+        col.addWidget(self.new_button, 0, Qt.AlignmentFlag.AlignLeft)
+        col.addWidget(QLabel("or join a share that another device started:"))
+        join_row = QHBoxLayout()
+        join_row.addWidget(self.key_edit, 1)
+        join_row.addWidget(self.join_button)
+        col.addLayout(join_row)
+        grid.addLayout(col, 2, 1)
+        grid.setColumnStretch(1, 1)
+        v.addLayout(grid)
+        self.message = QLabel()
+        self.message.setObjectName("setupMessage")
+        self.message.setWordWrap(True)
+        self.message.hide()
+        v.addWidget(self.message)
+        return page
+
+    # --- step 2 (new share only): the key to take to the other devices -----------------
+    def _key_page(self) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.setSpacing(10)
+        v.addWidget(_title("Your share key"))
+        v.addWidget(_muted("On each of your other devices, open p2psync, choose the folder "
+                           "to keep in sync, and join with this key. Only devices that "
+                           "know it can join."))
+        self.key_panel = KeyPanel()
+        v.addWidget(self.key_panel)
+        v.addSpacing(6)
+        self.open_button = QPushButton("Open the share")
+        self.open_button.setObjectName("openShare")
+        self.open_button.setDefault(True)
+        self.open_button.clicked.connect(self._open_new)
+        back = QPushButton("Back")
+        back.clicked.connect(lambda: self.steps.setCurrentIndex(0))
+        row = QHBoxLayout()
+        row.addWidget(back)
+        row.addStretch(1)
+        row.addWidget(self.open_button)
+        v.addLayout(row)
+        return page
+
+    # --- actions -------------------------------------------------------------------
+    def set_folder(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.folder_label.setText(str(folder) if folder else "No folder chosen yet")
+        self._update_enabled()
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def choose_folder(self) -> None:
+        start = str(self.folder) if self.folder else str(Path.home())
+        chosen = QFileDialog.getExistingDirectory(self, "Choose the folder to share", start)
+        if chosen:
+            self.set_folder(Path(chosen))
+            self.show_message("")
+
+    def _name(self) -> str:
+        return self.name_edit.text().strip()
+
+    def _update_enabled(self) -> None:
+        have = self.folder is not None
+        self.new_button.setEnabled(have)
+        self.key_edit.setEnabled(have)
+        self.join_button.setEnabled(have and bool(self.key_edit.text().strip()))
+
+    def _start_new(self) -> None:
+        if self.folder is None:
+            return
+        self._new_key = new_share_key()
+        self.key_panel.set_key(self._new_key)
+        self.steps.setCurrentIndex(1)
+
+    def _open_new(self) -> None:
+        if self.folder is not None and self._new_key:
+            self.ready.emit(self.folder, self._new_key, self._name())
+
+    def _join(self) -> None:
+        key = self.key_edit.text().strip()
+        if self.folder is None or not key:
+            return
+        self.ready.emit(self.folder, key, self._name())

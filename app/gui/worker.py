@@ -1,0 +1,488 @@
+"""The one bridge between the engine and the window.
+
+The engine (app.engine.node.Node) runs on its own asyncio event loop inside a QThread.
+Everything the window shows is produced there or in helper threads of that loop
+(index reads, file states, reading conflict versions) and crosses over as a Qt
+signal, which Qt queues into the GUI thread. The other direction, the window asking
+the engine for something (sync now, pause, resolve a conflict, stop), goes through
+`loop.call_soon_threadsafe` / `asyncio.run_coroutine_threadsafe`. Widgets are never
+touched from the engine thread, and the GUI thread never waits for disk or network.
+
+Engine events are collected as they come and flushed at most every TICK seconds:
+a sync of 10,000 files is some dozens of batches for the window, not 10,000 calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, replace
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from app.core import conflicts
+from app.engine.control import ControlServer
+from app.engine.node import Node, NodeOptions
+from app.errors import P2PError
+from app.gui.filestates import StateTracker
+from app.gui.models import human_size
+
+log = logging.getLogger("p2psync.gui")
+
+TICK = 0.25  # longest wait between two flushes to the window
+MIN_GAP = 0.15  # shortest: bursts of events are coalesced
+PEERS_EVERY = 1.0  # peers table and transfer rates
+STOP_TIMEOUT = 15.0
+SUMMARIZE_ABOVE = 5  # more files than this in one flush: one activity line for all
+
+
+@dataclass(frozen=True)
+class Activity:
+    when: float
+    kind: str  # received, deleted, moved, conflict, error, peer, role, paused, local, info
+    text: str
+
+
+class _EngineThread(QThread):
+    def __init__(self, worker: EngineWorker) -> None:
+        super().__init__()
+        self.worker = worker
+        self.setObjectName("p2psync-engine")
+
+    def run(self) -> None:
+        self.worker._thread_main()
+
+
+class EngineWorker(QObject):
+    """Starts, drives and stops one Node in a QThread; reports through signals."""
+
+    started = Signal(object)  # {"device_id", "name", "listen", "folder"}
+    failed = Signal(str)  # the engine could not start, or stopped on an error
+    stopped = Signal()  # the thread has finished
+    files_reset = Signal(object)  # list of rows (path, size, mtime, state, reason)
+    files_update = Signal(object, object)  # changed rows, removed paths
+    progress = Signal(object)  # {path: (bytes done, size)} of files coming in now
+    peers = Signal(object)  # list of dicts, this device first
+    status = Signal(object)  # {"role", "server_name", "paused", "busy", "rate_in", ...}
+    activity = Signal(object)  # list of Activity
+    notify = Signal(str, str)  # title, message: a conflict or an error, for the tray
+    conflict_sides = Signal(str, object, object)  # copy path, Side of original, of copy
+    resolved = Signal(str, object, str)  # copy path, paths changed, error ("" when done)
+    sync_done = Signal()  # the rescan of "Sync now" is done; transfers go on
+
+    def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
+                 any_port_if_taken: bool = False) -> None:
+        super().__init__(parent)
+        self.opts = opts
+        self.any_port_if_taken = any_port_if_taken  # the listen address was not asked for
+        self._thread = _EngineThread(self)
+        self._thread.finished.connect(self._on_finished)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._stop_requested = threading.Event()
+        self._ready = threading.Event()
+        self.node: Node | None = None  # only for the engine thread and tests
+        # engine-thread state
+        self._events: list[tuple[str, dict]] = []
+        self._wake: asyncio.Event | None = None
+        self._extra_paths: set[str] = set()
+        self._known: dict[str, dict] = {}  # device -> last seen facts (for offline rows)
+        self._bytes: dict[str, tuple[float, int, int]] = {}  # device -> (t, in, out)
+        self._rates: dict[str, tuple[float, float]] = {}
+        self._scanning = True
+
+    # --- GUI thread side -----------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
+
+    @property
+    def thread_object(self) -> QThread:
+        return self._thread
+
+    def stop(self) -> None:
+        """Ask the engine to stop; `stopped` is emitted once the thread has ended."""
+        self._stop_requested.set()
+        loop, ev = self._loop, self._stop_event
+        if loop is not None and ev is not None:
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(ev.set)
+
+    def wait(self, timeout_s: float = STOP_TIMEOUT + 5) -> bool:
+        """Block until the thread ended (only at exit, when nothing is left to paint)."""
+        return self._thread.wait(int(timeout_s * 1000))
+
+    def sync_now(self) -> None:
+        self._submit(self._sync_now())
+
+    def set_paused(self, paused: bool) -> None:
+        self._call(lambda: self.node.set_paused(paused))
+
+    def load_conflict(self, copy: str) -> None:
+        self._submit(self._load_conflict(copy))
+
+    def resolve(self, copy: str, how: str) -> None:
+        """how: "original" (keep this one), "copy" (keep the other) or "both"."""
+        self._submit(self._resolve(copy, how))
+
+    def _call(self, fn) -> None:
+        if self._loop is not None and self.node is not None and self._ready.is_set():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(fn)
+
+    def _submit(self, coro) -> None:
+        if self._loop is not None and self._ready.is_set():
+            try:
+                asyncio.run_coroutine_threadsafe(coro, self._loop)
+                return
+            except RuntimeError:
+                pass
+        coro.close()
+
+    def _on_finished(self) -> None:
+        self.stopped.emit()
+
+    # --- engine thread side --------------------------------------------------------
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as e:  # noqa: BLE001 - report it, never kill the app
+            log.exception("the engine stopped on an error")
+            self.failed.emit(f"the engine stopped: {e}")
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._wake = asyncio.Event()
+        if self._stop_requested.is_set():
+            return
+        opts = self._choose_listen(self.opts) if self.any_port_if_taken else self.opts
+        try:
+            node = Node(opts, on_event=self._on_event)
+        except (P2PError, OSError) as e:
+            self.failed.emit(str(e))
+            return
+        self.node = node
+        control = ControlServer(node.fpaths.control_socket, node.node_info)
+        try:
+            await control.start()
+        except RuntimeError:
+            node.index.close()
+            self.failed.emit("p2psync is already running for this folder (a `p2psync run` "
+                             f"or another window): {opts.folder}")
+            return
+        except OSError as e:
+            log.warning("no control socket for `p2psync status`: %s", e)
+        tracker = StateTracker(node.index, node.fpaths.db_path, node.root)
+        ticker: asyncio.Task | None = None
+        try:
+            # what the index already knows, before the startup scan: a big share's table
+            # fills at once instead of after a walk of the whole folder
+            self.files_reset.emit(await asyncio.to_thread(tracker.snapshot))
+            self._ready.set()
+            ticker = asyncio.create_task(self._tick_loop(node, tracker))
+            starting = asyncio.create_task(node.start())
+            stopping = asyncio.create_task(self._stop_event.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                self._scanning = False
+                try:
+                    starting.result()
+                except P2PError as e:
+                    self.failed.emit(str(e))
+                    return
+                addr = node.listen_address
+                self.started.emit({"device_id": node.device_id, "name": opts.name,
+                                   "folder": str(node.root),
+                                   "listen": f"{addr[0]}:{addr[1]}" if addr else ""})
+                self._wake.set()
+                await stopping
+            else:
+                starting.cancel()
+                with contextlib.suppress(BaseException):
+                    await starting
+        finally:
+            self._ready.clear()
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(BaseException):
+                    await ticker
+            with contextlib.suppress(Exception):
+                await control.stop()
+            try:
+                await asyncio.wait_for(node.stop(), STOP_TIMEOUT)
+            except Exception:  # noqa: BLE001
+                log.exception("stopping the engine")
+            tracker.close()
+
+    @staticmethod
+    def _choose_listen(opts: NodeOptions) -> NodeOptions:
+        """The default port taken (say by a `p2psync run` of another folder): any port.
+
+        Discovery announces whichever port this node got, so peers still find it.
+        """
+        if opts.listen is None or opts.listen[1] == 0:
+            return opts
+        host, port = opts.listen
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return opts
+            except OSError:
+                log.warning("port %d is taken; listening on another free port", port)
+                return replace(opts, listen=(host, 0))
+
+    def _on_event(self, kind: str, data: dict) -> None:
+        """Called by the engine, in its loop thread: keep it for the next flush."""
+        self._events.append((kind, data))
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _tick_loop(self, node: Node, tracker: StateTracker) -> None:
+        last_flush = 0.0
+        last_peers = 0.0
+        last_progress: dict = {}
+        last_status: dict = {}
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK)
+            gap = last_flush + MIN_GAP - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            self._wake.clear()
+            now = time.monotonic()
+            last_flush = now
+            events, self._events = self._events, []
+            if events:
+                lines = self._describe(node, events)
+                if lines:
+                    self.activity.emit(lines)
+            extra, self._extra_paths = self._extra_paths, set()
+            try:
+                update = await asyncio.to_thread(tracker.poll, extra)
+            except Exception:  # noqa: BLE001 - the table misses a beat, the app goes on
+                log.exception("reading file states")
+                update = None
+            if update:
+                if update.reset is not None:
+                    self.files_reset.emit(update.reset)
+                else:
+                    self.files_update.emit(update.rows, update.removed)
+            progress = dict(node.puller.in_progress)
+            if progress != last_progress:
+                last_progress = progress
+                self.progress.emit(progress)
+            if now - last_peers >= PEERS_EVERY or any(k.startswith("peer") or k == "role"
+                                                      for k, _ in events):
+                last_peers = now
+                self.peers.emit(self._peer_rows(node, now))
+            st = self._status(node)
+            if st != last_status:
+                last_status = st
+                self.status.emit(st)
+
+    # --- what the window shows -----------------------------------------------------
+    def _status(self, node: Node) -> dict:
+        role = node.roles.role if node.roles is not None else "electing"
+        server = node.roles.election.server if node.roles is not None else ""
+        server_name = ""
+        if server:
+            peer = node.peers.get(server)
+            server_name = peer.conn.info.name if peer else server[:7]
+        rate_in = sum(r[0] for r in self._rates.values())
+        rate_out = sum(r[1] for r in self._rates.values())
+        return {"role": role, "server": server, "server_name": server_name,
+                "paused": node.paused, "busy": node.busy(), "scanning": self._scanning,
+                "connected": len(node.peers), "rate_in": round(rate_in),
+                "rate_out": round(rate_out)}
+
+    def _peer_rows(self, node: Node, now: float) -> list[dict]:
+        role = node.roles.role if node.roles is not None else "electing"
+        addr = node.listen_address
+        rows = [{"device_id": node.device_id, "name": node.opts.name, "self": True,
+                 "address": f"{addr[0]}:{addr[1]}" if addr else "", "role": role,
+                 "state": "connected"}]
+        seen: set[str] = set()
+        wall = time.monotonic()
+        for device, peer in list(node.peers.items()):
+            summary = node.peer_summary(peer)
+            c = peer.conn
+            t0, in0, out0 = self._bytes.get(device, (now, c.bytes_in, c.bytes_out))
+            dt = now - t0
+            if dt > 0:
+                r_in, r_out = (c.bytes_in - in0) / dt, (c.bytes_out - out0) / dt
+                old = self._rates.get(device, (r_in, r_out))
+                self._rates[device] = (0.5 * old[0] + 0.5 * r_in, 0.5 * old[1] + 0.5 * r_out)
+            self._bytes[device] = (now, c.bytes_in, c.bytes_out)
+            rate_in, rate_out = self._rates.get(device, (0.0, 0.0))
+            row = {**summary, "state": "connected", "rate_in": rate_in, "rate_out": rate_out}
+            self._known[device] = {**row, "state": "offline", "reason": "", "rate_in": 0.0,
+                                   "rate_out": 0.0}
+            rows.append(row)
+            seen.add(device)
+        for device in list(self._bytes):
+            if device not in node.peers:
+                self._bytes.pop(device, None)
+                self._rates.pop(device, None)
+        if node.roles is not None:
+            election = node.roles.election
+            alive = election.alive(wall)
+            for device, heard in list(election.heard.items()):
+                if device in seen:
+                    continue
+                known = self._known.get(device, {})
+                address = f"{heard.address[0]}:{heard.address[1]}" if heard.address else \
+                    known.get("address", "")
+                if device in alive:
+                    rows.append({"device_id": device, "name": heard.name or device[:7],
+                                 "address": address, "role": heard.role,
+                                 "state": "connecting", "reason": known.get("reason", "")})
+                    seen.add(device)
+            for (host, port), reason in list(getattr(node.roles, "_dial_errors", {}).items()):
+                address = f"{host}:{port}"
+                if any(r.get("address") == address for r in rows):
+                    continue
+                rows.append({"device_id": f"?{address}", "name": address, "address": address,
+                             "role": "", "state": "unreachable", "reason": reason})
+        for device, known in self._known.items():
+            if device not in seen:
+                rows.append(dict(known))
+        return rows
+
+    def _describe(self, node: Node, events: list[tuple[str, dict]]) -> list[Activity]:
+        now = time.time()
+        out: list[Activity] = []
+        fetched = [d for k, d in events if k == "fetched"]
+        source = self._source_name(node)
+        if len(fetched) > SUMMARIZE_ABOVE:
+            total = sum(d.get("size", 0) for d in fetched)
+            out.append(Activity(now, "received", f"Received {len(fetched):,} files "
+                                f"({human_size(total)}){source}"))
+        else:
+            for d in fetched:
+                out.append(Activity(now, "received", f"Received {d['path']} "
+                                    f"({human_size(d.get('size', 0))}){source}"))
+        deleted = [d["path"] for k, d in events if k == "deleted"]
+        if len(deleted) > SUMMARIZE_ABOVE:
+            out.append(Activity(now, "deleted", f"Deleted {len(deleted):,} files that were "
+                                "deleted on another device (kept in .p2psync/versions)"))
+        else:
+            for p in deleted:
+                out.append(Activity(now, "deleted", f"Deleted {p}: deleted on another device "
+                                    "(kept in .p2psync/versions)"))
+        local = [p for k, d in events if k == "local_changes" for p in d.get("paths", [])]
+        if local:
+            if len(local) > 3:
+                text = f"{len(local):,} local changes found"
+            else:
+                text = "Local change: " + ", ".join(local)
+            out.append(Activity(now, "local", text))
+        for kind, d in events:
+            if kind == "renamed":
+                out.append(Activity(now, "moved", f"Moved {d['from']} → {d['to']}"))
+            elif kind == "conflict":
+                text = (f"Conflict on {d['path']}: both devices changed it; the other "
+                        f"version is kept as {d['copy'].rpartition('/')[2]}")
+                out.append(Activity(now, "conflict", text))
+                self.notify.emit("Conflict", text)
+            elif kind == "error":
+                text = f"Could not sync {d['path']}: {d.get('reason', '')}"
+                out.append(Activity(now, "error", text))
+                self.notify.emit("Sync error", text)
+            elif kind == "peer_connected":
+                out.append(Activity(now, "peer", f"{d.get('name') or d['device_id'][:7]} "
+                                    f"joined ({d.get('address', '')}, {d.get('role') or '?'})"))
+            elif kind == "peer_disconnected":
+                known = self._known.get(d["device_id"])
+                name = known["name"] if known else d["device_id"][:7]
+                reason = d.get("reason") or "connection closed"
+                if known is not None:
+                    known["reason"] = reason
+                out.append(Activity(now, "peer", f"{name} left ({reason})"))
+            elif kind == "role":
+                out.append(Activity(now, "role", self._role_text(node, d)))
+            elif kind == "paused":
+                out.append(Activity(now, "paused", "Paused: no more files are fetched"
+                                    if d.get("paused") else "Resumed"))
+        for a in out:
+            log.info("%s", a.text)
+        return out
+
+    @staticmethod
+    def _role_text(node: Node, d: dict) -> str:
+        role, server = d.get("role"), d.get("server")
+        if role == "server":
+            return "This device is now the server of the share"
+        if role == "client":
+            peer = node.peers.get(server) if server else None
+            name = peer.conn.info.name if peer else (server or "?")[:7]
+            return f"This device is now a client of {name}"
+        return "Looking for the share's server…"
+
+    @staticmethod
+    def _source_name(node: Node) -> str:
+        names = [p.conn.info.name for p in node.peers.values()]
+        if len(names) == 1:
+            return f" from {names[0]}"
+        if node.roles is not None and node.roles.role == "client":
+            peer = node.peers.get(node.roles.election.server)
+            if peer is not None:
+                return f" from {peer.conn.info.name}"
+        return " from the peers" if names else ""
+
+    # --- requests from the window ---------------------------------------------------
+    async def _sync_now(self) -> None:
+        node = self.node
+        if node is None:
+            return
+        self.activity.emit([Activity(time.time(), "info", "Sync now: rescanning the folder")])
+        try:
+            await node.sync_now()
+        finally:
+            self._wake.set()
+            self.sync_done.emit()
+
+    async def _load_conflict(self, copy: str) -> None:
+        node = self.node
+        c = conflicts.parse(copy)
+        if node is None or c is None:
+            return
+        a, b = await asyncio.to_thread(
+            lambda: (conflicts.read_side(node.root, c.original),
+                     conflicts.read_side(node.root, c.copy)))
+        self.conflict_sides.emit(copy, a, b)
+
+    async def _resolve(self, copy: str, how: str) -> None:
+        node = self.node
+        c = conflicts.parse(copy)
+        if node is None or c is None:
+            self.resolved.emit(copy, [], "not a conflict copy")
+            return
+        fn = {"original": conflicts.keep_original, "copy": conflicts.keep_copy,
+              "both": conflicts.keep_both}[how]
+        try:
+            async with node.disk_lock:
+                changed = await asyncio.to_thread(fn, node.root, c)
+        except (conflicts.ConflictError, OSError, ValueError) as e:
+            self.resolved.emit(copy, [], str(e))
+            return
+        for path in changed:
+            node.request_rescan(path)
+        self._extra_paths.update(changed)
+        text = {"original": f"Kept {c.original}; the other version went to .p2psync/versions",
+                "copy": f"Kept the other version of {c.original}; the replaced one went to "
+                        ".p2psync/versions",
+                "both": f"Kept both versions of {c.original}: the other one is now "
+                        f"{changed[-1].rpartition('/')[2]}"}[how]
+        log.info("%s", text)
+        self.activity.emit([Activity(time.time(), "conflict", text)])
+        self.resolved.emit(copy, changed, "")
+        self._wake.set()
+
