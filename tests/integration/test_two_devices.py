@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import env, p2psync_cmd, start_run, sync, tree, wait_until
+from tests.procs import SECRET, env, p2psync_cmd, start_run, sync, tree, wait_until
 
 ID_RX = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){4}$")
 STAMP = r"\d{8}-\d{6}"
@@ -91,6 +91,17 @@ def wait_indexed(node, *rels: str, timeout: float = 15.0) -> None:
         return True
 
     wait_until(done, timeout, 0.1, f"run node never indexed {rels}; log:\n{node.log()}")
+
+
+def wait_new_scan(node, mark: int, timeout: float = 15.0) -> None:
+    """Until the run node logs "scan: N local change(s)" after its log line number mark.
+
+    For changes `status` cannot show (a mode, a directory): make exactly one change
+    the watcher turns into one scan.
+    """
+    rx = re.compile(r"scan: \d+ local change")
+    wait_until(lambda: any(rx.search(line) for line in node.lines[mark:]), timeout, 0.02,
+               f"no scan after line {mark}; log:\n{node.log()}")
 
 
 def write(path: Path, data: bytes | str, mtime: float | None = None, mode: int | None = None):
@@ -215,8 +226,9 @@ def test_exec_bit_change_alone_syncs(tmp_path, run_node):
     assert os.stat(b / "script.sh").st_mode & 0o777 == 0o644
 
     os.chmod(b / "script.sh", 0o755)  # changed on the sync side
+    mark = len(node.lines)
     os.chmod(a / "other.sh", 0o644)  # changed on the run side
-    wait_indexed(node, "other.sh")
+    wait_new_scan(node, mark)
     ok_sync(tmp_path, node)
 
     assert os.stat(a / "script.sh").st_mode & 0o777 == 0o755
@@ -269,9 +281,12 @@ def test_deletion_propagates_and_does_not_come_back(tmp_path, run_node, deleted_
     side, other = (a, b) if deleted_on == "A" else (b, a)
     (side / "gone.txt").unlink()
     (side / "olddir/inner.txt").unlink()
-    (side / "olddir").rmdir()
     if deleted_on == "A":
         wait_indexed(node, "gone.txt", "olddir/inner.txt")
+        mark = len(node.lines)
+    (side / "olddir").rmdir()
+    if deleted_on == "A":
+        wait_new_scan(node, mark)  # the directory's own deletion
     ok_sync(tmp_path, node)
 
     for _ in range(2):  # and they stay deleted
@@ -320,6 +335,49 @@ def test_concurrent_changes_keep_both_versions(tmp_path, run_node, winner, rel):
     before = tree(a)
     ok_sync(tmp_path, node)  # the copies merge, they do not multiply
     assert tree(a) == tree(b) == before
+
+
+def test_same_new_file_created_on_both_sides_is_a_conflict(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "new.txt", "created on A", HOUR_AGO + 100)  # older: loses the name
+    write(b / "new.txt", "created on B", HOUR_AGO + 200)
+    write(a / "same.txt", "identical", HOUR_AGO)  # same content both sides: no conflict
+    write(b / "same.txt", "identical", HOUR_AGO)
+    node = run_node("A")
+    id_a = device_id(tmp_path / "cfgA")
+
+    ok_sync(tmp_path, node)
+
+    for folder in (a, b):
+        assert (folder / "new.txt").read_text() == "created on B"
+        copies = [p for p in os.listdir(folder) if ".sync-conflict-" in p]
+        assert len(copies) == 1 and re.fullmatch(rf"new\.sync-conflict-{STAMP}-{id_a[:7]}\.txt",
+                                                 copies[0]), copies
+        assert (folder / copies[0]).read_text() == "created on A"
+    assert_converged(a, b)
+
+
+@pytest.mark.parametrize("deleted_on", ["A", "B"])
+def test_edit_wins_over_concurrent_deletion(tmp_path, run_node, deleted_on):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "doc.txt", "base", HOUR_AGO)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+
+    deleter, editor = (a, b) if deleted_on == "A" else (b, a)
+    # the deletion is made later than the edit: it still must not destroy the edit
+    write(editor / "doc.txt", "an edit nobody may lose", HOUR_AGO + 100)
+    if editor == a:
+        wait_indexed(node, "doc.txt")
+    (deleter / "doc.txt").unlink()
+    if deleter == a:
+        wait_indexed(node, "doc.txt")
+    ok_sync(tmp_path, node)
+    ok_sync(tmp_path, node)
+
+    for folder in (a, b):
+        assert (folder / "doc.txt").read_text() == "an edit nobody may lose"
+    assert_converged(a, b)
 
 
 # --- 5. renames --------------------------------------------------------------------------
@@ -483,6 +541,7 @@ def test_status_json_after_sync(tmp_path, run_node):
     for path in expected:
         assert rows(sa)[path]["hash"] == rows(sb)[path]["hash"]
     assert len({r["hash"] for r in sa["files"]}) == len(expected)  # different contents
+    assert temp_files(a) == [] and temp_files(b) == []
     assert sb["node"] is None  # the sync has exited
     assert sa["node"] is not None
     assert sa["node"]["role"] in ("server", "client", "electing")
@@ -539,29 +598,65 @@ def test_id_is_the_one_the_node_uses(tmp_path, run_node):
 
 
 # --- interrupted transfers ---------------------------------------------------------------
-def test_run_stopped_mid_transfer_leaves_no_partial_file(tmp_path, run_node):
+def write_random(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 8 << 20)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def background_sync(tmp_path: Path, node, name: str = "B") -> subprocess.Popen:
+    (tmp_path / name).mkdir(exist_ok=True)
+    return subprocess.Popen(
+        p2psync_cmd("sync", "--folder", str(tmp_path / name), "--config-dir",
+                    str(tmp_path / f"cfg{name}"), "--no-discovery", "--secret", SECRET,
+                    "--peer", node.address),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+
+
+def test_run_stopped_mid_transfer_exits_0_without_partial_file(tmp_path, run_node):
     a, b = tmp_path / "A", tmp_path / "B"
-    size = 200 * 1024 * 1024
-    b.mkdir()
-    with open(b / "big.bin", "wb") as f:
-        for _ in range(size // (8 << 20)):
-            f.write(os.urandom(8 << 20))
+    write_random(b / "big.bin", 100 * 1024 * 1024)
     node = run_node("A")
-    bg = subprocess.Popen(p2psync_cmd("sync", "--folder", str(b), "--config-dir",
-                                      str(tmp_path / "cfgB"), "--no-discovery", "--secret",
-                                      "test-share-key", "--peer", node.address),
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env())
+    bg = background_sync(tmp_path, node)  # A pulls B's file
     try:
-        wait_until(lambda: temp_files(a) or (a / "big.bin").exists(), 30, 0.005,
-                   "A never started writing")
+        wait_until(lambda: temp_files(a) or (a / "big.bin").exists() or bg.poll() is not None,
+                   30, 0.002,
+                   "A never started writing:\n" + node.log())
         assert temp_files(a), "the transfer finished before it could be interrupted"
         assert node.stop(signal.SIGTERM) == 0, node.log()
         # never a half-written file at its final path
         assert not (a / "big.bin").exists() or sha256(a / "big.bin") == sha256(b / "big.bin")
     finally:
+        bg_code = bg.wait(30)
+    err = bg.stderr.read()
+    assert bg_code not in (0, None), f"sync said done though its peer left:\n{err}"
+    assert "Traceback" not in err, err
+
+
+def test_interrupted_sync_completes_on_next_sync(tmp_path, run_node):
+    """A killed `sync` leaves a temp file; the next one resumes or redoes it, and converges.
+
+    (Regression: before 6c0ad39 a reconnecting peer's known index started no pull.)
+    """
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_random(a / "big.bin", 100 * 1024 * 1024)
+    node = run_node("A")
+    bg = background_sync(tmp_path, node)  # B pulls A's file
+    try:
+        wait_until(lambda: temp_files(b) or (b / "big.bin").exists() or bg.poll() is not None,
+                   30, 0.002, "B never started writing")
+        assert temp_files(b), "the transfer finished before it could be interrupted"
+        bg.send_signal(signal.SIGTERM)  # the user kills it, the machine sleeps...
+    finally:
         bg.wait(30)
-    # the next run converges, and no temp file stays behind
-    node2 = run_node("A")
-    ok_sync(tmp_path, node2)
-    assert sha256(a / "big.bin") == sha256(b / "big.bin")
+    assert not (b / "big.bin").exists()
+
+    r = sync(b, tmp_path / "cfgB", node.address, timeout=6)  # a few times what it needs
+
+    assert r.returncode == 0, f"{r.stderr}\nrun node:\n{node.log()}"
+    assert sha256(b / "big.bin") == sha256(a / "big.bin")
     assert_converged(a, b)
