@@ -17,7 +17,7 @@ from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
-from app.errors import UsageError
+from app.errors import P2PError, UsageError
 
 log = logging.getLogger("p2psync")
 
@@ -91,10 +91,25 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
     if not opts.peers and not opts.discovery:
         raise UsageError("sync needs a peer: pass --peer HOST:PORT, or leave LAN discovery on")
     node = Node(opts)
+    work = asyncio.current_task()
+    interrupted = []
+
+    def interrupt() -> None:
+        interrupted.append(True)
+        work.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
     try:
         await node.start()
         peers = opts.peers or await discover_server(node, opts.discovery_port)
         await sync_once(node, peers, args.timeout)
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        work.uncancel()
+        raise P2PError("interrupted before the folders agreed") from None
     finally:
         await node.stop()
     return 0

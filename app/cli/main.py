@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except P2PError as e:
         print(f"p2psync: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        return 0
+    except KeyboardInterrupt:  # only before a command installed its own handlers
+        print("p2psync: interrupted", file=sys.stderr)
+        return 130
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:

@@ -78,9 +78,9 @@ async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str
             unreachable.append(str(r) or type(r).__name__)
         else:
             connected.append(r.conn.device_id)
-    for reason in unreachable + refused:
-        log.warning("%s", reason)
     if connected:
+        for reason in unreachable + refused:  # the sync goes on; say what was missed
+            log.warning("%s", reason)
         return connected
     if refused:
         raise RefusedError("refused: " + "; ".join(refused))

@@ -179,9 +179,6 @@ def test_run_exits_0_on_signal_and_leaves_no_temp_file(tmp_path, sig):
     assert '"node": null' in r.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: app/cli/main.py main() turns KeyboardInterrupt into exit 0 for every command, "
-    "so a `sync` stopped by Ctrl-C before its folders agreed reports success"))
 def test_interrupted_sync_does_not_report_success(tmp_path):
     # a peer that never answers TLS keeps `sync` busy for its 5 s connect timeout
     with socket.socket() as s:
@@ -204,9 +201,6 @@ def test_interrupted_sync_does_not_report_success(tmp_path):
     assert proc.returncode != 0, "an interrupted sync exited 0 (= done, folders agree)"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: app/engine/oneshot.py _connect_all logs every failure as a warning and then "
-    "raises the same text, so the one error is printed twice on stderr"))
 def test_unreachable_error_is_said_once(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
