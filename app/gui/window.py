@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStyle,
@@ -176,6 +177,8 @@ class MainWindow(QMainWindow):
         self.subtitle = QLabel(objectName="subtitle")
         self.subtitle.setForegroundRole(self.subtitle.palette().ColorRole.PlaceholderText)
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for label in (self.folder_title, self.subtitle):  # long paths must not widen the window
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         titles.addWidget(self.folder_title)
         titles.addWidget(self.subtitle)
         head.addLayout(titles, 1)
@@ -209,6 +212,7 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(False)
         self.progress.setMaximumHeight(10)
         self.progress_label = QLabel("Starting…", objectName="progressLabel")
+        self.progress_label.setMinimumWidth(120)
         prog.addWidget(self.progress_label, 0)
         prog.addWidget(self.progress, 1)
         v.addLayout(prog)
