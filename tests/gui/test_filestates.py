@@ -1,0 +1,130 @@
+"""The window's StateTracker gives exactly the rows of app.core.states.file_states,
+first as a snapshot, then after each change through its incremental polls."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from app.core.index import Index
+from app.core.model import FileEntry, Kind
+from app.core.states import file_states
+from app.gui.filestates import StateTracker
+
+ME = "MEMEMEM-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"
+PEER = "PEERPEE-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"
+OTHER = "OTHEROT-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"
+COPY = "a.sync-conflict-20260101-120000-PEERPEE.txt"
+
+
+def entry(path: str, version: dict, *, content: bytes | None = None, size: int = 10,
+          **kw) -> FileEntry:
+    h = (content or path.encode()).ljust(32, b"\0")[:32]
+    return FileEntry(path, size=size, mtime_ns=1_700_000_000_000_000_000 + size,
+                     hash=h, blocks=h, version=version, modified_by=next(iter(version)), **kw)
+
+
+def expected(index: Index) -> dict[str, tuple]:
+    return {r["path"]: (r["path"], r["size"], r["mtime"], r["state"], r.get("reason", ""))
+            for r in file_states(index, None)}
+
+
+class Mirror:
+    """What the window holds: the snapshot, then every update applied."""
+
+    def __init__(self, tracker: StateTracker) -> None:
+        self.tracker = tracker
+        self.rows = {r[0]: r for r in tracker.snapshot()}
+
+    def poll(self) -> dict[str, tuple]:
+        update = self.tracker.poll()
+        if update.reset is not None:
+            self.rows = {r[0]: r for r in update.reset}
+        for r in update.rows:
+            self.rows[r[0]] = r
+        for p in update.removed:
+            self.rows.pop(p)
+        return self.rows
+
+
+@pytest.fixture
+def index(tmp_path):
+    with Index(tmp_path / "index.db", ME) as ix:
+        ix.put_local([
+            entry("synced.txt", {ME: 1}),
+            entry("local.txt", {ME: 2}),
+            entry("incoming.txt", {ME: 1}),
+            entry("err.txt", {ME: 1}, error="permission denied"),
+            entry("a.txt", {PEER: 1, ME: 1}),
+            entry(COPY, {ME: 1}),
+            entry("gone.txt", {ME: 2}, deleted=True),
+            entry("sub", {ME: 1}, kind=Kind.DIR, size=0),
+            entry("we-win.txt", {ME: 1}, content=b"ours", size=99),
+        ])
+        ix.put_remote(PEER, b"p" * 16, [
+            entry("synced.txt", {ME: 1}, seq=1),
+            entry("local.txt", {ME: 1}, seq=2),
+            entry("incoming.txt", {ME: 1, PEER: 1}, seq=3),
+            entry("remote-only.txt", {PEER: 1}, seq=4),
+            entry("remote-deleted.txt", {PEER: 1}, deleted=True, seq=5),
+            entry("a.txt", {PEER: 1, ME: 1}, seq=6),
+            entry("we-win.txt", {PEER: 1}, content=b"theirs", size=1, seq=7),
+        ], 7)
+        ix.set_ignored(["build.tmp"])
+        yield ix
+
+
+def test_snapshot_and_polls_match_file_states(index, tmp_path):
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    assert tracker.fast
+    mirror = Mirror(tracker)
+    assert mirror.rows == expected(index)
+    assert {p: r[3] for p, r in mirror.rows.items()} == {
+        "synced.txt": "synced", "local.txt": "local_change", "incoming.txt": "remote_change",
+        "remote-only.txt": "remote_change", "err.txt": "error", "a.txt": "conflict",
+        COPY: "conflict", "build.tmp": "ignored", "we-win.txt": "local_change"}
+    assert not tracker.poll()  # nothing changed: nothing to say
+
+    # the peer takes our local change; we fetch the incoming file and the remote-only one
+    index.put_remote(PEER, b"p" * 16, [entry("local.txt", {ME: 2}, seq=8)], 8)
+    index.put_local([entry("incoming.txt", {ME: 1, PEER: 1}),
+                     entry("remote-only.txt", {PEER: 1})])
+    assert mirror.poll() == expected(index)
+    assert mirror.rows["local.txt"][3] == "synced"
+    assert mirror.rows["remote-only.txt"][3] == "synced"  # the same version as the peer's
+
+    # the conflict copy is resolved away; a file is deleted; a new file; a new error
+    index.put_local([entry(COPY, {ME: 2}, deleted=True), entry("synced.txt", {ME: 2},
+                                                                deleted=True),
+                     entry("new.txt", {ME: 1}), entry("err.txt", {ME: 1})])
+    index.set_ignored([])
+    rows = mirror.poll()
+    assert rows == expected(index)
+    assert "synced.txt" not in rows and COPY not in rows and "build.tmp" not in rows
+    assert rows["a.txt"][3] == "synced"
+
+    # another device appears, then the peer's index starts over: a new snapshot
+    index.put_remote(OTHER, b"o" * 16, [entry("new.txt", {ME: 1}, seq=1)], 1)
+    assert mirror.poll() == expected(index)
+    assert mirror.rows["new.txt"][3] == "synced"
+    index.put_remote(PEER, b"q" * 16, [entry("extra.txt", {PEER: 1}, seq=1)], 1)
+    update = tracker.poll()
+    assert update.reset is not None
+    mirror.rows = {r[0]: r for r in update.reset}
+    assert mirror.rows == expected(index)
+    tracker.close()
+
+
+def test_unknown_schema_falls_back_to_file_states(index, tmp_path):
+    db = sqlite3.connect(os.fspath(tmp_path / "index.db"))
+    db.execute("UPDATE meta SET value = 99 WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    assert not tracker.fast
+    mirror = Mirror(tracker)
+    assert mirror.rows == expected(index)
+    index.put_local([entry("new.txt", {ME: 1}), entry("synced.txt", {ME: 2}, deleted=True)])
+    assert mirror.poll() == expected(index)
