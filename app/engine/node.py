@@ -126,6 +126,7 @@ class Node:
         self._watcher = None
         self.roles = None
         self._first_scan: asyncio.Task | None = None
+        self._disk_tasks: list[asyncio.Task] = []
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -153,8 +154,7 @@ class Node:
             self._first_scan = self._spawn(self.scan_now())
         if self.opts.listen is not None:
             await self._start_server()
-        self._spawn(self._scan_loop())
-        self._spawn(self._pull_loop())
+        self._disk_tasks = [self._spawn(self._scan_loop()), self._spawn(self._pull_loop())]
         if self.opts.elect:
             from app.engine.roles import Roles
 
@@ -177,6 +177,8 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
+        for task in self._disk_tasks:  # first: no file may be finished after this point
+            task.cancel()
         if self.roles is not None:
             await self.roles.stop()
         if self._watcher is not None:

@@ -41,7 +41,7 @@ class Roles:
     def __init__(self, node: Node, *, discovery: bool, discovery_port: int,
                  seeds: list[tuple[str, int]]) -> None:
         self.node = node
-        self.election = Election(node.device_id, time.monotonic())
+        self.election = Election(node.device_id, time.monotonic(), me_since=time.time())
         self.discovery = (Discovery(discovery_port, node.opts.secret, self._heard_udp)
                           if discovery else None)
         self.seeds = list(seeds)
@@ -80,6 +80,7 @@ class Roles:
         return {"device": self.node.device_id, "name": self.node.opts.name,
                 "port": self.node.listen_address[1] if self.node.listen_address else 0,
                 "role": e.role, "server": e.server if e.role == CLIENT else "",
+                "since": e.me_since,
                 "server_addr": list(addr) if addr else []}
 
     # --- what we hear ----------------------------------------------------------------
@@ -95,8 +96,11 @@ class Roles:
         port = msg.get("port") if isinstance(msg.get("port"), int) else 0
         server = msg.get("server") if isinstance(msg.get("server"), str) else ""
         name = msg.get("name") if isinstance(msg.get("name"), str) else ""
+        since = msg.get("since")
+        since = float(since) if isinstance(since, int | float) and not isinstance(since, bool) \
+            else 0.0
         self.election.hear(Heard(device, role, server, (ip, port) if port else None, name,
-                                 time.monotonic()))
+                                 time.monotonic(), since))
         addr = msg.get("server_addr")
         if (role == CLIENT and server and server != self.node.device_id
                 and server not in self.election.heard

@@ -27,13 +27,24 @@ class Heard:
     server: str  # the server it follows ("" unless a client)
     address: tuple[str, int] | None  # where it accepts connections, if it does
     name: str
-    at: float  # when we last heard it
+    at: float  # when we last heard it (our monotonic clock)
+    since: float = 0.0  # its own wall-clock time of start (electing) or of becoming server
+
+
+def rank(since: float, device: str) -> tuple[float, str]:
+    """Lower wins: the device up (or serving) longest, then the lower device ID.
+
+    `since` is a number the device announces about itself, so every device compares
+    the same values and reaches the same answer, whatever the clocks say.
+    """
+    return (since, device)
 
 
 @dataclass
 class Election:
     me: str
     started: float
+    me_since: float = 0.0  # our announced wall-clock start / server time
     role: str = ELECTING
     server: str = ""  # device we follow while CLIENT
     window: float = ELECTION_WINDOW
@@ -43,6 +54,10 @@ class Election:
 
     def __post_init__(self) -> None:
         self.electing_since = self.started
+        self.started_since = self.me_since
+
+    def my_rank(self) -> tuple[float, str]:
+        return rank(self.me_since, self.me)
 
     # --- inputs ----------------------------------------------------------------------
     def hear(self, h: Heard) -> None:
@@ -70,11 +85,12 @@ class Election:
     def decide(self, now: float) -> tuple[str, str]:
         """Apply the rules once; returns (role, server device or "")."""
         alive = self.alive(now)
-        servers = sorted(d for d, h in alive.items() if h.role == SERVER)
+        servers = sorted((d for d, h in alive.items() if h.role == SERVER),
+                         key=lambda d: rank(alive[d].since, d))
         if self.role == SERVER:
-            lower = [d for d in servers if d < self.me]
-            if lower:
-                self._become(CLIENT, lower[0], now)
+            better = [d for d in servers if rank(alive[d].since, d) < self.my_rank()]
+            if better:
+                self._become(CLIENT, better[0], now)
         elif self.role == CLIENT:
             followed = alive.get(self.server)
             if followed is None or followed.role != SERVER:
@@ -85,14 +101,13 @@ class Election:
                     self._become(CLIENT, servers[0], now)
                 else:
                     self._become(ELECTING, "", now, window=REELECTION_WINDOW)
-            elif servers and servers[0] < self.server:
-                pass  # our server steps down by itself; we follow its announcement
+            # (a better server appearing: ours steps down by itself; we follow its word)
         if self.role == ELECTING:
             if servers:
                 self._become(CLIENT, servers[0], now)
             elif now - self.electing_since >= self.window:
-                candidates = [d for d, h in alive.items() if h.role == ELECTING]
-                if all(self.me < d for d in candidates):
+                candidates = [rank(h.since, d) for d, h in alive.items() if h.role == ELECTING]
+                if all(self.my_rank() < c for c in candidates):
                     self._become(SERVER, "", now)
         return self.role, self.server
 
@@ -100,6 +115,9 @@ class Election:
         if role == ELECTING and self.role != ELECTING:
             self.electing_since = now
             self.window = window or ELECTION_WINDOW
+            self.me_since = self.started_since
+        if role == SERVER and self.role != SERVER:
+            self.me_since = self.started_since + (now - self.started)  # when we began serving
         self.role, self.server = role, server
 
     def server_address(self) -> tuple[str, int] | None:

@@ -18,7 +18,9 @@ class Net:
 
     def __init__(self, ids: list[str], starts: list[float] | None = None) -> None:
         starts = starts or [0.0] * len(ids)
-        self.nodes = {d: Election(d, t) for d, t in zip(ids, starts, strict=True)}
+        # wall clocks: each device's start time as it announces it (1000 s after its epoch)
+        self.nodes = {d: Election(d, t, me_since=1000.0 + t)
+                      for d, t in zip(ids, starts, strict=True)}
         self.now = 0.0
         self.cut: set[frozenset] = set()
         self.down: set[str] = set()
@@ -33,7 +35,8 @@ class Net:
                     continue
                 if frozenset((a, b)) in self.cut:
                     continue
-                eb.hear(Heard(a, ea.role, ea.server, ("10.0.0.1", 22100), a, self.now))
+                eb.hear(Heard(a, ea.role, ea.server, ("10.0.0.1", 22100), a, self.now,
+                              ea.me_since))
         for d, e in self.nodes.items():
             if d not in self.down and e.started <= self.now:
                 e.decide(self.now)
@@ -127,3 +130,22 @@ def test_never_two_servers_once_everyone_hears_everyone():
         assert len(net.servers()) == 1, (trial, net.roles())
         server = net.servers()[0]
         assert all(r == (CLIENT, server) for d, r in net.roles().items() if d != server)
+
+
+def test_the_first_device_up_wins_even_within_one_election_window():
+    net = Net(["A", "Z"], starts=[0.5, 0.0])  # Z started half a second before A
+    net.run(3)
+    assert net.servers() == ["Z"]
+    assert net.roles()["A"] == (CLIENT, "Z")
+
+
+def test_the_older_server_stays_when_two_groups_merge():
+    net = Net(["A", "B", "Y", "Z"], starts=[2.0, 2.0, 0.0, 0.0])
+    for x in ("A", "B"):
+        for y in ("Y", "Z"):
+            net.cut.add(frozenset((x, y)))
+    net.run(5)
+    assert net.servers() == ["A", "Y"]
+    net.cut.clear()
+    net.run(2)
+    assert net.servers() == ["Y"], "the server that has served longest keeps the role"
