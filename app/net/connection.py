@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from app.net import framing
 from app.net.handshake import PeerInfo
+from app.net.stream import FrameStream
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,7 @@ class PeerConnection:
         outgoing: bool,
         address: str,
     ) -> None:
-        self.reader = reader
-        self.writer = writer
+        self.stream = FrameStream.take_over(reader, writer)
         self.info = info
         self.outgoing = outgoing
         self.address = address
@@ -72,12 +72,12 @@ class PeerConnection:
             return
         data = framing.encode_message(msg)
         self.bytes_out += len(data)
-        self.writer.write(data)
+        self.stream.write(data)
 
     async def send(self, msg: dict) -> None:
         self.send_nowait(msg)
         with contextlib.suppress(ConnectionError, RuntimeError):
-            await self.writer.drain()
+            await self.stream.drain()
 
     def request_block(self, path: str, offset: int, size: int, h: bytes) -> asyncio.Future:
         """Ask for one block; resolves to its bytes, or None if the peer lacks it."""
@@ -103,7 +103,7 @@ class PeerConnection:
         pinger = asyncio.create_task(self._keepalive())
         try:
             while True:
-                msg = await framing.read_message(self.reader)
+                msg = await self.stream.read_message()
                 self._last_seen = time.monotonic()
                 await self._dispatch(msg, handler)
         except EOFError:
@@ -165,7 +165,7 @@ class PeerConnection:
             await asyncio.sleep(PING_INTERVAL)
             if time.monotonic() - self._last_seen > DEAD_AFTER:
                 self.close_reason = f"no answer for {DEAD_AFTER:.0f} s"
-                self.writer.transport.abort()
+                self.stream.transport.abort()
                 return
             with contextlib.suppress(Exception):
                 self.send_nowait({"t": "ping"})
@@ -179,9 +179,9 @@ class PeerConnection:
             if not fut.done():
                 fut.set_result(None)
         self._pending.clear()
-        self.writer.close()
+        self.stream.transport.close()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+            await asyncio.wait_for(asyncio.shield(self.stream.lost), 1.0)
 
     async def leave(self) -> None:
         """Close politely: the peer logs that we left, not that we vanished."""

@@ -41,7 +41,7 @@ async def read_message(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) 
         body = await reader.readexactly(size)
     except asyncio.IncompleteReadError:
         raise FrameError("connection closed mid-frame") from None
-    return _decode(body)
+    return decode_body(body)
 
 
 async def _read_header(reader: asyncio.StreamReader) -> int:
@@ -54,7 +54,7 @@ async def _read_header(reader: asyncio.StreamReader) -> int:
     return _HEADER.unpack(header)[0]
 
 
-def _decode(body: bytes) -> dict:
+def decode_body(body: bytes | bytearray) -> dict:
     """Unpack with limits tied to the body size, so garbage cannot blow memory.
 
     unpackb sets its max_str/bin/array/map/ext_len limits from len(body) (it has no
