@@ -209,6 +209,7 @@ class Node:
             self.ignore.reload_if_changed()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
+        self.changed.set()  # a waiter may have been waiting for this scan to end
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
