@@ -269,8 +269,8 @@ class Puller:
         tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, target.hash))
         fd, existed = _open_temp(tmp)
         try:
-            if os.fstat(fd).st_size != target.size:
-                os.ftruncate(fd, target.size)
+            if existed and os.fstat(fd).st_size > target.size:
+                os.ftruncate(fd, target.size)  # a new file is exactly as long as its blocks
             await self._fill(fd, a, existed, result)
         finally:
             os.close(fd)
@@ -496,18 +496,19 @@ def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
 
 
 def _open_temp(tmp: Path) -> tuple[int, bool]:
-    """Open (or create) a temp file; never through a link, never anything but a file."""
-    try:
-        st = os.lstat(tmp)
-        if not stat.S_ISREG(st.st_mode):
-            os.unlink(tmp)  # a stray link or fifo under our temp name: never write through it
-    except FileNotFoundError:
-        pass
+    """Open (or create) a temp file; never through a link, never anything but a file.
+
+    Returns (fd, True) for the temp file of an interrupted transfer (to resume).
+    """
     flags = os.O_RDWR | os.O_NOFOLLOW
     try:
-        return os.open(tmp, flags), True
+        st = os.lstat(tmp)
     except FileNotFoundError:
         return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o600), False
+    if not stat.S_ISREG(st.st_mode):
+        os.unlink(tmp)  # a stray link or fifo under our temp name: never write through it
+        return os.open(tmp, flags | os.O_CREAT | os.O_EXCL, 0o600), False
+    return os.open(tmp, flags), True
 
 
 def _block_ok(fd: int, i: int, size: int, h: bytes) -> bool:
