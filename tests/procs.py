@@ -71,12 +71,12 @@ class RunNode:
 
 
 def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
-              port: int = 0) -> RunNode:
+              port: int = 0, discovery: bool = False) -> RunNode:
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         p2psync_cmd("run", "--folder", str(folder), "--config-dir", str(config),
-                    "--listen", f"127.0.0.1:{port}", "--no-discovery", "--secret", secret,
-                    *extra),
+                    "--listen", f"127.0.0.1:{port}", "--secret", secret,
+                    *(() if discovery else ("--no-discovery",)), *extra),
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env())
     node = RunNode(folder, config, proc)
     threading.Thread(target=_pump, args=(proc, node.lines), daemon=True).start()
@@ -91,8 +91,10 @@ def _pump(proc: subprocess.Popen, lines: list[str]) -> None:
 
 
 def sync(folder: Path, config: Path, *peers: str, secret: str = SECRET,
-         timeout: float = 60, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    args = ["sync", "--folder", str(folder), "--config-dir", str(config), "--no-discovery",
+         timeout: float = 60, extra: tuple[str, ...] = (),
+         discovery: bool = False) -> subprocess.CompletedProcess:
+    args = ["sync", "--folder", str(folder), "--config-dir", str(config),
+            *(() if discovery else ("--no-discovery",)),
             "--secret", secret, "--timeout", str(timeout), *extra]
     for p in peers:
         args += ["--peer", p]

@@ -58,7 +58,7 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
         return servers[:1]
     if heard:
         return [addr for _, addr in heard.values()]
-    where = ", ".join(f"{n} ({a})" for n, a in disc.targets) or "no interface"
+    where = disc.where()
     raise UnreachableError(
         f"no device of this share answered LAN discovery on UDP port {port} via {where} "
         f"within {wait:g} s (is p2psync running there with the same key? is UDP port "

@@ -57,6 +57,8 @@ class Roles:
         if self.discovery is not None:
             try:
                 await self.discovery.start()
+                log.info("LAN discovery on UDP port %d via %s", self.discovery.port,
+                         self.discovery.where())
             except OSError as e:
                 log.warning("%s; LAN discovery is off (use --peer)", e.strerror or e)
                 self.discovery = None

@@ -107,8 +107,10 @@ class Discovery(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         self.transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self.targets = broadcast_targets()
-        log.info("LAN discovery on UDP port %d via %s", self.port,
-                 ", ".join(f"{n} ({a})" for n, a in self.targets) or "no interface")
+        log.debug("LAN discovery on UDP port %d via %s", self.port, self.where())
+
+    def where(self) -> str:
+        return ", ".join(f"{n} ({a})" for n, a in self.targets) or "no interface"
 
     def announce(self, announcement: dict) -> None:
         if self.transport is None:
