@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import paths, scanner
+from app.core import hashing, paths, scanner
 from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import MAX_INT, FileEntry, Kind
@@ -582,6 +582,7 @@ class _OpenFiles:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.open: dict[str, tuple[int, int] | None] = {}  # rel -> (fd, size) or refused
+        self.stale: set[str] = set()
 
     def __enter__(self) -> _OpenFiles:
         return self
@@ -610,14 +611,23 @@ class _OpenFiles:
                 and isinstance(item[1], str) and isinstance(item[2], int)
                 and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
             return None
-        _, rel, offset, size, _h = item
+        _, rel, offset, size, h = item
         f = self._file(rel)
-        if f is None or offset + size > f[1]:
+        if f is None or offset + size > f[1] or not isinstance(h, bytes):
             return None
         try:
-            return os.pread(f[0], size, offset)
+            data = os.pread(f[0], size, offset)
         except OSError:
             return None
+        if hashing.block_hash(data) != h:
+            # The file changed since we indexed it, in a way its size, mtime and inode do
+            # not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
+            if rel not in self.stale:
+                self.stale.add(rel)
+                self.node.index.set_inode(rel, 0)
+                self.node.request_rescan(rel)
+            return None
+        return data
 
 
 def _is_ip(host: str) -> bool:

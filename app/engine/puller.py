@@ -300,8 +300,7 @@ class Puller:
     def _keep_conflict_copy(self, local: FileEntry | None, rel: str) -> None:
         if local is None or local.deleted or not apply.matches_disk(self.root, local, rel):
             raise apply.DiskChanged
-        copy_rel = apply.conflict_name(rel, local.mtime_ns, local.modified_by or
-                                       self.index.device_id)
+        copy_rel = self._free_conflict_name(rel, local)
         copy_full = paths.safe_join(self.root, copy_rel)
         if os.path.lexists(copy_full):
             apply.archive(self.root, rel)  # that very version is kept already
@@ -312,6 +311,23 @@ class Puller:
                            inode=os.lstat(copy_full).st_ino)
             self._commit(copy)
         self.emit("conflict", {"path": rel, "copy": copy_rel})
+
+    def _free_conflict_name(self, rel: str, local: FileEntry) -> str:
+        """The copy's name; a later second if that name holds other content already.
+
+        The name comes from the losing version alone, so devices holding the same
+        version pick the same name; only a different version that happens to share
+        that second moves on to the next free one.
+        """
+        device = local.modified_by or self.index.device_id
+        mtime_ns = local.mtime_ns
+        for _ in range(1000):
+            name = apply.conflict_name(rel, mtime_ns, device)
+            full = paths.safe_join(self.root, name)
+            if not os.path.lexists(full) or _holds(full, local):
+                return name
+            mtime_ns += 1_000_000_000
+        raise OSError(f"no free conflict-copy name for {rel}")
 
     def _live_sources(self, a: Action) -> list:
         conns = self.connections()
@@ -493,6 +509,17 @@ def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
                 length -= n
                 copied += n
     return copied
+
+
+def _holds(full: Path, entry: FileEntry) -> bool:
+    """Whether the file at full has exactly the content of entry."""
+    if entry.kind == Kind.LINK:
+        return os.path.islink(full) and os.readlink(full) == entry.target
+    try:
+        return os.path.isfile(full) and not os.path.islink(full) and \
+            hashing.hash_file(full)[1] == entry.hash
+    except OSError:
+        return False
 
 
 def _open_temp(tmp: Path) -> tuple[int, bool]:
