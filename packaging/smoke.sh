@@ -155,6 +155,24 @@ if command -v appstreamcli >/dev/null 2>&1; then
         fail "appstreamcli validate" "$T/appstream.log"
 fi
 say "ok: icons 16..512 + scalable, p2psync.desktop, metainfo (release $newest)"
+
+# install-user.sh into a private HOME, then --uninstall
+IH="$T/install-home"
+mkdir -p "$IH"
+env -i PATH=/usr/bin:/bin HOME="$IH" bash "$COPY/install-user.sh" >"$T/install.log" 2>&1 ||
+    fail "install-user.sh" "$T/install.log"
+out="$(env -i PATH=/usr/bin:/bin HOME="$IH" "$IH/.local/bin/p2psync" --version)" ||
+    fail "the installed ~/.local/bin/p2psync --version" "$T/install.log"
+[ "$out" = "p2psync $version" ] || fail "the installed p2psync printed '$out'"
+grep -qx "Exec=\"$IH/.local/lib/p2psync/p2psync\"" "$IH/.local/share/applications/p2psync.desktop" ||
+    fail "the installed p2psync.desktop has no Exec with the installed program" \
+        "$IH/.local/share/applications/p2psync.desktop"
+[ -f "$IH/.local/share/icons/hicolor/256x256/apps/p2psync.png" ] || fail "install-user.sh installed no icons"
+env -i PATH=/usr/bin:/bin HOME="$IH" bash "$IH/.local/lib/p2psync/install-user.sh" --uninstall \
+    >>"$T/install.log" 2>&1 || fail "install-user.sh --uninstall" "$T/install.log"
+[ ! -e "$IH/.local/share/applications/p2psync.desktop" ] && [ ! -e "$IH/.local/lib/p2psync" ] &&
+    [ ! -e "$IH/.local/bin/p2psync" ] || fail "install-user.sh --uninstall left files" "$T/install.log"
+say "ok: install-user.sh (bundle, ~/.local/bin link, menu entry, icons, metainfo) and --uninstall"
 say "    (steps 2-4: $(($(date +%s) - step_started)) s)"
 
 # ------------------------------------------------------------------ helpers
@@ -234,7 +252,7 @@ printf 'gui\n' >"$T/g/note.txt"
     >"$T/gui.log" 2>&1 &
 gui_pid=$!
 started_pids+=("$gui_pid")
-wait_for "$T/gui.log" 'desktop app started' 60 "$gui_pid" "the window (offscreen)"
+wait_for "$T/gui.log" 'desktop app started|window (is )?(up|shown)' 60 "$gui_pid" "the window (offscreen)"
 up_s=$(($(date +%s) - step_started))
 sleep 1 # let the engine come up behind the window before closing it
 stop "$gui_pid" "p2psync gui (offscreen)" "$T/gui.log"
