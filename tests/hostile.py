@@ -184,14 +184,20 @@ class Session:
                          "entries": [e.to_wire() for e in entries],
                          "max_seq": self._seq, "done": True})
 
-    async def request(self, items: list[tuple[str, int, int]]) -> dict[int, tuple]:
-        """Ask the node for (path, offset, size) blocks; rid -> the item asked."""
+    async def request(self, items: list[tuple[str, int, int]],
+                      hashes: dict[tuple, bytes] | None = None) -> dict[int, tuple]:
+        """Ask the node for (path, offset, size) blocks; rid -> the item asked.
+
+        A request names the hash it expects (the node serves nothing else); `hashes`
+        gives it for some items, the others ask with a hash no data has.
+        """
         asked = {}
         wire = []
         for path, offset, size in items:
             rid = next(self._rids)
             asked[rid] = (path, offset, size)
-            wire.append([rid, path, offset, size, b"\0" * 32])
+            h = (hashes or {}).get((path, offset, size), b"\0" * 32)
+            wire.append([rid, path, offset, size, h])
         await self.send({"t": "req", "items": wire})
         return asked
 

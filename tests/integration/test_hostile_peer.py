@@ -23,6 +23,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
 from app.net import framing
 from app.net.handshake import HandshakeError, handshake
@@ -493,6 +494,7 @@ def test_requests_for_unshared_data_get_nothing(world):
               ("secret.txt", 0, 10), ("private/p.txt", 0, 10), ("link-out", 0, 10),
               ("shared.txt", big + 10, 10), ("shared.txt", big - 5, 10),
               ("shared.txt", 0, BLOCK_SIZE + 1), ("shared.txt", -1, 10),
+              ("shared.txt", 0, BLOCK_SIZE),  # a real block, asked with the wrong hash
               ("shared.txt", 0, 0), ("shared.txt", 0, -10), ("", 0, 10), (".", 0, 10),
               ("swapdir", 0, 10), ("nonexistent.txt", 0, 10), ("shared.txt\x00x", 0, 10),
               ("swap.txt", 0, 10), ("swapdir/keep.txt", 0, 10)]
@@ -506,7 +508,8 @@ def test_requests_for_unshared_data_get_nothing(world):
         os.symlink(w.sentinel / "keep.txt", w.share / "swap.txt")
         os.rename(w.share / "swapdir", w.share / "swapdir.moved")
         os.symlink(w.sentinel, w.share / "swapdir")
-        asked = await s.request(denied + allowed)
+        right = {item: block_hash(shared[item[1]: item[1] + item[2]]) for item in allowed}
+        asked = await s.request(denied + allowed, right)
         # malformed items get a None too (or the connection is closed), never bytes
         await s.send({"t": "req", "items": [[900, 5, 0, 10, b""], [901, "shared.txt", "0", 10,
                                             b""], [902, "shared.txt", 0, 10]]})
