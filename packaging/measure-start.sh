@@ -43,8 +43,11 @@ trap cleanup EXIT
 
 Xvfb "$DISP" -screen 0 1280x800x24 -nolisten tcp >"$T/xvfb.log" 2>&1 &
 xvfb_pid=$!
-for _ in $(seq 50); do xdpyinfo -display "$DISP" >/dev/null 2>&1 && break; sleep 0.1; done 2>/dev/null ||
-    sleep 1
+# until the X server answers (xdotool is there by now; xdpyinfo may not be)
+for _ in $(seq 100); do
+    DISPLAY="$DISP" xdotool getdisplaygeometry >/dev/null 2>&1 && break
+    sleep 0.1
+done
 
 mkdir -p "$T/home" "$T/folder"
 printf 'x\n' >"$T/folder/file.txt"

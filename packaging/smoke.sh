@@ -79,7 +79,9 @@ say "ok: --version = '$out' (as built, with env -i, and from a copy in another d
 
 # Hide every Python of this machine (stdlib dirs, libpython, .venv) in a private mount
 # namespace and start the copy there: it must not need any of it.
-if [ "$(id -u)" -eq 0 ] && unshare --mount true 2>/dev/null; then
+mkdir -p "$T/probe"
+if [ "$(id -u)" -eq 0 ] &&
+    unshare --mount --propagation private mount -t tmpfs none "$T/probe" 2>/dev/null; then
     base_prefix="$("$ROOT/.venv/bin/python" -c 'import sys; print(sys.base_prefix)')"
     hide_dirs=("$ROOT/.venv")
     hide_files=()
@@ -115,7 +117,7 @@ EOF
     say "ok: starts and passes its self-test with ${#hide_dirs[@]} Python dirs and" \
         "${#hide_files[@]} libpython files hidden (private mount namespace)"
 else
-    say "skipped: the run with every Python hidden (needs root and unshare --mount)"
+    say "skipped: the run with every Python hidden (needs root, unshare --mount and tmpfs mounts)"
 fi
 
 # ------------------------------------------------------------------ 3. self-test
