@@ -6,6 +6,7 @@ listens on 127.0.0.1 with a free port, and is always stopped by the fixture that
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -128,3 +129,12 @@ def wait_until(cond, timeout: float = 15.0, interval: float = 0.05, msg: str = "
             return
         time.sleep(interval)
     raise AssertionError(msg or "condition not met in time")
+
+
+def live_node(node: RunNode) -> dict | None:
+    """What `p2psync status --json` says of the node running for node's folder."""
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(node.folder), "--config-dir",
+                                   str(node.config), "--json"),
+                       capture_output=True, text=True, env=env(), timeout=20)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["node"]

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 
-from tests.procs import env, p2psync_cmd, start_run, sync, tree, wait_until
-
-
-def node_info(node) -> dict | None:
-    r = subprocess.run(p2psync_cmd("status", "--folder", str(node.folder), "--config-dir",
-                                   str(node.config), "--json"),
-                       capture_output=True, text=True, env=env(), timeout=20)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["node"]
+from tests.procs import live_node, start_run, sync, tree, wait_until
 
 
 @pytest.fixture
@@ -37,8 +26,8 @@ def test_a_device_with_another_share_key_is_never_joined(tmp_path, nodes):
     nodes.append(discovering(tmp_path, "theirs", port, secret="another-key"))
     (tmp_path / "ours" / "private.txt").write_text("not for them")
     for n in nodes:
-        wait_until(lambda n=n: (node_info(n) or {}).get("role") == "server", timeout=10)
-    assert node_info(nodes[0])["peers"] == [] and node_info(nodes[1])["peers"] == []
+        wait_until(lambda n=n: (live_node(n) or {}).get("role") == "server", timeout=10)
+    assert live_node(nodes[0])["peers"] == [] and live_node(nodes[1])["peers"] == []
     assert "private.txt" not in tree(tmp_path / "theirs")
 
 
@@ -47,7 +36,7 @@ def test_sync_without_peer_finds_the_server_by_discovery(tmp_path, nodes):
     (tmp_path / "A").mkdir()
     (tmp_path / "A" / "hello.txt").write_text("found me")
     nodes.append(discovering(tmp_path, "A", port))
-    wait_until(lambda: (node_info(nodes[0]) or {}).get("role") == "server", timeout=10)
+    wait_until(lambda: (live_node(nodes[0]) or {}).get("role") == "server", timeout=10)
     r = sync(tmp_path / "B", tmp_path / "cfgB", secret="loopback-key",
              extra=("--discovery-port", str(port)), discovery=True)
     assert r.returncode == 0, r.stderr

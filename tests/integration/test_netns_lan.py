@@ -7,15 +7,13 @@ a test says so: they must find each other by LAN discovery.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 
 import pytest
 
 from tests.netns import Lan, netns_available, start_in_ns
-from tests.procs import env, p2psync_cmd, tree, wait_until
+from tests.procs import live_node, tree, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -58,26 +56,18 @@ def devices(tmp_path):
         print(f"==== {name} ====\n{node.log()}")  # shown by pytest when a test fails
 
 
-def node_status(node) -> dict | None:
-    r = subprocess.run(p2psync_cmd("status", "--folder", str(node.folder), "--config-dir",
-                                   str(node.config), "--json"),
-                       capture_output=True, text=True, env=env(), timeout=20)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)["node"]
-
-
 def roles(nodes) -> dict[str, str]:
     out = {}
     for name, node in nodes.items():
         if node.proc.poll() is None:
-            st = node_status(node)
+            st = live_node(node)
             out[name] = st["role"] if st else "down"
     return out
 
 
 def one_server_all_connected(nodes) -> bool:
     live = {n: node for n, node in nodes.items() if node.proc.poll() is None}
-    infos = {n: node_status(node) for n, node in live.items()}
+    infos = {n: live_node(node) for n, node in live.items()}
     servers = [n for n, i in infos.items() if i and i["role"] == "server"]
     if len(servers) != 1:
         return False
@@ -108,7 +98,7 @@ def test_three_hosts_find_each_other_and_elect_one_server(lan, devices):
     c1, c2 = [n for n in nodes if n != server]
     (nodes[c1].folder / "client-note.txt").write_text("via the server")
     wait_until(lambda: (nodes[c2].folder / "client-note.txt").exists(), timeout=15)
-    peers_of_c2 = {p["name"] for p in node_status(nodes[c2])["peers"]}
+    peers_of_c2 = {p["name"] for p in live_node(nodes[c2])["peers"]}
     assert peers_of_c2 == {server}, "clients must not connect to each other"
 
 
