@@ -14,9 +14,17 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRectF,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 
 from app import resources
 from app.core.apply import is_conflict_copy
@@ -26,6 +34,7 @@ DISPLAY = Qt.ItemDataRole.DisplayRole
 DECORATION = Qt.ItemDataRole.DecorationRole
 TOOLTIP = Qt.ItemDataRole.ToolTipRole
 ALIGN = Qt.ItemDataRole.TextAlignmentRole
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 ROW_ROLE = Qt.ItemDataRole.UserRole  # the raw row (a list) behind an index
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # 0..1 while a file comes in, else None
 
@@ -56,6 +65,39 @@ def state_icon(name: str) -> QIcon:
         for f in resources.state_icon_files(name):
             icon.addFile(str(f))
         _icons[name] = icon
+    return icon
+
+
+_pies: dict[int, QIcon] = {}
+
+
+def progress_icon(value: float) -> QIcon:
+    """The state icon of a file coming in: a pie that fills as the transfer goes.
+
+    An icon, not a custom delegate: painting a cell stays one call into Python.
+    """
+    step = max(0, min(50, int(value * 50)))  # 2 % steps: 51 icons at most
+    icon = _pies.get(step)
+    if icon is None:
+        icon = QIcon()
+        color = QColor("#0891B2")  # the colour of the "incoming" icon
+        for size in (16, 32, 48):
+            pix = QPixmap(size, size)
+            pix.fill(Qt.GlobalColor.transparent)
+            p = QPainter(pix)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            pen = size / 10
+            box = QRectF(pen / 2 + size * 0.06, pen / 2 + size * 0.06,
+                         size * 0.88 - pen, size * 0.88 - pen)
+            p.setPen(QPen(color, pen))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawEllipse(box)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(color)
+            p.drawPie(box, 90 * 16, -int(360 * 16 * step / 50))
+            p.end()
+            icon.addPixmap(pix)
+        _pies[step] = icon
     return icon
 
 
@@ -98,6 +140,39 @@ def _cached_key(r: list) -> tuple:
     return r[KEY]
 
 
+@dataclass
+class Prepared:
+    """A whole table built outside the GUI thread (see prepare_rows)."""
+
+    by_path: dict[str, list]
+    view: list[list]  # every row, sorted by path (the default order), keys cached
+    count: dict[str, int]
+    nbytes: dict[str, int]
+    copies: set[str]
+
+
+def prepare_rows(rows: Iterable[tuple]) -> Prepared:
+    """Build a table of rows (path, size, mtime, state, reason) for FilesModel.reset_rows.
+
+    Plain Python, no Qt: the worker runs it in a helper thread, so that filling the
+    table with 100,000 files costs the GUI thread one assignment, not a sort.
+    """
+    by_path: dict[str, list] = {}
+    count: dict[str, int] = {}
+    nbytes: dict[str, int] = {}
+    copies: set[str] = set()
+    for t in rows:
+        path, size, state = t[0], t[1], t[3]
+        by_path[path] = [path, size, t[2], state, t[4], None, (path.casefold(), path)]
+        count[state] = count.get(state, 0) + 1
+        nbytes[state] = nbytes.get(state, 0) + size
+        if state == CONFLICT and is_conflict_copy(path):
+            copies.add(path)
+    view = list(by_path.values())
+    view.sort(key=_cached_key)
+    return Prepared(by_path, view, count, nbytes, copies)
+
+
 class FilesModel(QAbstractTableModel):
     """Every file of the share; sortable, filterable, updated in place by path."""
 
@@ -134,9 +209,26 @@ class FilesModel(QAbstractTableModel):
         return None
 
     def data(self, index, role=DISPLAY):
+        return self._value(self.row_at(index.row()), index.column(), role)
+
+    def multiData(self, index, span) -> None:  # noqa: N802 - Qt's name
+        """Every role of one cell in one call: what the views' delegates ask (Qt 6).
+
+        Painting a row then costs one call into Python per cell instead of one per
+        cell and role; while the engine thread is busy, each of those calls may have
+        to wait for the GIL, so their number is what keeps scrolling smooth.
+        """
+        r = self.row_at(index.row())
+        col = index.column()
+        for item in span:  # the caller reuses the span: every role must be set or cleared
+            value = self._value(r, col, item.role())
+            if value is None:
+                item.clearData()
+            else:
+                item.setData(value)
+
+    def _value(self, r: list, col: int, role):
         if role == DISPLAY:
-            r = self.row_at(index.row())
-            col = index.column()
             if col == 0:
                 return r[PATH]
             if col == 1:
@@ -150,22 +242,17 @@ class FilesModel(QAbstractTableModel):
                 return f"{label}: {r[REASON]}"
             return label
         if role == DECORATION:
-            if index.column() == 3:
-                return state_icon(self.row_at(index.row())[STATE])
-            return None
+            if col != 3:
+                return None
+            return state_icon(r[STATE]) if r[PROGRESS] is None else progress_icon(r[PROGRESS])
         if role == ALIGN:
-            if index.column() == 1:
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            return None
+            return _RIGHT if col == 1 else None
         if role == TOOLTIP:
-            r = self.row_at(index.row())
-            if index.column() == 3 and r[REASON]:
-                return r[REASON]
-            return r[PATH]
+            return r[REASON] if col == 3 and r[REASON] else r[PATH]
         if role == PROGRESS_ROLE:
-            return self.row_at(index.row())[PROGRESS]
+            return r[PROGRESS]
         if role == ROW_ROLE:
-            return self.row_at(index.row())
+            return r
         return None
 
     def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
@@ -226,16 +313,24 @@ class FilesModel(QAbstractTableModel):
         return not self._text or self._text in r[PATH].casefold()
 
     # --- updates -------------------------------------------------------------------
-    def reset_rows(self, rows: Iterable[tuple]) -> None:
+    def reset_rows(self, rows: Iterable[tuple] | Prepared) -> None:
         """Replace every row (the first snapshot, or after the index started over)."""
+        table = rows if isinstance(rows, Prepared) else prepare_rows(rows)
         self.beginResetModel()
-        self._by_path = {r[0]: [r[0], r[1], r[2], r[3], r[4], None, None] for r in rows}
+        self._by_path = table.by_path
+        self._count, self._bytes = table.count, table.nbytes
         self._progress.clear()
-        self._recount()
-        self._view = self._filtered_sorted()
+        if self._sort_col == self.COL_PATH and not self._only_unsynced and not self._text:
+            self._view = table.view  # already in this order
+        else:
+            self._view = self._filtered_sorted()
         self.endResetModel()
         self.stats["resets"] += 1
-        self._after_update(conflicts_maybe=True)
+        copies_changed = table.copies != self._copies
+        self._copies = table.copies
+        self.totals_changed.emit()
+        if copies_changed:
+            self.conflicts_changed.emit(sorted(self._copies))
 
     def apply_update(self, rows: Iterable[tuple], removed: Iterable[str] = ()) -> None:
         """Some rows changed, came or went (path, size, mtime, state, reason)."""
@@ -281,7 +376,7 @@ class FilesModel(QAbstractTableModel):
             if r[KEY] is not None:
                 leave.append(r)
         if len(leave) + len(enter) > REBUILD_ABOVE:
-            self._relayout(resort=True, descending=self._descending, refilter=True)
+            self._merge(leave, enter, keyf)
         else:
             for r in leave:
                 self._remove_visible(r)
@@ -366,14 +461,37 @@ class FilesModel(QAbstractTableModel):
         view.sort(key=_cached_key)
         return view
 
-    def _relayout(self, *, resort: bool, descending: bool, refilter: bool = False) -> None:
+    def _merge(self, leave: list[list], enter: list[list], keyf) -> None:
+        """Many rows come, go or move: one layoutChanged; only they get new keys.
+
+        The kept rows stay sorted and the newcomers are sorted on their own, so the
+        final sort merges two runs: linear, even at 100,000 rows.
+        """
+        def rebuild() -> None:
+            gone = {id(r) for r in leave}
+            view = [r for r in self._view if id(r) not in gone] if gone else self._view
+            for r in leave:
+                r[KEY] = None
+            for r in enter:
+                r[KEY] = keyf(r)
+            enter.sort(key=_cached_key)
+            view.extend(enter)
+            view.sort(key=_cached_key)
+            self._view = view
+
+        self._relayout(resort=False, descending=self._descending, rebuild=rebuild)
+
+    def _relayout(self, *, resort: bool, descending: bool, refilter: bool = False,
+                  rebuild=None) -> None:
         """Re-sort and/or re-filter everything in one layoutChanged, keeping selections."""
         self.layoutAboutToBeChanged.emit()
         persistent = self.persistentIndexList()
         held = [(self.row_at(i.row()) if 0 <= i.row() < len(self._view) else None, i.column())
                 for i in persistent]
         self._descending = descending
-        if resort or refilter:
+        if rebuild is not None:
+            rebuild()
+        elif resort or refilter:
             self._view = self._filtered_sorted()
         new_indexes = []
         for r, col in held:
@@ -382,11 +500,6 @@ class FilesModel(QAbstractTableModel):
         self.changePersistentIndexList(persistent, new_indexes)
         self.layoutChanged.emit()
         self.stats["layouts"] += 1
-
-    def _recount(self) -> None:
-        self._count, self._bytes = {}, {}
-        for r in self._by_path.values():
-            self._add_counts(r, 1)
 
     def _add_counts(self, r: list, sign: int) -> None:
         s = r[STATE]
@@ -425,8 +538,18 @@ class PeersModel(QAbstractTableModel):
         return None
 
     def data(self, index, role=DISPLAY):
-        p = self._rows[index.row()]
-        col = index.column()
+        return self._value(self._rows[index.row()], index.column(), role)
+
+    def multiData(self, index, span) -> None:  # noqa: N802 - Qt's name
+        p, col = self._rows[index.row()], index.column()
+        for item in span:  # see FilesModel.multiData
+            value = self._value(p, col, item.role())
+            if value is None:
+                item.clearData()
+            else:
+                item.setData(value)
+
+    def _value(self, p: dict, col: int, role):
         if role == DISPLAY:
             if col == 0:
                 return f"{p['name']} (this device)" if p.get("self") else p["name"]

@@ -29,7 +29,7 @@ from app.engine.control import ControlServer
 from app.engine.node import Node, NodeOptions
 from app.errors import P2PError
 from app.gui.filestates import StateTracker
-from app.gui.models import human_size
+from app.gui.models import human_size, prepare_rows
 
 log = logging.getLogger("p2psync.gui")
 
@@ -63,7 +63,7 @@ class EngineWorker(QObject):
     started = Signal(object)  # {"device_id", "name", "listen", "folder"}
     failed = Signal(str)  # the engine could not start, or stopped on an error
     stopped = Signal()  # the thread has finished
-    files_reset = Signal(object)  # list of rows (path, size, mtime, state, reason)
+    files_reset = Signal(object)  # models.Prepared: every row, built in a helper thread
     files_update = Signal(object, object)  # changed rows, removed paths
     progress = Signal(object)  # {path: (bytes done, size)} of files coming in now
     peers = Signal(object)  # list of dicts, this device first
@@ -184,7 +184,8 @@ class EngineWorker(QObject):
         try:
             # what the index already knows, before the startup scan: a big share's table
             # fills at once instead of after a walk of the whole folder
-            self.files_reset.emit(await asyncio.to_thread(tracker.snapshot))
+            self.files_reset.emit(await asyncio.to_thread(
+                lambda: prepare_rows(tracker.snapshot())))
             self._ready.set()
             ticker = asyncio.create_task(self._tick_loop(node, tracker))
             starting = asyncio.create_task(node.start())
@@ -267,6 +268,8 @@ class EngineWorker(QObject):
             extra, self._extra_paths = self._extra_paths, set()
             try:
                 update = await asyncio.to_thread(tracker.poll, extra)
+                if update and update.reset is not None:
+                    update.reset = await asyncio.to_thread(prepare_rows, update.reset)
             except Exception:  # noqa: BLE001 - the table misses a beat, the app goes on
                 log.exception("reading file states")
                 update = None
