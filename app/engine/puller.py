@@ -306,11 +306,21 @@ class Puller:
             apply.archive(self.root, rel)  # that very version is kept already
         else:
             os.rename(self.root / rel, copy_full)
-            copy = replace(local, path=copy_rel, version=bump({}, self.index.device_id),
+            copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id,
                            inode=os.lstat(copy_full).st_ino)
             self._commit(copy)
         self.emit("conflict", {"path": rel, "copy": copy_rel})
+
+    def _fresh_version(self, rel: str) -> dict[str, int]:
+        """A version for a new file at rel that beats whatever history that name has."""
+        seen: dict[str, int] = {}
+        old = self.index.get(rel)
+        if old is not None:
+            seen = merge(seen, old.version)
+        for remote in self.index.remote_for_path(rel).values():
+            seen = merge(seen, remote.version)
+        return bump(seen, self.index.device_id)
 
     def _free_conflict_name(self, rel: str, local: FileEntry) -> str:
         """The copy's name; a later second if that name holds other content already.
