@@ -50,7 +50,7 @@ from app.net import identity
 BLOCK = 128 * 1024
 SECRET = "PROPS-TESTS-SECRET-KEY1"
 SYNC_TIMEOUT = float(os.environ.get("PROP_SYNC_TIMEOUT", "30"))
-MAX_EXAMPLES = int(os.environ.get("PROP_EXAMPLES", "25"))
+MAX_EXAMPLES = int(os.environ.get("PROP_EXAMPLES", "40"))
 FILES = ["a.txt", "b.txt", "d/c.txt", "d/e/f.txt"]
 DIRS = ["d", "d/e", "g", "g/h", "k"]  # never a file name, so no file/dir clashes
 T0 = 1_600_000_000 * 10**9
@@ -257,27 +257,24 @@ def conflict_copy_name(rel: str, mtime_ns: int, device_id: str) -> str:
 
 
 def expected_tree(synced: dict[str, State], a: dict[str, State], b: dict[str, State],
-                  ids: dict[str, str], seen: set[str]
-                  ) -> tuple[dict[str, State], dict[str, str], set[str]]:
-    """The contract's outcome of one sync, why each conflict copy is there, and the
-    paths whose outcome a known bug makes unpredictable.
+                  ids: dict[str, str], touched_a: set[str]
+                  ) -> tuple[dict[str, State], dict[str, str]]:
+    """The contract's outcome of one sync, and why each conflict copy is there.
+
+    `touched_a`: paths a scan of A saw changed since the last sync (A restarted in
+    between), even if A's folder holds the synced state again: A's index recorded a
+    change (say chmod +x, rescan, chmod -x), which competes like any other.
 
     A copy is named after the losing version's mtime; when that name already holds
     other content on the losing device, the next free second is used (the engine's
     answer to two conflicts within one second).
-
-    KNOWN BUG (test_regressions.py, strict xfail): a copy whose name was used before in
-    this folder and deleted since gets a version its old tombstone dominates, and is
-    deleted again (the content survives only in .p2psync/versions/). Properties 1-3
-    still hold there; such a path is left unchecked here. Drop `seen` once it is fixed.
     """
     tree: dict[str, State] = {}
     copies: dict[str, State] = {}
     why: dict[str, str] = {}
-    loose: set[str] = set()
     for p in sorted(set(synced) | set(a) | set(b)):
         s, x, y = synced.get(p), a.get(p), b.get(p)
-        if x == s:
+        if x == s and p not in touched_a:
             out = y
         elif y == s or x == y:
             out = x
@@ -298,11 +295,7 @@ def expected_tree(synced: dict[str, State], a: dict[str, State], b: dict[str, St
                         break
                     mtime += 10**9  # that second is taken by other content
                 why[copy] = f"{p}: {lose_dev}'s {_state(lose)} lost"
-                if copy in seen and copy not in on_disk:
-                    loose.add(copy)
-                    why[copy] += " (at a name deleted before: known bug)"
-                else:
-                    copies[copy] = lose
+                copies[copy] = lose
         if out is not None:
             tree[p] = out
     for p in list(tree):  # a directory stays while anything is left inside it
@@ -310,9 +303,7 @@ def expected_tree(synced: dict[str, State], a: dict[str, State], b: dict[str, St
         for i in range(1, len(parts)):
             tree["/".join(parts[:i])] = ("dir",)
     tree.update(copies)
-    for p in loose:
-        tree.pop(p, None)
-    return tree, why, loose
+    return tree, why
 
 
 # --- the test ------------------------------------------------------------------------
@@ -367,7 +358,7 @@ async def run_history(base: Path, rounds: list[list[tuple]], swap: bool) -> None
     writer = Writer(roots)
     try:
         synced: dict[str, State] = {}
-        seen: set[str] = set()
+        touched_a: set[str] = set()  # what A's rescans (restarts) saw changed
         for number, ops_ in enumerate(rounds, 1):
             writer.phase += 1
             for op in ops_:
@@ -375,6 +366,9 @@ async def run_history(base: Path, rounds: list[list[tuple]], swap: bool) -> None
                     await a.stop()
                     a = _node("A", roots["A"], cfg["A"], listen=True)
                     await start_a(a)
+                    now = snapshot(roots["A"])
+                    touched_a |= {p for p in set(now) | set(synced)
+                                  if now.get(p) != synced.get(p)}
                     writer.phase += 1
                 writer.apply(op)
             writer.log.append(f"-- sync {number}")
@@ -389,7 +383,8 @@ async def run_history(base: Path, rounds: list[list[tuple]], swap: bool) -> None
                 await b.stop()
             assert agreed == [a.device_id]
             synced = check_sync(f"after sync {number}", synced, before, roots,
-                                {"A": a.device_id, "B": b.device_id}, seen)
+                                {"A": a.device_id, "B": b.device_id}, touched_a)
+            touched_a = set()
     except Exception as e:
         e.add_note("operations (by name, as carried out):\n  " + "\n  ".join(writer.log))
         raise
@@ -398,11 +393,11 @@ async def run_history(base: Path, rounds: list[list[tuple]], swap: bool) -> None
 
 
 def check_sync(where: str, synced: dict[str, State], before: dict[str, dict[str, State]],
-               roots: dict[str, Path], ids: dict[str, str], seen: set[str]
-               ) -> dict[str, State]:
+               roots: dict[str, Path], ids: dict[str, str],
+               touched_a: set[str] = frozenset()) -> dict[str, State]:
     """The four properties after one sync; returns the tree both now hold.
 
-    `seen` collects every path either folder ever held (see expected_tree).
+    `touched_a`: the paths A's rescans since the last sync saw changed (expected_tree).
     """
     after_a, after_b = snapshot(roots["A"]), snapshot(roots["B"])
     # (3) no temp file left behind
@@ -415,23 +410,19 @@ def check_sync(where: str, synced: dict[str, State], before: dict[str, dict[str,
     lost = (contents(before["A"]) | contents(before["B"])) - kept
     assert not lost, f"{where}: contents lost: {sorted(_short(c) for c in lost)}"
     # (4) the contract's outcome, path by path
-    want, why, loose = expected_tree(synced, before["A"], before["B"], ids, seen)
-    seen.update(before["A"], before["B"], after_a)
+    want, why = expected_tree(synced, before["A"], before["B"], ids, touched_a)
     back = [p for p in after_a if p not in want and p not in before["A"]
-            and p not in before["B"] and p not in loose]
+            and p not in before["B"]]
     assert not back, f"{where}: deleted on both sides (or never there), yet present: {back}"
-    got = {p: v for p, v in after_a.items() if p not in loose}
-    assert got == want, (
+    assert after_a == want, (
         f"{where}: the tree is not the contract's outcome (got | expected):\n"
-        + _diff(got, want) + "\nconflicts: " + repr(why)
+        + _diff(after_a, want) + "\nconflicts: " + repr(why)
         + "\nbefore the sync (A | B):\n" + _diff(before["A"], before["B"], all_=True))
     if currently_in_test_context():  # also run by test_regressions.py
         both = [p for p in want if before["A"].get(p) != synced.get(p)
                 and before["B"].get(p) != synced.get(p) and want[p][0] == "file"]
         event(f"paths changed on both sides in one sync: {min(len(both), 2)}")
         event(f"conflict copies made in one sync: {min(len(why), 2)}")
-        if loose:
-            event("a conflict copy at a name deleted before (known bug)")
     return after_a
 
 
