@@ -534,13 +534,14 @@ class Node:
 
     async def _cleanup_temps(self) -> None:
         """Once nothing is needed, no temp file has a transfer left to resume."""
-        if not self.temps:
+        if not self.temps and not self.puller.temps:
             return
         async with self.disk_lock:
-            for rel in self.temps:
+            for rel in self.temps | self.puller.temps:
                 with contextlib.suppress(OSError, paths.BadPath):
                     os.unlink(paths.safe_join(self.root, rel))
             self.temps.clear()
+            self.puller.temps.clear()
 
     # --- agreement -------------------------------------------------------------------
     async def wait_idle(self) -> None:

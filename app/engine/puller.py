@@ -70,6 +70,7 @@ class Puller:
         self._slots = asyncio.Semaphore(MAX_INFLIGHT_BLOCKS)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
+        self.temps: set[str] = set()  # temp files this puller made and did not finish
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -266,8 +267,10 @@ class Puller:
         full = paths.safe_join(self.root, a.path)
         async with self.lock:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
-        tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, target.hash))
+        tmp_rel = paths.temp_name_for(a.path, target.hash)
+        tmp = paths.safe_join(self.root, tmp_rel)
         fd, existed = _open_temp(tmp)
+        self.temps.add(tmp_rel)  # removed once the folder converged, if never finished
         try:
             if existed and os.fstat(fd).st_size > target.size:
                 os.ftruncate(fd, target.size)  # a new file is exactly as long as its blocks
@@ -279,6 +282,7 @@ class Puller:
             self._make_room(local, a)
             apply.set_meta(tmp, target.mode, target.mtime_ns)
             os.rename(tmp, full)
+            self.temps.discard(tmp_rel)
             self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
         self.emit("fetched", {"path": a.path, "size": target.size})
 

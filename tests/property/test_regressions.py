@@ -12,8 +12,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from app.engine.oneshot import sync_once
 from tests.property.test_random_histories import (
     T0,
@@ -174,11 +172,6 @@ def test_conflict_copy_at_a_name_deleted_before_is_kept():
     run(scenario)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a transfer given up because the peer's file changed meanwhile leaves its temp "
-    "file behind after the folders agreed: Node.temps (app/engine/node.py) only holds "
-    "the temp files the last full scan saw, so _cleanup_temps never removes one the "
-    "puller created in this session (app/engine/puller.py _do_fetch)"))
 def test_file_changed_during_a_sync_leaves_no_temp_file():
     """The user edits a file on A after A's scan, while B is about to fetch it: B's
     requests for the announced version find other bytes, A re-hashes, B fetches the
