@@ -558,8 +558,7 @@ class PeersModel(QAbstractTableModel):
             if col == 2:
                 return p.get("address", "")
             if col == 3:
-                role_text = p.get("role") or ""
-                return f"this device, {role_text}" if p.get("self") else role_text
+                return p.get("role") or ""
             if col == 4:
                 state = p.get("state", "")
                 return f"{state}: {p['reason']}" if p.get("reason") else state

@@ -73,6 +73,14 @@ class LaunchOptions:
     log_file: Path | None = None
 
 
+def display_path(folder: Path) -> str:
+    """The folder as people write it: ~/Shared rather than /home/alex/Shared."""
+    try:
+        return "~/" + folder.relative_to(Path.home()).as_posix()
+    except (ValueError, RuntimeError):
+        return str(folder)
+
+
 def app_icon() -> QIcon:
     icon = QIcon()
     for f in resources.app_icon_files():
@@ -113,6 +121,7 @@ class MainWindow(QMainWindow):
         self.status: dict = {}
         self._incoming_done: dict[str, tuple[int, int]] = {}
         self._episode_total = 0
+        self._episode_bytes = 0
         self._rescanning = False
         self._closing = False
         self._after_stop = None
@@ -229,8 +238,10 @@ class MainWindow(QMainWindow):
         ph = self.peers_view.header()
         ph.setStretchLastSection(True)
         fm = self.fontMetrics()
-        for col, chars in enumerate((26, 10, 20, 18, 26)):
-            ph.resizeSection(col, fm.horizontalAdvance("M") * chars // 2 + 24)
+        samples = ("a long device name (this device)", "ABCDEFG", "192.168.100.200:22100",
+                   "electing", "unreachable: a reason")
+        for col, sample in enumerate(samples):
+            ph.resizeSection(col, fm.horizontalAdvance(sample) + 40)
         peers_box = QWidget()
         pv = QVBoxLayout(peers_box)
         pv.setContentsMargins(0, 0, 0, 0)
@@ -255,7 +266,8 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 4)
-        self.splitter.setSizes([150, 500])
+        row_h = max(fm.height() + 6, 20)
+        self.splitter.setSizes([row_h * 5 + 24, 520])  # the devices: a few rows
         v.addWidget(self.splitter, 1)
         # in the status bar: its text changes on every update, and relaying out a label
         # beside the files table costs milliseconds each time
@@ -307,7 +319,7 @@ class MainWindow(QMainWindow):
         h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         fm = self.fontMetrics()
         for col, sample in ((1, "1023.9 MB  "), (2, "2026-12-31 23:59  "),
-                            (3, "Error: permission denied ")):
+                            (3, "Error: link leads outside the folder ")):
             h.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             h.resizeSection(col, fm.horizontalAdvance(sample) + 28)
         v.addWidget(self.files_view, 1)
@@ -382,7 +394,7 @@ class MainWindow(QMainWindow):
         self.peers_model.set_peers([])
         self.conflicts_panel.set_conflicts([])
         self.status, self.info = {}, {}
-        self._episode_total = 0
+        self._episode_total = self._episode_bytes = 0
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
         w = self.worker
         w.started.connect(self._on_started)
@@ -400,7 +412,7 @@ class MainWindow(QMainWindow):
         w.resolved.connect(self.conflicts_panel.on_resolved)
         w.sync_done.connect(self._on_sync_done)
         self.folder_title.setText(folder.name or str(folder))
-        self.subtitle.setText(f"{folder}  ·  starting…")
+        self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
         self.banner.hide()
         self.progress_label.setText("Reading the folder…")
@@ -480,7 +492,7 @@ class MainWindow(QMainWindow):
         n = st.get("connected", 0)
         peers = f"{n} device{'s' if n != 1 else ''} connected" if n else "no other device yet"
         name = self.info.get("name") or self.config.device_name()
-        self.subtitle.setText(f"{self.folder}  ·  {name}: {role_text}  ·  {peers}")
+        self.subtitle.setText(f"{display_path(self.folder)}  ·  {name}: {role_text}  ·  {peers}")
 
     def _refresh_overall(self) -> None:
         m = self.files_model
@@ -500,9 +512,15 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 0)
             text = "Sync now: rescanning the folder…"
         elif busy:
+            # how far this round of syncing got: by bytes (one big file moves the bar
+            # too), by files when what is left is empty files
             self._episode_total = max(self._episode_total, incoming)
+            self._episode_bytes = max(self._episode_bytes, to_go)
             self.progress.setRange(0, 1000)
-            left = incoming / self._episode_total if self._episode_total else 0
+            if self._episode_bytes:
+                left = to_go / self._episode_bytes
+            else:
+                left = incoming / self._episode_total if self._episode_total else 0
             self.progress.setValue(int(1000 * (1 - left)))
             text = f"Syncing: {incoming:,} file{'s' if incoming != 1 else ''} " \
                    f"({human_size(to_go)}) to go"
@@ -511,7 +529,7 @@ class MainWindow(QMainWindow):
             if st.get("paused"):
                 text = f"Paused  ·  {incoming:,} files ({human_size(to_go)}) waiting"
         else:
-            self._episode_total = 0
+            self._episode_total = self._episode_bytes = 0
             self.progress.setRange(0, 1000)
             self.progress.setValue(1000)
             if st.get("connected"):
@@ -525,7 +543,8 @@ class MainWindow(QMainWindow):
                             "to send"
         conflicts = m.count(CONFLICT)
         if conflicts:
-            text += f"  ·  {len(m.conflict_copies())} conflict(s) to look at"
+            n = len(m.conflict_copies())
+            text += f"  ·  {n} conflict{'s' if n != 1 else ''} to look at"
         self.progress_label.setText(text)
         self.tray.set_state(text)
 
