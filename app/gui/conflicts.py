@@ -8,10 +8,11 @@ the versions and resolving run in the engine worker (app.core.conflicts on disk)
 
 from __future__ import annotations
 
+import difflib
 import time
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QTextFormat
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
+    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -55,6 +57,7 @@ class ConflictsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._current = ""
+        self._names: dict[str, str] = {}
         self.list = QListWidget()
         self.list.setObjectName("conflictList")
         self.list.currentItemChanged.connect(self._selected)
@@ -155,6 +158,12 @@ class ConflictsPanel(QWidget):
             self._current = ""
             self._clear()
 
+    def set_device_names(self, names: dict[str, str]) -> None:
+        """Short device ID (7 characters) -> name, to say whose version the copy is."""
+        self._names = names
+        if self._current:
+            self._set_other_head(self._current)
+
     def show_sides(self, copy: str, this: conflicts.Side, other: conflicts.Side) -> None:
         if copy != self._current:
             return
@@ -162,7 +171,33 @@ class ConflictsPanel(QWidget):
         self.other_caption.setText(_side_caption(other))
         self.this_text.setPlainText(_side_text(this))
         self.other_text.setPlainText(_side_text(other))
+        if conflicts.is_text_pair(this, other):
+            self._mark_differences(this.text, other.text)
         self._enable(this.exists or other.exists)
+
+    def _mark_differences(self, a: str, b: str) -> None:
+        """Tint the lines that differ between the two versions."""
+        a_lines, b_lines = a.splitlines(), b.splitlines()
+        if len(a_lines) + len(b_lines) > 20_000:  # a huge file: no diff in the GUI thread
+            return
+        color = QColor(self.palette().color(QPalette.ColorRole.Highlight))
+        color.setAlpha(45)
+        marks: tuple[list[int], list[int]] = ([], [])
+        matcher = difflib.SequenceMatcher(None, a_lines, b_lines, autojunk=False)
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            if op != "equal":
+                marks[0].extend(range(i1, i2))
+                marks[1].extend(range(j1, j2))
+        for edit, lines in ((self.this_text, marks[0]), (self.other_text, marks[1])):
+            selections = []
+            doc = edit.document()
+            for n in lines:
+                sel = QTextEdit.ExtraSelection()
+                sel.format.setBackground(color)
+                sel.format.setProperty(QTextFormat.Property.FullWidthSelection, True)
+                sel.cursor = QTextCursor(doc.findBlockByNumber(n))
+                selections.append(sel)
+            edit.setExtraSelections(selections)
 
     def on_resolved(self, copy: str, changed: list, error: str) -> None:
         if error:
@@ -180,19 +215,25 @@ class ConflictsPanel(QWidget):
             return
         copy = item.data(COPY_ROLE)
         self._current = copy
-        c = conflicts.parse(copy)
-        if c is not None:
-            self.other_head.setText(f"<b>The other</b> (conflict copy from device "
-                                    f"{c.device})")
+        self._set_other_head(copy)
         self._clear()
         self.result.setText("")
         self.load_requested.emit(copy)
 
+    def _set_other_head(self, copy: str) -> None:
+        c = conflicts.parse(copy)
+        if c is None:
+            return
+        who = self._names.get(c.device)
+        who = f"{who} ({c.device})" if who else f"device {c.device}"
+        self.other_head.setText(f"<b>The other</b> (conflict copy: the version of {who})")
+
     def _clear(self) -> None:
         for w in (self.this_caption, self.other_caption):
             w.setText("")
-        self.this_text.setPlainText("")
-        self.other_text.setPlainText("")
+        for edit in (self.this_text, self.other_text):
+            edit.setPlainText("")
+            edit.setExtraSelections([])
         self._enable(False)
 
     def _enable(self, on: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QFontDatabase, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.engine.config import new_share_key
+from app.gui.models import app_icon
 
 
 def _title(text: str, scale: float = 1.6) -> QLabel:
@@ -113,55 +114,53 @@ class SetupPage(QWidget):
         v = QVBoxLayout(page)
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(10)
-        v.addWidget(_title("Share a folder with your other computers"))
+        head = QHBoxLayout()
+        icon = QLabel()
+        icon.setPixmap(app_icon().pixmap(QSize(48, 48)))
+        head.addWidget(icon, 0, Qt.AlignmentFlag.AlignTop)
+        head.addWidget(_title("Share a folder with your other computers"), 1)
+        v.addLayout(head)
         v.addWidget(_muted("p2psync keeps one folder identical on the devices of this "
                            "network, without a cloud. Pick the folder, then start a new "
                            "share here or join one that another device started."))
-        v.addSpacing(8)
+        v.addSpacing(10)
         grid = QGridLayout()
-        grid.setHorizontalSpacing(12)
-        grid.setVerticalSpacing(10)
-        grid.addWidget(_title("1", 1.2), 0, 0, Qt.AlignmentFlag.AlignTop)
+        grid.setHorizontalSpacing(14)
+        grid.setVerticalSpacing(20)
+
         self.choose_button = QPushButton("Choose a folder…")
         self.choose_button.setObjectName("chooseFolder")
         self.choose_button.clicked.connect(self.choose_folder)
         self.folder_label = _muted("No folder chosen yet")
         self.folder_label.setObjectName("folderLabel")
-        col = QVBoxLayout()
-        col.addWidget(self.choose_button, 0, Qt.AlignmentFlag.AlignLeft)
-        col.addWidget(self.folder_label)
-        grid.addLayout(col, 0, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.choose_button)
+        row.addWidget(self.folder_label, 1)
+        self._step(grid, 0, "The folder to share", row)
 
-        grid.addWidget(_title("2", 1.2), 1, 0, Qt.AlignmentFlag.AlignTop)
         self.name_edit = QLineEdit(device_name)
         self.name_edit.setObjectName("deviceName")
         self.name_edit.setPlaceholderText("How the other devices see this one")
-        col = QVBoxLayout()
-        col.addWidget(QLabel("Name of this device"))
-        col.addWidget(self.name_edit)
-        grid.addLayout(col, 1, 1)
+        self._step(grid, 1, "The name of this device", self.name_edit)
 
-        grid.addWidget(_title("3", 1.2), 2, 0, Qt.AlignmentFlag.AlignTop)
         self.new_button = QPushButton("Start a new share")
         self.new_button.setObjectName("newShare")
         self.new_button.setDefault(True)
         self.new_button.clicked.connect(self._start_new)
         self.key_edit = QLineEdit()
         self.key_edit.setObjectName("joinKey")
-        self.key_edit.setPlaceholderText("Paste the share key of the other device")
+        self.key_edit.setPlaceholderText("or paste the share key of another device")
         self.key_edit.textChanged.connect(self._update_enabled)
         self.key_edit.returnPressed.connect(self._join)
         self.join_button = QPushButton("Join")
         self.join_button.setObjectName("joinShare")
         self.join_button.clicked.connect(self._join)
-        col = QVBoxLayout()
-        col.addWidget(self.new_button, 0, Qt.AlignmentFlag.AlignLeft)
-        col.addWidget(QLabel("or join a share that another device started:"))
-        join_row = QHBoxLayout()
-        join_row.addWidget(self.key_edit, 1)
-        join_row.addWidget(self.join_button)
-        col.addLayout(join_row)
-        grid.addLayout(col, 2, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.new_button)
+        row.addSpacing(12)
+        row.addWidget(self.key_edit, 1)
+        row.addWidget(self.join_button)
+        self._step(grid, 2, "Start a new share, or join one", row)
         grid.setColumnStretch(1, 1)
         v.addLayout(grid)
         self.message = QLabel()
@@ -169,7 +168,23 @@ class SetupPage(QWidget):
         self.message.setWordWrap(True)
         self.message.hide()
         v.addWidget(self.message)
+        v.addStretch(1)
         return page
+
+    @staticmethod
+    def _step(grid: QGridLayout, row: int, caption: str, content) -> None:
+        number = _title(str(row + 1), 1.5)
+        number.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignHCenter)
+        grid.addWidget(number, row, 0, Qt.AlignmentFlag.AlignTop)
+        col = QVBoxLayout()
+        col.setSpacing(4)
+        label = QLabel(f"<b>{caption}</b>")
+        col.addWidget(label)
+        if isinstance(content, QWidget):
+            col.addWidget(content)
+        else:
+            col.addLayout(content)
+        grid.addLayout(col, row, 1)
 
     # --- step 2 (new share only): the key to take to the other devices -----------------
     def _key_page(self) -> QWidget:
@@ -181,6 +196,8 @@ class SetupPage(QWidget):
         v.addWidget(_muted("On each of your other devices, open p2psync, choose the folder "
                            "to keep in sync, and join with this key. Only devices that "
                            "know it can join."))
+        self.key_folder = _muted("")
+        v.addWidget(self.key_folder)
         self.key_panel = KeyPanel()
         v.addWidget(self.key_panel)
         v.addSpacing(6)
@@ -195,6 +212,7 @@ class SetupPage(QWidget):
         row.addStretch(1)
         row.addWidget(self.open_button)
         v.addLayout(row)
+        v.addStretch(1)
         return page
 
     # --- actions -------------------------------------------------------------------
@@ -228,6 +246,7 @@ class SetupPage(QWidget):
             return
         self._new_key = new_share_key()
         self.key_panel.set_key(self._new_key)
+        self.key_folder.setText(f"for the folder {self.folder}")
         self.steps.setCurrentIndex(1)
 
     def _open_new(self) -> None:

@@ -58,6 +58,15 @@ WHOLE_RANGE_ABOVE = 256  # more changed rows than this: one dataChanged over eve
 _icons: dict[str, QIcon] = {}
 
 
+def app_icon() -> QIcon:
+    icon = _icons.get(":app")
+    if icon is None:
+        icon = _icons[":app"] = QIcon()
+        for f in resources.app_icon_files():
+            icon.addFile(str(f))
+    return icon
+
+
 def state_icon(name: str) -> QIcon:
     icon = _icons.get(name)
     if icon is None:
@@ -610,5 +619,5 @@ def _rate_text(p: dict) -> str:
     return f"↓ {human_size(down)}/s  ↑ {human_size(up)}/s"
 
 
-__all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "human_size", "human_time",
-           "state_icon"]
+__all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "app_icon", "human_size",
+           "human_time", "state_icon"]

@@ -39,7 +39,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import resources
 from app.cli.main import checked_folder
 from app.core.states import CONFLICT, ERROR, LOCAL_CHANGE, REMOTE_CHANGE
 from app.engine.config import Config
@@ -48,7 +47,7 @@ from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
-from app.gui.models import FilesModel, PeersModel, human_size, state_icon
+from app.gui.models import FilesModel, PeersModel, app_icon, human_size, state_icon
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
 
@@ -79,13 +78,6 @@ def display_path(folder: Path) -> str:
         return "~/" + folder.relative_to(Path.home()).as_posix()
     except (ValueError, RuntimeError):
         return str(folder)
-
-
-def app_icon() -> QIcon:
-    icon = QIcon()
-    for f in resources.app_icon_files():
-        icon.addFile(str(f))
-    return icon
 
 
 class KeyDialog(QDialog):
@@ -459,6 +451,8 @@ class MainWindow(QMainWindow):
         self._refresh_overall()
 
     def _on_peers(self, peers: list[dict]) -> None:
+        self.conflicts_panel.set_device_names(
+            {p["device_id"][:7]: "this device" if p.get("self") else p["name"] for p in peers})
         n = sum(1 for p in peers if not p.get("self") and p.get("state") == "connected")
         self.peers_title.setText(f"<b>Devices</b> ({n} connected)" if n else
                                  "<b>Devices</b> (waiting for other devices of this share…)")

@@ -3,7 +3,9 @@
 Not a test (pytest does not collect it). Run it under a real X server, e.g.:
 
     Xvfb :99 -screen 0 1280x800x24 -nolisten tcp &
-    QT_QPA_PLATFORM=xcb DISPLAY=:99 python tests/gui/make_screenshot.py [OUT.png]
+    QT_QPA_PLATFORM=xcb DISPLAY=:99 python tests/gui/make_screenshot.py [OUT.png [TAB.png]]
+
+(TAB.png: a second picture, of the conflicts tab.)
 
 The window's node ("laptop") shares a folder; a `run` node "desktop" joins with a
 conflicting version of docs/plan.txt; a second `run` node "nas" joins with a large
@@ -81,6 +83,7 @@ def populate(a: Path, b: Path, c: Path) -> None:
 
 def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "screenshot.png"
+    conflicts_out = Path(sys.argv[2]) if len(sys.argv) > 2 else None  # the conflicts tab
     base = Path(tempfile.mkdtemp(prefix="p2psync-shot-"))
     os.environ["HOME"] = str(base / "alex")  # the window shows the folder as ~/Shared
     a, b, c = base / "alex" / "Shared", base / "desktop", base / "nas"
@@ -120,6 +123,15 @@ def main() -> int:
             subprocess.run(["import", "-window", "root", str(out)], check=True)
             print(f"wrote {out}", file=sys.stderr)
             result["ok"] = True
+            if conflicts_out is None:
+                timer.stop()
+                w.close()
+            else:
+                w.tabs.setCurrentIndex(1)
+        elif step["n"] == 4 and "ideas" in w.conflicts_panel.other_text.toPlainText():
+            step["n"] = 5
+            subprocess.run(["import", "-window", "root", str(conflicts_out)], check=True)
+            print(f"wrote {conflicts_out}", file=sys.stderr)
             timer.stop()
             w.close()
         elif time.monotonic() - step["t"] > 240:

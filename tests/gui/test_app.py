@@ -8,8 +8,10 @@ qtbot.waitUntil on what the window shows (or on the disk), never a fixed sleep.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,7 +24,7 @@ from PySide6.QtWidgets import QFileDialog
 from app.core.conflicts import parse
 from app.engine.config import Config
 from app.gui.window import LaunchOptions, MainWindow
-from tests.procs import start_run, tree
+from tests.procs import env, p2psync_cmd, start_run, tree
 
 KEY_RX = re.compile(r"^[A-Z2-9]{5}(-[A-Z2-9]{5}){3}$")
 WAIT = 30_000  # ms; generous: CI machines are slow, and nothing here sleeps
@@ -163,6 +165,20 @@ def test_first_start_share_peer_sync_touch_and_close(qtbot, tmp_path, make_windo
     row = w.peers_model.index(w.peers_model.peers().index(peer_row(w, "B")), 3)
     assert row.data() in ("server", "client")
     assert me_row(w)["name"] == "my laptop"
+    # `p2psync status` asks the window's node, like a `run` node, over the control socket
+    report = json.loads(subprocess.run(
+        p2psync_cmd("status", "--folder", str(folder), "--config-dir", str(w.config.dir),
+                    "--json"), capture_output=True, text=True, env=env(), check=True,
+        timeout=60).stdout)
+    assert report["node"]["role"] == me_row(w)["role"]
+    assert [p["name"] for p in report["node"]["peers"]] == ["B"]
+
+    # pause and resume
+    click(qtbot, w.pause_button)
+    qtbot.waitUntil(lambda: w.status.get("paused") is True, timeout=WAIT)
+    assert w.pause_button.text() == "Resume"
+    click(qtbot, w.pause_button)
+    qtbot.waitUntil(lambda: w.status.get("paused") is False, timeout=WAIT)
 
     # Sync now: every file of both devices reaches "synced" in the table
     click(qtbot, w.sync_button)
@@ -178,6 +194,7 @@ def test_first_start_share_peer_sync_touch_and_close(qtbot, tmp_path, make_windo
     b.stop()
     qtbot.waitUntil(lambda: peer_row(w, "B") is None or peer_row(w, "B")["state"] != "connected",
                     timeout=WAIT)
+    qtbot.waitUntil(lambda: any("B left" in line for line in w.activity.lines), timeout=WAIT)
     write(folder / "notes.txt", "my notes, longer now\n")
     size = (folder / "notes.txt").stat().st_size
     qtbot.waitUntil(lambda: w.files_model.get("notes.txt")[1] == size
@@ -290,3 +307,22 @@ def test_menu_opens_the_log_file(qtbot, tmp_path, make_window, monkeypatch):
     assert w.log_action.isEnabled()
     w.log_action.trigger()
     assert [u.toLocalFile() for u in opened] == [str(tmp_path / "p2psync.log")]
+
+
+def test_log_file_is_written(tmp_path):
+    import logging
+
+    from app.gui.launch import setup_file_logging
+
+    path = setup_file_logging(tmp_path / "logs")
+    try:
+        logging.getLogger("p2psync.gui").warning("hello log file")
+        for h in logging.getLogger().handlers:
+            h.flush()
+        assert path == tmp_path / "logs" / "p2psync.log"
+        assert "hello log file" in path.read_text()
+    finally:
+        for h in list(logging.getLogger().handlers):
+            if getattr(h, "baseFilename", None) == str(path):
+                logging.getLogger().removeHandler(h)
+                h.close()
