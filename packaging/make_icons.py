@@ -10,45 +10,27 @@ resources/ itself is not touched (the GUI keeps its own PNGs there).
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
-os.environ["QT_QPA_PLATFORM"] = os.environ.get("QT_QPA_PLATFORM") or "offscreen"
-
-from PySide6.QtCore import QRectF, Qt  # noqa: E402
-from PySide6.QtGui import QGuiApplication, QImage, QPainter  # noqa: E402
-from PySide6.QtSvg import QSvgRenderer  # noqa: E402
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "resources"))
+
+from make_icons import render  # noqa: E402  (one renderer for resources/ and the bundle)
+from PySide6.QtGui import QGuiApplication  # noqa: E402
+
 SOURCE = ROOT / "resources" / "icon.svg"
 SIZES = (16, 22, 24, 32, 48, 64, 128, 256, 512)
 NAME = "p2psync"
 
 
-def render(renderer: QSvgRenderer, size: int, out: Path) -> None:
-    image = QImage(size, size, QImage.Format.Format_ARGB32_Premultiplied)
-    image.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(image)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-    renderer.render(painter, QRectF(0, 0, size, size))
-    painter.end()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not image.save(str(out), "PNG"):
-        raise SystemExit(f"make_icons: cannot write {out}")
-
-
 def main(argv: list[str]) -> int:
     out = Path(argv[1]) if len(argv) > 1 else ROOT / "packaging" / "build" / "icons"
     app = QGuiApplication.instance() or QGuiApplication(argv[:1])  # noqa: F841
-    renderer = QSvgRenderer(str(SOURCE))
-    if not renderer.isValid():
-        raise SystemExit(f"make_icons: cannot read {SOURCE}")
     hicolor = out / "hicolor"
     for size in SIZES:
-        render(renderer, size, hicolor / f"{size}x{size}" / "apps" / f"{NAME}.png")
+        render(SOURCE, size, hicolor / f"{size}x{size}" / "apps" / f"{NAME}.png")
     scalable = hicolor / "scalable" / "apps" / f"{NAME}.svg"
     scalable.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SOURCE, scalable)
