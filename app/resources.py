@@ -1,11 +1,12 @@
 """Where the app's assets (icons) are: one lookup, from source, installed or frozen.
 
-The assets live in the repository's top-level `resources/` directory. It is read with
-`importlib.resources` as the (namespace) package `resources`, which is how a frozen
-build (PyInstaller puts it at the bundle's root, on sys.path) and a run from the
-source tree see it; when that package is not importable (the app installed
-elsewhere, e.g. an editable install started from another directory), the directory
-next to the `app` package is used. Qt-free: the GUI turns these paths into icons.
+The assets live in the repository's top-level `resources/` directory. An installed
+p2psync carries them as the package `app.assets` (pyproject maps it to resources/);
+a run from the source tree and the frozen bundle (PyInstaller puts them at the
+bundle's root, on sys.path) see them as the (namespace) package `resources`; both are
+read with `importlib.resources`. When neither is importable (an editable install
+started from another directory), the directory next to the `app` package is used.
+Qt-free: the GUI turns these paths into icons.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ _HERE = Path(__file__).resolve().parent
 @cache
 def root() -> Path:
     """The resources directory (it holds icon.svg)."""
-    try:
-        found = importlib.resources.files("resources")
-        if found.joinpath("icon.svg").is_file():
-            return Path(str(found.joinpath("icon.svg"))).parent
-    except (ModuleNotFoundError, TypeError, ValueError):
-        pass
+    for package in ("app.assets", "resources"):  # installed; source tree or bundle
+        try:
+            found = importlib.resources.files(package)
+            if found.joinpath("icon.svg").is_file():
+                return Path(str(found.joinpath("icon.svg"))).parent
+        except (ModuleNotFoundError, TypeError, ValueError):
+            pass
     return _HERE.parent / "resources"
 
 
