@@ -1,7 +1,8 @@
 """A work-around for a reference-counting bug of the Qt binding, applied once at import.
 
-PySide6 6.12.0 on Python 3.11 returns `None` from every void C++ method (`setText`,
-`beginResetModel`, `processEvents` ...) and `True` from `SignalInstance.emit()`
+PySide6 6.12.0 on Python 3.11 (constraints.txt pins 6.11.3, which is sound) returns
+`None` from every void C++ method (`setText`, `beginResetModel`, `processEvents` ...)
+and `True` from `SignalInstance.emit()`
 without taking a new reference. Each such call lowers the singleton's reference
 count by one; after some tens of thousands of calls it reaches zero and the
 interpreter aborts ("none_dealloc: deallocating None"). Python 3.12 made these
