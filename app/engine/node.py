@@ -120,7 +120,6 @@ class Node:
         self._local_changed = asyncio.Event()
         self.changed = asyncio.Event()  # anything a waiter might care about
         self._pulling = False
-        self._last_round_waiting = 0
         self._stopping = False
         self.paused = False
         self._watcher = None
@@ -518,7 +517,6 @@ class Node:
         started = time.monotonic()
         result = await self.puller.run_round(actions)
         self.failures = result.failed
-        self._last_round_waiting = result.waiting
         if result.done:
             log.info("pulled %d change(s) in %.2f s (%d bytes fetched, %d reused)",
                      result.done, time.monotonic() - started, result.bytes_fetched,
