@@ -412,6 +412,18 @@ class Index:
             out.extend((p, local.get(p), remote.get(p, {})) for p in chunk)
         return out
 
+    @_locked
+    def remote_version_blobs(self) -> dict[str, set[bytes]]:
+        """path -> the encoded versions peers announced for it (one pass, no decoding).
+
+        Lets `status` tell "synced" (a peer holds exactly our version) from "local
+        change" for 100,000 files without a query per file.
+        """
+        out: dict[str, set[bytes]] = {}
+        for path, version in self._db.execute("SELECT path, version FROM remote_files"):
+            out.setdefault(path, set()).add(version)
+        return out
+
     # --- ignored paths (for status)
 
     @_locked

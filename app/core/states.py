@@ -10,7 +10,7 @@ from app.core.apply import is_conflict_copy
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
 from app.core.planner import plan_path
-from app.core.versions import Order, compare
+from app.core.versions import encode
 
 SYNCED = "synced"
 LOCAL_CHANGE = "local_change"
@@ -39,14 +39,15 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
     """One row per regular file and link: what `status --json` lists as `files`."""
     local = {e.path: e for e in index.all_local()}
     differing = set(index.differing_paths())
-    has_peers = bool(index.remote_devices())
+    announced = index.remote_version_blobs()
     copies = {conflict_original(p) for p, e in local.items()
               if not e.deleted and is_conflict_copy(p)}
     rows = []
     for path, e in local.items():
         if e.deleted or e.kind == Kind.DIR:
             continue
-        rows.append(_local_row(index, e, path in differing, has_peers, copies))
+        rows.append(_local_row(index, e, path in differing, announced.get(path, set()),
+                               copies))
     for path in sorted(differing - local.keys()):
         action = plan_path(None, index.remote_for_path(path))
         if action is not None and not action.target.deleted and action.target.kind != Kind.DIR:
@@ -57,16 +58,15 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
     return rows
 
 
-def _local_row(index: Index, e: FileEntry, differs: bool, has_peers: bool,
+def _local_row(index: Index, e: FileEntry, differs: bool, announced: set[bytes],
                copies: set[str]) -> dict:
     if e.error:
         return _row(e, ERROR, e.error)
     if is_conflict_copy(e.path) or e.path in copies:
         return _row(e, CONFLICT)
-    remotes = index.remote_for_path(e.path) if (differs or has_peers) else {}
-    if differs and plan_path(e, remotes) is not None:
+    if differs and plan_path(e, index.remote_for_path(e.path)) is not None:
         return _row(e, REMOTE_CHANGE)
-    if any(compare(r.version, e.version) == Order.EQUAL for r in remotes.values()):
+    if encode(e.version) in announced:  # a peer holds exactly our version
         return _row(e, SYNCED)
     return _row(e, LOCAL_CHANGE)
 
