@@ -277,7 +277,7 @@ class Puller:
         try:
             if existed and os.fstat(fd).st_size > target.size:
                 os.ftruncate(fd, target.size)  # a new file is exactly as long as its blocks
-            await self._fill(fd, a, existed, result)
+            sources = await self._fill(fd, a, existed, result)
         finally:
             os.close(fd)
         async with self.lock:
@@ -287,7 +287,7 @@ class Puller:
             os.rename(tmp, full)
             self.temps.discard(tmp_rel)
             self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
-        self.emit("fetched", {"path": a.path, "size": target.size})
+        self.emit("fetched", {"path": a.path, "size": target.size, "from": ", ".join(sources)})
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
         """A file of at most one block: get its bytes first, then write it in one step.
@@ -297,12 +297,12 @@ class Puller:
         is all the disk work a small file costs.
         """
         target = a.target
-        data = b""
+        data, source = b"", ""
         if target.size:
             h = target.blocks
             data = self._local_block(a.path, h, target.size)
             if data is None:
-                data = await self._request_one(a, h, target.size)
+                data, source = await self._request_one(a, h, target.size)
                 result.bytes_fetched += len(data)
             else:
                 result.bytes_reused += len(data)
@@ -327,7 +327,7 @@ class Puller:
             apply.set_meta(tmp, target.mode, target.mtime_ns)
             os.rename(tmp, full)
             self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
-        self.emit("fetched", {"path": a.path, "size": target.size})
+        self.emit("fetched", {"path": a.path, "size": target.size, "from": source})
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
         """The block from a file we already have (this path's old content, or any)."""
@@ -345,12 +345,13 @@ class Puller:
             return None
         return data if len(data) == size and hashing.block_hash(data) == h else None
 
-    async def _request_one(self, a: Action, h: bytes, size: int) -> bytes:
+    async def _request_one(self, a: Action, h: bytes, size: int) -> tuple[bytes, str]:
+        """The block and the name of the peer that gave it."""
         for conn in self._live_sources(a):
             async with self._slots:
                 data = await conn.request_block(a.path, 0, size, h)
             if data is not None and len(data) == size and hashing.block_hash(data) == h:
-                return data
+                return data, conn.info.name
         raise NoSource(f"no connected peer could give {a.path}")
 
     def _make_room(self, local: FileEntry | None, a: Action) -> None:
@@ -419,8 +420,11 @@ class Puller:
         have = set(local.block_hashes()) if local and not local.deleted else set()
         return all(h in have or self.index.find_block(h) for h in a.target.block_hashes())
 
-    async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> None:
-        """Write every block of the target into fd, cheapest source first."""
+    async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> list[str]:
+        """Write every block of the target into fd, cheapest source first.
+
+        Returns the names of the peers that sent blocks (none when all were local).
+        """
         target = a.target
         hashes = target.block_hashes()
         have = await asyncio.to_thread(_blocks_present, fd, hashes, target.size) if resume \
@@ -446,8 +450,9 @@ class Puller:
         missing = sorted(set(missing) - set(elsewhere))
         done = target.size - sum(_block_size(target.size, i) for i in missing)
         self.in_progress[a.path] = (done, target.size)
-        if missing:
-            await self._fetch_blocks(fd, a, missing, done, result)
+        if not missing:
+            return []
+        return await self._fetch_blocks(fd, a, missing, done, result)
 
     def _unchanged_blocks(self, rel: str, hashes: list[bytes]) -> list[bool]:
         """Blocks our current file holds at the same offset, trusted while it is unchanged."""
@@ -475,7 +480,7 @@ class Puller:
         return True
 
     async def _fetch_blocks(self, fd: int, a: Action, missing: list[int], done_bytes: int,
-                            result: RoundResult) -> None:
+                            result: RoundResult) -> list[str]:
         """Request blocks from the peers, a window at a time; verify and write each."""
         target = a.target
         hashes = target.block_hashes()
@@ -485,6 +490,8 @@ class Puller:
         inflight: dict[asyncio.Future, tuple[int, str]] = {}  # requests and writes
         completed: asyncio.Queue[asyncio.Future] = asyncio.Queue()
         tried: dict[int, set[str]] = {}
+        names: dict[str, str] = {}  # device -> display name, of the peers we asked
+        kept: set[str] = set()  # devices whose blocks passed the check
 
         def retry(i: int, device: str) -> None:
             tried.setdefault(i, set()).add(device)
@@ -509,6 +516,7 @@ class Puller:
                     fut.is_write = False  # type: ignore[attr-defined]
                     fut.add_done_callback(completed.put_nowait)
                     inflight[fut] = (i, conn.device_id)
+                    names.setdefault(conn.device_id, conn.info.name)
                 finished = [await completed.get()]
                 while not completed.empty():
                     finished.append(completed.get_nowait())
@@ -522,6 +530,7 @@ class Puller:
                         if fut.result():
                             done_bytes += size
                             result.bytes_fetched += size
+                            kept.add(device)
                         else:
                             retry(i, device)
                         continue
@@ -540,9 +549,11 @@ class Puller:
                         if _verify_write(fd, data, i * BLOCK_SIZE, hashes[i]):
                             done_bytes += size
                             result.bytes_fetched += size
+                            kept.add(device)
                         else:
                             retry(i, device)
                 self.in_progress[a.path] = (done_bytes, target.size)
+            return sorted({names[d] for d in kept})
         finally:
             writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
             for fut in inflight:

@@ -370,8 +370,9 @@ class EngineWorker(QObject):
                                 f"({human_size(total)}){source}"))
         else:
             for d in fetched:
+                sender = f" from {d['from']}" if d.get("from") else source
                 out.append(Activity(now, "received", f"Received {d['path']} "
-                                    f"({human_size(d.get('size', 0))}){source}"))
+                                    f"({human_size(d.get('size', 0))}){sender}"))
         deleted = [d["path"] for k, d in events if k == "deleted"]
         if len(deleted) > SUMMARIZE_ABOVE:
             out.append(Activity(now, "deleted", f"Deleted {len(deleted):,} files that were "
