@@ -73,6 +73,7 @@ def matches_disk(root: Path, entry: FileEntry | None, rel: str) -> bool:
         and st.st_size == entry.size
         and st.st_mtime_ns == entry.mtime_ns
         and (entry.inode == 0 or st.st_ino == entry.inode)
+        and (entry.ctime_ns == 0 or st.st_ctime_ns == entry.ctime_ns)
     )
 
 
@@ -114,7 +115,3 @@ def archive(root: Path, rel: str, when: float | None = None) -> str:
 def set_meta(path: Path, mode: int, mtime_ns: int) -> None:
     os.chmod(path, mode & 0o777)
     os.utime(path, ns=(mtime_ns, mtime_ns))
-
-
-def stat_inode(root: Path, rel: str) -> int:
-    return os.lstat(root / rel).st_ino

@@ -29,7 +29,7 @@ from app.core.model import HASH_LEN, FileEntry, Kind
 
 _ENTRY_COLS = (
     "path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
-    "deleted, seq, inode, error"
+    "deleted, seq, inode, error, ctime_ns"
 )
 # Small columns first and `blocks` (up to 256 KiB for a 1 GiB file) last, so that
 # reading the others never has to walk a row's overflow pages.
@@ -74,12 +74,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX remote_files_path ON remote_files (path, device, version);
     CREATE TABLE ignored (path TEXT PRIMARY KEY) WITHOUT ROWID;
     """,
+    # 2: st_ctime_ns of local files, so a rewrite that keeps size, mtime and inode
+    # (cp -p, touch -r) is still seen; 0 = unknown, which the next scan re-hashes once.
+    """
+    ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE remote_files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
-# local_brief rows: (path, state, size, mtime_ns, mode, inode_db). Plain tuples on
-# purpose: building 10,000 objects per rescan would cost more than the walk itself.
-Brief = tuple[str, int, int, int, int, int]
+# local_brief rows: (path, state, size, mtime_ns, mode, inode_db, ctime_ns). Plain tuples
+# on purpose: building 10,000 objects per rescan would cost more than the walk itself.
+Brief = tuple[str, int, int, int, int, int, int]
 BRIEF_DELETED = -1  # state of a deleted tombstone
 BRIEF_ERROR = -2  # state of an entry with an error set (always worth a closer look)
 # otherwise the state is the entry's Kind
@@ -250,7 +256,7 @@ class Index:
         sql = (
             f"SELECT path, CASE WHEN deleted THEN {BRIEF_DELETED} "
             f"WHEN error != '' THEN {BRIEF_ERROR} ELSE kind END, "
-            "size, mtime_ns, mode, inode FROM files"
+            "size, mtime_ns, mode, inode, ctime_ns FROM files"
         )
         args: tuple = ()
         if under is not None:
@@ -294,17 +300,17 @@ class Index:
         )
 
     @_locked
-    def set_inode(self, path: str, inode: int) -> None:
+    def set_inode(self, path: str, inode: int, ctime_ns: int = 0) -> None:
         """Update local bookkeeping only: no new version, no new seq."""
-        self.set_inodes([(path, inode)])
+        self.set_inodes([(path, inode, ctime_ns)])
 
     @_locked
-    def set_inodes(self, items: Iterable[tuple[str, int]]) -> None:
-        """Batch form of set_inode (one transaction)."""
+    def set_inodes(self, items: Iterable[tuple[str, int, int]]) -> None:
+        """Batch form of set_inode (one transaction): (path, inode, ctime_ns)."""
         with self._tx():
             self._db.executemany(
-                "UPDATE files SET inode = ? WHERE path = ?",
-                ((inode_to_db(i), p) for p, i in items),
+                "UPDATE files SET inode = ?, ctime_ns = ? WHERE path = ?",
+                ((inode_to_db(i), c, p) for p, i, c in items),
             )
 
     @_locked
@@ -459,6 +465,7 @@ def _to_row(e: FileEntry, seq: int) -> tuple:
         seq,
         inode_to_db(e.inode),
         e.error,
+        e.ctime_ns,
     )
 
 
@@ -478,6 +485,7 @@ def _from_row(r: tuple | sqlite3.Row) -> FileEntry:
         seq=r[11],
         inode=_inode_from_db(r[12]),
         error=r[13],
+        ctime_ns=r[14],
     )
 
 

@@ -46,6 +46,7 @@ class FileEntry:
     # local-only bookkeeping, never sent:
     inode: int = 0
     error: str = ""  # why this path cannot be synced ("" when it can)
+    ctime_ns: int = 0  # st_ctime_ns when last indexed: catches rewrites that keep the mtime
 
     def block_hashes(self) -> list[bytes]:
         b = self.blocks

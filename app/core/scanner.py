@@ -87,7 +87,7 @@ def scan(
 
 def _brief_of(e: FileEntry) -> Brief:
     state = BRIEF_DELETED if e.deleted else BRIEF_ERROR if e.error else int(e.kind)
-    return (e.path, state, e.size, e.mtime_ns, e.mode, inode_to_db(e.inode))
+    return (e.path, state, e.size, e.mtime_ns, e.mode, inode_to_db(e.inode), e.ctime_ns)
 
 
 def _live(e: FileEntry | None, kind: Kind) -> bool:
@@ -139,7 +139,7 @@ class _Scan:
         self.protected: list[str] = []  # dirs whose indexed subtree must be kept
         self.visited_dirs: set[str] = set()
         self.writes: list[FileEntry] = []
-        self.inodes: list[tuple[str, int]] = []
+        self.inodes: list[tuple[str, int, int]] = []  # (path, inode, ctime_ns)
         self.result = ScanResult()
         self.start_seq = 0
 
@@ -282,9 +282,14 @@ class _Scan:
     # --- the three kinds
 
     def _unchanged_file(self, rel: str, st: os.stat_result) -> bool:
-        """The hot path of a rescan: same size, mtime, inode and mode -> same content."""
+        """The hot path of a rescan: same size, mtime, inode, mode and ctime -> same content.
+
+        ctime cannot be set by user tools, so a rewrite that restores the mtime (cp -p,
+        touch -r) still shows here.
+        """
         return self.brief.get(rel) == (
-            rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777, inode_to_db(st.st_ino)
+            rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
+            inode_to_db(st.st_ino), st.st_ctime_ns,
         )
 
     def _file(self, rel: str, abs_path: str, st: os.stat_result) -> None:
@@ -308,7 +313,7 @@ class _Scan:
             return
         self._new_version(
             FileEntry(rel, Kind.FILE, size, st.st_mtime_ns, _perm(st), h, blocks,
-                      inode=st.st_ino),
+                      inode=st.st_ino, ctime_ns=st.st_ctime_ns),
             old,
         )
 
@@ -326,9 +331,10 @@ class _Scan:
     def _same_file(self, old: FileEntry, st: os.stat_result) -> None:
         """Same content and metadata: no new version, only bookkeeping if needed."""
         if old.error:
-            self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino))
-        elif old.inode != st.st_ino:
-            self.inodes.append((old.path, st.st_ino))
+            self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
+                                                   ctime_ns=st.st_ctime_ns))
+        elif (old.inode, old.ctime_ns) != (st.st_ino, st.st_ctime_ns):
+            self.inodes.append((old.path, st.st_ino, st.st_ctime_ns))
 
     def _unreadable(self, rel: str, st: os.stat_result, exc: OSError) -> None:
         """Record why a file cannot be synced, without a new version (content unknown)."""
@@ -414,7 +420,7 @@ class _Scan:
         """Forget decisions about paths written by someone else during the scan."""
         log.debug("scan raced with index writes on %d paths; leaving them", len(raced))
         self.writes = [e for e in self.writes if e.path not in raced]
-        self.inodes = [(p, i) for p, i in self.inodes if p not in raced]
+        self.inodes = [item for item in self.inodes if item[0] not in raced]
         self.result.changed = [e for e in self.result.changed if e.path not in raced]
         self.result.errors = [e for e in self.result.errors if e.path not in raced]
 

@@ -170,7 +170,7 @@ class Puller:
                 apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
                 os.rename(self.root / old.path, dest)
                 apply.set_meta(dest, new.target.mode, new.target.mtime_ns)
-                moved = replace(new.target, inode=os.lstat(dest).st_ino, error="")
+                moved = replace(new.target, **_on_disk(dest), error="")
                 self._commit(moved, replace(old.target, inode=0, error=""))
                 result.done += 2
                 self.emit("renamed", {"from": old.path, "to": new.path})
@@ -202,7 +202,7 @@ class Puller:
                 self._archive_live(local, a.path)
             apply.ensure_dirs(self.root, a.path)
             os.chmod(full, a.target.mode & 0o777)
-            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
+            self._commit(replace(a.target, **_on_disk(full), error=""))
 
     async def _do_meta(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -211,7 +211,7 @@ class Puller:
                 raise apply.DiskChanged
             full = paths.safe_join(self.root, a.path)
             apply.set_meta(full, a.target.mode, a.target.mtime_ns)
-            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
+            self._commit(replace(a.target, **_on_disk(full), error=""))
 
     async def _do_delete(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -256,7 +256,7 @@ class Puller:
                 raise
             with contextlib.suppress(OSError, NotImplementedError):
                 os.utime(full, ns=(a.target.mtime_ns, a.target.mtime_ns), follow_symlinks=False)
-            self._commit(replace(a.target, inode=os.lstat(full).st_ino, error=""))
+            self._commit(replace(a.target, **_on_disk(full), error=""))
 
     # --- fetching a file -------------------------------------------------------------
     async def _do_fetch(self, a: Action, result: RoundResult) -> None:
@@ -286,7 +286,7 @@ class Puller:
             apply.set_meta(tmp, target.mode, target.mtime_ns)
             os.rename(tmp, full)
             self.temps.discard(tmp_rel)
-            self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
+            self._commit(replace(target, **_on_disk(full), error=""))
         self.emit("fetched", {"path": a.path, "size": target.size, "from": ", ".join(sources)})
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
@@ -326,7 +326,7 @@ class Puller:
                 raise
             apply.set_meta(tmp, target.mode, target.mtime_ns)
             os.rename(tmp, full)
-            self._commit(replace(target, inode=os.lstat(full).st_ino, error=""))
+            self._commit(replace(target, **_on_disk(full), error=""))
         self.emit("fetched", {"path": a.path, "size": target.size, "from": source})
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
@@ -380,7 +380,7 @@ class Puller:
             os.rename(self.root / rel, copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id,
-                           inode=os.lstat(copy_full).st_ino)
+                           **_on_disk(copy_full))
             self._commit(copy)
         self.emit("conflict", {"path": rel, "copy": copy_rel})
 
@@ -562,6 +562,12 @@ class Puller:
                 self._slots.release()
             if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
+
+
+def _on_disk(full: Path) -> dict[str, int]:
+    """The stat bookkeeping an entry keeps of the file just written (see scanner)."""
+    st = os.lstat(full)
+    return {"inode": st.st_ino, "ctime_ns": st.st_ctime_ns}
 
 
 def _block_size(size: int, i: int) -> int:

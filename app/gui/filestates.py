@@ -11,7 +11,7 @@ gives the same rows (tests/gui/test_filestates.py holds it to that) in two steps
   tiny queries), and only those whose row really changed.
 
 It reads the index database through its own connection (WAL mode: a reader never
-blocks the engine's writer) and needs schema version 1 of app/core/index.py; on any
+blocks the engine's writer) and needs schema version 2 of app/core/index.py; on any
 other version it falls back to `file_states` for every poll. It is called from a
 worker thread, never from the GUI thread.
 """
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # path, size, mtime (seconds), state, reason ("" unless state is error)
 Row = tuple[str, int, float, str, str]
-KNOWN_SCHEMA = 1
+KNOWN_SCHEMA = 2  # its queries read no column that migration 2 added
 BATCH = 500
 
 _LOCAL_SQL = """
