@@ -281,13 +281,16 @@ class Puller:
         finally:
             os.close(fd)
         async with self.lock:
-            local = self.index.get(a.path)
-            self._make_room(local, a)
-            apply.set_meta(tmp, target.mode, target.mtime_ns)
-            os.rename(tmp, full)
+            self._put_in_place(a, tmp, full)  # on failure the temp stays, for a resume
             self.temps.discard(tmp_rel)
-            self._commit(replace(target, **_on_disk(full), error=""))
         self.emit("fetched", {"path": a.path, "size": target.size, "from": ", ".join(sources)})
+
+    def _put_in_place(self, a: Action, tmp: Path, full: Path) -> None:
+        """Move a finished temp file to its final path (the caller holds the disk lock)."""
+        self._make_room(self.index.get(a.path), a)
+        apply.set_meta(tmp, a.target.mode, a.target.mtime_ns)
+        os.rename(tmp, full)
+        self._commit(replace(a.target, **_on_disk(full), error=""))
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
         """A file of at most one block: get its bytes first, then write it in one step.
@@ -320,13 +323,11 @@ class Puller:
             finally:
                 os.close(fd)
             try:
-                self._make_room(self.index.get(a.path), a)
+                self._put_in_place(a, tmp, full)
             except BaseException:
-                os.unlink(tmp)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # nothing worth resuming in one block
                 raise
-            apply.set_meta(tmp, target.mode, target.mtime_ns)
-            os.rename(tmp, full)
-            self._commit(replace(target, **_on_disk(full), error=""))
         self.emit("fetched", {"path": a.path, "size": target.size, "from": source})
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
