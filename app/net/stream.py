@@ -18,11 +18,14 @@ from app.net import framing
 
 STAGING = 256 * 1024
 MAX_QUEUED_BYTES = 16 * 1024 * 1024  # stop reading the socket past this much unread
+WRITE_BUFFER = 8 * 1024 * 1024
 
 
 class FrameStream(asyncio.BufferedProtocol):
     def __init__(self, transport: asyncio.Transport, max_size: int = framing.MAX_FRAME) -> None:
         self.transport = transport
+        # room for the next batch of blocks while the previous one is still being sent
+        transport.set_write_buffer_limits(high=WRITE_BUFFER, low=WRITE_BUFFER // 4)
         self.max_size = max_size
         self._stage = bytearray(STAGING)
         self._fill = 0
