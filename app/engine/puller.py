@@ -337,6 +337,11 @@ class Puller:
             where: tuple[str, int] | None = (rel, 0)
         else:
             where = self.index.find_block(h)
+        return self._read_verified(where, size, h)
+
+    def _read_verified(self, where: tuple[str, int] | None, size: int,
+                       h: bytes) -> bytes | None:
+        """Block `where` = (path, block index) of a local file, if it still hashes to h."""
         if where is None:
             return None
         try:
@@ -465,17 +470,8 @@ class Puller:
         return [i < len(old) and old[i] == h for i, h in enumerate(hashes)]
 
     def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, h: bytes) -> bool:
-        where = self.index.find_block(h)
-        if where is None:
-            return False
-        src_rel, idx = where
-        size = _block_size(target.size, i)
-        try:
-            with open(paths.safe_join(self.root, src_rel), "rb") as src:
-                data = os.pread(src.fileno(), size, idx * BLOCK_SIZE)
-        except (OSError, paths.BadPath):
-            return False
-        if len(data) != size or hashing.block_hash(data) != h:
+        data = self._read_verified(self.index.find_block(h), _block_size(target.size, i), h)
+        if data is None:
             return False
         os.pwrite(fd, data, i * BLOCK_SIZE)
         return True
