@@ -28,7 +28,7 @@ from app.core.planner import plan_path
 from app.engine.config import Config
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
-from app.net import framing, identity
+from app.net import identity
 from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, handshake
 
@@ -637,4 +637,3 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-__all__ = ["Node", "NodeOptions", "ConnectFailure", "framing"]
