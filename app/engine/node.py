@@ -635,5 +635,3 @@ def _is_ip(host: str) -> bool:
         return True
     except OSError:
         return False
-
-
