@@ -12,12 +12,29 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from app.core import paths
 
 log = logging.getLogger(__name__)
+
+# Changes only. Without a filter inotify also reports every open and read-only close,
+# so serving 10,000 files to a peer would wake the observer thread 20,000 times.
+CHANGES = [DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileClosedEvent,
+           FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent]
 
 
 class _Handler(FileSystemEventHandler):
@@ -34,8 +51,6 @@ class _Handler(FileSystemEventHandler):
         return rel
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
         for p in (event.src_path, getattr(event, "dest_path", "")):
             rel = self._rel(p) if p else None
             if rel is not None:
@@ -45,7 +60,8 @@ class _Handler(FileSystemEventHandler):
 class FolderWatcher:
     def __init__(self, root: Path, report: Callable[[str], None]) -> None:
         self.observer = Observer()
-        self.observer.schedule(_Handler(root, report), os.fsdecode(root), recursive=True)
+        self.observer.schedule(_Handler(root, report), os.fsdecode(root), recursive=True,
+                              event_filter=CHANGES)
 
     def start(self) -> None:
         self.observer.daemon = True
