@@ -13,10 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 
 # Changes only. Without a filter inotify also reports every open and read-only close,
 # so serving 10,000 files to a peer would wake the observer thread 20,000 times.
-CHANGES = [DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileClosedEvent,
-           FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent]
+CHANGES = [DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent,
+           FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent,
+           FileModifiedEvent, FileMovedEvent]
 
 
 class _Handler(FileSystemEventHandler):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from app.engine.watcher import FolderWatcher
+from tests.procs import wait_until
 
 
 class Reports:
@@ -37,5 +38,8 @@ def test_reads_are_silent_writes_are_reported(tmp_path: Path) -> None:
         assert reports.got.wait(5)
         assert "sub/new.txt" in reports.paths
         assert "sub/served.txt" not in reports.paths
+
+        served.chmod(0o755)  # a mode change alone is a change to sync
+        wait_until(lambda: "sub/served.txt" in reports.paths, 5, 0.02)
     finally:
         watcher.stop()
