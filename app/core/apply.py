@@ -61,6 +61,13 @@ def matches_disk(root: Path, entry: FileEntry | None, rel: str) -> bool:
     try:
         st = os.lstat(root / rel)
     except FileNotFoundError:
+        st = None
+    return stat_matches(entry, st)
+
+
+def stat_matches(entry: FileEntry | None, st: os.stat_result | None) -> bool:
+    """matches_disk for an lstat result already taken (None: nothing there)."""
+    if st is None:
         return entry is None or entry.deleted
     if entry is None or entry.deleted:
         return False

@@ -96,6 +96,7 @@ class IndexTooNew(RuntimeError):
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _locked(fn: F) -> F:
@@ -112,6 +113,7 @@ class Index:
 
     def __init__(self, db_path: Path | str, device_id: str) -> None:
         self.device_id = device_id
+        self.generation = 0  # bumped by every committed write: lets callers cache answers
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
@@ -189,6 +191,7 @@ class Index:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self.generation += 1
 
     # --- meta
 
@@ -218,6 +221,17 @@ class Index:
             f"SELECT {_ENTRY_COLS} FROM files WHERE path = ?", (path,)
         ).fetchone()
         return None if row is None else _from_row(row)
+
+    @_locked
+    def get_many(self, paths: list[str]) -> dict[str, FileEntry]:
+        """path -> local entry for those of `paths` that have one: a query per 500 paths."""
+        out: dict[str, FileEntry] = {}
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            for r in self._db.execute(
+                    f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk):
+                out[r[0]] = _from_row(r)
+        return out
 
     @_locked
     def all_local(self) -> list[FileEntry]:
@@ -324,6 +338,17 @@ class Index:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
+    @_locked
+    def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
+        """find_block for many hashes at once; hashes found nowhere are left out."""
+        out: dict[bytes, tuple[str, int]] = {}
+        for chunk in _chunks(hashes):
+            marks = ", ".join("?" * len(chunk))
+            for h, path, idx in self._db.execute(
+                    f"SELECT hash, path, idx FROM blocks WHERE hash IN ({marks})", chunk):
+                out.setdefault(bytes(h), (path, idx))
+        return out
+
     # --- remote entries
 
     @_locked
@@ -403,10 +428,8 @@ class Index:
         The same paths as `differing_paths()`, but fetched in one pass, so planning a
         round of 10,000 new files costs one query, not two per file.
         """
-        paths = self.differing_paths()
         out: list[tuple[str, FileEntry | None, dict[str, FileEntry]]] = []
-        for i in range(0, len(paths), 500):
-            chunk = paths[i : i + 500]
+        for chunk in _chunks(self.differing_paths()):
             marks = ", ".join("?" * len(chunk))
             local = {r[0]: _from_row(r) for r in self._db.execute(
                 f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk)}
@@ -447,6 +470,12 @@ class Index:
 
 
 _QMARKS = ", ".join("?" * len(_ENTRY_COLS.split(",")))
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    """Pieces small enough for one `IN (...)` list (SQLite caps the number of ? marks)."""
+    for i in range(0, len(items), 500):
+        yield items[i : i + 500]
 
 
 def _to_row(e: FileEntry, seq: int) -> tuple:

@@ -24,7 +24,7 @@ from app.core import hashing, paths, scanner
 from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import MAX_INT, FileEntry, Kind
-from app.core.planner import plan_path
+from app.core.planner import Action, plan_path
 from app.engine.config import Config
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
@@ -66,6 +66,13 @@ class PeerState:
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
     serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class _Assessment:
+    key: tuple  # (index generation, connected peers, ignore patterns) it was made for
+    actions: list[Action]
+    counts: dict[str, int]  # device -> paths we need from it alone
 
 
 class ConnectFailure(Exception):
@@ -126,6 +133,7 @@ class Node:
         self.roles = None
         self._first_scan: asyncio.Task | None = None
         self._disk_tasks: list[asyncio.Task] = []
+        self._assessed: _Assessment | None = None
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -453,29 +461,40 @@ class Node:
                 await conn.send({"t": "data", "items": out})
 
     # --- pulling ---------------------------------------------------------------------
-    def plan(self) -> list:
+    def plan(self) -> list[Action]:
         """What to do now, over every path where some peer's version differs from ours."""
-        actions = []
-        for rel, local, remotes in self.index.differing_entries():
-            if not self.ignore.matches(rel):
-                action = plan_path(local, remotes)
-                if action is not None:
-                    actions.append(action)
-        return actions
+        return self._assess().actions
 
     def need_counts(self) -> dict[str, int]:
-        """device -> how many paths we still need from that device alone (one pass)."""
+        """device -> how many paths we still need from that device alone."""
+        return dict(self._assess().counts)
+
+    def need_count(self, device: str) -> int:
+        return self._assess().counts.get(device, 0)
+
+    def _assess(self) -> _Assessment:
+        """One pass over every differing path: the plan, and what each peer has for us.
+
+        Kept until the index, the peers or the ignore patterns change: the pull loop,
+        the state messages and `sync`'s polling all ask, several times per change.
+        """
+        key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns))
+        if self._assessed is not None and self._assessed.key == key:
+            return self._assessed
+        actions: list[Action] = []
         counts = dict.fromkeys(self.peers, 0)
         for rel, local, remotes in self.index.differing_entries():
             if self.ignore.matches(rel):
                 continue
+            action = plan_path(local, remotes)
+            if action is not None:
+                actions.append(action)
             for device in counts.keys() & remotes.keys():
-                if plan_path(local, {device: remotes[device]}) is not None:
-                    counts[device] += 1
-        return counts
-
-    def need_count(self, device: str) -> int:
-        return self.need_counts().get(device, 0)
+                needed = action is not None if len(remotes) == 1 else \
+                    plan_path(local, {device: remotes[device]}) is not None
+                counts[device] += needed
+        self._assessed = _Assessment(key, actions, counts)
+        return self._assessed
 
     def set_paused(self, paused: bool) -> None:
         """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""

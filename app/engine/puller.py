@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, hashing, paths
+from app.core import apply, batchwrite, hashing, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -34,6 +34,9 @@ WINDOW_BLOCKS = 64  # blocks in flight per file (8 MiB)
 MAX_INFLIGHT_BLOCKS = 256  # over all files: at most 32 MiB of requested data in flight
 COMMIT_BATCH = 500
 OFFLOOP_WRITES = 1024 * 1024  # files larger than this verify and write in a thread
+SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
+SMALL_BATCH_BYTES = 2 * 1024 * 1024
+SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
 
 
 class NoSource(Exception):
@@ -96,7 +99,12 @@ class Puller:
         order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
         early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
                        key=lambda a: (order[a.op], a.path))
-        files = [a for a in rest if a.op in (FETCH, LINK, META)]
+        small, files = [], []
+        for a in rest:
+            if a.op == FETCH and not a.conflict_copy and a.target.size <= BLOCK_SIZE:
+                small.append(a)
+            elif a.op in (FETCH, LINK, META):
+                files.append(a)
         deletes = sorted((a for a in rest if a.op == DELETE),
                          key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
         for a in early:
@@ -109,7 +117,8 @@ class Puller:
             async with sem:
                 await self._run_one(a, result)
 
-        await asyncio.gather(*(limited(a) for a in files))
+        await asyncio.gather(self._fetch_small_files(small, result),
+                             *(limited(a) for a in files))
         for a in deletes:
             await self._run_one(a, result)
         async with self.lock:
@@ -123,35 +132,42 @@ class Puller:
                 return
             await getattr(self, f"_do_{a.op}")(a, result)
             result.done += 1
-        except apply.DiskChanged:
+        except (apply.DiskChanged, NoSource, OSError, paths.BadPath, ValueError) as e:
+            self._failed(a, e, result)
+        finally:
+            self.in_progress.pop(a.path, None)
+
+    def _failed(self, a: Action, e: Exception, result: RoundResult) -> None:
+        if isinstance(e, apply.DiskChanged):
             self.request_rescan(a.path)
             result.failed[a.path] = "changed on disk meanwhile; rescanning"
-        except NoSource as e:
+        elif isinstance(e, NoSource):
             result.waiting += 1
             log.debug("%s: %s", a.path, e)
-        except (OSError, paths.BadPath, ValueError) as e:
+        else:
             result.failed[a.path] = str(e)
             if self._reported.get(a.path) != str(e):  # say it once, not at every retry
                 self._reported[a.path] = str(e)
                 log.warning("could not sync %s: %s", a.path, e)
                 self.emit("error", {"path": a.path, "reason": str(e)})
-        finally:
-            self.in_progress.pop(a.path, None)
 
     # --- renames ---------------------------------------------------------------------
     def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
         """Pair a deletion with a new file of the same content: a move, not a transfer."""
         deletes: dict[bytes, list[Action]] = {}
+        local = self.index.get_many([a.path for a in actions if a.op == DELETE])
         for a in actions:
             if a.op == DELETE and not a.conflict_copy:
-                local = self.index.get(a.path)
-                if local and not local.deleted and local.kind == Kind.FILE and local.size:
-                    deletes.setdefault(local.hash, []).append(a)
+                mine = local.get(a.path)
+                if mine and not mine.deleted and mine.kind == Kind.FILE and mine.size:
+                    deletes.setdefault(mine.hash, []).append(a)
+        if not deletes:
+            return [], actions
         pairs, used = [], set()
         for a in actions:
             if a.op == FETCH and not a.conflict_copy and a.target.size:
                 old = deletes.get(a.target.hash)
-                current = self.index.get(a.path)
+                current = self.index.get(a.path) if old else None
                 if old and (current is None or current.deleted):
                     d = old.pop()
                     pairs.append((d, a))
@@ -261,9 +277,7 @@ class Puller:
     # --- fetching a file -------------------------------------------------------------
     async def _do_fetch(self, a: Action, result: RoundResult) -> None:
         target = a.target
-        if hashing.file_hash_from_blocks(target.blocks) != target.hash or \
-                target.block_count() != -(-target.size // BLOCK_SIZE):
-            raise ValueError("the peer's block list does not match its file hash or size")
+        _check_blocks(target)
         if target.size <= BLOCK_SIZE:
             await self._fetch_small(a, result)
             return
@@ -329,6 +343,90 @@ class Puller:
                     os.unlink(tmp)  # nothing worth resuming in one block
                 raise
         self.emit("fetched", {"path": a.path, "size": target.size, "from": source})
+
+    # --- small files in batches ----------------------------------------------------
+    async def _fetch_small_files(self, actions: list[Action], result: RoundResult) -> None:
+        """New or changed files of at most one block, without a conflict copy to keep.
+
+        In batches: one index query and one request frame per batch, and all of a
+        batch's disk work in one call on the writer thread, so per-file overhead is
+        small and the loop keeps receiving while the disk works. A file whose
+        batched request failed is retried alone, from every peer that has it.
+        """
+        slots = asyncio.Semaphore(SMALL_BATCHES_IN_FLIGHT)
+
+        async def one(batch: list[Action]) -> None:
+            async with slots:
+                retry = await self._small_batch(batch, result)
+            for a in retry:
+                await self._run_one(a, result)
+
+        await asyncio.gather(*(one(b) for b in _batches(actions)))
+
+    async def _small_batch(self, batch: list[Action], result: RoundResult) -> list[Action]:
+        """Fetch and write one batch; returns the actions to retry one by one."""
+        local = self.index.get_many([a.path for a in batch])
+        found = self.index.find_blocks([a.target.blocks for a in batch if a.target.size])
+        ready: list[tuple[Action, bytes, str]] = []  # (action, content, the peer it came from)
+        asked: list[tuple[Action, asyncio.Future, str]] = []
+        for a in batch:
+            target = a.target
+            try:
+                paths.validate(a.path)
+                _check_blocks(target)
+            except (paths.BadPath, ValueError) as e:
+                self._failed(a, e, result)
+                continue
+            if not target.size:
+                ready.append((a, b"", ""))
+                continue
+            mine = local.get(a.path)
+            where = (a.path, 0) if mine is not None and not mine.deleted and \
+                mine.blocks[:len(target.blocks)] == target.blocks else found.get(target.blocks)
+            data = self._read_verified(where, target.size, target.blocks)
+            if data is not None:
+                ready.append((a, data, ""))
+                result.bytes_reused += len(data)
+                continue
+            sources = self._live_sources(a)
+            if not sources:
+                result.waiting += 1
+                continue
+            conn = sources[len(asked) % len(sources)]
+            asked.append((a, conn.request_block(a.path, 0, target.size, target.blocks),
+                          conn.info.name))
+        retry = []
+        for a, fut, name in asked:
+            data = await fut
+            if data is not None and len(data) == a.target.size and \
+                    hashing.block_hash(data) == a.target.blocks:
+                ready.append((a, data, name))
+                result.bytes_fetched += len(data)
+            else:
+                retry.append(a)
+        if ready:
+            await self._write_small(ready, result)
+        return retry
+
+    async def _write_small(self, ready: list[tuple[Action, bytes, str]],
+                           result: RoundResult) -> None:
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            local = self.index.get_many([a.path for a, _, _ in ready])
+            files = [batchwrite.SmallFile(
+                a.path, data, a.target.mode, a.target.mtime_ns,
+                paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
+                local.get(a.path)) for a, data, _ in ready]
+            outcomes = await loop.run_in_executor(self._writer, batchwrite.write_small_files,
+                                                  self.root, files)
+            for (a, _, source), out in zip(ready, outcomes, strict=True):
+                if isinstance(out, Exception):
+                    self._failed(a, out, result)
+                    continue
+                self._commit(replace(a.target, inode=out.inode, ctime_ns=out.ctime_ns,
+                                     error=""))
+                result.done += 1
+                self.emit("fetched", {"path": a.path, "size": a.target.size, "from": source})
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
         """The block from a file we already have (this path's old content, or any)."""
@@ -559,6 +657,26 @@ class Puller:
                 self._slots.release()
             if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
+
+
+def _check_blocks(target: FileEntry) -> None:
+    if hashing.file_hash_from_blocks(target.blocks) != target.hash or \
+            target.block_count() != -(-target.size // BLOCK_SIZE):
+        raise ValueError("the peer's block list does not match its file hash or size")
+
+
+def _batches(actions: list[Action]) -> list[list[Action]]:
+    """Consecutive runs (path order keeps a directory together) of bounded count and bytes."""
+    out: list[list[Action]] = []
+    size = 0
+    for a in actions:
+        if not out or size + a.target.size > SMALL_BATCH_BYTES or \
+                len(out[-1]) >= SMALL_BATCH_FILES:
+            out.append([])
+            size = 0
+        out[-1].append(a)
+        size += a.target.size
+    return out
 
 
 def _on_disk(full: Path) -> dict[str, int]:

@@ -264,3 +264,31 @@ def test_threads_share_one_index(idx):
     assert not errors
     seqs = sorted(e.seq for e in idx.all_local())
     assert seqs == list(range(1, 201))
+
+
+def test_get_many_answers_for_the_paths_it_has(idx):
+    many = [entry(f"d/{i:04d}") for i in range(1200)]  # more than one IN (...) list
+    idx.put_local(many)
+    got = idx.get_many([e.path for e in many] + ["d/none"])
+    assert len(got) == 1200 and "d/none" not in got
+    assert got["d/0777"] == idx.get("d/0777")
+    assert idx.get_many([]) == {}
+
+
+def test_find_blocks_finds_each_hash_once(idx):
+    a, b = entry("a", blocks=os.urandom(64)), entry("b", blocks=os.urandom(32))
+    idx.put_local([a, b])
+    ha, hb = a.block_hashes(), b.block_hashes()
+    found = idx.find_blocks([ha[1], hb[0], os.urandom(32)])
+    assert found == {ha[1]: ("a", 1), hb[0]: ("b", 0)}
+
+
+def test_generation_moves_with_every_write_only(idx):
+    g = idx.generation
+    idx.get("a")
+    idx.get_many(["a"])
+    assert idx.generation == g
+    idx.put_local([entry("a")])
+    assert idx.generation == g + 1
+    idx.put_remote("PEER", b"id", [entry("b")], 5)
+    assert idx.generation == g + 2

@@ -1,0 +1,102 @@
+"""The disk half of a batched small-file fetch: each file safely in place, or why not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.core import apply, paths
+from app.core.batchwrite import Placed, SmallFile, write_small_files
+from app.core.model import FileEntry, Kind
+
+MTIME = 1_600_000_000_123_456_789
+
+
+def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
+    temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
+    return SmallFile(rel, data, mode, MTIME, temp, local)
+
+
+def indexed(root: Path, rel: str) -> FileEntry:
+    """The entry a scan would have made for the file at rel."""
+    st = os.lstat(root / rel)
+    return FileEntry(rel, Kind.FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
+                     inode=st.st_ino, ctime_ns=st.st_ctime_ns)
+
+
+def leftovers(root: Path) -> list[str]:
+    return [str(p.relative_to(root)) for p in root.rglob("*") if paths.is_temp_name(p.name)]
+
+
+def test_new_files_land_with_content_mode_and_mtime(tmp_path):
+    files = [small("top.txt", b"top"), small("a/b/deep.txt", b"deep", mode=0o755),
+             small("a/empty", b"")]
+    out = write_small_files(tmp_path, files)
+    assert all(isinstance(o, Placed) for o in out)
+    assert (tmp_path / "top.txt").read_bytes() == b"top"
+    assert (tmp_path / "a/b/deep.txt").read_bytes() == b"deep"
+    assert (tmp_path / "a/empty").read_bytes() == b""
+    st = os.stat(tmp_path / "a/b/deep.txt")
+    assert st.st_mode & 0o777 == 0o755 and st.st_mtime_ns == MTIME
+    assert (out[1].inode, out[1].ctime_ns) == (st.st_ino, st.st_ctime_ns)  # what a scan sees
+    assert leftovers(tmp_path) == []
+
+
+def test_the_indexed_old_version_is_archived(tmp_path):
+    (tmp_path / "doc.txt").write_bytes(b"old")
+    [out] = write_small_files(tmp_path, [small("doc.txt", b"new", indexed(tmp_path, "doc.txt"))])
+    assert isinstance(out, Placed)
+    assert (tmp_path / "doc.txt").read_bytes() == b"new"
+    [kept] = (tmp_path / apply.VERSIONS_DIR).iterdir()
+    assert kept.read_bytes() == b"old"
+
+
+def test_a_file_edited_since_indexing_is_left_alone(tmp_path):
+    (tmp_path / "doc.txt").write_bytes(b"old")
+    entry = indexed(tmp_path, "doc.txt")
+    (tmp_path / "doc.txt").write_bytes(b"the user's newer edit")
+    (tmp_path / "new.txt").write_bytes(b"appeared meanwhile")  # the index says: nothing here
+    out = write_small_files(tmp_path, [small("doc.txt", b"new", entry),
+                                       small("new.txt", b"peer's"), small("ok.txt", b"ok")])
+    assert isinstance(out[0], apply.DiskChanged) and isinstance(out[1], apply.DiskChanged)
+    assert isinstance(out[2], Placed)  # one refusal does not stop the batch
+    assert (tmp_path / "doc.txt").read_bytes() == b"the user's newer edit"
+    assert (tmp_path / "new.txt").read_bytes() == b"appeared meanwhile"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("link_at", ["sub", "sub/inner"])
+def test_never_written_through_a_linked_directory(tmp_path, link_at):
+    share, outside = tmp_path / "share", tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    (share / "sub").mkdir(parents=True)
+    if link_at == "sub":
+        os.rmdir(share / "sub")
+        os.symlink(outside, share / "sub")
+    else:
+        os.symlink(outside / "inner", share / "sub/inner")
+    [out] = write_small_files(share, [small("sub/inner/evil.txt", b"evil")])
+    assert isinstance(out, paths.BadPath) and "symlink" in str(out)
+    assert list(outside.rglob("*")) == [outside / "inner"]
+
+
+def test_a_planted_link_under_the_temp_name_is_not_followed(tmp_path):
+    share, outside = tmp_path / "share", tmp_path / "outside.txt"
+    share.mkdir()
+    outside.write_bytes(b"precious")
+    f = small("doc.txt", b"new")
+    os.symlink(outside, share / f.temp_name)
+    [out] = write_small_files(share, [f])
+    assert isinstance(out, Placed)
+    assert outside.read_bytes() == b"precious"
+    assert (share / "doc.txt").read_bytes() == b"new" and not (share / "doc.txt").is_symlink()
+
+
+def test_a_file_where_a_directory_is_needed_fails_that_file_only(tmp_path):
+    (tmp_path / "plain").write_bytes(b"a file")
+    out = write_small_files(tmp_path, [small("plain/x.txt", b"x"), small("y.txt", b"y")])
+    assert isinstance(out[0], paths.BadPath) and "not a directory" in str(out[0])
+    assert isinstance(out[1], Placed)
+    assert (tmp_path / "plain").read_bytes() == b"a file"
