@@ -1,38 +1,43 @@
 """Writing many small files in one call: the disk half of a batched fetch.
 
 A first sync of 10,000 small files is bound by per-file costs, not by bytes, so the
-puller hands a whole batch of verified contents to this function on its writer
+puller hands a whole batch of fetched contents to this function on its writer
 thread while the event loop receives the next batch. Every file still follows the
-safe path: temp file beside it, mode and mtime set, whatever the index says is at
-the final path checked and archived, then an atomic rename. The work is done
-relative to directory descriptors opened without following links, so each
-directory is resolved once per batch and no step can be sent through a link.
+safe path: content checked against its hash, temp file beside it, mode and mtime
+set, whatever the index says is at the final path checked and archived, then an
+atomic rename. The work is done relative to directory descriptors
+(`app.core.dirfds`), so each directory is resolved once per batch and no step can
+be sent through a link.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, paths
+from app.core import apply, hashing, paths
+from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass
 class SmallFile:
     rel: str  # a validated relative path
-    data: bytes  # the whole content, already checked against its hash
+    data: bytes  # the whole content, as a peer sent it
+    block_hash: bytes  # what it must hash to (b"" for an empty file)
     mode: int
     mtime_ns: int
     temp_name: str  # the temp file's name, in rel's directory
     local: FileEntry | None  # what the index says is at rel now
+
+
+class BadContent(Exception):
+    """The bytes do not match their hash: fetch them again, from another peer if need be."""
 
 
 @dataclass
@@ -44,20 +49,23 @@ class Placed:
 def write_small_files(root: Path, files: list[SmallFile]) -> list[Placed | Exception]:
     """Put each file in place; per file, where it now is on disk or why it failed.
 
-    A failure (`apply.DiskChanged`, `paths.BadPath`, `OSError`) concerns that file
-    alone and leaves no temp file behind. The caller holds the disk lock.
+    A failure (`BadContent`, `apply.DiskChanged`, `paths.BadPath`, `OSError`)
+    concerns that file alone and leaves no temp file behind. The caller holds the
+    disk lock.
     """
     out: list[Placed | Exception] = []
-    with _Dirs(root) as dirs:
+    with DirFds(root, create=True) as dirs:
         for f in files:
             try:
+                if (hashing.block_hash(f.data) if f.data else b"") != f.block_hash:
+                    raise BadContent(f"{f.rel}: the bytes do not match their hash")
                 out.append(_place(root, dirs, f))
-            except (OSError, paths.BadPath, apply.DiskChanged) as e:
+            except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
                 out.append(e)
     return out
 
 
-def _place(root: Path, dirs: _Dirs, f: SmallFile) -> Placed:
+def _place(root: Path, dirs: DirFds, f: SmallFile) -> Placed:
     parent, _, name = f.rel.rpartition("/")
     dfd = dirs.open(parent)
     try:
@@ -102,46 +110,3 @@ def _open_temp(dfd: int, name: str) -> int:
     except FileExistsError:
         os.unlink(name, dir_fd=dfd)
         return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd)
-
-
-class _Dirs:
-    """Directory descriptors for one batch, each opened (or created) once, never via a link."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.fds: dict[str, int] = {}
-
-    def __enter__(self) -> _Dirs:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-
-    def open(self, rel_dir: str) -> int:
-        fd = self.fds.get(rel_dir)
-        if fd is not None:
-            return fd
-        if not rel_dir:
-            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        else:
-            parent, _, name = rel_dir.rpartition("/")
-            fd = _open_dir(self.open(parent), name, rel_dir)
-        self.fds[rel_dir] = fd
-        return fd
-
-
-def _open_dir(parent_fd: int, name: str, rel_dir: str) -> int:
-    try:
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):  # made meanwhile: open it below
-                os.mkdir(name, dir_fd=parent_fd)
-            return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            link = stat.S_ISLNK(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
-            raise paths.BadPath(f"{rel_dir} is {'a symlink' if link else 'not a directory'}"
-                                ) from e
-        raise

@@ -234,6 +234,20 @@ class Index:
         return out
 
     @_locked
+    def shared_sizes(self, paths: list[str]) -> dict[str, int]:
+        """path -> size for those of `paths` that are files we share now (live, readable).
+
+        What serving a batch of block requests needs, without decoding whole entries.
+        """
+        out: dict[str, int] = {}
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(self._db.execute(
+                f"SELECT path, size FROM files WHERE path IN ({marks}) "
+                "AND kind = ? AND NOT deleted AND error = ''", (*chunk, int(Kind.FILE))))
+        return out
+
+    @_locked
     def all_local(self) -> list[FileEntry]:
         """Every local entry, deleted tombstones included, ordered by path."""
         rows = self._db.execute(f"SELECT {_ENTRY_COLS} FROM files ORDER BY path")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core import hashing, paths, scanner
+from app.core.dirfds import DirFds
 from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import MAX_INT, FileEntry, Kind
@@ -449,7 +450,7 @@ class Node:
             items = await peer.serve_queue.get()
             out: list[list] = []
             size = 0
-            with _OpenFiles(self) as files:
+            with _OpenFiles(self, items) as files:
                 for item in items:
                     answer = files.read_block(item)
                     out.append([item[0] if isinstance(item, list) and item else 0, answer])
@@ -595,30 +596,34 @@ class Node:
 
 
 class _OpenFiles:
-    """The files one request batch reads from, each checked and opened once."""
+    """The files one request batch reads from, each looked up, checked and opened once."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, items: list) -> None:
         self.node = node
-        self.open: dict[str, tuple[int, int] | None] = {}  # rel -> (fd, size) or refused
+        wanted = {i[1] for i in items
+                  if isinstance(i, list) and len(i) == 5 and isinstance(i[1], str)}
+        self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
+        self.dirs = DirFds(node.root, create=False)
+        self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
         self.stale: set[str] = set()
 
     def __enter__(self) -> _OpenFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for f in self.open.values():
-            if f is not None:
-                os.close(f[0])
+        for fd in self.open.values():
+            if fd is not None:
+                os.close(fd)
+        self.dirs.__exit__()
 
-    def _file(self, rel: str) -> tuple[int, int] | None:
+    def _file(self, rel: str) -> int | None:
         if rel not in self.open:
             self.open[rel] = None
-            entry = self.node.index.get(rel)
-            if entry is not None and not entry.deleted and not entry.error \
-                    and entry.kind == Kind.FILE:
+            if rel in self.sizes:
                 try:
-                    full = paths.safe_join(self.node.root, rel)
-                    self.open[rel] = (os.open(full, os.O_RDONLY | os.O_NOFOLLOW), entry.size)
+                    parent, _, name = paths.validate(rel).rpartition("/")
+                    self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                             dir_fd=self.dirs.open(parent))
                 except (OSError, paths.BadPath):
                     pass
         return self.open[rel]
@@ -630,11 +635,11 @@ class _OpenFiles:
                 and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
             return None
         _, rel, offset, size, h = item
-        f = self._file(rel)
-        if f is None or offset + size > f[1] or not isinstance(h, bytes):
+        fd = self._file(rel)
+        if fd is None or offset + size > self.sizes[rel] or not isinstance(h, bytes):
             return None
         try:
-            data = os.pread(f[0], size, offset)
+            data = os.pread(fd, size, offset)
         except OSError:
             return None
         if hashing.block_hash(data) != h:

@@ -398,35 +398,46 @@ class Puller:
         retry = []
         for a, fut, name in asked:
             data = await fut
-            if data is not None and len(data) == a.target.size and \
-                    hashing.block_hash(data) == a.target.blocks:
+            if data is not None and len(data) == a.target.size:
                 ready.append((a, data, name))
-                result.bytes_fetched += len(data)
             else:
                 retry.append(a)
         if ready:
-            await self._write_small(ready, result)
+            retry += await self._write_small(ready, result)
         return retry
 
     async def _write_small(self, ready: list[tuple[Action, bytes, str]],
-                           result: RoundResult) -> None:
+                           result: RoundResult) -> list[Action]:
+        """Write a batch; returns the actions whose bytes failed their hash check."""
         loop = asyncio.get_running_loop()
         async with self.lock:
-            local = self.index.get_many([a.path for a, _, _ in ready])
-            files = [batchwrite.SmallFile(
-                a.path, data, a.target.mode, a.target.mtime_ns,
-                paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
-                local.get(a.path)) for a, data, _ in ready]
-            outcomes = await loop.run_in_executor(self._writer, batchwrite.write_small_files,
-                                                  self.root, files)
-            for (a, _, source), out in zip(ready, outcomes, strict=True):
-                if isinstance(out, Exception):
-                    self._failed(a, out, result)
-                    continue
-                self._commit(replace(a.target, inode=out.inode, ctime_ns=out.ctime_ns,
-                                     error=""))
+            outcomes = await loop.run_in_executor(self._writer, self._store_small, ready)
+        retry = []
+        for (a, data, source), out in zip(ready, outcomes, strict=True):
+            if isinstance(out, batchwrite.BadContent):
+                retry.append(a)
+            elif isinstance(out, Exception):
+                self._failed(a, out, result)
+            else:
                 result.done += 1
+                if source:
+                    result.bytes_fetched += len(data)
                 self.emit("fetched", {"path": a.path, "size": a.target.size, "from": source})
+        return retry
+
+    def _store_small(self, ready: list[tuple[Action, bytes, str]]
+                     ) -> list[batchwrite.Placed | Exception]:
+        """On the writer thread, under the disk lock: the files, then their index entries."""
+        local = self.index.get_many([a.path for a, _, _ in ready])
+        outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
+            a.path, data, a.target.blocks, a.target.mode, a.target.mtime_ns,
+            paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
+            local.get(a.path)) for a, data, _ in ready])
+        self.index.put_local([
+            replace(a.target, inode=out.inode, ctime_ns=out.ctime_ns, error="")
+            for (a, _, _), out in zip(ready, outcomes, strict=True)
+            if isinstance(out, batchwrite.Placed)])
+        return outcomes
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
         """The block from a file we already have (this path's old content, or any)."""

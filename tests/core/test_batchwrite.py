@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.core import apply, paths
-from app.core.batchwrite import Placed, SmallFile, write_small_files
+from app.core import apply, hashing, paths
+from app.core.batchwrite import BadContent, Placed, SmallFile, write_small_files
 from app.core.model import FileEntry, Kind
 
 MTIME = 1_600_000_000_123_456_789
@@ -16,7 +16,8 @@ MTIME = 1_600_000_000_123_456_789
 
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
     temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
-    return SmallFile(rel, data, mode, MTIME, temp, local)
+    return SmallFile(rel, data, hashing.block_hash(data) if data else b"", mode, MTIME, temp,
+                     local)
 
 
 def indexed(root: Path, rel: str) -> FileEntry:
@@ -100,3 +101,11 @@ def test_a_file_where_a_directory_is_needed_fails_that_file_only(tmp_path):
     assert isinstance(out[0], paths.BadPath) and "not a directory" in str(out[0])
     assert isinstance(out[1], Placed)
     assert (tmp_path / "plain").read_bytes() == b"a file"
+
+
+def test_bytes_that_do_not_match_their_hash_are_not_written(tmp_path):
+    bad = small("x.txt", b"what the peer promised")
+    bad.data = b"what the peer sent"
+    out = write_small_files(tmp_path, [bad, small("y.txt", b"y")])
+    assert isinstance(out[0], BadContent) and isinstance(out[1], Placed)
+    assert not (tmp_path / "x.txt").exists() and leftovers(tmp_path) == []

@@ -292,3 +292,13 @@ def test_generation_moves_with_every_write_only(idx):
     assert idx.generation == g + 1
     idx.put_remote("PEER", b"id", [entry("b")], 5)
     assert idx.generation == g + 2
+
+
+def test_shared_sizes_only_for_live_readable_files(idx):
+    idx.put_local([
+        entry("ok", size=7),
+        replace(entry("gone", size=3), deleted=True),
+        replace(entry("unreadable", size=5), error="cannot read"),
+        FileEntry("dir", Kind.DIR, version={DEV: 1}),
+    ])
+    assert idx.shared_sizes(["ok", "gone", "unreadable", "dir", "never"]) == {"ok": 7}
