@@ -186,8 +186,8 @@ class Puller:
                 apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
                 os.rename(self.root / old.path, dest)
                 apply.set_meta(dest, new.target.mode, new.target.mtime_ns)
-                moved = replace(new.target, **_on_disk(dest), error="")
-                self._commit(moved, replace(old.target, inode=0, error=""))
+                moved = new.target.recorded(*_on_disk(dest))
+                self._commit(moved, old.target.recorded())
                 result.done += 2
                 self.emit("renamed", {"from": old.path, "to": new.path})
             except apply.DiskChanged:
@@ -204,7 +204,7 @@ class Puller:
             if not apply.matches_disk(self.root, local, a.path) and not (
                     local is not None and not local.deleted):
                 raise apply.DiskChanged
-            self._commit(replace(a.target, inode=0, error=""))
+            self._commit(a.target.recorded())
 
     async def _do_mkdir(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -218,7 +218,7 @@ class Puller:
                 self._archive_live(local, a.path)
             apply.ensure_dirs(self.root, a.path)
             os.chmod(full, a.target.mode & 0o777)
-            self._commit(replace(a.target, **_on_disk(full), error=""))
+            self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_meta(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -227,7 +227,7 @@ class Puller:
                 raise apply.DiskChanged
             full = paths.safe_join(self.root, a.path)
             apply.set_meta(full, a.target.mode, a.target.mtime_ns)
-            self._commit(replace(a.target, **_on_disk(full), error=""))
+            self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_delete(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
@@ -249,7 +249,7 @@ class Puller:
                     return
             else:
                 apply.archive(self.root, a.path)
-            self._commit(replace(a.target, inode=0, error=""))
+            self._commit(a.target.recorded())
             self.emit("deleted", {"path": a.path})
 
     async def _do_link(self, a: Action, result: RoundResult) -> None:
@@ -272,7 +272,7 @@ class Puller:
                 raise
             with contextlib.suppress(OSError, NotImplementedError):
                 os.utime(full, ns=(a.target.mtime_ns, a.target.mtime_ns), follow_symlinks=False)
-            self._commit(replace(a.target, **_on_disk(full), error=""))
+            self._commit(a.target.recorded(*_on_disk(full)))
 
     # --- fetching a file -------------------------------------------------------------
     async def _do_fetch(self, a: Action, result: RoundResult) -> None:
@@ -304,7 +304,7 @@ class Puller:
         self._make_room(self.index.get(a.path), a)
         apply.set_meta(tmp, a.target.mode, a.target.mtime_ns)
         os.rename(tmp, full)
-        self._commit(replace(a.target, **_on_disk(full), error=""))
+        self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
         """A file of at most one block: get its bytes first, then write it in one step.
@@ -434,7 +434,7 @@ class Puller:
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path)) for a, data, _ in ready])
         self.index.put_local([
-            replace(a.target, inode=out.inode, ctime_ns=out.ctime_ns, error="")
+            a.target.recorded(out.inode, out.ctime_ns)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
             if isinstance(out, batchwrite.Placed)])
         return outcomes
@@ -493,9 +493,9 @@ class Puller:
             apply.archive(self.root, rel)  # that very version is kept already
         else:
             os.rename(self.root / rel, copy_full)
+            inode, ctime_ns = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
-                           modified_by=self.index.device_id,
-                           **_on_disk(copy_full))
+                           modified_by=self.index.device_id, inode=inode, ctime_ns=ctime_ns)
             self._commit(copy)
         self.emit("conflict", {"path": rel, "copy": copy_rel})
 
@@ -690,10 +690,10 @@ def _batches(actions: list[Action]) -> list[list[Action]]:
     return out
 
 
-def _on_disk(full: Path) -> dict[str, int]:
-    """The stat bookkeeping an entry keeps of the file just written (see scanner)."""
+def _on_disk(full: Path) -> tuple[int, int]:
+    """The stat bookkeeping an entry keeps of the file just written: (inode, ctime_ns)."""
     st = os.lstat(full)
-    return {"inode": st.st_ino, "ctime_ns": st.st_ctime_ns}
+    return st.st_ino, st.st_ctime_ns
 
 
 def _block_size(size: int, i: int) -> int:
