@@ -71,7 +71,8 @@ class Puller:
         self.in_progress: dict[str, tuple[int, int]] = {}  # path -> (bytes done, size)
         self._pending: list[FileEntry] = []  # applied on disk, index write batched
         self._slots = asyncio.Semaphore(MAX_INFLIGHT_BLOCKS)
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="p2psync-write")
+        # Two: one block's hash runs while the other's write waits in the kernel.
+        self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
         self.temps: set[str] = set()  # temp files this puller made and did not finish
 

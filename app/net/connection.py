@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 PING_INTERVAL = 1.5
 DEAD_AFTER = 6.0
 MAX_REQ_ITEMS = 4096
-MAX_DATA_BYTES = 4 * 1024 * 1024  # per `data` frame
+MAX_DATA_BYTES = 1024 * 1024  # per `data` frame: small enough to keep the pipeline moving
 
 
 class ProtocolError(Exception):
