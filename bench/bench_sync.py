@@ -331,6 +331,68 @@ def pulled(stderr: str) -> tuple[int, int, int]:
             sum(int(r) for _, _, r in found))
 
 
+# --- rsync reference (--compare) --------------------------------------------------------
+class RsyncDaemon:
+    """`rsync --daemon` on 127.0.0.1 serving one folder as module `a`: a loopback reference.
+
+    Run right after p2psync's own sync of the same data, so both meet the same disk
+    and page-cache conditions (on these VMs they swing widely from minute to minute).
+    """
+
+    def __init__(self, folder: Path, workdir: Path) -> None:
+        self.port = _free_port()
+        conf = workdir / "rsyncd.conf"
+        conf.write_text(f"use chroot = no\n[a]\n  path = {folder}\n  read only = yes\n"
+                        "  uid = root\n  gid = root\n  exclude = .p2psync/\n")
+        self.proc = subprocess.Popen(
+            ["rsync", "--daemon", "--no-detach", f"--port={self.port}",
+             "--address=127.0.0.1", f"--config={conf}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _port_open(self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise BenchFailure("rsync --daemon did not start")
+            time.sleep(0.05)
+
+    def copy_to(self, dest: Path) -> ProcResult:
+        res = run_measured(["rsync", "-a", f"rsync://127.0.0.1:{self.port}/a/", f"{dest}/"],
+                           600)
+        res.check("rsync")
+        return res
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def rsync_reference(ctx: Ctx, folder: Path, name: str) -> ProcResult | None:
+    """Time rsync over loopback from folder into a fresh dir; None without --compare."""
+    if not ctx.compare:
+        return None
+    dest = ctx.workdir / f"{name}-rsync"
+    daemon = RsyncDaemon(folder, ctx.workdir)
+    try:
+        log(f"rsync reference: {name}")
+        return daemon.copy_to(dest)
+    finally:
+        daemon.stop()
+
+
 # --- scenarios ----------------------------------------------------------------------
 @dataclass
 class Ctx:
@@ -339,6 +401,7 @@ class Ctx:
     big_mib: int
     timeout: float
     figures: Figures
+    compare: bool = False
 
     def fresh(self, name: str) -> tuple[Path, Path, Path, Path]:
         """Folder and config dir of A and of B, new and empty, under the workdir."""
@@ -377,6 +440,8 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
         add_sync_figures(fig, "small_files", res)
         fig.add("small_files.a_rss_mib", node.vmhwm_mib())
         verify_same_tree(a, b)
+        if ref := rsync_reference(ctx, a, "small"):
+            fig.add("small_files.rsync_s", ref.wall_s)
         if "small_noop" in want:
             small_noop(ctx, node, b, b_cfg)
     finally:
@@ -422,6 +487,8 @@ def big_group(ctx: Ctx, want: set[str]) -> None:
         add_sync_figures(fig, "big_file", res)
         fig.add("big_file.a_rss_mib", node.vmhwm_mib())
         verify_same_file(big, b / big.name)
+        if ref := rsync_reference(ctx, a, "big"):
+            fig.add("big_file.rsync_mb_per_s", ctx.big_mib * MIB / 1e6 / ref.wall_s)
         if "big_edit" in want:
             big_edit(ctx, node, big, b, b_cfg)
     finally:
@@ -465,7 +532,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs")
     p.add_argument("--compare", action="store_true",
-                   help="rsync comparison: not available (needs sshd); only prints a note")
+                   help="also time rsync (daemon on 127.0.0.1) on the same data, right after")
     return p.parse_args(argv)
 
 
@@ -491,13 +558,13 @@ def run_all(ctx: Ctx, want: set[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.compare:
-        log("--compare: rsync over loopback needs sshd, so there is no comparison run; "
-            "the targets are printed next to the figures")
+    if args.compare and shutil.which("rsync") is None:
+        log("--compare needs rsync (apt-get install rsync)")
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="p2psync-bench-", dir=args.workdir))
     precompile()
     figures = Figures()
-    ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures)
+    ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures, args.compare)
     figures.add("env.cpus", os.cpu_count() or 0)
     figures.add("env.loadavg_1m", os.getloadavg()[0])
     try:
