@@ -126,6 +126,8 @@ class Node:
         self._rescan_wake = asyncio.Event()
         self._pull_wake = asyncio.Event()
         self._local_changed = asyncio.Event()
+        # Fetched files reach the peers' view of our index while the round goes on.
+        self.puller.on_indexed = self._local_changed.set
         self.changed = asyncio.Event()  # anything a waiter might care about
         self._pulling = False
         self._stopping = False
@@ -423,7 +425,8 @@ class Node:
             batch = self.index.local_since(peer.sent_seq, INDEX_BATCH)
             if not batch:
                 self._local_changed.clear()
-                self._send_state(peer)
+                if not self._pulling:  # a round's counts are stale; it sends its own at the end
+                    self._send_state(peer)
                 await self._local_changed.wait()
                 continue
             peer.sent_seq = batch[-1].seq

@@ -75,6 +75,7 @@ class Puller:
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
         self.temps: set[str] = set()  # temp files this puller made and did not finish
+        self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -413,6 +414,7 @@ class Puller:
         loop = asyncio.get_running_loop()
         async with self.lock:
             outcomes = await loop.run_in_executor(self._writer, self._store_small, ready)
+        self.on_indexed()
         retry = []
         for (a, data, source), out in zip(ready, outcomes, strict=True):
             if isinstance(out, batchwrite.BadContent):
