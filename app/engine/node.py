@@ -36,6 +36,7 @@ from app.net.handshake import HandshakeError, handshake
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
+MID_ROUND_STATE = 1.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
 DEBOUNCE = 0.05
@@ -64,6 +65,7 @@ class PeerState:
     conn: PeerConnection
     sent_seq: int = 0
     last_state: dict | None = None
+    state_sent: float = 0.0  # when we last sent it a state message (monotonic)
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
     serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
@@ -425,7 +427,9 @@ class Node:
             batch = self.index.local_since(peer.sent_seq, INDEX_BATCH)
             if not batch:
                 self._local_changed.clear()
-                if not self._pulling:  # a round's counts are stale; it sends its own at the end
+                # Mid-round, counting what we need is a full pass that is stale at once:
+                # at most one a second then (the round sends fresh ones when it ends).
+                if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
                     self._send_state(peer)
                 await self._local_changed.wait()
                 continue
@@ -439,6 +443,7 @@ class Node:
 
     def _send_state(self, peer: PeerState, need: int | None = None) -> None:
         device = peer.conn.device_id
+        peer.state_sent = time.monotonic()
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
