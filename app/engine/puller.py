@@ -413,7 +413,12 @@ class Puller:
         """Write a batch; returns the actions whose bytes failed their hash check."""
         loop = asyncio.get_running_loop()
         async with self.lock:
-            outcomes = await loop.run_in_executor(self._writer, self._store_small, ready)
+            job = loop.run_in_executor(self._writer, self._store_small, ready)
+            try:
+                outcomes = await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait([job])  # the lock stays held until the disk work is done
+                raise
         self.on_indexed()
         retry = []
         for (a, data, source), out in zip(ready, outcomes, strict=True):
