@@ -595,13 +595,18 @@ class Puller:
 
     async def _fetch_blocks(self, fd: int, a: Action, missing: list[int], done_bytes: int,
                             result: RoundResult) -> list[str]:
-        """Request blocks from the peers, a window at a time; verify and write each."""
+        """Request blocks from the peers, a window at a time; verify and write each.
+
+        The blocks that arrive together (one `data` frame) are verified and written by
+        one writer-thread job, so the loop pays one hand-off per frame, not per block.
+        """
         target = a.target
         hashes = target.block_hashes()
         offloop = target.size > OFFLOOP_WRITES
         loop = asyncio.get_running_loop()
         queue = list(reversed(missing))
-        inflight: dict[asyncio.Future, tuple[int, str]] = {}  # requests and writes
+        inflight: dict[asyncio.Future, list[tuple[int, str]]] = {}  # requests and writes
+        held = 0  # blocks requested or being written: what the window counts
         completed: asyncio.Queue[asyncio.Future] = asyncio.Queue()
         tried: dict[int, set[str]] = {}
         names: dict[str, str] = {}  # device -> display name, of the peers we asked
@@ -611,11 +616,23 @@ class Puller:
             tried.setdefault(i, set()).add(device)
             queue.append(i)
 
+        def written(blocks: list[tuple[int, str]], oks: list[bool]) -> None:
+            nonlocal done_bytes, held
+            for (i, device), ok in zip(blocks, oks, strict=True):
+                self._slots.release()
+                held -= 1
+                if ok:
+                    done_bytes += _block_size(target.size, i)
+                    result.bytes_fetched += _block_size(target.size, i)
+                    kept.add(device)
+                else:
+                    retry(i, device)
+
         try:
             while queue or inflight:
                 sources = self._live_sources(a)
-                refill = len(inflight) <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
-                while refill and queue and len(inflight) < WINDOW_BLOCKS:
+                refill = held <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
+                while refill and queue and held < WINDOW_BLOCKS:
                     i = queue[-1]
                     options = [c for c in sources if c.device_id not in tried.get(i, set())]
                     if not options:
@@ -629,51 +646,45 @@ class Puller:
                                              _block_size(target.size, i), hashes[i])
                     fut.is_write = False  # type: ignore[attr-defined]
                     fut.add_done_callback(completed.put_nowait)
-                    inflight[fut] = (i, conn.device_id)
+                    inflight[fut] = [(i, conn.device_id)]
+                    held += 1
                     names.setdefault(conn.device_id, conn.info.name)
                 finished = [await completed.get()]
                 while not completed.empty():
                     finished.append(completed.get_nowait())
+                arrived: list[tuple[int, str, bytes]] = []
                 for fut in finished:
-                    if fut not in inflight:
+                    blocks = inflight.pop(fut, None)
+                    if blocks is None:
                         continue
-                    i, device = inflight.pop(fut)
-                    size = _block_size(target.size, i)
                     if fut.is_write:  # type: ignore[attr-defined]
-                        self._slots.release()
-                        if fut.result():
-                            done_bytes += size
-                            result.bytes_fetched += size
-                            kept.add(device)
-                        else:
-                            retry(i, device)
+                        written(blocks, fut.result())
                         continue
+                    [(i, device)] = blocks
                     data = fut.result()
-                    if data is None or len(data) != size:
-                        self._slots.release()
-                        retry(i, device)
-                    elif offloop:  # hash and write in a thread; the slot stays taken till then
-                        w = loop.run_in_executor(self._writer, _verify_write, fd, data,
-                                                 i * BLOCK_SIZE, hashes[i])
+                    if data is None or len(data) != _block_size(target.size, i):
+                        written(blocks, [False])
+                    else:
+                        arrived.append((i, device, data))
+                if arrived:
+                    jobs = [(data, i * BLOCK_SIZE, hashes[i]) for i, _, data in arrived]
+                    blocks = [(i, device) for i, device, _ in arrived]
+                    if offloop:  # slots stay taken until the thread has written them
+                        w = loop.run_in_executor(self._writer, _verify_write_all, fd, jobs)
                         w.is_write = True  # type: ignore[attr-defined]
                         w.add_done_callback(completed.put_nowait)
-                        inflight[w] = (i, device)
+                        inflight[w] = blocks
                     else:
-                        self._slots.release()
-                        if _verify_write(fd, data, i * BLOCK_SIZE, hashes[i]):
-                            done_bytes += size
-                            result.bytes_fetched += size
-                            kept.add(device)
-                        else:
-                            retry(i, device)
+                        written(blocks, _verify_write_all(fd, jobs))
                 self.in_progress[a.path] = (done_bytes, target.size)
             return sorted({names[d] for d in kept})
         finally:
             writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
-            for fut in inflight:
+            for fut, blocks in inflight.items():
                 if not fut.is_write:  # type: ignore[attr-defined]
                     fut.cancel()
-                self._slots.release()
+                for _ in blocks:
+                    self._slots.release()
             if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
 
@@ -708,11 +719,15 @@ def _block_size(size: int, i: int) -> int:
     return min(BLOCK_SIZE, size - i * BLOCK_SIZE)
 
 
-def _verify_write(fd: int, data: bytes, offset: int, h: bytes) -> bool:
-    if hashing.block_hash(data) != h:
-        return False
-    os.pwrite(fd, data, offset)
-    return True
+def _verify_write_all(fd: int, jobs: list[tuple[bytes, int, bytes]]) -> list[bool]:
+    """Each (data, offset, hash): written only if the data has that hash."""
+    oks = []
+    for data, offset, h in jobs:
+        ok = hashing.block_hash(data) == h
+        if ok:
+            os.pwrite(fd, data, offset)
+        oks.append(ok)
+    return oks
 
 
 def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
