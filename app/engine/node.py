@@ -26,6 +26,7 @@ from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import MAX_INT, FileEntry, Kind
 from app.core.planner import Action, plan_path
+from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
@@ -103,6 +104,7 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
 
 class Node:
     def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
+        malloc.keep_freed_buffers()
         self.opts = opts
         self.root = opts.folder.resolve()
         self.on_event = on_event
