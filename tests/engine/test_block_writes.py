@@ -1,0 +1,49 @@
+"""Received blocks reach the temp file only when they match their hash, direct or cached."""
+
+from __future__ import annotations
+
+import os
+
+from app.core import hashing
+from app.core.model import BLOCK_SIZE
+from app.engine.puller import DIRECT_RUN, _open_direct, _verify_write_all
+
+
+def blocks(n: int, tail: int) -> list[bytes]:
+    return [os.urandom(BLOCK_SIZE) for _ in range(n)] + [os.urandom(tail)]
+
+
+def write(path, data: list[bytes], tamper: set[int], use_direct: bool) -> list[bool]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    direct = _open_direct(fd) if use_direct else None
+    try:
+        jobs = [(b"x" * len(d) if i in tamper else d, i * BLOCK_SIZE, hashing.block_hash(d))
+                for i, d in enumerate(data)]
+        jobs.reverse()  # arrival order does not matter
+        return list(reversed(_verify_write_all(fd, jobs, direct)))
+    finally:
+        if direct is not None:
+            os.close(direct)
+        os.close(fd)
+
+
+def test_every_good_block_lands_at_its_offset(tmp_path):
+    for use_direct in (False, True):
+        path = tmp_path / f"t{use_direct}"
+        data = blocks(DIRECT_RUN + 3, 1000)  # longer than one direct run, and a short tail
+        oks = write(path, data, set(), use_direct)
+        assert all(oks)
+        assert path.read_bytes() == b"".join(data)
+
+
+def test_a_block_that_fails_its_hash_is_not_written(tmp_path):
+    for use_direct in (False, True):
+        path = tmp_path / f"t{use_direct}"
+        data = blocks(6, 10)
+        oks = write(path, data, {2, 6}, use_direct)
+        assert oks == [True, True, False, True, True, True, False]
+        on_disk = path.read_bytes()
+        assert on_disk[2 * BLOCK_SIZE:3 * BLOCK_SIZE] == b"\0" * BLOCK_SIZE  # a hole
+        assert on_disk[:2 * BLOCK_SIZE] == data[0] + data[1]
+        assert on_disk[3 * BLOCK_SIZE:6 * BLOCK_SIZE] == data[3] + data[4] + data[5]
+        assert len(on_disk) == 6 * BLOCK_SIZE  # the bad tail never written
