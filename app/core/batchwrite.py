@@ -4,15 +4,16 @@ A first sync of 10,000 small files is bound by per-file costs, not by bytes, so 
 puller hands a whole batch of fetched contents to this function on its writer
 thread while the event loop receives the next batch. Every file still follows the
 safe path: content checked against its hash, temp file beside it, mode and mtime
-set, whatever the index says is at the final path checked and archived, then an
-atomic rename. The work is done relative to directory descriptors
-(`app.core.dirfds`), so each directory is resolved once per batch and no step can
-be sent through a link.
+set, whatever the index says is at the final path checked and archived, then the
+finished file appears at its name in one step (a hard link, see `_publish`). The
+work is done relative to directory descriptors (`app.core.dirfds`), so each
+directory is resolved once per batch and no step can be sent through a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_UNNAMED_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
+# Linking an unnamed file to a name goes through /proc/self/fd (no privilege needed).
+_TMPFILE_OK = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
 
 @dataclass
@@ -74,7 +78,7 @@ def _place(root: Path, dirs: DirFds, f: SmallFile) -> Placed:
         st = None
     if not apply.stat_matches(f.local, st):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
-    fd = _open_temp(dfd, f.temp_name)
+    fd, temp = _open_temp(dfd, f.temp_name)
     try:
         try:
             view = memoryview(f.data)
@@ -84,15 +88,38 @@ def _place(root: Path, dirs: DirFds, f: SmallFile) -> Placed:
             os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
             if st is not None:
                 _move_aside(root, dfd, name, f.rel, st)
-            os.rename(f.temp_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            _publish(dfd, fd, temp, name)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(f.temp_name, dir_fd=dfd)  # nothing worth resuming in one block
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dfd)  # nothing worth resuming in one block
             raise
-        done = os.fstat(fd)  # after the rename, which moved the ctime
+        done = os.fstat(fd)  # after the link, which moved the ctime
     finally:
         os.close(fd)
     return Placed(done.st_ino, done.st_ctime_ns)
+
+
+def _publish(dfd: int, fd: int, temp: str | None, name: str) -> None:
+    """Give the finished file its name: a hard link (then the temp name goes, if any).
+
+    Unlike a rename, a link never replaces what a user created at that name a moment
+    ago (that is `DiskChanged`). Where the file system has no hard links, a rename.
+    """
+    try:
+        if temp is None:  # an unnamed O_TMPFILE: link it through /proc
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+            return
+        os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    except FileExistsError:
+        raise apply.DiskChanged from None
+    except OSError as e:
+        if temp is None or e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS,
+                                           errno.EMLINK):
+            raise
+        os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        return
+    os.unlink(temp, dir_fd=dfd)
 
 
 def _move_aside(root: Path, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
@@ -103,10 +130,20 @@ def _move_aside(root: Path, dfd: int, name: str, rel: str, st: os.stat_result) -
         apply.archive(root, rel)
 
 
-def _open_temp(dfd: int, name: str) -> int:
-    """A fresh temp file; a leftover under that name (or a planted link) is removed first."""
+def _open_temp(dfd: int, name: str) -> tuple[int, str | None]:
+    """(fd, temp name): an unnamed O_TMPFILE where the system has one, else a named file.
+
+    An unnamed file is never seen half-written by anyone (a watcher included) and
+    never left behind; a leftover under the temp name (or a planted link) is removed.
+    """
+    if _TMPFILE_OK:
+        try:
+            return os.open(".", _UNNAMED_FLAGS, 0o600, dir_fd=dfd), None
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+                raise
     try:
-        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd)
+        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd), name
     except FileExistsError:
         os.unlink(name, dir_fd=dfd)
-        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd)
+        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd), name

@@ -253,9 +253,14 @@ class Node:
         from app.engine.watcher import FolderWatcher
 
         loop = asyncio.get_running_loop()
-        self._watcher = FolderWatcher(
-            self.root, lambda rel: loop.call_soon_threadsafe(self.request_rescan, rel))
+        self._watcher = FolderWatcher(self.root,
+                                      lambda: loop.call_soon_threadsafe(self._take_watched))
         self._watcher.start()
+
+    def _take_watched(self) -> None:
+        if self._watcher is not None:
+            for rel in self._watcher.changed():
+                self.request_rescan(rel)
 
     # --- connections -----------------------------------------------------------------
     async def connect(self, host: str, port: int) -> PeerState:

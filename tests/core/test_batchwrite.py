@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from app.core import apply, hashing, paths
+from app.core import apply, batchwrite, hashing, paths
 from app.core.batchwrite import BadContent, Placed, SmallFile, write_small_files
 from app.core.model import FileEntry, Kind
 
 MTIME = 1_600_000_000_123_456_789
+
+
+@pytest.fixture(autouse=True, params=["unnamed", "named"])
+def temp_kind(request, monkeypatch):
+    """Every test twice: with O_TMPFILE, and with the named temp file used without it."""
+    if request.param == "named":
+        monkeypatch.setattr(batchwrite, "_TMPFILE_OK", False)
+    elif not batchwrite._TMPFILE_OK:
+        pytest.skip("no O_TMPFILE here")
+    return request.param
 
 
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
@@ -83,7 +93,7 @@ def test_never_written_through_a_linked_directory(tmp_path, link_at):
     assert list(outside.rglob("*")) == [outside / "inner"]
 
 
-def test_a_planted_link_under_the_temp_name_is_not_followed(tmp_path):
+def test_a_planted_link_under_the_temp_name_is_not_followed(tmp_path, temp_kind):
     share, outside = tmp_path / "share", tmp_path / "outside.txt"
     share.mkdir()
     outside.write_bytes(b"precious")
@@ -93,6 +103,8 @@ def test_a_planted_link_under_the_temp_name_is_not_followed(tmp_path):
     assert isinstance(out, Placed)
     assert outside.read_bytes() == b"precious"
     assert (share / "doc.txt").read_bytes() == b"new" and not (share / "doc.txt").is_symlink()
+    if temp_kind == "named":
+        assert not os.path.lexists(share / f.temp_name)  # the planted link was removed
 
 
 def test_a_file_where_a_directory_is_needed_fails_that_file_only(tmp_path):
@@ -109,3 +121,18 @@ def test_bytes_that_do_not_match_their_hash_are_not_written(tmp_path):
     out = write_small_files(tmp_path, [bad, small("y.txt", b"y")])
     assert isinstance(out[0], BadContent) and isinstance(out[1], Placed)
     assert not (tmp_path / "x.txt").exists() and leftovers(tmp_path) == []
+
+
+def test_a_name_taken_meanwhile_is_never_replaced(tmp_path, monkeypatch):
+    """Between the check and the link, a user saves a file under that very name."""
+    real_utime = os.utime
+
+    def user_saves_meanwhile(*args, **kwargs):
+        real_utime(*args, **kwargs)
+        (tmp_path / "doc.txt").write_bytes(b"the user's new file")
+
+    monkeypatch.setattr(batchwrite.os, "utime", user_saves_meanwhile)
+    [out] = write_small_files(tmp_path, [small("doc.txt", b"peer's")])
+    assert isinstance(out, apply.DiskChanged)
+    assert (tmp_path / "doc.txt").read_bytes() == b"the user's new file"
+    assert leftovers(tmp_path) == []

@@ -11,12 +11,16 @@ from tests.procs import wait_until
 
 
 class Reports:
+    """What the node does: on a wake-up, take the changed paths."""
+
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.got = threading.Event()
+        self.watcher: FolderWatcher | None = None
 
-    def __call__(self, rel: str) -> None:
-        self.paths.append(rel)
+    def __call__(self) -> None:
+        assert self.watcher is not None
+        self.paths.extend(self.watcher.changed())
         self.got.set()
 
 
@@ -25,7 +29,7 @@ def test_reads_are_silent_writes_are_reported(tmp_path: Path) -> None:
     served = tmp_path / "sub" / "served.txt"
     served.write_text("read me")
     reports = Reports()
-    watcher = FolderWatcher(tmp_path, reports)
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
     watcher.start()
     try:
         time.sleep(0.2)  # the watches are set
@@ -41,5 +45,29 @@ def test_reads_are_silent_writes_are_reported(tmp_path: Path) -> None:
 
         served.chmod(0o755)  # a mode change alone is a change to sync
         wait_until(lambda: "sub/served.txt" in reports.paths, 5, 0.02)
+    finally:
+        watcher.stop()
+
+
+def test_a_burst_of_changes_wakes_the_node_once_per_burst_not_per_event(tmp_path: Path) -> None:
+    wakes = threading.Semaphore(0)
+    watcher = FolderWatcher(tmp_path, wakes.release)
+    watcher.start()
+    try:
+        time.sleep(0.2)
+        for i in range(300):  # about 1,500 inotify events
+            (tmp_path / f"f{i:03d}").write_bytes(b"x")
+        seen: set[str] = set()
+        woken = 0
+        deadline = time.monotonic() + 10
+        while len(seen) < 300 and time.monotonic() < deadline:
+            if wakes.acquire(timeout=0.5):
+                woken += 1
+                seen |= watcher.changed()
+        assert seen == {f"f{i:03d}" for i in range(300)}
+        time.sleep(0.5)
+        while wakes.acquire(blocking=False):  # wake-ups nobody has taken yet count too
+            woken += 1
+        assert woken < 100  # not one per event: a wake-up waits for the node to drain
     finally:
         watcher.stop()
