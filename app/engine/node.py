@@ -37,7 +37,7 @@ from app.net.handshake import HandshakeError, handshake
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
-MID_ROUND_STATE = 1.0  # seconds between state messages while a pull round runs
+MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
 DEBOUNCE = 0.05
@@ -435,7 +435,7 @@ class Node:
             if not batch:
                 self._local_changed.clear()
                 # Mid-round, counting what we need is a full pass that is stale at once:
-                # at most one a second then (the round sends fresh ones when it ends).
+                # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
                     self._send_state(peer)
                 await self._local_changed.wait()
