@@ -46,8 +46,8 @@ NOOP_RUNS = 5
 EDIT_OFFSET_MIB = 500
 EDIT_MIB = 1
 
-SCENARIOS = ("small_files", "small_noop", "big_file", "big_edit")
-NEEDS = {"small_noop": "small_files", "big_edit": "big_file"}
+SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit")
+NEEDS = {"small_noop": "small_files", "small_run": "small_files", "big_edit": "big_file"}
 
 # figure -> (comparison, limit); RSS figures are all "< 100"
 TARGETS: dict[str, tuple[str, float]] = {
@@ -173,12 +173,12 @@ def sync_cmd(folder: Path, config: Path, peer: str, timeout: float,
 class RunNode:
     """A `p2psync run` node on 127.0.0.1 whose stderr lines are kept with timestamps."""
 
-    def __init__(self, folder: Path, config: Path) -> None:
+    def __init__(self, folder: Path, config: Path, *extra: str, name: str = "A") -> None:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             app_cmd("run", "--folder", str(folder), "--config-dir", str(config),
                     "--listen", "127.0.0.1:0", "--no-discovery", "--secret", SECRET,
-                    "--name", "A"),
+                    "--name", name, *extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=app_env())
         self.lines: list[tuple[float, str]] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -284,6 +284,16 @@ def walk_files(root: Path) -> Iterator[Path]:
             dirnames[:] = [d for d in dirnames if d != ".p2psync"]
         for name in filenames:
             yield Path(dirpath, name)
+
+
+def count_entries(root: Path) -> int:
+    """Files and directories below root (not root itself, not .p2psync/): index entries."""
+    n = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        if Path(dirpath) == root:
+            dirnames[:] = [d for d in dirnames if d != ".p2psync"]
+        n += len(dirnames) + len(filenames)
+    return n
 
 
 def tree_digest(root: Path) -> dict[str, bytes]:
@@ -444,6 +454,8 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
             fig.add("small_files.rsync_s", ref.wall_s)
         if "small_noop" in want:
             small_noop(ctx, node, b, b_cfg)
+        if "small_run" in want:
+            small_run(ctx, node, a)
     finally:
         node.stop()
 
@@ -462,6 +474,38 @@ def small_noop(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path) -> None:
     fig.add("small_noop.bytes_sent", sent)
     fig.add("small_noop.startup_floor_s", startup_floor())
     fig.add("small_noop.a_rss_mib", node.vmhwm_mib())
+
+
+def small_run(ctx: Ctx, node: RunNode, a: Path) -> None:
+    """A `run` node C (watching its folder, as the desktop app does) joins A."""
+    fig = ctx.figures
+    c, c_cfg = ctx.workdir / "small-run", ctx.workdir / "small-run-config"
+    c.mkdir()
+    log("a run node joins A")
+    joiner = RunNode(c, c_cfg, "--peer", node.address, name="C")
+    try:
+        want = count_entries(a)
+        deadline = time.monotonic() + ctx.timeout
+        while (done := _pulled_by(joiner)) is None or done[0] < want:
+            if time.monotonic() > deadline or joiner.proc.poll() is not None:
+                raise BenchFailure(f"run node C did not get all {want} entries; log:\n"
+                                   f"{joiner.log_text()}")
+            time.sleep(0.05)
+        fig.add("small_run.all_files_s", done[1] - joiner.started)
+        fig.add("small_run.rss_mib", joiner.vmhwm_mib())
+    finally:
+        joiner.stop()
+    verify_same_tree(a, c)
+
+
+def _pulled_by(node: RunNode) -> tuple[int, float] | None:
+    """(changes pulled so far, when the last "pulled" line was read) from node's log."""
+    total, at = 0, None
+    for when, line in list(node.lines):
+        if m := PULLED_RX.search(line):
+            total += int(m.group(1))
+            at = when
+    return None if at is None else (total, at)
 
 
 def startup_floor() -> float:
