@@ -615,8 +615,7 @@ class _OpenFiles:
 
     def __init__(self, node: Node, items: list) -> None:
         self.node = node
-        wanted = {i[1] for i in items
-                  if isinstance(i, list) and len(i) == 5 and isinstance(i[1], str)}
+        wanted = {i[1] for i in items if _well_formed(i)}
         self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
         self.dirs = DirFds(node.root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
@@ -645,13 +644,11 @@ class _OpenFiles:
 
     def read_block(self, item) -> bytes | None:
         """One requested block, only from a file we share; None for anything else."""
-        if not (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
-                and isinstance(item[1], str) and isinstance(item[2], int)
-                and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024 and item[2] >= 0):
+        if not _well_formed(item):
             return None
         _, rel, offset, size, h = item
         fd = self._file(rel)
-        if fd is None or offset + size > self.sizes[rel] or not isinstance(h, bytes):
+        if fd is None or offset + size > self.sizes[rel]:
             return None
         try:
             data = os.pread(fd, size, offset)
@@ -666,6 +663,14 @@ class _OpenFiles:
                 self.node.request_rescan(rel)
             return None
         return data
+
+
+def _well_formed(item: object) -> bool:
+    """A block request as the protocol has it: [rid, path, offset, size, hash]."""
+    return (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
+            and isinstance(item[1], str) and isinstance(item[2], int) and item[2] >= 0
+            and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024
+            and isinstance(item[4], bytes))
 
 
 def _is_ip(host: str) -> bool:

@@ -314,11 +314,11 @@ class Puller:
         self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
-        """A file of at most one block: get its bytes first, then write it in one step.
+        """A file of at most one block, alone: one that keeps a conflict copy, or a retry.
 
-        Asking before touching the disk keeps many requests in flight while earlier
-        files are written, and one locked step per file (dirs, temp file, rename, index)
-        is all the disk work a small file costs.
+        Every other small file goes through the batches (`_fetch_small_files`). Here the
+        bytes come first, from any peer that has them, then one locked step does the
+        disk work (dirs, temp file, conflict copy or archive, rename, index).
         """
         target = a.target
         data, source = b"", ""
@@ -387,9 +387,8 @@ class Puller:
             if not target.size:
                 ready.append((a, b"", ""))
                 continue
-            mine = local.get(a.path)
-            where = (a.path, 0) if mine is not None and not mine.deleted and \
-                mine.blocks[:len(target.blocks)] == target.blocks else found.get(target.blocks)
+            where = _own_copy(a.path, local.get(a.path), target.blocks) or \
+                found.get(target.blocks)
             data = self._read_verified(where, target.size, target.blocks)
             if data is not None:
                 ready.append((a, data, ""))
@@ -454,11 +453,7 @@ class Puller:
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
         """The block from a file we already have (this path's old content, or any)."""
-        local = self.index.get(rel)
-        if local is not None and not local.deleted and local.blocks[:len(h)] == h:
-            where: tuple[str, int] | None = (rel, 0)
-        else:
-            where = self.index.find_block(h)
+        where = _own_copy(rel, self.index.get(rel), h) or self.index.find_block(h)
         return self._read_verified(where, size, h)
 
     def _read_verified(self, where: tuple[str, int] | None, size: int,
@@ -696,6 +691,13 @@ class Puller:
                 await asyncio.wait(writes)
             if direct is not None:
                 os.close(direct)
+
+
+def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | None:
+    """(rel, 0) when our current file at rel starts with block h: read it there first."""
+    if mine is not None and not mine.deleted and mine.blocks[:len(h)] == h:
+        return rel, 0
+    return None
 
 
 def _check_blocks(target: FileEntry) -> None:
