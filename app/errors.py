@@ -27,3 +27,15 @@ class RefusedError(P2PError):
     """A peer refused us or we refused it (wrong share key, unknown device)."""
 
     exit_code = 4
+
+
+class IncompleteError(P2PError):
+    """The folders agree on all that can be synced; some files could not be (one line each)."""
+
+    exit_code = 5
+
+
+class HeldBackError(P2PError):
+    """A mass deletion was held back: nothing was deleted (see the contract's guard)."""
+
+    exit_code = 6
