@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(args.verbose, args.quiet)
         return _dispatch(args.command, args)
     except P2PError as e:
-        print(f"p2psync: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:  # a list of files: one line each
+            print(f"p2psync: {line}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:  # only before a command installed its own handlers
         print("p2psync: interrupted", file=sys.stderr)

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, hashing, paths
+from app.core import apply, diskio, hashing, paths
 from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 
@@ -53,51 +53,106 @@ class Placed:
 def write_small_files(root: Path, files: list[SmallFile]) -> list[Placed | Exception]:
     """Put each file in place; per file, where it now is on disk or why it failed.
 
-    A failure (`BadContent`, `apply.DiskChanged`, `paths.BadPath`, `OSError`)
-    concerns that file alone and leaves no temp file behind. The caller holds the
-    disk lock.
+    Three steps, so that one flush makes the whole batch durable before any name
+    points at it: every file is written to its temp file, the file system is
+    flushed once, then each is checked against the disk again and linked into place.
+    A failure (`BadContent`, `apply.DiskChanged`, `paths.BadPath`, `diskio.NoSpace`,
+    `OSError`) concerns that file alone and leaves no temp file behind. The caller
+    holds the disk lock.
     """
-    out: list[Placed | Exception] = []
+    out: list[Placed | Exception | None] = [None] * len(files)
+    staged: dict[int, _Temp] = {}
     with DirFds(root, create=True) as dirs:
-        for f in files:
+        try:
+            left = diskio.room(root)
+            for i, f in enumerate(files):
+                try:
+                    staged[i] = _stage(dirs, f, left)
+                    left -= len(f.data)
+                except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
+                    out[i] = e
             try:
-                if (hashing.block_hash(f.data) if f.data else b"") != f.block_hash:
-                    raise BadContent(f"{f.rel}: the bytes do not match their hash")
-                out.append(_place(root, dirs, f))
-            except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
-                out.append(e)
+                diskio.flush_fs([t.fd for t in staged.values()])
+            except OSError as e:
+                for i in staged:
+                    out[i] = e
+                return _discard(staged, out)
+            for i, t in staged.items():
+                try:
+                    out[i] = _place(root, dirs, files[i], t)
+                except (OSError, paths.BadPath, apply.DiskChanged) as e:
+                    out[i] = e
+        finally:
+            _discard(staged, out)
+    return out  # type: ignore[return-value]
+
+
+@dataclass
+class _Temp:
+    """A written, not yet published temp file: its descriptor, directory and name."""
+
+    fd: int
+    dfd: int
+    name: str | None  # None: an unnamed O_TMPFILE, gone once closed
+    published: bool = False
+
+
+def _discard(staged: dict[int, _Temp], out: list) -> list:
+    """Close every temp file; the named ones that never reached their place go too."""
+    for t in staged.values():
+        if t.fd >= 0:
+            os.close(t.fd)
+            t.fd = -1
+        if t.name is not None and not t.published:
+            with contextlib.suppress(OSError):
+                os.unlink(t.name, dir_fd=t.dfd)  # nothing worth resuming in one block
+    staged.clear()
     return out
 
 
-def _place(root: Path, dirs: DirFds, f: SmallFile) -> Placed:
+def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
+    """Check the content and the space, then write it to a temp file beside its place."""
+    if (hashing.block_hash(f.data) if f.data else b"") != f.block_hash:
+        raise BadContent(f"{f.rel}: the bytes do not match their hash")
+    if len(f.data) > room:
+        raise diskio.NoSpace(len(f.data), room)
     parent, _, name = f.rel.rpartition("/")
     dfd = dirs.open(parent)
-    try:
-        st: os.stat_result | None = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        st = None
-    if not apply.stat_matches(f.local, st):
+    if not apply.stat_matches(f.local, _lstat(dfd, name)):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
     fd, temp = _open_temp(dfd, f.temp_name)
+    t = _Temp(fd, dfd, temp)
     try:
-        try:
-            view = memoryview(f.data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, f.mode & 0o777)
-            os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
-            if st is not None:
-                _move_aside(root, dfd, name, f.rel, st)
-            _publish(dfd, fd, temp, name)
-        except BaseException:
-            if temp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp, dir_fd=dfd)  # nothing worth resuming in one block
-            raise
-        done = os.fstat(fd)  # after the link, which moved the ctime
-    finally:
-        os.close(fd)
+        diskio.write_all(fd, f.data, 0)
+        os.fchmod(fd, f.mode & 0o777)
+        os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
+        if os.fstat(fd).st_size != len(f.data):  # checked writes make this impossible
+            raise OSError(errno.EIO, f"{f.rel}: the temp file is not the size written")
+    except BaseException:
+        _discard({0: t}, [])
+        raise
+    return t
+
+
+def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
+    """Archive what the index says is there (if it still is), then publish the temp file."""
+    name = f.rel.rpartition("/")[2]
+    st = _lstat(t.dfd, name)
+    if not apply.stat_matches(f.local, st):
+        raise apply.DiskChanged
+    if st is not None:
+        _move_aside(root, t.dfd, name, f.rel, st)
+    _publish(t.dfd, t.fd, t.name, name)
+    t.published = True
+    done = os.fstat(t.fd)  # after the link, which moved the ctime
     return Placed(done.st_ino, done.st_ctime_ns)
+
+
+def _lstat(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
 
 
 def _publish(dfd: int, fd: int, temp: str | None, name: str) -> None:

@@ -16,6 +16,7 @@ The connection is shared between the engine's loop thread and a scanner thread:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 import threading
@@ -89,6 +90,10 @@ Brief = tuple[str, int, int, int, int, int, int]
 BRIEF_DELETED = -1  # state of a deleted tombstone
 BRIEF_ERROR = -2  # state of an entry with an error set (always worth a closer look)
 # otherwise the state is the entry's Kind
+
+
+FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could not sync
+FAILURES_GEN_KEY = "sync_failures_gen"
 
 
 class IndexTooNew(RuntimeError):
@@ -466,6 +471,26 @@ class Index:
         for path, version in self._db.execute("SELECT path, version FROM remote_files"):
             out.setdefault(path, set()).add(version)
         return out
+
+    # --- files that could not be synced (for status and the window)
+
+    def set_failures(self, failures: dict[str, str]) -> None:
+        """Replace the list of paths the node could not sync, and why (path -> reason).
+
+        Kept in meta (a JSON text and a counter that moves with it), so `status` shows
+        them when no node runs, and a reader can tell cheaply whether they changed.
+        """
+        with self._lock, self._tx():
+            self._set_meta((FAILURES_KEY, json.dumps(failures, sort_keys=True)))
+            self._set_meta((FAILURES_GEN_KEY, int(self._get_meta(FAILURES_GEN_KEY) or 0) + 1))
+
+    @_locked
+    def failures(self) -> dict[str, str]:
+        try:
+            out = json.loads(self._get_meta(FAILURES_KEY) or "{}")
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
 
     # --- ignored paths (for status)
 

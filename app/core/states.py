@@ -31,13 +31,18 @@ def _row(e: FileEntry, state: str, reason: str = "") -> dict:
     row = {"path": e.path, "size": e.size, "hash": e.hash.hex(),
            "mtime": e.mtime_ns / 1e9, "state": state}
     if reason:
-        row["reason"] = reason
+        row["reason"] = row["why"] = reason
     return row
 
 
 def file_states(index: Index, root: Path | None = None) -> list[dict]:
-    """One row per regular file and link: what `status --json` lists as `files`."""
+    """One row per regular file and link: what `status --json` lists as `files`.
+
+    A path the node last failed to sync (no space, a name refused...) is `error` with
+    that reason, whatever its state would be otherwise.
+    """
     local = {e.path: e for e in index.all_local()}
+    failures = index.failures()
     differing = set(index.differing_paths())
     announced = index.remote_version_blobs()
     copies = {conflict_original(p) for p, e in local.items()
@@ -46,12 +51,16 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
     for path, e in local.items():
         if e.deleted or e.kind == Kind.DIR:
             continue
+        if path in failures:
+            rows.append(_row(e, ERROR, failures[path]))
+            continue
         rows.append(_local_row(index, e, path in differing, announced.get(path, set()),
                                copies))
     for path in sorted(differing - local.keys()):
         action = plan_path(None, index.remote_for_path(path))
         if action is not None and not action.target.deleted and action.target.kind != Kind.DIR:
-            rows.append(_row(action.target, REMOTE_CHANGE))
+            rows.append(_row(action.target, ERROR, failures[path]) if path in failures
+                        else _row(action.target, REMOTE_CHANGE))
     for path in index.ignored():
         rows.append(_ignored_row(root, path))
     rows.sort(key=lambda r: r["path"])

@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import socket
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from app.net.handshake import HandshakeError, handshake
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
+STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
@@ -122,7 +124,11 @@ class Node:
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
         self.listen_address: tuple[str, int] | None = None
-        self.failures: dict[str, str] = {}  # path -> why it could not be synced
+        self.failures: dict[str, str] = {}  # path -> why it could not be synced (last round)
+        # the failures that will not go away by themselves: a full disk, a name refused...
+        # They do not count as needed (the peers can be done with us), and are retried.
+        self.blocked: dict[str, str] = dict(self.index.failures())
+        self._blocked_gen = 0
         self.temps: set[str] = set()
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -425,6 +431,13 @@ class Node:
     def _on_state(self, peer: PeerState, msg: dict) -> None:
         if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):
             raise ProtocolError("malformed 'state'")
+        blocked = msg.get("blocked", [])
+        if not (isinstance(msg.get("nblocked", 0), int) and isinstance(blocked, list)
+                and len(blocked) <= STATE_BLOCKED_MAX
+                and all(isinstance(b, list) and len(b) == 2 and isinstance(b[0], str)
+                        and isinstance(b[1], str) and len(b[0]) <= 4096 and len(b[1]) <= 500
+                        for b in blocked)):
+            raise ProtocolError("malformed 'state'")
         peer.last_state = msg
         self.changed.set()
 
@@ -456,6 +469,8 @@ class Node:
             "seq": self.index.max_seq(),
             "seen": self.index.remote_state(device)[1],
             "need": self.need_count(device) if need is None else need,
+            "nblocked": len(self.blocked),
+            "blocked": [[p, w] for p, w in sorted(self.blocked.items())][:STATE_BLOCKED_MAX],
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
@@ -494,7 +509,8 @@ class Node:
         Kept until the index, the peers or the ignore patterns change: the pull loop,
         the state messages and `sync`'s polling all ask, several times per change.
         """
-        key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns))
+        key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
+               self._blocked_gen)
         if self._assessed is not None and self._assessed.key == key:
             return self._assessed
         actions: list[Action] = []
@@ -505,6 +521,8 @@ class Node:
             action = plan_path(local, remotes)
             if action is not None:
                 actions.append(action)
+            if rel in self.blocked:
+                continue  # retried, but nothing a peer could send would help now
             for device in counts.keys() & remotes.keys():
                 needed = action is not None if len(remotes) == 1 else \
                     plan_path(local, {device: remotes[device]}) is not None
@@ -547,11 +565,13 @@ class Node:
         actions = self.plan()
         if not actions:
             self.failures.clear()
+            self._set_blocked({})
             await self._cleanup_temps()
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions)
         self.failures = result.failed
+        self._set_blocked(result.blocked)
         if result.done:
             log.info("pulled %d change(s) in %.2f s (%d bytes fetched, %d reused)",
                      result.done, time.monotonic() - started, result.bytes_fetched,
@@ -561,12 +581,39 @@ class Node:
         elif result.failed:
             self._spawn(self._retry_later())
 
+    def _set_blocked(self, blocked: dict[str, str]) -> None:
+        """Remember what cannot be synced now; `status` and the window show it as error."""
+        if blocked == self.blocked:
+            return
+        self.blocked = dict(blocked)
+        self._blocked_gen += 1
+        try:
+            self.index.set_failures(self.blocked)
+        except sqlite3.Error as e:  # the config dir's disk may be the full one
+            log.warning("could not record the files that failed to sync: %s", e)
+        self.emit("blocked", {"paths": dict(self.blocked)})
+
+    def problems(self, devices: list[str]) -> list[str]:
+        """One line per file that could not be synced, here or on one of these peers."""
+        lines = [f"{path}: {why}" for path, why in sorted(self.blocked.items())]
+        for device in devices:
+            peer = self.peers.get(device)
+            st = peer.last_state if peer else None
+            if not st:
+                continue
+            name = peer.conn.info.name
+            lines += [f"{path} (on {name}): {why}" for path, why in st.get("blocked", [])]
+            more = st.get("nblocked", 0) - len(st.get("blocked", []))
+            if more > 0:
+                lines.append(f"... and {more} more file(s) on {name}")
+        return lines
+
     async def _retry_later(self) -> None:
         await asyncio.sleep(2)
         self._pull_wake.set()
 
     async def _cleanup_temps(self) -> None:
-        """Once nothing is needed, no temp file has a transfer left to resume."""
+        """Once nothing more can be fetched, no temp file has a transfer left to resume."""
         if not self.temps and not self.puller.temps:
             return
         async with self.disk_lock:
@@ -581,7 +628,7 @@ class Node:
         """Until no scan or pull is pending, and no temp file is left behind."""
         while self._pulling or self._pull_wake.is_set() or self._rescan_wake.is_set():
             await asyncio.sleep(0.02)
-        if not self.plan():
+        if all(a.path in self.blocked for a in self.plan()):
             await self._cleanup_temps()
 
     def in_sync_with(self, device: str) -> bool:

@@ -14,7 +14,7 @@ import logging
 import time
 
 from app.engine.node import ConnectFailure, Node
-from app.errors import P2PError, RefusedError, UnreachableError
+from app.errors import IncompleteError, P2PError, RefusedError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,13 @@ async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> 
         if all(node.in_sync_with(d) for d in live):
             await node.wait_idle()
             if all(node.in_sync_with(d) for d in live):
-                log.info("in sync with %s", ", ".join(node.peers[d].conn.info.name
-                                                      for d in live))
+                names = ", ".join(node.peers[d].conn.info.name for d in live)
+                problems = node.problems(live)
+                if problems:
+                    raise IncompleteError(f"in sync with {names}, except "
+                                          f"{len(problems)} file(s) that could not be "
+                                          "synced:\n" + "\n".join(problems))
+                log.info("in sync with %s", names)
                 return
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, hashing, paths
+from app.core import apply, batchwrite, diskio, hashing, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -51,7 +51,9 @@ class NoSource(Exception):
 @dataclass
 class RoundResult:
     done: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # path -> why, this round
+    # the failures that will not go away by themselves (no space, a name refused...)
+    blocked: dict[str, str] = field(default_factory=dict)
     waiting: int = 0  # actions that need a peer that is not connected
     bytes_fetched: int = 0
     bytes_reused: int = 0
@@ -93,7 +95,11 @@ class Puller:
         """Write pending entries; the node calls this before any scan (under the lock)."""
         if self._pending:
             batch, self._pending = self._pending, []
-            self.index.put_local(batch)
+            try:
+                self.index.put_local(batch)
+            except BaseException:
+                self._pending = batch + self._pending  # on disk already: record them later
+                raise
 
     def close(self) -> None:
         self.flush()
@@ -139,7 +145,10 @@ class Puller:
                 return
             await getattr(self, f"_do_{a.op}")(a, result)
             result.done += 1
-        except (apply.DiskChanged, NoSource, OSError, paths.BadPath, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - one file's failure must not end the round
+            if not isinstance(e, apply.DiskChanged | NoSource | OSError | paths.BadPath
+                              | ValueError):
+                log.exception("unexpected failure syncing %s", a.path)
             self._failed(a, e, result)
         finally:
             self.in_progress.pop(a.path, None)
@@ -152,7 +161,7 @@ class Puller:
             result.waiting += 1
             log.debug("%s: %s", a.path, e)
         else:
-            result.failed[a.path] = str(e)
+            result.failed[a.path] = result.blocked[a.path] = str(e)
             if self._reported.get(a.path) != str(e):  # say it once, not at every retry
                 self._reported[a.path] = str(e)
                 log.warning("could not sync %s: %s", a.path, e)
@@ -202,7 +211,7 @@ class Puller:
                 self.request_rescan(new.path)
                 result.failed[new.path] = "changed on disk meanwhile; rescanning"
             except (OSError, paths.BadPath) as e:
-                result.failed[new.path] = str(e)
+                result.failed[new.path] = result.blocked[new.path] = str(e)
 
     # --- simple operations -----------------------------------------------------------
     async def _do_adopt(self, a: Action, result: RoundResult) -> None:
@@ -296,9 +305,20 @@ class Puller:
         fd, existed = _open_temp(tmp)
         self.temps.add(tmp_rel)  # removed once the folder converged, if never finished
         try:
-            if existed and os.fstat(fd).st_size > target.size:
+            st = os.fstat(fd)
+            diskio.check_space(self.root, target.size - min(st.st_blocks * 512, st.st_size))
+            if existed and st.st_size > target.size:
                 os.ftruncate(fd, target.size)  # a new file is exactly as long as its blocks
             sources = await self._fill(fd, a, existed, result)
+            if os.fstat(fd).st_size != target.size:
+                raise OSError(errno.EIO, f"{a.path}: the temp file is not the size written")
+            await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
+        except OSError as e:
+            if diskio.is_no_space(e):  # give the space back; a resume is worth less
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                self.temps.discard(tmp_rel)
+            raise
         finally:
             os.close(fd)
         async with self.lock:
@@ -332,18 +352,19 @@ class Puller:
                 result.bytes_reused += len(data)
         full = paths.safe_join(self.root, a.path)
         async with self.lock:
+            diskio.check_space(self.root, len(data))
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
             tmp_rel = paths.temp_name_for(a.path, target.hash)
             tmp = paths.safe_join(self.root, tmp_rel)
             fd, existed = _open_temp(tmp)
             try:
-                if existed:
-                    os.ftruncate(fd, 0)
-                if data:
-                    os.pwrite(fd, data, 0)
-            finally:
-                os.close(fd)
-            try:
+                try:
+                    if existed:
+                        os.ftruncate(fd, 0)
+                    diskio.write_all(fd, data, 0)
+                    diskio.flush_data(fd)
+                finally:
+                    os.close(fd)
                 self._put_in_place(a, tmp, full)
             except BaseException:
                 with contextlib.suppress(OSError):
@@ -363,8 +384,14 @@ class Puller:
         slots = asyncio.Semaphore(SMALL_BATCHES_IN_FLIGHT)
 
         async def one(batch: list[Action]) -> None:
-            async with slots:
-                retry = await self._small_batch(batch, result)
+            try:
+                async with slots:
+                    retry = await self._small_batch(batch, result)
+            except Exception as e:  # noqa: BLE001 - the other batches go on
+                log.exception("a batch of small files failed")
+                for a in batch:
+                    self._failed(a, e, result)
+                return
             for a in retry:
                 await self._run_one(a, result)
 
@@ -376,6 +403,7 @@ class Puller:
         found = self.index.find_blocks([a.target.blocks for a in batch if a.target.size])
         ready: list[tuple[Action, bytes, str]] = []  # (action, content, the peer it came from)
         asked: list[tuple[Action, asyncio.Future, str]] = []
+        room = diskio.room(self.root)  # never fetch what could not be written
         for a in batch:
             target = a.target
             try:
@@ -398,6 +426,10 @@ class Puller:
             if not sources:
                 result.waiting += 1
                 continue
+            if target.size > room:
+                self._failed(a, diskio.NoSpace(target.size, room), result)
+                continue
+            room -= target.size
             conn = sources[len(asked) % len(sources)]
             asked.append((a, conn.request_block(a.path, 0, target.size, target.blocks),
                           conn.info.name))
@@ -590,7 +622,7 @@ class Puller:
         data = self._read_verified(self.index.find_block(h), _block_size(target.size, i), h)
         if data is None:
             return False
-        os.pwrite(fd, data, i * BLOCK_SIZE)
+        diskio.write_all(fd, data, i * BLOCK_SIZE)
         return True
 
     async def _fetch_blocks(self, fd: int, a: Action, missing: list[int], done_bytes: int,
@@ -607,7 +639,7 @@ class Puller:
         loop = asyncio.get_running_loop()
         queue = list(reversed(missing))
         inflight: dict[asyncio.Future, list[tuple[int, str]]] = {}  # requests and writes
-        held = 0  # blocks requested or being written: what the window counts
+        held = 0  # slots taken and not yet given back: blocks requested or being written
         completed: asyncio.Queue[asyncio.Future] = asyncio.Queue()
         tried: dict[int, set[str]] = {}
         names: dict[str, str] = {}  # device -> display name, of the peers we asked
@@ -659,7 +691,7 @@ class Puller:
                     if blocks is None:
                         continue
                     if fut.is_write:  # type: ignore[attr-defined]
-                        written(blocks, fut.result())
+                        written(blocks, fut.result())  # a failed write raises here
                         continue
                     [(i, device)] = blocks
                     data = fut.result()
@@ -680,13 +712,13 @@ class Puller:
                         written(blocks, _verify_write_all(fd, jobs))
                 self.in_progress[a.path] = (done_bytes, target.size)
             return sorted({names[d] for d in kept})
-        finally:
+        finally:  # on every path, a failed write included: every slot we hold goes back
             writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
-            for fut, blocks in inflight.items():
+            for fut in inflight:
                 if not fut.is_write:  # type: ignore[attr-defined]
                     fut.cancel()
-                for _ in blocks:
-                    self._slots.release()
+            for _ in range(held):
+                self._slots.release()
             if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
             if direct is not None:
@@ -746,15 +778,15 @@ def _verify_write_all(fd: int, jobs: list[tuple[bytes, int, bytes]],
     runs: list[list[tuple[int, bytes]]] = []
     for offset, data in good:
         if direct is None or len(data) != BLOCK_SIZE:
-            os.pwrite(fd, data, offset)
+            diskio.write_all(fd, data, offset)
         elif runs and runs[-1][-1][0] + BLOCK_SIZE == offset and len(runs[-1]) < DIRECT_RUN:
             runs[-1].append((offset, data))
         else:
             runs.append([(offset, data)])
     for run in runs:
         if not _write_direct(direct, run):  # type: ignore[arg-type]
-            for offset, data in run:
-                os.pwrite(fd, data, offset)
+            for offset, data in run:  # short or refused: all of it again, through the cache
+                diskio.write_all(fd, data, offset)
     return oks
 
 

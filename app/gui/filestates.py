@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core.apply import is_conflict_copy
-from app.core.index import Index
+from app.core.index import FAILURES_GEN_KEY, Index
 from app.core.model import Kind
 from app.core.planner import plan_path
 from app.core.states import (
@@ -90,6 +90,8 @@ class StateTracker:
         self._remotes: dict[str, tuple[bytes, int]] = {}
         self._copies: dict[str, set[str]] = {}  # original -> its live conflict copies
         self._ignored: set[str] = set()
+        self._failures: dict[str, str] = {}
+        self._failures_gen: object = None
 
     def close(self) -> None:
         if self._db is not None:
@@ -127,6 +129,10 @@ class StateTracker:
         self._ignored = set(self.index.ignored())
         for path in self._ignored:
             rows[path] = self._ignored_row(path)
+        self._read_failures()
+        for path, why in self._failures.items():
+            if path in rows:
+                rows[path] = (path, rows[path][1], rows[path][2], ERROR, why)
         self._rows = rows
         return sorted(rows.values())
 
@@ -153,12 +159,28 @@ class StateTracker:
             self._ignored
         todo |= ignored ^ self._ignored
         self._ignored = ignored
+        before = self._failures
+        if self._read_failures():
+            todo |= {p for p in before.keys() | self._failures.keys()
+                     if before.get(p) != self._failures.get(p)}
         self._local_seq, self._remotes = local_seq, remotes
         if not todo:
             return Update()
         return self._recompute(todo)
 
     # --- internals -----------------------------------------------------------------
+    def _read_failures(self) -> bool:
+        """Reload the node's list of files it could not sync, if it moved; True if it did."""
+        assert self._db is not None
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?",
+                               (FAILURES_GEN_KEY,)).fetchone()
+        gen = row[0] if row else None
+        if gen == self._failures_gen:
+            return False
+        self._failures_gen = gen
+        self._failures = self.index.failures()
+        return True
+
     def _marks(self) -> tuple[int, dict[str, tuple[bytes, int]]]:
         assert self._db is not None
         seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM files").fetchone()[0]
@@ -205,6 +227,8 @@ class StateTracker:
                 row = self._local_row(path, local[path])
             else:
                 row = self._remote_only_row(path)
+            if row is not None and path in self._failures:
+                row = (path, row[1], row[2], ERROR, self._failures[path])
             old = self._rows.get(path)
             if row is None:
                 if old is not None:
