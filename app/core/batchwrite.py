@@ -50,7 +50,8 @@ class Placed:
     ctime_ns: int
 
 
-def write_small_files(root: Path, files: list[SmallFile]) -> list[Placed | Exception]:
+def write_small_files(root: Path, files: list[SmallFile], room: int | None = None
+                      ) -> list[Placed | Exception]:
     """Put each file in place; per file, where it now is on disk or why it failed.
 
     Three steps, so that one flush makes the whole batch durable before any name
@@ -58,13 +59,13 @@ def write_small_files(root: Path, files: list[SmallFile]) -> list[Placed | Excep
     flushed once, then each is checked against the disk again and linked into place.
     A failure (`BadContent`, `apply.DiskChanged`, `paths.BadPath`, `diskio.NoSpace`,
     `OSError`) concerns that file alone and leaves no temp file behind. The caller
-    holds the disk lock.
+    holds the disk lock. `room`: the bytes it may write (default: `diskio.room`).
     """
     out: list[Placed | Exception | None] = [None] * len(files)
     staged: dict[int, _Temp] = {}
     with DirFds(root, create=True) as dirs:
         try:
-            left = diskio.room(root)
+            left = diskio.room(root) if room is None else room
             for i, f in enumerate(files):
                 try:
                     staged[i] = _stage(dirs, f, left)

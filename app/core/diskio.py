@@ -22,24 +22,21 @@ import os
 import shutil
 from pathlib import Path
 
+from app.core.units import human_size
+
 RESERVE_MAX = 100 * 1024 * 1024
-MB = 1_000_000
 
 
 class NoSpace(OSError):
     """Not enough free space to write a file here; str() is the user-facing reason."""
 
     def __init__(self, needed: int, free: int) -> None:
-        super().__init__(errno.ENOSPC, f"no space left here: {_mb(needed)} needed, "
-                         f"{_mb(max(free, 0))} free")
+        super().__init__(errno.ENOSPC, f"no space left here: {human_size(needed)} needed, "
+                         f"{human_size(max(free, 0))} free")
         self.needed = needed
 
     def __str__(self) -> str:
         return self.strerror or "no space left here"
-
-
-def _mb(n: int) -> str:
-    return f"{n / MB:.1f} MB" if n < 100 * MB else f"{n // MB} MB"
 
 
 def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -101,11 +98,14 @@ def room(path: Path | str) -> int:
     return usage.free - reserve_for(usage.total)
 
 
-def check_space(path: Path | str, needed: int) -> None:
-    """Raise NoSpace unless `needed` more bytes fit on path's file system above the reserve."""
+def check_space(path: Path | str, needed: int, promised: int = 0) -> None:
+    """Raise NoSpace unless `needed` more bytes fit on path's file system above the reserve.
+
+    `promised`: bytes already promised to writes under way, not yet on the disk.
+    """
     if needed <= 0:
         return
-    left = room(path)
+    left = room(path) - promised
     if needed > left:
         raise NoSpace(needed, left)
 

@@ -20,7 +20,7 @@ import mmap
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,6 +82,7 @@ class Puller:
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
         self.temps: set[str] = set()  # temp files this puller made and did not finish
+        self._promised = 0  # bytes of files being written now, not on the disk yet
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
 
     # --- index writes, batched ----------------------------------------------------------
@@ -161,6 +162,8 @@ class Puller:
             result.waiting += 1
             log.debug("%s: %s", a.path, e)
         else:
+            if diskio.is_no_space(e) and not isinstance(e, diskio.NoSpace):
+                e = diskio.NoSpace(a.target.size, self._room())  # say it as users need it
             result.failed[a.path] = result.blocked[a.path] = str(e)
             if self._reported.get(a.path) != str(e):  # say it once, not at every retry
                 self._reported[a.path] = str(e)
@@ -306,13 +309,13 @@ class Puller:
         self.temps.add(tmp_rel)  # removed once the folder converged, if never finished
         try:
             st = os.fstat(fd)
-            diskio.check_space(self.root, target.size - min(st.st_blocks * 512, st.st_size))
-            if existed and st.st_size > target.size:
-                os.ftruncate(fd, target.size)  # a new file is exactly as long as its blocks
-            sources = await self._fill(fd, a, existed, result)
-            if os.fstat(fd).st_size != target.size:
-                raise OSError(errno.EIO, f"{a.path}: the temp file is not the size written")
-            await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
+            with self._space_for(target.size - min(st.st_blocks * 512, st.st_size)):
+                if existed and st.st_size > target.size:
+                    os.ftruncate(fd, target.size)  # a new file is as long as its blocks
+                sources = await self._fill(fd, a, existed, result)
+                if os.fstat(fd).st_size != target.size:
+                    raise OSError(errno.EIO, f"{a.path}: the temp file is not the size written")
+                await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
         except OSError as e:
             if diskio.is_no_space(e):  # give the space back; a resume is worth less
                 with contextlib.suppress(OSError):
@@ -352,7 +355,7 @@ class Puller:
                 result.bytes_reused += len(data)
         full = paths.safe_join(self.root, a.path)
         async with self.lock:
-            diskio.check_space(self.root, len(data))
+            diskio.check_space(self.root, len(data), self._promised)
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
             tmp_rel = paths.temp_name_for(a.path, target.hash)
             tmp = paths.safe_join(self.root, tmp_rel)
@@ -403,7 +406,7 @@ class Puller:
         found = self.index.find_blocks([a.target.blocks for a in batch if a.target.size])
         ready: list[tuple[Action, bytes, str]] = []  # (action, content, the peer it came from)
         asked: list[tuple[Action, asyncio.Future, str]] = []
-        room = diskio.room(self.root)  # never fetch what could not be written
+        room = self._room()  # never fetch what could not be written
         for a in batch:
             target = a.target
             try:
@@ -476,12 +479,30 @@ class Puller:
         outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
             a.path, data, a.target.blocks, a.target.mode, a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
-            local.get(a.path)) for a, data, _ in ready])
+            local.get(a.path)) for a, data, _ in ready], self._room())
         self.index.put_local([
             a.target.recorded(out.inode, out.ctime_ns)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
             if isinstance(out, batchwrite.Placed)])
         return outcomes
+
+    def _room(self) -> int:
+        """Bytes this node may still write: free space above the reserve, less promises."""
+        return diskio.room(self.root) - self._promised
+
+    @contextlib.contextmanager
+    def _space_for(self, size: int) -> Iterator[None]:
+        """Promise size bytes to one file while it is written, or raise NoSpace.
+
+        Files are written side by side: each must count the ones already under way,
+        or all of them pass the check and fill the disk together.
+        """
+        diskio.check_space(self.root, size, self._promised)
+        self._promised += max(size, 0)
+        try:
+            yield
+        finally:
+            self._promised -= max(size, 0)
 
     def _local_block(self, rel: str, h: bytes, size: int) -> bytes | None:
         """The block from a file we already have (this path's old content, or any)."""

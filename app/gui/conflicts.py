@@ -29,7 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core import conflicts
-from app.gui.models import human_size, state_icon
+from app.core.units import human_size
+from app.gui.models import state_icon
 
 COPY_ROLE = Qt.ItemDataRole.UserRole
 

@@ -29,6 +29,7 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from app import resources
 from app.core.apply import is_conflict_copy
 from app.core.states import CONFLICT, ERROR, IGNORED, LOCAL_CHANGE, REMOTE_CHANGE, SYNCED
+from app.core.units import human_size
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 DECORATION = Qt.ItemDataRole.DecorationRole
@@ -108,16 +109,6 @@ def progress_icon(value: float) -> QIcon:
             icon.addPixmap(pix)
         _pies[step] = icon
     return icon
-
-
-def human_size(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} B"
-    for unit in ("KB", "MB", "GB", "TB"):
-        n /= 1024
-        if n < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if n < 100 else f"{n:.0f} {unit}"
-    return f"{n:.0f} TB"
 
 
 def human_time(t: float) -> str:

@@ -41,13 +41,14 @@ from PySide6.QtWidgets import (
 
 from app.cli.main import checked_folder
 from app.core.states import CONFLICT, ERROR, LOCAL_CHANGE, REMOTE_CHANGE
+from app.core.units import human_size
 from app.engine.config import Config
 from app.engine.node import NodeOptions
 from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
-from app.gui.models import FilesModel, PeersModel, app_icon, human_size, state_icon
+from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core import conflicts
+from app.core.units import human_size
 from app.engine.control import ControlServer
 from app.engine.node import Node, NodeOptions
 from app.errors import P2PError
 from app.gui.filestates import StateTracker
-from app.gui.models import human_size, prepare_rows
+from app.gui.models import prepare_rows
 
 log = logging.getLogger("p2psync.gui")
 

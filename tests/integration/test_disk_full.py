@@ -1,0 +1,99 @@
+"""A receiving folder on a really full disk: a small tmpfs, twice its size to fetch.
+
+Real processes over loopback. The receiver's folder is a 20 MiB tmpfs (its index
+lives in its config dir, elsewhere); the source holds about 40 MiB. What must hold:
+every file that lands is complete, the source's files never change, the files that
+do not fit are reported as "no space left" (`sync` exits 5 listing them, `status`
+shows them as error), and once the tmpfs is grown a running node finishes the job by
+itself, with no restart and no temp file left behind. Skips where mounting is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.procs import env, p2psync_cmd, start_run, sync, tree, wait_until
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mnt = tmp_path / "B"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {rel: hashlib.sha256(v).hexdigest() for rel, v in tree(root).items()
+            if isinstance(v, bytes)}
+
+
+def _status(folder: Path, config: Path) -> dict:
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
+                                   str(config), "--json"),
+                       capture_output=True, text=True, env=env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _temps(root: Path) -> list[Path]:
+    return list(root.rglob(".p2psync-*.tmp"))
+
+
+def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_disk):
+    a = tmp_path / "A"
+    rnd = random.Random(5)
+    for i in range(6):
+        (a / "big").mkdir(parents=True, exist_ok=True)
+        (a / f"big/{i}.bin").write_bytes(rnd.randbytes(5 * MIB + i))
+    for i in range(300):
+        (a / "small").mkdir(parents=True, exist_ok=True)
+        (a / f"small/{i:03}.txt").write_bytes(rnd.randbytes(rnd.randrange(1, 60_000)))
+    source = _digests(a)
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        # a one-shot sync into the small disk: some files fit, the rest are listed
+        r = sync(small_disk, tmp_path / "cfgB", node_a.address, timeout=60)
+        assert r.returncode == 5, r.stderr
+        lines = [ln for ln in r.stderr.splitlines() if "no space left here" in ln]
+        assert lines, r.stderr
+        assert all(" needed, " in ln for ln in lines)
+        landed = _digests(small_disk)
+        assert landed, "nothing fitted at all"
+        assert all(source[rel] == h for rel, h in landed.items()), "a wrong file landed"
+        assert _digests(a) == source
+        assert _temps(small_disk) == []
+        rows = {f["path"]: f for f in _status(small_disk, tmp_path / "cfgB")["files"]}
+        errors = [f for f in rows.values() if f["state"] == "error"]
+        assert errors and all("no space left" in f["why"] for f in errors)
+
+        # a running node: still full, it waits; grown, it finishes without a restart
+        node_b = start_run(small_disk, tmp_path / "cfgB", "--peer", node_a.address)
+        try:
+            node_b.wait_for_log(r"no space left here", timeout=30)
+            assert all(source[rel] == h for rel, h in _digests(small_disk).items())
+            subprocess.run(["mount", "-o", "remount,size=100m", str(small_disk)], check=True)
+            wait_until(lambda: _digests(small_disk) == source, 60, 0.2,
+                       f"never converged after the disk grew; log:\n{node_b.log()}")
+            wait_until(lambda: not _temps(small_disk), 20, 0.2, "temp files stayed")
+            wait_until(lambda: all(f["state"] == "synced" for f in _status(
+                small_disk, tmp_path / "cfgB")["files"]), 20, 0.2, "errors stayed listed")
+        finally:
+            assert node_b.stop() == 0, node_b.log()
+        assert _digests(a) == source
+    finally:
+        assert node_a.stop() == 0, node_a.log()
