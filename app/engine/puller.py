@@ -550,9 +550,11 @@ class Puller:
             raise apply.DiskChanged
         copy_rel = self._free_conflict_name(rel, local)
         copy_full = paths.safe_join(self.root, copy_rel)
-        if os.path.lexists(copy_full):
+        if os.path.lexists(copy_full) and _same_meta(copy_full, local):
             apply.archive(self.root, rel)  # that very version is kept already
         else:
+            if os.path.lexists(copy_full):  # the same content, losing before: ours is newer
+                apply.archive(self.root, copy_rel)
             os.rename(self.root / rel, copy_full)
             inode, ctime_ns = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
@@ -876,6 +878,12 @@ def _holds(full: Path, entry: FileEntry) -> bool:
             hashing.hash_file(full)[1] == entry.hash
     except OSError:
         return False
+
+
+def _same_meta(full: Path, entry: FileEntry) -> bool:
+    """Whether the file at full (known to hold entry's content) also has its mtime and mode."""
+    st = os.lstat(full)
+    return st.st_mtime_ns == entry.mtime_ns and (st.st_mode & 0o777) == entry.mode
 
 
 def _open_temp(tmp: Path) -> tuple[int, bool]:

@@ -20,6 +20,7 @@ from tests.property.test_random_histories import (
     _node,
     check_sync,
     conflict_copy_name,
+    run_history,
     snapshot,
     start_a,
     temps,
@@ -193,3 +194,20 @@ def test_file_changed_during_a_sync_leaves_no_temp_file():
             assert not temps(tree), f"{dev}: temp files left: {temps(tree)}"
 
     run(scenario)
+
+
+def test_second_conflict_with_the_same_content_in_the_same_second_takes_its_mtime():
+    """Found by the property (PROP_EXAMPLES=4000): the second losing version of b.txt had
+    the same (empty) content as the first, within the same second, so both wanted one
+    copy name; the engine took the existing copy for "kept already" and the copy kept
+    the first conflict's mtime. The contract's copy is the losing version itself: the
+    older copy goes to .p2psync/versions/ and the new one takes the name."""
+    rounds = [[("append", "A", "a.txt", 1, 0)],
+              [("write", "A", "a.txt", 0, 0),
+               ("both", "b.txt", ("write", 0, 0), ("write", 1, 1))],
+              [("both", "b.txt", ("write", 0, 0), ("append", 1, 1))]]
+    base = Path(tempfile.mkdtemp(prefix="p2psync-reg-"))
+    try:
+        asyncio.run(run_history(base, rounds, swap=False))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
