@@ -34,7 +34,7 @@ class SmallFile:
     rel: str  # a validated relative path
     data: bytes  # the whole content, as a peer sent it
     block_hash: bytes  # what it must hash to (b"" for an empty file)
-    mode: int
+    mode: int  # the permission bits it gets here (app.core.modes.file_mode)
     mtime_ns: int
     temp_name: str  # the temp file's name, in rel's directory
     local: FileEntry | None  # what the index says is at rel now
@@ -48,6 +48,7 @@ class BadContent(Exception):
 class Placed:
     inode: int
     ctime_ns: int
+    mode: int  # permission bits
 
 
 def write_small_files(root: Path, files: list[SmallFile], room: int | None = None
@@ -146,7 +147,7 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
     _publish(t.dfd, t.fd, t.name, name)
     t.published = True
     done = os.fstat(t.fd)  # after the link, which moved the ctime
-    return Placed(done.st_ino, done.st_ctime_ns)
+    return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
 
 
 def _lstat(dfd: int, name: str) -> os.stat_result | None:

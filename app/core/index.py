@@ -335,15 +335,21 @@ class Index:
     @_locked
     def set_inode(self, path: str, inode: int, ctime_ns: int = 0) -> None:
         """Update local bookkeeping only: no new version, no new seq."""
-        self.set_inodes([(path, inode, ctime_ns)])
+        with self._tx():
+            self._db.execute("UPDATE files SET inode = ?, ctime_ns = ? WHERE path = ?",
+                             (inode_to_db(inode), ctime_ns, path))
 
     @_locked
-    def set_inodes(self, items: Iterable[tuple[str, int, int]]) -> None:
-        """Batch form of set_inode (one transaction): (path, inode, ctime_ns)."""
+    def set_stats(self, items: Iterable[tuple[str, int, int, int]]) -> None:
+        """What a scan saw of unchanged entries: (path, inode, ctime_ns, mode).
+
+        Bookkeeping only (no new version, no new seq): a file's identity on disk, or
+        permission bits that do not sync (all but the executable bit).
+        """
         with self._tx():
             self._db.executemany(
-                "UPDATE files SET inode = ?, ctime_ns = ? WHERE path = ?",
-                ((inode_to_db(i), c, p) for p, i, c in items),
+                "UPDATE files SET inode = ?, ctime_ns = ?, mode = ? WHERE path = ?",
+                ((inode_to_db(i), c, m, p) for p, i, c, m in items),
             )
 
     @_locked

@@ -48,13 +48,15 @@ class FileEntry:
     error: str = ""  # why this path cannot be synced ("" when it can)
     ctime_ns: int = 0  # st_ctime_ns when last indexed: catches rewrites that keep the mtime
 
-    def recorded(self, inode: int = 0, ctime_ns: int = 0) -> FileEntry:
+    def recorded(self, inode: int = 0, ctime_ns: int = 0, mode: int | None = None) -> FileEntry:
         """This entry as this device records it once applied: its own stat, no error.
 
+        `mode`: the permission bits it got here (only the executable bit is the peer's).
         A plain constructor call: `dataclasses.replace` costs more than the rest of a
         small file's bookkeeping.
         """
-        return FileEntry(self.path, self.kind, self.size, self.mtime_ns, self.mode, self.hash,
+        return FileEntry(self.path, self.kind, self.size, self.mtime_ns,
+                         self.mode if mode is None else mode, self.hash,
                          self.blocks, self.target, self.version, self.modified_by,
                          self.deleted, self.seq, inode, "", ctime_ns)
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import versions
+from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, Brief, Index, inode_to_db
@@ -139,7 +139,7 @@ class _Scan:
         self.protected: list[str] = []  # dirs whose indexed subtree must be kept
         self.visited_dirs: set[str] = set()
         self.writes: list[FileEntry] = []
-        self.inodes: list[tuple[str, int, int]] = []  # (path, inode, ctime_ns)
+        self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
         self.start_seq = 0
 
@@ -170,8 +170,8 @@ class _Scan:
             raced = self.index.paths_changed_since(self.start_seq)
             if raced:
                 self._drop(raced)
-            if self.inodes:
-                self.index.set_inodes(self.inodes)
+            if self.stats:
+                self.index.set_stats(self.stats)
             self.index.put_local(self.writes)
 
     # --- walking
@@ -306,10 +306,10 @@ class _Scan:
             log.debug("%s changed while hashing; a later scan picks it up", rel)
             return
         old = self.index.get(rel) if rel in self.brief else None
-        if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns, old.mode) == (
-            h, size, st.st_mtime_ns, _perm(st)
-        ):
-            self._same_file(old, st)
+        if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns) == (
+            h, size, st.st_mtime_ns
+        ) and modes.same_synced_bits(old.mode, _perm(st)):
+            self._same_file(old, st)  # other permission bits are this device's business
             return
         self._new_version(
             FileEntry(rel, Kind.FILE, size, st.st_mtime_ns, _perm(st), h, blocks,
@@ -332,9 +332,9 @@ class _Scan:
         """Same content and metadata: no new version, only bookkeeping if needed."""
         if old.error:
             self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
-                                                   ctime_ns=st.st_ctime_ns))
-        elif (old.inode, old.ctime_ns) != (st.st_ino, st.st_ctime_ns):
-            self.inodes.append((old.path, st.st_ino, st.st_ctime_ns))
+                                                   ctime_ns=st.st_ctime_ns, mode=_perm(st)))
+        elif (old.inode, old.ctime_ns, old.mode) != (st.st_ino, st.st_ctime_ns, _perm(st)):
+            self.stats.append((old.path, st.st_ino, st.st_ctime_ns, _perm(st)))
 
     def _unreadable(self, rel: str, st: os.stat_result, exc: OSError) -> None:
         """Record why a file cannot be synced, without a new version (content unknown)."""
@@ -361,9 +361,12 @@ class _Scan:
         if b is not None and b[1] == _DIR and b[4] == _perm(st):
             return
         old = self.index.get(rel) if b is not None else None
-        if _live(old, Kind.DIR) and old.mode == _perm(st):
-            # only an error was set (by someone else): the dir is there as recorded
-            self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino))
+        if _live(old, Kind.DIR):
+            if old.error:  # set by someone else: the dir is there as recorded
+                self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
+                                                       mode=_perm(st)))
+            else:  # only its mode moved, which is this device's business
+                self.stats.append((rel, st.st_ino, old.ctime_ns, _perm(st)))
             return
         self._new_version(
             FileEntry(rel, Kind.DIR, 0, st.st_mtime_ns, _perm(st), inode=st.st_ino), old
@@ -420,7 +423,7 @@ class _Scan:
         """Forget decisions about paths written by someone else during the scan."""
         log.debug("scan raced with index writes on %d paths; leaving them", len(raced))
         self.writes = [e for e in self.writes if e.path not in raced]
-        self.inodes = [item for item in self.inodes if item[0] not in raced]
+        self.stats = [item for item in self.stats if item[0] not in raced]
         self.result.changed = [e for e in self.result.changed if e.path not in raced]
         self.result.errors = [e for e in self.result.errors if e.path not in raced]
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, diskio, hashing, paths
+from app.core import apply, batchwrite, diskio, hashing, modes, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -204,7 +204,8 @@ class Puller:
                 paths.safe_join(self.root, old.path)
                 apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
                 os.rename(self.root / old.path, dest)
-                apply.set_meta(dest, new.target.mode, new.target.mtime_ns)
+                apply.set_meta(dest, modes.file_mode(new.target.mode, local_old.mode),
+                               new.target.mtime_ns)
                 moved = new.target.recorded(*_on_disk(dest))
                 self._commit(moved, old.target.recorded())
                 result.done += 2
@@ -235,8 +236,7 @@ class Puller:
                 raise apply.DiskChanged
             if os.path.lexists(full) and not stat.S_ISDIR(os.lstat(full).st_mode):
                 self._archive_live(local, a.path)
-            apply.ensure_dirs(self.root, a.path)
-            os.chmod(full, a.target.mode & 0o777)
+            apply.ensure_dirs(self.root, a.path)  # this device's default mode, never the peer's
             self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_meta(self, a: Action, result: RoundResult) -> None:
@@ -245,7 +245,7 @@ class Puller:
             if not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged
             full = paths.safe_join(self.root, a.path)
-            apply.set_meta(full, a.target.mode, a.target.mtime_ns)
+            apply.set_meta(full, modes.file_mode(a.target.mode, local.mode), a.target.mtime_ns)
             self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_delete(self, a: Action, result: RoundResult) -> None:
@@ -331,8 +331,10 @@ class Puller:
 
     def _put_in_place(self, a: Action, tmp: Path, full: Path) -> None:
         """Move a finished temp file to its final path (the caller holds the disk lock)."""
-        self._make_room(self.index.get(a.path), a)
-        apply.set_meta(tmp, a.target.mode, a.target.mtime_ns)
+        local = self.index.get(a.path)
+        self._make_room(local, a)
+        apply.set_meta(tmp, modes.file_mode(a.target.mode, _file_mode(local)),
+                       a.target.mtime_ns)
         os.rename(tmp, full)
         self._commit(a.target.recorded(*_on_disk(full)))
 
@@ -477,11 +479,12 @@ class Puller:
         """On the writer thread, under the disk lock: the files, then their index entries."""
         local = self.index.get_many([a.path for a, _, _ in ready])
         outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
-            a.path, data, a.target.blocks, a.target.mode, a.target.mtime_ns,
+            a.path, data, a.target.blocks,
+            modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path)) for a, data, _ in ready], self._room())
         self.index.put_local([
-            a.target.recorded(out.inode, out.ctime_ns)
+            a.target.recorded(out.inode, out.ctime_ns, out.mode)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
             if isinstance(out, batchwrite.Placed)])
         return outcomes
@@ -556,7 +559,7 @@ class Puller:
             if os.path.lexists(copy_full):  # the same content, losing before: ours is newer
                 apply.archive(self.root, copy_rel)
             os.rename(self.root / rel, copy_full)
-            inode, ctime_ns = _on_disk(copy_full)
+            inode, ctime_ns, _ = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id, inode=inode, ctime_ns=ctime_ns)
             self._commit(copy)
@@ -775,10 +778,17 @@ def _batches(actions: list[Action]) -> list[list[Action]]:
     return out
 
 
-def _on_disk(full: Path) -> tuple[int, int]:
-    """The stat bookkeeping an entry keeps of the file just written: (inode, ctime_ns)."""
+def _on_disk(full: Path) -> tuple[int, int, int]:
+    """The stat bookkeeping an entry keeps of what was just written: inode, ctime, mode."""
     st = os.lstat(full)
-    return st.st_ino, st.st_ctime_ns
+    return st.st_ino, st.st_ctime_ns, st.st_mode & 0o777
+
+
+def _file_mode(local: FileEntry | None) -> int | None:
+    """The mode of the live file a fetched one replaces (its owner's bits stay), if any."""
+    if local is None or local.deleted or local.kind != Kind.FILE:
+        return None
+    return local.mode
 
 
 def _block_size(size: int, i: int) -> int:

@@ -179,7 +179,9 @@ def test_empty_dirs(folder):
     assert folder.get("empty").kind == Kind.DIR
 
 
-def test_dir_mtime_alone_is_not_a_change_but_mode_is(folder):
+def test_dir_mtime_or_mode_is_not_a_change_only_bookkeeping(folder):
+    """Only the executable bit of files syncs (the contract): a directory's mode is this
+    device's business, so it is recorded, with no new version for the peers."""
     d = folder.root / "d"
     d.mkdir(mode=0o755)
     d.chmod(0o755)
@@ -187,9 +189,22 @@ def test_dir_mtime_alone_is_not_a_change_but_mode_is(folder):
     bump_mtime(d)
     assert folder.scan().changed == []
     d.chmod(0o700)
-    r = folder.scan()
-    assert changed_paths(r) == ["d"]
-    assert folder.get("d").mode == 0o700 and folder.get("d").version == {DEV: 2}
+    assert folder.scan().changed == []
+    assert folder.get("d").mode == 0o700 and folder.get("d").version == {DEV: 1}
+    assert folder.scan().changed == [] and folder.get("d").mode == 0o700
+
+
+def test_file_permissions_other_than_exec_are_bookkeeping(folder):
+    p = folder.write("a.txt", b"hello", mode=0o644)
+    folder.scan()
+    seq = folder.get("a.txt").seq
+    p.chmod(0o600)
+    assert folder.scan().changed == []
+    e = folder.get("a.txt")
+    assert (e.mode, e.version, e.seq) == (0o600, {DEV: 1}, seq)  # not announced again
+    p.chmod(0o700)  # the executable bit: a change the peers get
+    assert changed_paths(folder.scan()) == ["a.txt"]
+    assert folder.get("a.txt").version == {DEV: 2}
 
 
 def test_stale_error_on_dir_is_cleared_without_new_version(folder):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core.modes import UMASK
 from tests.procs import SECRET, env, p2psync_cmd, start_run, sync, tree, wait_until
 
 ID_RX = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){4}$")
@@ -125,18 +126,25 @@ def temp_files(folder: Path) -> list[str]:
     return found
 
 
-def meta(folder: Path) -> dict[str, tuple[int, int]]:
-    """rel -> (st_mtime_ns, permission bits) of every regular file (no .p2psync)."""
+def meta(folder: Path) -> dict[str, tuple[int, bool]]:
+    """rel -> (st_mtime_ns, executable) of every regular file (no .p2psync).
+
+    Only the executable bit syncs; the other permission bits are each device's own.
+    """
     out = {}
     for rel, v in tree(folder).items():
         if isinstance(v, bytes):
             st = os.lstat(folder / rel)
-            out[rel] = (st.st_mtime_ns, stat.S_IMODE(st.st_mode))
+            out[rel] = (st.st_mtime_ns, bool(st.st_mode & 0o111))
     return out
 
 
+def mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
 def assert_converged(a: Path, b: Path) -> None:
-    """Same names, contents, links, empty dirs, mtimes and modes; no temp file left."""
+    """Same names, contents, links, empty dirs, mtimes and exec bits; no temp file left."""
     assert tree(a) == tree(b)
     assert meta(a) == meta(b)
     assert temp_files(a) == [] and temp_files(b) == []
@@ -211,10 +219,12 @@ def test_names_dirs_mtimes_and_exec_bit_both_ways(tmp_path, run_node):
         assert t_["empty dir B"] == "<dir>"
         assert t_["empty from A"] == b"" and t_["empty from B.txt"] == b""
         assert {rel: m for rel, (m, _) in meta(folder).items()} == expected_mtimes
-        assert os.stat(folder / "tools/run.sh").st_mode & 0o777 == 0o755
-        assert os.stat(folder / "b-tool").st_mode & 0o777 == 0o750
-        assert os.stat(folder / "ro.txt").st_mode & 0o777 == 0o444
         assert os.access(folder / "tools/run.sh", os.X_OK)
+    # each side keeps the modes its user gave; what a peer creates gets this device's
+    # default (the umask) plus the executable bit where the source has it
+    assert (mode(a / "tools/run.sh"), mode(b / "tools/run.sh")) == (0o755, 0o777 & ~UMASK)
+    assert (mode(b / "b-tool"), mode(a / "b-tool")) == (0o750, 0o777 & ~UMASK)
+    assert (mode(a / "ro.txt"), mode(b / "ro.txt")) == (0o444, 0o666 & ~UMASK)
 
 
 def test_exec_bit_change_alone_syncs(tmp_path, run_node):
