@@ -140,7 +140,7 @@ def version_name(rel: str, when: float, root: Path | None = None, n: int = 0) ->
     tag = f"~{stamp}-{n}" if n else f"~{stamp}"
     max_path = paths.MAX_PATH_BYTES if root is None else \
         paths.PATH_MAX - 1 - len(os.fsencode(root)) - 1
-    vdir = _join(VERSIONS_DIR, head)
+    vdir = f"{VERSIONS_DIR}/{head}" if head else VERSIONS_DIR
     room = name_room(vdir, max_path)
     stem, ext = _split_ext(name)
     normal = f"{stem}{tag}{ext}"

@@ -168,18 +168,21 @@ def test_a_version_that_fits_keeps_the_contracts_layout(tmp_path):
     assert apply.version_name("docs/report.txt", WHEN, tmp_path, 2) == \
         rel.replace(".txt", "-2.txt")
     assert apply.version_name("docs/report.txt", WHEN) == rel  # without a root: relative
+    top = apply.version_name("top.md", WHEN, tmp_path)
+    assert re.fullmatch(r"\.p2psync/versions/top~\d{8}-\d{6}\.md", top)
 
 
+@pytest.mark.parametrize("head", ["docs/", ""])
 @pytest.mark.parametrize("name", ["v" * 251 + ".txt", "ü" * 125 + ".txt", "a." + "e" * 253])
-def test_a_long_name_is_shortened_in_the_same_directory(tmp_path, name):
+def test_a_long_name_is_shortened_in_the_same_directory(tmp_path, name, head):
     for n in (0, 1, 2, 1000):
-        rel = apply.version_name(f"docs/{name}", WHEN, tmp_path, n)
-        assert rel.startswith(".p2psync/versions/docs/")
+        rel = apply.version_name(f"{head}{name}", WHEN, tmp_path, n)
+        assert rel.rpartition("/")[0] == f".p2psync/versions/{head}".rstrip("/")
         assert nbytes(name_of(rel)) <= 255 and HASHED.search(rel)
         paths.validate(rel.removeprefix(".p2psync/"))  # whole characters, short enough
         if n:
             assert f"-{n}" in name_of(rel)
-    names = {apply.version_name(f"docs/{name}", WHEN, tmp_path, n) for n in range(5)}
+    names = {apply.version_name(f"{head}{name}", WHEN, tmp_path, n) for n in range(5)}
     assert len(names) == 5
 
 
