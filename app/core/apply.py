@@ -3,7 +3,9 @@
 Every destructive step here is guarded: a file is only replaced, deleted or renamed
 when what is on disk is still exactly what the index says (otherwise the user edited
 it meanwhile, and the caller must rescan instead), and whatever is replaced or
-deleted is first moved into `.p2psync/versions/`.
+deleted is first moved into `.p2psync/versions/` and listed in the versions index
+(app.core.versionstore). The names made here from a user's name (conflict copies, kept
+versions) are shortened where they would not fit the file system.
 """
 
 from __future__ import annotations
