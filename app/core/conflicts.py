@@ -21,18 +21,13 @@ to the peers like any edit. Qt-free; the window calls these through its worker.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from app.core import apply, paths
 
-_COPY = re.compile(
-    r"^(?P<stem>.*?)\.sync-conflict-(?P<date>\d{8})-(?P<time>\d{6})-(?P<device>[A-Z2-7]{7})"
-    r"(?P<ext>.*)$"
-)
 TEXT_LIMIT = 512 * 1024  # the side-by-side view shows at most this much of each version
 
 
@@ -54,9 +49,13 @@ class Conflict:
 
 
 def parse(copy_rel: str) -> Conflict | None:
-    """The conflict a path names, or None when it is not a conflict copy."""
+    """The conflict a path names, or None when it is not a conflict copy.
+
+    From the name alone: the original of a copy whose name had to be shortened is only
+    found by `resolve`, which looks at the folder.
+    """
     head, _, name = copy_rel.rpartition("/")
-    m = _COPY.match(name)
+    m = apply.CONFLICT_COPY.match(name)
     if m is None or not m["stem"]:
         return None
     try:
@@ -68,13 +67,32 @@ def parse(copy_rel: str) -> Conflict | None:
                     device=m["device"], when=when)
 
 
+def resolve(root: Path, copy_rel: str) -> Conflict | None:
+    """parse, with the original looked up among the copy's siblings in the folder.
+
+    What the window should act on: a copy of a long name carries only a shortened
+    form of it (apply.conflict_name), and the original is the sibling that gives it.
+    """
+    c = parse(copy_rel)
+    if c is None:
+        return None
+    head = copy_rel.rpartition("/")[0]
+    try:
+        names = os.listdir(paths.safe_join(root, head) if head else root)
+    except (OSError, paths.BadPath):
+        return c
+    original = apply.conflict_original(copy_rel, names)
+    return c if original in (None, c.original) else replace(c, original=original)
+
+
 def _both_name(c: Conflict, n: int) -> str:
-    head, _, name = c.copy.rpartition("/")
-    m = _COPY.match(name)
-    assert m is not None
+    """`NAME (conflict DEVICE YYYY-MM-DD HHMMSS[ n]).EXT`, shortened like the copy's name."""
+    head, _, name = c.original.rpartition("/")
     stamp = c.when.strftime("%Y-%m-%d %H%M%S")
     extra = f" {n}" if n > 1 else ""
-    new = f"{m['stem']} (conflict {c.device} {stamp}{extra}){m['ext']}"
+    limit = max(apply.COPY_PATH_BYTES, len(c.copy.encode("utf-8")))
+    new = apply.fit_name(name, f" (conflict {c.device} {stamp}{extra})",
+                         apply.name_room(head, limit))
     return f"{head}/{new}" if head else new
 
 

@@ -20,6 +20,9 @@ import blake3
 META_DIR = ".p2psync"  # our own folder inside the synced folder (never synced)
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
+PATH_MAX = 4096  # the kernel's limit on an absolute path, its NUL included
+SHORT_HASH_HEX = 8
+SHORT_MIN_BYTES = 1 + SHORT_HASH_HEX  # what a shortened stem takes at the least: "~" + hash
 TEMP_PREFIX = ".p2psync-"
 TEMP_SUFFIX = ".tmp"
 _TEMP_RE = re.compile(r"\.p2psync-[0-9a-f]{16}\.tmp")
@@ -92,6 +95,35 @@ def _check_segment(seg: str, rel: str) -> None:
         raise BadPath(f"empty, '.' or '..' segment in {rel!r}")
     if len(seg.encode("utf-8")) > MAX_NAME_BYTES:
         raise BadPath(f"name longer than {MAX_NAME_BYTES} bytes in {rel!r}")
+
+
+def utf8_prefix(text: str, max_bytes: int) -> str:
+    """The longest prefix of text that takes at most max_bytes in UTF-8.
+
+    Cut on a character boundary, so a shortened name is still valid UTF-8 (and so
+    still a path `validate` accepts) however the multibyte characters fall.
+    """
+    raw = text.encode("utf-8")
+    if len(raw) <= max_bytes:
+        return text
+    return raw[: max(0, max_bytes)].decode("utf-8", "ignore")
+
+
+def shorten_stem(stem: str, max_bytes: int) -> str:
+    """stem when it fits in max_bytes, else `PREFIX~HASH` (8 hex of a hash of all of it).
+
+    Deterministic, so every device shortens a name the same way; the hash keeps
+    names that share a long prefix apart. Never shorter than SHORT_MIN_BYTES: a
+    caller with less room than that must choose another layout.
+    """
+    if len(stem.encode("utf-8")) <= max_bytes:
+        return stem
+    return f"{utf8_prefix(stem, max_bytes - SHORT_MIN_BYTES)}~{short_hash(stem)}"
+
+
+def short_hash(text: str) -> str:
+    """8 hex digits of a hash of text: what tells shortened names apart."""
+    return blake3.blake3(text.encode("utf-8")).hexdigest()[:SHORT_HASH_HEX]
 
 
 def safe_join(root: Path, rel: str) -> Path:

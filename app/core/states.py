@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
+from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
+from app.core.apply import conflict_original as _original_of
 from app.core.apply import is_conflict_copy
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
@@ -19,12 +21,33 @@ CONFLICT = "conflict"
 ERROR = "error"
 IGNORED = "ignored"
 
-_CONFLICT_PART = re.compile(r"\.sync-conflict-\d{8}-\d{6}-[A-Z2-7]{7}")
+
+def conflict_original(rel: str, siblings: Iterable[str] = ()) -> str:
+    """The path a conflict copy stands beside (rel itself when it is not a copy).
+
+    siblings: the names in the copy's directory, which only a copy of a long name
+    (shortened, see app.core.apply.conflict_name) needs to find its original.
+    """
+    return _original_of(rel, siblings) or rel
 
 
-def conflict_original(rel: str) -> str:
-    """The path a conflict copy stands beside."""
-    return _CONFLICT_PART.sub("", rel, count=1)
+def _originals(live: set[str]) -> set[str]:
+    """The originals of the conflict copies among the live paths (those on disk)."""
+    by_dir: dict[str, list[str]] | None = None  # made only for a copy that needs it
+    found = set()
+    for p in live:
+        if not is_conflict_copy(p):
+            continue
+        original = conflict_original(p)
+        if original not in live:  # a copy of a long name? its original is a sibling
+            if by_dir is None:
+                by_dir = defaultdict(list)
+                for q in live:
+                    head, _, name = q.rpartition("/")
+                    by_dir[head].append(name)
+            original = conflict_original(p, by_dir.get(p.rpartition("/")[0], ()))
+        found.add(original)
+    return found
 
 
 def _row(e: FileEntry, state: str, reason: str = "") -> dict:
@@ -45,8 +68,7 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
     failures = index.failures()
     differing = set(index.differing_paths())
     announced = index.remote_version_blobs()
-    copies = {conflict_original(p) for p, e in local.items()
-              if not e.deleted and is_conflict_copy(p)}
+    copies = _originals({p for p, e in local.items() if not e.deleted})
     rows = []
     for path, e in local.items():
         if e.deleted or e.kind == Kind.DIR:

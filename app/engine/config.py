@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SETTINGS = "settings.json"
+VERSIONS_DAYS = 30  # how long replaced versions are kept, unless settings say otherwise
 
 
 def default_config_dir() -> Path:
@@ -71,6 +72,17 @@ class Config:
     def set_device_name(self, name: str) -> None:
         self.settings["device_name"] = name
         self.save()
+
+    def versions_days(self) -> float:
+        """Days a replaced version stays in `.p2psync/versions/` (setting `versions_days`).
+
+        Anything but a positive number falls back to the default: a typo in the
+        settings must never make the node prune every kept version at once.
+        """
+        days = self.settings.get("versions_days", VERSIONS_DAYS)
+        if isinstance(days, bool) or not isinstance(days, int | float) or not days > 0:
+            return VERSIONS_DAYS
+        return days
 
     # --- folders -------------------------------------------------------------------
     def folder_paths(self, folder: Path) -> FolderPaths:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import hashing, paths, scanner
+from app.core import hashing, paths, scanner, versionstore
 from app.core.dirfds import DirFds
 from app.core.ignore import Ignore
 from app.core.index import Index
@@ -42,6 +42,7 @@ STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
+PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 DEBOUNCE = 0.05
 
 Event = Callable[[str, dict], None]
@@ -147,6 +148,7 @@ class Node:
         self._first_scan: asyncio.Task | None = None
         self._disk_tasks: list[asyncio.Task] = []
         self._assessed: _Assessment | None = None
+        self._next_prune = 0.0  # monotonic time of the next prune of old versions
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -229,6 +231,9 @@ class Node:
             self.ignore.reload_if_changed()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
+            if subpaths is None and time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
+                await asyncio.to_thread(self._prune_versions)
         self.changed.set()  # a waiter may have been waiting for this scan to end
         if subpaths is None:
             self.index.set_ignored(result.ignored)
@@ -241,6 +246,16 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _prune_versions(self) -> None:
+        try:
+            pruned = versionstore.prune(self.root, self.config.versions_days() * 86400)
+        except OSError as e:  # the versions stay until a later prune manages
+            log.warning("cannot prune old versions: %s", e)
+            return
+        if pruned:
+            log.info("pruned %d version(s) older than %g days", len(pruned),
+                     self.config.versions_days())
 
     async def _scan_loop(self) -> None:
         while True:

@@ -456,8 +456,10 @@ class EngineWorker(QObject):
 
     async def _load_conflict(self, copy: str) -> None:
         node = self.node
-        c = conflicts.parse(copy)
-        if node is None or c is None:
+        if node is None:
+            return
+        c = await asyncio.to_thread(conflicts.resolve, node.root, copy)
+        if c is None:
             return
         a, b = await asyncio.to_thread(
             lambda: (conflicts.read_side(node.root, c.original),
@@ -466,7 +468,7 @@ class EngineWorker(QObject):
 
     async def _resolve(self, copy: str, how: str) -> None:
         node = self.node
-        c = conflicts.parse(copy)
+        c = None if node is None else await asyncio.to_thread(conflicts.resolve, node.root, copy)
         if node is None or c is None:
             self.resolved.emit(copy, [], "not a conflict copy")
             return
