@@ -210,13 +210,19 @@ def ensure_dirs(root: Path, rel_dir: str) -> list[str]:
     return created
 
 
-def archive(root: Path, rel: str, when: float | None = None, by: str = "") -> str:
+def archive(root: Path, rel: str, when: float | None = None, by: str = "",
+            keep: bool = False) -> str:
     """Move root/rel into the versions folder and list it in the versions index.
 
     Returns the archived relative path (version_name). `by` is the device whose change
     replaced or deleted it ("" when local or unknown). When the index cannot take its
     line (a full disk, say), the file goes back where it was and the error is raised:
     every kept version is listed, and a failed archive changes nothing.
+
+    `keep`: the caller is about to rename a new version over rel, so the old one is
+    hard-linked into the versions folder and its name stays until that rename: the
+    path never goes missing, and a crash in between cannot look like a deletion.
+    Where the file system has no hard links, it is moved as without `keep`.
     """
     when = time.time() if when is None else when
     src = root / rel
@@ -229,14 +235,30 @@ def archive(root: Path, rel: str, when: float | None = None, by: str = "") -> st
         if not os.path.lexists(dest):
             break
         n += 1
-    os.rename(src, dest)
+    linked = keep and hard_link(src, dest)
+    if not linked:
+        os.rename(src, dest)
     try:
         versionstore.record(root, versionstore.Kept(rel, dest_rel, when, size, by))
     except OSError:
-        if not os.path.lexists(src):
+        if linked:
+            os.unlink(dest)
+        elif not os.path.lexists(src):
             os.rename(dest, src)
         raise
     return dest_rel
+
+
+def hard_link(src: Path, dest: Path) -> bool:
+    """A second name for src (a link itself, never its target); False: no hard links here."""
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS,
+                           errno.EXDEV):
+            raise
+        return False
+    return True
 
 
 def set_meta(path: Path, mode: int, mtime_ns: int) -> None:

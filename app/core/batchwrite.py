@@ -38,6 +38,7 @@ class SmallFile:
     mtime_ns: int
     temp_name: str  # the temp file's name, in rel's directory
     local: FileEntry | None  # what the index says is at rel now
+    by: str = ""  # the device whose version this is (for the versions index)
 
 
 class BadContent(Exception):
@@ -137,14 +138,25 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
 
 
 def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
-    """Archive what the index says is there (if it still is), then publish the temp file."""
+    """Archive what the index says is there (if it still is), then publish the temp file.
+
+    A file it replaces is hard-linked into the versions folder and then replaced in one
+    rename, so its path is never empty in between (see `apply.archive`'s `keep`).
+    """
     name = f.rel.rpartition("/")[2]
     st = _lstat(t.dfd, name)
     if not apply.stat_matches(f.local, st):
         raise apply.DiskChanged
-    if st is not None:
-        _move_aside(root, t.dfd, name, f.rel, st)
-    _publish(t.dfd, t.fd, t.name, name)
+    replace = st is not None and not stat.S_ISDIR(st.st_mode)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        os.rmdir(name, dir_fd=t.dfd)  # fails, keeping everything, unless it is empty
+    elif replace:
+        apply.archive(root, f.rel, by=f.by, keep=True)
+        replace = os.path.lexists(root / f.rel)  # else: no hard links here, it was moved
+    if replace:
+        _replace(t.dfd, t.fd, t.name, f.temp_name, name)
+    else:
+        _publish(t.dfd, t.fd, t.name, name)
     t.published = True
     done = os.fstat(t.fd)  # after the link, which moved the ctime
     return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
@@ -179,12 +191,22 @@ def _publish(dfd: int, fd: int, temp: str | None, name: str) -> None:
     os.unlink(temp, dir_fd=dfd)
 
 
-def _move_aside(root: Path, dfd: int, name: str, rel: str, st: os.stat_result) -> None:
-    """The old content goes to the versions folder; an (empty) directory is removed."""
-    if stat.S_ISDIR(st.st_mode):
-        os.rmdir(name, dir_fd=dfd)  # fails, keeping everything, unless it is empty
-    else:
-        apply.archive(root, rel)
+def _replace(dfd: int, fd: int, temp: str | None, temp_name: str, name: str) -> None:
+    """Rename the finished file over name (whose version is kept already): one step.
+
+    An unnamed file first gets the temp name; the rename then replaces atomically.
+    """
+    if temp is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name, dir_fd=dfd)  # a leftover (or a planted link) goes
+        os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=dfd, follow_symlinks=True)
+    try:
+        os.rename(temp or temp_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        if temp is None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name, dir_fd=dfd)
+        raise
 
 
 def _open_temp(dfd: int, name: str) -> tuple[int, str | None]:

@@ -231,11 +231,11 @@ class Puller:
             local = self.index.get(a.path)
             full = paths.safe_join(self.root, a.path)
             if a.conflict_copy:
-                self._keep_conflict_copy(local, a.path)
+                self._keep_conflict_copy(local, a.path, a.target.modified_by)
             elif not os.path.isdir(full) and not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged
             if os.path.lexists(full) and not stat.S_ISDIR(os.lstat(full).st_mode):
-                self._archive_live(local, a.path)
+                self._archive_live(local, a.path, a.target.modified_by)
             apply.ensure_dirs(self.root, a.path)  # this device's default mode, never the peer's
             self._commit(a.target.recorded(*_on_disk(full)))
 
@@ -267,7 +267,7 @@ class Puller:
                                          modified_by=self.index.device_id))
                     return
             else:
-                apply.archive(self.root, a.path)
+                apply.archive(self.root, a.path, by=a.target.modified_by)
             self._commit(a.target.recorded())
             self.emit("deleted", {"path": a.path})
 
@@ -482,7 +482,7 @@ class Puller:
             a.path, data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
-            local.get(a.path)) for a, data, _ in ready], self._room())
+            local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
         self.index.put_local([
             a.target.recorded(out.inode, out.ctime_ns, out.mode)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
@@ -534,31 +534,40 @@ class Puller:
         raise NoSource(f"no connected peer could give {a.path}")
 
     def _make_room(self, local: FileEntry | None, a: Action) -> None:
-        """Clear the final path: conflict copy or archived old version; never a loss."""
+        """Make the final path ready for a rename over it: our version is kept first.
+
+        As a conflict copy, or in the versions folder (by a hard link where the file
+        system allows, so the path never goes missing before the rename replaces it).
+        """
         if a.conflict_copy:
-            self._keep_conflict_copy(local, a.path)
+            self._keep_conflict_copy(local, a.path, a.target.modified_by, keep=True)
         elif not apply.matches_disk(self.root, local, a.path):
             raise apply.DiskChanged
         elif local is not None and not local.deleted:
-            self._archive_live(local, a.path)
+            self._archive_live(local, a.path, a.target.modified_by, keep=True)
 
-    def _archive_live(self, local: FileEntry | None, rel: str) -> None:
+    def _archive_live(self, local: FileEntry | None, rel: str, by: str,
+                      keep: bool = False) -> None:
+        """Our live version at rel into the versions folder (`keep`: see apply.archive)."""
         if local is not None and local.kind == Kind.DIR:
             os.rmdir(self.root / rel)  # fails (and keeps everything) unless empty
         elif os.path.lexists(self.root / rel):
-            apply.archive(self.root, rel)
+            apply.archive(self.root, rel, by=by, keep=keep)
 
-    def _keep_conflict_copy(self, local: FileEntry | None, rel: str) -> None:
+    def _keep_conflict_copy(self, local: FileEntry | None, rel: str, by: str,
+                            keep: bool = False) -> None:
+        """Our losing version stays beside rel as its conflict copy (`keep`: see _make_room)."""
         if local is None or local.deleted or not apply.matches_disk(self.root, local, rel):
             raise apply.DiskChanged
         copy_rel = self._free_conflict_name(rel, local)
         copy_full = paths.safe_join(self.root, copy_rel)
         if os.path.lexists(copy_full) and _same_meta(copy_full, local):
-            apply.archive(self.root, rel)  # that very version is kept already
+            apply.archive(self.root, rel, by=by, keep=keep)  # that very version is kept
         else:
             if os.path.lexists(copy_full):  # the same content, losing before: ours is newer
-                apply.archive(self.root, copy_rel)
-            os.rename(self.root / rel, copy_full)
+                apply.archive(self.root, copy_rel, by=self.index.device_id)
+            if not (keep and apply.hard_link(self.root / rel, copy_full)):
+                os.rename(self.root / rel, copy_full)
             inode, ctime_ns, _ = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id, inode=inode, ctime_ns=ctime_ns)
