@@ -70,6 +70,7 @@ class LaunchOptions:
     discovery: bool = True
     discovery_port: int = 22101
     log_file: Path | None = None
+    allow_mass_delete: bool = False
 
 
 def display_path(folder: Path) -> str:
@@ -380,7 +381,7 @@ class MainWindow(QMainWindow):
             folder=folder, config=self.config, secret=secret, name=name,
             listen=self.opts.listen or DEFAULT_LISTEN, peers=list(self.opts.peers),
             discovery=self.opts.discovery, discovery_port=self.opts.discovery_port,
-            watch=True, elect=True,
+            watch=True, elect=True, allow_mass_delete=self.opts.allow_mass_delete,
         )
         self.files_model.reset_rows([])
         self.peers_model.set_peers([])
