@@ -15,11 +15,12 @@ from pathlib import Path
 
 from app.core import apply
 from app.core.index import Index
+from app.core.model import FileEntry
 from app.core.versions import bump, merge
 
 
-def keep_local(root: Path, index: Index, paths: Iterable[str]) -> list[str]:
-    """New versions for those of `paths` still on disk as indexed; returns them.
+def keep_local(root: Path, index: Index, paths: Iterable[str]) -> list[FileEntry]:
+    """New versions for those of `paths` still on disk as indexed; returns the entries.
 
     A path changed or gone on disk meanwhile is left to the next scan (its real
     state is what must win, not the one the index remembers). Call under the
@@ -37,4 +38,4 @@ def keep_local(root: Path, index: Index, paths: Iterable[str]) -> list[str]:
                 seen = merge(seen, remote.version)
             out.append(replace(e, version=bump(seen, device), modified_by=device))
         index.put_local(out)
-    return [e.path for e in out]
+    return out

@@ -697,25 +697,27 @@ class Node:
         self._report_held()
         self._pull_wake.set()
 
-    async def keep_held(self) -> list[str]:
+    async def keep_held(self) -> int:
         """The app's "Keep them": our copies beat the deletions, and go back to the others.
 
-        An unmounted folder keeps waiting instead: its files are not here to keep.
+        Returns how many files (and links) were kept. An unmounted folder keeps waiting
+        instead: its files are not here to keep.
         """
         held = self.held_back()
         if held is None or held.reason == UNMOUNTED:
-            return []
+            return 0
         async with self.disk_lock:
             self.puller.flush()
             kept = await asyncio.to_thread(keep_local, self.root, self.index, held.paths)
-        log.info("kept %d path(s) whose deletion was held back: they go back to the other "
-                 "devices", len(kept))
-        for rel in held.paths.difference(kept):
+        files = sum(1 for e in kept if e.kind != Kind.DIR)
+        log.info("kept %d file(s) whose deletion was held back: they go back to the other "
+                 "devices", files)
+        for rel in held.paths.difference(e.path for e in kept):
             self.request_rescan(rel)  # changed on disk meanwhile: the scan says what it is
         self._local_changed.set()
         self._report_held()
         self._pull_wake.set()
-        return kept
+        return files
 
     # --- agreement -------------------------------------------------------------------
     async def wait_idle(self) -> None:

@@ -47,6 +47,7 @@ from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
+from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, human_size, state_icon
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
@@ -119,6 +120,10 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._after_stop = None
         self._key_dialog: KeyDialog | None = None
+        self.held: dict | None = None  # what the mass-deletion guard holds back now
+        self.mass_delete_dialog = MassDeleteDialog(self)
+        self.mass_delete_dialog.delete_requested.connect(self._delete_held)
+        self.mass_delete_dialog.keep_requested.connect(self._keep_held)
 
         self.setWindowTitle("p2psync")
         self.setWindowIcon(app_icon())
@@ -387,6 +392,8 @@ class MainWindow(QMainWindow):
         self.peers_model.set_peers([])
         self.conflicts_panel.set_conflicts([])
         self.status, self.info = {}, {}
+        self.held = None
+        self.mass_delete_dialog.hide()
         self._episode_total = self._episode_bytes = 0
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
         w = self.worker
@@ -404,6 +411,7 @@ class MainWindow(QMainWindow):
         w.conflict_sides.connect(self.conflicts_panel.show_sides)
         w.resolved.connect(self.conflicts_panel.on_resolved)
         w.sync_done.connect(self._on_sync_done)
+        w.mass_delete.connect(self._on_mass_delete)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
@@ -467,6 +475,21 @@ class MainWindow(QMainWindow):
     def _on_sync_done(self) -> None:
         self._rescanning = False
         self._refresh_overall()
+
+    def _on_mass_delete(self, held: dict | None) -> None:
+        self.held = held
+        if held is None:
+            self.mass_delete_dialog.hide()
+        else:
+            self.mass_delete_dialog.ask(held)
+
+    def _delete_held(self) -> None:
+        if self.worker is not None:
+            self.worker.delete_held()
+
+    def _keep_held(self) -> None:
+        if self.worker is not None:
+            self.worker.keep_held()
 
     def _conflicts_changed(self, copies: list[str]) -> None:
         self.conflicts_panel.set_conflicts(copies)
@@ -560,6 +583,8 @@ class MainWindow(QMainWindow):
         self._rescanning = True
         self._refresh_overall()
         self.worker.sync_now()
+        if self.held is not None:  # "Decide later" was chosen: this is later
+            self.mass_delete_dialog.ask(self.held)
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")
