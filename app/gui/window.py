@@ -482,6 +482,7 @@ class MainWindow(QMainWindow):
             self.mass_delete_dialog.hide()
         else:
             self.mass_delete_dialog.ask(held)
+        self._refresh_overall()
 
     def _delete_held(self) -> None:
         if self.worker is not None:
@@ -520,7 +521,9 @@ class MainWindow(QMainWindow):
         if self.worker is None or not self.info:
             return
         st = self.status
-        incoming = m.count(REMOTE_CHANGE)
+        held = self.held["deletes"] if self.held and self.held.get("reason") != "unmounted" \
+            else 0
+        incoming = max(0, m.count(REMOTE_CHANGE) - held)  # held deletions are not on their way
         done = sum(d for d, _ in self._incoming_done.values())
         to_go = max(0, m.bytes_in(REMOTE_CHANGE) - done)
         outgoing = m.count(LOCAL_CHANGE)
@@ -559,6 +562,8 @@ class MainWindow(QMainWindow):
                 if outgoing:
                     text += f"  ·  {outgoing:,} local change{'s' if outgoing != 1 else ''} " \
                             "to send"
+        if self.held is not None:
+            text += f"  ·  {self.held['deletes']:,} deletions held back, waiting for your answer"
         conflicts = m.count(CONFLICT)
         if conflicts:
             n = len(m.conflict_copies())
