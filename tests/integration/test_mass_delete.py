@@ -159,3 +159,19 @@ def test_run_keeps_syncing_the_rest_and_says_it_once(tmp_path, run_node):
                0.1, f"the edit never came:\n{nb.log()}")
     assert file_names(b) == set(rels) | {"new.txt"}  # the held files are still there
     assert sum(HELD_RX in line for line in nb.lines) == 1, nb.log()
+
+
+def test_deletions_announced_in_several_batches_are_judged_together(tmp_path, run_node):
+    """1,500 deletions reach B as two index batches (1,000 + 500): neither batch alone
+    is more than half of the 2,000 files, all of them together are."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    rels = files(a, 2000)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+    os.mkdir(tmp_path / "trash")
+    for rel in rels[:1500]:
+        os.rename(a / rel, tmp_path / "trash" / rel)
+    wait_indexed(node, rels[0], rels[1499])
+    r = held_sync(tmp_path, node)
+    assert "1500 of 2000 files deleted on" in r.stderr
+    assert len(file_names(b)) == 2000
