@@ -78,7 +78,7 @@ class PeerState:
 
 @dataclass
 class _Assessment:
-    key: tuple  # (index generation, connected peers, ignore patterns) it was made for
+    key: tuple  # (index generation, connected peers, ignore patterns, a peer streaming)
     actions: list[Action]
     counts: dict[str, int]  # device -> paths we need from it alone
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
@@ -540,9 +540,9 @@ class Node:
     def _guard(self, actions: list[Action], deleting: dict[str, tuple[FileEntry | None, list]],
                streaming: bool) -> tuple[list[Action], HeldDeletions | None]:
         """The plan without the deletions the mass-deletion guard holds back, and those."""
+        self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
         if not deleting or self.opts.allow_mass_delete:
             return actions, None
-        self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
         if streaming:
             # A peer is halfway through sending its index (a first exchange, or thousands
             # of changes): judge its deletions once they are all here, not 1,000 at a time.
