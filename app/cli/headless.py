@@ -17,7 +17,7 @@ from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
-from app.errors import P2PError, UsageError
+from app.errors import HeldBackError, P2PError, UsageError
 
 log = logging.getLogger("p2psync")
 
@@ -53,6 +53,7 @@ def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
         name=args.name or config.device_name(), listen=listen, peers=list(args.peer),
         discovery=not args.no_discovery, discovery_port=args.discovery_port,
         watch=command == "run", elect=command == "run",
+        allow_mass_delete=args.allow_mass_delete,
     )
 
 
@@ -105,6 +106,8 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
         await node.start()
         peers = opts.peers or await discover_server(node, opts.discovery_port)
         await sync_once(node, peers, args.timeout)
+    except HeldBackError as e:
+        raise HeldBackError(f"{e}. Repeat with --allow-mass-delete to apply it.") from None
     except asyncio.CancelledError:
         if not interrupted:
             raise

@@ -52,6 +52,9 @@ def _node_options(p: argparse.ArgumentParser, *, folder_required: bool) -> None:
     p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the key "
                    "stored for this folder)")
     p.add_argument("--name", help="this device's display name (default: host name)")
+    p.add_argument("--allow-mass-delete", action="store_true",
+                   help="apply a deletion the mass-deletion guard held back (more than half "
+                   "of the files, or a folder whose .p2psync marker is gone)")
     _verbosity(p)
 
 

@@ -259,6 +259,13 @@ class Index:
         return [_from_row(r) for r in rows]
 
     @_locked
+    def live_file_count(self) -> int:
+        """Live files and links (not directories): what the mass-deletion guard compares to."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM files WHERE NOT deleted AND kind != ?", (int(Kind.DIR),)
+        ).fetchone()[0]
+
+    @_locked
     def max_seq(self) -> int:
         return self._max_seq()
 

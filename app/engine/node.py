@@ -21,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import hashing, paths, scanner, versionstore
+from app.core import hashing, marker, paths, scanner, versionstore
 from app.core.dirfds import DirFds
 from app.core.ignore import Ignore
 from app.core.index import Index
+from app.core.keep import keep_local
+from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
 from app.core.model import MAX_INT, FileEntry, Kind
-from app.core.planner import Action, plan_path
+from app.core.planner import DELETE, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
@@ -60,6 +62,7 @@ class NodeOptions:
     discovery_port: int = 22101
     watch: bool = False
     elect: bool = False  # take part in the role election (run, gui); sync joins as a client
+    allow_mass_delete: bool = False  # apply what the mass-deletion guard would hold back
 
 
 @dataclass
@@ -73,13 +76,15 @@ class PeerState:
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
     serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    index_streaming: bool = False  # its last index batch was full: more of it follows
 
 
 @dataclass
 class _Assessment:
-    key: tuple  # (index generation, connected peers, ignore patterns) it was made for
+    key: tuple  # (index generation, connected peers, ignore patterns, a peer streaming)
     actions: list[Action]
     counts: dict[str, int]  # device -> paths we need from it alone
+    held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
 
 
 class ConnectFailure(Exception):
@@ -149,6 +154,9 @@ class Node:
         self._disk_tasks: list[asyncio.Task] = []
         self._assessed: _Assessment | None = None
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
+        self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
+        self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
+        self._held_said: tuple | None = None  # the held deletions last logged and emitted
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -167,6 +175,7 @@ class Node:
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        await self._check_folder()  # before anything may scan or write there
         if self.opts.watch:  # before the first scan: no change may fall in between
             self._start_watcher()
             self._spawn(self._periodic_rescan())
@@ -228,6 +237,8 @@ class Node:
     async def scan_now(self, subpaths: set[str] | None = None) -> scanner.ScanResult:
         async with self.disk_lock:
             self.puller.flush()  # the scan must see the index of what is on disk
+            if not await self._check_folder():
+                return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
             self.ignore.reload_if_changed()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
@@ -440,6 +451,7 @@ class Node:
                 continue
             good.append(entry)
         self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        peer.index_streaming = len(entries) == INDEX_BATCH
         self._pull_wake.set()
         self.changed.set()
 
@@ -454,6 +466,9 @@ class Node:
                         for b in blocked)):
             raise ProtocolError("malformed 'state'")
         peer.last_state = msg
+        if peer.index_streaming:  # it sends its state once it has no more index to send
+            peer.index_streaming = False
+            self._pull_wake.set()
         self.changed.set()
 
     async def _send_index(self, peer: PeerState) -> None:
@@ -525,25 +540,48 @@ class Node:
         the state messages and `sync`'s polling all ask, several times per change.
         """
         key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
-               self._blocked_gen)
+               self._blocked_gen, any(p.index_streaming for p in self.peers.values()))
         if self._assessed is not None and self._assessed.key == key:
             return self._assessed
         actions: list[Action] = []
         counts = dict.fromkeys(self.peers, 0)
+        deleting: dict[str, tuple[FileEntry | None, list[str]]] = {}  # -> (ours, who counts it)
         for rel, local, remotes in self.index.differing_entries():
             if self.ignore.matches(rel):
                 continue
             action = plan_path(local, remotes)
             if action is not None:
                 actions.append(action)
+                if action.op == DELETE:
+                    deleting[rel] = (local, [])
             if rel in self.blocked:
                 continue  # retried, but nothing a peer could send would help now
             for device in counts.keys() & remotes.keys():
                 needed = action is not None if len(remotes) == 1 else \
                     plan_path(local, {device: remotes[device]}) is not None
                 counts[device] += needed
-        self._assessed = _Assessment(key, actions, counts)
+                if needed and rel in deleting:
+                    deleting[rel][1].append(device)
+        actions, held = self._guard(actions, deleting, key[-1])
+        for rel in held.paths if held is not None else ():
+            for device in deleting[rel][1]:  # held back is settled, not needed
+                counts[device] -= 1
+        self._assessed = _Assessment(key, actions, counts, held)
         return self._assessed
+
+    def _guard(self, actions: list[Action], deleting: dict[str, tuple[FileEntry | None, list]],
+               streaming: bool) -> tuple[list[Action], HeldDeletions | None]:
+        """The plan without the deletions the mass-deletion guard holds back, and those."""
+        self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
+        if not deleting or self.opts.allow_mass_delete:
+            return actions, None
+        if streaming:
+            # A peer is halfway through sending its index (a first exchange, or thousands
+            # of changes): judge its deletions once they are all here, not 1,000 at a time.
+            return [a for a in actions if a.op != DELETE or a.path in self._approved], None
+        local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
+        return hold_mass_deletions(actions, local, self.index.live_file_count(),
+                                   allowed=self._approved)
 
     def set_paused(self, paused: bool) -> None:
         """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""
@@ -577,7 +615,10 @@ class Node:
             self.changed.set()
 
     async def _pull_once(self) -> None:
+        if self.unmounted is not None:
+            return  # nothing is written into a folder that looks unmounted
         actions = self.plan()
+        self._report_held()
         if not actions:
             self.failures.clear()
             self._set_blocked({})
@@ -637,6 +678,107 @@ class Node:
                     os.unlink(paths.safe_join(self.root, rel))
             self.temps.clear()
             self.puller.temps.clear()
+
+    # --- the mass-deletion guard ------------------------------------------------------
+    def held_back(self) -> HeldDeletions | None:
+        """What waits for a confirmation now: this folder's own files, or a plan's deletions."""
+        return self.unmounted or self._assess().held
+
+    def held_message(self, held: HeldDeletions) -> str:
+        return describe(held, self.device_label)
+
+    def device_label(self, device: str) -> str:
+        """A device as people know it, "laptop (ABCDEFG)"; "device ABCDEFG" when unknown."""
+        name = ""
+        if device == self.device_id:
+            name = self.opts.name
+        elif device in self.peers:
+            name = self.peers[device].conn.info.name
+        elif self.roles is not None and device in self.roles.election.heard:
+            name = self.roles.election.heard[device].name
+        short = identity.short_id(device)
+        return f"{name} ({short})" if name else f"device {short}"
+
+    def _report_held(self) -> None:
+        """One log line and one event per change of what is held back (not every round)."""
+        if any(p.index_streaming for p in self.peers.values()):
+            return  # the guard judges a peer's deletions once they are all here
+        held = self.held_back()
+        key = held.key() if held is not None else None
+        if key == self._held_said:
+            return
+        self._held_said = key
+        if held is None:
+            self.emit("mass_delete_cleared", {})
+            return
+        # a one-shot sync says it once, in its error (exit 6)
+        log.log(logging.WARNING if self.opts.elect else logging.DEBUG,
+                "%s (confirm it in the app, or run with --allow-mass-delete to apply it)",
+                self.held_message(held))
+        self.emit("mass_delete_held", {
+            "reason": held.reason, "deletes": held.deletes, "of": held.of,
+            "devices": [{"device_id": d, "name": self.device_label(d), "deletes": n}
+                        for d, n in held.by],
+            "message": self.held_message(held)})
+
+    async def _check_folder(self) -> bool:
+        """Whether the folder is there to scan and to write into (see app.core.marker)."""
+        missing = await asyncio.to_thread(marker.check, self.root, self.index)
+        if missing is not None and self.opts.allow_mass_delete:
+            missing = await self._accept_missing(missing)
+        was, self.unmounted = self.unmounted, None
+        if missing is not None:
+            self.unmounted = unmounted(missing.missing, missing.live, self.device_id)
+        if self.unmounted != was:
+            self._report_held()
+        return self.unmounted is None
+
+    async def _accept_missing(self, missing: marker.Missing) -> marker.Missing | None:
+        """The user confirmed: the marker comes back and the missing files count as deleted."""
+        if not await asyncio.to_thread(marker.make, self.root, self.index):
+            return missing
+        log.warning("the folder's .p2psync marker was gone and %d of %d files are missing: "
+                    "their deletion goes to the other devices", missing.missing, missing.live)
+        return None
+
+    async def delete_held(self) -> None:
+        """The app's "Delete them": apply what is held back now, once."""
+        held = self.held_back()
+        if held is None:
+            return
+        if held.reason == UNMOUNTED:
+            async with self.disk_lock:
+                if await self._accept_missing(marker.Missing(held.deletes, held.of)) is None:
+                    self.unmounted = None
+            self.request_rescan(None)  # records the deletions the marker check held back
+        else:
+            log.info("deleting the %d held-back file(s), as confirmed", held.deletes)
+            self._approved |= held.paths
+            self._assessed = None
+        self._report_held()
+        self._pull_wake.set()
+
+    async def keep_held(self) -> int:
+        """The app's "Keep them": our copies beat the deletions, and go back to the others.
+
+        Returns how many files (and links) were kept. An unmounted folder keeps waiting
+        instead: its files are not here to keep.
+        """
+        held = self.held_back()
+        if held is None or held.reason == UNMOUNTED:
+            return 0
+        async with self.disk_lock:
+            self.puller.flush()
+            kept = await asyncio.to_thread(keep_local, self.root, self.index, held.paths)
+        files = sum(1 for e in kept if e.kind != Kind.DIR)
+        log.info("kept %d file(s) whose deletion was held back: they go back to the other "
+                 "devices", files)
+        for rel in held.paths.difference(e.path for e in kept):
+            self.request_rescan(rel)  # changed on disk meanwhile: the scan says what it is
+        self._local_changed.set()
+        self._report_held()
+        self._pull_wake.set()
+        return files
 
     # --- agreement -------------------------------------------------------------------
     async def wait_idle(self) -> None:

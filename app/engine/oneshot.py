@@ -3,7 +3,9 @@
 Used by `p2psync sync` and by the GUI's "Sync now" button: connection failures
 become the contract's errors (unreachable: exit 3 with each address and why;
 refused: exit 4), and "done" means every connected peer said it has our whole
-index and needs nothing more from us, and we need nothing from it.
+index and needs nothing more from us, and we need nothing from it. Deletions the
+mass-deletion guard holds back count as settled: once all else agrees they end the
+sync with HeldBackError (exit 6); a folder that looks unmounted ends it at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import time
 
 from app.engine.node import ConnectFailure, Node
-from app.errors import IncompleteError, P2PError, RefusedError, UnreachableError
+from app.errors import HeldBackError, IncompleteError, P2PError, RefusedError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +92,17 @@ async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str
 async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
+        if node.unmounted is not None:  # nothing can be synced into that folder
+            raise HeldBackError(node.held_message(node.unmounted))
         live = [d for d in devices if d in node.peers]
         if not live:
             raise P2PError("lost the connection to the peer before the folders agreed")
         if all(node.in_sync_with(d) for d in live):
             await node.wait_idle()
             if all(node.in_sync_with(d) for d in live):
+                held = node.held_back()
+                if held is not None:
+                    raise HeldBackError(node.held_message(held))
                 names = ", ".join(node.peers[d].conn.info.name for d in live)
                 problems = node.problems(live)
                 if problems:

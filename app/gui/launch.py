@@ -61,7 +61,7 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
         secret=args.secret or os.environ.get("P2PSYNC_SECRET") or None,
         name=args.name, listen=args.listen, peers=list(args.peer),
         discovery=not args.no_discovery, discovery_port=args.discovery_port,
-        log_file=log_file,
+        log_file=log_file, allow_mass_delete=args.allow_mass_delete,
     )
 
 

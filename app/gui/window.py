@@ -48,6 +48,7 @@ from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
+from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
@@ -71,6 +72,7 @@ class LaunchOptions:
     discovery: bool = True
     discovery_port: int = 22101
     log_file: Path | None = None
+    allow_mass_delete: bool = False
 
 
 def display_path(folder: Path) -> str:
@@ -119,6 +121,10 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._after_stop = None
         self._key_dialog: KeyDialog | None = None
+        self.held: dict | None = None  # what the mass-deletion guard holds back now
+        self.mass_delete_dialog = MassDeleteDialog(self)
+        self.mass_delete_dialog.delete_requested.connect(self._delete_held)
+        self.mass_delete_dialog.keep_requested.connect(self._keep_held)
 
         self.setWindowTitle("p2psync")
         self.setWindowIcon(app_icon())
@@ -381,12 +387,14 @@ class MainWindow(QMainWindow):
             folder=folder, config=self.config, secret=secret, name=name,
             listen=self.opts.listen or DEFAULT_LISTEN, peers=list(self.opts.peers),
             discovery=self.opts.discovery, discovery_port=self.opts.discovery_port,
-            watch=True, elect=True,
+            watch=True, elect=True, allow_mass_delete=self.opts.allow_mass_delete,
         )
         self.files_model.reset_rows([])
         self.peers_model.set_peers([])
         self.conflicts_panel.set_conflicts([])
         self.status, self.info = {}, {}
+        self.held = None
+        self.mass_delete_dialog.hide()
         self._episode_total = self._episode_bytes = 0
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
         w = self.worker
@@ -404,6 +412,7 @@ class MainWindow(QMainWindow):
         w.conflict_sides.connect(self.conflicts_panel.show_sides)
         w.resolved.connect(self.conflicts_panel.on_resolved)
         w.sync_done.connect(self._on_sync_done)
+        w.mass_delete.connect(self._on_mass_delete)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
@@ -468,6 +477,22 @@ class MainWindow(QMainWindow):
         self._rescanning = False
         self._refresh_overall()
 
+    def _on_mass_delete(self, held: dict | None) -> None:
+        self.held = held
+        if held is None:
+            self.mass_delete_dialog.hide()
+        else:
+            self.mass_delete_dialog.ask(held)
+        self._refresh_overall()
+
+    def _delete_held(self) -> None:
+        if self.worker is not None:
+            self.worker.delete_held()
+
+    def _keep_held(self) -> None:
+        if self.worker is not None:
+            self.worker.keep_held()
+
     def _conflicts_changed(self, copies: list[str]) -> None:
         self.conflicts_panel.set_conflicts(copies)
         self.tabs.setTabText(1, f"Conflicts ({len(copies)})" if copies else "Conflicts")
@@ -497,7 +522,9 @@ class MainWindow(QMainWindow):
         if self.worker is None or not self.info:
             return
         st = self.status
-        incoming = m.count(REMOTE_CHANGE)
+        held = self.held["deletes"] if self.held and self.held.get("reason") != "unmounted" \
+            else 0
+        incoming = max(0, m.count(REMOTE_CHANGE) - held)  # held deletions are not on their way
         done = sum(d for d, _ in self._incoming_done.values())
         to_go = max(0, m.bytes_in(REMOTE_CHANGE) - done)
         outgoing = m.count(LOCAL_CHANGE)
@@ -536,6 +563,8 @@ class MainWindow(QMainWindow):
                 if outgoing:
                     text += f"  ·  {outgoing:,} local change{'s' if outgoing != 1 else ''} " \
                             "to send"
+        if self.held is not None:
+            text += f"  ·  {self.held['deletes']:,} deletions held back, waiting for your answer"
         conflicts = m.count(CONFLICT)
         if conflicts:
             n = len(m.conflict_copies())
@@ -560,6 +589,8 @@ class MainWindow(QMainWindow):
         self._rescanning = True
         self._refresh_overall()
         self.worker.sync_now()
+        if self.held is not None:  # "Decide later" was chosen: this is later
+            self.mass_delete_dialog.ask(self.held)
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")

@@ -74,6 +74,7 @@ class EngineWorker(QObject):
     conflict_sides = Signal(str, object, object)  # copy path, Side of original, of copy
     resolved = Signal(str, object, str)  # copy path, paths changed, error ("" when done)
     sync_done = Signal()  # the rescan of "Sync now" is done; transfers go on
+    mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
                  any_port_if_taken: bool = False) -> None:
@@ -124,6 +125,14 @@ class EngineWorker(QObject):
 
     def set_paused(self, paused: bool) -> None:
         self._call(lambda: self.node.set_paused(paused))
+
+    def delete_held(self) -> None:
+        """ "Delete them": apply the deletions the mass-deletion guard holds back."""
+        self._submit(self._held_choice(keep=False))
+
+    def keep_held(self) -> None:
+        """ "Keep them": this device's copies win, and go back to the other devices."""
+        self._submit(self._held_choice(keep=True))
 
     def load_conflict(self, copy: str) -> None:
         self._submit(self._load_conflict(copy))
@@ -413,6 +422,12 @@ class EngineWorker(QObject):
                 out.append(Activity(now, "peer", f"{name} left ({reason})"))
             elif kind == "role":
                 out.append(Activity(now, "role", self._role_text(node, d)))
+            elif kind == "mass_delete_held":
+                out.append(Activity(now, "error", d["message"][:1].upper() + d["message"][1:]))
+                self.notify.emit("Deletion held back", d["message"])
+                self.mass_delete.emit(d)
+            elif kind == "mass_delete_cleared":
+                self.mass_delete.emit(None)
             elif kind == "paused":
                 out.append(Activity(now, "paused", "Paused: no more files are fetched"
                                     if d.get("paused") else "Resumed"))
@@ -453,6 +468,21 @@ class EngineWorker(QObject):
         finally:
             self._wake.set()
             self.sync_done.emit()
+
+    async def _held_choice(self, keep: bool) -> None:
+        node = self.node
+        if node is None:
+            return
+        if keep:
+            kept = await node.keep_held()
+            text = (f"Kept {kept:,} files whose deletion was held back: they go back to "
+                    "the other devices" if kept else "Kept the files: nothing is deleted")
+        else:
+            await node.delete_held()
+            text = "Applying the deletion that was held back, as confirmed"
+        log.info("%s", text)
+        self.activity.emit([Activity(time.time(), "deleted" if not keep else "info", text)])
+        self._wake.set()
 
     async def _load_conflict(self, copy: str) -> None:
         node = self.node

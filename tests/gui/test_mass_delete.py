@@ -1,0 +1,107 @@
+"""The app asks before a mass deletion: "Keep them" brings the files back, "Delete them" deletes.
+
+The window's engine (device "laptop") shares a folder with a real `p2psync run` (B) on
+loopback; B moves a directory of 20 of the 31 files out of its folder, which the
+window's engine holds back and asks about.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app.engine.config import Config
+from app.gui.massdelete import texts
+from app.gui.window import LaunchOptions, MainWindow
+from tests.gui.test_app import WAIT, click, close_and_wait, started, write
+from tests.procs import start_run
+
+KEY = "mass-delete-key"
+DOCS = [f"docs/f{i:02}.txt" for i in range(20)]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The app on tmp_path/A, made once the files are in place; always closed."""
+    made: list[MainWindow] = []
+
+    def make() -> MainWindow:
+        made.append(MainWindow(LaunchOptions(
+            config=Config(tmp_path / "cfg-gui"), folder=tmp_path / "A", secret=KEY,
+            name="laptop", listen=("127.0.0.1", 0), discovery=False)))
+        made[-1].show()
+        return made[-1]
+
+    yield make
+    for w in made:
+        close_and_wait(qtbot, w)
+        w.deleteLater()
+
+
+@pytest.fixture
+def device_b(tmp_path):
+    nodes = []
+
+    def start(peer: str):
+        nodes.append(start_run(tmp_path / "B", tmp_path / "cfgB", "--name", "B", "--peer",
+                               peer, secret=KEY))
+        return nodes[-1]
+
+    yield start
+    for node in nodes:
+        assert node.stop() == 0, node.log()
+
+
+def files(folder: Path) -> set[str]:
+    """Names only (no reads): the engine may be deleting them meanwhile."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(folder):
+        if dirpath == str(folder):
+            dirnames[:] = [d for d in dirnames if d != ".p2psync"]
+        out.update(os.path.relpath(os.path.join(dirpath, f), folder) for f in filenames)
+    return out
+
+
+def test_texts_of_the_question():
+    held = {"reason": "threshold", "deletes": 200, "of": 300,
+            "devices": [{"device_id": "X", "name": "desk (ABCDEFG)", "deletes": 200}]}
+    question, info = texts(held)
+    assert question == "<b>200 of 300 files</b> were deleted on desk (ABCDEFG)."
+    assert "come back to the other devices" in info
+    question, _ = texts({**held, "reason": "unmounted"})
+    assert "unmounted or emptied" in question and "200 of 300 files" in question
+
+
+def test_dialog_keep_brings_them_back_and_delete_deletes(qtbot, tmp_path, window, device_b):
+    a, b = tmp_path / "A", tmp_path / "B"
+    for rel in [*DOCS, *(f"f{i:02}.txt" for i in range(11))]:
+        write(a / rel, f"content of {rel}\n")
+    everything = files(a)
+    w = window()
+    dialog = w.mass_delete_dialog
+    node_b = device_b(started(qtbot, w))
+    qtbot.waitUntil(lambda: files(b) == everything, timeout=WAIT)
+
+    # B loses the directory (one move: one scan records all 20 deletions); we are asked
+    os.rename(b / "docs", tmp_path / "trash1")
+    qtbot.waitUntil(dialog.isVisible, timeout=WAIT)
+    assert "20 of 31 files" in dialog.text() and "B (" in dialog.text()
+    assert files(a) == everything  # nothing deleted while the question waits
+    click(qtbot, dialog.keep_button)
+    qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT)
+    # our copies win: B fetches them back
+    qtbot.waitUntil(lambda: files(b) == everything, timeout=WAIT)
+    assert files(a) == everything
+    assert any("Kept 20 files" in line for line in w.activity.lines)
+
+    # B deletes them again; this time we confirm
+    os.rename(b / "docs", tmp_path / "trash2")
+    qtbot.waitUntil(dialog.isVisible, timeout=WAIT)
+    click(qtbot, dialog.delete_button)
+    qtbot.waitUntil(lambda: files(a) == everything - set(DOCS), timeout=WAIT)
+    assert not (a / "docs").exists()
+    assert len(list((a / ".p2psync" / "versions" / "docs").iterdir())) == 20
+    qtbot.waitUntil(lambda: w.held is None, timeout=WAIT)
+    assert files(b) == files(a), node_b.log()
