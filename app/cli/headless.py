@@ -13,7 +13,7 @@ import os
 import signal
 
 from app.cli.main import checked_folder
-from app.engine.config import Config, new_share_key
+from app.engine.config import Config
 from app.engine.control import ControlServer
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
@@ -37,9 +37,7 @@ def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -
     if not create:
         raise UsageError("no share key for this folder yet: pass --secret KEY "
                          "(the key shown by `p2psync run` on the other device)")
-    secret = new_share_key()
-    config.set_share_key(folder, secret)
-    return secret
+    return config.share_key_or_new(folder)  # the first process's key, if several start
 
 
 def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:

@@ -8,15 +8,29 @@ from app.core.index import Index
 from app.core.states import file_states
 from app.engine import control
 from app.engine.config import Config
+from app.errors import P2PError
 from app.net import identity
 
 
 def collect(folder: Path, config_dir: Path | None) -> dict:
+    """The report `status --json` prints. Read-only: creates no identity and no config dir.
+
+    `device_id` is None while this device has no identity yet (no `id`, `run`, `sync`
+    or app has run on the config dir).
+    """
     config = Config(config_dir)
-    device_id = identity.load_or_create(config.dir).device_id
     fpaths = config.folder_paths(folder)
+    # The index is looked for before the identity: a node creates its identity before
+    # its index, so an index seen here always comes with the identity it belongs to.
+    has_index = fpaths.db_path.exists()
+    ident = identity.load(config.dir)
+    device_id = ident.device_id if ident else None
     files: list[dict] = []
-    if fpaths.db_path.exists():
+    if has_index:
+        if device_id is None:
+            raise P2PError(f"{config.dir} holds an index of {folder} but no device identity "
+                           f"({identity.KEY_FILE}, {identity.CERT_FILE}); `p2psync id "
+                           f"--config-dir {config.dir}` makes a new one")
         index = Index(fpaths.db_path, device_id)
         try:
             files = file_states(index, folder)
@@ -27,7 +41,8 @@ def collect(folder: Path, config_dir: Path | None) -> dict:
 
 
 def render(report: dict) -> str:
-    lines = [f"folder: {report['folder']}", f"device: {report['device_id']}"]
+    device = report["device_id"] or "none yet (`p2psync id`, `run`, `sync` or the app makes one)"
+    lines = [f"folder: {report['folder']}", f"device: {device}"]
     node = report["node"]
     if node is None:
         lines.append("node:   not running")

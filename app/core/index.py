@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -113,6 +114,31 @@ def _locked(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+WAL_SWITCH_TIMEOUT_S = 30.0  # as long as the connection's busy timeout
+
+
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting for other processes that do it at once.
+
+    Switching a fresh database's journal mode fails at once with "database is locked"
+    while another connection holds it (SQLite calls no busy handler there), so `run`
+    and `status` opening a new folder's index together would crash one of them.
+    """
+    deadline = time.monotonic() + WAL_SWITCH_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
 class Index:
     """One folder's index database. Thread-safe; see the module docstring."""
 
@@ -124,7 +150,7 @@ class Index:
             os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
         )
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _set_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
             self.index_id: bytes = self._init_identity()

@@ -371,16 +371,16 @@ class MainWindow(QMainWindow):
     def open_share(self, folder: Path, secret: str, name: str = "") -> bool:
         try:
             folder = checked_folder(folder)
+            if self.config.share_key(folder) != secret:
+                self.config.set_share_key(folder, secret)  # e.g. a damaged settings.json
+            name = name.strip() or self.opts.name or self.config.device_name()
+            if not self.opts.name and name != self.config.device_name():
+                self.config.set_device_name(name)
         except P2PError as e:
             self.setup_page.set_folder(None)
             self.setup_page.show_message(str(e))
             self.pages.setCurrentIndex(0)
             return False
-        if self.config.share_key(folder) != secret:
-            self.config.set_share_key(folder, secret)
-        name = name.strip() or self.opts.name or self.config.device_name()
-        if not self.opts.name and name != self.config.device_name():
-            self.config.set_device_name(name)
         self.settings.setValue("share/folder", str(folder))
         self.folder, self.secret = folder, secret
         opts = NodeOptions(

@@ -6,6 +6,11 @@ The device ID is a fingerprint of the certificate (see docs/architecture.md,
 Startup speed matters (the CLI loads the identity on every run), so reading an
 existing identity uses only the standard library; `cryptography` is imported
 lazily, only to create a certificate, to sign, or to verify.
+
+Several processes may start at once on an empty config dir (`run` and `status` typed
+together): the pair is created once, under the config dir's lock, and every process
+uses what the first one wrote (see app/core/configdir.py). Read-only commands use
+`load`, which never creates anything.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from app.core import configdir
+from app.core.configdir import ConfigDirError
 
 KEY_FILE = "key.pem"
 CERT_FILE = "cert.pem"
@@ -72,35 +80,64 @@ def short_id(device_id: str) -> str:
     return device_id[:ID_GROUP_LEN]
 
 
+def load(config_dir: Path) -> Identity | None:
+    """The identity stored in `config_dir`, or None when there is none yet (never creates).
+
+    For read-only commands (`status`): they must not make a device identity as a side
+    effect. Only a complete pair counts: the key is looked at before the certificate,
+    and creation renames the certificate into place last, so a certificate seen here
+    always belongs to the key at `key_path`.
+    """
+    key_path, cert_path = Path(config_dir) / KEY_FILE, Path(config_dir) / CERT_FILE
+    if not key_path.is_file():
+        return None
+    try:
+        cert_pem = cert_path.read_bytes()
+    except FileNotFoundError:
+        return None  # a key without a certificate: a creation in progress, or a crash
+    except OSError as e:
+        raise ConfigDirError(f"cannot read {cert_path}: {e.strerror or e}") from None
+    try:
+        der = ssl.PEM_cert_to_DER_cert(cert_pem.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigDirError(
+            f"{cert_path} is not a PEM certificate; to give this device a new identity "
+            f"(a new device ID), remove {KEY_FILE} and {CERT_FILE} from {config_dir}"
+        ) from None
+    return Identity(device_id_from_der(der), der, cert_path, key_path)
+
+
 def load_or_create(config_dir: Path) -> Identity:
     """The identity stored in `config_dir`, created there (key + cert) on first use.
 
     Reusing the files keeps the device ID stable across runs, which is what peers
-    remember us by. Loading needs no `cryptography` (fast CLI startup).
+    remember us by. Loading an existing identity takes no lock and needs no
+    `cryptography` (fast CLI startup). Creating takes the config dir's lock and looks
+    again inside it, so processes starting together on an empty config dir all end
+    up with the one identity the first of them wrote.
     """
-    config_dir = Path(config_dir)
-    if not config_dir.exists():
-        config_dir.mkdir(parents=True, mode=0o700)
-        os.chmod(config_dir, 0o700)  # mkdir's mode is filtered by the umask
-    key_path, cert_path = config_dir / KEY_FILE, config_dir / CERT_FILE
-    if not (key_path.is_file() and cert_path.is_file()):
-        _create_key_and_cert(key_path, cert_path)
-    return _load(key_path, cert_path)
-
-
-def _load(key_path: Path, cert_path: Path) -> Identity:
-    try:
-        der = ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{cert_path} is not a PEM certificate") from e
-    return Identity(device_id_from_der(der), der, cert_path, key_path)
+    found = load(config_dir)
+    if found is not None:
+        return found
+    with configdir.locked(config_dir):
+        found = load(config_dir)  # made by another process while we waited
+        if found is None:
+            _create_key_and_cert(Path(config_dir) / KEY_FILE, Path(config_dir) / CERT_FILE)
+            found = load(config_dir)
+    if found is None:  # only if something removes the files as we write them
+        raise ConfigDirError(f"the new key and certificate in {config_dir} vanished; "
+                             "is another program cleaning that directory?")
+    return found
 
 
 def _create_key_and_cert(key_path: Path, cert_path: Path) -> None:
     """Write a new EC P-256 key (mode 0600) and a self-signed certificate for it.
 
-    Both go through temporary files and renames, the certificate last: a crash
-    leaves no certificate, and the next start creates a fresh pair.
+    Called under the config dir's lock only. Both are written to fsynced temp files
+    first, then renamed: the key first, the certificate last. A crash in between
+    leaves a key without a certificate, which `load` does not count and the next
+    creation replaces; a leftover certificate without its key is removed first, so
+    no reader ever pairs it with the new key.
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -112,8 +149,24 @@ def _create_key_and_cert(key_path: Path, cert_path: Path) -> None:
         serialization.NoEncryption(),
     )
     cert_pem = _self_signed_cert(key).public_bytes(serialization.Encoding.PEM)
-    _write_private(key_path, key_pem, 0o600)
-    _write_private(cert_path, cert_pem, 0o644)
+    try:
+        key_tmp = configdir.write_temp(key_path, key_pem, 0o600)
+        try:
+            cert_tmp = configdir.write_temp(cert_path, cert_pem, 0o644)
+        except BaseException:
+            key_tmp.unlink(missing_ok=True)
+            raise
+        try:
+            cert_path.unlink(missing_ok=True)
+            os.replace(key_tmp, key_path)
+            os.replace(cert_tmp, cert_path)
+        finally:
+            key_tmp.unlink(missing_ok=True)
+            cert_tmp.unlink(missing_ok=True)
+        configdir.sync_dir(key_path.parent)
+    except OSError as e:
+        raise ConfigDirError(f"cannot write this device's key and certificate in "
+                             f"{key_path.parent}: {e.strerror or e}") from None
 
 
 def _self_signed_cert(key: Any) -> Any:
@@ -134,22 +187,6 @@ def _self_signed_cert(key: Any) -> Any:
         .not_valid_after(now + datetime.timedelta(days=365 * CERT_YEARS + 5))
         .sign(key, hashes.SHA256())
     )
-
-
-def _write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to `path` atomically, the file never readable beyond `mode`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)  # os.open's mode is filtered by the umask
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def verify_signature(cert_der: bytes, signature: bytes, data: bytes) -> bool:

@@ -326,3 +326,16 @@ def test_log_file_is_written(tmp_path):
             if getattr(h, "baseFilename", None) == str(path):
                 logging.getLogger().removeHandler(h)
                 h.close()
+
+
+def test_damaged_settings_say_so_and_stay(qtbot, tmp_path, make_window):
+    """A settings.json the app cannot read is not overwritten (it holds other folders' keys)."""
+    folder = tmp_path / "A"
+    folder.mkdir()
+    cfg = tmp_path / "cfg-gui"
+    cfg.mkdir()
+    (cfg / "settings.json").write_text("{not json")
+    w = make_window(folder, secret="k")
+    assert w.pages.currentWidget() is w.setup_page and w.worker is None
+    assert "settings.json (not valid JSON): fix or remove it" in w.setup_page.message.text()
+    assert (cfg / "settings.json").read_text() == "{not json"

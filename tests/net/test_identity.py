@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 import ssl
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from app.core.configdir import ConfigDirError
 from app.net.identity import (
     Identity,
     client_context,
     device_id_from_der,
+    load,
     load_or_create,
     server_context,
     short_id,
@@ -39,7 +44,9 @@ def test_created_files_and_modes(tmp_path: Path) -> None:
     assert stat.S_IMODE(ident.key_path.stat().st_mode) == 0o600
     assert b"BEGIN PRIVATE KEY" in ident.key_path.read_bytes()  # PKCS8
     assert ssl.PEM_cert_to_DER_cert(ident.cert_path.read_text()) == ident.cert_der
-    assert sorted(p.name for p in cfg.iterdir()) == ["cert.pem", "key.pem"]  # no temp files
+    # no temp files; .lock is the config dir's lock file, owner-only like the rest
+    assert sorted(p.name for p in cfg.iterdir()) == [".lock", "cert.pem", "key.pem"]
+    assert stat.S_IMODE((cfg / ".lock").stat().st_mode) == 0o600
 
 
 def test_stable_across_loads(tmp_path: Path) -> None:
@@ -125,3 +132,112 @@ def test_tls_contexts(ident: Identity) -> None:
     assert server.verify_mode == ssl.CERT_NONE  # no client certificate requested
     assert client.check_hostname is False and client.verify_mode == ssl.CERT_NONE
 
+
+
+# --- several processes on one config dir (issue #9) ---------------------------------------
+def _key_matches_cert(ident: Identity) -> bool:
+    fresh = load(ident.cert_path.parent)  # a new object: the key is read from disk again
+    return fresh is not None and verify_signature(ident.cert_der, fresh.sign(b"x"), b"x")
+
+
+def test_load_never_creates(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    assert load(cfg) is None
+    assert not cfg.exists()
+    cfg.mkdir()
+    assert load(cfg) is None
+    assert list(cfg.iterdir()) == []
+    made = load_or_create(cfg)
+    assert load(cfg) == made
+
+
+def test_threads_creating_at_once_get_one_identity(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    start = threading.Barrier(8)
+    ids: list[str] = []
+
+    def create() -> None:
+        start.wait()
+        ids.append(load_or_create(cfg).device_id)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ids) == 8 and len(set(ids)) == 1
+    ident = load(cfg)
+    assert ident is not None and ident.device_id == ids[0] and _key_matches_cert(ident)
+    assert sorted(p.name for p in cfg.iterdir()) == [".lock", "cert.pem", "key.pem"]
+
+
+def test_processes_creating_at_once_get_one_identity(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    go = time.time() + 1.5  # every process is up by then: they all start creating together
+    code = (
+        "import sys, time; from pathlib import Path;"
+        "from app.net.identity import load_or_create;"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()));"
+        "print(load_or_create(Path(sys.argv[1])).device_id)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(cfg), str(go)], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    ids = {out.strip() for out, _ in outs}
+    ident = load(cfg)
+    assert ident is not None and ids == {ident.device_id}
+    assert _key_matches_cert(ident)
+    assert sorted(p.name for p in cfg.iterdir()) == [".lock", "cert.pem", "key.pem"]
+
+
+def test_key_without_certificate_is_replaced(tmp_path: Path) -> None:
+    """A crash between the key's rename and the certificate's leaves a key alone."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "key.pem").write_bytes(b"a key whose certificate never made it")
+    assert load(cfg) is None  # not an identity: status says none yet
+    ident = load_or_create(cfg)
+    assert (cfg / "key.pem").read_bytes() != b"a key whose certificate never made it"
+    assert _key_matches_cert(ident)
+    assert stat.S_IMODE(ident.key_path.stat().st_mode) == 0o600
+    assert load_or_create(cfg) == ident
+
+
+def test_certificate_without_key_is_replaced(tmp_path: Path) -> None:
+    """A certificate is no identity without its key (someone removed key.pem)."""
+    cfg = tmp_path / "cfg"
+    old = load_or_create(cfg)
+    old.key_path.unlink()
+    assert load(cfg) is None
+    ident = load_or_create(cfg)
+    assert ident.device_id != old.device_id
+    assert _key_matches_cert(ident)
+
+
+def test_damaged_certificate_is_one_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "cfg"
+    load_or_create(cfg)
+    (cfg / "cert.pem").write_text("not a certificate")
+    with pytest.raises(ConfigDirError, match=r"cert\.pem is not a PEM certificate.*remove"):
+        load_or_create(cfg)
+    assert (cfg / "cert.pem").read_text() == "not a certificate"  # never replaced silently
+
+
+def test_config_dir_made_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o000)
+    try:
+        ident = load_or_create(tmp_path / "deep" / "cfg")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(ident.cert_path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(ident.key_path.stat().st_mode) == 0o600
+
+
+def test_config_dir_that_cannot_be_made_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigDirError, match="cannot create the config dir"):
+        load_or_create(tmp_path / "file" / "cfg")
