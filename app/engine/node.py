@@ -650,7 +650,12 @@ class Node:
         self.emit("blocked", {"paths": dict(self.blocked)})
 
     def problems(self, devices: list[str]) -> list[str]:
-        """One line per file that could not be synced, here or on one of these peers."""
+        """One line per file that could not be synced, here or on one of these peers.
+
+        A peer's failures count where they concern our version of a file (it has not
+        got it); what it could not take from some other device is not this sync's
+        business.
+        """
         lines = [f"{path}: {why}" for path, why in sorted(self.blocked.items())]
         for device in devices:
             peer = self.peers.get(device)
@@ -658,11 +663,19 @@ class Node:
             if not st:
                 continue
             name = peer.conn.info.name
-            lines += [f"{path} (on {name}): {why}" for path, why in st.get("blocked", [])]
-            more = st.get("nblocked", 0) - len(st.get("blocked", []))
+            theirs = dict(st.get("blocked", []))
+            ours = self.index.get_many(list(theirs))
+            lines += [f"{path} (on {name}): {why}" for path, why in theirs.items()
+                      if path in ours and not ours[path].deleted
+                      and self._lacks_ours(device, ours[path])]
+            more = st.get("nblocked", 0) - len(theirs)
             if more > 0:
                 lines.append(f"... and {more} more file(s) on {name}")
         return lines
+
+    def _lacks_ours(self, device: str, ours: FileEntry) -> bool:
+        their = self.index.remote_get(device, ours.path)
+        return their is None or their.version != ours.version
 
     async def _retry_later(self) -> None:
         await asyncio.sleep(2)
