@@ -12,9 +12,9 @@ import logging
 import os
 import signal
 
-from app.cli.main import checked_folder
 from app.engine.config import Config
 from app.engine.control import ControlServer
+from app.engine.folder import checked_folder
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
 from app.errors import HeldBackError, P2PError, UsageError

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from app import __version__
+from app.engine.folder import checked_folder
 from app.errors import P2PError, UsageError
 
 EXAMPLES = {
@@ -104,19 +104,6 @@ def setup_logging(verbose: int, quiet: int) -> None:
                         format="p2psync: %(message)s" if level >= logging.INFO
                         else "%(asctime)s %(name)s %(levelname)s: %(message)s",
                         stream=sys.stderr)
-
-
-def checked_folder(folder: Path | None) -> Path:
-    if folder is None:
-        raise UsageError("--folder is required")
-    folder = folder.expanduser()
-    if not folder.exists():
-        raise UsageError(f"folder does not exist: {folder}")
-    if not folder.is_dir():
-        raise UsageError(f"not a folder: {folder}")
-    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
-        raise UsageError(f"cannot read and write the folder: {folder}")
-    return folder.resolve()
 
 
 def main(argv: list[str] | None = None) -> int:

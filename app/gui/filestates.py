@@ -115,7 +115,7 @@ class StateTracker:
         self._copies = {}
         for path, info in local.items():
             if not info[4] and is_conflict_copy(path):
-                self._copies.setdefault(conflict_original(path), set()).add(path)
+                self._copies.setdefault(self._original(path), set()).add(path)
         rows: dict[str, Row] = {}
         for path, info in local.items():
             row = self._local_row(path, info)
@@ -169,6 +169,24 @@ class StateTracker:
         return self._recompute(todo)
 
     # --- internals -----------------------------------------------------------------
+    def _original(self, copy: str) -> str:
+        """The path a conflict copy stands beside, a shortened copy's (long name) included.
+
+        Only a shortened copy needs to look at its siblings: the live names of its
+        directory that begin as its own name does, one small range query.
+        """
+        original = conflict_original(copy)
+        head, _, name = copy.rpartition("/")
+        stem = name.rpartition(".sync-conflict-")[0]
+        if "~" not in stem:
+            return original
+        start = f"{head}/{stem.rpartition('~')[0]}" if head else stem.rpartition("~")[0]
+        assert self._db is not None
+        siblings = [r[0].rpartition("/")[2] for r in self._db.execute(
+            "SELECT path FROM files WHERE path >= ? AND path < ? AND NOT deleted",
+            (start, start + "\U0010ffff")) if r[0].rpartition("/")[0] == head]
+        return conflict_original(copy, siblings)
+
     def _read_failures(self) -> bool:
         """Reload the node's list of files it could not sync, if it moved; True if it did."""
         assert self._db is not None
@@ -204,13 +222,13 @@ class StateTracker:
         # a conflict copy that came or went changes the state of its original too
         for path in list(todo):
             if is_conflict_copy(path):
-                todo.add(conflict_original(path))
+                todo.add(self._original(path))
         paths = sorted(todo)
         local = self._local(paths)
         for path in paths:
             if not is_conflict_copy(path):
                 continue
-            original = conflict_original(path)
+            original = self._original(path)
             info = local.get(path)
             live = self._copies.setdefault(original, set())
             if info is not None and not info[4]:

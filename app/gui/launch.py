@@ -51,8 +51,8 @@ def setup_file_logging(directory: Path | None = None) -> Path | None:
 
 
 def launch_options(args: argparse.Namespace, log_file: Path | None = None):
-    from app.cli.main import checked_folder
     from app.engine.config import Config
+    from app.engine.folder import checked_folder
     from app.gui.window import LaunchOptions
 
     folder = checked_folder(args.folder) if args.folder is not None else None

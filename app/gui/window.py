@@ -39,10 +39,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.cli.main import checked_folder
 from app.core.states import CONFLICT, ERROR, LOCAL_CHANGE, REMOTE_CHANGE
 from app.core.units import human_size
 from app.engine.config import Config
+from app.engine.folder import checked_folder
 from app.engine.node import NodeOptions
 from app.errors import P2PError
 from app.gui.activity import ActivityLog

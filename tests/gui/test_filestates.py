@@ -128,3 +128,24 @@ def test_unknown_schema_falls_back_to_file_states(index, tmp_path):
     assert mirror.rows == expected(index)
     index.put_local([entry("new.txt", {ME: 1}), entry("synced.txt", {ME: 2}, deleted=True)])
     assert mirror.poll() == expected(index)
+
+
+def test_a_shortened_conflict_copy_marks_its_long_original(tmp_path):
+    """A copy of a 250-byte name is shortened (app.core.apply.conflict_name): the tracker
+    finds the original among its siblings, as file_states does."""
+    from app.core.apply import conflict_name
+
+    long_name = "d/" + "n" * 246 + ".txt"
+    copy = conflict_name(long_name, 1_767_268_800 * 10**9, PEER)
+    assert ".sync-conflict-" in copy and "~" in copy.rpartition("/")[2]
+    with Index(tmp_path / "index.db", ME) as ix:
+        ix.put_local([entry(long_name, {PEER: 1, ME: 1}), entry(copy, {ME: 1}),
+                      entry("d/other.txt", {ME: 1})])
+        tracker = StateTracker(ix, tmp_path / "index.db", None)
+        mirror = Mirror(tracker)
+        assert mirror.rows == expected(ix)
+        assert mirror.rows[long_name][3] == "conflict"
+        ix.put_local([entry(copy, {ME: 2}, deleted=True)])  # resolved: no longer in conflict
+        assert mirror.poll() == expected(ix)
+        assert mirror.rows[long_name][3] == "local_change"
+        tracker.close()
