@@ -149,3 +149,19 @@ def test_a_shortened_conflict_copy_marks_its_long_original(tmp_path):
         assert mirror.poll() == expected(ix)
         assert mirror.rows[long_name][3] == "local_change"
         tracker.close()
+
+
+def test_files_the_node_could_not_sync_show_as_errors_with_the_reason(index, tmp_path):
+    """The node records what it could not sync (a full disk...) in the index; the window
+    shows those files as error with the reason, and drops it once they synced."""
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    mirror = Mirror(tracker)
+    why = "no space left here: 12.0 MB needed, 3.1 MB free"
+    index.set_failures({"incoming.txt": why, "remote-only.txt": why})
+    assert mirror.poll() == expected(index)
+    assert mirror.rows["incoming.txt"][3:] == ("error", why)
+    assert mirror.rows["remote-only.txt"][3:] == ("error", why)
+    index.set_failures({})
+    assert mirror.poll() == expected(index)
+    assert mirror.rows["incoming.txt"][3] == "remote_change"
+    tracker.close()
