@@ -71,9 +71,12 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            await control.start()
+            await control.start()  # a path not ours: NotPrivateError, one line, exit 2
         except RuntimeError as e:
             raise UsageError(f"{e}: {opts.folder}") from e
+        except OSError as e:
+            raise P2PError(f"cannot open the control socket {control.path}: "
+                           f"{e.strerror or e}") from None
         await node.start()
         log.info("sharing %s as %s (device %s)", opts.folder, opts.name, node.device_id)
         log.info("share key: %s", opts.secret)

@@ -36,7 +36,8 @@ def collect(folder: Path, config_dir: Path | None) -> dict:
             files = file_states(index, folder)
         finally:
             index.close()
-    node = control.query(fpaths.control_socket) if fpaths.control_socket.exists() else None
+    # a socket not ours (a squatter's) is refused with one line, never believed
+    node = control.query(fpaths.control_socket)
     return {"folder": str(folder), "device_id": device_id, "node": node, "files": files}
 
 

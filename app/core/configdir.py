@@ -4,7 +4,8 @@
 dir (a login script, a user typing fast). Whatever one of them creates or rewrites there
 (the device key and certificate, settings.json) must come out whole and the same for all:
 
-- `private_dir` makes the dir owner-only (it holds the device's private key);
+- `private_dir` makes the dir owner-only (it holds the device's private key), or
+  refuses one that belongs to another user;
 - `locked` serialises creators and read-modify-write updates across processes and
   threads (`filelock`: flock on POSIX, LockFileEx on Windows; no fcntl in the engine);
 - `write_atomic` writes a unique temp file, fsyncs it, then renames it into place, so
@@ -21,9 +22,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from app.core import private
 from app.errors import P2PError
 
 LOCK_FILE = ".lock"
+# What p2psync keeps in the config dir, tightened when an older one left it open (a
+# --config-dir may hold the user's own files too: those are never changed).
+HOLDS = (LOCK_FILE, "settings.json", "key.pem", "cert.pem", "index", "ctl")
 LOCK_TIMEOUT_S = 30.0  # creating an identity takes well under a second
 
 
@@ -35,28 +40,22 @@ class ConfigBusy(ConfigDirError):
     """Another process held the config dir's lock for too long (a hung p2psync)."""
 
 
-def private_dir(path: Path) -> Path:
-    """`path` as an existing directory; made 0700 when this call creates it.
+def private_dir(path: Path, what: str = "config dir", *, follow: bool = True,
+                holds: tuple[str, ...] | None = HOLDS) -> Path:
+    """`path` as an existing directory only this user can reach (see app/core/private.py).
 
-    mkdir's mode is filtered by the umask, hence the chmod. An existing dir keeps its
-    mode: it may be one the user chose on purpose with --config-dir.
+    Made 0700 when missing (mkdir's mode is filtered by the umask, hence a chmod); an
+    existing one of ours that others can reach is tightened, with what it holds, and
+    said in one log line; one that belongs to another user is refused (exit 2). The
+    user chose it with --config-dir, but it holds the device's key and the indexes.
+    `follow`: the path may be a symbolic link of ours (e.g. to another disk); `holds`:
+    what p2psync keeps there (None: all of it).
     """
-    path = Path(path)
-    if path.is_dir():
-        return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir(mode=0o700)
-        except FileExistsError:
-            if not path.is_dir():
-                raise NotADirectoryError(20, "not a directory") from None
-            return path  # another process made it first (and chmods it)
-        os.chmod(path, 0o700)
+        return private.private_dir(path, what, follow=follow, parents=True, holds=holds)
     except OSError as e:
-        raise ConfigDirError(f"cannot create the config dir {path}: "
+        raise ConfigDirError(f"cannot create the {what} {path}: "
                              f"{e.strerror or e}") from None
-    return path
 
 
 @contextlib.contextmanager
@@ -102,8 +101,10 @@ def write_temp(path: Path, data: bytes, mode: int = 0o600) -> Path:
     """`data` in a new fsynced temp file beside `path` with `mode`; the caller renames it.
 
     For callers that rename several files in a chosen order (the identity's key first,
-    its certificate last).
+    its certificate last). Everything in the config dir is private: group and other
+    bits of `mode` are dropped (the certificate is public, but nobody else needs it).
     """
+    mode &= ~private.OPEN_TO_OTHERS
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:

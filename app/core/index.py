@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.core import versions
+from app.core import private, versions
 from app.core.model import HASH_LEN, FileEntry, Kind
 
 _ENTRY_COLS = (
@@ -146,6 +146,7 @@ class Index:
         self.device_id = device_id
         self.generation = 0  # bumped by every committed write: lets callers cache answers
         self._lock = threading.RLock()
+        private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
         self._db = sqlite3.connect(
             os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
         )

@@ -13,15 +13,16 @@ import json
 import os
 import secrets
 import socket
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import configdir
+from app.core import configdir, private
 from app.core.configdir import ConfigDirError
 
 SETTINGS = "settings.json"
+INDEX_DIR = "index"  # the folders' index databases
+CTL_DIR = "ctl"  # the running nodes' control sockets
 VERSIONS_DAYS = 30  # how long replaced versions are kept, unless settings say otherwise
 
 
@@ -59,8 +60,13 @@ class Config:
         self.dir = Path(config_dir) if config_dir else default_config_dir()
 
     def ensure_dir(self) -> None:
-        """Create the config dir, owner-only (it holds the device's private key)."""
+        """Create the config dir and its index/ dir, owner-only (see app/core/private.py).
+
+        It holds the device's private key and every folder's index: an existing dir that
+        others can reach is tightened, one that belongs to another user refused (exit 2).
+        """
         configdir.private_dir(self.dir)
+        configdir.private_dir(self.dir / INDEX_DIR, "index dir", holds=None)
 
     # --- settings.json -------------------------------------------------------------
     @property
@@ -127,13 +133,19 @@ class Config:
 
     # --- folders -------------------------------------------------------------------
     def folder_paths(self, folder: Path) -> FolderPaths:
+        """Where the folder's index and control socket are (computed: nothing is made).
+
+        The socket is ctl/ID.sock in the config dir; when that path is too long for
+        AF_UNIX (~108 bytes), it goes to this user's private runtime dir instead
+        (`private.runtime_dir`), under a name derived from the long path.
+        """
         folder = folder.resolve()
         folder_id = hashlib.sha256(os.fsencode(folder)).hexdigest()[:16]
-        sock = self.dir / "ctl" / f"{folder_id}.sock"
-        if len(os.fsencode(sock)) > 100:  # AF_UNIX paths are limited to ~108 bytes
+        sock = self.dir / CTL_DIR / f"{folder_id}.sock"
+        if len(os.fsencode(sock)) > 100:
             key = hashlib.sha256(os.fsencode(sock)).hexdigest()[:16]
-            sock = Path(tempfile.gettempdir()) / f"p2psync-{os.getuid()}-{key}.sock"
-        return FolderPaths(folder, folder_id, self.dir / "index" / f"{folder_id}.db", sock)
+            sock = private.runtime_dir() / f"{key}.sock"
+        return FolderPaths(folder, folder_id, self.dir / INDEX_DIR / f"{folder_id}.db", sock)
 
     def share_key(self, folder: Path) -> str | None:
         return _stored_key(self.settings, self.folder_paths(folder).folder_id)

@@ -1,7 +1,11 @@
 """The local control socket: `status` asks a running node for its role and peers.
 
-A Unix socket in the config dir (see Config.folder_paths), one JSON request line,
-one JSON answer line. Only this user can reach it (the directory is 0700).
+A Unix socket (see Config.folder_paths for where), one JSON request line, one JSON
+answer line. Only this user may serve it or ask it: its dir is ours and 0700, and
+both ends check the path and the other process's uid (app/core/private.py). A path
+that belongs to another user, or is not a socket, is refused (NotPrivateError, one
+line), never bound over, connected to or removed; a socket of ours that nobody
+answers on (a node that crashed) is stale, and replaced.
 """
 
 from __future__ import annotations
@@ -14,24 +18,41 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from app.core import private
+from app.core.private import NotPrivateError
+
+__all__ = ["ControlServer", "NotPrivateError", "query"]
+
 
 class ControlServer:
     def __init__(self, path: Path, info: Callable[[], dict]) -> None:
         self.path = path
         self.info = info
         self._server: asyncio.base_events.Server | None = None
+        self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we made
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if self.path.exists() and query(self.path, timeout=0.5) is not None:
-            raise RuntimeError("a node is already running for this folder")
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        """Serve `info` at the path; RuntimeError when a node of ours already does.
+
+        NotPrivateError when the path or its dir is not ours (or not a socket); OSError
+        when the socket cannot be made.
+        """
+        private.private_dir(self.path.parent, "control socket dir", hint=private.SOCKET_HINT)
+        if private.check_socket(self.path):
+            if query(self.path, timeout=0.5) is not None:
+                raise RuntimeError("a node is already running for this folder")
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # ours, and nobody answers: left by a node that crashed
         self._server = await asyncio.start_unix_server(self._handle, path=os.fspath(self.path))
         os.chmod(self.path, 0o600)
+        st = os.lstat(self.path)
+        self._bound = (st.st_dev, st.st_ino)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            sock = writer.get_extra_info("socket")
+            if sock is not None and not private.peer_is_us(sock):
+                return  # another user's process: nothing to tell it
             await asyncio.wait_for(reader.readline(), 2)
             writer.write(json.dumps(self.info()).encode() + b"\n")
             await writer.drain()
@@ -41,18 +62,31 @@ class ControlServer:
             writer.close()
 
     async def stop(self) -> None:
+        """Stop serving and remove the socket, only if it is still the one we made."""
         if self._server is not None:
             self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self._bound is None:
+            return
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._bound:
+                self.path.unlink()
+        self._bound = None
 
 
 def query(path: Path, timeout: float = 1.0) -> dict | None:
-    """Ask the node behind `path`; None when no node is running there."""
+    """Ask the node behind `path`; None when no node is running there.
+
+    Raises NotPrivateError when the path, its dir or the process answering is not
+    this user's: what such a socket says is never taken for our node's word.
+    """
+    if not private.check_socket(path):
+        return None
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(os.fspath(path))
+            private.check_peer(s, path)
             s.sendall(b'{"cmd": "status"}\n')
             data = b""
             while not data.endswith(b"\n"):
@@ -60,6 +94,7 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
                 if not chunk:
                     break
                 data += chunk
-        return json.loads(data)
+        answer = json.loads(data)
     except (OSError, ValueError):
         return None
+    return answer if isinstance(answer, dict) else None

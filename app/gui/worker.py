@@ -26,7 +26,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.core import conflicts
 from app.core.units import human_size
-from app.engine.control import ControlServer
+from app.engine.control import ControlServer, NotPrivateError
 from app.engine.node import Node, NodeOptions
 from app.errors import P2PError
 from app.gui.filestates import StateTracker
@@ -187,7 +187,7 @@ class EngineWorker(QObject):
             self.failed.emit("p2psync is already running for this folder (a `p2psync run` "
                              f"or another window): {opts.folder}")
             return
-        except OSError as e:
+        except (OSError, NotPrivateError) as e:  # the app works on; only `status` is blind
             log.warning("no control socket for `p2psync status`: %s", e)
         tracker = StateTracker(node.index, node.fpaths.db_path, node.root)
         ticker: asyncio.Task | None = None

@@ -339,3 +339,25 @@ def test_damaged_settings_say_so_and_stay(qtbot, tmp_path, make_window):
     assert w.pages.currentWidget() is w.setup_page and w.worker is None
     assert "settings.json (not valid JSON): fix or remove it" in w.setup_page.message.text()
     assert (cfg / "settings.json").read_text() == "{not json"
+
+
+def test_a_control_socket_path_that_is_not_a_socket_only_blinds_status(qtbot, tmp_path,
+                                                                        make_window, caplog):
+    """The app syncs on (a squatter must not stop it), says why in the log, and leaves the
+    file alone; `status` refuses the path with one line instead of asking it."""
+    folder = tmp_path / "A"
+    folder.mkdir()
+    config = Config(tmp_path / "cfg-gui")
+    sock = config.folder_paths(folder).control_socket
+    sock.parent.mkdir(parents=True, mode=0o700)
+    sock.write_text("not a socket")
+    w = make_window(folder, secret="k")
+    started(qtbot, w)
+    assert any("no control socket for `p2psync status`" in r.getMessage()
+               and "is not a socket" in r.getMessage() for r in caplog.records)
+    assert sock.read_text() == "not a socket"
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
+                                   str(config.dir)), capture_output=True, text=True,
+                       env=env(), timeout=60)
+    assert r.returncode == 2 and "is not a socket: refused" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
