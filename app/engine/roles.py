@@ -69,7 +69,8 @@ class Roles:
         self._seed_dialed: dict[tuple[str, int], float] = {}
         self._step_down_since: float | None = None
         self._task: asyncio.Task | None = None
-        self._last_role = (ELECTING, "")
+        # what we last told each connected peer over its link: (role, server, since)
+        self._told: dict[str, tuple] = {}
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,8 +138,13 @@ class Roles:
     def link_up(self, device: str, info_extra: dict, ip: str) -> None:
         self.election.link_up(device)
         self.hear({**info_extra, "device": device}, ip)
+        # Our hello was made before the handshake: if our role changed meanwhile, only a
+        # `role` message tells this peer (no UDP packet counts). Soon = after `start`.
+        self._told.pop(device, None)
+        asyncio.get_running_loop().call_soon(self._tell_peers, self.announcement())
 
     def link_down(self, device: str) -> None:
+        self._told.pop(device, None)
         self.election.link_down(device, time.monotonic())
 
     # --- the loop --------------------------------------------------------------------
@@ -165,6 +171,8 @@ class Roles:
                     return  # finish the work in flight first
         self._step_down_since = None
         role, server = e.decide(now, verifying=self.hints.verifying())
+        if role == ELECTING and before[0] != ELECTING:
+            self.hints.reconsider()  # the survivors may rank better: dial them at once
         if (role, server) != before:
             who = e.heard.get(server)
             log.info("role: %s%s", role,
@@ -176,9 +184,14 @@ class Roles:
         msg = self.announcement()
         if self.discovery is not None:
             self.discovery.announce(msg)
-        if (msg["role"], msg["server"]) != self._last_role:
-            self._last_role = (msg["role"], msg["server"])
-            for peer in list(self.node.peers.values()):
+        self._tell_peers(msg)
+
+    def _tell_peers(self, msg: dict) -> None:
+        """A `role` message to every linked peer that has not heard this one yet."""
+        said = (msg["role"], msg["server"], msg["since"])
+        for device, peer in list(self.node.peers.items()):
+            if self._told.get(device) != said:
+                self._told[device] = said
                 peer.conn.send_nowait({"t": "role", **msg})
 
     def _act(self, now: float) -> None:
@@ -227,7 +240,7 @@ class Roles:
             return
         self._dialing.add(addr)
         if hint:
-            self.hints.started(addr)
+            self.hints.started(addr, time.monotonic())
         asyncio.create_task(self._dial(addr, hint))
 
     async def _dial(self, addr: tuple[str, int], hint: bool) -> None:

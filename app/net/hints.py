@@ -11,7 +11,8 @@ addresses could keep us dialling forever. So this book of hints rate-limits:
 * per address, after a dial that failed: wait 5 s, doubling up to 5 min; after one
   that reached something that does not know the key: 60 s, doubling up to 1 h;
 * per address, after a dial that succeeded: 5 s before the next (a client of
-  another server hangs up as soon as it knows our role);
+  another server hangs up as soon as it knows our role), unless what it claims
+  changes or we start electing (`reconsider`); never more than one dial a second;
 * in all: at most `MAX_IN_FLIGHT` dials at once, and at most `REFUSALS_PER_MINUTE`
   refused ones a minute, after which addresses not yet verified wait;
 * at most `MAX_HINTS` addresses remembered (the oldest heard are forgotten).
@@ -32,6 +33,7 @@ FRESH = 2.5  # a hint older than this is stale (five missed announcements)
 RETRY_FIRST, RETRY_MAX = 5.0, 300.0
 REFUSED_FIRST, REFUSED_MAX = 60.0, 3600.0
 AFTER_SUCCESS = 5.0
+MIN_SPACING = 1.0  # dials to one address, at most one per this many seconds
 MAX_IN_FLIGHT = 8
 REFUSALS_PER_MINUTE = 6
 MAX_HINTS = 256
@@ -46,6 +48,7 @@ class Hint:
     server: str  # the server it claims to follow ("" unless a client)
     at: float  # when we last heard it
     next_try: float = 0.0
+    dialed_at: float = float("-inf")
     failures: int = 0
     refusals: int = 0
     verified: bool = False  # a dial to it authenticated at least once
@@ -63,6 +66,8 @@ class HintBook:
         if h is None:
             h = Hint(device, role, server, now)
         else:
+            if (device, role, server) != (h.device, h.role, h.server):
+                self._lift_success_wait(h)  # news: what it proved may have changed
             h.device, h.role, h.server, h.at = device, role, server, now
         self.hints[addr] = h  # most recently heard last
         while len(self.hints) > MAX_HINTS:
@@ -71,8 +76,21 @@ class HintBook:
                 break
             del self.hints[old]
 
-    def started(self, addr: Address) -> None:
+    def started(self, addr: Address, now: float) -> None:
         self.in_flight.add(addr)
+        h = self.hints.get(addr)
+        if h is not None:
+            h.dialed_at = now
+
+    def reconsider(self) -> None:
+        """We start electing: every device that proved itself may matter again, now."""
+        for h in self.hints.values():
+            self._lift_success_wait(h)
+
+    @staticmethod
+    def _lift_success_wait(h: Hint) -> None:
+        if h.verified and not (h.failures or h.refusals):
+            h.next_try = 0.0
 
     def succeeded(self, addr: Address, now: float) -> None:
         self.in_flight.discard(addr)
@@ -115,7 +133,7 @@ class HintBook:
                 break
             if now - h.at > FRESH:
                 continue
-            if addr in self.in_flight or now < h.next_try:
+            if addr in self.in_flight or now < max(h.next_try, h.dialed_at + MIN_SPACING):
                 continue
             if not (h.verified or budget_left) or not wanted(addr, h):
                 continue
