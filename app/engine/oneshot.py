@@ -20,7 +20,8 @@ from app.errors import HeldBackError, IncompleteError, P2PError, RefusedError, U
 
 log = logging.getLogger(__name__)
 
-MAX_DISCOVERY_DIALS = 16  # announced addresses a sync dials at most (spoofed ones included)
+MAX_DISCOVERY_DIALS = 8  # announced addresses a sync dials at once (the others queue)
+MAX_DISCOVERY_ADDRESSES = 256  # announced addresses a sync tries at most (spoofed ones too)
 DISCOVERY_DIAL_WAIT = 6.0  # how long dials to non-server devices may take, at most
 
 
@@ -39,7 +40,8 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
     """The address of this share's server, found by LAN discovery and proven by a handshake.
 
     An announcement is only a hint (anyone can replay one from any address): every
-    address that claims to be the server is dialled at once, and the first whose
+    address that claims to be the server is dialled as it is heard (a few at once),
+    and the first whose
     authenticated hello says "server" is the answer; its connection stays open for
     `sync_once`. Addresses that claim another role are dialled only when no server
     proved itself within `wait` s; then every one that authenticated is returned.
@@ -53,10 +55,14 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
     proven: dict[tuple[str, int], str] = {}  # address -> role its hello gave
     why: dict[tuple[str, int], BaseException] = {}
     found = asyncio.Event()
+    slots = asyncio.Semaphore(MAX_DISCOVERY_DIALS)
 
     async def prove(addr: tuple[str, int]) -> None:
         try:
-            peer = await node.connect(*addr)
+            async with slots:
+                if found.is_set():
+                    return  # the server proved itself while this one queued
+                peer = await node.connect(*addr)
         except (ConnectFailure, RefusedError) as e:
             why[addr] = e
             return
@@ -70,7 +76,7 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
             dial((str(server_addr[0]), server_addr[1]))  # its word, proven by the handshake
 
     def dial(addr: tuple[str, int]) -> None:
-        if addr not in tried and len(tried) < MAX_DISCOVERY_DIALS:
+        if addr not in tried and len(tried) < MAX_DISCOVERY_ADDRESSES:
             tried[addr] = asyncio.create_task(prove(addr))
 
     def on_heard(msg: dict, ip: str) -> None:
@@ -78,7 +84,7 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
             addr = (ip, msg["port"])
             if msg["role"] == "server":
                 dial(addr)
-            else:
+            elif len(others) < MAX_DISCOVERY_ADDRESSES:
                 others[addr] = None
 
     disc = Discovery(port, node.opts.secret, on_heard)

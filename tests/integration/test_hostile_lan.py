@@ -98,9 +98,8 @@ def roles_logged(node: RunNode) -> list[str]:
     return [line for line in node.lines if "role:" in line]
 
 
-def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tmp_path, nodes):
-    port = free_udp_port()
-    # 1. a server of the share that later leaves: the attacker records its announcements
+def departed_server(tmp_path, port: int) -> tuple[bytes, dict]:
+    """A server of the share that has left, and one announcement of it a stranger recorded."""
     cap = hostile.Capture(port)
     try:
         departed = discovering(tmp_path, "departed", port)
@@ -110,8 +109,18 @@ def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tm
     finally:
         departed.stop()
         cap.close()
-    replayed, old = next((p, m) for p, m in announcements_of(cap.packets)
-                         if m["role"] == "server")
+    return next((p, m) for p, m in announcements_of(cap.packets) if m["role"] == "server")
+
+
+def discovery_sync(tmp_path, name: str, port: int):
+    return sync(tmp_path / name, tmp_path / f"cfg-{name}", secret=KEY, timeout=20,
+                extra=("--discovery-port", str(port)), discovery=True)
+
+
+def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tmp_path, nodes):
+    port = free_udp_port()
+    # 1. a server of the share that later leaves: the attacker records its announcements
+    replayed, old = departed_server(tmp_path, port)
 
     # 2. two live devices: a server (up first) and its client
     a = discovering(tmp_path, "A", port)
@@ -150,8 +159,7 @@ def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tm
             i += 1
             time.sleep(max(0.0, 1.0 - stalls[-1]))
         # a one-shot sync that finds the server by discovery is not fooled either
-        r = sync(tmp_path / "C", tmp_path / "cfg-C", secret=KEY, timeout=20,
-                 extra=("--discovery-port", str(port)), discovery=True)
+        r = discovery_sync(tmp_path, "C", port)
         assert r.returncode == 0, r.stderr
         assert (tmp_path / "C" / "edit-0.txt").exists()
     finally:
@@ -172,3 +180,36 @@ def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tm
     assert len(listener.dials) <= 2, listener.dials
     assert a.wait_for_log(r"127\.0\.0\.3:\d+ was announced on the LAN .* does not know the "
                           r"share key", timeout=1)
+
+
+def test_a_sync_that_hears_only_a_replayed_server_fails_clearly_and_dials_nothing_else(tmp_path):
+    port = free_udp_port()
+    replayed, old = departed_server(tmp_path, port)
+    replay = hostile.Replayer(port, "127.0.0.2", [replayed], interval=0.1)
+    try:
+        r = discovery_sync(tmp_path, "C", port)
+    finally:
+        replay.close()
+    assert r.returncode == 3, r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if "easy to guess" not in ln]
+    assert line.startswith("p2psync: announced on LAN discovery but could not be reached: "
+                           f"127.0.0.2:{old['port']}: connection refused"), line
+
+
+def test_a_sync_that_hears_only_a_forged_server_says_it_was_refused(tmp_path):
+    port = free_udp_port()
+    listener = hostile.FakeListener("127.0.0.3", tmp_path)
+    forged = hostile.forge_announcement(
+        KEY, device="AAAAAAA-AAAAAAA-AAAAAAA-AAAAAAA-AAAAAAA", name="phantom", port=listener.port,
+        role="server", server="", since=0.0, server_addr=[])
+    forge = hostile.Replayer(port, "127.0.0.3", [forged], interval=0.1)
+    try:
+        r = discovery_sync(tmp_path, "C", port)
+    finally:
+        forge.close()
+        listener.close()
+    assert r.returncode == 4, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"p2psync: refused: 127.0.0.3:{listener.port}: the peer does not know this share key "
+        "(wrong --secret)")
+    assert len(listener.dials) == 1
