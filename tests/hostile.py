@@ -4,6 +4,10 @@ It holds a fresh device identity, opens TLS connections to a real `run` node, ca
 complete the handshake (or break it on purpose), announces whatever index entries a
 test wants, answers the node's block requests from a path -> bytes map, and sends
 its own block requests. Everything the node sends is recorded.
+
+On the LAN side it captures discovery packets, replays them from another loopback
+address, forges tagged ones, and listens where it announced (a wrong-key handshake
+that counts how often a node dials it). Everything stays on 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -12,15 +16,18 @@ import asyncio
 import contextlib
 import itertools
 import os
+import socket
 import ssl
 import stat
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core.hashing import block_hash, file_hash_from_blocks, link_hash
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
-from app.net import framing, identity
+from app.net import discovery, framing, identity
 from app.net.handshake import PeerInfo, handshake
 from tests.procs import SECRET
 
@@ -266,3 +273,110 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# --- the LAN: what a stranger can capture, replay and forge ----------------------------
+LOOPBACK_BROADCAST = "127.255.255.255"
+
+
+class Capture:
+    """Records every UDP packet sent to a discovery port on this machine, as nodes hear it.
+
+    Bound like a node (SO_REUSEPORT), so it receives the same broadcasts; a stranger on
+    the LAN gets exactly these bytes.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.sock.bind(("0.0.0.0", port))
+        self.sock.settimeout(0.2)
+        self.packets: list[tuple[bytes, str]] = []  # (bytes, source IP)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.packets.append((data, addr[0]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+class Replayer:
+    """Sends the given packets from `source_ip` to the loopback broadcast, again and again."""
+
+    def __init__(self, port: int, source_ip: str, packets: list[bytes],
+                 interval: float = 0.2) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        self.sock.bind((source_ip, 0))
+        self.port, self.packets, self.interval = port, packets, interval
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for p in self.packets:
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(p, (LOOPBACK_BROADCAST, self.port))
+                    self.sent += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def forge_announcement(secret: str, **fields) -> bytes:
+    """A well-tagged announcement saying whatever `fields` say (needs the share key)."""
+    share_id, tag_key = discovery.share_keys(secret)
+    return discovery.encode({"magic": discovery.MAGIC, "share": share_id, **fields}, tag_key)
+
+
+class FakeListener:
+    """A TLS listener at `host` that answers every dial with the handshake, under a wrong
+    key: what an attacker runs at the address it announces, to get one online guess per
+    dial. Counts the dials (in its own thread and event loop)."""
+
+    def __init__(self, host: str, base: Path, guess: str = "attacker's guess") -> None:
+        self.host, self.guess = host, guess
+        self.ident = new_identity(base)
+        self.dials: list[float] = []  # time.monotonic() of each accepted connection
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
+
+    async def _serve(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, self.host, 0, ssl=identity.server_context(self.ident))
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.dials.append(time.monotonic())
+        with contextlib.suppress(Exception):
+            await handshake(reader, writer, self.ident, self.guess, "phantom", initiator=False,
+                            timeout=5.0)
+        close(writer)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()

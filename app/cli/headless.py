@@ -11,13 +11,15 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 
-from app.engine.config import Config
+from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.folder import checked_folder
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
 from app.errors import HeldBackError, P2PError, UsageError
+from app.net.keystrength import cli_warning
 
 log = logging.getLogger("p2psync")
 
@@ -40,10 +42,18 @@ def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -
     return config.share_key_or_new(folder)  # the first process's key, if several start
 
 
+def warn_if_weak(typed: str | None) -> None:
+    """One stderr line when a key a person typed (--secret, P2PSYNC_SECRET) is easy to guess."""
+    line = cli_warning(typed, new_share_key()) if typed else None
+    if line:
+        print(line, file=sys.stderr)
+
+
 def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
     folder = checked_folder(args.folder)
     config = Config(args.config_dir)
     secret = resolve_secret(config, folder, args.secret, create=command != "sync")
+    warn_if_weak(args.secret or os.environ.get("P2PSYNC_SECRET"))
     # a one-shot sync only accepts peers when asked to
     listen = args.listen if command == "sync" else (args.listen or DEFAULT_LISTEN)
     return NodeOptions(

@@ -297,6 +297,9 @@ class Node:
     # --- connections -----------------------------------------------------------------
     async def connect(self, host: str, port: int) -> PeerState:
         """Reach one address and authenticate; raises ConnectFailure / RefusedError."""
+        for peer in self.peers.values():  # proven already (e.g. by discover_server)
+            if peer.conn.outgoing and peer.conn.address == f"{host}:{port}":
+                return peer
         ctx = identity.client_context(self.identity)
         try:
             reader, writer = await asyncio.wait_for(

@@ -20,6 +20,10 @@ from app.errors import HeldBackError, IncompleteError, P2PError, RefusedError, U
 
 log = logging.getLogger(__name__)
 
+MAX_DISCOVERY_DIALS = 8  # announced addresses a sync dials at once (the others queue)
+MAX_DISCOVERY_ADDRESSES = 256  # announced addresses a sync tries at most (spoofed ones too)
+DISCOVERY_DIAL_WAIT = 6.0  # how long dials to non-server devices may take, at most
+
 
 async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float) -> list[str]:
     """Returns the device IDs the folder is now in sync with."""
@@ -33,17 +37,55 @@ async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float
 
 
 async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tuple[str, int]]:
-    """Listen to LAN announcements of this share; the server's address (or anyone's)."""
+    """The address of this share's server, found by LAN discovery and proven by a handshake.
+
+    An announcement is only a hint (anyone can replay one from any address): every
+    address that claims to be the server is dialled as it is heard (a few at once),
+    and the first whose
+    authenticated hello says "server" is the answer; its connection stays open for
+    `sync_once`. Addresses that claim another role are dialled only when no server
+    proved itself within `wait` s; then every one that authenticated is returned.
+    What cannot be proven is never returned, so a replayed packet of a departed
+    server costs one failed dial, not the sync.
+    """
     from app.net.discovery import Discovery
 
-    heard: dict[str, tuple[str, tuple[str, int]]] = {}
+    tried: dict[tuple[str, int], asyncio.Task] = {}
+    others: dict[tuple[str, int], None] = {}  # non-server claims, in the order heard
+    proven: dict[tuple[str, int], str] = {}  # address -> role its hello gave
+    why: dict[tuple[str, int], BaseException] = {}
     found = asyncio.Event()
+    slots = asyncio.Semaphore(MAX_DISCOVERY_DIALS)
+
+    async def prove(addr: tuple[str, int]) -> None:
+        try:
+            async with slots:
+                if found.is_set():
+                    return  # the server proved itself while this one queued
+                peer = await node.connect(*addr)
+        except (ConnectFailure, RefusedError) as e:
+            why[addr] = e
+            return
+        extra = peer.conn.info.extra
+        proven[addr] = extra.get("role", "")
+        if proven[addr] == "server":
+            found.set()
+        server_addr = extra.get("server_addr")
+        if (extra.get("role") == "client" and isinstance(server_addr, list)
+                and len(server_addr) == 2 and isinstance(server_addr[1], int)):
+            dial((str(server_addr[0]), server_addr[1]))  # its word, proven by the handshake
+
+    def dial(addr: tuple[str, int]) -> None:
+        if addr not in tried and len(tried) < MAX_DISCOVERY_ADDRESSES:
+            tried[addr] = asyncio.create_task(prove(addr))
 
     def on_heard(msg: dict, ip: str) -> None:
         if msg["port"] and msg["device"] != node.device_id:
-            heard[msg["device"]] = (msg["role"], (ip, msg["port"]))
+            addr = (ip, msg["port"])
             if msg["role"] == "server":
-                found.set()
+                dial(addr)
+            elif len(others) < MAX_DISCOVERY_ADDRESSES:
+                others[addr] = None
 
     disc = Discovery(port, node.opts.secret, on_heard)
     try:
@@ -53,18 +95,38 @@ async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tupl
     try:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(found.wait(), wait)
+        if not found.is_set():  # no server proved itself: any device of the share will do
+            for addr in others:
+                dial(addr)
+            pending = [t for t in tried.values() if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=DISCOVERY_DIAL_WAIT)
     finally:
         disc.stop()
-    servers = [addr for role, addr in heard.values() if role == "server"]
-    if servers:
-        return servers[:1]
-    if heard:
-        return [addr for _, addr in heard.values()]
+    servers = [a for a, role in proven.items() if role == "server"]
+    chosen = servers[:1] or list(proven)
+    for addr, task in tried.items():
+        if addr not in chosen:  # a late or surplus connection is not part of this sync
+            task.add_done_callback(lambda _t, a=addr: _drop(node, a))
+    if chosen:
+        return chosen
+    if why:
+        if all(isinstance(e, RefusedError) for e in why.values()):
+            raise RefusedError("refused: " + "; ".join(str(e) for e in why.values()))
+        raise UnreachableError("announced on LAN discovery but could not be reached: "
+                               + "; ".join(str(e) for e in why.values()))
     where = disc.where()
     raise UnreachableError(
         f"no device of this share answered LAN discovery on UDP port {port} via {where} "
         f"within {wait:g} s (is p2psync running there with the same key? is UDP port "
         f"{port} open in the firewall?); or pass --peer HOST:PORT")
+
+
+def _drop(node: Node, addr: tuple[str, int]) -> None:
+    """Close our connection to `addr`, if one was made: the sync goes on without it."""
+    for peer in list(node.peers.values()):
+        if peer.conn.outgoing and peer.conn.address == f"{addr[0]}:{addr[1]}":
+            asyncio.create_task(peer.conn.close("not needed for this sync"))
 
 
 async def _connect_all(node: Node, addresses: list[tuple[str, int]]) -> list[str]:

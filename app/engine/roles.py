@@ -1,16 +1,25 @@
 """Who is server: runs the election for a node and keeps its connections to match.
 
-Hears other devices of the share through LAN discovery (UDP) and through every TCP
-connection (the hello and later `role` messages carry the same facts), feeds them
-to the pure `Election`, and acts on its answer:
+Only what an authenticated connection says counts: the hello and later `role`
+messages of a peer that completed the handshake (TLS + SPAKE2 on the share key)
+feed the pure `Election`. A LAN announcement (UDP) is a hint and nothing more:
+it may make this node dial the address it came from (rate-limited by
+`app.net.hints`), and what that connection proves is what counts. So a replayed
+or forged announcement can change no role and hold up no sync; at worst it costs
+one failed dial now and then (docs/election.md).
+
+On the election's answer:
 
 * a client keeps exactly one connection: to its server (dialled at the address the
-  server announced); other links are closed once their role is known;
-* a server keeps the links its clients make, and also dials the `--peer` seeds now
-  and then, so two groups that cannot hear each other's broadcasts still merge;
-* while electing, seeds are dialled to learn their roles.
+  server gave over an authenticated connection); other links are closed once their
+  role is known;
+* a server keeps the links its clients make; it dials announced servers (and
+  clients of other servers) to find out whether two groups must merge, and dials
+  the `--peer` seeds now and then, so groups that cannot hear each other's
+  broadcasts still merge;
+* while electing, every announced address and seed is dialled to learn its role.
 
-A server that must step down (another, lower-ID server appeared) waits until its
+A server that must step down (a better-ranked server appeared) waits until its
 puller is idle, so a role never changes in the middle of a transfer.
 """
 
@@ -24,7 +33,16 @@ from typing import TYPE_CHECKING
 
 from app.errors import RefusedError
 from app.net.discovery import Discovery
-from app.net.election import ANNOUNCE_INTERVAL, CLIENT, ELECTING, SERVER, Election, Heard
+from app.net.election import (
+    ANNOUNCE_INTERVAL,
+    CLIENT,
+    ELECTING,
+    SERVER,
+    Election,
+    Heard,
+    rank,
+)
+from app.net.hints import Address, Hint, HintBook
 
 if TYPE_CHECKING:
     from app.engine.node import Node
@@ -45,12 +63,14 @@ class Roles:
         self.discovery = (Discovery(discovery_port, node.opts.secret, self._heard_udp)
                           if discovery else None)
         self.seeds = list(seeds)
+        self.hints = HintBook()  # addresses LAN announcements told us of, unverified
         self._dialing: set[tuple[str, int]] = set()
         self._dial_errors: dict[tuple[str, int], str] = {}
         self._seed_dialed: dict[tuple[str, int], float] = {}
         self._step_down_since: float | None = None
         self._task: asyncio.Task | None = None
-        self._last_role = (ELECTING, "")
+        # what we last told each connected peer over its link: (role, server, since)
+        self._told: dict[str, tuple] = {}
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -87,10 +107,16 @@ class Roles:
 
     # --- what we hear ----------------------------------------------------------------
     def _heard_udp(self, msg: dict, ip: str) -> None:
-        self.hear(msg, ip)
+        """A LAN announcement: a hint of where to dial, never a fact about anyone."""
+        role = msg["role"]
+        if msg["device"] == self.node.device_id or not msg["port"] \
+                or role not in (ELECTING, SERVER, CLIENT):
+            return
+        self.hints.heard((ip, msg["port"]), msg["device"], role, msg["server"],
+                         time.monotonic())
 
     def hear(self, msg: dict, ip: str) -> None:
-        """One announcement, from UDP, a hello or a `role` message."""
+        """What an authenticated peer says of itself: its hello or a `role` message."""
         device, role = msg.get("device"), msg.get("role")
         if (not isinstance(device, str) or device == self.node.device_id
                 or role not in (ELECTING, SERVER, CLIENT)):
@@ -112,8 +138,13 @@ class Roles:
     def link_up(self, device: str, info_extra: dict, ip: str) -> None:
         self.election.link_up(device)
         self.hear({**info_extra, "device": device}, ip)
+        # Our hello was made before the handshake: if our role changed meanwhile, only a
+        # `role` message tells this peer (no UDP packet counts). Soon = after `start`.
+        self._told.pop(device, None)
+        asyncio.get_running_loop().call_soon(self._tell_peers, self.announcement())
 
     def link_down(self, device: str) -> None:
+        self._told.pop(device, None)
         self.election.link_down(device, time.monotonic())
 
     # --- the loop --------------------------------------------------------------------
@@ -132,13 +163,16 @@ class Roles:
         e = self.election
         before = (e.role, e.server)
         if e.role == SERVER and self.node.busy():
-            lower = [d for d, h in e.alive(now).items() if h.role == SERVER and d < e.me]
-            if lower:
+            better = [d for d, h in e.alive(now).items()
+                      if h.role == SERVER and rank(h.since, d) < e.my_rank()]
+            if better:
                 self._step_down_since = self._step_down_since or now
                 if now - self._step_down_since < STEP_DOWN_PATIENCE:
                     return  # finish the work in flight first
         self._step_down_since = None
-        role, server = e.decide(now)
+        role, server = e.decide(now, verifying=self.hints.verifying())
+        if role == ELECTING and before[0] != ELECTING:
+            self.hints.reconsider()  # the survivors may rank better: dial them at once
         if (role, server) != before:
             who = e.heard.get(server)
             log.info("role: %s%s", role,
@@ -150,9 +184,14 @@ class Roles:
         msg = self.announcement()
         if self.discovery is not None:
             self.discovery.announce(msg)
-        if (msg["role"], msg["server"]) != self._last_role:
-            self._last_role = (msg["role"], msg["server"])
-            for peer in list(self.node.peers.values()):
+        self._tell_peers(msg)
+
+    def _tell_peers(self, msg: dict) -> None:
+        """A `role` message to every linked peer that has not heard this one yet."""
+        said = (msg["role"], msg["server"], msg["since"])
+        for device, peer in list(self.node.peers.items()):
+            if self._told.get(device) != said:
+                self._told[device] = said
                 peer.conn.send_nowait({"t": "role", **msg})
 
     def _act(self, now: float) -> None:
@@ -173,6 +212,18 @@ class Roles:
                 if due and not self._connected_to(seed):
                     self._seed_dialed[seed] = now
                     self._dial_soon(seed)
+            for addr in self.hints.due(now, self._worth_a_dial):
+                self._dial_soon(addr, hint=True)
+
+    def _worth_a_dial(self, addr: Address, h: Hint) -> bool:
+        """Might dialling this announced address change what the election decides?"""
+        if h.device in self.node.peers or addr in self._dialing or self._connected_to(addr):
+            return False  # that device is proven already (or about to be)
+        if self.election.role == ELECTING:
+            return True  # every device around may rank better
+        # a server: another server, or another server's client, may mean a merge;
+        # an electing device dials us itself
+        return h.role == SERVER or (h.role == CLIENT and h.server != self.node.device_id)
 
     def _role_of(self, peer) -> str:
         extra = peer.conn.info.extra
@@ -184,22 +235,41 @@ class Roles:
     def _connected_to(self, addr: tuple[str, int]) -> bool:
         return any(p.conn.address == f"{addr[0]}:{addr[1]}" for p in self.node.peers.values())
 
-    def _dial_soon(self, addr: tuple[str, int]) -> None:
+    def _dial_soon(self, addr: tuple[str, int], *, hint: bool = False) -> None:
         if addr in self._dialing or self._connected_to(addr):
             return
         self._dialing.add(addr)
-        asyncio.create_task(self._dial(addr))
+        if hint:
+            self.hints.started(addr, time.monotonic())
+        asyncio.create_task(self._dial(addr, hint))
 
-    async def _dial(self, addr: tuple[str, int]) -> None:
+    async def _dial(self, addr: tuple[str, int], hint: bool) -> None:
         from app.engine.node import ConnectFailure
 
         try:
             await self.node.connect(*addr)
             self._dial_errors.pop(addr, None)
+            if hint:
+                self.hints.succeeded(addr, time.monotonic())
         except (ConnectFailure, RefusedError) as e:
+            if hint:
+                self._hint_failed(addr, e)
+                return
             if self._dial_errors.get(addr) != str(e):
                 self._dial_errors[addr] = str(e)
                 log.warning("cannot reach %s (will retry)", e)
             await asyncio.sleep(0.5)
         finally:
             self._dialing.discard(addr)
+            if hint:
+                self.hints.in_flight.discard(addr)  # also when cancelled
+
+    def _hint_failed(self, addr: tuple[str, int], e: Exception) -> None:
+        refused = isinstance(e, RefusedError)
+        wait = self.hints.failed(addr, time.monotonic(), refused=refused)
+        if refused:  # someone there does not know the key: worth telling the user
+            log.warning("%s:%d was announced on the LAN as a device of this share but does "
+                        "not know the share key (a replayed or forged announcement?); "
+                        "ignored, not dialled again for %d s", *addr, wait)
+        else:  # a device that just left, or a replayed packet of one: nothing to say
+            log.debug("announced address not reachable, ignored for %d s: %s", wait, e)

@@ -3,6 +3,8 @@
 A page of the main window (no modal wizard): it says what to do, one step after the
 other. Starting a new share shows the generated key with a Copy button before the
 share opens, so the user can take it to the other devices; joining asks for that key.
+A key typed (not pasted from another device) that is easy to guess gets a warning
+under the field, not a dialog: the user may still join with it.
 The page decides nothing on disk: it emits `ready(folder, key, device_name)` and the
 window stores the choices and starts the engine.
 """
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.engine.config import new_share_key
 from app.gui.models import app_icon
+from app.net.keystrength import app_warning
 
 
 def _title(text: str, scale: float = 1.6) -> QLabel:
@@ -151,6 +154,7 @@ class SetupPage(QWidget):
         self.key_edit.setObjectName("joinKey")
         self.key_edit.setPlaceholderText("or paste the share key of another device")
         self.key_edit.textChanged.connect(self._update_enabled)
+        self.key_edit.textChanged.connect(self._judge_key)
         self.key_edit.returnPressed.connect(self._join)
         self.join_button = QPushButton("Join")
         self.join_button.setObjectName("joinShare")
@@ -160,7 +164,14 @@ class SetupPage(QWidget):
         row.addSpacing(12)
         row.addWidget(self.key_edit, 1)
         row.addWidget(self.join_button)
-        self._step(grid, 2, "Start a new share, or join one", row)
+        self.key_warning = QLabel()
+        self.key_warning.setObjectName("keyWarning")
+        self.key_warning.setWordWrap(True)
+        self.key_warning.hide()
+        join = QVBoxLayout()
+        join.addLayout(row)
+        join.addWidget(self.key_warning)
+        self._step(grid, 2, "Start a new share, or join one", join)
         grid.setColumnStretch(1, 1)
         v.addLayout(grid)
         self.message = QLabel()
@@ -240,6 +251,12 @@ class SetupPage(QWidget):
         self.new_button.setEnabled(have)
         self.key_edit.setEnabled(have)
         self.join_button.setEnabled(have and bool(self.key_edit.text().strip()))
+
+    def _judge_key(self) -> None:
+        warning = app_warning(self.key_edit.text().strip()) if self.key_edit.text().strip() \
+            else None
+        self.key_warning.setText(f"\u26a0 {warning}" if warning else "")
+        self.key_warning.setVisible(bool(warning))
 
     def _start_new(self) -> None:
         if self.folder is None:

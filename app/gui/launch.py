@@ -56,9 +56,16 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
     from app.gui.window import LaunchOptions
 
     folder = checked_folder(args.folder) if args.folder is not None else None
+    secret = args.secret or os.environ.get("P2PSYNC_SECRET") or None
+    if secret:  # a key a person typed: say so if it is easy to guess
+        from app.engine.config import new_share_key
+        from app.net.keystrength import cli_warning
+
+        line = cli_warning(secret, new_share_key())
+        if line:
+            print(line, file=sys.stderr)
     return LaunchOptions(
-        config=Config(args.config_dir), folder=folder,
-        secret=args.secret or os.environ.get("P2PSYNC_SECRET") or None,
+        config=Config(args.config_dir), folder=folder, secret=secret,
         name=args.name, listen=args.listen, peers=list(args.peer),
         discovery=not args.no_discovery, discovery_port=args.discovery_port,
         log_file=log_file, allow_mass_delete=args.allow_mass_delete,

@@ -1,9 +1,12 @@
 """Role election: one server per share, decided by rules every device applies alike.
 
 A pure state machine (no sockets, no clock of its own: the caller passes `now`), so
-it is tested with a fake clock. Inputs are announcements heard from other devices
-of the same share (over UDP discovery or inside a TCP connection); the output is
-this device's role and, for a client, which server to follow. See docs/election.md.
+it is tested with a fake clock. Its inputs are facts proven by an authenticated
+connection: the hello and `role` messages of devices that completed the handshake
+(TLS + SPAKE2 on the share key). A UDP announcement is never an input: anyone can
+replay or forge one, so it is only a hint to dial (app.net.hints), and counts once
+that connection says the same. The output is this device's role and, for a client,
+which server to follow. See docs/election.md.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ ELECTION_WINDOW = 1.5  # a new device listens this long for a server before deci
 REELECTION_WINDOW = 0.5  # survivors of a lost server already know each other
 PEER_TIMEOUT = 2.5  # a device not heard from for this long is gone
 ANNOUNCE_INTERVAL = 0.5
+# An electing device waits this much longer past its window while a dial to an
+# announced address is still in flight (what it finds may rank better); a dial that
+# hangs (an attacker's listener) cannot hold the election longer than this.
+VERIFY_GRACE = 2.0
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Election:
 
     # --- inputs ----------------------------------------------------------------------
     def hear(self, h: Heard) -> None:
+        """What an authenticated connection said of its own device (hello or `role`)."""
         if h.device != self.me:
             self.heard[h.device] = h
 
@@ -82,8 +90,13 @@ class Election:
         return {d: h for d, h in self.heard.items()
                 if d in self.pinned or now - h.at <= PEER_TIMEOUT}
 
-    def decide(self, now: float) -> tuple[str, str]:
-        """Apply the rules once; returns (role, server device or "")."""
+    def decide(self, now: float, verifying: bool = False) -> tuple[str, str]:
+        """Apply the rules once; returns (role, server device or "").
+
+        `verifying`: a dial to a device we were told of is in flight; an electing
+        device then waits for it (at most VERIFY_GRACE past its window) before it
+        makes itself server.
+        """
         alive = self.alive(now)
         servers = sorted((d for d, h in alive.items() if h.role == SERVER),
                          key=lambda d: rank(alive[d].since, d))
@@ -105,11 +118,16 @@ class Election:
         if self.role == ELECTING:
             if servers:
                 self._become(CLIENT, servers[0], now)
-            elif now - self.electing_since >= self.window:
+            elif self._window_over(now, verifying):
                 candidates = [rank(h.since, d) for d, h in alive.items() if h.role == ELECTING]
                 if all(self.my_rank() < c for c in candidates):
                     self._become(SERVER, "", now)
         return self.role, self.server
+
+    def _window_over(self, now: float, verifying: bool) -> bool:
+        waited = now - self.electing_since
+        return waited >= self.window and (not verifying
+                                          or waited >= self.window + VERIFY_GRACE)
 
     def _become(self, role: str, server: str, now: float, window: float = 0.0) -> None:
         if role == ELECTING and self.role != ELECTING:

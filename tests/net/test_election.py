@@ -149,3 +149,17 @@ def test_the_older_server_stays_when_two_groups_merge():
     net.cut.clear()
     net.run(2)
     assert net.servers() == ["Y"], "the server that has served longest keeps the role"
+
+
+def test_an_electing_device_waits_for_a_dial_in_flight_but_not_forever():
+    from app.net.election import VERIFY_GRACE
+
+    e = Election("B", 0.0)
+    assert e.decide(ELECTION_WINDOW + 0.1, verifying=True) == (ELECTING, "")
+    # the dial proved a server: follow it
+    e.hear(Heard("A", SERVER, "", ("127.0.0.1", 1), "A", ELECTION_WINDOW + 0.2, 5.0))
+    assert e.decide(ELECTION_WINDOW + 0.3, verifying=False) == (CLIENT, "A")
+    # a dial that hangs (an attacker's listener) holds the election VERIFY_GRACE at most
+    lone = Election("C", 0.0)
+    assert lone.decide(ELECTION_WINDOW + VERIFY_GRACE - 0.1, verifying=True) == (ELECTING, "")
+    assert lone.decide(ELECTION_WINDOW + VERIFY_GRACE + 0.01, verifying=True) == (SERVER, "")
