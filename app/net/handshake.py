@@ -6,7 +6,10 @@ proof keyed by the SPAKE2 result and a signature by the device key, both over a
 transcript of the two certificates. A matching proof shows the peer knows the
 share key; the certificates in the transcript stop a relay from passing proofs on;
 the signature shows the client owns the certificate it claims (TLS showed that for
-the server). Nothing about the folder is sent here.
+the server). The accepting side checks the client's proof before it sends its own,
+so a stranger guessing the key gets nothing back but a refusal: each guess costs it
+one whole handshake, which the listener's gate (app/net/gate.py) counts and throttles.
+Nothing about the folder is sent here.
 
 Every failure comes out as a HandshakeError with a code the caller can act on and
 one sentence it can log or show. The caller owns the connection and closes it.
@@ -128,8 +131,12 @@ class _Run:
         else:
             transcript = _fp(self.identity.cert_der) + _fp(peer.cert_der)
             mine, theirs = ROLE_SERVER, ROLE_CLIENT
-        await write_message(self.writer, self._auth(key, mine + transcript))
-        self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+        if self.initiator:
+            await write_message(self.writer, self._auth(key, mine + transcript))
+            self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+        else:  # the client proves first: a wrong key learns nothing from us, not even a proof
+            self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+            await write_message(self.writer, self._auth(key, mine + transcript))
         return peer
 
     def _tls_peer_cert(self) -> bytes:
