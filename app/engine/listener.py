@@ -57,7 +57,10 @@ ALERT_ACCESS_DENIED = bytes([21, 3, 3, 0, 2, 2, 49])  # locked out after failed 
 ALERT_USER_CANCELED = bytes([21, 3, 3, 0, 2, 2, 90])  # too many handshakes at once
 ALERTS = {g.THROTTLED: ALERT_ACCESS_DENIED, g.BUSY: ALERT_USER_CANCELED}
 
-Authenticate = Callable[[asyncio.StreamReader, asyncio.StreamWriter, float], Awaitable[object]]
+# (reader, writer, timeout, on_reject): the handshake; on_reject(error) is called with
+# a verdict of ours before the peer is told of it
+Authenticate = Callable[[asyncio.StreamReader, asyncio.StreamWriter, float,
+                         Callable[[HandshakeError], None]], Awaitable[object]]
 Adopt = Callable[[asyncio.StreamReader, asyncio.StreamWriter, object, str], Awaitable[None]]
 Emit = Callable[[str, dict], None]
 
@@ -81,6 +84,14 @@ def raise_fd_limit() -> tuple[int, int]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
             soft = want
     return (soft, hard)
+
+
+def _fd_limit() -> int:
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class _Quiet:
@@ -151,6 +162,10 @@ class Listener:
             self._sock = None
         if self._ticker is not None:
             self._ticker.cancel()
+        for slot in list(self.gate.pending):
+            self.gate.release(slot)
+            if callable(slot.cancel):
+                slot.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._reserve is not None:
@@ -196,18 +211,27 @@ class Listener:
     def _admit(self, conn: socket.socket, addr: tuple) -> None:
         conn.setblocking(False)
         host, port = addr[0], addr[1]
-        verdict = self.gate.admit(host, time.monotonic())
+        now = time.monotonic()
+        verdict = self.gate.admit(host, now)
         if verdict.slot is None:
             _turn_away(conn, ALERTS.get(verdict.reason))
             self._report(verdict.notice, f"{_host(host)}:{port}", "")
             return
-        if verdict.victim is not None and callable(verdict.victim.cancel):
-            verdict.victim.cancel()
-        slot = verdict.slot
-        task = asyncio.create_task(self._serve(conn, host, port, slot))
-        slot.cancel = task.cancel
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if verdict.victim is not None:
+            self._evict(verdict.victim, now)
+        pending = _Pending(conn, f"{_host(host)}:{port}")
+        verdict.slot.cancel, verdict.slot.peer = pending.end, pending.address
+        pending.task = asyncio.create_task(self._serve(pending, verdict.slot))
+        self._tasks.add(pending.task)
+        pending.task.add_done_callback(self._tasks.discard)
+
+    def _evict(self, victim: g.Slot, now: float) -> None:
+        """End a pending handshake to make room; charged and reported here, at once."""
+        self.gate.evict(victim)
+        notice = self.gate.finish(victim, g.EVICTED, now)
+        if callable(victim.cancel):
+            victim.cancel()
+        self._report(notice, victim.peer, "")
 
     def _out_of_fds(self, e: OSError) -> None:
         """Make room for the next connection, and say so quietly (one line a minute).
@@ -216,13 +240,12 @@ class Listener:
         one) can come in; with none pending, the reserve descriptor is given up to accept
         and close one waiting connection, so that it fails at once instead of timing out.
         """
-        soft = raise_fd_limit()[0]
+        soft = _fd_limit()
         self._quiet.warn("fds", f"out of file descriptors ({e.strerror}; limit {soft}): "
                          "unfinished connections are closed to make room")
-        victim = self.gate.stalled()
-        if victim is not None and callable(victim.cancel):
-            self.gate.release(victim)
-            victim.cancel()
+        victim = self.gate.stalled(time.monotonic())
+        if victim is not None:
+            self._evict(victim, time.monotonic())
             self._pause(0.05)  # its descriptor is closed when its task next runs
             return
         if self._reserve is None or self._sock is None:
@@ -243,9 +266,17 @@ class Listener:
                 self._reserve = os.open(os.devnull, os.O_RDONLY)
 
     # --- one admitted connection ------------------------------------------------------
-    async def _serve(self, conn: socket.socket, host: str, port: int, slot: g.Slot) -> None:
-        address = f"{_host(host)}:{port}"
+    async def _serve(self, pending: _Pending, slot: g.Slot) -> None:
+        pending.started = True
+        conn, address = pending.conn, pending.address
         writer: asyncio.StreamWriter | None = None
+        judged: list[tuple[str, str, g.Notice | None]] = []
+
+        def judge(e: HandshakeError) -> None:
+            """Our verdict is charged before the peer hears it: its next try sees it."""
+            outcome = OUTCOMES.get(e.code, g.PROTOCOL)
+            judged.append((outcome, str(e), self.gate.finish(slot, outcome, time.monotonic())))
+
         outcome, detail = g.TIMEOUT, ""
         result = None
         try:
@@ -255,7 +286,7 @@ class Listener:
                 reader, writer = await self._start_tls(conn)
                 conn = None
                 slot.advance(g.HANDSHAKE, time.monotonic())
-                result = await self.authenticate(reader, writer, g.HANDSHAKE_TIMEOUT)
+                result = await self.authenticate(reader, writer, g.HANDSHAKE_TIMEOUT, judge)
             outcome = g.OK
         except HandshakeError as e:
             outcome, detail = OUTCOMES.get(e.code, g.PROTOCOL), str(e)
@@ -263,19 +294,22 @@ class Listener:
             outcome = g.TIMEOUT
             detail = f"did not finish the handshake within {g.HANDSHAKE_TIMEOUT:g} s"
         except asyncio.CancelledError:
-            if not slot.done:  # the node stops: no verdict on the peer
+            _discard(conn, writer)
+            if not slot.evicted:  # the node stops: no verdict on the peer
                 self.gate.release(slot)
-                _discard(conn, writer)
                 raise
-            asyncio.current_task().uncancel()  # evicted: made room for a newer handshake
-            outcome = g.EVICTED
+            asyncio.current_task().uncancel()  # made room: charged and reported already
+            return
         except (ConnectionError, EOFError):
             outcome, detail = g.CLOSED, "hung up before TLS was set up"
         except (ssl.SSLError, OSError) as e:
             outcome, detail = g.PROTOCOL, f"TLS failed ({_ssl_reason(e)})"
         except Exception as e:  # noqa: BLE001 - a stranger must never crash the node
             outcome, detail = g.PROTOCOL, f"the connection failed ({e!r})"
-        notice = self.gate.finish(slot, outcome, time.monotonic())
+        if judged:
+            outcome, detail, notice = judged[0]
+        else:
+            notice = self.gate.finish(slot, outcome, time.monotonic())
         if outcome != g.OK:
             _discard(conn, writer)
             self._report(notice, address, detail)
@@ -315,6 +349,24 @@ class Listener:
             if not self.gate.pending and self._accepted_since_trim >= TRIM_AFTER:
                 self._accepted_since_trim = 0
                 await asyncio.to_thread(malloc.trim)
+
+
+class _Pending:
+    """One admitted connection until its handshake ends; `end` is the gate slot's cancel."""
+
+    def __init__(self, conn: socket.socket, address: str) -> None:
+        self.conn = conn
+        self.address = address
+        self.task: asyncio.Task | None = None
+        self.started = False
+
+    def end(self) -> None:
+        """Stop the handshake. A task that has not run yet never will, and never closes
+        its socket: that is done here (nothing is registered with the loop for it yet)."""
+        if self.task is not None:
+            self.task.cancel()
+        if not self.started:
+            self.conn.close()
 
 
 class _LeanSSLProtocol(sslproto.SSLProtocol):

@@ -44,7 +44,7 @@ STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 REDIAL_REFUSED = 15.0  # no redial of an address that refused us sooner (see connect)
-BUSY_RETRIES = 3
+CONNECT_RETRIES = 3  # when the other side was busy, or closed before the handshake ended
 # how OpenSSL names the TLS alerts the listener turns connections away with
 THROTTLED_ALERT = "TLSV1_ALERT_ACCESS_DENIED"
 BUSY_ALERT = "TLSV1_ALERT_USER_CANCELLED"
@@ -94,6 +94,20 @@ class _Assessment:
 
 class ConnectFailure(Exception):
     """Why one address could not be reached; str() is the user-facing reason."""
+
+
+class _TryAgain(Exception):
+    """The other side turned us away for now (busy) or closed before the handshake ended:
+    under a flood of strangers its gate closes unfinished handshakes to make room."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _closed_early(exc: BaseException) -> bool:
+    return (isinstance(exc, ConnectionError | EOFError | ssl.SSLEOFError)
+            and not isinstance(exc, ConnectionRefusedError))
 
 
 def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
@@ -333,23 +347,31 @@ class Node:
             raise
 
     async def _connect(self, host: str, port: int) -> PeerState:
-        ctx = identity.client_context(self.identity)
-        for attempt in range(BUSY_RETRIES + 1):
+        """One address; tried again, briefly, when its gate made room for others."""
+        for attempt in range(CONNECT_RETRIES + 1):
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, port, ssl=ctx, server_hostname=None
-                                            if _is_ip(host) else host,
-                                            limit=8 * 1024 * 1024),
-                    CONNECT_TIMEOUT)
-                break
-            except (TimeoutError, OSError, ssl.SSLError) as e:
-                reason = getattr(e, "reason", None)
-                if reason == THROTTLED_ALERT:
-                    raise RefusedError(describe_connect_error(host, port, e)) from e
-                if reason == BUSY_ALERT and attempt < BUSY_RETRIES:
-                    await asyncio.sleep(0.5 * (attempt + 1))  # its other handshakes end soon
-                    continue
-                raise ConnectFailure(describe_connect_error(host, port, e)) from e
+                return await self._connect_once(host, port)
+            except _TryAgain as e:
+                if attempt == CONNECT_RETRIES:
+                    raise ConnectFailure(describe_connect_error(host, port, e.error)) from e.error
+                await asyncio.sleep(0.5 * (attempt + 1))  # its other handshakes end soon
+        raise AssertionError("unreachable")
+
+    async def _connect_once(self, host: str, port: int) -> PeerState:
+        ctx = identity.client_context(self.identity)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ctx, server_hostname=None
+                                        if _is_ip(host) else host,
+                                        limit=8 * 1024 * 1024),
+                CONNECT_TIMEOUT)
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            reason = getattr(e, "reason", None)
+            if reason == THROTTLED_ALERT:
+                raise RefusedError(describe_connect_error(host, port, e)) from e
+            if reason == BUSY_ALERT or _closed_early(e):
+                raise _TryAgain(e) from e
+            raise ConnectFailure(describe_connect_error(host, port, e)) from e
         try:
             info = await handshake(reader, writer, self.identity, self.opts.secret,
                                    self.opts.name, initiator=True, extra=self._hello_extra())
@@ -357,6 +379,8 @@ class Node:
             writer.close()
             if e.code == "auth":
                 raise RefusedError(f"{host}:{port}: {e}") from e
+            if e.code == "closed":
+                raise _TryAgain(e) from e
             raise ConnectFailure(describe_connect_error(host, port, e)) from e
         return await self._adopt_connection(reader, writer, info, True, f"{host}:{port}")
 
@@ -368,10 +392,11 @@ class Node:
         return extra
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            timeout: float) -> PeerInfo:
+                            timeout: float, on_reject) -> PeerInfo:
         """The accepting side of the handshake (the listener times it and reports failures)."""
         return await handshake(reader, writer, self.identity, self.opts.secret, self.opts.name,
-                               initiator=False, extra=self._hello_extra(), timeout=timeout)
+                               initiator=False, extra=self._hello_extra(), timeout=timeout,
+                               on_reject=on_reject)
 
     async def _adopt_accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                               info: PeerInfo, address: str) -> None:

@@ -8,15 +8,15 @@ handshake, and nothing to test offline). So, per source address:
 - at most MAX_PENDING handshakes in progress in total and MAX_PER_SOURCE per source; a
   connection beyond the per-source cap is refused at once, before any TLS work; when
   the total is full, the handshake that has made no progress for the longest time
-  makes room (and its source is charged as for junk): a flood of connections that
-  stall, from however many addresses, cannot keep out an honest peer whose handshake
-  moves on every few milliseconds;
+  (past a grace that grows with how far it got) makes room, and its source is charged
+  as for junk: a flood of connections that stall, from however many addresses, cannot
+  keep out an honest peer whose handshake moves on every few milliseconds;
 - every TRIES_PER_LOCKOUT-th wrong key in a row (no success in between) locks the
   source out for BACKOFF_FIRST seconds, doubled on each lockout up to BACKOFF_MAX;
   handshakes that end any other way short of success (timeouts, garbage, hang-ups)
   have a budget of JUNK_PER_MINUTE (a token bucket) before the same lockout. While
   locked out, a source's connections are refused before any TLS work. So a source
-  gets 5 guesses in its first minute, 35 in its first hour, then 5 an hour, however
+  gets 5 guesses in its first minute, 30 in its first hour, then 5 an hour, however
   it paces them. A success clears its count (not a running lockout).
   An honest device that got the key wrong once still has tries left and gets in as
   soon as it has the right key; our own dialer paces retries after a refusal (see
@@ -46,8 +46,12 @@ REPORT_EVERY = 60.0  # at most one line per source per minute, plus a count
 RECENT_FOR = 600.0  # how long a refused source stays in `recent()` (the peers view)
 MAX_SOURCES = 4096  # sources remembered; the quiet ones are forgotten first
 
-# stages of a pending handshake, least advanced first (evicted first)
+# stages of a pending handshake, least advanced first
 WAITING, TLS, HANDSHAKE = 0, 1, 2
+# how long a stage may take before its handshake counts as stalled: an honest client
+# sends its ClientHello at once, then TLS and the handshake each take round trips and
+# some crypto; so when room is needed, a connection that never sent a byte goes first
+GRACE = (0.0, 0.5, 1.0)
 
 # outcomes of a handshake and refusals, as `reason` in reports and events
 OK = "ok"
@@ -96,7 +100,9 @@ class Slot:
     since: float  # when it last made progress (was admitted, or reached its stage)
     stage: int = WAITING
     cancel: object = None  # a callable that ends the handshake (evicted)
+    peer: str = ""  # host:port, for the report
     done: bool = False
+    evicted: bool = False  # ended to make room
 
     def advance(self, stage: int, now: float) -> None:
         self.stage, self.since = stage, now
@@ -122,15 +128,16 @@ class Notice:
         else:
             parts = ", ".join(f"{REASON_TEXT[r]} x{n}" for r, n in
                               sorted(self.reasons.items(), key=lambda kv: -kv[1]))
-            line = (f"refused {self.count} more connection(s) from {self.source} "
-                    f"in the last minute ({parts})")
+            line = (f"refused {self.count} {'more ' if not self.first else ''}"
+                    f"connection(s) from {self.source} in the last minute ({parts})")
         if self.locked_for >= 1:
             line += f"; its connections are refused for the next {self.locked_for:.0f} s"
         return line
 
     def event(self) -> dict:
+        """The `auth_refused` engine event: `text` is the sentence to show."""
         return {"address": self.source, "reason": self.reason, "count": self.count,
-                "locked_for": round(self.locked_for)}
+                "locked_for": round(self.locked_for), "text": self.text()}
 
 
 @dataclass
@@ -187,21 +194,24 @@ class Gate:
         if now < src.locked_until:
             return Admission(None, notice=self._refused(src_key, src, THROTTLED, now),
                              reason=THROTTLED)
-        if src.pending >= self.max_per_source:
+        # each handshake in flight may be one more wrong key: never more of them than
+        # the tries left before the next lockout, so parallel guessers get no extra
+        if src.pending >= min(self.max_per_source,
+                              TRIES_PER_LOCKOUT - src.fails % TRIES_PER_LOCKOUT):
             return Admission(None, notice=self._refused(src_key, src, BUSY, now), reason=BUSY)
-        victim = self.stalled() if len(self.pending) >= self.max_pending else None
+        victim = self.stalled(now) if len(self.pending) >= self.max_pending else None
         if victim is not None:
-            self.release(victim)
+            self.evict(victim)
         slot = Slot(src_key, now)
         self.pending.append(slot)
         src.pending += 1
         return Admission(slot, victim=victim)
 
-    def stalled(self) -> Slot | None:
-        """The pending handshake stalled the longest (ties: the less advanced one)."""
+    def stalled(self, now: float) -> Slot | None:
+        """The pending handshake stalled the longest, past the grace of its stage."""
         if not self.pending:
             return None
-        return min(self.pending, key=lambda s: (s.since, s.stage))
+        return max(self.pending, key=lambda s: (now - s.since - GRACE[s.stage], -s.stage))
 
     def release(self, slot: Slot) -> None:
         """Free a slot without a verdict (the node stops, or it made room)."""
@@ -213,29 +223,44 @@ class Gate:
         if src is not None:
             src.pending -= 1
 
+    def evict(self, slot: Slot) -> None:
+        """End a pending handshake to make room; its runner then finishes it as EVICTED."""
+        slot.evicted = True
+        self.release(slot)
+
     def finish(self, slot: Slot, outcome: str, now: float) -> Notice | None:
-        """A pending handshake ended; charge its source. Returns what to report now."""
+        """A pending handshake ended; charge its source. Returns what to report now.
+
+        A lockout that starts is reported at once (with the count so far): it is the
+        news, and it happens at most once per lockout, so at most once a minute.
+        """
         self.release(slot)
         src = self._source(slot.source, now)
         if outcome == OK:
             src.fails = src.lockouts = 0
             return None
+        locked = False
         if outcome == WRONG_KEY:
             src.fails += 1
             if src.fails % TRIES_PER_LOCKOUT == 0:
-                self._lock(src, now)
+                locked = self._lock(src, now)
         elif outcome in JUNK:
             src.refill(now)
             src.junk -= 1
             if src.junk < 1:
-                self._lock(src, now)
-        return self._refused(slot.source, src, outcome, now)
+                locked = self._lock(src, now)
+        notice = self._refused(slot.source, src, outcome, now)
+        if locked and notice is None:
+            notice = self._notice(slot.source, src, now, first=False)
+        return notice
 
-    def _lock(self, src: _Source, now: float) -> None:
+    def _lock(self, src: _Source, now: float) -> bool:
+        """Start a lockout (False if one runs already)."""
         if now < src.locked_until:
-            return
+            return False
         src.locked_until = now + min(BACKOFF_FIRST * 2 ** src.lockouts, BACKOFF_MAX)
         src.lockouts += 1
+        return True
 
     def locked_for(self, host: str, now: float) -> float:
         src = self._sources.get(source_of(host))
@@ -268,10 +293,20 @@ class Gate:
         return out
 
     def recent(self, now: float) -> list[dict]:
-        """Sources refused in the last RECENT_FOR seconds, for the peers view."""
-        return [{"address": key, "reason": src.last_reason, "count": src.refused_total,
-                 "when": src.last_refused, "locked_for": max(0.0, src.locked_until - now)}
-                for key, src in self._sources.items() if now - src.last_refused <= RECENT_FOR]
+        """Sources refused in the last RECENT_FOR seconds, for the peers view.
+
+        `text` says why in a few words: the last reason, how many refusals, the lockout.
+        """
+        out = []
+        for key, src in self._sources.items():
+            if now - src.last_refused > RECENT_FOR:
+                continue
+            locked = max(0.0, src.locked_until - now)
+            text = f"{REASON_TEXT[src.last_reason]} ({src.refused_total} refused"
+            text += f", locked out for {locked:.0f} s)" if locked >= 1 else ")"
+            out.append({"address": key, "reason": src.last_reason, "count": src.refused_total,
+                        "locked_for": locked, "text": text})
+        return out
 
     # --- memory -------------------------------------------------------------------------
     def _source(self, key: str, now: float) -> _Source:

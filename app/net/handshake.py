@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import hmac
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,12 +71,15 @@ async def handshake(
     initiator: bool,
     extra: dict | None = None,
     timeout: float = 10.0,
+    on_reject: Callable[[HandshakeError], None] | None = None,
 ) -> PeerInfo:
     """Authenticate the peer on an open TLS connection; the initiator is the TCP client.
 
     Returns who the peer is once both share-key proofs and its signature check out.
     Raises only HandshakeError (and ValueError, before any I/O, when `extra` tries
-    to override a standard hello key, which is a bug in the caller).
+    to override a standard hello key, which is a bug in the caller). `on_reject` is
+    called with a fault we found before the peer is told of it: a guesser that tries
+    again at once finds its last try already counted.
     """
     extra = dict(extra or {})
     clash = HELLO_KEYS & extra.keys()
@@ -86,8 +90,11 @@ async def handshake(
         async with asyncio.timeout(timeout):
             return await run.exchange()
     except _Reject as e:  # we found the fault: tell the peer why we close
+        error = HandshakeError(e.code, str(e))
+        if on_reject is not None:
+            on_reject(error)
         await _tell_peer(writer, e)
-        raise HandshakeError(e.code, str(e)) from None
+        raise error from None
     except HandshakeError:
         raise
     except TimeoutError:  # before OSError: TimeoutError is an OSError
