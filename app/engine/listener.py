@@ -347,6 +347,8 @@ class Listener:
             for notice in self.gate.due(time.monotonic()):
                 self._report(notice, "", "")
             if not self.gate.pending and self._accepted_since_trim >= TRIM_AFTER:
+                log.debug("a flood of %d connections is over: trimming freed memory",
+                          self._accepted_since_trim)
                 self._accepted_since_trim = 0
                 await asyncio.to_thread(malloc.trim)
 

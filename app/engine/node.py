@@ -43,7 +43,8 @@ INDEX_BATCH = 1000
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
-REDIAL_REFUSED = 15.0  # no redial of an address that refused us sooner (see connect)
+REDIAL_REFUSED = 60.0  # no redial of an address that refused us sooner (see connect)
+REDIAL_REFUSED_MAX = 900.0  # doubling up to this: fewer tries than a gate forgives
 CONNECT_RETRIES = 3  # when the other side was busy, or closed before the handshake ended
 # how OpenSSL names the TLS alerts the listener turns connections away with
 THROTTLED_ALERT = "TLSV1_ALERT_ACCESS_DENIED"
@@ -331,20 +332,25 @@ class Node:
         """Reach one address and authenticate; raises ConnectFailure / RefusedError.
 
         After a refusal (a wrong key, or the other side locked us out) the address is not
-        dialled again for REDIAL_REFUSED s: the same refusal is raised at once. A device
-        left running with a wrong key so stays within the other side's budget of tries
-        (app/net/gate.py), and gets in at its first try once it has the right key.
+        dialled again for REDIAL_REFUSED s, doubling up to REDIAL_REFUSED_MAX: the same
+        refusal is raised at once meanwhile. That is fewer tries than the other side's
+        gate forgives (app/net/gate.py), so a device left running with a wrong key is
+        never locked out there, and gets in at its first try once it has the right key.
         """
         now = time.monotonic()
         paced = self._dial_refused.get((host, port))
         if paced is not None and now < paced[0]:
             raise RefusedError(paced[1])
         try:
-            return await self._connect(host, port)
+            peer = await self._connect(host, port)
         except RefusedError as e:
-            self._dial_refused = {k: v for k, v in self._dial_refused.items() if v[0] > now}
-            self._dial_refused[(host, port)] = (now + REDIAL_REFUSED, str(e))
+            wait = min(paced[2] * 2, REDIAL_REFUSED_MAX) if paced else REDIAL_REFUSED
+            self._dial_refused = {k: v for k, v in self._dial_refused.items()
+                                  if now < v[0] + REDIAL_REFUSED_MAX}
+            self._dial_refused[(host, port)] = (now + wait, str(e), wait)
             raise
+        self._dial_refused.pop((host, port), None)
+        return peer
 
     async def _connect(self, host: str, port: int) -> PeerState:
         """One address; tried again, briefly, when its gate made room for others."""

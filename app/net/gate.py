@@ -11,17 +11,18 @@ handshake, and nothing to test offline). So, per source address:
   (past a grace that grows with how far it got) makes room, and its source is charged
   as for junk: a flood of connections that stall, from however many addresses, cannot
   keep out an honest peer whose handshake moves on every few milliseconds;
-- every TRIES_PER_LOCKOUT-th wrong key in a row (no success in between) locks the
-  source out for BACKOFF_FIRST seconds, doubled on each lockout up to BACKOFF_MAX;
-  handshakes that end any other way short of success (timeouts, garbage, hang-ups)
-  have a budget of JUNK_PER_MINUTE (a token bucket) before the same lockout. While
-  locked out, a source's connections are refused before any TLS work. So a source
-  gets 5 guesses in its first minute, 30 in its first hour, then 5 an hour, however
-  it paces them. A success clears its count (not a running lockout).
+- wrong keys are counted in a bucket that drains TRIES_PER_LOCKOUT an hour; each time
+  it holds TRIES_PER_LOCKOUT, the source is locked out for BACKOFF_FIRST seconds,
+  doubled on each lockout up to BACKOFF_MAX (an hour without a lockout undoes one
+  doubling); handshakes that end any other way short of success (timeouts, garbage,
+  hang-ups, evictions) have a budget of JUNK_PER_MINUTE before the same lockout.
+  While locked out, a source's connections are refused before any TLS work. So a
+  source gets 5 guesses in its first minute, about 30 in its first hour, then about 5
+  an hour, however it paces them. A success empties its bucket (not a running lockout).
   An honest device that got the key wrong once still has tries left and gets in as
-  soon as it has the right key; our own dialer paces retries after a refusal (see
-  Node.connect), so even a device left running with a wrong key takes minutes to
-  reach a lockout, and the first lasts a minute.
+  soon as it has the right key; our own dialer waits longer after each refusal (see
+  Node.connect), fewer tries than the bucket drains, so a device left running with a
+  wrong key is never locked out and gets in at its first try once the key is right.
 
 Every refusal is reported (to the log and as an engine event) with the address:
 the first one of a source at once, later ones as a count once a minute, so a flood
@@ -32,6 +33,7 @@ the caller passes in: no I/O, no asyncio.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -66,7 +68,7 @@ CLOSED = "closed"  # the peer hung up mid-handshake
 JUNK = frozenset({TIMEOUT, PROTOCOL, CLOSED, EVICTED})
 REASON_TEXT = {
     WRONG_KEY: "wrong share key",
-    THROTTLED: "too many failed attempts, locked out for now",
+    THROTTLED: "locked out after too many failed attempts",
     BUSY: "too many unfinished connections at once",
     EVICTED: "unfinished connection closed to make room",
     TIMEOUT: "did not finish the handshake in time",
@@ -152,15 +154,17 @@ class Admission:
 class _Source:
     seen: float
     stamp: float  # when the buckets were last refilled
-    fails: int = 0  # wrong keys since the last success
+    fails: float = 0.0  # wrong keys, draining TRIES_PER_LOCKOUT an hour (see drain)
     junk: float = JUNK_PER_MINUTE
     pending: int = 0
     locked_until: float = 0.0
-    lockouts: int = 0
+    lockouts: int = 0  # doublings of the next lockout
+    locked_at: float = float("-inf")  # when the last lockout began
     # reporting
     reported: float = float("-inf")  # when the last line about it went out
     unreported: Counter = field(default_factory=Counter)
     last_reason: str = ""
+    cause: str = ""  # the last reason that was not the lockout itself
     last_refused: float = float("-inf")
     refused_total: int = 0
 
@@ -168,12 +172,17 @@ class _Source:
         dt = max(0.0, now - self.stamp)
         self.stamp = now
         self.junk = min(JUNK_PER_MINUTE, self.junk + dt * JUNK_PER_MINUTE / 60.0)
+        self.fails = max(0.0, self.fails - dt * TRIES_PER_LOCKOUT / 3600.0)
+
+    def tries_left(self) -> int:
+        """Wrong keys that may still come before the next lockout."""
+        return max(1, math.floor(TRIES_PER_LOCKOUT - 1 - self.fails) + 1)
 
     def quiet(self, now: float) -> bool:
         """Nothing to remember: no handshake, no lockout, full budgets, nothing unsaid."""
         self.refill(now)
         return (self.pending == 0 and now >= self.locked_until and not self.unreported
-                and self.fails == 0 and self.junk >= JUNK_PER_MINUTE
+                and self.fails < 0.01 and self.junk >= JUNK_PER_MINUTE
                 and now - self.last_refused > RECENT_FOR)
 
 
@@ -196,8 +205,8 @@ class Gate:
                              reason=THROTTLED)
         # each handshake in flight may be one more wrong key: never more of them than
         # the tries left before the next lockout, so parallel guessers get no extra
-        if src.pending >= min(self.max_per_source,
-                              TRIES_PER_LOCKOUT - src.fails % TRIES_PER_LOCKOUT):
+        src.refill(now)
+        if src.pending >= min(self.max_per_source, src.tries_left()):
             return Admission(None, notice=self._refused(src_key, src, BUSY, now), reason=BUSY)
         victim = self.stalled(now) if len(self.pending) >= self.max_pending else None
         if victim is not None:
@@ -237,12 +246,14 @@ class Gate:
         self.release(slot)
         src = self._source(slot.source, now)
         if outcome == OK:
-            src.fails = src.lockouts = 0
+            src.fails, src.lockouts = 0.0, 0
             return None
         locked = False
         if outcome == WRONG_KEY:
+            src.refill(now)
             src.fails += 1
-            if src.fails % TRIES_PER_LOCKOUT == 0:
+            if src.fails > TRIES_PER_LOCKOUT - 1:  # the 5th since the bucket was empty
+                src.fails = max(0.0, src.fails - TRIES_PER_LOCKOUT)
                 locked = self._lock(src, now)
         elif outcome in JUNK:
             src.refill(now)
@@ -258,8 +269,11 @@ class Gate:
         """Start a lockout (False if one runs already)."""
         if now < src.locked_until:
             return False
+        calm_hours = int((now - src.locked_at) // 3600) if src.lockouts else 0
+        src.lockouts = max(0, src.lockouts - calm_hours)
         src.locked_until = now + min(BACKOFF_FIRST * 2 ** src.lockouts, BACKOFF_MAX)
         src.lockouts += 1
+        src.locked_at = now
         return True
 
     def locked_for(self, host: str, now: float) -> float:
@@ -271,6 +285,8 @@ class Gate:
         self.refused_total += 1
         src.refused_total += 1
         src.last_reason = reason
+        if reason != THROTTLED:
+            src.cause = reason
         src.last_refused = now
         src.unreported[reason] += 1
         if now - src.reported >= REPORT_EVERY and sum(src.unreported.values()) == 1:
@@ -302,8 +318,11 @@ class Gate:
             if now - src.last_refused > RECENT_FOR:
                 continue
             locked = max(0.0, src.locked_until - now)
-            text = f"{REASON_TEXT[src.last_reason]} ({src.refused_total} refused"
-            text += f", locked out for {locked:.0f} s)" if locked >= 1 else ")"
+            if locked >= 1:
+                text = (f"{REASON_TEXT[src.cause or src.last_reason]}: locked out for "
+                        f"{locked:.0f} s ({src.refused_total} refused)")
+            else:
+                text = f"{REASON_TEXT[src.last_reason]} ({src.refused_total} refused)"
             out.append({"address": key, "reason": src.last_reason, "count": src.refused_total,
                         "locked_for": locked, "text": text})
         return out

@@ -5,6 +5,7 @@ The same rules over real sockets and processes: tests/integration/test_hostile_g
 
 from __future__ import annotations
 
+from app.engine.node import REDIAL_REFUSED, REDIAL_REFUSED_MAX
 from app.net import gate as g
 
 A, B = "10.0.0.5", "10.0.0.6"
@@ -103,11 +104,23 @@ def test_a_slow_guesser_gets_no_more_than_a_fast_one():
 
 def test_an_honest_mistake_costs_nothing_once_the_key_is_right():
     gate = g.Gate()
-    for t in (0.0, 15.0, 30.0, 45.0):  # our dialer retries a refused address every 15 s
+    for t in (0.0, 5.0, 10.0, 15.0):  # four typos in a row
         assert guess(gate, A, t).slot is not None
-    slot = admitted(gate, A, 50.0)  # the key was fixed: in at the first try
-    gate.finish(slot, g.OK, 50.0)
-    assert tries_between(gate, A, 51.0, 55.0) == 4  # the count started again
+    slot = admitted(gate, A, 20.0)  # the key was fixed: in at the first try
+    gate.finish(slot, g.OK, 20.0)
+    assert tries_between(gate, A, 21.0, 30.0) == 5  # the count started again
+
+
+def test_a_device_left_running_with_a_wrong_key_is_never_locked_out():
+    """Our dialer's pacing after a refusal (Node.connect) against the gate: a whole day."""
+    t, wait = 0.0, REDIAL_REFUSED
+    gate = g.Gate()
+    while t < 24 * 3600:
+        assert guess(gate, A, t).slot is not None, f"locked out at {t:.0f} s"
+        t += wait
+        wait = min(wait * 2, REDIAL_REFUSED_MAX)
+    slot = admitted(gate, A, t)  # its key fixed: in at once
+    gate.finish(slot, g.OK, t)
 
 
 def test_junk_has_its_own_budget():
