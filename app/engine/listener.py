@@ -12,7 +12,8 @@ So this module runs its own accept loop on a non-blocking socket:
 2. an admitted one waits, as a bare socket (no buffers, no SSL object), for its first
    bytes; only then does TLS start;
 3. TLS and the handshake together must end within HANDSHAKE_TIMEOUT; the outcome is
-   charged to the source (wrong key, junk) and the refusal reported, rate-limited;
+   charged to the source (wrong key, junk) and the refusal reported: per address as
+   the gate says, and at most REPORTS_PER_MINUTE lines in all, then one count;
 4. out of descriptors: the reserve descriptor is given up to accept and close one
    waiting connection, and one line a minute says so (never a traceback); the soft
    descriptor limit is raised to the hard one at start, and the gate's caps keep the
@@ -26,6 +27,7 @@ block transfers, which would otherwise keep a flood's memory for good.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -51,6 +53,7 @@ FD_LIMIT_CAP = 65536  # raise the soft descriptor limit this far at most
 FD_KEEP = 128  # descriptors kept for everything but unfinished handshakes
 NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 QUIET_EVERY = 60.0
+REPORTS_PER_MINUTE = 30  # refusal lines (and events) a minute, over all addresses
 
 # TLS alert records (content type 21, TLS 1.2 record version, 2 bytes: fatal, code)
 ALERT_ACCESS_DENIED = bytes([21, 3, 3, 0, 2, 2, 49])  # locked out after failed attempts
@@ -70,8 +73,10 @@ OUTCOMES = {"auth": g.WRONG_KEY, "timeout": g.TIMEOUT, "closed": g.CLOSED}
 def raise_fd_limit() -> tuple[int, int]:
     """Raise the soft RLIMIT_NOFILE towards the hard one; returns (soft, hard) after.
 
-    Capped at FD_LIMIT_CAP: some libraries still use select(), which cannot watch a
-    descriptor numbered 1024 or more, and the gate keeps us far below that anyway.
+    A node holds few descriptors (the gate caps the strangers), but files, the index and
+    the peers all need some; a desktop's 1,024 is a low ceiling. Capped at FD_LIMIT_CAP.
+    (watchdog's inotify observer uses select(), which fails on a descriptor numbered
+    1,024 or more: the gate keeps the numbers low, whatever the limit.)
     """
     try:
         import resource
@@ -127,6 +132,8 @@ class Listener:
         self._quiet = _Quiet()
         self._accepted_since_trim = 0
         self._paused = False
+        self._shown = 0  # notices reported in this minute
+        self._hidden: collections.Counter = collections.Counter()  # source -> refusals
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -136,6 +143,7 @@ class Listener:
             self.gate.max_pending = max(4, min(self.gate.max_pending, (soft - FD_KEEP) // 2))
         infos = await asyncio.get_running_loop().getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)  # a name: its IPv4 first
         family, type_, proto, _, addr = infos[0]
         sock = socket.socket(family, type_, proto)
         try:
@@ -336,14 +344,34 @@ class Listener:
 
     # --- telling the user ------------------------------------------------------------------
     def _report(self, notice: g.Notice | None, address: str, detail: str) -> None:
+        """Log and emit a notice; past REPORTS_PER_MINUTE, only count it (a flood from
+        many addresses would otherwise still make a line per address)."""
         if notice is None:
             return
+        if self._shown >= REPORTS_PER_MINUTE:
+            self._hidden[notice.source] += notice.count
+            return
+        self._shown += 1
         log.warning("%s", notice.text(address, detail))
         self.emit("auth_refused", notice.event())
 
+    def _report_hidden(self) -> None:
+        if self._hidden:
+            count, sources = sum(self._hidden.values()), len(self._hidden)
+            text = (f"refused {count} more connection(s) from {sources} other address(es) "
+                    "in the last minute (not listed one by one: too many)")
+            log.warning("%s", text)
+            self.emit("auth_refused", {"address": "", "reason": "many", "count": count,
+                                       "locked_for": 0, "text": text})
+        self._shown, self._hidden = 0, collections.Counter()
+
     async def _tick(self) -> None:
+        window = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
+            if time.monotonic() - window >= g.REPORT_EVERY:
+                window = time.monotonic()
+                self._report_hidden()
             for notice in self.gate.due(time.monotonic()):
                 self._report(notice, "", "")
             if not self.gate.pending and self._accepted_since_trim >= TRIM_AFTER:

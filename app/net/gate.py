@@ -154,7 +154,7 @@ class Admission:
 class _Source:
     seen: float
     stamp: float  # when the buckets were last refilled
-    fails: float = 0.0  # wrong keys, draining TRIES_PER_LOCKOUT an hour (see drain)
+    fails: float = 0.0  # wrong keys, draining TRIES_PER_LOCKOUT an hour (see refill)
     junk: float = JUNK_PER_MINUTE
     pending: int = 0
     locked_until: float = 0.0
@@ -233,7 +233,8 @@ class Gate:
             src.pending -= 1
 
     def evict(self, slot: Slot) -> None:
-        """End a pending handshake to make room; its runner then finishes it as EVICTED."""
+        """Take a pending handshake out to make room; the caller ends it, then charges it
+        with finish(slot, EVICTED)."""
         slot.evicted = True
         self.release(slot)
 
@@ -340,8 +341,8 @@ class Gate:
     def _forget(self, now: float) -> None:
         """Make room: drop quiet sources, then (still too many) the longest unseen idle ones.
 
-        An attacker with many addresses can push out what we know of the others; the
-        per-source lockouts then end early, which only brings back the per-minute budget.
+        An attacker with thousands of addresses can push out what we know of some: they
+        start again with a fresh budget, which those addresses would have had anyway.
         """
         for key in [k for k, s in self._sources.items() if s.quiet(now)]:
             del self._sources[key]
