@@ -167,7 +167,8 @@ class Node:
         self._blocked_gen = 0
         self.temps: set[str] = set()
         self._listener = None  # app.engine.listener.Listener, once listening
-        self._dial_refused: dict[tuple[str, int], tuple[float, str]] = {}  # see connect
+        # (host, port) -> (no redial before, the refusal, the wait): see connect
+        self._dial_refused: dict[tuple[str, int], tuple[float, str, float]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._rescan_paths: set[str] | None = set()  # None = full rescan
         self._rescan_wake = asyncio.Event()
@@ -354,14 +355,15 @@ class Node:
 
     async def _connect(self, host: str, port: int) -> PeerState:
         """One address; tried again, briefly, when its gate made room for others."""
-        for attempt in range(CONNECT_RETRIES + 1):
+        for attempt in range(CONNECT_RETRIES):
             try:
                 return await self._connect_once(host, port)
-            except _TryAgain as e:
-                if attempt == CONNECT_RETRIES:
-                    raise ConnectFailure(describe_connect_error(host, port, e.error)) from e.error
+            except _TryAgain:
                 await asyncio.sleep(0.5 * (attempt + 1))  # its other handshakes end soon
-        raise AssertionError("unreachable")
+        try:
+            return await self._connect_once(host, port)
+        except _TryAgain as e:
+            raise ConnectFailure(describe_connect_error(host, port, e.error)) from e.error
 
     async def _connect_once(self, host: str, port: int) -> PeerState:
         ctx = identity.client_context(self.identity)

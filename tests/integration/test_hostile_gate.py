@@ -220,6 +220,41 @@ def test_sync_says_it_was_locked_out_and_a_fixed_key_gets_in_at_once(tmp_path, n
     assert "wait a minute" in lines[0]
 
 
+def test_sync_from_an_address_with_too_many_unfinished_connections_says_so(tmp_path, node):
+    """Four connections from 127.0.0.1 that never send a byte (replaced as the node closes
+    them) fill the address's share: `sync` from there is told "busy", tries again a few
+    times, then says so in one line; once they are gone it gets in."""
+
+    async def while_held():
+        stop = asyncio.Event()
+
+        async def keep_one() -> None:
+            while not stop.is_set():
+                reader, writer = await asyncio.open_connection(hostile.HOST, node.port)
+                with contextlib.suppress(TimeoutError, OSError):
+                    async with asyncio.timeout(gate.HANDSHAKE_TIMEOUT + 1):
+                        while await reader.read(1024):
+                            pass
+                hostile.close(writer)
+
+        holders = [asyncio.create_task(keep_one()) for _ in range(gate.MAX_PER_SOURCE)]
+        await asyncio.sleep(0.5)
+        r, _ = await asyncio.to_thread(honest_sync, tmp_path, node, "busy", timeout=20)
+        stop.set()
+        for h in holders:
+            h.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+        return r
+
+    r = asyncio.run(while_held())
+    assert r.returncode == 3, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{node.address}: busy: too many unfinished connections from this address" in lines[0]
+    r, _ = honest_sync(tmp_path, node, "after-busy")
+    assert r.returncode == 0, r.stderr
+
+
 # --- the engine event ---------------------------------------------------------------------
 def test_refused_tries_become_events_that_name_the_address(tmp_path):
     (tmp_path / "A").mkdir()
