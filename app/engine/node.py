@@ -130,13 +130,14 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError) and exc.reason == BUSY_ALERT:
         return (f"{where}: busy: too many unfinished connections from this address; "
                 "try again in a few seconds")
+    if isinstance(exc, ConnectionError | EOFError | ssl.SSLEOFError):
+        return (f"{where}: the connection closed before TLS was set up ("
+                f"{type(exc).__name__}; is that a p2psync node? it may be overloaded: "
+                "try again)")
     if isinstance(exc, ssl.SSLError):
         return f"{where}: TLS failed ({exc.reason or exc}); is that a p2psync node?"
     if isinstance(exc, HandshakeError):
         return f"{where}: {exc}"
-    if isinstance(exc, ConnectionError | EOFError):
-        return (f"{where}: the connection closed before TLS was set up ({exc or 'reset'}; "
-                "is that a p2psync node? it may be overloaded: try again)")
     return f"{where}: {exc or type(exc).__name__}"
 
 
