@@ -66,9 +66,23 @@ def link_entry(path: str, target: str, device: str, counter: int = 1, **kw) -> F
 
 
 # --- raw connections -----------------------------------------------------------------
-async def open_tls(port: int, ident: identity.Identity):
+_sources = itertools.count()
+
+
+def new_source() -> str:
+    """A loopback address (127.1.x.y) no other connection of this process came from.
+
+    The node's gate budgets and reports per source address: an attack that must be
+    told apart from the others, or from the honest peers on 127.0.0.1, gets its own.
+    """
+    n = next(_sources)
+    return f"127.1.{n // 254 % 254 + 1}.{n % 254 + 1}"
+
+
+async def open_tls(port: int, ident: identity.Identity, source: str | None = None):
     return await asyncio.open_connection(HOST, port, ssl=identity.client_context(ident),
-                                         server_hostname=None)
+                                         server_hostname=None,
+                                         local_addr=(source, 0) if source else None)
 
 
 def local_address(writer: asyncio.StreamWriter) -> str:
@@ -234,8 +248,8 @@ class Session:
 
 
 async def connect(port: int, ident: identity.Identity, *, secret: str = SECRET,
-                  name: str = "evil", pump: bool = True) -> Session:
-    reader, writer = await open_tls(port, ident)
+                  name: str = "evil", pump: bool = True, source: str | None = None) -> Session:
+    reader, writer = await open_tls(port, ident, source)
     info = await handshake(reader, writer, ident, secret, name, initiator=True)
     s = Session(reader, writer, ident, info, name)
     if pump:
@@ -380,3 +394,105 @@ class FakeListener:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+# --- floods of unauthenticated connections ----------------------------------------------
+FLOOD_KINDS = ("raw", "tls-stall", "tls-idle")
+
+
+async def flood(port: int, count: int, kind: str, sources: list[str], duration: float,
+                ident: identity.Identity | None = None, pause: float = 0.5) -> dict:
+    """Keep `count` connections of one kind open to the node for `duration` seconds.
+
+    raw: TCP, never a byte; tls-stall: the first 100 bytes of a 512-byte ClientHello
+    record, then nothing; tls-idle: TLS set up, then nothing (needs `ident`). Each
+    connection the node closes (or refuses) is opened again after `pause` s. Returns
+    counts: opened (the node accepted the TCP connection), refused (it turned it away
+    before or during TLS) and closed (it closed one we held).
+    """
+    stats = {"opened": 0, "refused": 0, "closed": 0}
+    loop = asyncio.get_running_loop()
+    stop_at = loop.time() + duration
+
+    async def hold(i: int) -> None:
+        source = sources[i % len(sources)]
+        while loop.time() < stop_at:
+            writer = None
+            try:
+                async with asyncio.timeout_at(stop_at):
+                    if kind == "tls-idle":
+                        reader, writer = await open_tls(port, ident, source)
+                    else:
+                        reader, writer = await asyncio.open_connection(
+                            HOST, port, local_addr=(source, 0))
+                        if kind == "tls-stall":
+                            writer.write(b"\x16\x03\x01\x02\x00" + b"\x01" * 100)
+                    stats["opened"] += 1
+                    await reader.read()
+                    stats["closed"] += 1
+            except TimeoutError:
+                break
+            except (OSError, ssl.SSLError, EOFError):
+                stats["refused"] += 1
+            finally:
+                if writer is not None:
+                    close(writer)
+            await asyncio.sleep(pause)
+
+    await asyncio.gather(*(hold(i) for i in range(count)))
+    return stats
+
+
+def raise_fd_limit() -> int:
+    """This process's soft descriptor limit raised to its hard one (a flood needs many)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def start_flood(port: int, count: int, kind: str, sources: list[str], duration: float,
+                base: Path):
+    """A flood in its own process (its own descriptors, its own core); see `flood`.
+
+    Its stdout is one JSON line of the counts once the flood ends.
+    """
+    import subprocess
+    import sys
+
+    from tests.procs import REPO, env
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.hostile", "flood", str(port), str(count), kind,
+         ",".join(sources), str(duration), str(base)],
+        cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def vm_kib(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def _main(argv: list[str]) -> None:
+    import json
+
+    if argv[:1] != ["flood"]:
+        raise SystemExit("usage: python -m tests.hostile flood PORT COUNT KIND SOURCES S BASE")
+    port, count, kind, sources, duration, base = argv[1:7]
+    raise_fd_limit()
+    ident = new_identity(Path(base)) if kind == "tls-idle" else None
+    stats = asyncio.run(flood(int(port), int(count), kind, sources.split(","),
+                              float(duration), ident))
+    print(json.dumps(stats), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _main(sys.argv[1:])

@@ -29,3 +29,19 @@ def keep_freed_buffers() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and \
         bool(mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE))
+
+
+def trim() -> bool:
+    """Hand freed heap memory back to the kernel now (glibc malloc_trim); False elsewhere.
+
+    The thresholds above keep freed memory on purpose; after a burst that is over (a
+    flood of connections) that memory would stay with the process for good.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    return bool(malloc_trim(0))

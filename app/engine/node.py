@@ -35,7 +35,7 @@ from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
-from app.net.handshake import HandshakeError, handshake
+from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,12 @@ INDEX_BATCH = 1000
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
+REDIAL_REFUSED = 60.0  # no redial of an address that refused us sooner (see connect)
+REDIAL_REFUSED_MAX = 900.0  # doubling up to this: fewer tries than a gate forgives
+CONNECT_RETRIES = 3  # when the other side was busy, or closed before the handshake ended
+# how OpenSSL names the TLS alerts the listener turns connections away with
+THROTTLED_ALERT = "TLSV1_ALERT_ACCESS_DENIED"
+BUSY_ALERT = "TLSV1_ALERT_USER_CANCELLED"
 FULL_RESCAN_EVERY = 60.0
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 DEBOUNCE = 0.05
@@ -91,6 +97,20 @@ class ConnectFailure(Exception):
     """Why one address could not be reached; str() is the user-facing reason."""
 
 
+class _TryAgain(Exception):
+    """The other side turned us away for now (busy) or closed before the handshake ended:
+    under a flood of strangers its gate closes unfinished handshakes to make room."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _closed_early(exc: BaseException) -> bool:
+    return (isinstance(exc, ConnectionError | EOFError | ssl.SSLEOFError)
+            and not isinstance(exc, ConnectionRefusedError))
+
+
 def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
     where = f"{host}:{port}"
     if isinstance(exc, ConnectionRefusedError):
@@ -103,11 +123,22 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
         return f"{where}: unknown host name ({exc.strerror})"
     if isinstance(exc, OSError) and exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
         return f"{where}: unreachable (no route to that host: check the address and the network)"
+    if isinstance(exc, ssl.SSLError) and exc.reason == THROTTLED_ALERT:
+        return (f"{where}: refused: too many failed attempts (a wrong share key?) came from "
+                "this address lately, so that device turns it away for a while; wait a "
+                "minute, then try again with the right key")
+    if isinstance(exc, ssl.SSLError) and exc.reason == BUSY_ALERT:
+        return (f"{where}: busy: too many unfinished connections from this address; "
+                "try again in a few seconds")
+    if isinstance(exc, ConnectionError | EOFError | ssl.SSLEOFError):
+        return (f"{where}: the connection closed before TLS was set up ("
+                f"{type(exc).__name__}; is that a p2psync node? it may be overloaded: "
+                "try again)")
     if isinstance(exc, ssl.SSLError):
         return f"{where}: TLS failed ({exc.reason or exc}); is that a p2psync node?"
     if isinstance(exc, HandshakeError):
         return f"{where}: {exc}"
-    return f"{where}: {exc}"
+    return f"{where}: {exc or type(exc).__name__}"
 
 
 class Node:
@@ -136,7 +167,9 @@ class Node:
         self.blocked: dict[str, str] = dict(self.index.failures())
         self._blocked_gen = 0
         self.temps: set[str] = set()
-        self._server: asyncio.base_events.Server | None = None
+        self._listener = None  # app.engine.listener.Listener, once listening
+        # (host, port) -> (no redial before, the refusal, the wait): see connect
+        self._dial_refused: dict[tuple[str, int], tuple[float, str, float]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._rescan_paths: set[str] | None = set()  # None = full rescan
         self._rescan_wake = asyncio.Event()
@@ -194,16 +227,17 @@ class Node:
             await self.roles.start()
 
     async def _start_server(self) -> None:
+        from app.engine.listener import Listener
+
         host, port = self.opts.listen
-        ctx = identity.server_context(self.identity)
+        self._listener = Listener(identity.server_context(self.identity), self._authenticate,
+                                  self._adopt_accepted, self.emit)
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, ssl=ctx,
-                                                      reuse_address=True)
+            self.listen_address = await self._listener.start(host, port)
         except OSError as e:
+            self._listener.close()
             raise P2PError(f"cannot listen on {host}:{port}: {e.strerror} "
                            f"(is another p2psync using that port? pick one with --listen)") from e
-        sock = self._server.sockets[0].getsockname()
-        self.listen_address = (sock[0], sock[1])
         log.info("listening on %s:%d", *self.listen_address)
 
     async def stop(self) -> None:
@@ -214,8 +248,9 @@ class Node:
             await self.roles.stop()
         if self._watcher is not None:
             self._watcher.stop()
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
         for peer in list(self.peers.values()):
             await peer.conn.leave()
         for task in list(self._tasks):
@@ -296,10 +331,45 @@ class Node:
 
     # --- connections -----------------------------------------------------------------
     async def connect(self, host: str, port: int) -> PeerState:
-        """Reach one address and authenticate; raises ConnectFailure / RefusedError."""
+        """Reach one address and authenticate; raises ConnectFailure / RefusedError.
+
+        After a refusal (a wrong key, or the other side locked us out) the address is not
+        dialled again for REDIAL_REFUSED s, doubling up to REDIAL_REFUSED_MAX: the same
+        refusal is raised at once meanwhile. That is fewer tries than the other side's
+        gate forgives (app/net/gate.py), so a device left running with a wrong key is
+        never locked out there, and gets in at its first try once it has the right key.
+        """
         for peer in self.peers.values():  # proven already (e.g. by discover_server)
             if peer.conn.outgoing and peer.conn.address == f"{host}:{port}":
                 return peer
+        now = time.monotonic()
+        paced = self._dial_refused.get((host, port))
+        if paced is not None and now < paced[0]:
+            raise RefusedError(paced[1])
+        try:
+            peer = await self._connect(host, port)
+        except RefusedError as e:
+            wait = min(paced[2] * 2, REDIAL_REFUSED_MAX) if paced else REDIAL_REFUSED
+            self._dial_refused = {k: v for k, v in self._dial_refused.items()
+                                  if now < v[0] + REDIAL_REFUSED_MAX}
+            self._dial_refused[(host, port)] = (now + wait, str(e), wait)
+            raise
+        self._dial_refused.pop((host, port), None)
+        return peer
+
+    async def _connect(self, host: str, port: int) -> PeerState:
+        """One address; tried again, briefly, when its gate made room for others."""
+        for attempt in range(CONNECT_RETRIES):
+            try:
+                return await self._connect_once(host, port)
+            except _TryAgain:
+                await asyncio.sleep(0.5 * (attempt + 1))  # its other handshakes end soon
+        try:
+            return await self._connect_once(host, port)
+        except _TryAgain as e:
+            raise ConnectFailure(describe_connect_error(host, port, e.error)) from e.error
+
+    async def _connect_once(self, host: str, port: int) -> PeerState:
         ctx = identity.client_context(self.identity)
         try:
             reader, writer = await asyncio.wait_for(
@@ -308,6 +378,11 @@ class Node:
                                         limit=8 * 1024 * 1024),
                 CONNECT_TIMEOUT)
         except (TimeoutError, OSError, ssl.SSLError) as e:
+            reason = getattr(e, "reason", None)
+            if reason == THROTTLED_ALERT:
+                raise RefusedError(describe_connect_error(host, port, e)) from e
+            if reason == BUSY_ALERT or _closed_early(e):
+                raise _TryAgain(e) from e
             raise ConnectFailure(describe_connect_error(host, port, e)) from e
         try:
             info = await handshake(reader, writer, self.identity, self.opts.secret,
@@ -316,6 +391,8 @@ class Node:
             writer.close()
             if e.code == "auth":
                 raise RefusedError(f"{host}:{port}: {e}") from e
+            if e.code == "closed":
+                raise _TryAgain(e) from e
             raise ConnectFailure(describe_connect_error(host, port, e)) from e
         return await self._adopt_connection(reader, writer, info, True, f"{host}:{port}")
 
@@ -326,22 +403,23 @@ class Node:
         del extra["device"], extra["name"]  # the hello carries those already
         return extra
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peername = writer.get_extra_info("peername")
-        address = f"{peername[0]}:{peername[1]}" if peername else "?"
-        try:
-            info = await handshake(reader, writer, self.identity, self.opts.secret,
-                                   self.opts.name, initiator=False, extra=self._hello_extra())
-        except HandshakeError as e:
-            log.warning("refused a connection from %s: %s", address, e)
-            writer.close()
-            return
-        except Exception as e:  # noqa: BLE001 - a stranger must never crash the node
-            log.warning("connection from %s failed: %s", address, e)
-            writer.close()
-            return
+    async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                            timeout: float, on_reject) -> PeerInfo:
+        """The accepting side of the handshake (the listener times it and reports failures)."""
+        return await handshake(reader, writer, self.identity, self.opts.secret, self.opts.name,
+                               initiator=False, extra=self._hello_extra(), timeout=timeout,
+                               on_reject=on_reject)
+
+    async def _adopt_accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              info: PeerInfo, address: str) -> None:
         with contextlib.suppress(P2PError, ConnectFailure):
             await self._adopt_connection(reader, writer, info, False, address)
+
+    def refused_sources(self) -> list[dict]:
+        """Addresses whose connections were refused lately (wrong key, locked out...)."""
+        if self._listener is None:
+            return []
+        return self._listener.gate.recent(time.monotonic())
 
     async def _adopt_connection(self, reader, writer, info, outgoing: bool,
                                 address: str) -> PeerState:

@@ -1,6 +1,7 @@
 """The activity log: a short, newest-last account of what happened.
 
-Received files, deletions, moves, conflicts, errors, peers joining and leaving. The
+Received files, deletions, moves, conflicts, errors, peers joining and leaving,
+connections refused (a wrong share key, an address locked out). The
 worker already folds bursts into one line ("Received 5,000 files ..."); this widget
 keeps the last MAX_LINES lines (a plain text document: no widget per entry).
 """
@@ -13,7 +14,8 @@ from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
 MAX_LINES = 2000
 MARKS = {"conflict": "⚠", "error": "✖", "peer": "●", "received": "↓", "local": "↑",
-         "deleted": "–", "moved": "→", "role": "◆", "paused": "Ⅱ", "info": "·"}
+         "deleted": "–", "moved": "→", "role": "◆", "paused": "Ⅱ", "info": "·",
+         "refused": "⊘"}
 
 
 class ActivityLog(QPlainTextEdit):

@@ -292,8 +292,8 @@ class EngineWorker(QObject):
             if progress != last_progress:
                 last_progress = progress
                 self.progress.emit(progress)
-            if now - last_peers >= PEERS_EVERY or any(k.startswith("peer") or k == "role"
-                                                      for k, _ in events):
+            if now - last_peers >= PEERS_EVERY or any(
+                    k.startswith("peer") or k in ("role", "auth_refused") for k, _ in events):
                 last_peers = now
                 self.peers.emit(self._peer_rows(node, now))
             st = self._status(node)
@@ -367,6 +367,10 @@ class EngineWorker(QObject):
         for device, known in self._known.items():
             if device not in seen:
                 rows.append(dict(known))
+        for r in node.refused_sources():  # strangers turned away: who, and why
+            rows.append({"device_id": f"?{r['address']}", "name": r["address"],
+                         "address": r["address"], "role": "", "state": "refused",
+                         "reason": r["text"]})
         return rows
 
     def _describe(self, node: Node, events: list[tuple[str, dict]]) -> list[Activity]:
@@ -428,6 +432,9 @@ class EngineWorker(QObject):
                 self.mass_delete.emit(d)
             elif kind == "mass_delete_cleared":
                 self.mass_delete.emit(None)
+            elif kind == "auth_refused":  # already rate-limited by the engine's gate
+                text = d.get("text") or f"refused a connection from {d.get('address')}"
+                out.append(Activity(now, "refused", text[:1].upper() + text[1:]))
             elif kind == "paused":
                 out.append(Activity(now, "paused", "Paused: no more files are fetched"
                                     if d.get("paused") else "Resumed"))

@@ -6,7 +6,10 @@ proof keyed by the SPAKE2 result and a signature by the device key, both over a
 transcript of the two certificates. A matching proof shows the peer knows the
 share key; the certificates in the transcript stop a relay from passing proofs on;
 the signature shows the client owns the certificate it claims (TLS showed that for
-the server). Nothing about the folder is sent here.
+the server). The accepting side checks the client's proof before it sends its own,
+so a stranger guessing the key gets nothing back but a refusal: each guess costs it
+one whole handshake, which the listener's gate (app/net/gate.py) counts and throttles.
+Nothing about the folder is sent here.
 
 Every failure comes out as a HandshakeError with a code the caller can act on and
 one sentence it can log or show. The caller owns the connection and closes it.
@@ -19,6 +22,7 @@ import contextlib
 import hashlib
 import hmac
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,12 +71,15 @@ async def handshake(
     initiator: bool,
     extra: dict | None = None,
     timeout: float = 10.0,
+    on_reject: Callable[[HandshakeError], None] | None = None,
 ) -> PeerInfo:
     """Authenticate the peer on an open TLS connection; the initiator is the TCP client.
 
     Returns who the peer is once both share-key proofs and its signature check out.
     Raises only HandshakeError (and ValueError, before any I/O, when `extra` tries
-    to override a standard hello key, which is a bug in the caller).
+    to override a standard hello key, which is a bug in the caller). `on_reject` is
+    called with a fault we found before the peer is told of it: a guesser that tries
+    again at once finds its last try already counted.
     """
     extra = dict(extra or {})
     clash = HELLO_KEYS & extra.keys()
@@ -83,8 +90,11 @@ async def handshake(
         async with asyncio.timeout(timeout):
             return await run.exchange()
     except _Reject as e:  # we found the fault: tell the peer why we close
+        error = HandshakeError(e.code, str(e))
+        if on_reject is not None:
+            on_reject(error)
         await _tell_peer(writer, e)
-        raise HandshakeError(e.code, str(e)) from None
+        raise error from None
     except HandshakeError:
         raise
     except TimeoutError:  # before OSError: TimeoutError is an OSError
@@ -128,8 +138,12 @@ class _Run:
         else:
             transcript = _fp(self.identity.cert_der) + _fp(peer.cert_der)
             mine, theirs = ROLE_SERVER, ROLE_CLIENT
-        await write_message(self.writer, self._auth(key, mine + transcript))
-        self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+        if self.initiator:
+            await write_message(self.writer, self._auth(key, mine + transcript))
+            self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+        else:  # the client proves first: a wrong key learns nothing from us, not even a proof
+            self._check_auth(await self._expect("auth"), key, theirs + transcript, peer)
+            await write_message(self.writer, self._auth(key, mine + transcript))
         return peer
 
     def _tls_peer_cert(self) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import pytest
 
 from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
-from app.net import framing
+from app.net import framing, gate
 from app.net.handshake import HandshakeError, handshake
 from tests import hostile
 from tests.hostile import dir_entry, file_entry, link_entry
@@ -153,14 +154,19 @@ def test_wrong_share_key_is_refused_before_anything_about_files(world):
 
 # --- 2. garbage on the wire --------------------------------------------------------------
 async def garbage_attacks(w: World) -> dict[str, str]:
-    """Each garbage attack on its own connection; returns label -> our local address."""
+    """Each garbage attack on its own connection; returns label -> our local address.
+
+    Each comes from its own source address: the node logs the first refusal of an
+    address at once and the others as a count a minute later.
+    """
     addrs: dict[str, str] = {}
     pid = w.node.proc.pid
 
     # plain TCP junk where a TLS ClientHello should be
     for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\0" * 4096,
                  b"\x16\x03\x01\xff\xff" + b"\xaa" * 512):  # the last: a fake TLS record
-        reader, writer = await asyncio.open_connection(hostile.HOST, w.node.port)
+        reader, writer = await asyncio.open_connection(hostile.HOST, w.node.port,
+                                                       local_addr=(hostile.new_source(), 0))
         writer.write(junk)
         await writer.drain()
         await hostile.read_until_eof(reader, 5.0)  # the node must hang up
@@ -169,7 +175,7 @@ async def garbage_attacks(w: World) -> dict[str, str]:
     ident = hostile.new_identity(w.tmp)
 
     async def tls_send(label: str, data: bytes, expect_error: str | None = None) -> list:
-        reader, writer = await hostile.open_tls(w.node.port, ident)
+        reader, writer = await hostile.open_tls(w.node.port, ident, hostile.new_source())
         addrs[label] = hostile.local_address(writer)
         writer.write(data)
         await writer.drain()
@@ -543,17 +549,20 @@ def test_silent_connections_do_not_block_honest_peers(world):
 
     async def flood():
         async def silent_tls(i: int):
-            reader, writer = await hostile.open_tls(w.node.port, ident)
+            try:  # each from its own address: the node holds only a few per address
+                reader, writer = await hostile.open_tls(w.node.port, ident, hostile.new_source())
+            except (ssl.SSLError, OSError):  # turned away: the node holds enough of them
+                return None
             if i % 2:  # half of them start a frame and never finish it
                 writer.write(framing._HEADER.pack(60_000) + b"\x85")
                 await writer.drain()
             return reader, writer
 
-        tls = await asyncio.gather(*(silent_tls(i) for i in range(50)))
-        raw = await asyncio.gather(*(asyncio.open_connection(hostile.HOST, w.node.port)
-                                     for _ in range(20)))
+        tls = [c for c in await asyncio.gather(*(silent_tls(i) for i in range(50))) if c]
+        raw = await asyncio.gather(*(asyncio.open_connection(
+            hostile.HOST, w.node.port, local_addr=(hostile.new_source(), 0)) for _ in range(20)))
         took = await asyncio.to_thread(w.honest_sync, "during-flood")
-        # the silent ones are still open: the honest sync did not wait for their timeout
+        # the node held a bounded number of them, and the honest sync did not wait for them
         still_open = sum(not r.at_eof() for r, _ in tls)
         for _, writer in [*tls, *raw]:
             hostile.close(writer)
@@ -561,7 +570,7 @@ def test_silent_connections_do_not_block_honest_peers(world):
 
     took, still_open = run(flood())
     assert took < 9.5, f"honest sync took {took:.1f} s under the flood"
-    assert still_open == 50
+    assert still_open <= gate.MAX_PENDING
     w.assert_alive()
     w.assert_no_escape()
     assert hostile.rss_kib(w.node.proc.pid) < 150 * 1024

@@ -113,16 +113,13 @@ def test_impostor_client_claims_another_device(alice, bob, mallory) -> None:
     """Mallory knows the share key and sends Bob's ID and certificate, but not Bob's key."""
     fake_bob = dataclasses.replace(bob, key_path=mallory.key_path)
 
-    async def impostor(reader, writer) -> dict:
-        # the server's own proof and signature are fine, so the impostor's handshake
-        # returns; the server's verdict on it is the next frame
-        await side(fake_bob, initiator=True)(reader, writer)
-        return await read_message(reader)
-
-    server, client = run_pair(alice, side(alice, initiator=False), impostor)
+    server, client = run_pair(alice, side(alice, initiator=False), side(fake_bob, initiator=True))
     assert codes(server) == ["identity"]
     assert "signature" in str(server)
-    assert client["t"] == "error" and client["code"] == "identity"
+    # the server checks the client's proof and signature before it sends its own proof:
+    # the impostor gets the server's verdict instead
+    assert codes(client) == ["identity"]
+    assert "rejected our identity" in str(client)
 
 
 def test_impostor_server_claims_another_device(alice, bob, mallory) -> None:
@@ -198,10 +195,23 @@ def test_peer_refuses_our_key(alice, bob) -> None:
     server, _ = run_pair(
         alice,
         side(alice, initiator=False),
-        raw_client([hello(bob), {"t": "error", "code": "auth", "msg": "nope"}], read=2),
+        raw_client([hello(bob), {"t": "error", "code": "auth", "msg": "nope"}], read=1),
     )
     assert codes(server) == ["auth"]
     assert str(server) == "the peer refused our share key (wrong --secret)"
+
+
+def test_wrong_key_gets_no_proof_back(alice, bob) -> None:
+    """A guess at the key is answered with a refusal, never with the server's own proof."""
+    from spake2 import SPAKE2_A
+
+    wrong = hello(bob, spake=SPAKE2_A(b"a guess").start())
+    bogus_auth = {"t": "auth", "proof": b"\0" * 32, "sig": b"\0" * 64}
+    server, client = run_pair(alice, side(alice, initiator=False),
+                              raw_client([wrong, bogus_auth], read=2))
+    assert codes(server) == ["auth"]
+    assert [m["t"] for m in client] == ["hello", "error"]
+    assert client[1]["code"] == "auth"
 
 
 def test_garbage_frame_is_protocol(alice) -> None:

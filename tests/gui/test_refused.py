@@ -1,0 +1,62 @@
+"""A stranger guessing the share key shows in the app: the activity list and the peers view
+name its address, and why it was turned away (the engine's `auth_refused` events)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.net.handshake import HandshakeError, handshake
+from tests import hostile
+from tests.gui.test_app import WAIT, close_and_wait, make_window, started  # noqa: F401
+
+KEY = "the-right-key"
+
+
+def guess(port: int, tries: int, source: str, base) -> list[str]:
+    """Wrong keys from `source`: what each try came to."""
+
+    async def go() -> list[str]:
+        ident = hostile.new_identity(base)
+        out = []
+        for i in range(tries):
+            try:
+                reader, writer = await hostile.open_tls(port, ident, source)
+            except OSError as e:  # ssl.SSLError too: turned away before TLS
+                out.append(type(e).__name__)
+                continue
+            try:
+                await handshake(reader, writer, ident, f"guess-{i}", "guesser", initiator=True)
+                out.append("in")
+            except HandshakeError as e:
+                out.append(e.code)
+            finally:
+                hostile.close(writer)
+        return out
+
+    return asyncio.run(go())
+
+
+def test_wrong_keys_show_in_activity_and_peers(qtbot, tmp_path, make_window):  # noqa: F811
+    folder = tmp_path / "A"
+    folder.mkdir()
+    w = make_window(folder, secret=KEY)
+    port = int(started(qtbot, w).rpartition(":")[2])
+    source = hostile.new_source()
+    outcomes = guess(port, 7, source, tmp_path)
+    assert outcomes[:5] == ["auth"] * 5 and set(outcomes[5:]) == {"SSLError"}, outcomes
+
+    def lines() -> list[str]:
+        return [line for line in w.activity.lines if source in line]
+
+    qtbot.waitUntil(lambda: len(lines()) == 2, timeout=WAIT)
+    assert lines()[0] == f"Refused a connection from {source}: wrong share key"
+    assert lines()[1].startswith(f"Refused 4 more connection(s) from {source}")
+    assert "refused for the next 60 s" in lines()[1]
+
+    def row() -> dict | None:
+        return next((p for p in w.peers_model.peers() if p.get("address") == source), None)
+
+    qtbot.waitUntil(lambda: row() is not None and row()["state"] == "refused", timeout=WAIT)
+    assert row()["reason"].startswith("wrong share key: locked out for ")
+    assert row()["reason"].endswith(" s (7 refused)")
+    close_and_wait(qtbot, w)
