@@ -210,6 +210,6 @@ def test_a_sync_that_hears_only_a_forged_server_says_it_was_refused(tmp_path):
         listener.close()
     assert r.returncode == 4, r.stderr
     assert r.stderr.strip().splitlines()[-1] == (
-        f"p2psync: refused: 127.0.0.3:{listener.port}: the peer does not know this share key "
+        f"p2psync: refused: 127.0.0.3:{listener.port}: the peer refused our share key "
         "(wrong --secret)")
     assert len(listener.dials) == 1
