@@ -266,3 +266,45 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+# --- a member that tries to take the node down (floods, junk) ----------------------------
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB: its memory now and its peak so far."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0])
+    return found["VmRSS"], found["VmHWM"]
+
+
+def req_frame(items: list[list]) -> bytes:
+    """One encoded `req` frame, built once and sent many times by a flood."""
+    return framing.encode_message({"t": "req", "items": items})
+
+
+async def discard(reader: asyncio.StreamReader, counter: list[int]) -> None:
+    """Read and drop whatever the node sends, as fast as it comes; counter[0] += bytes."""
+    with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+        while chunk := await reader.read(1 << 20):
+            counter[0] += len(chunk)
+
+
+async def flood_frames(writer: asyncio.StreamWriter, frames: list[bytes],
+                       seconds: float) -> int:
+    """Send `frames` round and round for `seconds`; returns how many went out.
+
+    A node that stops reading (back-pressure) makes drain() wait: the flood then
+    simply sends less, which is what back-pressure is for.
+    """
+    sent = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
+        async with asyncio.timeout(seconds):
+            while loop.time() < deadline:
+                writer.write(frames[sent % len(frames)])
+                await writer.drain()
+                sent += 1
+    return sent

@@ -397,6 +397,14 @@ class Index:
         return None if row is None else (row[0], row[1])
 
     @_locked
+    def block_hash_at(self, path: str, idx: int) -> bytes | None:
+        """The hash our index holds for block idx of path (None: no such block)."""
+        row = self._db.execute(
+            "SELECT hash FROM blocks WHERE path = ? AND idx = ?", (path, idx)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @_locked
     def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}

@@ -27,14 +27,14 @@ from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
-from app.core.model import MAX_INT, FileEntry, Kind
+from app.core.model import BLOCK_SIZE, MAX_INT, FileEntry, Kind
 from app.core.planner import DELETE, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
-from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
+from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError, well_formed_request
 from app.net.handshake import HandshakeError, handshake
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,6 @@ class PeerState:
     state_sent: float = 0.0  # when we last sent it a state message (monotonic)
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
-    serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     index_streaming: bool = False  # its last index batch was full: more of it follows
 
 
@@ -412,11 +411,6 @@ class Node:
             self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
-        elif t == "req":
-            items = msg.get("items")
-            if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
-                raise ProtocolError("malformed 'req'")
-            peer.serve_queue.put_nowait(items)
         elif t == "role" and self.roles is not None:
             self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
                             conn.address.rpartition(":")[0])
@@ -504,22 +498,31 @@ class Node:
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
-        """Answer block requests in order, in their own task, so reading never stalls."""
+        """Answer the peer's block requests in order, in their own task.
+
+        They wait in the connection's bounded queue (see app.net.connection): a peer
+        that asks faster than it reads is slowed down there. After each frame of
+        answers the loop gives way, so one peer that reads as fast as we serve does
+        not keep the other peers (and everything else on the loop) waiting.
+        """
         conn = peer.conn
-        while True:
-            items = await peer.serve_queue.get()
+        while (items := await conn.requests.get()) is not None:
             out: list[list] = []
             size = 0
             with _OpenFiles(self, items) as files:
                 for item in items:
                     answer = files.read_block(item)
-                    out.append([item[0] if isinstance(item, list) and item else 0, answer])
+                    out.append([item[0], answer])
                     size += len(answer) if answer else 0
                     if size >= MAX_DATA_BYTES:
                         await conn.send({"t": "data", "items": out})
                         out, size = [], 0
+                        await asyncio.sleep(0)
+                        if conn.closed.is_set():
+                            return
             if out:
                 await conn.send({"t": "data", "items": out})
+            await asyncio.sleep(0)
 
     # --- pulling ---------------------------------------------------------------------
     def plan(self) -> list[Action]:
@@ -832,7 +835,7 @@ class _OpenFiles:
 
     def __init__(self, node: Node, items: list) -> None:
         self.node = node
-        wanted = {i[1] for i in items if _well_formed(i)}
+        wanted = {i[1] for i in items if well_formed_request(i)}
         self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
         self.dirs = DirFds(node.root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
@@ -861,7 +864,7 @@ class _OpenFiles:
 
     def read_block(self, item) -> bytes | None:
         """One requested block, only from a file we share; None for anything else."""
-        if not _well_formed(item):
+        if not well_formed_request(item):
             return None
         _, rel, offset, size, h = item
         fd = self._file(rel)
@@ -872,22 +875,24 @@ class _OpenFiles:
         except OSError:
             return None
         if hashing.block_hash(data) != h:
-            # The file changed since we indexed it, in a way its size, mtime and inode do
-            # not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
-            if rel not in self.stale:
-                self.stale.add(rel)
-                self.node.index.set_inode(rel, 0)
-                self.node.request_rescan(rel)
+            self._maybe_stale(rel, offset, h)
             return None
         return data
 
+    def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
+        """The file changed since we indexed it, in a way its size, mtime and inode do
+        not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
 
-def _well_formed(item: object) -> bool:
-    """A block request as the protocol has it: [rid, path, offset, size, hash]."""
-    return (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
-            and isinstance(item[1], str) and isinstance(item[2], int) and item[2] >= 0
-            and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024
-            and isinstance(item[4], bytes))
+        Only when the index holds the asked hash at that offset: a request for a hash
+        we never announced proves nothing, and must not make us re-hash the file.
+        """
+        if rel in self.stale or offset % BLOCK_SIZE:
+            return
+        if self.node.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
+            return
+        self.stale.add(rel)
+        self.node.index.set_inode(rel, 0)
+        self.node.request_rescan(rel)
 
 
 def _is_ip(host: str) -> bool:

@@ -8,17 +8,24 @@ reason; the node itself keeps running.
 Block requests are batched: every `request_block` made during one turn of the event
 loop goes out in one `req` frame, so 10,000 small files cost a few hundred frames,
 not 10,000 round trips.
+
+The peer's requests wait in a bounded `RequestQueue` until the node serves them. When
+it is full, reading from that peer stops until the node has served some: its next
+frames stay in the socket buffers and TCP slows it down. A member that asks faster
+than it reads costs a bounded queue, never memory without end, and is not dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from app.core.model import BLOCK_SIZE, HASH_LEN
 from app.net import framing
 from app.net.handshake import PeerInfo
 from app.net.stream import FrameStream
@@ -29,6 +36,13 @@ PING_INTERVAL = 1.5
 DEAD_AFTER = 6.0
 MAX_REQ_ITEMS = 4096
 MAX_DATA_BYTES = 1024 * 1024  # per `data` frame: small enough to keep the pipeline moving
+# What one peer may have waiting to be served. An honest puller keeps at most a few
+# hundred blocks in flight (puller.MAX_INFLIGHT_BLOCKS plus its small-file batches), so
+# only a peer that asks far faster than it reads ever meets these.
+MAX_QUEUED_ITEMS = 4 * MAX_REQ_ITEMS
+MAX_QUEUED_BYTES = 4 * 1024 * 1024  # the requests themselves (paths, hashes), not the blocks
+MAX_REQ_PATH = 4096  # characters; no path we share is longer (app.core.paths)
+_ITEM_COST = 128  # bytes an item costs beyond its path and hash (list, ints, bookkeeping)
 
 
 class ProtocolError(Exception):
@@ -36,6 +50,85 @@ class ProtocolError(Exception):
 
 
 Handler = Callable[["PeerConnection", dict], Awaitable[None]]
+
+
+def well_formed_request(item: object) -> bool:
+    """A block request as the protocol has it: [rid, path, offset, size, hash]."""
+    return (isinstance(item, list) and len(item) == 5 and type(item[0]) is int
+            and isinstance(item[1], str) and len(item[1]) <= MAX_REQ_PATH
+            and type(item[2]) is int and item[2] >= 0
+            and type(item[3]) is int and 0 < item[3] <= BLOCK_SIZE
+            and isinstance(item[4], bytes) and len(item[4]) == HASH_LEN)
+
+
+class RequestQueue:
+    """The block requests of one peer that wait to be served, bounded in items and bytes.
+
+    `put` waits while the queue is full (one batch always fits an empty queue), so
+    the reader that calls it stops reading from the peer; `get` hands the oldest
+    batch to the node's serving task. A malformed item is kept as `[rid]` only (it
+    is answered with None), so junk inside a request frame is not kept either.
+    After `close` (the connection ended) put drops its batch and get returns None.
+    """
+
+    def __init__(self, max_items: int = MAX_QUEUED_ITEMS,
+                 max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.items = 0
+        self.bytes = 0
+        self.waiting = False  # a put waits for room: the peer is not being read
+        self.closed = False
+        self._batches: collections.deque[tuple[list, int]] = collections.deque()
+        self._room = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    async def put(self, items: list) -> None:
+        batch = [i if well_formed_request(i) else [_rid_of(i)] for i in items]
+        cost = sum(_ITEM_COST + (len(i[1]) + len(i[4]) if len(i) == 5 else 0) for i in batch)
+        while not self.closed and self._batches and (
+                self.items + len(batch) > self.max_items or self.bytes + cost > self.max_bytes):
+            self.waiting = True
+            self._room.clear()
+            try:
+                await self._room.wait()
+            finally:
+                self.waiting = False
+        if self.closed:
+            return
+        self._batches.append((batch, cost))
+        self.items += len(batch)
+        self.bytes += cost
+        self._ready.set()
+
+    def full(self) -> bool:
+        """Whether a put of one more (full) frame would wait now."""
+        return bool(self._batches) and (self.items + MAX_REQ_ITEMS > self.max_items
+                                        or self.bytes >= self.max_bytes // 2)
+
+    async def get(self) -> list | None:
+        """The next batch; None once the connection has ended."""
+        while not self._batches:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        batch, cost = self._batches.popleft()
+        self.items -= len(batch)
+        self.bytes -= cost
+        self._room.set()
+        return batch
+
+    def close(self) -> None:
+        self.closed = True
+        self._batches.clear()
+        self.items = self.bytes = 0
+        self._room.set()
+        self._ready.set()
+
+
+def _rid_of(item: object) -> int:
+    return item[0] if isinstance(item, list) and item and type(item[0]) is int else 0
 
 
 class PeerConnection:
@@ -61,6 +154,8 @@ class PeerConnection:
         self._pending: dict[int, asyncio.Future] = {}
         self._req_batch: list[list] = []
         self._last_seen = time.monotonic()
+        self.requests = RequestQueue()  # the peer's block requests, for the node to serve
+        self.stream.lost.add_done_callback(lambda _: self.requests.close())
 
     @property
     def device_id(self) -> str:
@@ -142,7 +237,10 @@ class PeerConnection:
         elif t == "data":
             self._on_data(msg)
             return
-        elif t not in ("index", "state", "req", "role"):
+        elif t == "req":
+            await self._queue_requests(msg)
+            return
+        elif t not in ("index", "state", "role"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
 
@@ -160,9 +258,23 @@ class PeerConnection:
                     self.bytes_in += len(item[1])
                 fut.set_result(item[1])
 
+    async def _queue_requests(self, msg: dict) -> None:
+        """Queue the peer's block requests; while the queue is full, read nothing more."""
+        items = msg.get("items")
+        if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
+            raise ProtocolError("malformed 'req'")
+        if self.requests.full() and self.stream.transport.is_reading():
+            # stop taking frames in at once, not only once the stream's buffer is full;
+            # the stream resumes reading at our next read_message
+            self.stream.transport.pause_reading()
+        await self.requests.put(items)
+        self._last_seen = time.monotonic()  # its pongs waited behind the requests
+
     async def _keepalive(self) -> None:
         while not self.closed.is_set():
             await asyncio.sleep(PING_INTERVAL)
+            if self.requests.waiting:
+                continue  # we are the ones not reading: its silence proves nothing
             if time.monotonic() - self._last_seen > DEAD_AFTER:
                 self.close_reason = f"no answer for {DEAD_AFTER:.0f} s"
                 self.stream.transport.abort()
@@ -175,6 +287,7 @@ class PeerConnection:
             return
         self.close_reason = self.close_reason or reason
         self.closed.set()
+        self.requests.close()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_result(None)

@@ -1,0 +1,146 @@
+"""A member that knows the share key tries to take a real `run` node down.
+
+Members are trusted to edit files, not to freeze or fill the devices: a flood of
+block requests, a flood of junk index entries and a huge file made of one repeated
+block must leave the node's memory, its index and its disk bounded, and an honest
+device must still sync meanwhile. The attacker is tests/hostile.py over the real
+protocol; the figures (memory from /proc, index size) are printed (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.core.hashing import block_hash
+from app.core.model import BLOCK_SIZE
+from tests import hostile
+from tests.procs import RunNode, start_run, sync
+
+MIB = 1024 * 1024
+NODE_FILE = b"content the node shares\n" * 10
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Sampler:
+    """Samples a process's VmRSS and VmHWM (KiB) in a thread until stopped."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid = pid
+        self.every = every
+        self.rss_max = 0
+        self.hwm = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss, hwm = hostile.memory_kib(self.pid)
+            except (OSError, KeyError):
+                return
+            self.rss_max, self.hwm = max(self.rss_max, rss), max(self.hwm, hwm)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def honest_sync(tmp: Path, node: RunNode, tag: str, timeout: float = 30) -> float:
+    """A fresh honest device syncs both ways with the node; returns its seconds."""
+    folder = tmp / f"honest-{tag}"
+    folder.mkdir()
+    mine = f"honest-{tag}.txt"
+    (folder / mine).write_bytes(f"from honest {tag}\n".encode())
+    started = time.monotonic()
+    r = sync(folder, tmp / f"cfg-honest-{tag}", node.address, timeout=timeout)
+    took = time.monotonic() - started
+    assert r.returncode == 0, f"honest sync failed:\n{r.stderr}\nnode:\n{node.log()}"
+    assert (folder / "from-node.txt").read_bytes() == NODE_FILE
+    assert (node.folder / mine).read_bytes() == f"from honest {tag}\n".encode()
+    return took
+
+
+@pytest.fixture
+def node(tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "from-node.txt").write_bytes(NODE_FILE)
+    (share / "big.bin").write_bytes(random.Random(1).randbytes(8 * MIB))
+    n = start_run(share, tmp_path / "cfg-node")
+    yield n
+    assert n.stop() == 0, n.log()
+    assert "Traceback" not in n.log(), n.log()
+
+
+# --- 1. a flood of block requests -------------------------------------------------------
+def _flood_frames(big: bytes) -> list[bytes]:
+    """Request frames of 4,096 items: valid blocks of big.bin, and all kinds of junk."""
+    blocks = [(i * BLOCK_SIZE, block_hash(big[i * BLOCK_SIZE:(i + 1) * BLOCK_SIZE]))
+              for i in range(len(big) // BLOCK_SIZE)]
+    valid = [[n, "big.bin", off, BLOCK_SIZE, h] for n, (off, h) in enumerate(blocks)]
+    junk = ([[n, "big.bin", off, BLOCK_SIZE, b"\1" * 32] for n, (off, _) in enumerate(blocks)]
+            + [[n, f"nothing-{n}.bin", 0, BLOCK_SIZE, b"\2" * 32] for n in range(64)]
+            + [[n, "big.bin", 2**40, BLOCK_SIZE, b"\3" * 32] for n in range(64)]
+            + [[n, "x" * 5000, 0, 10, b"\4" * 32] for n in range(8)]
+            + [["bad", 1, 2] for _ in range(8)])
+    mixed = (valid + junk) * (4096 // len(valid + junk) + 1)
+    return [hostile.req_frame((valid * 64)[:4096]), hostile.req_frame(junk[:4096]),
+            hostile.req_frame(mixed[:4096])]
+
+
+async def _flooder(port: int, ident, frames: list[bytes], seconds: float,
+                   reads: bool) -> tuple[int, int]:
+    """One member's flood: (frames sent, bytes it got back)."""
+    s = await hostile.connect(port, ident, name="reader" if reads else "deaf", pump=False)
+    await s.send_start()
+    got = [0]
+    sink = asyncio.create_task(hostile.discard(s.reader, got)) if reads else None
+    sent = await hostile.flood_frames(s.writer, frames, seconds)
+    if sink is not None:
+        sink.cancel()
+        await asyncio.gather(sink, return_exceptions=True)
+    hostile.close(s.writer)
+    return sent, got[0]
+
+
+def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, node):
+    big = (node.folder / "big.bin").read_bytes()
+    frames = _flood_frames(big)
+    seconds = 20.0
+    before = hostile.memory_kib(node.proc.pid)
+
+    async def attack() -> tuple:
+        floods = [asyncio.create_task(_flooder(node.port, hostile.new_identity(tmp_path),
+                                                frames, seconds, reads))
+                  for reads in (False, True)]
+        await asyncio.sleep(3)  # the floods are well under way
+        took = await asyncio.to_thread(honest_sync, tmp_path, node, "during-flood")
+        results = await asyncio.gather(*floods)
+        return took, results
+
+    with Sampler(node.proc.pid) as sampler:
+        took, results = run(attack())
+    after = hostile.memory_kib(node.proc.pid)
+    print(f"\nrequest flood ({seconds:.0f} s, a deaf and a reading member): "
+          f"frames sent {[r[0] for r in results]}, "
+          f"{results[1][1] / MIB:.0f} MiB served to the reading one; "
+          f"node VmRSS before {before[0] / 1024:.0f} MiB, max {sampler.rss_max / 1024:.0f} MiB, "
+          f"after {after[0] / 1024:.0f} MiB; VmHWM {sampler.hwm / 1024:.0f} MiB; "
+          f"honest sync meanwhile {took:.1f} s")
+    assert sampler.hwm < 150 * 1024, f"peak memory {sampler.hwm / 1024:.0f} MiB"
+    assert node.proc.poll() is None, node.log()
+    honest_sync(tmp_path, node, "after-flood")
