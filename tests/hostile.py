@@ -308,3 +308,35 @@ async def flood_frames(writer: asyncio.StreamWriter, frames: list[bytes],
                 await writer.drain()
                 sent += 1
     return sent
+
+
+def junk_devices(n: int, tag: str = "J") -> list[str]:
+    """n device IDs no device has, shaped like real ones (39 characters)."""
+    return [f"{tag}{i:06d}-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"[:39] for i in range(n)]
+
+
+def junk_wire(path: str, device: str, seq: int, vector: dict[str, int] | None = None,
+              deleted: bool = True, size: int = 0) -> list:
+    """One junk entry as the wire has it: a deletion (or a file nobody can send)."""
+    blocks = b"" if deleted else b"\x05" * 32 * -(-size // BLOCK_SIZE)
+    return FileEntry(path, Kind.FILE, size=0 if deleted else size, mtime_ns=FUTURE_NS,
+                     hash=b"" if deleted else b"\x06" * 32, blocks=blocks,
+                     version=vector or {device: seq}, modified_by=device, deleted=deleted,
+                     seq=seq).to_wire()
+
+
+async def send_index_batches(s: Session, batches, index_id: bytes = b"\x01" * 16) -> int:
+    """Send each list of wire entries as one `index` frame; returns the entries sent."""
+    sent = 0
+    for entries in batches:
+        s._seq += len(entries)
+        await s.send({"t": "index", "index_id": index_id, "entries": entries,
+                      "max_seq": s._seq})
+        sent += len(entries)
+    return sent
+
+
+def index_bytes(config: Path) -> int:
+    """The size of every index database (with its WAL) under a config dir."""
+    return sum(p.stat().st_size for p in config.rglob("*")
+               if p.is_file() and (p.suffix == ".db" or p.name.endswith((".db-wal", ".db-shm"))))

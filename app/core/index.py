@@ -11,6 +11,13 @@ whose versions differ without decoding anything in Python.
 
 The connection is shared between the engine's loop thread and a scanner thread:
 `check_same_thread=False`, and every public method holds one RLock.
+
+What one peer announced is bounded (`RemoteLimits`): at most so many paths and so
+many bytes of entries per device. Beyond that `put_remote` refuses its new paths
+(and updates that would grow past the budget): a member cannot make our index, or
+the memory that planning over it takes, grow without end. A deletion of a path we
+never had is kept but not acted on (see `differing_paths`), so announcing junk
+deletions does not make us adopt them and pass them on to the other devices.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,6 +105,37 @@ FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could 
 FAILURES_GEN_KEY = "sync_failures_gen"
 
 
+@dataclass(frozen=True)
+class RemoteLimits:
+    """What the entries one remote device announced may take in our index.
+
+    About twice the largest share this app is built and tested for (100,000 files,
+    each entry a few hundred bytes): an honest device stays well below it, and a
+    member that announces junk costs at most this much disk and planning memory.
+    """
+
+    entries: int = 250_000
+    bytes: int = 64 * 1024 * 1024  # as counted by `entry_cost`
+
+
+def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
+    """About what one remote entry takes in the index, in bytes.
+
+    The path and the version are stored twice (the table and its path index).
+    `_COST_SQL` computes the same from a stored row.
+    """
+    vlen = len(version_blob if version_blob is not None else versions.encode(e.version))
+    return (_ROW_OVERHEAD + 2 * (len(e.path.encode("utf-8", "surrogatepass")) + vlen)
+            + len(e.hash) + len(e.blocks) + len(e.target.encode("utf-8", "surrogatepass"))
+            + len(e.modified_by))
+
+
+_ROW_OVERHEAD = 48
+_COST_SQL = (f"{_ROW_OVERHEAD} + 2 * (length(CAST(path AS BLOB)) + length(version)) "
+             "+ length(hash) + length(blocks) + length(CAST(target AS BLOB)) "
+             "+ length(CAST(modified_by AS BLOB))")
+
+
 class IndexTooNew(RuntimeError):
     """The database was written by a newer p2psync with migrations we do not know."""
 
@@ -142,9 +181,12 @@ def _set_wal(db: sqlite3.Connection) -> None:
 class Index:
     """One folder's index database. Thread-safe; see the module docstring."""
 
-    def __init__(self, db_path: Path | str, device_id: str) -> None:
+    def __init__(self, db_path: Path | str, device_id: str,
+                 remote_limits: RemoteLimits | None = None) -> None:
         self.device_id = device_id
         self.generation = 0  # bumped by every committed write: lets callers cache answers
+        self.remote_limits = remote_limits or RemoteLimits()
+        self._usage: dict[str, list[int]] = {}  # device -> [entries, bytes] it holds here
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
@@ -428,24 +470,78 @@ class Index:
     @_locked
     def put_remote(
         self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int
-    ) -> None:
-        """Store one batch a peer announced; a new index_id discards its old history."""
+    ) -> int:
+        """Store one batch a peer announced; a new index_id discards its old history.
+
+        Returns how many entries were refused because the device's budget
+        (`remote_limits`) is spent: new paths, or updates that would grow past it.
+        Those are not stored; the rest of the batch is.
+        """
+        try:
+            with self._tx():
+                row = self._db.execute(
+                    "SELECT index_id FROM remotes WHERE device = ?", (device,)
+                ).fetchone()
+                if row is None or bytes(row[0]) != index_id:
+                    self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
+                    self._usage[device] = [0, 0]
+                rows, refused, usage = self._within_budget(device, entries)
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
+                    f"VALUES ({_QMARKS}, ?)", rows)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) "
+                    "VALUES (?, ?, ?)", (device, index_id, max_seq))
+        except BaseException:
+            self._usage.pop(device, None)  # counted again from the rows next time
+            raise
+        self._usage[device] = usage
+        return refused
+
+    def _within_budget(self, device: str, entries: Iterable[FileEntry]
+                       ) -> tuple[list[tuple], int, list[int]]:
+        """The rows of the entries that fit the device's budget, how many did not, and
+        the device's usage once those rows are stored."""
         batch = list(entries)
-        with self._tx():
-            row = self._db.execute(
-                "SELECT index_id FROM remotes WHERE device = ?", (device,)
-            ).fetchone()
-            if row is None or bytes(row[0]) != index_id:
-                self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
-                f"VALUES ({_QMARKS}, ?)",
-                (_to_row(e, e.seq) + (device,) for e in batch),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) VALUES (?, ?, ?)",
-                (device, index_id, max_seq),
-            )
+        entries_now, bytes_now = self._usage_of(device)
+        old: dict[str, int] = {}
+        for chunk in _chunks(list({e.path for e in batch})):
+            marks = ", ".join("?" * len(chunk))
+            old.update(self._db.execute(
+                f"SELECT path, {_COST_SQL} FROM remote_files "
+                f"WHERE device = ? AND path IN ({marks})", (device, *chunk)))
+        limits = self.remote_limits
+        rows, refused = [], 0
+        for e in batch:
+            row = _to_row(e, e.seq) + (device,)
+            cost = entry_cost(e, row[8])
+            before = old.get(e.path)
+            more = cost - (before or 0)
+            if (before is None and entries_now >= limits.entries) or \
+                    (more > 0 and bytes_now + more > limits.bytes):
+                refused += 1
+                continue
+            entries_now += before is None
+            bytes_now += more
+            old[e.path] = cost
+            rows.append(row)
+        return rows, refused, [entries_now, bytes_now]
+
+    def _usage_of(self, device: str) -> list[int]:
+        """[entries, bytes] the device holds here: counted once, then kept up to date."""
+        usage = self._usage.get(device)
+        if usage is None:
+            n, size = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({_COST_SQL}), 0) FROM remote_files "
+                "WHERE device = ?", (device,)).fetchone()
+            usage = self._usage[device] = [n, size]
+        return usage
+
+    @_locked
+    def remote_usage(self, device: str) -> tuple[int, int]:
+        """(entries, bytes as `entry_cost` counts them) the device holds in our index."""
+        n, size = self._usage_of(device)
+        return n, size
 
     @_locked
     def remote_get(self, device: str, path: str) -> FileEntry | None:
@@ -475,11 +571,16 @@ class Index:
         Compares the canonical version blobs inside SQLite, using two covering
         indexes: the common case (nothing differs) is one pass over an index of
         remote_files with one index probe per row, in path order, and no Python.
+
+        A deletion of a path we never had is left out: there is nothing to delete
+        here, and adopting it would only pass it on. Should another device announce
+        that path alive, the path differs through that entry, and the planner sees
+        the deletion beside it (and passes it on where it wins).
         """
         sql = (
             "SELECT DISTINCT r.path FROM remote_files r INDEXED BY remote_files_path "
             "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
-            "WHERE (f.path IS NULL OR f.version != r.version)"
+            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)"
         )
         args: tuple = ()
         if device is not None:

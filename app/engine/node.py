@@ -27,7 +27,7 @@ from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
-from app.core.model import BLOCK_SIZE, MAX_INT, FileEntry, Kind
+from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import DELETE, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
+REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
@@ -76,6 +77,7 @@ class PeerState:
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
     index_streaming: bool = False  # its last index batch was full: more of it follows
+    refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
 
 
 @dataclass
@@ -432,6 +434,9 @@ class Node:
         for item in entries:
             try:
                 entry = FileEntry.from_wire(item)
+            except EntryRefused as e:
+                self._refused(peer, e.kind, str(e))
+                continue
             except (ValueError, TypeError) as e:
                 raise ProtocolError(f"malformed file entry: {e}") from e
             try:
@@ -440,14 +445,39 @@ class Node:
                         and paths.link_escapes(entry.path, entry.target)):
                     raise paths.BadPath("a link that leads outside the folder")
             except paths.BadPath as e:
-                log.warning("%s announced a path we refuse (%r): %s", peer.conn.info.name,
-                            entry.path[:200], e)
+                if self._refused(peer, "path", "paths we refuse", say=False) \
+                        <= REFUSED_PATHS_LOGGED:
+                    log.warning("%s announced a path we refuse (%r): %s",
+                                peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
-        self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        over = self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        if over:
+            limits = self.index.remote_limits
+            self._refused(peer, "budget", f"more entries than one device may have here "
+                          f"({limits.entries:,} paths, {limits.bytes // 2**20} MiB)", over)
         peer.index_streaming = len(entries) == INDEX_BATCH
         self._pull_wake.set()
         self.changed.set()
+
+    def _refused(self, peer: PeerState, kind: str, what: str, n: int = 1,
+                 say: bool = True) -> int:
+        """Count entries of a peer refused for one limit; say it once per connection.
+
+        Returns how many of that kind were refused so far. Refused entries are not
+        stored, so they are never planned, fetched nor passed on to other devices.
+        """
+        total = peer.refused[kind] = peer.refused.get(kind, 0) + n
+        name = peer.conn.info.name
+        if say and total == n:
+            log.warning("%s announced %s: refused, with any more like it (not stored, not "
+                        "passed on)", name, what)
+            self.emit("entries_refused", {"device_id": peer.conn.device_id, "name": name,
+                                          "limit": kind, "what": what})
+        elif kind == "path" and total == REFUSED_PATHS_LOGGED + 1:
+            log.warning("%s announced more paths we refuse; they are not logged one by one",
+                        name)
+        return total
 
     def _on_state(self, peer: PeerState, msg: dict) -> None:
         if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):

@@ -144,3 +144,73 @@ def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, 
     assert sampler.hwm < 150 * 1024, f"peak memory {sampler.hwm / 1024:.0f} MiB"
     assert node.proc.poll() is None, node.log()
     honest_sync(tmp_path, node, "after-flood")
+
+
+# --- 2. a flood of junk index entries ------------------------------------------------------
+def _junk_batches(device: str):
+    """What the issue saw, and the same just inside the per-entry limits.
+
+    300 batches of 1,000 deletions of paths nobody has (the per-device budget takes
+    250,000 paths), 20 of 100 entries with vectors of 1,000 devices (refused one by
+    one), and 30 of 100 files nobody can send, with vectors of 250 devices (allowed
+    per entry, until the device's byte budget is spent).
+    """
+    seq = 0
+    for b in range(300):
+        seq += 1000
+        yield [hostile.junk_wire(f"junk/{b:03}/{i:04}.txt", device, seq - 1000 + i + 1)
+               for i in range(1000)]
+    huge = dict.fromkeys(hostile.junk_devices(1000), 7)
+    for b in range(20):
+        yield [hostile.junk_wire(f"huge/{b:02}/{i:03}.txt", device, i + 1, huge)
+               for i in range(100)]
+    wide = dict.fromkeys(hostile.junk_devices(250, "W"), 9)
+    for b in range(30):
+        yield [hostile.junk_wire(f"wide/{b:02}/{i:03}.bin", device, i + 1, wide,
+                                 deleted=False, size=3 * BLOCK_SIZE) for i in range(100)]
+
+
+def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
+    before_took = honest_sync(tmp_path, node, "before")
+    before_mem = hostile.memory_kib(node.proc.pid)
+    before_db = hostile.index_bytes(node.config)
+
+    async def attack():
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="junker")
+        await s.send_start()
+        started = time.monotonic()
+        sent = await hostile.send_index_batches(s, _junk_batches(s.device))
+        # the node has taken it all once it answers a ping sent after the last batch
+        await s.send({"t": "ping"})
+        await s.wait_for(lambda: s.types().count("pong") >= 1, 120)
+        took = time.monotonic() - started
+        # an honest device syncs while the junker is still connected (and asked for
+        # its files, which it cannot send)
+        honest = await asyncio.to_thread(honest_sync, tmp_path, node, "during-junk")
+        third = tmp_path / "honest-during-junk"
+        await s.close()
+        return sent, took, honest, third
+
+    with Sampler(node.proc.pid) as sampler:
+        sent, took, during_took, third = run(attack())
+    db = hostile.index_bytes(node.config)
+    third_db = hostile.index_bytes(tmp_path / "cfg-honest-during-junk")
+    print(f"\njunk index flood: {sent:,} entries sent in {took:.1f} s; node VmRSS before "
+          f"{before_mem[0] / 1024:.0f} MiB, max {sampler.rss_max / 1024:.0f} MiB, VmHWM "
+          f"{sampler.hwm / 1024:.0f} MiB; index {before_db / MIB:.1f} -> {db / MIB:.1f} MiB; "
+          f"honest sync {before_took:.1f} s before, {during_took:.1f} s during; "
+          f"third device's index {third_db / MIB:.1f} MiB")
+    log = node.log()
+    assert "junker announced a version vector of 1,000 devices (at most 256): refused" in log
+    assert "junker announced more entries than one device may have here" in log
+    assert sum("junker announced" in line for line in node.lines) == 2, log
+    assert sampler.hwm < 200 * 1024, f"peak memory {sampler.hwm / 1024:.0f} MiB"
+    assert db < 200 * MIB, f"index {db / MIB:.0f} MiB"
+    # nothing of it reached the honest device, on disk or in its index
+    assert sorted(p.name for p in third.iterdir()) == [
+        ".p2psync", "big.bin", "from-node.txt", "honest-before.txt", "honest-during-junk.txt"], \
+        sorted(p.name for p in third.iterdir())
+    assert third_db < 2 * MIB
+    assert node.proc.poll() is None, log
+    honest_sync(tmp_path, node, "after-junk")
+
