@@ -128,6 +128,7 @@ class Session:
     _rids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _task: asyncio.Task | None = None
     _seq: int = 0
+    silent: bool = False  # answer pings but never the node's block requests
 
     @property
     def device(self) -> str:
@@ -144,6 +145,8 @@ class Session:
                 t = msg["t"]
                 if t == "ping":
                     await self.send({"t": "pong"})
+                elif t == "req" and self.silent:
+                    self.requests.extend(msg["items"])
                 elif t == "req":
                     await self._answer(msg["items"])
                 elif t == "data":

@@ -536,6 +536,7 @@ class Node:
         not keep the other peers (and everything else on the loop) waiting.
         """
         conn = peer.conn
+        conn.on_answering = self._pull_wake.set  # a peer that stalled is asked again
         while (items := await conn.requests.get()) is not None:
             out: list[list] = []
             size = 0

@@ -13,6 +13,12 @@ The peer's requests wait in a bounded `RequestQueue` until the node serves them.
 it is full, reading from that peer stops until the node has served some: its next
 frames stay in the socket buffers and TCP slows it down. A member that asks faster
 than it reads costs a bounded queue, never memory without end, and is not dropped.
+
+Our own requests never wait for ever either: a peer that answers none of them for
+REQUEST_STALL seconds (while it answers pings) is taken to have nothing to send.
+Its pending requests resolve to None, and new ones do at once for a back-off that
+doubles each time, so a member that announces files and never sends them cannot
+hold a pull round, and every other peer's files behind it, for ever.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ MAX_QUEUED_ITEMS = 4 * MAX_REQ_ITEMS
 MAX_QUEUED_BYTES = 4 * 1024 * 1024  # the requests themselves (paths, hashes), not the blocks
 MAX_REQ_PATH = 4096  # characters; no path we share is longer (app.core.paths)
 _ITEM_COST = 128  # bytes an item costs beyond its path and hash (list, ints, bookkeeping)
+REQUEST_STALL = 10.0  # seconds without any answer to pending requests: not answering
+STALL_BACKOFF = (30.0, 600.0)  # not asked again for this long, doubling up to the second
 
 
 class ProtocolError(Exception):
@@ -154,6 +162,10 @@ class PeerConnection:
         self._pending: dict[int, asyncio.Future] = {}
         self._req_batch: list[list] = []
         self._last_seen = time.monotonic()
+        self._last_answer = time.monotonic()  # the last data frame, or the first request
+        self._stalled_until = 0.0  # requests fail at once until then (monotonic)
+        self._backoff = STALL_BACKOFF[0]
+        self.on_answering: Callable[[], None] = lambda: None  # asked again after a stall
         self.requests = RequestQueue()  # the peer's block requests, for the node to serve
         self.stream.lost.add_done_callback(lambda _: self.requests.close())
 
@@ -177,9 +189,11 @@ class PeerConnection:
     def request_block(self, path: str, offset: int, size: int, h: bytes) -> asyncio.Future:
         """Ask for one block; resolves to its bytes, or None if the peer lacks it."""
         fut = asyncio.get_running_loop().create_future()
-        if self.closed.is_set():
+        if self.closed.is_set() or time.monotonic() < self._stalled_until:
             fut.set_result(None)
             return fut
+        if not self._pending:
+            self._last_answer = time.monotonic()  # the wait for an answer starts now
         rid = next(self._rids)
         self._pending[rid] = fut
         if not self._req_batch:
@@ -248,6 +262,8 @@ class PeerConnection:
         items = msg.get("items")
         if not isinstance(items, list):
             raise ProtocolError("malformed 'data'")
+        self._last_answer = time.monotonic()
+        self._backoff = STALL_BACKOFF[0]
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
                     and (item[1] is None or isinstance(item[1], bytes))):
@@ -275,12 +291,31 @@ class PeerConnection:
             await asyncio.sleep(PING_INTERVAL)
             if self.requests.waiting:
                 continue  # we are the ones not reading: its silence proves nothing
+            if self._pending and time.monotonic() - self._last_answer > REQUEST_STALL:
+                self._stalled()
             if time.monotonic() - self._last_seen > DEAD_AFTER:
                 self.close_reason = f"no answer for {DEAD_AFTER:.0f} s"
                 self.stream.transport.abort()
                 return
             with contextlib.suppress(Exception):
                 self.send_nowait({"t": "ping"})
+
+    def _stalled(self) -> None:
+        """The peer answers pings but none of our block requests: stop waiting for it."""
+        wait = self._backoff
+        self._backoff = min(self._backoff * 2, STALL_BACKOFF[1])
+        self._stalled_until = time.monotonic() + wait
+        log.warning("%s has answered none of %d block request(s) for %.0f s: not asking it "
+                    "for %.0f s", self.info.name, len(self._pending), REQUEST_STALL, wait)
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_result(None)
+        asyncio.get_running_loop().call_later(wait, self._answering_again)
+
+    def _answering_again(self) -> None:
+        if not self.closed.is_set():
+            self.on_answering()
 
     async def close(self, reason: str = "") -> None:
         if self.closed.is_set():

@@ -214,3 +214,26 @@ def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
     assert node.proc.poll() is None, log
     honest_sync(tmp_path, node, "after-junk")
 
+
+def test_a_member_that_never_sends_what_it_announced_freezes_nobody(tmp_path, node):
+    """Files announced and then never sent held the node's pull round for ever."""
+    async def attack():
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="mute")
+        s.silent = True
+        await s.send_start()
+        await s.announce([hostile.file_entry(f"mute/{i:03}.bin", bytes([i % 256]) * (100 + i),
+                                             s.device) for i in range(600)]
+                         + [hostile.file_entry(f"mute/big{i}.bin", bytes([i]) * 3 * BLOCK_SIZE,
+                                               s.device) for i in range(8)])
+        await s.wait_for(lambda: len(s.requests) >= 500, 10)
+        took = await asyncio.to_thread(honest_sync, tmp_path, node, "beside-mute")
+        asked = len(s.requests)
+        await s.close()
+        return took, asked
+
+    took, asked = run(attack())
+    print(f"\nhonest sync beside a member that never answers {asked} requests: {took:.1f} s")
+    node.wait_for_log(r"mute has answered none of \d+ block request\(s\) for 10 s: "
+                      r"not asking it for 30 s")
+    landed = sorted(p.name for p in (node.folder / "mute").iterdir())
+    assert not [n for n in landed if n.endswith(".bin")], landed
