@@ -343,3 +343,17 @@ def index_bytes(config: Path) -> int:
     """The size of every index database (with its WAL) under a config dir."""
     return sum(p.stat().st_size for p in config.rglob("*")
                if p.is_file() and (p.suffix == ".db" or p.name.endswith((".db-wal", ".db-shm"))))
+
+
+def repeated_entry(path: str, block: bytes, count: int, device: str,
+                   counter: int = 1) -> FileEntry:
+    """A file made of `count` copies of one block, announced without building it."""
+    blocks = block_hash(block) * count
+    return FileEntry(path, Kind.FILE, size=len(block) * count, mtime_ns=FUTURE_NS,
+                     hash=file_hash_from_blocks(blocks), blocks=blocks,
+                     version={device: counter}, modified_by=device, seq=counter)
+
+
+def temp_files(root: Path) -> list[str]:
+    """Our temp files anywhere under root (relative paths, sorted)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".p2psync-*.tmp"))

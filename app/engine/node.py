@@ -28,7 +28,7 @@ from app.core.index import Index
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
-from app.core.planner import DELETE, Action, plan_path
+from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
@@ -46,6 +46,7 @@ MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
+TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
 
 Event = Callable[[str, dict], None]
@@ -224,6 +225,10 @@ class Node:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        try:
+            await self._cleanup_temps()  # what no later run would resume goes now
+        except Exception:  # noqa: BLE001 - stopping must go on
+            log.exception("removing temp files")
         self.puller.close()
         self.index.close()
 
@@ -653,10 +658,10 @@ class Node:
             return  # nothing is written into a folder that looks unmounted
         actions = self.plan()
         self._report_held()
+        await self._cleanup_temps(actions)  # no round runs now: every temp is at rest
         if not actions:
             self.failures.clear()
             self._set_blocked({})
-            await self._cleanup_temps()
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions)
@@ -715,16 +720,51 @@ class Node:
         await asyncio.sleep(2)
         self._pull_wake.set()
 
-    async def _cleanup_temps(self) -> None:
-        """Once nothing more can be fetched, no temp file has a transfer left to resume."""
-        if not self.temps and not self.puller.temps:
+    async def _cleanup_temps(self, actions: list[Action] | None = None) -> None:
+        """Remove the temp files no transfer will resume.
+
+        A large file's temp file stays while the plan (`actions`, default: now) would
+        fetch that very version of that path, the fetch is not blocked (a full disk, a
+        refused name), and one of its peers is connected or the file was written within
+        TEMP_KEEP: a short interruption resumes. The rest goes: a version superseded or
+        no longer wanted (fetched elsewhere, deleted, ignored), a transfer whose peers
+        left a day ago, leftovers a scan found; and all of them once nothing is left
+        to fetch. Temp files of transfers running now are never touched.
+        """
+        known = (self.temps | self.puller.temps) - self.puller.active
+        if not known:
+            return
+        keep = self._resumable_temps(self.plan() if actions is None else actions, known)
+        gone = known - keep
+        if not gone:
             return
         async with self.disk_lock:
-            for rel in self.temps | self.puller.temps:
+            for rel in gone - self.puller.active:
                 with contextlib.suppress(OSError, paths.BadPath):
                     os.unlink(paths.safe_join(self.root, rel))
-            self.temps.clear()
-            self.puller.temps.clear()
+                self.temps.discard(rel)
+                self.puller.temps.discard(rel)
+        log.debug("removed %d temp file(s) no transfer will resume", len(gone))
+
+    def _resumable_temps(self, actions: list[Action], known: set[str]) -> set[str]:
+        """Those of the known temp files a planned fetch would resume (see _cleanup_temps)."""
+        keep: set[str] = set()
+        now = time.time()
+        for a in actions:
+            if a.op != FETCH or a.target.size <= BLOCK_SIZE or a.path in self.blocked:
+                continue
+            rel = paths.temp_name_for(a.path, a.target.hash)
+            if rel not in known:
+                continue
+            if any(d in self.peers for d in a.sources):
+                keep.add(rel)
+                continue
+            try:
+                if now - os.lstat(paths.safe_join(self.root, rel)).st_mtime < TEMP_KEEP:
+                    keep.add(rel)
+            except (OSError, paths.BadPath):
+                pass
+        return keep
 
     # --- the mass-deletion guard ------------------------------------------------------
     def held_back(self) -> HeldDeletions | None:
@@ -832,8 +872,7 @@ class Node:
         """Until no scan or pull is pending, and no temp file is left behind."""
         while self._pulling or self._pull_wake.is_set() or self._rescan_wake.is_set():
             await asyncio.sleep(0.02)
-        if all(a.path in self.blocked for a in self.plan()):
-            await self._cleanup_temps()
+        await self._cleanup_temps()
 
     def in_sync_with(self, device: str) -> bool:
         peer = self.peers.get(device)

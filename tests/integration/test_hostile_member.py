@@ -10,17 +10,23 @@ protocol; the figures (memory from /proc, index size) are printed (`pytest -s`).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
+import re
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from app.core import diskio, paths
 from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
 from tests import hostile
-from tests.procs import RunNode, start_run, sync
+from tests.procs import RunNode, env, p2psync_cmd, start_run, sync
 
 MIB = 1024 * 1024
 NODE_FILE = b"content the node shares\n" * 10
@@ -237,3 +243,147 @@ def test_a_member_that_never_sends_what_it_announced_freezes_nobody(tmp_path, no
                       r"not asking it for 30 s")
     landed = sorted(p.name for p in (node.folder / "mute").iterdir())
     assert not [n for n in landed if n.endswith(".bin")], landed
+
+
+# --- 3. a huge file of one repeated block, and the temp files of abandoned transfers -------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 30 MiB tmpfs for the node's folder; skips where mounting is refused."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _status(node: RunNode) -> dict:
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(node.folder), "--config-dir",
+                                   str(node.config), "--json"),
+                       capture_output=True, text=True, env=env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    return {f["path"]: f for f in json.loads(r.stdout)["files"]}
+
+
+def test_a_huge_file_of_one_repeated_block_is_refused_before_a_byte_is_written(
+        tmp_path, small_disk):
+    share = small_disk / "share"
+    share.mkdir()
+    (share / "from-node.txt").write_bytes(NODE_FILE)
+    node = start_run(share, tmp_path / "cfg-node")
+    block = random.Random(3).randbytes(BLOCK_SIZE)
+    total = os.statvfs(small_disk).f_blocks * os.statvfs(small_disk).f_frsize
+    reserve = diskio.reserve_for(total)
+    try:
+        async def attack():
+            s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="filler")
+            await s.send_start()
+            # one block it sends, then 1 GiB of that block: every block is here already
+            await s.announce([hostile.file_entry("seed.bin", block, s.device)],
+                             {"seed.bin": block})
+            await s.wait_for(lambda: (share / "seed.bin").exists(), 10)
+            before = shutil.disk_usage(small_disk).free
+            # 1 GiB; 37.5 MiB (more than the whole disk); 12.5 MiB, which fits
+            await s.announce([hostile.repeated_entry("fill.bin", block, 8192, s.device),
+                              hostile.repeated_entry("sub/fill2.bin", block, 300, s.device),
+                              hostile.repeated_entry("sub/fits.bin", block, 100, s.device)])
+            lowest = shutil.disk_usage(small_disk).free
+            def settled() -> bool:
+                return (share / "sub" / "fits.bin").exists() and all(
+                    re.search(rf"could not sync {p}: no space left here", node.log())
+                    for p in ("fill.bin", "sub/fill2.bin"))
+
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not settled():
+                lowest = min(lowest, shutil.disk_usage(small_disk).free)
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.5)  # anything still on its way
+            lowest = min(lowest, shutil.disk_usage(small_disk).free)
+            served = sum(r[3] for r in s.requests)
+            await s.close()
+            return before, lowest, served
+
+        before, lowest, served = run(attack())
+        print(f"\nrepeated-block fill on a {total / MIB:.0f} MiB disk: {served // 1024} KiB "
+              f"served; free space {before / MIB:.1f} MiB before, at the lowest "
+              f"{lowest / MIB:.1f} MiB (reserve {reserve / MIB:.2f} MiB)")
+        assert (share / "seed.bin").read_bytes() == block
+        assert served == BLOCK_SIZE, "the node asked for more than the one block it lacked"
+        assert (share / "sub" / "fits.bin").stat().st_size == 100 * BLOCK_SIZE
+        # nothing of the two that do not fit was written: only the one that fits
+        assert lowest >= reserve and lowest >= before - 100 * BLOCK_SIZE - MIB, lowest
+        assert not (share / "fill.bin").exists() and not (share / "sub" / "fill2.bin").exists()
+        node.wait_for_log(r"could not sync fill\.bin: no space left here: 1\.0 GB needed")
+        rows = _status(node)
+        assert rows["fill.bin"]["state"] == "error", rows["fill.bin"]
+        assert rows["fill.bin"]["why"].startswith("no space left here"), rows["fill.bin"]
+        assert hostile.temp_files(share) == []
+    finally:
+        assert node.stop() == 0, node.log()
+    assert hostile.temp_files(share) == []
+
+
+def test_temp_files_of_abandoned_transfers_are_removed(tmp_path, node):
+    """Superseded, then waiting a day for a peer that left: the temp files go."""
+    rnd = random.Random(4)
+    v1, v2 = rnd.randbytes(3 * BLOCK_SIZE), rnd.randbytes(3 * BLOCK_SIZE)
+
+    async def attack() -> tuple[str, str]:
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="quitter")
+        await s.send_start()
+        e1 = hostile.file_entry("part.bin", v1, s.device, 1)
+        t1 = paths.temp_name_for("part.bin", e1.hash)
+        await s.announce([e1], {"part.bin": v1[:BLOCK_SIZE]})  # it has only the first block
+        assert await s.wait_for(lambda: (node.folder / t1).exists(), 10), node.log()
+        e2 = hostile.file_entry("part.bin", v2, s.device, 2)
+        t2 = paths.temp_name_for("part.bin", e2.hash)
+        await s.announce([e2], {"part.bin": v2[:BLOCK_SIZE]})  # a new version, as partial
+        assert await s.wait_for(lambda: (node.folder / t2).exists()
+                                and not (node.folder / t1).exists(), 10), \
+            (hostile.temp_files(node.folder), node.log())
+        await s.close()
+        return t1, t2
+
+    t1, t2 = run(attack())
+    assert hostile.temp_files(node.folder) == [t2]  # the superseded one went at once
+    honest_sync(tmp_path, node, "soon-after")  # a round runs: its peer left just now
+    assert hostile.temp_files(node.folder) == [t2], "a fresh partial transfer must wait"
+    day_ago = time.time() - 25 * 3600
+    os.utime(node.folder / t2, (day_ago, day_ago))
+    honest_sync(tmp_path, node, "a-day-later")
+    assert hostile.temp_files(node.folder) == [], node.log()
+
+
+def test_leftover_temp_files_go_and_a_resumable_one_stays_when_the_node_stops(tmp_path):
+    """Leftovers of a crash go even while a transfer waits for its peer; that one stays."""
+    share = tmp_path / "share"
+    (share / "d").mkdir(parents=True)
+    (share / "keep.txt").write_bytes(b"a user's file\n")
+    node = start_run(share, tmp_path / "cfg")
+    data = random.Random(5).randbytes(3 * BLOCK_SIZE)
+
+    async def announce_and_leave() -> str:
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="leaver")
+        await s.send_start()
+        e = hostile.file_entry("waiting.bin", data, s.device)
+        await s.announce([e])  # and sends none of it
+        temp = paths.temp_name_for("waiting.bin", e.hash)
+        assert await s.wait_for(lambda: (share / temp).exists(), 10), node.log()
+        await s.close()
+        return temp
+
+    waiting = run(announce_and_leave())
+    assert node.stop() == 0, node.log()
+    assert hostile.temp_files(share) == [waiting]  # its peer may come back: a resume
+    leftovers = [".p2psync-0123456789abcdef.tmp", "d/.p2psync-fedcba9876543210.tmp"]
+    for rel in leftovers:
+        (share / rel).write_bytes(b"a crashed transfer's remains" * 1000)
+    node = start_run(share, tmp_path / "cfg")
+    assert node.stop() == 0, node.log()
+    assert hostile.temp_files(share) == [waiting]
+    assert (share / "keep.txt").read_bytes() == b"a user's file\n"
+
