@@ -23,8 +23,8 @@ from pathlib import Path
 
 from app.core import hashing, marker, paths, scanner, versionstore
 from app.core.dirfds import DirFds
-from app.core.ignore import Ignore
-from app.core.index import Index
+from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
+from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
@@ -128,6 +128,7 @@ class Node:
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
+        self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run
         self.puller = Puller(self.root, self.index, self.disk_lock,
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
@@ -245,7 +246,7 @@ class Node:
             self.puller.flush()  # the scan must see the index of what is on disk
             if not await self._check_folder():
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
-            self.ignore.reload_if_changed()
+            await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
             if subpaths is None and time.monotonic() >= self._next_prune:
@@ -256,13 +257,56 @@ class Node:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
         if result.changed:
-            if any(e.path == ".p2psyncignore" for e in result.changed):
-                self.ignore.reload_if_changed()
+            if any(e.path == IGNORE_FILE for e in result.changed):
+                await self._reload_ignore()
             log.info("scan: %d local change(s)", len(result.changed))
             self._local_changed.set()
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    async def _reload_ignore(self) -> bool:
+        """Follow a changed .p2psyncignore; say so when it ignores more files than before.
+
+        A peer's `*` would otherwise stop all syncing without a word: one log line and
+        an `ignore_widened` event name whose version of the file it is and how many of
+        the indexed files it now ignores. A full rescan follows, so files the new rules
+        no longer ignore are found and `status` lists the newly ignored ones.
+        """
+        if not self.ignore.reload_if_changed():
+            return False
+        self.request_rescan(None)
+        rules, before_rules = self.ignore.rules, self.ignore.previous
+        files = [p for p, b in self.index.local_brief().items()
+                 if b[1] not in (BRIEF_DELETED, Kind.DIR) and p != IGNORE_FILE]
+        files.append(IGNORE_FILE)  # there, even when edited here and not indexed yet
+        before, after = await asyncio.to_thread(
+            lambda: (count_ignored(before_rules, files), count_ignored(rules, files)))
+        if after <= before:
+            log.info("%s changed: it ignores %d of %d files", IGNORE_FILE, after, len(files))
+            return True
+        by = self._ignore_author()
+        who = "this device" if by == self.device_id else self.device_label(by)
+        message = (f"{who}'s ignore file now ignores {after:,} of {len(files):,} files "
+                   f"(before: {before:,}); those are no longer synced")
+        log.warning("%s (%s: %s)", message, IGNORE_FILE,
+                    ", ".join(rules.lines[:5]) + (", ..." if len(rules.lines) > 5 else ""))
+        self.emit("ignore_widened", {"device_id": by, "name": who, "ignored": after,
+                                     "of": len(files), "before": before,
+                                     "patterns": rules.lines[:50], "message": message})
+        return True
+
+    def _ignore_author(self) -> str:
+        """The device whose version of .p2psyncignore is on disk (this one if edited here)."""
+        entry = self.index.get(IGNORE_FILE)
+        try:
+            st = os.stat(self.root / IGNORE_FILE)
+        except OSError:
+            return self.device_id
+        if entry is not None and not entry.deleted and entry.modified_by and \
+                (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return entry.modified_by
+        return self.device_id  # changed here and not indexed yet
 
     def _prune_versions(self) -> None:
         try:
@@ -428,6 +472,7 @@ class Node:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
         peer.sender = self._spawn(self._send_index(peer))
+        self.names[peer.conn.device_id] = peer.conn.info.name
 
     def _on_index(self, peer: PeerState, msg: dict) -> None:
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
@@ -665,6 +710,7 @@ class Node:
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions)
+        await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)
         if result.done:
@@ -783,6 +829,8 @@ class Node:
             name = self.peers[device].conn.info.name
         elif self.roles is not None and device in self.roles.election.heard:
             name = self.roles.election.heard[device].name
+        elif device in self.names:  # connected earlier, gone now
+            name = self.names[device]
         short = identity.short_id(device)
         return f"{name} ({short})" if name else f"device {short}"
 

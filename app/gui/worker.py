@@ -428,6 +428,9 @@ class EngineWorker(QObject):
                 self.mass_delete.emit(d)
             elif kind == "mass_delete_cleared":
                 self.mass_delete.emit(None)
+            elif kind == "ignore_widened":  # "laptop's ignore file now ignores 500 of 520..."
+                out.append(Activity(now, "error", d["message"][:1].upper() + d["message"][1:]))
+                self.notify.emit("Files no longer synced", d["message"])
             elif kind == "paused":
                 out.append(Activity(now, "paused", "Paused: no more files are fetched"
                                     if d.get("paused") else "Resumed"))

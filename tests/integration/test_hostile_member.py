@@ -387,3 +387,49 @@ def test_leftover_temp_files_go_and_a_resumable_one_stays_when_the_node_stops(tm
     assert hostile.temp_files(share) == [waiting]
     assert (share / "keep.txt").read_bytes() == b"a user's file\n"
 
+
+# --- 4. an ignore file that ignores more --------------------------------------------------
+def test_a_pushed_ignore_everything_is_shown_and_status_says_why(tmp_path, node):
+    for i in range(20):
+        (node.folder / f"docs/{i:02}.txt").parent.mkdir(exist_ok=True)
+        (node.folder / f"docs/{i:02}.txt").write_text(f"doc {i}\n")
+    node.wait_for_log(r"scan: 21 local change")  # the files and their directory
+
+    async def push() -> str:
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="laptop")
+        await s.send_start()
+        await s.announce([hostile.file_entry(".p2psyncignore", b"*\n", s.device)],
+                         {".p2psyncignore": b"*\n"})
+        await s.wait_for(lambda: (node.folder / ".p2psyncignore").exists(), 10)
+        short = s.device[:7]
+        await s.close()
+        return short
+
+    short = run(push())
+    line = node.wait_for_log(r"laptop \(\w+\)'s ignore file now ignores .*").group(0)
+    assert line == (f"laptop ({short})'s ignore file now ignores 22 of 23 files (before: 0); "
+                    "those are no longer synced (.p2psyncignore: *)"), line
+
+    def ignored_rows() -> dict:
+        return {p: r for p, r in _status(node).items() if r["state"] == "ignored"}
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and "docs/00.txt" not in ignored_rows():
+        time.sleep(0.1)
+    rows = _status(node)
+    assert rows["docs/00.txt"]["state"] == "ignored", rows["docs/00.txt"]
+    assert rows["docs/00.txt"]["why"] == "ignored by `*` in .p2psyncignore"
+    assert rows[".p2psyncignore"]["state"] != "ignored"
+
+
+def test_a_sync_that_brings_an_ignore_everything_says_so(tmp_path, node):
+    """`sync` used to exit 0 without a word once a peer's `*` stopped all syncing."""
+    laptop = tmp_path / "laptop"
+    r = sync(laptop, tmp_path / "cfg-laptop", node.address, extra=("--name", "laptop"))
+    assert r.returncode == 0, r.stderr
+    (node.folder / ".p2psyncignore").write_text("# nothing syncs any more\n*\n")
+    node.wait_for_log(r"this device's ignore file now ignores 2 of 3 files \(before: 0\)")
+    r = sync(laptop, tmp_path / "cfg-laptop", node.address, extra=("--name", "laptop"))
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"vm \(\w{7}\)'s ignore file now ignores 2 of 3 files \(before: 0\); "
+                     r"those are no longer synced", r.stderr), r.stderr
