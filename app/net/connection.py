@@ -91,17 +91,25 @@ class RequestQueue:
         self._room = asyncio.Event()
         self._ready = asyncio.Event()
 
-    async def put(self, items: list) -> None:
+    async def put(self, items: list, on_wait: Callable[[], None] = lambda: None,
+                  on_room: Callable[[], None] = lambda: None) -> None:
+        """Queue one request frame's items; wait while they do not fit.
+
+        `on_wait` is called before waiting and `on_room` once there is room again
+        (the connection stops and resumes reading the socket there).
+        """
         batch = [i if well_formed_request(i) else [_rid_of(i)] for i in items]
         cost = sum(_ITEM_COST + (len(i[1]) + len(i[4]) if len(i) == 5 else 0) for i in batch)
-        while not self.closed and self._batches and (
-                self.items + len(batch) > self.max_items or self.bytes + cost > self.max_bytes):
+        if self._must_wait(len(batch), cost):
+            on_wait()
             self.waiting = True
-            self._room.clear()
             try:
-                await self._room.wait()
+                while self._must_wait(len(batch), cost):
+                    self._room.clear()
+                    await self._room.wait()
             finally:
                 self.waiting = False
+                on_room()
         if self.closed:
             return
         self._batches.append((batch, cost))
@@ -109,10 +117,9 @@ class RequestQueue:
         self.bytes += cost
         self._ready.set()
 
-    def full(self) -> bool:
-        """Whether a put of one more (full) frame would wait now."""
-        return bool(self._batches) and (self.items + MAX_REQ_ITEMS > self.max_items
-                                        or self.bytes >= self.max_bytes // 2)
+    def _must_wait(self, n: int, cost: int) -> bool:
+        return not self.closed and bool(self._batches) and (
+            self.items + n > self.max_items or self.bytes + cost > self.max_bytes)
 
     async def get(self) -> list | None:
         """The next batch; None once the connection has ended."""
@@ -167,6 +174,7 @@ class PeerConnection:
         self._backoff = STALL_BACKOFF[0]
         self.on_answering: Callable[[], None] = lambda: None  # asked again after a stall
         self.requests = RequestQueue()  # the peer's block requests, for the node to serve
+        self._paused_for_requests = False
         self.stream.lost.add_done_callback(lambda _: self.requests.close())
 
     @property
@@ -279,12 +287,23 @@ class PeerConnection:
         items = msg.get("items")
         if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
             raise ProtocolError("malformed 'req'")
-        if self.requests.full() and self.stream.transport.is_reading():
-            # stop taking frames in at once, not only once the stream's buffer is full;
-            # the stream resumes reading at our next read_message
-            self.stream.transport.pause_reading()
-        await self.requests.put(items)
+        await self.requests.put(items, self._pause_reading, self._resume_reading)
         self._last_seen = time.monotonic()  # its pongs waited behind the requests
+
+    def _pause_reading(self) -> None:
+        """Take nothing more in from the socket now, not once the stream's buffer is full."""
+        transport = self.stream.transport
+        if transport.is_reading():
+            transport.pause_reading()
+            self._paused_for_requests = True
+
+    def _resume_reading(self) -> None:
+        """Undo _pause_reading (the stream pauses again itself if its buffer is full)."""
+        transport = self.stream.transport
+        if self._paused_for_requests and not transport.is_closing() \
+                and not transport.is_reading():
+            transport.resume_reading()
+        self._paused_for_requests = False
 
     async def _keepalive(self) -> None:
         while not self.closed.is_set():

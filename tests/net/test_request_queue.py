@@ -16,13 +16,16 @@ def _items(n: int, path: str = "f") -> list[list]:
 def test_a_full_queue_makes_put_wait_until_a_batch_is_served():
     async def go():
         q = RequestQueue(max_items=10, max_bytes=1 << 20)
-        await q.put(_items(6))
-        waiter = asyncio.create_task(q.put(_items(6)))  # 12 > 10: waits
+        calls: list[str] = []
+        await q.put(_items(6), lambda: calls.append("wait"), lambda: calls.append("room"))
+        assert calls == []  # it fitted: the socket is read on
+        waiter = asyncio.create_task(q.put(_items(6), lambda: calls.append("wait"),
+                                           lambda: calls.append("room")))  # 12 > 10
         await asyncio.sleep(0.05)
-        assert not waiter.done() and q.waiting and q.items == 6
+        assert not waiter.done() and q.waiting and q.items == 6 and calls == ["wait"]
         assert len(await q.get()) == 6
         await asyncio.wait_for(waiter, 1)
-        assert not q.waiting and q.items == 6
+        assert not q.waiting and q.items == 6 and calls == ["wait", "room"]
 
     asyncio.run(go())
 
