@@ -49,6 +49,7 @@ MAX_QUEUED_ITEMS = 4 * MAX_REQ_ITEMS
 MAX_QUEUED_BYTES = 4 * 1024 * 1024  # the requests themselves (paths, hashes), not the blocks
 MAX_REQ_PATH = 4096  # characters; no path we share is longer (app.core.paths)
 _ITEM_COST = 128  # bytes an item costs beyond its path and hash (list, ints, bookkeeping)
+PONG_UNLESS_BUFFERED = 256 * 1024  # bytes we sent and the peer has not read yet
 REQUEST_STALL = 10.0  # seconds without any answer to pending requests: not answering
 STALL_BACKOFF = (30.0, 600.0)  # not asked again for this long, doubling up to the second
 
@@ -240,7 +241,11 @@ class PeerConnection:
     async def _dispatch(self, msg: dict, handler: Handler) -> None:
         t = msg["t"]
         if t == "ping":
-            self.send_nowait({"t": "pong"})
+            # Not when much of what we sent is still unread: the peer then has frames of
+            # ours to see us by, and a ping flood from a peer that reads nothing cannot
+            # pile pongs up in our memory.
+            if self.stream.transport.get_write_buffer_size() < PONG_UNLESS_BUFFERED:
+                self.send_nowait({"t": "pong"})
             return
         if t == "pong":
             return

@@ -25,6 +25,7 @@ import pytest
 from app.core import diskio, paths
 from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
+from app.net import framing
 from tests import hostile
 from tests.procs import RunNode, env, p2psync_cmd, start_run, sync
 
@@ -111,7 +112,7 @@ def _flood_frames(big: bytes) -> list[bytes]:
 async def _flooder(port: int, ident, frames: list[bytes], seconds: float,
                    reads: bool) -> tuple[int, int]:
     """One member's flood: (frames sent, bytes it got back)."""
-    s = await hostile.connect(port, ident, name="reader" if reads else "deaf", pump=False)
+    s = await hostile.connect(port, ident, name="reading" if reads else "deaf", pump=False)
     await s.send_start()
     got = [0]
     sink = asyncio.create_task(hostile.discard(s.reader, got)) if reads else None
@@ -126,13 +127,14 @@ async def _flooder(port: int, ident, frames: list[bytes], seconds: float,
 def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, node):
     big = (node.folder / "big.bin").read_bytes()
     frames = _flood_frames(big)
+    pings = [framing.encode_message({"t": "ping"}) * 10_000]  # each answered by a pong
     seconds = 20.0
     before = hostile.memory_kib(node.proc.pid)
 
     async def attack() -> tuple:
         floods = [asyncio.create_task(_flooder(node.port, hostile.new_identity(tmp_path),
-                                                frames, seconds, reads))
-                  for reads in (False, True)]
+                                                f, seconds, reads))
+                  for f, reads in ((frames, False), (frames, True), (pings, False))]
         await asyncio.sleep(3)  # the floods are well under way
         took = await asyncio.to_thread(honest_sync, tmp_path, node, "during-flood")
         results = await asyncio.gather(*floods)
@@ -141,8 +143,8 @@ def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, 
     with Sampler(node.proc.pid) as sampler:
         took, results = run(attack())
     after = hostile.memory_kib(node.proc.pid)
-    print(f"\nrequest flood ({seconds:.0f} s, a deaf and a reading member): "
-          f"frames sent {[r[0] for r in results]}, "
+    print(f"\nrequest flood ({seconds:.0f} s; a deaf and a reading member send requests, a "
+          f"deaf one pings): frames sent {[r[0] for r in results]}, "
           f"{results[1][1] / MIB:.0f} MiB served to the reading one; "
           f"node VmRSS before {before[0] / 1024:.0f} MiB, max {sampler.rss_max / 1024:.0f} MiB, "
           f"after {after[0] / 1024:.0f} MiB; VmHWM {sampler.hwm / 1024:.0f} MiB; "
