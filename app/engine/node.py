@@ -83,7 +83,7 @@ class PeerState:
 
 @dataclass
 class _Assessment:
-    key: tuple  # (index generation, connected peers, ignore patterns, a peer streaming)
+    key: tuple  # (index generation, connected peers, ignore patterns, peers streaming)
     actions: list[Action]
     counts: dict[str, int]  # device -> paths we need from it alone
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
@@ -624,7 +624,7 @@ class Node:
         the state messages and `sync`'s polling all ask, several times per change.
         """
         key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
-               self._blocked_gen, any(p.index_streaming for p in self.peers.values()))
+               self._blocked_gen, self._streaming())
         if self._assessed is not None and self._assessed.key == key:
             return self._assessed
         actions: list[Action] = []
@@ -653,8 +653,12 @@ class Node:
         self._assessed = _Assessment(key, actions, counts, held)
         return self._assessed
 
+    def _streaming(self) -> frozenset[str]:
+        """The peers halfway through sending their index."""
+        return frozenset(d for d, p in self.peers.items() if p.index_streaming)
+
     def _guard(self, actions: list[Action], deleting: dict[str, tuple[FileEntry | None, list]],
-               streaming: bool) -> tuple[list[Action], HeldDeletions | None]:
+               streaming: frozenset[str]) -> tuple[list[Action], HeldDeletions | None]:
         """The plan without the deletions the mass-deletion guard holds back, and those."""
         self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
         if not deleting or self.opts.allow_mass_delete:
@@ -662,7 +666,14 @@ class Node:
         if streaming:
             # A peer is halfway through sending its index (a first exchange, or thousands
             # of changes): judge its deletions once they are all here, not 1,000 at a time.
-            return [a for a in actions if a.op != DELETE or a.path in self._approved], None
+            # Only its own: the others' are judged now (a member that never finishes its
+            # index must not hold every deletion of the share back for ever).
+            later = {a.path for a in actions if a.op == DELETE and a.path not in self._approved
+                     and streaming.intersection(a.sources)}
+            actions = [a for a in actions if a.path not in later]
+            deleting = {rel: v for rel, v in deleting.items() if rel not in later}
+            if not deleting:
+                return actions, None
         local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
         return hold_mass_deletions(actions, local, self.index.live_file_count(),
                                    allowed=self._approved)
@@ -836,9 +847,9 @@ class Node:
 
     def _report_held(self) -> None:
         """One log line and one event per change of what is held back (not every round)."""
-        if any(p.index_streaming for p in self.peers.values()):
-            return  # the guard judges a peer's deletions once they are all here
-        held = self.held_back()
+        held = self.held_back()  # a streaming peer's deletions are judged once all are here
+        if held is None and self._streaming():
+            return  # what it said stands until then
         key = held.key() if held is not None else None
         if key == self._held_said:
             return

@@ -247,6 +247,31 @@ def test_a_member_that_never_sends_what_it_announced_freezes_nobody(tmp_path, no
     assert not [n for n in landed if n.endswith(".bin")], landed
 
 
+
+def test_a_member_that_never_finishes_its_index_holds_no_deletion_back(tmp_path, node):
+    """One full index batch and no `state` after it made every deletion wait for ever."""
+    honest = tmp_path / "honest-deleter"
+    r = sync(honest, tmp_path / "cfg-deleter", node.address)
+    assert r.returncode == 0, r.stderr
+
+    async def attack() -> subprocess.CompletedProcess:
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="endless")
+        await s.send_start()
+        await hostile.send_index_batches(  # "more follows", and nothing ever does
+            s, [[hostile.junk_wire(f"j/{i:04}", s.device, i + 1) for i in range(1000)]])
+        await s.send({"t": "ping"})
+        await s.wait_for(lambda: "pong" in s.types(), 10)
+        (honest / "from-node.txt").unlink()
+        r = await asyncio.to_thread(sync, honest, tmp_path / "cfg-deleter", node.address,
+                                    timeout=20)
+        await s.close()
+        return r
+
+    r = run(attack())
+    assert r.returncode == 0, f"{r.stderr}\nnode:\n{node.log()}"
+    assert not (node.folder / "from-node.txt").exists()
+
+
 # --- 3. a huge file of one repeated block, and the temp files of abandoned transfers -------
 @pytest.fixture
 def small_disk(tmp_path):
