@@ -116,6 +116,10 @@ class RemoteLimits:
 
     entries: int = 250_000
     bytes: int = 64 * 1024 * 1024  # as counted by `entry_cost`
+    # Live entries of one device planned at a time (`differing_entries`): what a plan
+    # costs in memory and time stays bounded even when they cannot be fetched (a
+    # member's junk); the next ones are planned as these are done.
+    planned: int = 20_000
 
 
 def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
@@ -561,6 +565,17 @@ class Index:
         return {r[0]: _from_row(r[1:]) for r in rows}
 
     @_locked
+    def announced_alive(self, device: str, paths: list[str]) -> set[str]:
+        """Those of paths the device announced as an existing file, link or directory."""
+        out: set[str] = set()
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(r[0] for r in self._db.execute(
+                f"SELECT path FROM remote_files WHERE device = ? AND path IN ({marks}) "
+                "AND NOT deleted", (device, *chunk)))
+        return out
+
+    @_locked
     def remote_devices(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT device FROM remotes ORDER BY device")]
 
@@ -588,15 +603,30 @@ class Index:
             args = (device,)
         return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
 
+    def _planned_paths(self) -> list[str]:
+        """differing_paths(), but at most `remote_limits.planned` live entries per device:
+        the first ones it announced (its deletions all count: they concern our own
+        files, so our folder bounds them)."""
+        sql = (
+            "SELECT DISTINCT path FROM (SELECT r.path AS path, r.deleted AS deleted, "
+            "ROW_NUMBER() OVER (PARTITION BY r.device, r.deleted ORDER BY r.seq) AS k "
+            "FROM remote_files r INDEXED BY remote_files_path "
+            "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
+            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)) "
+            "WHERE deleted OR k <= ? ORDER BY path"
+        )
+        return [r[0] for r in self._db.execute(sql, (self.remote_limits.planned,))]
+
     @_locked
     def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
-        """(path, local entry or None, device -> remote entry) for every differing path.
+        """(path, local entry or None, device -> remote entry) for the differing paths.
 
-        The same paths as `differing_paths()`, but fetched in one pass, so planning a
-        round of 10,000 new files costs one query, not two per file.
+        The paths of `differing_paths()`, but fetched in one pass, so planning a round
+        of 10,000 new files costs one query, not two per file; and at most
+        `remote_limits.planned` live entries of each device (see `_planned_paths`).
         """
         out: list[tuple[str, FileEntry | None, dict[str, FileEntry]]] = []
-        for chunk in _chunks(self.differing_paths()):
+        for chunk in _chunks(self._planned_paths()):
             marks = ", ".join("?" * len(chunk))
             local = {r[0]: _from_row(r) for r in self._db.execute(
                 f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk)}

@@ -568,13 +568,18 @@ class Node:
     def _send_state(self, peer: PeerState, need: int | None = None) -> None:
         device = peer.conn.device_id
         peer.state_sent = time.monotonic()
+        # Only the failures that concern its own files (it announced them alive): what
+        # we could not take from a third device, a member's junk above all, is not its
+        # sync's business, and must not make that sync fail.
+        blocked = sorted(self.index.announced_alive(device, list(self.blocked))) \
+            if self.blocked else []
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
             "seen": self.index.remote_state(device)[1],
             "need": self.need_count(device) if need is None else need,
-            "nblocked": len(self.blocked),
-            "blocked": [[p, w] for p, w in sorted(self.blocked.items())][:STATE_BLOCKED_MAX],
+            "nblocked": len(blocked),
+            "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:

@@ -98,3 +98,22 @@ def test_a_deletion_of_a_path_we_never_had_is_not_acted_on_until_someone_has_it(
     [(rel, local, remotes)] = small.differing_entries()
     action = plan_path(local, remotes)
     assert action.op == ADOPT and action.target.deleted  # the deletion wins and goes on
+
+
+def test_a_device_s_live_entries_are_planned_a_window_at_a_time(tmp_path):
+    with Index(tmp_path / "i.db", ME, RemoteLimits(planned=3)) as ix:
+        mine = [FileEntry(f"mine{i}", version={ME: 1}, modified_by=ME) for i in range(4)]
+        ix.put_local(mine)
+        new = [entry(f"new{i}", 10 - i) for i in range(5)]  # announced in seq order 6..10
+        gone = [FileEntry(f"mine{i}", deleted=True, version={ME: 1, "P": 5},
+                          modified_by="P", seq=20 + i) for i in range(4)]
+        ix.put_remote("P", b"i", new + gone, 30)
+        ix.put_remote("Q", b"q", [FileEntry("q0", version={"Q": 1}, modified_by="Q", seq=1)],
+                      1)
+        planned = sorted(p for p, _, _ in ix.differing_entries())
+        # P's three oldest new files, all of its deletions (our own files), Q's own window
+        assert planned == ["mine0", "mine1", "mine2", "mine3", "new2", "new3", "new4", "q0"]
+        assert len(ix.differing_paths()) == 10  # status and the counts still see them all
+        assert ix.announced_alive("P", ["new0", "mine0", "nothing"]) == {"new0"}
+        ix.put_local([FileEntry("new4", version={"P": 6}, modified_by="P")])  # one is done
+        assert "new1" in {p for p, _, _ in ix.differing_entries()}  # the next one comes in

@@ -188,15 +188,24 @@ def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
         await s.send_start()
         started = time.monotonic()
         sent = await hostile.send_index_batches(s, _junk_batches(s.device))
+        # a second member: 40,000 small files it cannot send, twice what is planned at once
+        s2 = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="liar")
+        await s2.send_start()
+        sent += await hostile.send_index_batches(s2, (
+            [hostile.junk_wire(f"lies/{b:02}/{i:04}.txt", s2.device, b * 1000 + i + 1,
+                               deleted=False, size=100) for i in range(1000)]
+            for b in range(40)))
         # the node has taken it all once it answers a ping sent after the last batch
-        await s.send({"t": "ping"})
-        await s.wait_for(lambda: s.types().count("pong") >= 1, 120)
+        for m in (s, s2):
+            await m.send({"t": "ping"})
+            await m.wait_for(lambda m=m: m.types().count("pong") >= 1, 120)
         took = time.monotonic() - started
-        # an honest device syncs while the junker is still connected (and asked for
-        # its files, which it cannot send)
+        await s2.wait_for(lambda: len(s2.requests) >= 1000, 30)  # it tries them...
+        # an honest device syncs while both are still connected
         honest = await asyncio.to_thread(honest_sync, tmp_path, node, "during-junk")
         third = tmp_path / "honest-during-junk"
-        await s.close()
+        for m in (s, s2):
+            await m.close()
         return sent, took, honest, third
 
     with Sampler(node.proc.pid) as sampler:
@@ -207,7 +216,8 @@ def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
           f"{before_mem[0] / 1024:.0f} MiB, max {sampler.rss_max / 1024:.0f} MiB, VmHWM "
           f"{sampler.hwm / 1024:.0f} MiB; index {before_db / MIB:.1f} -> {db / MIB:.1f} MiB; "
           f"honest sync {before_took:.1f} s before, {during_took:.1f} s during; "
-          f"third device's index {third_db / MIB:.1f} MiB")
+          f"third device's index {third_db / MIB:.1f} MiB; node log "
+          f"{sum(len(line) + 1 for line in node.lines) // 1024} KiB")
     log = node.log()
     assert "junker announced a version vector of 1,000 devices (at most 256): refused" in log
     assert "junker announced more entries than one device may have here" in log
