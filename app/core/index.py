@@ -120,6 +120,7 @@ class RemoteLimits:
     # costs in memory and time stays bounded even when they cannot be fetched (a
     # member's junk); the next ones are planned as these are done.
     planned: int = 20_000
+    planned_bytes: int = 8 * 1024 * 1024  # and no more than this much of them (one at least)
 
 
 def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
@@ -135,9 +136,16 @@ def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
 
 
 _ROW_OVERHEAD = 48
-_COST_SQL = (f"{_ROW_OVERHEAD} + 2 * (length(CAST(path AS BLOB)) + length(version)) "
-             "+ length(hash) + length(blocks) + length(CAST(target AS BLOB)) "
-             "+ length(CAST(modified_by AS BLOB))")
+
+
+def _cost_sql(t: str = "") -> str:
+    """`entry_cost` of a stored row, in SQL (`t`: the table's alias and a dot)."""
+    return (f"{_ROW_OVERHEAD} + 2 * (length(CAST({t}path AS BLOB)) + length({t}version)) "
+            f"+ length({t}hash) + length({t}blocks) + length(CAST({t}target AS BLOB)) "
+            f"+ length(CAST({t}modified_by AS BLOB))")
+
+
+_COST_SQL = _cost_sql()
 
 
 class IndexTooNew(RuntimeError):
@@ -604,18 +612,21 @@ class Index:
         return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
 
     def _planned_paths(self) -> list[str]:
-        """differing_paths(), but at most `remote_limits.planned` live entries per device:
-        the first ones it announced (its deletions all count: they concern our own
-        files, so our folder bounds them)."""
+        """differing_paths(), but at most `remote_limits.planned` live entries per device
+        (and `planned_bytes` of them, one at least): the first ones it announced. Its
+        deletions all count: they concern our own files, so our folder bounds them."""
+        window = "PARTITION BY r.device, r.deleted ORDER BY r.seq, r.path"
         sql = (
             "SELECT DISTINCT path FROM (SELECT r.path AS path, r.deleted AS deleted, "
-            "ROW_NUMBER() OVER (PARTITION BY r.device, r.deleted ORDER BY r.seq) AS k "
+            f"ROW_NUMBER() OVER ({window}) AS k, "
+            f"SUM({_cost_sql('r.')}) OVER ({window} ROWS UNBOUNDED PRECEDING) AS total "
             "FROM remote_files r INDEXED BY remote_files_path "
             "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
             "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)) "
-            "WHERE deleted OR k <= ? ORDER BY path"
+            "WHERE deleted OR k = 1 OR (k <= ? AND total <= ?) ORDER BY path"
         )
-        return [r[0] for r in self._db.execute(sql, (self.remote_limits.planned,))]
+        limits = self.remote_limits
+        return [r[0] for r in self._db.execute(sql, (limits.planned, limits.planned_bytes))]
 
     @_locked
     def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:

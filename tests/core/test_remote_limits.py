@@ -117,3 +117,15 @@ def test_a_device_s_live_entries_are_planned_a_window_at_a_time(tmp_path):
         assert ix.announced_alive("P", ["new0", "mine0", "nothing"]) == {"new0"}
         ix.put_local([FileEntry("new4", version={"P": 6}, modified_by="P")])  # one is done
         assert "new1" in {p for p, _, _ in ix.differing_entries()}  # the next one comes in
+
+
+def test_the_planning_window_counts_bytes_too(tmp_path):
+    wide = [entry(f"w{i}", i + 1, version={f"D{i}-{j:03}": 1 for j in range(100)})
+            for i in range(4)]
+    with Index(tmp_path / "i.db", ME, RemoteLimits(planned_bytes=2 * entry_cost(wide[0]))) \
+            as ix:
+        ix.put_remote("P", b"i", wide, 4)
+        assert sorted(p for p, _, _ in ix.differing_entries()) == ["w0", "w1"]
+    with Index(tmp_path / "j.db", ME, RemoteLimits(planned_bytes=10)) as ix:
+        ix.put_remote("P", b"i", wide, 4)  # one always goes, however large
+        assert [p for p, _, _ in ix.differing_entries()] == ["w0"]
