@@ -116,9 +116,9 @@ class RemoteLimits:
 
     entries: int = 250_000
     bytes: int = 64 * 1024 * 1024  # as counted by `entry_cost`
-    # Live entries of one device planned at a time (`differing_entries`): what a plan
-    # costs in memory and time stays bounded even when they cannot be fetched (a
-    # member's junk); the next ones are planned as these are done.
+    # Paths new to us one device announced, planned at a time (`differing_entries`):
+    # what a plan costs in memory and time stays bounded even when they cannot be
+    # fetched (a member's junk); the next ones are planned as these are done.
     planned: int = 20_000
     planned_bytes: int = 8 * 1024 * 1024  # and no more than this much of them (one at least)
 
@@ -612,18 +612,20 @@ class Index:
         return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
 
     def _planned_paths(self) -> list[str]:
-        """differing_paths(), but at most `remote_limits.planned` live entries per device
-        (and `planned_bytes` of them, one at least): the first ones it announced. Its
-        deletions all count: they concern our own files, so our folder bounds them."""
-        window = "PARTITION BY r.device, r.deleted ORDER BY r.seq, r.path"
+        """differing_paths(), but at most `remote_limits.planned` paths new to us per
+        device (and `planned_bytes` of them, one at least): the first it announced.
+        What it announced of paths we have all counts: our own folder bounds that, and
+        a window full of changes we win (or cannot take) would hold its new files back.
+        """
+        window = "PARTITION BY r.device, f.path IS NULL ORDER BY r.seq, r.path"
         sql = (
-            "SELECT DISTINCT path FROM (SELECT r.path AS path, r.deleted AS deleted, "
+            "SELECT DISTINCT path FROM (SELECT r.path AS path, f.path IS NULL AS new, "
             f"ROW_NUMBER() OVER ({window}) AS k, "
             f"SUM({_cost_sql('r.')}) OVER ({window} ROWS UNBOUNDED PRECEDING) AS total "
             "FROM remote_files r INDEXED BY remote_files_path "
             "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
             "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)) "
-            "WHERE deleted OR k = 1 OR (k <= ? AND total <= ?) ORDER BY path"
+            "WHERE NOT new OR k = 1 OR (k <= ? AND total <= ?) ORDER BY path"
         )
         limits = self.remote_limits
         return [r[0] for r in self._db.execute(sql, (limits.planned, limits.planned_bytes))]

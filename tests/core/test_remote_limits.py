@@ -106,12 +106,14 @@ def test_a_device_s_live_entries_are_planned_a_window_at_a_time(tmp_path):
         ix.put_local(mine)
         new = [entry(f"new{i}", 10 - i) for i in range(5)]  # announced in seq order 6..10
         gone = [FileEntry(f"mine{i}", deleted=True, version={ME: 1, "P": 5},
-                          modified_by="P", seq=20 + i) for i in range(4)]
-        ix.put_remote("P", b"i", new + gone, 30)
+                          modified_by="P", seq=i + 1) for i in range(2)]
+        older = [FileEntry(f"mine{i}", version={"P": 1}, modified_by="P", seq=i)
+                 for i in (2, 3)]  # changes that lose to ours: they take no slot
+        ix.put_remote("P", b"i", older + gone + new, 30)
         ix.put_remote("Q", b"q", [FileEntry("q0", version={"Q": 1}, modified_by="Q", seq=1)],
                       1)
         planned = sorted(p for p, _, _ in ix.differing_entries())
-        # P's three oldest new files, all of its deletions (our own files), Q's own window
+        # P's three oldest new paths, all it says of our own files, and Q's own window
         assert planned == ["mine0", "mine1", "mine2", "mine3", "new2", "new3", "new4", "q0"]
         assert len(ix.differing_paths()) == 10  # status and the counts still see them all
         assert ix.announced_alive("P", ["new0", "mine0", "nothing"]) == {"new0"}
