@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 INDEX_BATCH = 1000
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
+NAMES_KEPT = 1000  # names of devices seen this run, for messages about them once gone
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 FULL_RESCAN_EVERY = 60.0
@@ -473,6 +474,8 @@ class Node:
         peer.sent_seq = have if index_id == self.index.index_id else 0
         peer.sender = self._spawn(self._send_index(peer))
         self.names[peer.conn.device_id] = peer.conn.info.name
+        if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
+            del self.names[next(iter(self.names))]
 
     def _on_index(self, peer: PeerState, msg: dict) -> None:
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
