@@ -149,6 +149,7 @@ class Session:
     _rids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _task: asyncio.Task | None = None
     _seq: int = 0
+    silent: bool = False  # answer pings but never the node's block requests
 
     @property
     def device(self) -> str:
@@ -165,6 +166,8 @@ class Session:
                 t = msg["t"]
                 if t == "ping":
                     await self.send({"t": "pong"})
+                elif t == "req" and self.silent:
+                    self.requests.extend(msg["items"])
                 elif t == "req":
                     await self._answer(msg["items"])
                 elif t == "data":
@@ -496,3 +499,91 @@ if __name__ == "__main__":
     import sys
 
     _main(sys.argv[1:])
+
+
+# --- a member that tries to take the node down (floods, junk) ----------------------------
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB: its memory now and its peak so far."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0])
+    return found["VmRSS"], found["VmHWM"]
+
+
+def req_frame(items: list[list]) -> bytes:
+    """One encoded `req` frame, built once and sent many times by a flood."""
+    return framing.encode_message({"t": "req", "items": items})
+
+
+async def discard(reader: asyncio.StreamReader, counter: list[int]) -> None:
+    """Read and drop whatever the node sends, as fast as it comes; counter[0] += bytes."""
+    with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+        while chunk := await reader.read(1 << 20):
+            counter[0] += len(chunk)
+
+
+async def flood_frames(writer: asyncio.StreamWriter, frames: list[bytes],
+                       seconds: float) -> int:
+    """Send `frames` round and round for `seconds`; returns how many went out.
+
+    A node that stops reading (back-pressure) makes drain() wait: the flood then
+    simply sends less, which is what back-pressure is for.
+    """
+    sent = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
+        async with asyncio.timeout(seconds):
+            while loop.time() < deadline:
+                writer.write(frames[sent % len(frames)])
+                await writer.drain()
+                sent += 1
+    return sent
+
+
+def junk_devices(n: int, tag: str = "J") -> list[str]:
+    """n device IDs no device has, shaped like real ones (39 characters)."""
+    return [f"{tag}{i:06d}-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"[:39] for i in range(n)]
+
+
+def junk_wire(path: str, device: str, seq: int, vector: dict[str, int] | None = None,
+              deleted: bool = True, size: int = 0) -> list:
+    """One junk entry as the wire has it: a deletion (or a file nobody can send)."""
+    blocks = b"" if deleted else b"\x05" * 32 * -(-size // BLOCK_SIZE)
+    return FileEntry(path, Kind.FILE, size=0 if deleted else size, mtime_ns=FUTURE_NS,
+                     hash=b"" if deleted else b"\x06" * 32, blocks=blocks,
+                     version=vector or {device: seq}, modified_by=device, deleted=deleted,
+                     seq=seq).to_wire()
+
+
+async def send_index_batches(s: Session, batches, index_id: bytes = b"\x01" * 16) -> int:
+    """Send each list of wire entries as one `index` frame; returns the entries sent."""
+    sent = 0
+    for entries in batches:
+        s._seq += len(entries)
+        await s.send({"t": "index", "index_id": index_id, "entries": entries,
+                      "max_seq": s._seq})
+        sent += len(entries)
+    return sent
+
+
+def index_bytes(config: Path) -> int:
+    """The size of every index database (with its WAL) under a config dir."""
+    return sum(p.stat().st_size for p in config.rglob("*")
+               if p.is_file() and (p.suffix == ".db" or p.name.endswith((".db-wal", ".db-shm"))))
+
+
+def repeated_entry(path: str, block: bytes, count: int, device: str,
+                   counter: int = 1) -> FileEntry:
+    """A file made of `count` copies of one block, announced without building it."""
+    blocks = block_hash(block) * count
+    return FileEntry(path, Kind.FILE, size=len(block) * count, mtime_ns=FUTURE_NS,
+                     hash=file_hash_from_blocks(blocks), blocks=blocks,
+                     version={device: counter}, modified_by=device, seq=counter)
+
+
+def temp_files(root: Path) -> list[str]:
+    """Our temp files anywhere under root (relative paths, sorted)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".p2psync-*.tmp"))

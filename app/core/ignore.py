@@ -21,47 +21,38 @@ _DIR_CACHE_MAX = 65536
 log = logging.getLogger(__name__)
 
 
-class Ignore:
-    """The ignore rules of one folder, reloaded cheaply when the file changes."""
+class Rules:
+    """The patterns of one version of the ignore file, matched git's way."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self._key: tuple[int, int] | None = None
-        self._lines: list[str] = []
-        self._spec = None  # pathspec is imported only when a folder has patterns
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self._spec = _spec(lines) if lines else None  # pathspec only where there are patterns
         self._dir_cache: dict[str, bool] = {}
-        self._load()
-
-    @property
-    def patterns(self) -> list[str]:
-        """The pattern lines in force (blank lines, comments and bad lines dropped)."""
-        return list(self._lines)
-
-    def reload_if_changed(self) -> bool:
-        """Re-read the file if its (mtime_ns, size) changed; True if the rules changed.
-
-        Cheap enough (one stat) to call before every scan or on every watcher event.
-        """
-        if self._file_key() == self._key:
-            return False
-        old = self._lines
-        self._load()
-        return self._lines != old
 
     def matches(self, rel: str, is_dir: bool = False) -> bool:
-        """True if `rel` (a "/"-separated relative path) is not to be synced."""
-        if rel.startswith(META_DIR) and rel.partition("/")[0] == META_DIR:
-            return True
-        cut = rel.rfind("/")
-        if rel.startswith(TEMP_PREFIX, cut + 1) and is_temp_name(rel[cut + 1 :]):
-            return True
-        if not self._lines or rel == IGNORE_FILE:
+        """Whether a pattern ignores rel (or a directory above it)."""
+        if self._spec is None or rel == IGNORE_FILE:
             return False
+        cut = rel.rfind("/")
         if cut > 0 and self._dir_ignored(rel[:cut]):
             return True
         return self._spec.match_file(rel + "/" if is_dir else rel)
 
-    # --- internals
+    def pattern_for(self, rel: str, is_dir: bool = False) -> str | None:
+        """The pattern line that ignores rel: the one of its topmost ignored directory
+        (nothing below that can be re-included), else the last one that matches it."""
+        if not self.matches(rel, is_dir):
+            return None
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            anc = "/".join(parts[:depth])
+            if self._spec.match_file(anc + "/"):
+                return self._deciding(anc + "/")
+        return self._deciding(rel + "/" if is_dir else rel)
+
+    def _deciding(self, rel: str) -> str | None:
+        index = self._spec.check_file(rel).index
+        return self.lines[index].strip() if index is not None else None
 
     def _dir_ignored(self, rel_dir: str) -> bool:
         """Whether a directory or any of its ancestors is ignored (memoised per scan)."""
@@ -74,6 +65,64 @@ class Ignore:
             self._dir_cache.clear()
         self._dir_cache[rel_dir] = result
         return result
+
+
+class Ignore:
+    """The ignore rules of one folder, reloaded cheaply when the file changes.
+
+    `previous` keeps the rules the last change replaced, so the engine can tell how
+    many more files a new version of the file ignores (and say so: a `*` pushed by a
+    peer must not stop all syncing silently).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._key: tuple[int, int] | None = None
+        self.rules = Rules([])
+        self.previous: Rules | None = None  # the rules before the last change
+        self._load()
+
+    @property
+    def patterns(self) -> list[str]:
+        """The pattern lines in force (blank lines, comments and bad lines dropped)."""
+        return list(self.rules.lines)
+
+    def reload_if_changed(self) -> bool:
+        """Re-read the file if its (mtime_ns, size) changed; True if the rules changed.
+
+        Cheap enough (one stat) to call before every scan or on every watcher event.
+        """
+        if self._file_key() == self._key:
+            return False
+        old = self.rules
+        self._load()
+        if self.rules.lines == old.lines:
+            self.rules = old  # keeps its caches
+            return False
+        self.previous = old
+        return True
+
+    def matches(self, rel: str, is_dir: bool = False) -> bool:
+        """True if `rel` (a "/"-separated relative path) is not to be synced."""
+        if rel.startswith(META_DIR) and rel.partition("/")[0] == META_DIR:
+            return True
+        cut = rel.rfind("/")
+        if rel.startswith(TEMP_PREFIX, cut + 1) and is_temp_name(rel[cut + 1 :]):
+            return True
+        return self.rules.matches(rel, is_dir)
+
+    def why(self, rel: str, is_dir: bool = False) -> str:
+        """Why rel is not synced, in a user's words ("ignored by `build/` in ...")."""
+        if rel.partition("/")[0] == META_DIR:
+            return f"p2psync's own folder ({META_DIR}) is never synced"
+        if is_temp_name(rel.rpartition("/")[2]):
+            return "a temporary file of a transfer"
+        pattern = self.rules.pattern_for(rel, is_dir)
+        if pattern is None:
+            return f"ignored (by a pattern since removed from {IGNORE_FILE})"
+        return f"ignored by `{pattern}` in {IGNORE_FILE}"
+
+    # --- internals
 
     def _file_key(self) -> tuple[int, int] | None:
         try:
@@ -92,9 +141,14 @@ class Ignore:
                 log.warning("cannot read %s: %s", IGNORE_FILE, exc)
                 raw = b""
             lines = _usable_lines(raw.decode("utf-8", errors="replace").splitlines())
-        self._lines = lines
-        self._spec = _spec(lines) if lines else None
-        self._dir_cache.clear()
+        self.rules = Rules(lines)
+
+
+def count_ignored(rules: Rules | None, paths: list[str]) -> int:
+    """How many of paths (files) those rules ignore."""
+    if rules is None or not rules.lines:
+        return 0
+    return sum(1 for p in paths if rules.matches(p))
 
 
 def _spec(lines: list[str]):

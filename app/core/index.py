@@ -11,6 +11,13 @@ whose versions differ without decoding anything in Python.
 
 The connection is shared between the engine's loop thread and a scanner thread:
 `check_same_thread=False`, and every public method holds one RLock.
+
+What one peer announced is bounded (`RemoteLimits`): at most so many paths and so
+many bytes of entries per device. Beyond that `put_remote` refuses its new paths
+(and updates that would grow past the budget): a member cannot make our index, or
+the memory that planning over it takes, grow without end. A deletion of a path we
+never had is kept but not acted on (see `differing_paths`), so announcing junk
+deletions does not make us adopt them and pass them on to the other devices.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -97,6 +105,49 @@ FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could 
 FAILURES_GEN_KEY = "sync_failures_gen"
 
 
+@dataclass(frozen=True)
+class RemoteLimits:
+    """What the entries one remote device announced may take in our index.
+
+    About twice the largest share this app is built and tested for (100,000 files,
+    each entry a few hundred bytes): an honest device stays well below it, and a
+    member that announces junk costs at most this much disk and planning memory.
+    """
+
+    entries: int = 250_000
+    bytes: int = 64 * 1024 * 1024  # as counted by `entry_cost`
+    # Paths new to us one device announced, planned at a time (`differing_entries`):
+    # what a plan costs in memory and time stays bounded even when they cannot be
+    # fetched (a member's junk); the next ones are planned as these are done.
+    planned: int = 20_000
+    planned_bytes: int = 8 * 1024 * 1024  # and no more than this much of them (one at least)
+
+
+def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
+    """About what one remote entry takes in the index, in bytes.
+
+    The path and the version are stored twice (the table and its path index).
+    `_COST_SQL` computes the same from a stored row.
+    """
+    vlen = len(version_blob if version_blob is not None else versions.encode(e.version))
+    return (_ROW_OVERHEAD + 2 * (len(e.path.encode("utf-8", "surrogatepass")) + vlen)
+            + len(e.hash) + len(e.blocks) + len(e.target.encode("utf-8", "surrogatepass"))
+            + len(e.modified_by))
+
+
+_ROW_OVERHEAD = 48
+
+
+def _cost_sql(t: str = "") -> str:
+    """`entry_cost` of a stored row, in SQL (`t`: the table's alias and a dot)."""
+    return (f"{_ROW_OVERHEAD} + 2 * (length(CAST({t}path AS BLOB)) + length({t}version)) "
+            f"+ length({t}hash) + length({t}blocks) + length(CAST({t}target AS BLOB)) "
+            f"+ length(CAST({t}modified_by AS BLOB))")
+
+
+_COST_SQL = _cost_sql()
+
+
 class IndexTooNew(RuntimeError):
     """The database was written by a newer p2psync with migrations we do not know."""
 
@@ -142,9 +193,12 @@ def _set_wal(db: sqlite3.Connection) -> None:
 class Index:
     """One folder's index database. Thread-safe; see the module docstring."""
 
-    def __init__(self, db_path: Path | str, device_id: str) -> None:
+    def __init__(self, db_path: Path | str, device_id: str,
+                 remote_limits: RemoteLimits | None = None) -> None:
         self.device_id = device_id
         self.generation = 0  # bumped by every committed write: lets callers cache answers
+        self.remote_limits = remote_limits or RemoteLimits()
+        self._usage: dict[str, list[int]] = {}  # device -> [entries, bytes] it holds here
         self._lock = threading.RLock()
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
         self._db = sqlite3.connect(
@@ -398,6 +452,14 @@ class Index:
         return None if row is None else (row[0], row[1])
 
     @_locked
+    def block_hash_at(self, path: str, idx: int) -> bytes | None:
+        """The hash our index holds for block idx of path (None: no such block)."""
+        row = self._db.execute(
+            "SELECT hash FROM blocks WHERE path = ? AND idx = ?", (path, idx)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    @_locked
     def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}
@@ -421,24 +483,78 @@ class Index:
     @_locked
     def put_remote(
         self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int
-    ) -> None:
-        """Store one batch a peer announced; a new index_id discards its old history."""
+    ) -> int:
+        """Store one batch a peer announced; a new index_id discards its old history.
+
+        Returns how many entries were refused because the device's budget
+        (`remote_limits`) is spent: new paths, or updates that would grow past it.
+        Those are not stored; the rest of the batch is.
+        """
+        try:
+            with self._tx():
+                row = self._db.execute(
+                    "SELECT index_id FROM remotes WHERE device = ?", (device,)
+                ).fetchone()
+                if row is None or bytes(row[0]) != index_id:
+                    self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
+                    self._usage[device] = [0, 0]
+                rows, refused, usage = self._within_budget(device, entries)
+                self._db.executemany(
+                    f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
+                    f"VALUES ({_QMARKS}, ?)", rows)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) "
+                    "VALUES (?, ?, ?)", (device, index_id, max_seq))
+        except BaseException:
+            self._usage.pop(device, None)  # counted again from the rows next time
+            raise
+        self._usage[device] = usage
+        return refused
+
+    def _within_budget(self, device: str, entries: Iterable[FileEntry]
+                       ) -> tuple[list[tuple], int, list[int]]:
+        """The rows of the entries that fit the device's budget, how many did not, and
+        the device's usage once those rows are stored."""
         batch = list(entries)
-        with self._tx():
-            row = self._db.execute(
-                "SELECT index_id FROM remotes WHERE device = ?", (device,)
-            ).fetchone()
-            if row is None or bytes(row[0]) != index_id:
-                self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
-                f"VALUES ({_QMARKS}, ?)",
-                (_to_row(e, e.seq) + (device,) for e in batch),
-            )
-            self._db.execute(
-                "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) VALUES (?, ?, ?)",
-                (device, index_id, max_seq),
-            )
+        entries_now, bytes_now = self._usage_of(device)
+        old: dict[str, int] = {}
+        for chunk in _chunks(list({e.path for e in batch})):
+            marks = ", ".join("?" * len(chunk))
+            old.update(self._db.execute(
+                f"SELECT path, {_COST_SQL} FROM remote_files "
+                f"WHERE device = ? AND path IN ({marks})", (device, *chunk)))
+        limits = self.remote_limits
+        rows, refused = [], 0
+        for e in batch:
+            row = _to_row(e, e.seq) + (device,)
+            cost = entry_cost(e, row[8])
+            before = old.get(e.path)
+            more = cost - (before or 0)
+            if (before is None and entries_now >= limits.entries) or \
+                    (more > 0 and bytes_now + more > limits.bytes):
+                refused += 1
+                continue
+            entries_now += before is None
+            bytes_now += more
+            old[e.path] = cost
+            rows.append(row)
+        return rows, refused, [entries_now, bytes_now]
+
+    def _usage_of(self, device: str) -> list[int]:
+        """[entries, bytes] the device holds here: counted once, then kept up to date."""
+        usage = self._usage.get(device)
+        if usage is None:
+            n, size = self._db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM({_COST_SQL}), 0) FROM remote_files "
+                "WHERE device = ?", (device,)).fetchone()
+            usage = self._usage[device] = [n, size]
+        return usage
+
+    @_locked
+    def remote_usage(self, device: str) -> tuple[int, int]:
+        """(entries, bytes as `entry_cost` counts them) the device holds in our index."""
+        n, size = self._usage_of(device)
+        return n, size
 
     @_locked
     def remote_get(self, device: str, path: str) -> FileEntry | None:
@@ -458,6 +574,17 @@ class Index:
         return {r[0]: _from_row(r[1:]) for r in rows}
 
     @_locked
+    def announced_alive(self, device: str, paths: list[str]) -> set[str]:
+        """Those of paths the device announced as an existing file, link or directory."""
+        out: set[str] = set()
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(r[0] for r in self._db.execute(
+                f"SELECT path FROM remote_files WHERE device = ? AND path IN ({marks}) "
+                "AND NOT deleted", (device, *chunk)))
+        return out
+
+    @_locked
     def remote_devices(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT device FROM remotes ORDER BY device")]
 
@@ -468,11 +595,16 @@ class Index:
         Compares the canonical version blobs inside SQLite, using two covering
         indexes: the common case (nothing differs) is one pass over an index of
         remote_files with one index probe per row, in path order, and no Python.
+
+        A deletion of a path we never had is left out: there is nothing to delete
+        here, and adopting it would only pass it on. Should another device announce
+        that path alive, the path differs through that entry, and the planner sees
+        the deletion beside it (and passes it on where it wins).
         """
         sql = (
             "SELECT DISTINCT r.path FROM remote_files r INDEXED BY remote_files_path "
             "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
-            "WHERE (f.path IS NULL OR f.version != r.version)"
+            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)"
         )
         args: tuple = ()
         if device is not None:
@@ -480,15 +612,35 @@ class Index:
             args = (device,)
         return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
 
+    def _planned_paths(self) -> list[str]:
+        """differing_paths(), but at most `remote_limits.planned` paths new to us per
+        device (and `planned_bytes` of them, one at least): the first it announced.
+        What it announced of paths we have all counts: our own folder bounds that, and
+        a window full of changes we win (or cannot take) would hold its new files back.
+        """
+        window = "PARTITION BY r.device, f.path IS NULL ORDER BY r.seq, r.path"
+        sql = (
+            "SELECT DISTINCT path FROM (SELECT r.path AS path, f.path IS NULL AS new, "
+            f"ROW_NUMBER() OVER ({window}) AS k, "
+            f"SUM({_cost_sql('r.')}) OVER ({window} ROWS UNBOUNDED PRECEDING) AS total "
+            "FROM remote_files r INDEXED BY remote_files_path "
+            "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
+            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)) "
+            "WHERE NOT new OR k = 1 OR (k <= ? AND total <= ?) ORDER BY path"
+        )
+        limits = self.remote_limits
+        return [r[0] for r in self._db.execute(sql, (limits.planned, limits.planned_bytes))]
+
     @_locked
     def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
-        """(path, local entry or None, device -> remote entry) for every differing path.
+        """(path, local entry or None, device -> remote entry) for the differing paths.
 
-        The same paths as `differing_paths()`, but fetched in one pass, so planning a
-        round of 10,000 new files costs one query, not two per file.
+        The paths of `differing_paths()`, but fetched in one pass, so planning a round
+        of 10,000 new files costs one query, not two per file; and at most
+        `remote_limits.planned` live entries of each device (see `_planned_paths`).
         """
         out: list[tuple[str, FileEntry | None, dict[str, FileEntry]]] = []
-        for chunk in _chunks(self.differing_paths()):
+        for chunk in _chunks(self._planned_paths()):
             marks = ", ".join("?" * len(chunk))
             local = {r[0]: _from_row(r) for r in self._db.execute(
                 f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk)}

@@ -3,6 +3,12 @@
 An entry describes one version of one path. The same shape is stored in the local
 index, kept for every remote device, and sent on the wire (as a list, see
 `to_wire` / `from_wire`), so nothing has to be translated between the three.
+
+A peer's entry is bounded before it is stored: wrong types or values out of range
+are a protocol error (`ValueError`); a well-formed entry beyond a size limit (a
+version vector of more devices than any share has, a link target longer than a
+path may be, a block list that does not fit its size) is refused alone
+(`EntryRefused`), so junk cannot grow our index, our memory or our peers' indexes.
 """
 
 from __future__ import annotations
@@ -16,7 +22,23 @@ HASH_LEN = 32
 
 MAX_INT = 2**63 - 1  # what SQLite's INTEGER holds
 MAX_COUNTER = 2**53  # version counters: far beyond any real history, never overflow a bump
-MAX_VECTOR = 10_000  # devices in one version vector
+# Devices in one version vector: every device that ever changed that file. A share of
+# a few dozen devices, reinstalled now and then, stays far below it; a vector costs
+# about 50 bytes per device in every index that holds the entry, and in memory.
+MAX_VECTOR = 256
+MAX_DEVICE_ID = 64  # characters of a device ID (ours are 39)
+MAX_TARGET = 4096  # characters of a link target: Linux's PATH_MAX
+
+
+class EntryRefused(ValueError):
+    """A well-formed entry beyond one of the size limits; str() says which.
+
+    `kind` names the limit ("vector", "target", "blocks"), for saying it once.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def _in_range(v: object, lo: int, hi: int) -> bool:
@@ -93,7 +115,10 @@ class FileEntry:
 
     @classmethod
     def from_wire(cls, item: list) -> FileEntry:
-        """Build from a peer's list; types are checked, the path is validated elsewhere."""
+        """Build from a peer's list; types are checked, the path is validated elsewhere.
+
+        Raises ValueError for a malformed entry, EntryRefused for one beyond a limit.
+        """
         (path, kind, size, mtime_ns, mode, hsh, blocks, target, version, modified_by,
          deleted, seq) = item
         if not (
@@ -104,14 +129,23 @@ class FileEntry:
             and isinstance(hsh, bytes) and len(hsh) in (0, HASH_LEN)
             and isinstance(blocks, bytes) and len(blocks) % HASH_LEN == 0
             and isinstance(target, str)
-            and isinstance(version, dict) and len(version) <= MAX_VECTOR
-            and all(isinstance(k, str) and len(k) <= 64 and _in_range(v, 0, MAX_COUNTER)
-                    for k, v in version.items())
-            and isinstance(modified_by, str) and len(modified_by) <= 64
+            and isinstance(version, dict)
+            and isinstance(modified_by, str) and len(modified_by) <= MAX_DEVICE_ID
             and isinstance(deleted, bool)
             and _in_range(seq, 0, MAX_INT)
             and kind in (0, 1, 2)
         ):
             raise ValueError("malformed file entry")
+        if len(version) > MAX_VECTOR:
+            raise EntryRefused("vector", f"a version vector of {len(version):,} devices "
+                               f"(at most {MAX_VECTOR})")
+        if not all(isinstance(k, str) and len(k) <= MAX_DEVICE_ID
+                   and _in_range(v, 0, MAX_COUNTER) for k, v in version.items()):
+            raise ValueError("malformed file entry")
+        if len(target) > MAX_TARGET:
+            raise EntryRefused("target", f"a link target longer than {MAX_TARGET} characters")
+        live_file = kind == Kind.FILE and not deleted
+        if len(blocks) != (-(-size // BLOCK_SIZE) * HASH_LEN if live_file else 0):
+            raise EntryRefused("blocks", "a block list that does not match the file's size")
         return cls(path, Kind(kind), size, mtime_ns, mode & 0o777, hsh, blocks, target,
                    version, modified_by, deleted, seq)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
 from app.core.apply import conflict_original as _original_of
 from app.core.apply import is_conflict_copy
+from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
 from app.core.planner import plan_path
@@ -65,6 +67,7 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
     that reason, whatever its state would be otherwise.
     """
     local = {e.path: e for e in index.all_local()}
+    ignore = Ignore(root) if root is not None else None
     failures = index.failures()
     differing = set(index.differing_paths())
     announced = index.remote_version_blobs()
@@ -76,6 +79,9 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
         if path in failures:
             rows.append(_row(e, ERROR, failures[path]))
             continue
+        if ignore is not None and ignore.matches(path):  # indexed before the rules said so
+            rows.append(_ignored_row(root, path, ignore))
+            continue
         rows.append(_local_row(index, e, path in differing, announced.get(path, set()),
                                copies))
     for path in sorted(differing - local.keys()):
@@ -84,7 +90,8 @@ def file_states(index: Index, root: Path | None = None) -> list[dict]:
             rows.append(_row(action.target, ERROR, failures[path]) if path in failures
                         else _row(action.target, REMOTE_CHANGE))
     for path in index.ignored():
-        rows.append(_ignored_row(root, path))
+        if path not in local or local[path].deleted:
+            rows.append(_ignored_row(root, path, ignore))
     rows.sort(key=lambda r: r["path"])
     return rows
 
@@ -102,12 +109,16 @@ def _local_row(index: Index, e: FileEntry, differs: bool, announced: set[bytes],
     return _row(e, LOCAL_CHANGE)
 
 
-def _ignored_row(root: Path | None, path: str) -> dict:
-    size, mtime = 0, 0.0
+def _ignored_row(root: Path | None, path: str, ignore: Ignore | None = None) -> dict:
+    """An ignored path; its `why` names the pattern and the file that ignore it."""
+    size, mtime, is_dir = 0, 0.0, False
     if root is not None:
         try:
             st = os.lstat(root / path)
-            size, mtime = st.st_size, st.st_mtime
+            size, mtime, is_dir = st.st_size, st.st_mtime, stat.S_ISDIR(st.st_mode)
         except OSError:
             pass
-    return {"path": path, "size": size, "hash": "", "mtime": mtime, "state": IGNORED}
+    row = {"path": path, "size": size, "hash": None, "mtime": mtime, "state": IGNORED}
+    if ignore is not None:
+        row["reason"] = row["why"] = ignore.why(path, is_dir)
+    return row

@@ -23,24 +23,26 @@ from pathlib import Path
 
 from app.core import hashing, marker, paths, scanner, versionstore
 from app.core.dirfds import DirFds
-from app.core.ignore import Ignore
-from app.core.index import Index
+from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
+from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
-from app.core.model import MAX_INT, FileEntry, Kind
-from app.core.planner import DELETE, Action, plan_path
+from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
+from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
-from app.net.connection import MAX_DATA_BYTES, MAX_REQ_ITEMS, PeerConnection, ProtocolError
+from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError, well_formed_request
 from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
+REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
+NAMES_KEPT = 1000  # names of devices seen this run, for messages about them once gone
 MID_ROUND_STATE = 5.0  # seconds between state messages while a pull round runs
 CONNECT_TIMEOUT = 5.0
 REDIAL_REFUSED = 60.0  # no redial of an address that refused us sooner (see connect)
@@ -51,6 +53,7 @@ THROTTLED_ALERT = "TLSV1_ALERT_ACCESS_DENIED"
 BUSY_ALERT = "TLSV1_ALERT_USER_CANCELLED"
 FULL_RESCAN_EVERY = 60.0
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
+TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
 
 Event = Callable[[str, dict], None]
@@ -81,13 +84,13 @@ class PeerState:
     state_sent: float = 0.0  # when we last sent it a state message (monotonic)
     sender: asyncio.Task | None = None
     server: asyncio.Task | None = None
-    serve_queue: asyncio.Queue = field(default_factory=asyncio.Queue)
     index_streaming: bool = False  # its last index batch was full: more of it follows
+    refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
 
 
 @dataclass
 class _Assessment:
-    key: tuple  # (index generation, connected peers, ignore patterns, a peer streaming)
+    key: tuple  # (index generation, connected peers, ignore patterns, peers streaming)
     actions: list[Action]
     counts: dict[str, int]  # device -> paths we need from it alone
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
@@ -157,6 +160,7 @@ class Node:
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
+        self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run
         self.puller = Puller(self.root, self.index, self.disk_lock,
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
@@ -258,6 +262,10 @@ class Node:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await task
+        try:
+            await self._cleanup_temps()  # what no later run would resume goes now
+        except Exception:  # noqa: BLE001 - stopping must go on
+            log.exception("removing temp files")
         self.puller.close()
         self.index.close()
 
@@ -274,7 +282,7 @@ class Node:
             self.puller.flush()  # the scan must see the index of what is on disk
             if not await self._check_folder():
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
-            self.ignore.reload_if_changed()
+            await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None)
             if subpaths is None and time.monotonic() >= self._next_prune:
@@ -285,13 +293,56 @@ class Node:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
         if result.changed:
-            if any(e.path == ".p2psyncignore" for e in result.changed):
-                self.ignore.reload_if_changed()
+            if any(e.path == IGNORE_FILE for e in result.changed):
+                await self._reload_ignore()
             log.info("scan: %d local change(s)", len(result.changed))
             self._local_changed.set()
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    async def _reload_ignore(self) -> bool:
+        """Follow a changed .p2psyncignore; say so when it ignores more files than before.
+
+        A peer's `*` would otherwise stop all syncing without a word: one log line and
+        an `ignore_widened` event name whose version of the file it is and how many of
+        the indexed files it now ignores. A full rescan follows, so files the new rules
+        no longer ignore are found and `status` lists the newly ignored ones.
+        """
+        if not self.ignore.reload_if_changed():
+            return False
+        self.request_rescan(None)
+        rules, before_rules = self.ignore.rules, self.ignore.previous
+        files = [p for p, b in self.index.local_brief().items()
+                 if b[1] not in (BRIEF_DELETED, Kind.DIR) and p != IGNORE_FILE]
+        files.append(IGNORE_FILE)  # there, even when edited here and not indexed yet
+        before, after = await asyncio.to_thread(
+            lambda: (count_ignored(before_rules, files), count_ignored(rules, files)))
+        if after <= before:
+            log.info("%s changed: it ignores %d of %d files", IGNORE_FILE, after, len(files))
+            return True
+        by = self._ignore_author()
+        who = "this device" if by == self.device_id else self.device_label(by)
+        message = (f"{who}'s ignore file now ignores {after:,} of {len(files):,} files "
+                   f"(before: {before:,}); those are no longer synced")
+        log.warning("%s (%s: %s)", message, IGNORE_FILE,
+                    ", ".join(rules.lines[:5]) + (", ..." if len(rules.lines) > 5 else ""))
+        self.emit("ignore_widened", {"device_id": by, "name": who, "ignored": after,
+                                     "of": len(files), "before": before,
+                                     "patterns": rules.lines[:50], "message": message})
+        return True
+
+    def _ignore_author(self) -> str:
+        """The device whose version of .p2psyncignore is on disk (this one if edited here)."""
+        entry = self.index.get(IGNORE_FILE)
+        try:
+            st = os.stat(self.root / IGNORE_FILE)
+        except OSError:
+            return self.device_id
+        if entry is not None and not entry.deleted and entry.modified_by and \
+                (entry.size, entry.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return entry.modified_by
+        return self.device_id  # changed here and not indexed yet
 
     def _prune_versions(self) -> None:
         try:
@@ -493,11 +544,6 @@ class Node:
             self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
-        elif t == "req":
-            items = msg.get("items")
-            if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
-                raise ProtocolError("malformed 'req'")
-            peer.serve_queue.put_nowait(items)
         elif t == "role" and self.roles is not None:
             self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
                             conn.address.rpartition(":")[0])
@@ -508,6 +554,9 @@ class Node:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
         peer.sender = self._spawn(self._send_index(peer))
+        self.names[peer.conn.device_id] = peer.conn.info.name
+        if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
+            del self.names[next(iter(self.names))]
 
     def _on_index(self, peer: PeerState, msg: dict) -> None:
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
@@ -519,6 +568,9 @@ class Node:
         for item in entries:
             try:
                 entry = FileEntry.from_wire(item)
+            except EntryRefused as e:
+                self._refused(peer, e.kind, str(e))
+                continue
             except (ValueError, TypeError) as e:
                 raise ProtocolError(f"malformed file entry: {e}") from e
             try:
@@ -527,14 +579,39 @@ class Node:
                         and paths.link_escapes(entry.path, entry.target)):
                     raise paths.BadPath("a link that leads outside the folder")
             except paths.BadPath as e:
-                log.warning("%s announced a path we refuse (%r): %s", peer.conn.info.name,
-                            entry.path[:200], e)
+                if self._refused(peer, "path", "paths we refuse", say=False) \
+                        <= REFUSED_PATHS_LOGGED:
+                    log.warning("%s announced a path we refuse (%r): %s",
+                                peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
-        self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        over = self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        if over:
+            limits = self.index.remote_limits
+            self._refused(peer, "budget", f"more entries than one device may have here "
+                          f"({limits.entries:,} paths, {limits.bytes // 2**20} MiB)", over)
         peer.index_streaming = len(entries) == INDEX_BATCH
         self._pull_wake.set()
         self.changed.set()
+
+    def _refused(self, peer: PeerState, kind: str, what: str, n: int = 1,
+                 say: bool = True) -> int:
+        """Count entries of a peer refused for one limit; say it once per connection.
+
+        Returns how many of that kind were refused so far. Refused entries are not
+        stored, so they are never planned, fetched nor passed on to other devices.
+        """
+        total = peer.refused[kind] = peer.refused.get(kind, 0) + n
+        name = peer.conn.info.name
+        if say and total == n:
+            log.warning("%s announced %s: refused, with any more like it (not stored, not "
+                        "passed on)", name, what)
+            self.emit("entries_refused", {"device_id": peer.conn.device_id, "name": name,
+                                          "limit": kind, "what": what})
+        elif kind == "path" and total == REFUSED_PATHS_LOGGED + 1:
+            log.warning("%s announced more paths we refuse; they are not logged one by one",
+                        name)
+        return total
 
     def _on_state(self, peer: PeerState, msg: dict) -> None:
         if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):
@@ -575,32 +652,47 @@ class Node:
     def _send_state(self, peer: PeerState, need: int | None = None) -> None:
         device = peer.conn.device_id
         peer.state_sent = time.monotonic()
+        # Only the failures that concern its own files (it announced them alive): what
+        # we could not take from a third device, a member's junk above all, is not its
+        # sync's business, and must not make that sync fail.
+        blocked = sorted(self.index.announced_alive(device, list(self.blocked))) \
+            if self.blocked else []
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
             "seen": self.index.remote_state(device)[1],
             "need": self.need_count(device) if need is None else need,
-            "nblocked": len(self.blocked),
-            "blocked": [[p, w] for p, w in sorted(self.blocked.items())][:STATE_BLOCKED_MAX],
+            "nblocked": len(blocked),
+            "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
-        """Answer block requests in order, in their own task, so reading never stalls."""
+        """Answer the peer's block requests in order, in their own task.
+
+        They wait in the connection's bounded queue (see app.net.connection): a peer
+        that asks faster than it reads is slowed down there. After each frame of
+        answers the loop gives way, so one peer that reads as fast as we serve does
+        not keep the other peers (and everything else on the loop) waiting.
+        """
         conn = peer.conn
-        while True:
-            items = await peer.serve_queue.get()
+        conn.on_answering = self._pull_wake.set  # a peer that stalled is asked again
+        while (items := await conn.requests.get()) is not None:
             out: list[list] = []
             size = 0
             with _OpenFiles(self, items) as files:
                 for item in items:
                     answer = files.read_block(item)
-                    out.append([item[0] if isinstance(item, list) and item else 0, answer])
+                    out.append([item[0], answer])
                     size += len(answer) if answer else 0
                     if size >= MAX_DATA_BYTES:
                         await conn.send({"t": "data", "items": out})
                         out, size = [], 0
+                        await asyncio.sleep(0)
+                        if conn.closed.is_set():
+                            return
             if out:
                 await conn.send({"t": "data", "items": out})
+            await asyncio.sleep(0)
 
     # --- pulling ---------------------------------------------------------------------
     def plan(self) -> list[Action]:
@@ -621,7 +713,7 @@ class Node:
         the state messages and `sync`'s polling all ask, several times per change.
         """
         key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
-               self._blocked_gen, any(p.index_streaming for p in self.peers.values()))
+               self._blocked_gen, self._streaming())
         if self._assessed is not None and self._assessed.key == key:
             return self._assessed
         actions: list[Action] = []
@@ -650,8 +742,12 @@ class Node:
         self._assessed = _Assessment(key, actions, counts, held)
         return self._assessed
 
+    def _streaming(self) -> frozenset[str]:
+        """The peers halfway through sending their index."""
+        return frozenset(d for d, p in self.peers.items() if p.index_streaming)
+
     def _guard(self, actions: list[Action], deleting: dict[str, tuple[FileEntry | None, list]],
-               streaming: bool) -> tuple[list[Action], HeldDeletions | None]:
+               streaming: frozenset[str]) -> tuple[list[Action], HeldDeletions | None]:
         """The plan without the deletions the mass-deletion guard holds back, and those."""
         self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
         if not deleting or self.opts.allow_mass_delete:
@@ -659,7 +755,14 @@ class Node:
         if streaming:
             # A peer is halfway through sending its index (a first exchange, or thousands
             # of changes): judge its deletions once they are all here, not 1,000 at a time.
-            return [a for a in actions if a.op != DELETE or a.path in self._approved], None
+            # Only its own: the others' are judged now (a member that never finishes its
+            # index must not hold every deletion of the share back for ever).
+            later = {a.path for a in actions if a.op == DELETE and a.path not in self._approved
+                     and streaming.intersection(a.sources)}
+            actions = [a for a in actions if a.path not in later]
+            deleting = {rel: v for rel, v in deleting.items() if rel not in later}
+            if not deleting:
+                return actions, None
         local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
         return hold_mass_deletions(actions, local, self.index.live_file_count(),
                                    allowed=self._approved)
@@ -700,13 +803,14 @@ class Node:
             return  # nothing is written into a folder that looks unmounted
         actions = self.plan()
         self._report_held()
+        await self._cleanup_temps(actions)  # no round runs now: every temp is at rest
         if not actions:
             self.failures.clear()
             self._set_blocked({})
-            await self._cleanup_temps()
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions)
+        await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)
         if result.done:
@@ -762,16 +866,51 @@ class Node:
         await asyncio.sleep(2)
         self._pull_wake.set()
 
-    async def _cleanup_temps(self) -> None:
-        """Once nothing more can be fetched, no temp file has a transfer left to resume."""
-        if not self.temps and not self.puller.temps:
+    async def _cleanup_temps(self, actions: list[Action] | None = None) -> None:
+        """Remove the temp files no transfer will resume.
+
+        A large file's temp file stays while the plan (`actions`, default: now) would
+        fetch that very version of that path, the fetch is not blocked (a full disk, a
+        refused name), and one of its peers is connected or the file was written within
+        TEMP_KEEP: a short interruption resumes. The rest goes: a version superseded or
+        no longer wanted (fetched elsewhere, deleted, ignored), a transfer whose peers
+        left a day ago, leftovers a scan found; and all of them once nothing is left
+        to fetch. Temp files of transfers running now are never touched.
+        """
+        known = (self.temps | self.puller.temps) - self.puller.active
+        if not known:
+            return
+        keep = self._resumable_temps(self.plan() if actions is None else actions, known)
+        gone = known - keep
+        if not gone:
             return
         async with self.disk_lock:
-            for rel in self.temps | self.puller.temps:
+            for rel in gone - self.puller.active:
                 with contextlib.suppress(OSError, paths.BadPath):
                     os.unlink(paths.safe_join(self.root, rel))
-            self.temps.clear()
-            self.puller.temps.clear()
+                self.temps.discard(rel)
+                self.puller.temps.discard(rel)
+        log.debug("removed %d temp file(s) no transfer will resume", len(gone))
+
+    def _resumable_temps(self, actions: list[Action], known: set[str]) -> set[str]:
+        """Those of the known temp files a planned fetch would resume (see _cleanup_temps)."""
+        keep: set[str] = set()
+        now = time.time()
+        for a in actions:
+            if a.op != FETCH or a.target.size <= BLOCK_SIZE or a.path in self.blocked:
+                continue
+            rel = paths.temp_name_for(a.path, a.target.hash)
+            if rel not in known:
+                continue
+            if any(d in self.peers for d in a.sources):
+                keep.add(rel)
+                continue
+            try:
+                if now - os.lstat(paths.safe_join(self.root, rel)).st_mtime < TEMP_KEEP:
+                    keep.add(rel)
+            except (OSError, paths.BadPath):
+                pass
+        return keep
 
     # --- the mass-deletion guard ------------------------------------------------------
     def held_back(self) -> HeldDeletions | None:
@@ -790,14 +929,16 @@ class Node:
             name = self.peers[device].conn.info.name
         elif self.roles is not None and device in self.roles.election.heard:
             name = self.roles.election.heard[device].name
+        elif device in self.names:  # connected earlier, gone now
+            name = self.names[device]
         short = identity.short_id(device)
         return f"{name} ({short})" if name else f"device {short}"
 
     def _report_held(self) -> None:
         """One log line and one event per change of what is held back (not every round)."""
-        if any(p.index_streaming for p in self.peers.values()):
-            return  # the guard judges a peer's deletions once they are all here
-        held = self.held_back()
+        held = self.held_back()  # a streaming peer's deletions are judged once all are here
+        if held is None and self._streaming():
+            return  # what it said stands until then
         key = held.key() if held is not None else None
         if key == self._held_said:
             return
@@ -879,8 +1020,7 @@ class Node:
         """Until no scan or pull is pending, and no temp file is left behind."""
         while self._pulling or self._pull_wake.is_set() or self._rescan_wake.is_set():
             await asyncio.sleep(0.02)
-        if all(a.path in self.blocked for a in self.plan()):
-            await self._cleanup_temps()
+        await self._cleanup_temps()
 
     def in_sync_with(self, device: str) -> bool:
         peer = self.peers.get(device)
@@ -913,7 +1053,7 @@ class _OpenFiles:
 
     def __init__(self, node: Node, items: list) -> None:
         self.node = node
-        wanted = {i[1] for i in items if _well_formed(i)}
+        wanted = {i[1] for i in items if well_formed_request(i)}
         self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
         self.dirs = DirFds(node.root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
@@ -942,7 +1082,7 @@ class _OpenFiles:
 
     def read_block(self, item) -> bytes | None:
         """One requested block, only from a file we share; None for anything else."""
-        if not _well_formed(item):
+        if not well_formed_request(item):
             return None
         _, rel, offset, size, h = item
         fd = self._file(rel)
@@ -953,22 +1093,24 @@ class _OpenFiles:
         except OSError:
             return None
         if hashing.block_hash(data) != h:
-            # The file changed since we indexed it, in a way its size, mtime and inode do
-            # not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
-            if rel not in self.stale:
-                self.stale.add(rel)
-                self.node.index.set_inode(rel, 0)
-                self.node.request_rescan(rel)
+            self._maybe_stale(rel, offset, h)
             return None
         return data
 
+    def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
+        """The file changed since we indexed it, in a way its size, mtime and inode do
+        not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
 
-def _well_formed(item: object) -> bool:
-    """A block request as the protocol has it: [rid, path, offset, size, hash]."""
-    return (isinstance(item, list) and len(item) == 5 and isinstance(item[0], int)
-            and isinstance(item[1], str) and isinstance(item[2], int) and item[2] >= 0
-            and isinstance(item[3], int) and 0 < item[3] <= 128 * 1024
-            and isinstance(item[4], bytes))
+        Only when the index holds the asked hash at that offset: a request for a hash
+        we never announced proves nothing, and must not make us re-hash the file.
+        """
+        if rel in self.stale or offset % BLOCK_SIZE:
+            return
+        if self.node.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
+            return
+        self.stale.add(rel)
+        self.node.index.set_inode(rel, 0)
+        self.node.request_rescan(rel)
 
 
 def _is_ip(host: str) -> bool:

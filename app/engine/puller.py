@@ -82,6 +82,7 @@ class Puller:
         self._writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="p2psync-write")
         self._reported: dict[str, str] = {}  # path -> the failure last logged
         self.temps: set[str] = set()  # temp files this puller made and did not finish
+        self.active: set[str] = set()  # temp files of transfers running now: never removed
         self._promised = 0  # bytes of files being written now, not on the disk yet
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
 
@@ -306,7 +307,8 @@ class Puller:
         tmp_rel = paths.temp_name_for(a.path, target.hash)
         tmp = paths.safe_join(self.root, tmp_rel)
         fd, existed = _open_temp(tmp)
-        self.temps.add(tmp_rel)  # removed once the folder converged, if never finished
+        self.temps.add(tmp_rel)  # kept for a resume while wanted (Node._cleanup_temps)
+        self.active.add(tmp_rel)
         try:
             st = os.fstat(fd)
             with self._space_for(target.size - min(st.st_blocks * 512, st.st_size)):
@@ -324,6 +326,7 @@ class Puller:
             raise
         finally:
             os.close(fd)
+            self.active.discard(tmp_rel)
         async with self.lock:
             self._put_in_place(a, tmp, full)  # on failure the temp stays, for a resume
             self.temps.discard(tmp_rel)

@@ -22,11 +22,13 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core.apply import is_conflict_copy
+from app.core.ignore import Ignore
 from app.core.index import FAILURES_GEN_KEY, Index
 from app.core.model import Kind
 from app.core.planner import plan_path
@@ -43,7 +45,7 @@ from app.core.states import (
 
 log = logging.getLogger(__name__)
 
-# path, size, mtime (seconds), state, reason ("" unless state is error)
+# path, size, mtime (seconds), state, reason ("" unless state is error or ignored)
 Row = tuple[str, int, float, str, str]
 KNOWN_SCHEMA = 2  # its queries read no column that migration 2 added
 BATCH = 500
@@ -90,6 +92,7 @@ class StateTracker:
         self._remotes: dict[str, tuple[bytes, int]] = {}
         self._copies: dict[str, set[str]] = {}  # original -> its live conflict copies
         self._ignored: set[str] = set()
+        self._ignore: Ignore | None = None  # for the why of ignored rows, made when needed
         self._failures: dict[str, str] = {}
         self._failures_gen: object = None
 
@@ -110,6 +113,7 @@ class StateTracker:
             rows = [_from_state(r) for r in file_states(self.index, self.root)]
             self._rows = {r[0]: r for r in rows}
             return rows
+        self._rules_changed()
         self._local_seq, self._remotes = self._marks()
         local = self._local(None)
         self._copies = {}
@@ -143,6 +147,8 @@ class StateTracker:
             new_rows = self.snapshot()
             changed = [r for r in new_rows if old.get(r[0]) != r]
             return Update(rows=changed, removed=[p for p in old if p not in self._rows])
+        if self._rules_changed():
+            return Update(reset=self.snapshot())
         local_seq, remotes = self._marks()
         todo = set(extra)
         if local_seq != self._local_seq:
@@ -261,6 +267,8 @@ class StateTracker:
         kind, size, mtime_ns, error, deleted, equal, other = info
         if deleted or kind == Kind.DIR:
             return None
+        if self.root is not None and self._rules().matches(path):  # indexed, then ignored
+            return self._ignored_row(path)
         mtime = mtime_ns / 1e9
         if error:
             return (path, size, mtime, ERROR, error)
@@ -278,14 +286,26 @@ class StateTracker:
         return (path, t.size, t.mtime_ns / 1e9, REMOTE_CHANGE, "")
 
     def _ignored_row(self, path: str) -> Row:
-        size, mtime = 0, 0.0
+        size, mtime, why = 0, 0.0, ""
         if self.root is not None:
+            is_dir = False
             try:
                 st = os.lstat(self.root / path)
-                size, mtime = st.st_size, st.st_mtime
+                size, mtime, is_dir = st.st_size, st.st_mtime, stat.S_ISDIR(st.st_mode)
             except OSError:
                 pass
-        return (path, size, mtime, IGNORED, "")
+            why = self._rules().why(path, is_dir)  # "ignored by `build/` in .p2psyncignore"
+        return (path, size, mtime, IGNORED, why)
+
+    def _rules(self) -> Ignore:
+        """The folder's ignore rules, as they were at the last snapshot."""
+        if self._ignore is None:
+            self._ignore = Ignore(self.root)
+        return self._ignore
+
+    def _rules_changed(self) -> bool:
+        """Whether .p2psyncignore changed: then every row is worked out again."""
+        return self.root is not None and self._rules().reload_if_changed()
 
 
 def _from_state(r: dict) -> Row:

@@ -435,6 +435,9 @@ class EngineWorker(QObject):
             elif kind == "auth_refused":  # already rate-limited by the engine's gate
                 text = d.get("text") or f"refused a connection from {d.get('address')}"
                 out.append(Activity(now, "refused", text[:1].upper() + text[1:]))
+            elif kind == "ignore_widened":  # "laptop's ignore file now ignores 500 of 520..."
+                out.append(Activity(now, "error", d["message"][:1].upper() + d["message"][1:]))
+                self.notify.emit("Files no longer synced", d["message"])
             elif kind == "paused":
                 out.append(Activity(now, "paused", "Paused: no more files are fetched"
                                     if d.get("paused") else "Resumed"))

@@ -8,17 +8,30 @@ reason; the node itself keeps running.
 Block requests are batched: every `request_block` made during one turn of the event
 loop goes out in one `req` frame, so 10,000 small files cost a few hundred frames,
 not 10,000 round trips.
+
+The peer's requests wait in a bounded `RequestQueue` until the node serves them. When
+it is full, reading from that peer stops until the node has served some: its next
+frames stay in the socket buffers and TCP slows it down. A member that asks faster
+than it reads costs a bounded queue, never memory without end, and is not dropped.
+
+Our own requests never wait for ever either: a peer that answers none of them for
+REQUEST_STALL seconds (while it answers pings) is taken to have nothing to send.
+Its pending requests resolve to None, and new ones do at once for a back-off that
+doubles each time, so a member that announces files and never sends them cannot
+hold a pull round, and every other peer's files behind it, for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from app.core.model import BLOCK_SIZE, HASH_LEN
 from app.net import framing
 from app.net.handshake import PeerInfo
 from app.net.stream import FrameStream
@@ -29,6 +42,16 @@ PING_INTERVAL = 1.5
 DEAD_AFTER = 6.0
 MAX_REQ_ITEMS = 4096
 MAX_DATA_BYTES = 1024 * 1024  # per `data` frame: small enough to keep the pipeline moving
+# What one peer may have waiting to be served. An honest puller keeps at most a few
+# hundred blocks in flight (puller.MAX_INFLIGHT_BLOCKS plus its small-file batches), so
+# only a peer that asks far faster than it reads ever meets these.
+MAX_QUEUED_ITEMS = 4 * MAX_REQ_ITEMS
+MAX_QUEUED_BYTES = 4 * 1024 * 1024  # the requests themselves (paths, hashes), not the blocks
+MAX_REQ_PATH = 4096  # characters; no path we share is longer (app.core.paths)
+_ITEM_COST = 128  # bytes an item costs beyond its path and hash (list, ints, bookkeeping)
+PONG_UNLESS_BUFFERED = 256 * 1024  # bytes we sent and the peer has not read yet
+REQUEST_STALL = 10.0  # seconds without any answer to pending requests: not answering
+STALL_BACKOFF = (30.0, 600.0)  # not asked again for this long, doubling up to the second
 
 
 class ProtocolError(Exception):
@@ -36,6 +59,92 @@ class ProtocolError(Exception):
 
 
 Handler = Callable[["PeerConnection", dict], Awaitable[None]]
+
+
+def well_formed_request(item: object) -> bool:
+    """A block request as the protocol has it: [rid, path, offset, size, hash]."""
+    return (isinstance(item, list) and len(item) == 5 and type(item[0]) is int
+            and isinstance(item[1], str) and len(item[1]) <= MAX_REQ_PATH
+            and type(item[2]) is int and item[2] >= 0
+            and type(item[3]) is int and 0 < item[3] <= BLOCK_SIZE
+            and isinstance(item[4], bytes) and len(item[4]) == HASH_LEN)
+
+
+class RequestQueue:
+    """The block requests of one peer that wait to be served, bounded in items and bytes.
+
+    `put` waits while the queue is full (one batch always fits an empty queue), so
+    the reader that calls it stops reading from the peer; `get` hands the oldest
+    batch to the node's serving task. A malformed item is kept as `[rid]` only (it
+    is answered with None), so junk inside a request frame is not kept either.
+    After `close` (the connection ended) put drops its batch and get returns None.
+    """
+
+    def __init__(self, max_items: int = MAX_QUEUED_ITEMS,
+                 max_bytes: int = MAX_QUEUED_BYTES) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.items = 0
+        self.bytes = 0
+        self.waiting = False  # a put waits for room: the peer is not being read
+        self.closed = False
+        self._batches: collections.deque[tuple[list, int]] = collections.deque()
+        self._room = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    async def put(self, items: list, on_wait: Callable[[], None] = lambda: None,
+                  on_room: Callable[[], None] = lambda: None) -> None:
+        """Queue one request frame's items; wait while they do not fit.
+
+        `on_wait` is called before waiting and `on_room` once there is room again
+        (the connection stops and resumes reading the socket there).
+        """
+        batch = [i if well_formed_request(i) else [_rid_of(i)] for i in items]
+        cost = sum(_ITEM_COST + (len(i[1]) + len(i[4]) if len(i) == 5 else 0) for i in batch)
+        if self._must_wait(len(batch), cost):
+            on_wait()
+            self.waiting = True
+            try:
+                while self._must_wait(len(batch), cost):
+                    self._room.clear()
+                    await self._room.wait()
+            finally:
+                self.waiting = False
+                on_room()
+        if self.closed:
+            return
+        self._batches.append((batch, cost))
+        self.items += len(batch)
+        self.bytes += cost
+        self._ready.set()
+
+    def _must_wait(self, n: int, cost: int) -> bool:
+        return not self.closed and bool(self._batches) and (
+            self.items + n > self.max_items or self.bytes + cost > self.max_bytes)
+
+    async def get(self) -> list | None:
+        """The next batch; None once the connection has ended."""
+        while not self._batches:
+            if self.closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        batch, cost = self._batches.popleft()
+        self.items -= len(batch)
+        self.bytes -= cost
+        self._room.set()
+        return batch
+
+    def close(self) -> None:
+        self.closed = True
+        self._batches.clear()
+        self.items = self.bytes = 0
+        self._room.set()
+        self._ready.set()
+
+
+def _rid_of(item: object) -> int:
+    return item[0] if isinstance(item, list) and item and type(item[0]) is int else 0
 
 
 class PeerConnection:
@@ -61,6 +170,13 @@ class PeerConnection:
         self._pending: dict[int, asyncio.Future] = {}
         self._req_batch: list[list] = []
         self._last_seen = time.monotonic()
+        self._last_answer = time.monotonic()  # the last data frame, or the first request
+        self._stalled_until = 0.0  # requests fail at once until then (monotonic)
+        self._backoff = STALL_BACKOFF[0]
+        self.on_answering: Callable[[], None] = lambda: None  # asked again after a stall
+        self.requests = RequestQueue()  # the peer's block requests, for the node to serve
+        self._paused_for_requests = False
+        self.stream.lost.add_done_callback(lambda _: self.requests.close())
 
     @property
     def device_id(self) -> str:
@@ -82,9 +198,11 @@ class PeerConnection:
     def request_block(self, path: str, offset: int, size: int, h: bytes) -> asyncio.Future:
         """Ask for one block; resolves to its bytes, or None if the peer lacks it."""
         fut = asyncio.get_running_loop().create_future()
-        if self.closed.is_set():
+        if self.closed.is_set() or time.monotonic() < self._stalled_until:
             fut.set_result(None)
             return fut
+        if not self._pending:
+            self._last_answer = time.monotonic()  # the wait for an answer starts now
         rid = next(self._rids)
         self._pending[rid] = fut
         if not self._req_batch:
@@ -123,7 +241,11 @@ class PeerConnection:
     async def _dispatch(self, msg: dict, handler: Handler) -> None:
         t = msg["t"]
         if t == "ping":
-            self.send_nowait({"t": "pong"})
+            # Not when much of what we sent is still unread: the peer then has frames of
+            # ours to see us by, and a ping flood from a peer that reads nothing cannot
+            # pile pongs up in our memory.
+            if self.stream.transport.get_write_buffer_size() < PONG_UNLESS_BUFFERED:
+                self.send_nowait({"t": "pong"})
             return
         if t == "pong":
             return
@@ -142,7 +264,10 @@ class PeerConnection:
         elif t == "data":
             self._on_data(msg)
             return
-        elif t not in ("index", "state", "req", "role"):
+        elif t == "req":
+            await self._queue_requests(msg)
+            return
+        elif t not in ("index", "state", "role"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
 
@@ -150,6 +275,8 @@ class PeerConnection:
         items = msg.get("items")
         if not isinstance(items, list):
             raise ProtocolError("malformed 'data'")
+        self._last_answer = time.monotonic()
+        self._backoff = STALL_BACKOFF[0]
         for item in items:
             if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
                     and (item[1] is None or isinstance(item[1], bytes))):
@@ -160,9 +287,36 @@ class PeerConnection:
                     self.bytes_in += len(item[1])
                 fut.set_result(item[1])
 
+    async def _queue_requests(self, msg: dict) -> None:
+        """Queue the peer's block requests; while the queue is full, read nothing more."""
+        items = msg.get("items")
+        if not isinstance(items, list) or len(items) > MAX_REQ_ITEMS:
+            raise ProtocolError("malformed 'req'")
+        await self.requests.put(items, self._pause_reading, self._resume_reading)
+        self._last_seen = time.monotonic()  # its pongs waited behind the requests
+
+    def _pause_reading(self) -> None:
+        """Take nothing more in from the socket now, not once the stream's buffer is full."""
+        transport = self.stream.transport
+        if transport.is_reading():
+            transport.pause_reading()
+            self._paused_for_requests = True
+
+    def _resume_reading(self) -> None:
+        """Undo _pause_reading (the stream pauses again itself if its buffer is full)."""
+        transport = self.stream.transport
+        if self._paused_for_requests and not transport.is_closing() \
+                and not transport.is_reading():
+            transport.resume_reading()
+        self._paused_for_requests = False
+
     async def _keepalive(self) -> None:
         while not self.closed.is_set():
             await asyncio.sleep(PING_INTERVAL)
+            if self.requests.waiting:
+                continue  # we are the ones not reading: its silence proves nothing
+            if self._pending and time.monotonic() - self._last_answer > REQUEST_STALL:
+                self._stalled()
             if time.monotonic() - self._last_seen > DEAD_AFTER:
                 self.close_reason = f"no answer for {DEAD_AFTER:.0f} s"
                 self.stream.transport.abort()
@@ -170,11 +324,29 @@ class PeerConnection:
             with contextlib.suppress(Exception):
                 self.send_nowait({"t": "ping"})
 
+    def _stalled(self) -> None:
+        """The peer answers pings but none of our block requests: stop waiting for it."""
+        wait = self._backoff
+        self._backoff = min(self._backoff * 2, STALL_BACKOFF[1])
+        self._stalled_until = time.monotonic() + wait
+        log.warning("%s has answered none of %d block request(s) for %.0f s: not asking it "
+                    "for %.0f s", self.info.name, len(self._pending), REQUEST_STALL, wait)
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_result(None)
+        asyncio.get_running_loop().call_later(wait, self._answering_again)
+
+    def _answering_again(self) -> None:
+        if not self.closed.is_set():
+            self.on_answering()
+
     async def close(self, reason: str = "") -> None:
         if self.closed.is_set():
             return
         self.close_reason = self.close_reason or reason
         self.closed.set()
+        self.requests.close()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_result(None)

@@ -118,3 +118,36 @@ def test_non_utf8_file_does_not_crash(tmp_path):
     (tmp_path / IGNORE_FILE).write_bytes(b"*.log\n\xff\xfe\n")
     ig = Ignore(tmp_path)
     assert ig.matches("a.log")
+
+
+# --- which pattern ignores a path, and how many more a change ignores ----------------------
+def test_why_names_the_deciding_pattern(tmp_path):
+    ig = make(tmp_path, "# build output\n*.log\n!keep.log\nbuild/\n!build/keep.txt\n/secret\n")
+    assert ig.why("app.log") == "ignored by `*.log` in .p2psyncignore"
+    assert ig.why("deep/x.log") == "ignored by `*.log` in .p2psyncignore"
+    assert ig.why("build", is_dir=True) == "ignored by `build/` in .p2psyncignore"
+    # below an ignored directory the directory's pattern decides, whatever follows
+    assert ig.why("build/keep.txt") == "ignored by `build/` in .p2psyncignore"
+    assert ig.why("build/x.log") == "ignored by `build/` in .p2psyncignore"
+    assert ig.why("secret") == "ignored by `/secret` in .p2psyncignore"
+    assert ig.why(".p2psync/versions/a") == "p2psync's own folder (.p2psync) is never synced"
+    assert ig.why(f"d/{TEMP}") == "a temporary file of a transfer"
+    assert ig.rules.pattern_for("keep.log") is None
+    assert ig.why("keep.log") == "ignored (by a pattern since removed from .p2psyncignore)"
+
+
+def test_a_change_keeps_the_previous_rules_to_compare(tmp_path):
+    from app.core.ignore import count_ignored
+
+    files = ["a.txt", "b.log", "src/c.py", "src/d.log", ".p2psyncignore"]
+    ig = make(tmp_path, "*.log\n")
+    assert ig.previous is None
+    assert count_ignored(ig.rules, files) == 2
+    (tmp_path / IGNORE_FILE).write_text("*\n")
+    os.utime(tmp_path / IGNORE_FILE, ns=(1, 1))  # a different stat, whatever the clock
+    assert ig.reload_if_changed()
+    assert count_ignored(ig.previous, files) == 2
+    assert count_ignored(ig.rules, files) == 4  # never the ignore file itself
+    (tmp_path / IGNORE_FILE).write_text("*\n# same rules, other text\n")
+    assert not ig.reload_if_changed()  # the rules did not change
+    assert ig.previous.lines == ["*.log"]
