@@ -10,6 +10,7 @@ itself, with no restart and no temp file left behind. Skips where mounting is re
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import env, p2psync_cmd, start_run, sync, tree, wait_until
+from tests.procs import env, p2psync_cmd, start_run, sync, wait_until
 
 MIB = 1024 * 1024
 
@@ -38,8 +39,18 @@ def small_disk(tmp_path):
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {rel: hashlib.sha256(v).hexdigest() for rel, v in tree(root).items()
-            if isinstance(v, bytes)}
+    """rel -> sha256 of every file at a final path (a temp file is no final path)."""
+    out = {}
+    for dirpath, dirs, names in os.walk(root):
+        if Path(dirpath) == root:
+            dirs[:] = [d for d in dirs if d != ".p2psync"]
+        for n in names:
+            p = Path(dirpath) / n
+            if n.startswith(".p2psync-") or p.is_symlink():
+                continue
+            with contextlib.suppress(FileNotFoundError):  # moved while we read
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 def _status(folder: Path, config: Path) -> dict:
