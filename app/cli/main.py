@@ -21,6 +21,8 @@ EXAMPLES = {
     "sync": "example:\n  p2psync sync --folder ~/Shared --peer 192.168.1.20:22100 --secret KEY",
     "status": "example:\n  p2psync status --folder ~/Shared --json",
     "id": "example:\n  p2psync id",
+    "versions": "example:\n  p2psync versions --folder ~/Shared notes/todo.txt",
+    "restore": "example:\n  p2psync restore --folder ~/Shared notes/todo.txt --at 20261129-101500",
     "gui": "example:\n  p2psync gui --folder ~/Shared",
 }
 
@@ -91,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="one JSON object")
     _verbosity(status)
 
+    vers = sub.add_parser("versions", help="earlier versions kept in .p2psync/versions",
+                          epilog=EXAMPLES["versions"], formatter_class=fmt)
+    vers.add_argument("--folder", type=Path, required=True)
+    vers.add_argument("--config-dir", type=Path)
+    vers.add_argument("path", nargs="?", help="only the versions of this file (relative path)")
+    vers.add_argument("--json", action="store_true", help="one JSON object")
+    _verbosity(vers)
+
+    rest = sub.add_parser("restore", help="put an earlier version of a file back",
+                          epilog=EXAMPLES["restore"], formatter_class=fmt)
+    rest.add_argument("--folder", type=Path, required=True)
+    rest.add_argument("path", help="the file's path, relative to the folder")
+    rest.add_argument("--at", metavar="YYYYMMDD-HHMMSS",
+                      help="the version kept at that time (default: the newest)")
+    _verbosity(rest)
+
     ident = sub.add_parser("id", help="print this device's ID", epilog=EXAMPLES["id"],
                            formatter_class=fmt)
     ident.add_argument("--config-dir", type=Path)
@@ -134,6 +152,10 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         return 0
     if command == "status":
         return _status(args)
+    if command in ("versions", "restore"):
+        from app.cli import versions
+
+        return versions.versions(args) if command == "versions" else versions.restore_one(args)
     if command in ("run", "sync"):
         from app.cli import headless
 

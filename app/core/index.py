@@ -103,6 +103,7 @@ BRIEF_ERROR = -2  # state of an entry with an error set (always worth a closer l
 
 FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could not sync
 FAILURES_GEN_KEY = "sync_failures_gen"
+NAMES_KEY = "device_names"  # meta: JSON {device ID: name} of the devices seen lately
 
 
 @dataclass(frozen=True)
@@ -663,6 +664,28 @@ class Index:
         for path, version in self._db.execute("SELECT path, version FROM remote_files"):
             out.setdefault(path, set()).add(version)
         return out
+
+    # --- names of devices seen (for messages about devices that are not connected)
+
+    @_locked
+    def device_names(self) -> dict[str, str]:
+        try:
+            out = json.loads(self._get_meta(NAMES_KEY) or "{}")
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    @_locked
+    def remember_name(self, device: str, name: str, keep: int = 1000) -> None:
+        """Record a connected device's name (the latest `keep` devices) if it is new."""
+        names = self.device_names()
+        if names.get(device) == name:
+            return
+        names.pop(device, None)
+        names[device] = name
+        while len(names) > keep:  # identities cost a member nothing: keep the latest
+            del names[next(iter(names))]
+        self.set_meta(NAMES_KEY, json.dumps(names))
 
     # --- files that could not be synced (for status and the window)
 

@@ -557,6 +557,8 @@ class Node:
         self.names[peer.conn.device_id] = peer.conn.info.name
         if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
             del self.names[next(iter(self.names))]
+        with contextlib.suppress(sqlite3.Error):  # for `versions` and the like, later
+            self.index.remember_name(peer.conn.device_id, peer.conn.info.name, NAMES_KEPT)
 
     def _on_index(self, peer: PeerState, msg: dict) -> None:
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
