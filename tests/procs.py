@@ -6,6 +6,7 @@ listens on 127.0.0.1 with a free port, and is always stopped by the fixture that
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -138,3 +139,29 @@ def live_node(node: RunNode) -> dict | None:
                        capture_output=True, text=True, env=env(), timeout=20)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)["node"]
+
+
+def status_json(folder: Path, config: Path) -> dict:
+    """What `p2psync status --folder FOLDER --config-dir CONFIG --json` prints."""
+    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
+                                   str(config), "--json"),
+                       capture_output=True, text=True, env=env(), timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+@contextlib.contextmanager
+def tmpfs(mnt: Path, size: str):
+    """A tmpfs of `size` (e.g. "20m") mounted at mnt, unmounted after; skips the test
+    where mounting is refused (not root, no mount)."""
+    import pytest
+
+    mnt.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import random
 import subprocess
@@ -20,23 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import env, p2psync_cmd, start_run, sync, wait_until
+from tests.procs import start_run, status_json, sync, tmpfs, wait_until
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mnt = tmp_path / "B"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "B", "20m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -52,14 +43,6 @@ def _digests(root: Path) -> dict[str, str]:
             with contextlib.suppress(FileNotFoundError):  # moved while we read
                 out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-def _status(folder: Path, config: Path) -> dict:
-    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
-                                   str(config), "--json"),
-                       capture_output=True, text=True, env=env(), timeout=30)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def _temps(root: Path) -> list[Path]:
@@ -89,7 +72,7 @@ def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_di
         assert all(source[rel] == h for rel, h in landed.items()), "a wrong file landed"
         assert _digests(a) == source
         assert _temps(small_disk) == []
-        rows = {f["path"]: f for f in _status(small_disk, tmp_path / "cfgB")["files"]}
+        rows = {f["path"]: f for f in status_json(small_disk, tmp_path / "cfgB")["files"]}
         errors = [f for f in rows.values() if f["state"] == "error"]
         assert errors and all("no space left" in f["why"] for f in errors)
 
@@ -102,7 +85,7 @@ def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_di
             wait_until(lambda: _digests(small_disk) == source, 60, 0.2,
                        f"never converged after the disk grew; log:\n{node_b.log()}")
             wait_until(lambda: not _temps(small_disk), 20, 0.2, "temp files stayed")
-            wait_until(lambda: all(f["state"] == "synced" for f in _status(
+            wait_until(lambda: all(f["state"] == "synced" for f in status_json(
                 small_disk, tmp_path / "cfgB")["files"]), 20, 0.2, "errors stayed listed")
         finally:
             assert node_b.stop() == 0, node_b.log()

@@ -27,7 +27,7 @@ from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
 from app.net import framing
 from tests import hostile
-from tests.procs import RunNode, env, p2psync_cmd, start_run, sync
+from tests.procs import RunNode, env, p2psync_cmd, start_run, sync, tmpfs
 
 MIB = 1024 * 1024
 NODE_FILE = b"content the node shares\n" * 10
@@ -286,16 +286,8 @@ def test_a_member_that_never_finishes_its_index_holds_no_deletion_back(tmp_path,
 @pytest.fixture
 def small_disk(tmp_path):
     """A 30 MiB tmpfs for the node's folder; skips where mounting is refused."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=30m", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "30m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _status(node: RunNode) -> dict:

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 
 from app.core import apply, paths, versionstore
-from tests.integration.test_two_devices import (  # noqa: F401 - run_node is a fixture
+from tests.integration.test_two_devices import (
     HOUR_AGO,
     assert_converged,
     device_id,
     ok_sync,
-    run_node,
     tree,
     versions,
     wait_indexed,
@@ -61,7 +60,7 @@ def assert_versions_fit_and_are_listed(folder: Path) -> list[versionstore.Kept]:
     return listed
 
 
-def test_long_names_update_delete_and_conflict_converge(tmp_path, run_node):  # noqa: F811
+def test_long_names_update_delete_and_conflict_converge(tmp_path, run_node):
     a, b = tmp_path / "A", tmp_path / "B"
     deep = deep_path(tmp_path)
     names = (LONG, deep)

@@ -12,8 +12,6 @@ import re
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_two_devices import (
     HOUR_AGO,
     device_id,
@@ -24,24 +22,11 @@ from tests.integration.test_two_devices import (
     wait_indexed,
     write,
 )
-from tests.procs import start_run, sync, tree, wait_until
+from tests.procs import sync, tree, wait_until
 
 HELD_RX = "held back a mass deletion"
 
 
-@pytest.fixture
-def run_node(tmp_path):
-    """A `run` node on tmp_path/NAME (config tmp_path/cfgNAME); always stopped."""
-    nodes = []
-
-    def start(name: str = "A", *extra: str):
-        node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        assert node.stop() == 0, node.log()
 
 
 def files(folder: Path, n: int, sub: str = "") -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from app.core.modes import UMASK
-from tests.procs import SECRET, env, p2psync_cmd, start_run, sync, tree, wait_until
+from tests.procs import SECRET, env, p2psync_cmd, sync, tree, wait_until
 
 ID_RX = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){4}$")
 STAMP = r"\d{8}-\d{6}"
@@ -31,19 +31,6 @@ HOUR_AGO = time.time() - 3600
 
 
 # --- helpers -----------------------------------------------------------------------------
-@pytest.fixture
-def run_node(tmp_path):
-    """Start a `run` node on tmp_path/NAME once its files are in place; always stopped."""
-    nodes = []
-
-    def start(name: str = "A", *extra: str):
-        node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra)
-        nodes.append(node)
-        return node
-
-    yield start
-    for node in nodes:
-        assert node.stop() == 0, node.log()
 
 
 def ok_sync(tmp_path: Path, node, name: str = "B") -> subprocess.CompletedProcess:
