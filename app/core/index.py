@@ -669,11 +669,7 @@ class Index:
 
     @_locked
     def device_names(self) -> dict[str, str]:
-        try:
-            out = json.loads(self._get_meta(NAMES_KEY) or "{}")
-        except ValueError:
-            return {}
-        return out if isinstance(out, dict) else {}
+        return self._json_meta(NAMES_KEY)
 
     @_locked
     def remember_name(self, device: str, name: str, keep: int = 1000) -> None:
@@ -701,8 +697,12 @@ class Index:
 
     @_locked
     def failures(self) -> dict[str, str]:
+        return self._json_meta(FAILURES_KEY)
+
+    def _json_meta(self, key: str) -> dict:
+        """A dict kept as JSON text in meta; {} when missing or damaged."""
         try:
-            out = json.loads(self._get_meta(FAILURES_KEY) or "{}")
+            out = json.loads(self._get_meta(key) or "{}")
         except ValueError:
             return {}
         return out if isinstance(out, dict) else {}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from app.core.modes import UMASK
-from tests.procs import SECRET, env, p2psync_cmd, sync, tree, wait_until
+from tests.procs import SECRET, env, p2psync_cmd, status_json, sync, tree, wait_until
 
 ID_RX = re.compile(r"^[A-Z2-7]{7}(-[A-Z2-7]{7}){4}$")
 STAMP = r"\d{8}-\d{6}"
@@ -46,12 +45,7 @@ def device_id(config: Path) -> str:
     return out.strip()
 
 
-def status(folder: Path, config: Path) -> dict:
-    r = subprocess.run(p2psync_cmd("status", "--folder", str(folder), "--config-dir",
-                                   str(config), "--json"),
-                       capture_output=True, text=True, env=env(), timeout=30)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+status = status_json  # the name the tests here (and those importing them) use
 
 
 def rows(report: dict) -> dict[str, dict]:
