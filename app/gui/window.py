@@ -39,8 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.states import CONFLICT, ERROR, LOCAL_CHANGE, REMOTE_CHANGE
-from app.core.units import human_size
+from app.core.states import ERROR, IGNORED, LOCAL_CHANGE, REMOTE_CHANGE
 from app.engine.config import Config
 from app.engine.folder import checked_folder
 from app.engine.node import NodeOptions
@@ -50,6 +49,7 @@ from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
 from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
+from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
 
@@ -115,8 +115,7 @@ class MainWindow(QMainWindow):
         self.info: dict = {}
         self.status: dict = {}
         self._incoming_done: dict[str, tuple[int, int]] = {}
-        self._episode_total = 0
-        self._episode_bytes = 0
+        self.summary: Summary | None = None  # every count the window shows, worked out once
         self._rescanning = False
         self._closing = False
         self._after_stop = None
@@ -237,8 +236,8 @@ class MainWindow(QMainWindow):
         ph = self.peers_view.header()
         ph.setStretchLastSection(True)
         fm = self.fontMetrics()
-        samples = ("a long device name (this device)", "ABCDEFG", "192.168.100.200:22100",
-                   "electing", "unreachable: a reason")
+        samples = ("a long device name (this device)", "192.168.100.200:22100", "electing",
+                   "99% · 1023.9 MB to go", "↓ 999.9 MB/s  ↑ 999.9 MB/s")
         for col, sample in enumerate(samples):
             ph.resizeSection(col, fm.horizontalAdvance(sample) + 40)
         peers_box = QWidget()
@@ -395,7 +394,6 @@ class MainWindow(QMainWindow):
         self.status, self.info = {}, {}
         self.held = None
         self.mass_delete_dialog.hide()
-        self._episode_total = self._episode_bytes = 0
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
         w = self.worker
         w.started.connect(self._on_started)
@@ -417,9 +415,8 @@ class MainWindow(QMainWindow):
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
         self.banner.hide()
-        self.progress_label.setText("Reading the folder…")
-        self.progress.setRange(0, 0)
         self.pages.setCurrentIndex(1)
+        self._refresh_overall()
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             a.setEnabled(True)
         self._set_controls(False)
@@ -430,8 +427,6 @@ class MainWindow(QMainWindow):
     def _on_started(self, info: dict) -> None:
         self.info = info
         self._set_controls(True)
-        self.statusBar().showMessage(f"Listening on {info['listen']}  ·  this device: "
-                                     f"{info['device_id']}")
         self._refresh_overall()
 
     def _on_failed(self, message: str) -> None:
@@ -462,11 +457,8 @@ class MainWindow(QMainWindow):
 
     def _on_peers(self, peers: list[dict]) -> None:
         self.conflicts_panel.set_device_names(
-            {p["device_id"][:7]: "this device" if p.get("self") else p["name"] for p in peers})
-        n = sum(1 for p in peers if not p.get("self") and p.get("state") == "connected")
-        self.peers_title.setText(f"<b>Devices</b> ({n} connected)" if n else
-                                 "<b>Devices</b> (waiting for other devices of this share…)")
-        self._refresh_subtitle()
+            {p["device_id"][:7]: p["name"] for p in peers if p.get("device_id")})
+        self._refresh_overall()
 
     def _on_progress(self, progress: dict) -> None:
         self._incoming_done = progress
@@ -495,8 +487,8 @@ class MainWindow(QMainWindow):
 
     def _conflicts_changed(self, copies: list[str]) -> None:
         self.conflicts_panel.set_conflicts(copies)
-        self.tabs.setTabText(1, f"Conflicts ({len(copies)})" if copies else "Conflicts")
         self.tabs.setTabIcon(1, state_icon("conflict") if copies else QIcon())
+        self._refresh_overall()
 
     def _refresh_subtitle(self) -> None:
         if self.folder is None:
@@ -504,73 +496,53 @@ class MainWindow(QMainWindow):
         st = self.status
         role = st.get("role", "electing")
         if role == "server":
-            role_text = "this device is the server"
+            role_text = "the server"
         elif role == "client":
             role_text = f"client of {st.get('server_name') or 'the server'}"
         else:
             role_text = "looking for the share's server…"
-        n = st.get("connected", 0)
-        peers = f"{n} device{'s' if n != 1 else ''} connected" if n else "no other device yet"
-        name = self.info.get("name") or self.config.device_name()
-        self.subtitle.setText(f"{display_path(self.folder)}  ·  {name}: {role_text}  ·  {peers}")
+        connection = self.summary.connection if self.summary else ""
+        name = self.info.get("name") or self.opts.name or self.config.device_name()
+        self.subtitle.setText(f"{display_path(self.folder)}  ·  {name}: {role_text}"
+                              + (f"  ·  {connection}" if connection else ""))
 
-    def _refresh_overall(self) -> None:
+    def counts(self) -> Counts:
+        """The files table's numbers, as every part of the window uses them."""
         m = self.files_model
-        total = m.total_files()
-        unsynced = sum(m.count(s) for s in (LOCAL_CHANGE, REMOTE_CHANGE, CONFLICT, ERROR))
-        self.files_count.setText(f"{total:,} files  ·  {unsynced:,} not synced")
-        if self.worker is None or not self.info:
-            return
-        st = self.status
         held = self.held["deletes"] if self.held and self.held.get("reason") != "unmounted" \
             else 0
-        incoming = max(0, m.count(REMOTE_CHANGE) - held)  # held deletions are not on their way
         done = sum(d for d, _ in self._incoming_done.values())
-        to_go = max(0, m.bytes_in(REMOTE_CHANGE) - done)
-        outgoing = m.count(LOCAL_CHANGE)
-        speed = st.get("rate_in", 0)
-        busy = incoming > 0 or st.get("busy") or self._rescanning
-        if self._rescanning:
+        ignored = m.count(IGNORED)
+        return Counts(
+            files=m.total_files() - ignored,
+            incoming=max(0, m.count(REMOTE_CHANGE) - held),  # held back: not on its way
+            local=m.count(LOCAL_CHANGE), conflicts=len(m.conflict_copies()),
+            errors=m.count(ERROR), ignored=ignored,
+            bytes_total=sum(m.bytes_in(s) for s in m.states()) - m.bytes_in(IGNORED),
+            bytes_to_go=max(0, m.bytes_in(REMOTE_CHANGE) - done))
+
+    def _refresh_overall(self) -> None:
+        """Header, progress bar, tabs, status bar, tray and own row: from one Summary."""
+        running = self.worker is not None
+        s = self.summary = summarize(
+            self.counts(), self.status, self.peers_model.peers(),
+            started=bool(self.info) or not running, rescanning=self._rescanning,
+            held=self.held)
+        self.files_count.setText(s.status)
+        self.tabs.setTabText(1, s.conflicts_tab)
+        self.peers_model.set_own_completion(*s.here)
+        self._refresh_subtitle()
+        if not running:
+            return
+        if s.bar_mode == UNKNOWN:
             self.progress.setRange(0, 0)
-            text = "Sync now: rescanning the folder…"
-        elif busy:
-            # how far this round of syncing got: by bytes (one big file moves the bar
-            # too), by files when what is left is empty files
-            self._episode_total = max(self._episode_total, incoming)
-            self._episode_bytes = max(self._episode_bytes, to_go)
-            self.progress.setRange(0, 1000)
-            if self._episode_bytes:
-                left = to_go / self._episode_bytes
-            else:
-                left = incoming / self._episode_total if self._episode_total else 0
-            self.progress.setValue(int(1000 * (1 - left)))
-            text = f"Syncing: {incoming:,} file{'s' if incoming != 1 else ''} " \
-                   f"({human_size(to_go)}) to go"
-            if speed:
-                text += f"  ·  {human_size(speed)}/s"
-            if st.get("paused"):
-                text = f"Paused  ·  {incoming:,} files ({human_size(to_go)}) waiting"
         else:
-            self._episode_total = self._episode_bytes = 0
             self.progress.setRange(0, 1000)
-            self.progress.setValue(1000)
-            if st.get("connected"):
-                text = "Up to date"
-                if outgoing:
-                    text = f"Sending {outgoing:,} local change{'s' if outgoing != 1 else ''}"
-            else:
-                text = "Waiting for the other devices"
-                if outgoing:
-                    text += f"  ·  {outgoing:,} local change{'s' if outgoing != 1 else ''} " \
-                            "to send"
-        if self.held is not None:
-            text += f"  ·  {self.held['deletes']:,} deletions held back, waiting for your answer"
-        conflicts = m.count(CONFLICT)
-        if conflicts:
-            n = len(m.conflict_copies())
-            text += f"  ·  {n} conflict{'s' if n != 1 else ''} to look at"
-        self.progress_label.setText(text)
-        self.tray.set_state(text)
+            self.progress.setValue(s.bar)
+        self.progress.setEnabled(s.bar_mode != IDLE)  # grey when there is nothing to do
+        self.progress.setToolTip(f"{100 * s.bar // 1000}% of the files here")
+        self.progress_label.setText(s.headline)
+        self.tray.set_state(s.headline)
 
     def show_error(self, message: str) -> None:
         self.banner_text.setText(message)

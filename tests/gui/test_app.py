@@ -162,7 +162,8 @@ def test_first_start_share_peer_sync_touch_and_close(qtbot, tmp_path, make_windo
                 and {row["role"], me_row(w).get("role")} == {"server", "client"})
 
     qtbot.waitUntil(roles_settled, timeout=WAIT)
-    row = w.peers_model.index(w.peers_model.peers().index(peer_row(w, "B")), 3)
+    row = w.peers_model.index(w.peers_model.peers().index(peer_row(w, "B")),
+                              w.peers_model.COL_ROLE)
     assert row.data() in ("server", "client")
     assert me_row(w)["name"] == "my laptop"
     # `p2psync status` asks the window's node, like a `run` node, over the control socket
