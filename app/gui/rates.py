@@ -4,7 +4,9 @@ A connection counts the bytes it moved; the window samples those counters often 
 shows, per device, what moved over the last WINDOW seconds divided by that time. A
 burst shows for WINDOW seconds at most, a steady transfer reads steady, and once
 nothing has moved for WINDOW seconds the speed is exactly zero (no decaying average
-that still says 94 KB/s five seconds after the end). Qt-free, clock passed in.
+that still says 94 KB/s five seconds after the end). Below IDLE_BELOW a direction
+reads zero: the keep-alives a connection exchanges are not a transfer. Qt-free, clock
+passed in.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 
 WINDOW = 3.0  # seconds
+IDLE_BELOW = 1024.0  # bytes/s: keep-alives and state messages (tens of bytes/s) are no transfer
 
 
 class RateMeter:
@@ -35,7 +38,8 @@ class RateMeter:
         span = now - base[0]  # the window, or less for a connection younger than that
         if span <= 0:
             return 0.0, 0.0
-        return (max(0, last[1] - base[1]) / span, max(0, last[2] - base[2]) / span)
+        down, up = max(0, last[1] - base[1]) / span, max(0, last[2] - base[2]) / span
+        return (down if down >= IDLE_BELOW else 0.0, up if up >= IDLE_BELOW else 0.0)
 
     def keep_only(self, keys: set[str]) -> None:
         """Forget the devices no longer connected (a new connection counts from zero)."""

@@ -10,6 +10,7 @@ with `p2psync run`), the last folder and the window's geometry in gui.ini beside
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
 from app.gui.first_run import KeyPanel, SetupPage
+from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
 from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
@@ -120,6 +122,11 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._after_stop = None
         self._key_dialog: KeyDialog | None = None
+        self._joining = False  # a join that has not met its share yet (app.gui.joincheck)
+        self._join_since = 0.0
+        self._join_timer = QTimer(self, singleShot=True)
+        self._join_timer.timeout.connect(self._check_join)
+        self._banner_action = None
         self.held: dict | None = None  # what the mass-deletion guard holds back now
         self.mass_delete_dialog = MassDeleteDialog(self)
         self.mass_delete_dialog.delete_requested.connect(self._delete_held)
@@ -129,7 +136,7 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.files_model = FilesModel(self)
         self.peers_model = PeersModel(self)
-        self.setup_page = SetupPage(self.config.device_name())
+        self.setup_page = SetupPage(opts.name or self.config.device_name())
         self.setup_page.ready.connect(self._setup_ready)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.setup_page)
@@ -212,12 +219,16 @@ class MainWindow(QMainWindow):
         self.banner_text = QLabel(objectName="bannerText")
         self.banner_text.setWordWrap(True)
         self.banner_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner_button = QPushButton(objectName="bannerAction")
+        self.banner_button.hide()
+        self.banner_button.clicked.connect(lambda: self._banner_action and self._banner_action())
         banner_close = QToolButton()
         banner_close.setText("✕")
         banner_close.setAutoRaise(True)
         banner_close.clicked.connect(self.banner.hide)
         banner_row.addWidget(banner_icon)
         banner_row.addWidget(self.banner_text, 1)
+        banner_row.addWidget(self.banner_button)
         banner_row.addWidget(banner_close)
         self.banner.setAutoFillBackground(True)
         pal = self.banner.palette()
@@ -365,7 +376,9 @@ class MainWindow(QMainWindow):
             self.pages.setCurrentIndex(0)
 
     def _setup_ready(self, folder: Path, key: str, name: str) -> None:
-        self.open_share(folder, key, name)
+        joining = key != getattr(self.setup_page, "_new_key", None)  # not "Start a new share"
+        if self.open_share(folder, key, name) and joining:
+            self.settings.setValue("share/joining", str(self.folder))
 
     def open_share(self, folder: Path, secret: str, name: str = "") -> bool:
         try:
@@ -381,6 +394,8 @@ class MainWindow(QMainWindow):
             self.pages.setCurrentIndex(0)
             return False
         self.settings.setValue("share/folder", str(folder))
+        if self.settings.value("share/joining", "", str) not in ("", str(folder)):
+            self.settings.remove("share/joining")  # another folder: that join is over
         self.folder, self.secret = folder, secret
         opts = NodeOptions(
             folder=folder, config=self.config, secret=secret, name=name,
@@ -392,6 +407,7 @@ class MainWindow(QMainWindow):
         self.peers_model.set_peers([])
         self.conflicts_panel.set_conflicts([])
         self.status, self.info = {}, {}
+        self._joining = False  # until this engine has started (_on_started)
         self.held = None
         self.mass_delete_dialog.hide()
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
@@ -428,6 +444,10 @@ class MainWindow(QMainWindow):
         self.info = info
         self._set_controls(True)
         self._refresh_overall()
+        self._joining = self.settings.value("share/joining", "", str) == str(self.folder)
+        if self._joining:
+            self._join_since = time.monotonic()
+            self._join_timer.start(int(JOIN_PATIENCE * 1000) + 100)
 
     def _on_failed(self, message: str) -> None:
         self.show_error(message)
@@ -454,6 +474,8 @@ class MainWindow(QMainWindow):
         self.pause_button.blockSignals(False)
         self._refresh_subtitle()
         self._refresh_overall()
+        if self._joining:
+            self._check_join()
 
     def _on_peers(self, peers: list[dict]) -> None:
         self.conflicts_panel.set_device_names(
@@ -544,10 +566,55 @@ class MainWindow(QMainWindow):
         self.progress_label.setText(s.headline)
         self.tray.set_state(s.headline)
 
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, action: tuple[str, object] | None = None) -> None:
+        """The banner: one message, and at most one button that deals with it."""
         self.banner_text.setText(message)
+        self._banner_action = action[1] if action else None
+        self.banner_button.setText(action[0] if action else "")
+        self.banner_button.setVisible(action is not None)
         self.banner.show()
         log.warning("%s", message)
+
+    # --- a join that meets nobody -----------------------------------------------------
+    def _check_join(self) -> None:
+        if not self._joining or self.worker is None:
+            return
+        if self.status.get("ever_connected"):
+            self._joining = False
+            self._join_timer.stop()
+            self.settings.remove("share/joining")
+            if self._banner_action == self.retype_key:
+                self.banner.hide()
+            return
+        problem = join_problem(self.status, time.monotonic() - self._join_since, JOIN_PATIENCE)
+        if problem and (not self.banner.isVisible() or self.banner_text.text() != problem):
+            self.show_error(problem, ("Type the key again…", self.retype_key))
+
+    def retype_key(self) -> None:
+        """Ask for the share key again, and join with it (same folder, engine restarted)."""
+        dialog = RekeyDialog(self.secret, self)
+        self._rekey_dialog = dialog  # tests reach it here
+        if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.key():
+            return
+        self.rejoin(dialog.key())
+
+    def rejoin(self, key: str) -> None:
+        folder = self.folder
+        if folder is None:
+            return
+        self.opts.secret = None  # the key typed now wins over one given at the start
+
+        def again() -> None:
+            self.banner.hide()
+            if self.open_share(folder, key, self.info.get("name", "")):
+                self.settings.setValue("share/joining", str(self.folder))
+
+        if self.worker is not None and self.worker.is_running():
+            self._after_stop = again
+            self.progress_label.setText("Stopping…")
+            self.worker.stop()
+        else:
+            again()
 
     # --- user actions -------------------------------------------------------------------
     def _set_controls(self, on: bool) -> None:

@@ -298,11 +298,15 @@ class EngineWorker(QObject):
             except Exception:  # noqa: BLE001 - the table misses a beat, the app goes on
                 log.exception("reading file states")
                 update = None
-            if peers_due and completion is not None:
+            if completion is not None and (peers_due or update):
+                # in the same flush as the files: the peers' completion and the table agree
                 try:
-                    self._needs = await asyncio.to_thread(completion.needs, devices)
+                    needs = await asyncio.to_thread(completion.needs, devices)
                 except Exception:  # noqa: BLE001 - the column misses a beat
                     log.exception("reading what the peers lack")
+                    needs = self._needs
+                if needs != self._needs:
+                    self._needs, peers_due = needs, True
             if update:
                 if update.reset is not None:
                     self.files_reset.emit(update.reset)

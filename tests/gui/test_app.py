@@ -48,10 +48,11 @@ def make_window(qtbot, tmp_path):
     windows: list[MainWindow] = []
 
     def make(folder: Path | None = None, secret: str | None = None, name: str | None = "laptop",
-             config: Path | None = None) -> MainWindow:
+             config: Path | None = None, **options) -> MainWindow:
         opts = LaunchOptions(config=Config(config or tmp_path / "cfg-gui"), folder=folder,
-                             secret=secret, name=name, listen=("127.0.0.1", 0),
-                             discovery=False, log_file=tmp_path / "p2psync.log")
+                             secret=secret, name=name, **{
+                                 "listen": ("127.0.0.1", 0), "discovery": False,
+                                 "log_file": tmp_path / "p2psync.log", **options})
         w = MainWindow(opts)
         # not qtbot.addWidget: pytest-qt would delete the window before this fixture
         # has waited for the engine thread to end
