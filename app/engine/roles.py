@@ -92,6 +92,18 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def _dial_host(announced: str, source: str) -> str:
+    """Where to dial a device that says it listens on `announced` (and spoke from `source`).
+
+    Its own word, when it names one address; the address it spoke from when it listens
+    on all of them. A loopback address counts only from a device on this machine.
+    """
+    ip = _ip(announced) if announced not in WILDCARD_HOSTS else None
+    if ip is None or (ip.is_loopback and not (_ip(source) or ip).is_loopback):
+        return source
+    return announced
+
+
 def _interface_ipv4(name: str) -> str | None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
@@ -178,6 +190,8 @@ class Roles:
         if msg["device"] == self.node.device_id or not msg["port"] \
                 or role not in (ELECTING, SERVER, CLIENT):
             return
+        host = msg.get("host")
+        ip = _dial_host(host, ip) if isinstance(host, str) else ip
         self.hints.heard((ip, msg["port"]), msg["device"], role, msg["server"],
                          time.monotonic())
 
@@ -189,8 +203,8 @@ class Roles:
             return
         port = msg.get("port") if isinstance(msg.get("port"), int) else 0
         host = msg.get("host")
-        if isinstance(host, str) and host not in WILDCARD_HOSTS and _ip(host) is not None:
-            ip = host  # where it listens, which may not be where its connection came from
+        if isinstance(host, str):
+            ip = _dial_host(host, ip)  # where it listens, maybe not where it connected from
         server = msg.get("server") if isinstance(msg.get("server"), str) else ""
         name = msg.get("name") if isinstance(msg.get("name"), str) else ""
         since = msg.get("since")
