@@ -104,6 +104,7 @@ class KeyDialog(QDialog):
 
 class MainWindow(QMainWindow):
     closed = Signal()  # the window closed for good (after the engine stopped)
+    summary_changed = Signal(object)  # app.gui.summary.Summary: what every count says now
 
     def __init__(self, opts: LaunchOptions) -> None:
         super().__init__()
@@ -546,6 +547,7 @@ class MainWindow(QMainWindow):
     def _refresh_overall(self) -> None:
         """Header, progress bar, tabs, status bar, tray and own row: from one Summary."""
         running = self.worker is not None
+        before = self.summary
         s = self.summary = summarize(
             self.counts(), self.status, self.peers_model.peers(),
             started=bool(self.info) or not running, rescanning=self._rescanning,
@@ -565,6 +567,8 @@ class MainWindow(QMainWindow):
         self.progress.setToolTip(f"{100 * s.bar // 1000}% of the files here")
         self.progress_label.setText(s.headline)
         self.tray.set_state(s.headline)
+        if s != before:
+            self.summary_changed.emit(s)
 
     def show_error(self, message: str, action: tuple[str, object] | None = None) -> None:
         """The banner: one message, and at most one button that deals with it."""
