@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStyle,
@@ -47,6 +46,7 @@ from app.engine.node import NodeOptions
 from app.errors import P2PError
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
+from app.gui.elide import ElidedLabel
 from app.gui.first_run import KeyPanel, SetupPage
 from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
@@ -162,16 +162,14 @@ class MainWindow(QMainWindow):
         head.addWidget(icon)
         titles = QVBoxLayout()
         titles.setSpacing(0)
-        self.folder_title = QLabel(objectName="folderTitle")
+        self.folder_title = ElidedLabel(objectName="folderTitle")
         font = self.folder_title.font()
         font.setPointSizeF(font.pointSizeF() * 1.45)
         font.setWeight(QFont.Weight.DemiBold)
         self.folder_title.setFont(font)
-        self.subtitle = QLabel(objectName="subtitle")
+        self.subtitle = ElidedLabel(objectName="subtitle")
         self.subtitle.setForegroundRole(self.subtitle.palette().ColorRole.PlaceholderText)
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        for label in (self.folder_title, self.subtitle):  # long paths must not widen the window
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         titles.addWidget(self.folder_title)
         titles.addWidget(self.subtitle)
         head.addLayout(titles, 1)
@@ -313,6 +311,7 @@ class MainWindow(QMainWindow):
         self.files_view.setModel(self.files_model)
         self.files_view.setShowGrid(False)
         self.files_view.setWordWrap(False)
+        self.files_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # folder and name in sight
         self.files_view.setAlternatingRowColors(True)
         self.files_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.files_view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)

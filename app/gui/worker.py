@@ -74,8 +74,9 @@ class EngineWorker(QObject):
     status = Signal(object)  # {"role", "server_name", "paused", "busy", "rate_in", ...}
     activity = Signal(object)  # list of Activity
     notify = Signal(str, str)  # title, message: a conflict or an error, for the tray
-    conflict_sides = Signal(str, object, object)  # copy path, Side of original, of copy
-    resolved = Signal(str, object, str)  # copy path, paths changed, error ("" when done)
+    # copy path, Side of the original, of the copy, (whose each version is: device names)
+    conflict_sides = Signal(str, object, object, object)
+    resolved = Signal(str, object, str, str)  # copy path, paths changed, error, what was done
     sync_done = Signal()  # the rescan of "Sync now" is done; transfers go on
     mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
 
@@ -469,32 +470,53 @@ class EngineWorker(QObject):
         a, b = await asyncio.to_thread(
             lambda: (conflicts.read_side(node.root, c.original),
                      conflicts.read_side(node.root, c.copy)))
-        self.conflict_sides.emit(copy, a, b)
+        self.conflict_sides.emit(copy, a, b, self._whose(node, c))
+
+    def _whose(self, node: Node, c: conflicts.Conflict) -> tuple[str, str]:
+        """The names of the devices that made the version in place and the conflict copy."""
+        entry = node.index.get(c.original)
+        made = entry.modified_by if entry is not None and not entry.deleted else ""
+        return self._device_name(node, made), self._device_name(node, c.device)
+
+    def _device_name(self, node: Node, device: str) -> str:
+        """A device's name from its ID or the 7 characters a conflict copy carries."""
+        if not device:
+            return ""
+        if node.device_id.startswith(device):
+            return node.opts.name
+        known = [*node.peers, *self.book.known, *node.names]
+        if node.roles is not None:
+            known += list(node.roles.election.heard)
+        full = next((d for d in known if d.startswith(device)), None)
+        return self.book.name(node, full) if full else ""
 
     async def _resolve(self, copy: str, how: str) -> None:
         node = self.node
         c = None if node is None else await asyncio.to_thread(conflicts.resolve, node.root, copy)
         if node is None or c is None:
-            self.resolved.emit(copy, [], "not a conflict copy")
+            self.resolved.emit(copy, [], "not a conflict copy", "")
             return
         fn = {"original": conflicts.keep_original, "copy": conflicts.keep_copy,
               "both": conflicts.keep_both}[how]
+        whose = self._whose(node, c)  # before: keeping the copy changes the original
         try:
             async with node.disk_lock:
                 changed = await asyncio.to_thread(fn, node.root, c)
         except (conflicts.ConflictError, OSError, ValueError) as e:
-            self.resolved.emit(copy, [], str(e))
+            self.resolved.emit(copy, [], str(e), "")
             return
         for path in changed:
             node.request_rescan(path)
         self._extra_paths.update(changed)
-        text = {"original": f"Kept {c.original}; the other version went to .p2psync/versions",
-                "copy": f"Kept the other version of {c.original}; the replaced one went to "
-                        ".p2psync/versions",
-                "both": f"Kept both versions of {c.original}: the other one is now "
+        mine, theirs = (f"{n}'s version" if n else v for n, v in zip(
+            whose, ("the version in place", "the conflict copy"), strict=True))
+        text = {"original": f"Kept {mine} of {c.original}; {theirs} went to "
+                            ".p2psync/versions",
+                "copy": f"Kept {theirs} of {c.original}; {mine} went to .p2psync/versions",
+                "both": f"Kept both versions of {c.original}: {theirs} is now "
                         f"{changed[-1].rpartition('/')[2]}"}[how]
         log.info("%s", text)
         self.activity.emit([Activity(time.time(), "conflict", text)])
-        self.resolved.emit(copy, changed, "")
+        self.resolved.emit(copy, changed, "", text)
         self._wake.set()
 

@@ -231,9 +231,17 @@ def test_conflict_is_listed_and_keep_both_works(qtbot, tmp_path, make_window, ru
     assert w.tabs.tabText(1) == "Conflicts (1)"
     assert w.files_model.state_of(copy) == "conflict"
     assert any("Conflict on plan.txt" in line for line in w.activity.lines)
-    # both versions side by side
+    # both versions side by side, each with whose it is and when it was made
     qtbot.waitUntil(lambda: "their version" in panel.this_text.toPlainText()
                     and "my version" in panel.other_text.toPlainText(), timeout=WAIT)
+    qtbot.waitUntil(lambda: "B's version" in panel.this_head.text(), timeout=WAIT)
+    assert re.fullmatch(r"<b>In place</b>: B's version · \d{4}-\d\d-\d\d \d\d:\d\d",
+                        panel.this_head.text())
+    assert panel.other_head.text() == ("<b>Conflict copy</b>: laptop's version · "
+                                       + time.strftime("%Y-%m-%d %H:%M",
+                                                       time.localtime(hour_ago)))
+    assert (panel.keep_this.text(), panel.keep_other.text()) == (
+        "Keep B's version", "Keep laptop's version")
 
     click(qtbot, panel.keep_both)
     kept = c.both_name
@@ -242,6 +250,10 @@ def test_conflict_is_listed_and_keep_both_works(qtbot, tmp_path, make_window, ru
                     timeout=WAIT)
     qtbot.waitUntil(lambda: panel.list.count() == 0, timeout=WAIT)
     assert w.tabs.tabText(1) == "Conflicts"
+    # what was done stays in sight, also once the conflict has left the list
+    assert panel.result.isVisibleTo(panel)
+    assert panel.result.text() == (f"Kept both versions of plan.txt: laptop's version is now "
+                                   f"{kept}")
     qtbot.waitUntil(lambda: w.files_model.state_of(kept) == "synced"
                     and w.files_model.state_of("plan.txt") == "synced"
                     and w.files_model.state_of(copy) is None, timeout=WAIT)
