@@ -75,12 +75,14 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
 def main(args: argparse.Namespace) -> int:
     if not os.environ.get("QT_QPA_PLATFORM"):
         os.environ.pop("QT_QPA_PLATFORM", None)  # an empty value aborts Qt
-    try:
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
-    except ImportError as e:
-        raise P2PError(f"the desktop app needs PySide6 ({e}); install it with "
-                       "`pip install 'p2psync[gui]'`, or use `p2psync run`") from e
+    from app.gui.qtcheck import qt_problem
+
+    problem = qt_problem()  # before Qt can abort the process, or a traceback says it
+    if problem:
+        raise P2PError(problem)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
     import app.gui  # noqa: F401 - applies app.gui.qtfix before any widget exists
     from app.gui.window import MainWindow, app_icon
 
