@@ -101,9 +101,10 @@ def main(args: argparse.Namespace) -> int:
         raise
     window.closed.connect(qt_app.quit)
     window.show()
-    # Ctrl+C / SIGTERM close the window like the user would: the engine stops cleanly.
+    # Ctrl+C / SIGTERM quit like File → Quit (never just to the tray): the engine stops
+    # cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: QTimer.singleShot(0, window.close))
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, window.quit))
     tick = QTimer()  # lets Python run its signal handlers while Qt waits
     tick.start(250)
     tick.timeout.connect(lambda: None)

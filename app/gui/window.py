@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, QUrl, Signal
@@ -44,20 +44,23 @@ from app.engine.config import Config
 from app.engine.folder import checked_folder
 from app.engine.node import NodeOptions
 from app.errors import P2PError
+from app.gui import autostart
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
+from app.gui.dialogs import AboutDialog, SettingsDialog
 from app.gui.elide import ElidedLabel
 from app.gui.first_run import KeyPanel, SetupPage
 from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
+from app.gui.prefs import Prefs
 from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
 
 log = logging.getLogger("p2psync.gui")
 
-DEFAULT_LISTEN = ("0.0.0.0", 22100)  # as `p2psync run` (app.cli.headless)
+LISTEN_HOST = "0.0.0.0"  # as `p2psync run` (app.cli.headless); the port is a setting
 FILTER_DELAY_MS = 250  # typing in the filter box: refilter once the user pauses
 
 
@@ -121,6 +124,8 @@ class MainWindow(QMainWindow):
         self.summary: Summary | None = None  # every count the window shows, worked out once
         self._rescanning = False
         self._closing = False
+        self._quitting = False  # Quit, not a close that may leave it in the tray
+        self._told_tray = False
         self._after_stop = None
         self._key_dialog: KeyDialog | None = None
         self._joining = False  # a join that has not met its share yet (app.gui.joincheck)
@@ -343,11 +348,16 @@ class MainWindow(QMainWindow):
         self.sync_action = QAction("Sync &now", self)
         self.sync_action.setShortcut(QKeySequence.StandardKey.Refresh)
         self.sync_action.triggered.connect(self.sync_now)
+        self.settings_action = QAction("Se&ttings…", self)
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.settings_action.triggered.connect(self.show_settings)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        quit_action.triggered.connect(self.quit)
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             menu.addAction(a)
+        menu.addSeparator()
+        menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(quit_action)
         help_menu = self.menuBar().addMenu("&Help")
@@ -355,6 +365,9 @@ class MainWindow(QMainWindow):
         self.log_action.setEnabled(self.opts.log_file is not None)
         self.log_action.triggered.connect(self.open_log_file)
         help_menu.addAction(self.log_action)
+        self.about_action = QAction("&About p2psync", self)
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.about_action)
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             a.setEnabled(False)
 
@@ -388,6 +401,7 @@ class MainWindow(QMainWindow):
             name = name.strip() or self.opts.name or self.config.device_name()
             if not self.opts.name and name != self.config.device_name():
                 self.config.set_device_name(name)
+            prefs = Prefs.load(self.config)
         except P2PError as e:
             self.setup_page.set_folder(None)
             self.setup_page.show_message(str(e))
@@ -399,8 +413,9 @@ class MainWindow(QMainWindow):
         self.folder, self.secret = folder, secret
         opts = NodeOptions(
             folder=folder, config=self.config, secret=secret, name=name,
-            listen=self.opts.listen or DEFAULT_LISTEN, peers=list(self.opts.peers),
-            discovery=self.opts.discovery, discovery_port=self.opts.discovery_port,
+            listen=self.opts.listen or (LISTEN_HOST, prefs.listen_port),
+            peers=list(self.opts.peers), discovery=self.opts.discovery and prefs.discovery,
+            discovery_port=self.opts.discovery_port,
             watch=True, elect=True, allow_mass_delete=self.opts.allow_mass_delete,
         )
         self.files_model.reset_rows([])
@@ -705,7 +720,79 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.settings.sync()
 
+    # --- Settings and About -----------------------------------------------------------
+    def show_settings(self) -> None:
+        prefs = Prefs.load(self.config)
+        if self.opts.name:
+            prefs.device_name = self.opts.name  # the name this run goes by
+        dialog = SettingsDialog(prefs, start_at_login=autostart.is_enabled(),
+                                tray=self.tray.available,
+                                discovery_port=self.opts.discovery_port, parent=self)
+        self._settings_dialog = dialog  # tests reach it here
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.prefs(), dialog.start_at_login())
+
+    def apply_settings(self, new: Prefs, start_at_login: bool) -> None:
+        """Store the settings; reconnect when the name, port or discovery changed."""
+        stored = Prefs.load(self.config)
+        old = replace(stored, device_name=self.opts.name or stored.device_name)
+        # a --name this run was given, left as it was: not stored for the next runs
+        keep_name = bool(self.opts.name) and new.device_name == self.opts.name
+        try:
+            replace(new, device_name=stored.device_name if keep_name
+                    else new.device_name).save(self.config)
+            if start_at_login != autostart.is_enabled():
+                if start_at_login:
+                    autostart.enable(self.config.dir)
+                else:
+                    autostart.disable()
+        except (P2PError, OSError) as e:
+            self.show_error(f"The settings could not be saved: {e}")
+            return
+        # what this run was told on its command line gives way to what was chosen now
+        if new.device_name != old.device_name:
+            self.opts.name = None
+        if new.listen_port != old.listen_port and self.opts.listen is not None:
+            self.opts.listen = (self.opts.listen[0], new.listen_port)  # same host, new port
+        if new.discovery and not self.opts.discovery:
+            self.opts.discovery = True
+        restart = (new.device_name, new.listen_port, new.discovery) != \
+            (old.device_name, old.listen_port, old.discovery)
+        if restart and self.folder is not None and self.worker is not None:
+            folder, secret = self.folder, self.secret
+            self._after_stop = lambda: self.open_share(folder, secret, new.device_name)
+            self.progress_label.setText("Reconnecting with the new settings…")
+            self.worker.stop()
+
+    def show_about(self) -> None:
+        device = self.info.get("name") or self.opts.name or self.config.device_name()
+        if self.info.get("device_id"):
+            device += f" (device ID {self.info['device_id']})"
+        self._about_dialog = AboutDialog(config_dir=self.config.dir,
+                                         log_file=self.opts.log_file, device=device,
+                                         parent=self)
+        self._about_dialog.show()
+
+    def quit(self) -> None:
+        """Quit for good (File → Quit, the tray's Quit, Ctrl+C): never just to the tray."""
+        self._quitting = True
+        self.close()
+
+    def _to_tray(self) -> bool:
+        """Closing the window hides it when the user asked for that and a tray is there."""
+        return (not self._quitting and self.tray.available
+                and Prefs.load(self.config).close_to_tray)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self._to_tray():
+            event.ignore()
+            self._save_settings()
+            self.hide()
+            if not self._told_tray:
+                self._told_tray = True
+                self.tray.notify("Still syncing", "p2psync keeps the folder in sync; quit "
+                                 "it from this icon's menu")
+            return
         if self.worker is not None and self.worker.is_running():
             if not self._closing:
                 self._closing = True
