@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import time
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QPalette, QTextCursor, QTextFormat
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -123,6 +123,7 @@ class ConflictsPanel(QWidget):
         self._current = ""
         self._names: dict[str, str] = {}  # short device ID -> name
         self._sides: tuple[str, str] = ("", "")  # whose: in place, conflict copy
+        self._texts: tuple[str, str] | None = None  # both texts, while a text pair is shown
         self.list = QListWidget()
         self.list.setObjectName("conflictList")
         self.list.setTextElideMode(Qt.TextElideMode.ElideMiddle)
@@ -247,16 +248,23 @@ class ConflictsPanel(QWidget):
         self.other_caption.setText(_side_caption(other))
         self.this_text.setPlainText(_side_text(this))
         self.other_text.setPlainText(_side_text(other))
-        if conflicts.is_text_pair(this, other):
-            self._mark_differences(this.text, other.text)
+        self._texts = (this.text, other.text) if conflicts.is_text_pair(this, other) else None
+        if self._texts is not None:
+            self._mark_differences(*self._texts)
         self._enable(this.exists or other.exists)
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        """A new palette (the desktop switched to a dark theme): a tint to match it."""
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self._texts is not None:
+            self._mark_differences(*self._texts)
 
     def _mark_differences(self, a: str, b: str) -> None:
         """Tint the lines that differ between the two versions."""
         a_lines, b_lines = a.splitlines(), b.splitlines()
         if len(a_lines) + len(b_lines) > 20_000:  # a huge file: no diff in the GUI thread
             return
-        color = diff_tint(self.this_text.palette())
+        color = diff_tint(self.palette())  # the panel's: its children may not have it yet
         marks: tuple[list[int], list[int]] = ([], [])
         matcher = difflib.SequenceMatcher(None, a_lines, b_lines, autojunk=False)
         for op, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -313,6 +321,7 @@ class ConflictsPanel(QWidget):
                                 "Keep the conflict copy")
 
     def _clear(self) -> None:
+        self._texts = None
         for w in (self.this_caption, self.other_caption):
             w.setText("")
         for edit in (self.this_text, self.other_text):

@@ -663,9 +663,9 @@ def _rate_text(p: dict) -> str:
     if p.get("self") or p.get("state") != "connected":
         return ""
     down, up = p.get("rate_in", 0.0), p.get("rate_out", 0.0)
-    if not down and not up:
-        return ""  # idle: no "0 B/s" that looks like a stalled transfer
-    return f"↓ {human_size(down)}/s  ↑ {human_size(up)}/s"
+    # only what moves: no "0 B/s" that reads like a stalled transfer
+    return "  ".join(f"{arrow} {human_size(rate)}/s" for arrow, rate in (("↓", down), ("↑", up))
+                     if rate)
 
 
 __all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "app_icon", "completion_text",

@@ -202,15 +202,18 @@ class MainWindow(QMainWindow):
         v.addLayout(head)
 
         # overall progress
-        prog = QHBoxLayout()
+        # overall progress: the headline (it wraps: a narrow window loses no word of it)
+        # above a bar as wide as the window
+        self.progress_label = QLabel("Starting…", objectName="progressLabel")
+        self.progress_label.setWordWrap(True)
         self.progress = QProgressBar(objectName="overallProgress")
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(10)
-        self.progress_label = QLabel("Starting…", objectName="progressLabel")
-        self.progress_label.setMinimumWidth(120)
-        prog.addWidget(self.progress_label, 0)
-        prog.addWidget(self.progress, 1)
+        self.progress.setMaximumHeight(8)
+        prog = QVBoxLayout()
+        prog.setSpacing(3)
+        prog.addWidget(self.progress_label)
+        prog.addWidget(self.progress)
         v.addLayout(prog)
 
         # a banner for what went wrong (never a modal box: the window keeps working)
@@ -249,12 +252,17 @@ class MainWindow(QMainWindow):
         self.peers_view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.peers_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         ph = self.peers_view.header()
-        ph.setStretchLastSection(True)
+        ph.setStretchLastSection(True)  # the state, with its reason: what room is left
         fm = self.fontMetrics()
-        samples = ("a long device name (this device)", "192.168.100.200:22100", "electing",
-                   "99% · 1023.9 MB to go", "↓ 999.9 MB/s  ↑ 999.9 MB/s")
-        for col, sample in enumerate(samples):
-            ph.resizeSection(col, fm.horizontalAdvance(sample) + 40)
+        pm = self.peers_model
+        for col in (pm.COL_DEVICE, pm.COL_ADDRESS, pm.COL_ROLE):  # a few short rows
+            ph.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        for col, sample in ((pm.COL_COMPLETION, "99% · 999.9 MB to go"),
+                            (pm.COL_TRANSFER, "↓ 99.9 MB/s  ↑ 99.9 MB/s")):  # steady widths
+            ph.resizeSection(col, fm.horizontalAdvance(sample) + 16)
+        ph.setMinimumSectionSize(fm.horizontalAdvance("server") + 16)
+        row_h = max(fm.height() + 6, 20)
+        self.peers_view.setMinimumHeight(row_h * 4 + 8)  # its header and three devices
         peers_box = QWidget()
         pv = QVBoxLayout(peers_box)
         pv.setContentsMargins(0, 0, 0, 0)
@@ -279,7 +287,6 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 4)
-        row_h = max(fm.height() + 6, 20)
         self.splitter.setSizes([row_h * 5 + 24, 520])  # the devices: a few rows
         v.addWidget(self.splitter, 1)
         # in the status bar: its text changes on every update, and relaying out a label
