@@ -57,13 +57,14 @@ class RekeyDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Type the share key again")
         v = QVBoxLayout(self)
-        text = QLabel("The share key of the device you join: on that device, it is under "
-                      "Share key…")
+        text = QLabel("Type the share key exactly as the device you join shows it (its "
+                      "Share key… button).")
         text.setWordWrap(True)
         v.addWidget(text)
         self.edit = QLineEdit(key, objectName="rekeyEdit")
         self.edit.setFont(key_font(1.2))
         self.edit.setMinimumWidth(self.edit.fontMetrics().horizontalAdvance("M" * 26))
+        self.setMinimumWidth(self.edit.minimumWidth() + 40)
         self.edit.selectAll()
         v.addWidget(self.edit)
         self.warning = QLabel(objectName="rekeyWarning")

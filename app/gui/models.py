@@ -635,17 +635,16 @@ def when_text(t: float, now: float | None = None) -> str:
 
 
 def state_text(p: dict) -> str:
+    """The state, when a device that is not connected was last seen, and why, in full."""
     state, reason = p.get("state", ""), p.get("reason", "")
-    if state == "offline":
-        parts = ["offline"]
-        if p.get("last_seen"):
-            parts.append(f"last seen {when_text(p['last_seen'])}")
-        if reason:
-            parts.append(reason)
-        return " · ".join(parts)
-    if state == "connecting":
-        return "connecting…"
-    return f"{state}: {reason}" if reason else state
+    if state in ("connected", "refused"):
+        return f"{state}: {reason}" if reason else state
+    parts = ["connecting…" if state == "connecting" else state]
+    if p.get("last_seen"):
+        parts.append(f"last seen {when_text(p['last_seen'])}")
+    if reason:
+        parts.append(reason)
+    return " · ".join(parts)
 
 
 def completion_text(p: dict) -> str:

@@ -109,7 +109,7 @@ class PeerBook:
             rows.append({"key": f"address {address}", "device_id": "", "name": address,
                          "address": address, "role": "",
                          "state": REFUSED if failure.refused else UNREACHABLE,
-                         "reason": failure.text.removeprefix(f"{address}: "),
+                         "reason": _reason(failure.text, address),
                          "last_seen": 0.0})
         for r in node.refused_sources():  # strangers turned away: who, and why
             rows.append({"key": f"refused {r['address']}", "device_id": "",
@@ -139,7 +139,7 @@ class PeerBook:
         failure = failures.get(addr) if addr else None
         if failure is not None and failure.at >= k.last_seen:
             state = REFUSED if failure.refused else UNREACHABLE
-            reason = failure.text.removeprefix(f"{k.address}: ")
+            reason = _reason(failure.text, k.address)
         elif roles is not None and ((addr is not None and roles.dialing(addr))
                                     or device in roles.election.alive(time.monotonic())):
             state, reason = CONNECTING, ""
@@ -157,6 +157,12 @@ class PeerBook:
             row.update(need_files=need.files, need_bytes=need.bytes,
                        complete=need.fraction)
         return row
+
+
+def _reason(text: str, address: str) -> str:
+    """A dial failure as the row says it: without the address (the row shows it) nor the
+    command-line hint, which means nothing in the window."""
+    return text.removeprefix(f"{address}: ").replace(" (wrong --secret)", "")
 
 
 def _split(address: str) -> tuple[str, int] | None:
