@@ -71,7 +71,9 @@ class EngineWorker(QObject):
     files_update = Signal(object, object)  # changed rows, removed paths
     progress = Signal(object)  # {path: (bytes done, size)} of files coming in now
     peers = Signal(object)  # list of dicts, this device first
-    status = Signal(object)  # {"role", "server_name", "paused", "busy", "rate_in", ...}
+    # {"role", "server_name", "paused", "busy", "connected", "rate_in", "rate_out",
+    #  "ever_connected" (a device of the share was ever met), "refused_us" (addresses), ...}
+    status = Signal(object)
     activity = Signal(object)  # list of Activity
     notify = Signal(str, str)  # title, message: a conflict or an error, for the tray
     # copy path, Side of the original, of the copy, (whose each version is: device names)
@@ -340,8 +342,7 @@ class EngineWorker(QObject):
                 "connected": len(node.peers), "rate_in": round(sum(r[0] for r in rates)),
                 "rate_out": round(sum(r[1] for r in rates)),
                 "ever_connected": self._ever_connected,
-                "refused_us": sorted(f"{h}:{p}" for (h, p), f in failures if f.refused),
-                "unreachable": sorted(f"{h}:{p}" for (h, p), f in failures if not f.refused)}
+                "refused_us": sorted(f"{h}:{p}" for (h, p), f in failures if f.refused)}
 
     def _describe(self, node: Node, events: list[tuple[str, dict]]) -> list[Activity]:
         now = time.time()
