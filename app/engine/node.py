@@ -529,8 +529,23 @@ class Node:
             role = c.info.extra.get("role", "server")
         if role == "oneshot":
             role = "client"
-        return {"device_id": c.device_id, "name": c.info.name, "address": c.address,
+        return {"device_id": c.device_id, "name": c.info.name,
+                "address": self.listening_address(c.device_id) or c.address.rpartition(":")[0],
                 "role": role, "state": "connected"}
+
+    def listening_address(self, device: str) -> str:
+        """Where a device accepts connections, "HOST:PORT"; "" when unknown or nowhere.
+
+        Not the address its connection to us came from: that carries a random outgoing
+        port, and maybe an interface it does not listen on.
+        """
+        heard = self.roles.election.heard.get(device) if self.roles is not None else None
+        if heard is not None and heard.address:
+            return f"{heard.address[0]}:{heard.address[1]}"
+        peer = self.peers.get(device)
+        if peer is not None and peer.conn.outgoing:
+            return peer.conn.address
+        return ""
 
     # --- messages --------------------------------------------------------------------
     async def _on_message(self, conn: PeerConnection, msg: dict) -> None:

@@ -21,14 +21,25 @@ On the election's answer:
 
 A server that must step down (a better-ranked server appeared) waits until its
 puller is idle, so a role never changes in the middle of a transfer.
+
+Addresses: a node tells (announcement, hello, `role`) the host it listens on when that
+is one address rather than all of them, and LAN announcements go out only on the
+interfaces that address is on. A peer is then dialled where it listens, never at the
+source address of a connection it made (its outgoing port, or another interface of its
+machine), which it may not accept connections on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import ipaddress
 import logging
+import socket
+import struct
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.errors import RefusedError
@@ -53,6 +64,70 @@ TICK = 0.1
 SEED_REDIAL = 5.0
 STEP_DOWN_PATIENCE = 15.0  # longest a server waits for work in flight before stepping down
 ONESHOT = "oneshot"  # role of a `sync` that joins for one exchange, outside the election
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+FAILURES_KEPT = 64  # dial failures remembered for the window (seeds, servers, refusals)
+_SIOCGIFADDR = 0x8915
+
+
+@dataclass(frozen=True)
+class DialFailure:
+    """Why the last dial to one address failed, for the window and `status`."""
+
+    text: str  # one sentence: the address and why
+    refused: bool  # it answered, and refused our share key (or locked us out)
+    at: float  # wall-clock time
+
+
+def listening_host(listen_address: tuple[str, int] | None) -> str:
+    """The one host a node listens on, or "" when it listens on every address."""
+    if listen_address is None or listen_address[0] in WILDCARD_HOSTS:
+        return ""
+    return listen_address[0]
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _dial_host(announced: str, source: str) -> str:
+    """Where to dial a device that says it listens on `announced` (and spoke from `source`).
+
+    Its own word, when it names one address; the address it spoke from when it listens
+    on all of them. A loopback address counts only from a device on this machine.
+    """
+    ip = _ip(announced) if announced not in WILDCARD_HOSTS else None
+    if ip is None or (ip.is_loopback and not (_ip(source) or ip).is_loopback):
+        return source
+    return announced
+
+
+def _interface_ipv4(name: str) -> str | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            raw = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(raw[20:24])
+
+
+def targets_for(targets: list[tuple[str, str]], host: str) -> list[tuple[str, str]]:
+    """The broadcast targets (interface, address) through which `host` can be reached.
+
+    Announcing on an interface the node does not listen on makes the devices there dial
+    an address that refuses them: a loopback-only node announces on loopback only, a
+    node bound to one LAN address only on that address's interface.
+    """
+    ip = _ip(host) if host else None
+    if ip is None:
+        return targets
+    if ip.is_loopback:
+        return [t for t in targets if (a := _ip(t[1])) is not None and a.is_loopback]
+    lan = [t for t in targets if (a := _ip(t[1])) is not None and not a.is_loopback]
+    mine = [t for t in lan if t[0] == "env" or _interface_ipv4(t[0]) == host]
+    return mine or lan
 
 
 class Roles:
@@ -65,7 +140,7 @@ class Roles:
         self.seeds = list(seeds)
         self.hints = HintBook()  # addresses LAN announcements told us of, unverified
         self._dialing: set[tuple[str, int]] = set()
-        self._dial_errors: dict[tuple[str, int], str] = {}
+        self.dial_failures: dict[Address, DialFailure] = {}  # the last failure of each
         self._seed_dialed: dict[tuple[str, int], float] = {}
         self._step_down_since: float | None = None
         self._task: asyncio.Task | None = None
@@ -77,6 +152,8 @@ class Roles:
         if self.discovery is not None:
             try:
                 await self.discovery.start()
+                self.discovery.targets = targets_for(
+                    self.discovery.targets, listening_host(self.node.listen_address))
                 log.info("LAN discovery on UDP port %d via %s", self.discovery.port,
                          self.discovery.where())
             except OSError as e:
@@ -101,6 +178,7 @@ class Roles:
         addr = e.server_address() if e.role == CLIENT else None
         return {"device": self.node.device_id, "name": self.node.opts.name,
                 "port": self.node.listen_address[1] if self.node.listen_address else 0,
+                "host": listening_host(self.node.listen_address),
                 "role": e.role, "server": e.server if e.role == CLIENT else "",
                 "since": e.me_since,
                 "server_addr": list(addr) if addr else []}
@@ -112,6 +190,8 @@ class Roles:
         if msg["device"] == self.node.device_id or not msg["port"] \
                 or role not in (ELECTING, SERVER, CLIENT):
             return
+        host = msg.get("host")
+        ip = _dial_host(host, ip) if isinstance(host, str) else ip
         self.hints.heard((ip, msg["port"]), msg["device"], role, msg["server"],
                          time.monotonic())
 
@@ -122,6 +202,9 @@ class Roles:
                 or role not in (ELECTING, SERVER, CLIENT)):
             return
         port = msg.get("port") if isinstance(msg.get("port"), int) else 0
+        host = msg.get("host")
+        if isinstance(host, str):
+            ip = _dial_host(host, ip)  # where it listens, maybe not where it connected from
         server = msg.get("server") if isinstance(msg.get("server"), str) else ""
         name = msg.get("name") if isinstance(msg.get("name"), str) else ""
         since = msg.get("since")
@@ -235,6 +318,10 @@ class Roles:
     def _connected_to(self, addr: tuple[str, int]) -> bool:
         return any(p.conn.address == f"{addr[0]}:{addr[1]}" for p in self.node.peers.values())
 
+    def dialing(self, addr: Address) -> bool:
+        """Whether a dial to this address is in flight now."""
+        return addr in self._dialing
+
     def _dial_soon(self, addr: tuple[str, int], *, hint: bool = False) -> None:
         if addr in self._dialing or self._connected_to(addr):
             return
@@ -248,21 +335,31 @@ class Roles:
 
         try:
             await self.node.connect(*addr)
-            self._dial_errors.pop(addr, None)
+            self.dial_failures.pop(addr, None)
             if hint:
                 self.hints.succeeded(addr, time.monotonic())
         except (ConnectFailure, RefusedError) as e:
+            refused = isinstance(e, RefusedError)
             if hint:
                 self._hint_failed(addr, e)
+                if refused:
+                    self._failed(addr, DialFailure(str(e), True, time.time()))
                 return
-            if self._dial_errors.get(addr) != str(e):
-                self._dial_errors[addr] = str(e)
+            said = self.dial_failures.get(addr)
+            self._failed(addr, DialFailure(str(e), refused, time.time()))
+            if said is None or said.text != str(e):
                 log.warning("cannot reach %s (will retry)", e)
             await asyncio.sleep(0.5)
         finally:
             self._dialing.discard(addr)
             if hint:
                 self.hints.in_flight.discard(addr)  # also when cancelled
+
+    def _failed(self, addr: Address, failure: DialFailure) -> None:
+        self.dial_failures.pop(addr, None)
+        self.dial_failures[addr] = failure  # the latest last
+        while len(self.dial_failures) > FAILURES_KEPT:
+            del self.dial_failures[next(iter(self.dial_failures))]
 
     def _hint_failed(self, addr: tuple[str, int], e: Exception) -> None:
         refused = isinstance(e, RefusedError)

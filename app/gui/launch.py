@@ -75,12 +75,14 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
 def main(args: argparse.Namespace) -> int:
     if not os.environ.get("QT_QPA_PLATFORM"):
         os.environ.pop("QT_QPA_PLATFORM", None)  # an empty value aborts Qt
-    try:
-        from PySide6.QtCore import QTimer
-        from PySide6.QtWidgets import QApplication
-    except ImportError as e:
-        raise P2PError(f"the desktop app needs PySide6 ({e}); install it with "
-                       "`pip install 'p2psync[gui]'`, or use `p2psync run`") from e
+    from app.gui.qtcheck import qt_problem
+
+    problem = qt_problem()  # before Qt can abort the process, or a traceback says it
+    if problem:
+        raise P2PError(problem)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
     import app.gui  # noqa: F401 - applies app.gui.qtfix before any widget exists
     from app.gui.window import MainWindow, app_icon
 
@@ -99,9 +101,10 @@ def main(args: argparse.Namespace) -> int:
         raise
     window.closed.connect(qt_app.quit)
     window.show()
-    # Ctrl+C / SIGTERM close the window like the user would: the engine stops cleanly.
+    # Ctrl+C / SIGTERM quit like File → Quit (never just to the tray): the engine stops
+    # cleanly.
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: QTimer.singleShot(0, window.close))
+        signal.signal(sig, lambda *_: QTimer.singleShot(0, window.quit))
     tick = QTimer()  # lets Python run its signal handlers while Qt waits
     tick.start(250)
     tick.timeout.connect(lambda: None)

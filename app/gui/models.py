@@ -290,6 +290,10 @@ class FilesModel(QAbstractTableModel):
     def total_files(self) -> int:
         return len(self._by_path)
 
+    def states(self) -> list[str]:
+        """The states some row has or had (their counts may be 0)."""
+        return list(self._count)
+
     def count(self, state: str) -> int:
         return self._count.get(state, 0)
 
@@ -518,13 +522,16 @@ class FilesModel(QAbstractTableModel):
 
 # --- peers -------------------------------------------------------------------------
 class PeersModel(QAbstractTableModel):
-    """This device and every device seen or connected, one row each."""
+    """This device and every device seen or connected, one row each (app.gui.peerrows)."""
 
-    HEADERS = ("Device", "ID", "Address", "Role", "State", "Transfer")
+    # the state last: it stretches, so a long reason has the room the window has
+    HEADERS = ("Device", "Address", "Role", "Completion", "Transfer", "State")
+    COL_DEVICE, COL_ADDRESS, COL_ROLE, COL_COMPLETION, COL_TRANSFER, COL_STATE = range(6)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self._rows: list[dict] = []
+        self._own: tuple[int, int, float] | None = None  # files, bytes to go, fraction
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -551,18 +558,17 @@ class PeersModel(QAbstractTableModel):
 
     def _value(self, p: dict, col: int, role):
         if role == DISPLAY:
-            if col == 0:
+            if col == self.COL_DEVICE:
                 return f"{p['name']} (this device)" if p.get("self") else p["name"]
-            if col == 1:
-                return p["device_id"][:7]
-            if col == 2:
+            if col == self.COL_ADDRESS:
                 return p.get("address", "")
-            if col == 3:
+            if col == self.COL_ROLE:
                 return p.get("role") or ""
-            if col == 4:
-                state = p.get("state", "")
-                return f"{state}: {p['reason']}" if p.get("reason") else state
-            if col == 5:
+            if col == self.COL_STATE:
+                return state_text(p)
+            if col == self.COL_COMPLETION:
+                return completion_text(p)
+            if col == self.COL_TRANSFER:
                 return _rate_text(p)
             return None
         if role == DECORATION and col == 0:
@@ -571,14 +577,14 @@ class PeersModel(QAbstractTableModel):
             state = p.get("state", "")
             if state == "connected":
                 return state_icon("peer_online")
-            if state in ("connecting", "seen"):
+            if state == "connecting":
                 return state_icon("peer_connecting")
             return state_icon("peer_offline")
         if role == TOOLTIP:
-            if col == 1:
-                return p["device_id"]
-            if col == 4 and p.get("reason"):
-                return p["reason"]
+            if col == self.COL_DEVICE and p.get("device_id"):
+                return f"{p['name']}\ndevice ID {p['device_id']}"
+            if col == self.COL_STATE:
+                return state_text(p)
             return None
         if role == ROW_ROLE:
             return p
@@ -586,15 +592,25 @@ class PeersModel(QAbstractTableModel):
 
     def set_peers(self, peers: list[dict]) -> None:
         """The whole list (it is short); rows keep their place when only values change."""
-        if [p["device_id"] for p in peers] == [p["device_id"] for p in self._rows]:
+        if self._own is not None:
+            peers = [dict(p, need_files=self._own[0], need_bytes=self._own[1],
+                          complete=self._own[2]) if p.get("self") else p for p in peers]
+        if [_peer_key(p) for p in peers] == [_peer_key(p) for p in self._rows]:
             if peers != self._rows:
                 self._rows = peers
                 self.dataChanged.emit(self.index(0, 0),
-                     self.index(len(peers) - 1, len(self.HEADERS) - 1))
+                                      self.index(len(peers) - 1, len(self.HEADERS) - 1))
             return
         self.beginResetModel()
         self._rows = peers
         self.endResetModel()
+
+    def set_own_completion(self, files: int, nbytes: int, fraction: float) -> None:
+        """This device's own row: what it still needs, as the progress bar says."""
+        own = (files, nbytes, fraction)
+        if own != self._own:
+            self._own = own
+            self.set_peers(self._rows)
 
     def peer(self, device_id: str) -> dict | None:
         return next((p for p in self._rows if p["device_id"] == device_id), None)
@@ -603,12 +619,53 @@ class PeersModel(QAbstractTableModel):
         return list(self._rows)
 
 
+def _peer_key(p: dict) -> str:
+    return p.get("key") or p["device_id"]
+
+
+def when_text(t: float, now: float | None = None) -> str:
+    """A past moment as people say it: 14:02 today, "yesterday 14:02", else the date."""
+    now = time.time() if now is None else now
+    day, today = time.localtime(t), time.localtime(now)
+    if day[:3] == today[:3]:
+        return time.strftime("%H:%M", day)
+    if day[:3] == time.localtime(now - 86400)[:3]:
+        return time.strftime("yesterday %H:%M", day)
+    return time.strftime("%Y-%m-%d %H:%M", day)
+
+
+def state_text(p: dict) -> str:
+    """The state, when a device that is not connected was last seen, and why, in full."""
+    state, reason = p.get("state", ""), p.get("reason", "")
+    if state in ("connected", "refused"):
+        return f"{state}: {reason}" if reason else state
+    parts = ["connecting…" if state == "connecting" else state]
+    if p.get("last_seen"):
+        parts.append(f"last seen {when_text(p['last_seen'])}")
+    if reason:
+        parts.append(reason)
+    return " · ".join(parts)
+
+
+def completion_text(p: dict) -> str:
+    if "complete" not in p:
+        return ""
+    files, nbytes = p.get("need_files", 0), p.get("need_bytes", 0)
+    if not files:
+        return "100%"
+    pct = min(99, int(p["complete"] * 100))  # 100% only when nothing is left
+    left = human_size(nbytes) if nbytes else f"{files:,} file{'s' if files != 1 else ''}"
+    return f"{pct}% · {left} to go"
+
+
 def _rate_text(p: dict) -> str:
     if p.get("self") or p.get("state") != "connected":
         return ""
     down, up = p.get("rate_in", 0.0), p.get("rate_out", 0.0)
-    return f"↓ {human_size(down)}/s  ↑ {human_size(up)}/s"
+    # only what moves: no "0 B/s" that reads like a stalled transfer
+    return "  ".join(f"{arrow} {human_size(rate)}/s" for arrow, rate in (("↓", down), ("↑", up))
+                     if rate)
 
 
-__all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "app_icon", "human_size",
-           "human_time", "state_icon"]
+__all__ = ["FilesModel", "PeersModel", "QPersistentModelIndex", "app_icon", "completion_text",
+           "human_size", "human_time", "state_icon", "state_text", "when_text"]

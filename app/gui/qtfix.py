@@ -1,6 +1,7 @@
 """A work-around for a reference-counting bug of the Qt binding, applied once at import.
 
-PySide6 6.12.0 on Python 3.11 (constraints.txt pins 6.11.3, which is sound) returns
+PySide6 6.12.0 on Python 3.11 (pyproject.toml asks for <6.12, constraints.txt pins
+6.11.3, which is sound) returns
 `None` from every void C++ method (`setText`, `beginResetModel`, `processEvents` ...)
 and `True` from `SignalInstance.emit()`
 without taking a new reference. Each such call lowers the singleton's reference

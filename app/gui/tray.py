@@ -25,7 +25,7 @@ class Tray(QObject):
         sync = QAction("Sync now", menu)
         sync.triggered.connect(window.sync_now)
         quit_ = QAction("Quit", menu)
-        quit_.triggered.connect(window.close)
+        quit_.triggered.connect(window.quit)
         for a in (show, sync):
             menu.addAction(a)
         menu.addSeparator()

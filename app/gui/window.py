@@ -10,7 +10,8 @@ with `p2psync run`), the last folder and the window's geometry in gui.ini beside
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, QUrl, Signal
@@ -27,7 +28,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QStackedWidget,
     QStyle,
@@ -39,23 +39,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.states import CONFLICT, ERROR, LOCAL_CHANGE, REMOTE_CHANGE
-from app.core.units import human_size
+from app.core.states import ERROR, IGNORED, LOCAL_CHANGE, REMOTE_CHANGE
 from app.engine.config import Config
 from app.engine.folder import checked_folder
 from app.engine.node import NodeOptions
 from app.errors import P2PError
+from app.gui import autostart
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
+from app.gui.dialogs import AboutDialog, SettingsDialog
+from app.gui.elide import ElidedLabel
 from app.gui.first_run import KeyPanel, SetupPage
+from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
+from app.gui.prefs import Prefs
+from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
 
 log = logging.getLogger("p2psync.gui")
 
-DEFAULT_LISTEN = ("0.0.0.0", 22100)  # as `p2psync run` (app.cli.headless)
+LISTEN_HOST = "0.0.0.0"  # as `p2psync run` (app.cli.headless); the port is a setting
 FILTER_DELAY_MS = 250  # typing in the filter box: refilter once the user pauses
 
 
@@ -102,6 +107,7 @@ class KeyDialog(QDialog):
 
 class MainWindow(QMainWindow):
     closed = Signal()  # the window closed for good (after the engine stopped)
+    summary_changed = Signal(object)  # app.gui.summary.Summary: what every count says now
 
     def __init__(self, opts: LaunchOptions) -> None:
         super().__init__()
@@ -115,12 +121,18 @@ class MainWindow(QMainWindow):
         self.info: dict = {}
         self.status: dict = {}
         self._incoming_done: dict[str, tuple[int, int]] = {}
-        self._episode_total = 0
-        self._episode_bytes = 0
+        self.summary: Summary | None = None  # every count the window shows, worked out once
         self._rescanning = False
         self._closing = False
+        self._quitting = False  # Quit, not a close that may leave it in the tray
+        self._told_tray = False
         self._after_stop = None
         self._key_dialog: KeyDialog | None = None
+        self._joining = False  # a join that has not met its share yet (app.gui.joincheck)
+        self._join_since = 0.0
+        self._join_timer = QTimer(self, singleShot=True)
+        self._join_timer.timeout.connect(self._check_join)
+        self._banner_action = None
         self.held: dict | None = None  # what the mass-deletion guard holds back now
         self.mass_delete_dialog = MassDeleteDialog(self)
         self.mass_delete_dialog.delete_requested.connect(self._delete_held)
@@ -130,7 +142,7 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.files_model = FilesModel(self)
         self.peers_model = PeersModel(self)
-        self.setup_page = SetupPage(self.config.device_name())
+        self.setup_page = SetupPage(opts.name or self.config.device_name())
         self.setup_page.ready.connect(self._setup_ready)
         self.pages = QStackedWidget()
         self.pages.addWidget(self.setup_page)
@@ -155,16 +167,14 @@ class MainWindow(QMainWindow):
         head.addWidget(icon)
         titles = QVBoxLayout()
         titles.setSpacing(0)
-        self.folder_title = QLabel(objectName="folderTitle")
+        self.folder_title = ElidedLabel(objectName="folderTitle")
         font = self.folder_title.font()
         font.setPointSizeF(font.pointSizeF() * 1.45)
         font.setWeight(QFont.Weight.DemiBold)
         self.folder_title.setFont(font)
-        self.subtitle = QLabel(objectName="subtitle")
+        self.subtitle = ElidedLabel(objectName="subtitle")
         self.subtitle.setForegroundRole(self.subtitle.palette().ColorRole.PlaceholderText)
         self.subtitle.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        for label in (self.folder_title, self.subtitle):  # long paths must not widen the window
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         titles.addWidget(self.folder_title)
         titles.addWidget(self.subtitle)
         head.addLayout(titles, 1)
@@ -192,15 +202,18 @@ class MainWindow(QMainWindow):
         v.addLayout(head)
 
         # overall progress
-        prog = QHBoxLayout()
+        # overall progress: the headline (it wraps: a narrow window loses no word of it)
+        # above a bar as wide as the window
+        self.progress_label = QLabel("Starting…", objectName="progressLabel")
+        self.progress_label.setWordWrap(True)
         self.progress = QProgressBar(objectName="overallProgress")
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
-        self.progress.setMaximumHeight(10)
-        self.progress_label = QLabel("Starting…", objectName="progressLabel")
-        self.progress_label.setMinimumWidth(120)
-        prog.addWidget(self.progress_label, 0)
-        prog.addWidget(self.progress, 1)
+        self.progress.setMaximumHeight(8)
+        prog = QVBoxLayout()
+        prog.setSpacing(3)
+        prog.addWidget(self.progress_label)
+        prog.addWidget(self.progress)
         v.addLayout(prog)
 
         # a banner for what went wrong (never a modal box: the window keeps working)
@@ -213,12 +226,16 @@ class MainWindow(QMainWindow):
         self.banner_text = QLabel(objectName="bannerText")
         self.banner_text.setWordWrap(True)
         self.banner_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.banner_button = QPushButton(objectName="bannerAction")
+        self.banner_button.hide()
+        self.banner_button.clicked.connect(lambda: self._banner_action and self._banner_action())
         banner_close = QToolButton()
         banner_close.setText("✕")
         banner_close.setAutoRaise(True)
         banner_close.clicked.connect(self.banner.hide)
         banner_row.addWidget(banner_icon)
         banner_row.addWidget(self.banner_text, 1)
+        banner_row.addWidget(self.banner_button)
         banner_row.addWidget(banner_close)
         self.banner.setAutoFillBackground(True)
         pal = self.banner.palette()
@@ -235,12 +252,17 @@ class MainWindow(QMainWindow):
         self.peers_view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.peers_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         ph = self.peers_view.header()
-        ph.setStretchLastSection(True)
+        ph.setStretchLastSection(True)  # the state, with its reason: what room is left
         fm = self.fontMetrics()
-        samples = ("a long device name (this device)", "ABCDEFG", "192.168.100.200:22100",
-                   "electing", "unreachable: a reason")
-        for col, sample in enumerate(samples):
-            ph.resizeSection(col, fm.horizontalAdvance(sample) + 40)
+        pm = self.peers_model
+        for col in (pm.COL_DEVICE, pm.COL_ADDRESS, pm.COL_ROLE):  # a few short rows
+            ph.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        for col, sample in ((pm.COL_COMPLETION, "99% · 999.9 MB to go"),
+                            (pm.COL_TRANSFER, "↓ 99.9 MB/s  ↑ 99.9 MB/s")):  # steady widths
+            ph.resizeSection(col, fm.horizontalAdvance(sample) + 16)
+        ph.setMinimumSectionSize(fm.horizontalAdvance("server") + 16)
+        row_h = max(fm.height() + 6, 20)
+        self.peers_view.setMinimumHeight(row_h * 4 + 8)  # its header and three devices
         peers_box = QWidget()
         pv = QVBoxLayout(peers_box)
         pv.setContentsMargins(0, 0, 0, 0)
@@ -265,7 +287,6 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.tabs)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 4)
-        row_h = max(fm.height() + 6, 20)
         self.splitter.setSizes([row_h * 5 + 24, 520])  # the devices: a few rows
         v.addWidget(self.splitter, 1)
         # in the status bar: its text changes on every update, and relaying out a label
@@ -302,6 +323,7 @@ class MainWindow(QMainWindow):
         self.files_view.setModel(self.files_model)
         self.files_view.setShowGrid(False)
         self.files_view.setWordWrap(False)
+        self.files_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # folder and name in sight
         self.files_view.setAlternatingRowColors(True)
         self.files_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.files_view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
@@ -333,11 +355,16 @@ class MainWindow(QMainWindow):
         self.sync_action = QAction("Sync &now", self)
         self.sync_action.setShortcut(QKeySequence.StandardKey.Refresh)
         self.sync_action.triggered.connect(self.sync_now)
+        self.settings_action = QAction("Se&ttings…", self)
+        self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
+        self.settings_action.triggered.connect(self.show_settings)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
+        quit_action.triggered.connect(self.quit)
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             menu.addAction(a)
+        menu.addSeparator()
+        menu.addAction(self.settings_action)
         menu.addSeparator()
         menu.addAction(quit_action)
         help_menu = self.menuBar().addMenu("&Help")
@@ -345,6 +372,9 @@ class MainWindow(QMainWindow):
         self.log_action.setEnabled(self.opts.log_file is not None)
         self.log_action.triggered.connect(self.open_log_file)
         help_menu.addAction(self.log_action)
+        self.about_action = QAction("&About p2psync", self)
+        self.about_action.triggered.connect(self.show_about)
+        help_menu.addAction(self.about_action)
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             a.setEnabled(False)
 
@@ -366,7 +396,9 @@ class MainWindow(QMainWindow):
             self.pages.setCurrentIndex(0)
 
     def _setup_ready(self, folder: Path, key: str, name: str) -> None:
-        self.open_share(folder, key, name)
+        joining = key != getattr(self.setup_page, "_new_key", None)  # not "Start a new share"
+        if self.open_share(folder, key, name) and joining:
+            self.settings.setValue("share/joining", str(self.folder))
 
     def open_share(self, folder: Path, secret: str, name: str = "") -> bool:
         try:
@@ -376,26 +408,30 @@ class MainWindow(QMainWindow):
             name = name.strip() or self.opts.name or self.config.device_name()
             if not self.opts.name and name != self.config.device_name():
                 self.config.set_device_name(name)
+            prefs = Prefs.load(self.config)
         except P2PError as e:
             self.setup_page.set_folder(None)
             self.setup_page.show_message(str(e))
             self.pages.setCurrentIndex(0)
             return False
         self.settings.setValue("share/folder", str(folder))
+        if self.settings.value("share/joining", "", str) not in ("", str(folder)):
+            self.settings.remove("share/joining")  # another folder: that join is over
         self.folder, self.secret = folder, secret
         opts = NodeOptions(
             folder=folder, config=self.config, secret=secret, name=name,
-            listen=self.opts.listen or DEFAULT_LISTEN, peers=list(self.opts.peers),
-            discovery=self.opts.discovery, discovery_port=self.opts.discovery_port,
+            listen=self.opts.listen or (LISTEN_HOST, prefs.listen_port),
+            peers=list(self.opts.peers), discovery=self.opts.discovery and prefs.discovery,
+            discovery_port=self.opts.discovery_port,
             watch=True, elect=True, allow_mass_delete=self.opts.allow_mass_delete,
         )
         self.files_model.reset_rows([])
         self.peers_model.set_peers([])
         self.conflicts_panel.set_conflicts([])
         self.status, self.info = {}, {}
+        self._joining = False  # until this engine has started (_on_started)
         self.held = None
         self.mass_delete_dialog.hide()
-        self._episode_total = self._episode_bytes = 0
         self.worker = EngineWorker(opts, self, any_port_if_taken=self.opts.listen is None)
         w = self.worker
         w.started.connect(self._on_started)
@@ -417,9 +453,8 @@ class MainWindow(QMainWindow):
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
         self.banner.hide()
-        self.progress_label.setText("Reading the folder…")
-        self.progress.setRange(0, 0)
         self.pages.setCurrentIndex(1)
+        self._refresh_overall()
         for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
             a.setEnabled(True)
         self._set_controls(False)
@@ -430,9 +465,11 @@ class MainWindow(QMainWindow):
     def _on_started(self, info: dict) -> None:
         self.info = info
         self._set_controls(True)
-        self.statusBar().showMessage(f"Listening on {info['listen']}  ·  this device: "
-                                     f"{info['device_id']}")
         self._refresh_overall()
+        self._joining = self.settings.value("share/joining", "", str) == str(self.folder)
+        if self._joining:
+            self._join_since = time.monotonic()
+            self._join_timer.start(int(JOIN_PATIENCE * 1000) + 100)
 
     def _on_failed(self, message: str) -> None:
         self.show_error(message)
@@ -459,14 +496,13 @@ class MainWindow(QMainWindow):
         self.pause_button.blockSignals(False)
         self._refresh_subtitle()
         self._refresh_overall()
+        if self._joining:
+            self._check_join()
 
     def _on_peers(self, peers: list[dict]) -> None:
         self.conflicts_panel.set_device_names(
-            {p["device_id"][:7]: "this device" if p.get("self") else p["name"] for p in peers})
-        n = sum(1 for p in peers if not p.get("self") and p.get("state") == "connected")
-        self.peers_title.setText(f"<b>Devices</b> ({n} connected)" if n else
-                                 "<b>Devices</b> (waiting for other devices of this share…)")
-        self._refresh_subtitle()
+            {p["device_id"][:7]: p["name"] for p in peers if p.get("device_id")})
+        self._refresh_overall()
 
     def _on_progress(self, progress: dict) -> None:
         self._incoming_done = progress
@@ -495,8 +531,8 @@ class MainWindow(QMainWindow):
 
     def _conflicts_changed(self, copies: list[str]) -> None:
         self.conflicts_panel.set_conflicts(copies)
-        self.tabs.setTabText(1, f"Conflicts ({len(copies)})" if copies else "Conflicts")
         self.tabs.setTabIcon(1, state_icon("conflict") if copies else QIcon())
+        self._refresh_overall()
 
     def _refresh_subtitle(self) -> None:
         if self.folder is None:
@@ -504,78 +540,106 @@ class MainWindow(QMainWindow):
         st = self.status
         role = st.get("role", "electing")
         if role == "server":
-            role_text = "this device is the server"
+            role_text = "the server"
         elif role == "client":
             role_text = f"client of {st.get('server_name') or 'the server'}"
         else:
             role_text = "looking for the share's server…"
-        n = st.get("connected", 0)
-        peers = f"{n} device{'s' if n != 1 else ''} connected" if n else "no other device yet"
-        name = self.info.get("name") or self.config.device_name()
-        self.subtitle.setText(f"{display_path(self.folder)}  ·  {name}: {role_text}  ·  {peers}")
+        connection = self.summary.connection if self.summary else ""
+        name = self.info.get("name") or self.opts.name or self.config.device_name()
+        self.subtitle.setText(f"{display_path(self.folder)}  ·  {name}: {role_text}"
+                              + (f"  ·  {connection}" if connection else ""))
 
-    def _refresh_overall(self) -> None:
+    def counts(self) -> Counts:
+        """The files table's numbers, as every part of the window uses them."""
         m = self.files_model
-        total = m.total_files()
-        unsynced = sum(m.count(s) for s in (LOCAL_CHANGE, REMOTE_CHANGE, CONFLICT, ERROR))
-        self.files_count.setText(f"{total:,} files  ·  {unsynced:,} not synced")
-        if self.worker is None or not self.info:
-            return
-        st = self.status
         held = self.held["deletes"] if self.held and self.held.get("reason") != "unmounted" \
             else 0
-        incoming = max(0, m.count(REMOTE_CHANGE) - held)  # held deletions are not on their way
         done = sum(d for d, _ in self._incoming_done.values())
-        to_go = max(0, m.bytes_in(REMOTE_CHANGE) - done)
-        outgoing = m.count(LOCAL_CHANGE)
-        speed = st.get("rate_in", 0)
-        busy = incoming > 0 or st.get("busy") or self._rescanning
-        if self._rescanning:
-            self.progress.setRange(0, 0)
-            text = "Sync now: rescanning the folder…"
-        elif busy:
-            # how far this round of syncing got: by bytes (one big file moves the bar
-            # too), by files when what is left is empty files
-            self._episode_total = max(self._episode_total, incoming)
-            self._episode_bytes = max(self._episode_bytes, to_go)
-            self.progress.setRange(0, 1000)
-            if self._episode_bytes:
-                left = to_go / self._episode_bytes
-            else:
-                left = incoming / self._episode_total if self._episode_total else 0
-            self.progress.setValue(int(1000 * (1 - left)))
-            text = f"Syncing: {incoming:,} file{'s' if incoming != 1 else ''} " \
-                   f"({human_size(to_go)}) to go"
-            if speed:
-                text += f"  ·  {human_size(speed)}/s"
-            if st.get("paused"):
-                text = f"Paused  ·  {incoming:,} files ({human_size(to_go)}) waiting"
-        else:
-            self._episode_total = self._episode_bytes = 0
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(1000)
-            if st.get("connected"):
-                text = "Up to date"
-                if outgoing:
-                    text = f"Sending {outgoing:,} local change{'s' if outgoing != 1 else ''}"
-            else:
-                text = "Waiting for the other devices"
-                if outgoing:
-                    text += f"  ·  {outgoing:,} local change{'s' if outgoing != 1 else ''} " \
-                            "to send"
-        if self.held is not None:
-            text += f"  ·  {self.held['deletes']:,} deletions held back, waiting for your answer"
-        conflicts = m.count(CONFLICT)
-        if conflicts:
-            n = len(m.conflict_copies())
-            text += f"  ·  {n} conflict{'s' if n != 1 else ''} to look at"
-        self.progress_label.setText(text)
-        self.tray.set_state(text)
+        ignored = m.count(IGNORED)
+        return Counts(
+            files=m.total_files() - ignored,
+            incoming=max(0, m.count(REMOTE_CHANGE) - held),  # held back: not on its way
+            local=m.count(LOCAL_CHANGE), conflicts=len(m.conflict_copies()),
+            errors=m.count(ERROR), ignored=ignored,
+            bytes_total=sum(m.bytes_in(s) for s in m.states()) - m.bytes_in(IGNORED),
+            bytes_to_go=max(0, m.bytes_in(REMOTE_CHANGE) - done))
 
-    def show_error(self, message: str) -> None:
+    def _refresh_overall(self) -> None:
+        """Header, progress bar, tabs, status bar, tray and own row: from one Summary."""
+        running = self.worker is not None
+        before = self.summary
+        s = self.summary = summarize(
+            self.counts(), self.status, self.peers_model.peers(),
+            started=bool(self.info) or not running, rescanning=self._rescanning,
+            held=self.held)
+        self.files_count.setText(s.status)
+        self.tabs.setTabText(1, s.conflicts_tab)
+        self.peers_model.set_own_completion(*s.here)
+        self._refresh_subtitle()
+        if not running:
+            return
+        if s.bar_mode == UNKNOWN:
+            self.progress.setRange(0, 0)
+        else:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(s.bar)
+        self.progress.setEnabled(s.bar_mode != IDLE)  # grey when there is nothing to do
+        self.progress.setToolTip(f"{100 * s.bar // 1000}% of the files here")
+        self.progress_label.setText(s.headline)
+        self.tray.set_state(s.headline)
+        if s != before:
+            self.summary_changed.emit(s)
+
+    def show_error(self, message: str, action: tuple[str, object] | None = None) -> None:
+        """The banner: one message, and at most one button that deals with it."""
         self.banner_text.setText(message)
+        self._banner_action = action[1] if action else None
+        self.banner_button.setText(action[0] if action else "")
+        self.banner_button.setVisible(action is not None)
         self.banner.show()
         log.warning("%s", message)
+
+    # --- a join that meets nobody -----------------------------------------------------
+    def _check_join(self) -> None:
+        if not self._joining or self.worker is None:
+            return
+        if self.status.get("ever_connected"):
+            self._joining = False
+            self._join_timer.stop()
+            self.settings.remove("share/joining")
+            if self._banner_action == self.retype_key:
+                self.banner.hide()
+            return
+        problem = join_problem(self.status, time.monotonic() - self._join_since, JOIN_PATIENCE)
+        if problem and (not self.banner.isVisible() or self.banner_text.text() != problem):
+            self.show_error(problem, ("Type the key again…", self.retype_key))
+
+    def retype_key(self) -> None:
+        """Ask for the share key again, and join with it (same folder, engine restarted)."""
+        dialog = RekeyDialog(self.secret, self)
+        self._rekey_dialog = dialog  # tests reach it here
+        if dialog.exec() != QDialog.DialogCode.Accepted or not dialog.key():
+            return
+        self.rejoin(dialog.key())
+
+    def rejoin(self, key: str) -> None:
+        folder = self.folder
+        if folder is None:
+            return
+        self.opts.secret = None  # the key typed now wins over one given at the start
+
+        def again() -> None:
+            self.banner.hide()
+            if self.open_share(folder, key, self.info.get("name", "")):
+                self.settings.setValue("share/joining", str(self.folder))
+
+        if self.worker is not None and self.worker.is_running():
+            self._after_stop = again
+            self.progress_label.setText("Stopping…")
+            self.worker.stop()
+        else:
+            again()
 
     # --- user actions -------------------------------------------------------------------
     def _set_controls(self, on: bool) -> None:
@@ -663,7 +727,79 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window/splitter", self.splitter.saveState())
         self.settings.sync()
 
+    # --- Settings and About -----------------------------------------------------------
+    def show_settings(self) -> None:
+        prefs = Prefs.load(self.config)
+        if self.opts.name:
+            prefs.device_name = self.opts.name  # the name this run goes by
+        dialog = SettingsDialog(prefs, start_at_login=autostart.is_enabled(),
+                                tray=self.tray.available,
+                                discovery_port=self.opts.discovery_port, parent=self)
+        self._settings_dialog = dialog  # tests reach it here
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.apply_settings(dialog.prefs(), dialog.start_at_login())
+
+    def apply_settings(self, new: Prefs, start_at_login: bool) -> None:
+        """Store the settings; reconnect when the name, port or discovery changed."""
+        stored = Prefs.load(self.config)
+        old = replace(stored, device_name=self.opts.name or stored.device_name)
+        # a --name this run was given, left as it was: not stored for the next runs
+        keep_name = bool(self.opts.name) and new.device_name == self.opts.name
+        try:
+            replace(new, device_name=stored.device_name if keep_name
+                    else new.device_name).save(self.config)
+            if start_at_login != autostart.is_enabled():
+                if start_at_login:
+                    autostart.enable(self.config.dir)
+                else:
+                    autostart.disable()
+        except (P2PError, OSError) as e:
+            self.show_error(f"The settings could not be saved: {e}")
+            return
+        # what this run was told on its command line gives way to what was chosen now
+        if new.device_name != old.device_name:
+            self.opts.name = None
+        if new.listen_port != old.listen_port and self.opts.listen is not None:
+            self.opts.listen = (self.opts.listen[0], new.listen_port)  # same host, new port
+        if new.discovery and not self.opts.discovery:
+            self.opts.discovery = True
+        restart = (new.device_name, new.listen_port, new.discovery) != \
+            (old.device_name, old.listen_port, old.discovery)
+        if restart and self.folder is not None and self.worker is not None:
+            folder, secret = self.folder, self.secret
+            self._after_stop = lambda: self.open_share(folder, secret, new.device_name)
+            self.progress_label.setText("Reconnecting with the new settings…")
+            self.worker.stop()
+
+    def show_about(self) -> None:
+        device = self.info.get("name") or self.opts.name or self.config.device_name()
+        if self.info.get("device_id"):
+            device += f" (device ID {self.info['device_id']})"
+        self._about_dialog = AboutDialog(config_dir=self.config.dir,
+                                         log_file=self.opts.log_file, device=device,
+                                         parent=self)
+        self._about_dialog.show()
+
+    def quit(self) -> None:
+        """Quit for good (File → Quit, the tray's Quit, Ctrl+C): never just to the tray."""
+        self._quitting = True
+        self.close()
+
+    def _to_tray(self) -> bool:
+        """Closing the window hides it when the user asked for that and a tray is there."""
+        return (not self._quitting and self.tray.available
+                and Prefs.load(self.config).close_to_tray)
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if self._to_tray():
+            event.ignore()
+            self._save_settings()
+            self.hide()
+            if not self._told_tray:
+                self._told_tray = True
+                self.tray.notify("Still syncing", "p2psync keeps the folder in sync; quit "
+                                 "it from this icon's menu")
+            return
         if self.worker is not None and self.worker.is_running():
             if not self._closing:
                 self._closing = True

@@ -29,8 +29,11 @@ from app.core.units import human_size
 from app.engine.control import ControlServer, NotPrivateError
 from app.engine.node import Node, NodeOptions
 from app.errors import P2PError
+from app.gui.completion import Completion
 from app.gui.filestates import StateTracker
 from app.gui.models import prepare_rows
+from app.gui.peerrows import PeerBook
+from app.gui.rates import RateMeter
 
 log = logging.getLogger("p2psync.gui")
 
@@ -68,11 +71,14 @@ class EngineWorker(QObject):
     files_update = Signal(object, object)  # changed rows, removed paths
     progress = Signal(object)  # {path: (bytes done, size)} of files coming in now
     peers = Signal(object)  # list of dicts, this device first
-    status = Signal(object)  # {"role", "server_name", "paused", "busy", "rate_in", ...}
+    # {"role", "server_name", "paused", "busy", "connected", "rate_in", "rate_out",
+    #  "ever_connected" (a device of the share was ever met), "refused_us" (addresses), ...}
+    status = Signal(object)
     activity = Signal(object)  # list of Activity
     notify = Signal(str, str)  # title, message: a conflict or an error, for the tray
-    conflict_sides = Signal(str, object, object)  # copy path, Side of original, of copy
-    resolved = Signal(str, object, str)  # copy path, paths changed, error ("" when done)
+    # copy path, Side of the original, of the copy, (whose each version is: device names)
+    conflict_sides = Signal(str, object, object, object)
+    resolved = Signal(str, object, str, str)  # copy path, paths changed, error, what was done
     sync_done = Signal()  # the rescan of "Sync now" is done; transfers go on
     mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
 
@@ -92,9 +98,10 @@ class EngineWorker(QObject):
         self._events: list[tuple[str, dict]] = []
         self._wake: asyncio.Event | None = None
         self._extra_paths: set[str] = set()
-        self._known: dict[str, dict] = {}  # device -> last seen facts (for offline rows)
-        self._bytes: dict[str, tuple[float, int, int]] = {}  # device -> (t, in, out)
-        self._rates: dict[str, tuple[float, float]] = {}
+        self.book = PeerBook()  # the devices met this run, for their rows once gone
+        self.rates = RateMeter()
+        self._needs: dict = {}  # device -> completion.Need
+        self._ever_connected = False
         self._scanning = True
 
     # --- GUI thread side -----------------------------------------------------------
@@ -190,6 +197,8 @@ class EngineWorker(QObject):
         except (OSError, NotPrivateError) as e:  # the app works on; only `status` is blind
             log.warning("no control socket for `p2psync status`: %s", e)
         tracker = StateTracker(node.index, node.fpaths.db_path, node.root)
+        completion = Completion.open(node.fpaths.db_path)
+        self._ever_connected = bool(node.index.remote_devices())
         ticker: asyncio.Task | None = None
         try:
             # what the index already knows, before the startup scan: a big share's table
@@ -197,7 +206,7 @@ class EngineWorker(QObject):
             self.files_reset.emit(await asyncio.to_thread(
                 lambda: prepare_rows(tracker.snapshot())))
             self._ready.set()
-            ticker = asyncio.create_task(self._tick_loop(node, tracker))
+            ticker = asyncio.create_task(self._tick_loop(node, tracker, completion))
             starting = asyncio.create_task(node.start())
             stopping = asyncio.create_task(self._stop_event.wait())
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -231,6 +240,8 @@ class EngineWorker(QObject):
             except Exception:  # noqa: BLE001
                 log.exception("stopping the engine")
             tracker.close()
+            if completion is not None:
+                completion.close()
 
     @staticmethod
     def _choose_listen(opts: NodeOptions) -> NodeOptions:
@@ -256,7 +267,8 @@ class EngineWorker(QObject):
         if self._wake is not None:
             self._wake.set()
 
-    async def _tick_loop(self, node: Node, tracker: StateTracker) -> None:
+    async def _tick_loop(self, node: Node, tracker: StateTracker,
+                         completion: Completion | None) -> None:
         last_flush = 0.0
         last_peers = 0.0
         last_progress: dict = {}
@@ -276,6 +288,12 @@ class EngineWorker(QObject):
                 if lines:
                     self.activity.emit(lines)
             extra, self._extra_paths = self._extra_paths, set()
+            for device, peer in list(node.peers.items()):
+                self.rates.sample(device, now, peer.conn.bytes_in, peer.conn.bytes_out)
+            self.rates.keep_only(set(node.peers))
+            peers_due = now - last_peers >= PEERS_EVERY or any(
+                k.startswith("peer") or k in ("role", "auth_refused") for k, _ in events)
+            devices = set(node.peers) | set(self.book.devices())
             try:
                 update = await asyncio.to_thread(tracker.poll, extra)
                 if update and update.reset is not None:
@@ -283,6 +301,15 @@ class EngineWorker(QObject):
             except Exception:  # noqa: BLE001 - the table misses a beat, the app goes on
                 log.exception("reading file states")
                 update = None
+            if completion is not None and (peers_due or update):
+                # in the same flush as the files: the peers' completion and the table agree
+                try:
+                    needs = await asyncio.to_thread(completion.needs, devices)
+                except Exception:  # noqa: BLE001 - the column misses a beat
+                    log.exception("reading what the peers lack")
+                    needs = self._needs
+                if needs != self._needs:
+                    self._needs, peers_due = needs, True
             if update:
                 if update.reset is not None:
                     self.files_reset.emit(update.reset)
@@ -292,10 +319,10 @@ class EngineWorker(QObject):
             if progress != last_progress:
                 last_progress = progress
                 self.progress.emit(progress)
-            if now - last_peers >= PEERS_EVERY or any(
-                    k.startswith("peer") or k in ("role", "auth_refused") for k, _ in events):
+            if peers_due:
                 last_peers = now
-                self.peers.emit(self._peer_rows(node, now))
+                rates = {d: self.rates.rate(d, now) for d in node.peers}
+                self.peers.emit(self.book.rows(node, time.time(), rates, self._needs))
             st = self._status(node)
             if st != last_status:
                 last_status = st
@@ -305,73 +332,17 @@ class EngineWorker(QObject):
     def _status(self, node: Node) -> dict:
         role = node.roles.role if node.roles is not None else "electing"
         server = node.roles.election.server if node.roles is not None else ""
-        server_name = ""
-        if server:
-            peer = node.peers.get(server)
-            server_name = peer.conn.info.name if peer else server[:7]
-        rate_in = sum(r[0] for r in self._rates.values())
-        rate_out = sum(r[1] for r in self._rates.values())
+        server_name = self.book.name(node, server) if server else ""
+        now = time.monotonic()
+        rates = [self.rates.rate(d, now) for d in node.peers]
+        self._ever_connected = self._ever_connected or bool(node.peers)
+        failures = node.roles.dial_failures.items() if node.roles is not None else ()
         return {"role": role, "server": server, "server_name": server_name,
                 "paused": node.paused, "busy": node.busy(), "scanning": self._scanning,
-                "connected": len(node.peers), "rate_in": round(rate_in),
-                "rate_out": round(rate_out)}
-
-    def _peer_rows(self, node: Node, now: float) -> list[dict]:
-        role = node.roles.role if node.roles is not None else "electing"
-        addr = node.listen_address
-        rows = [{"device_id": node.device_id, "name": node.opts.name, "self": True,
-                 "address": f"{addr[0]}:{addr[1]}" if addr else "", "role": role,
-                 "state": "connected"}]
-        seen: set[str] = set()
-        wall = time.monotonic()
-        for device, peer in list(node.peers.items()):
-            summary = node.peer_summary(peer)
-            c = peer.conn
-            t0, in0, out0 = self._bytes.get(device, (now, c.bytes_in, c.bytes_out))
-            dt = now - t0
-            if dt > 0:
-                r_in, r_out = (c.bytes_in - in0) / dt, (c.bytes_out - out0) / dt
-                old = self._rates.get(device, (r_in, r_out))
-                self._rates[device] = (0.5 * old[0] + 0.5 * r_in, 0.5 * old[1] + 0.5 * r_out)
-            self._bytes[device] = (now, c.bytes_in, c.bytes_out)
-            rate_in, rate_out = self._rates.get(device, (0.0, 0.0))
-            row = {**summary, "state": "connected", "rate_in": rate_in, "rate_out": rate_out}
-            self._known[device] = {**row, "state": "offline", "reason": "", "rate_in": 0.0,
-                                   "rate_out": 0.0}
-            rows.append(row)
-            seen.add(device)
-        for device in list(self._bytes):
-            if device not in node.peers:
-                self._bytes.pop(device, None)
-                self._rates.pop(device, None)
-        if node.roles is not None:
-            election = node.roles.election
-            alive = election.alive(wall)
-            for device, heard in list(election.heard.items()):
-                if device in seen:
-                    continue
-                known = self._known.get(device, {})
-                address = f"{heard.address[0]}:{heard.address[1]}" if heard.address else \
-                    known.get("address", "")
-                if device in alive:
-                    rows.append({"device_id": device, "name": heard.name or device[:7],
-                                 "address": address, "role": heard.role,
-                                 "state": "connecting", "reason": known.get("reason", "")})
-                    seen.add(device)
-            for (host, port), reason in list(getattr(node.roles, "_dial_errors", {}).items()):
-                address = f"{host}:{port}"
-                if any(r.get("address") == address for r in rows):
-                    continue
-                rows.append({"device_id": f"?{address}", "name": address, "address": address,
-                             "role": "", "state": "unreachable", "reason": reason})
-        for device, known in self._known.items():
-            if device not in seen:
-                rows.append(dict(known))
-        for r in node.refused_sources():  # strangers turned away: who, and why
-            rows.append({"device_id": f"?{r['address']}", "name": r["address"],
-                         "address": r["address"], "role": "", "state": "refused",
-                         "reason": r["text"]})
-        return rows
+                "connected": len(node.peers), "rate_in": round(sum(r[0] for r in rates)),
+                "rate_out": round(sum(r[1] for r in rates)),
+                "ever_connected": self._ever_connected,
+                "refused_us": sorted(f"{h}:{p}" for (h, p), f in failures if f.refused)}
 
     def _describe(self, node: Node, events: list[tuple[str, dict]]) -> list[Activity]:
         now = time.time()
@@ -415,15 +386,14 @@ class EngineWorker(QObject):
                 out.append(Activity(now, "error", text))
                 self.notify.emit("Sync error", text)
             elif kind == "peer_connected":
-                out.append(Activity(now, "peer", f"{d.get('name') or d['device_id'][:7]} "
-                                    f"joined ({d.get('address', '')}, {d.get('role') or '?'})"))
+                where = f" at {d['address']}" if d.get("address") else ""
+                out.append(Activity(now, "peer", f"{self.book.name(node, d['device_id'])} "
+                                    f"joined{where}"))
             elif kind == "peer_disconnected":
-                known = self._known.get(d["device_id"])
-                name = known["name"] if known else d["device_id"][:7]
-                reason = d.get("reason") or "connection closed"
-                if known is not None:
-                    known["reason"] = reason
-                out.append(Activity(now, "peer", f"{name} left ({reason})"))
+                reason = d.get("reason") or "the connection closed"
+                self.book.left(d["device_id"], reason)
+                out.append(Activity(now, "peer", f"{self.book.name(node, d['device_id'])} "
+                                    f"left ({reason})"))
             elif kind == "role":
                 out.append(Activity(now, "role", self._role_text(node, d)))
             elif kind == "mass_delete_held":
@@ -445,15 +415,12 @@ class EngineWorker(QObject):
             log.info("%s", a.text)
         return out
 
-    @staticmethod
-    def _role_text(node: Node, d: dict) -> str:
+    def _role_text(self, node: Node, d: dict) -> str:
         role, server = d.get("role"), d.get("server")
         if role == "server":
             return "This device is now the server of the share"
-        if role == "client":
-            peer = node.peers.get(server) if server else None
-            name = peer.conn.info.name if peer else (server or "?")[:7]
-            return f"This device is now a client of {name}"
+        if role == "client" and server:
+            return f"This device is now a client of {self.book.name(node, server)}"
         return "Looking for the share's server…"
 
     @staticmethod
@@ -504,32 +471,53 @@ class EngineWorker(QObject):
         a, b = await asyncio.to_thread(
             lambda: (conflicts.read_side(node.root, c.original),
                      conflicts.read_side(node.root, c.copy)))
-        self.conflict_sides.emit(copy, a, b)
+        self.conflict_sides.emit(copy, a, b, self._whose(node, c))
+
+    def _whose(self, node: Node, c: conflicts.Conflict) -> tuple[str, str]:
+        """The names of the devices that made the version in place and the conflict copy."""
+        entry = node.index.get(c.original)
+        made = entry.modified_by if entry is not None and not entry.deleted else ""
+        return self._device_name(node, made), self._device_name(node, c.device)
+
+    def _device_name(self, node: Node, device: str) -> str:
+        """A device's name from its ID or the 7 characters a conflict copy carries."""
+        if not device:
+            return ""
+        if node.device_id.startswith(device):
+            return node.opts.name
+        known = [*node.peers, *self.book.known, *node.names]
+        if node.roles is not None:
+            known += list(node.roles.election.heard)
+        full = next((d for d in known if d.startswith(device)), None)
+        return self.book.name(node, full) if full else ""
 
     async def _resolve(self, copy: str, how: str) -> None:
         node = self.node
         c = None if node is None else await asyncio.to_thread(conflicts.resolve, node.root, copy)
         if node is None or c is None:
-            self.resolved.emit(copy, [], "not a conflict copy")
+            self.resolved.emit(copy, [], "not a conflict copy", "")
             return
         fn = {"original": conflicts.keep_original, "copy": conflicts.keep_copy,
               "both": conflicts.keep_both}[how]
+        whose = self._whose(node, c)  # before: keeping the copy changes the original
         try:
             async with node.disk_lock:
                 changed = await asyncio.to_thread(fn, node.root, c)
         except (conflicts.ConflictError, OSError, ValueError) as e:
-            self.resolved.emit(copy, [], str(e))
+            self.resolved.emit(copy, [], str(e), "")
             return
         for path in changed:
             node.request_rescan(path)
         self._extra_paths.update(changed)
-        text = {"original": f"Kept {c.original}; the other version went to .p2psync/versions",
-                "copy": f"Kept the other version of {c.original}; the replaced one went to "
-                        ".p2psync/versions",
-                "both": f"Kept both versions of {c.original}: the other one is now "
+        mine, theirs = (f"{n}'s version" if n else v for n, v in zip(
+            whose, ("the version in place", "the conflict copy"), strict=True))
+        text = {"original": f"Kept {mine} of {c.original}; {theirs} went to "
+                            ".p2psync/versions",
+                "copy": f"Kept {theirs} of {c.original}; {mine} went to .p2psync/versions",
+                "both": f"Kept both versions of {c.original}: {theirs} is now "
                         f"{changed[-1].rpartition('/')[2]}"}[how]
         log.info("%s", text)
         self.activity.emit([Activity(time.time(), "conflict", text)])
-        self.resolved.emit(copy, changed, "")
+        self.resolved.emit(copy, changed, "", text)
         self._wake.set()
 

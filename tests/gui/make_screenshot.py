@@ -1,11 +1,13 @@
-"""Takes docs/screenshot.png: the window with two peers and files in several states.
+"""Takes the README's pictures of the window: docs/screenshot.png (two peers, files in
+several states), docs/screenshot-conflicts-dark.png (the conflicts view in a dark
+palette) and docs/screenshot-narrow.png (the same window at 800x500).
 
 Not a test (pytest does not collect it). Run it under a real X server, e.g.:
 
     Xvfb :99 -screen 0 1280x800x24 -nolisten tcp &
-    QT_QPA_PLATFORM=xcb DISPLAY=:99 python tests/gui/make_screenshot.py [OUT.png [TAB.png]]
+    QT_QPA_PLATFORM=xcb DISPLAY=:99 python tests/gui/make_screenshot.py [DIR]
 
-(TAB.png: a second picture, of the conflicts tab.)
+(DIR: where the three pictures go, docs/ by default.)
 
 The window's node ("laptop") shares a folder; a `run` node "desktop" joins with a
 conflicting version of docs/plan.txt; a second `run` node "nas" joins with a large
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +32,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("P2PSYNC_DISCOVERY_TARGETS", "127.255.255.255")
 
 from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtGui import QColor, QPalette  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import app.gui  # noqa: E402,F401
@@ -81,9 +83,29 @@ def populate(a: Path, b: Path, c: Path) -> None:
     big(c / "backup/disk image.iso", 3072)
 
 
+def dark_palette() -> QPalette:
+    """A common dark theme (as Fusion-based desktops set it)."""
+    p = QPalette()
+    roles = QPalette.ColorRole
+    for role, color in ((roles.Window, "#2b2b2b"), (roles.WindowText, "#e6e6e6"),
+                        (roles.Base, "#1e1e1e"), (roles.AlternateBase, "#262626"),
+                        (roles.Text, "#e6e6e6"), (roles.Button, "#353535"),
+                        (roles.ButtonText, "#e6e6e6"), (roles.Highlight, "#2a82da"),
+                        (roles.HighlightedText, "#ffffff"), (roles.ToolTipBase, "#353535"),
+                        (roles.ToolTipText, "#e6e6e6"), (roles.PlaceholderText, "#9a9a9a"),
+                        (roles.Mid, "#3c3c3c"), (roles.Dark, "#202020"),
+                        (roles.Light, "#4a4a4a"), (roles.Link, "#5aa9ff")):
+        p.setColor(role, QColor(color))
+    for role in (roles.WindowText, roles.Text, roles.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor("#7a7a7a"))
+    return p
+
+
 def main() -> int:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "screenshot.png"
-    conflicts_out = Path(sys.argv[2]) if len(sys.argv) > 2 else None  # the conflicts tab
+    docs = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs"
+    out = docs / "screenshot.png"
+    conflicts_out = docs / "screenshot-conflicts-dark.png"
+    narrow_out = docs / "screenshot-narrow.png"
     base = Path(tempfile.mkdtemp(prefix="p2psync-shot-"))
     os.environ["HOME"] = str(base / "alex")  # the window shows the folder as ~/Shared
     a, b, c = base / "alex" / "Shared", base / "desktop", base / "nas"
@@ -92,6 +114,8 @@ def main() -> int:
     print("writing the folders", file=sys.stderr)
     populate(a, b, c)
     qt = QApplication(sys.argv[:1])
+    qt.setStyle("Fusion")
+    light = qt.palette()
     qt.setApplicationName("p2psync")
     qt.setWindowIcon(app_icon())
     w = MainWindow(LaunchOptions(config=Config(base / "cfg-laptop"), folder=a, secret=KEY,
@@ -120,18 +144,21 @@ def main() -> int:
         elif step["n"] == 3 and iso is not None and 0.1 <= (iso[5] or 0) <= 0.95 \
                 and m.state_of("videos/holiday.mp4") == "local_change":
             step["n"] = 4
-            subprocess.run(["import", "-window", "root", str(out)], check=True)
-            print(f"wrote {out}", file=sys.stderr)
-            result["ok"] = True
-            if conflicts_out is None:
-                timer.stop()
-                w.close()
-            else:
-                w.tabs.setCurrentIndex(1)
+            shoot(out)
+            w.tabs.setCurrentIndex(1)
+            qt.setPalette(dark_palette())
         elif step["n"] == 4 and "ideas" in w.conflicts_panel.other_text.toPlainText():
             step["n"] = 5
-            subprocess.run(["import", "-window", "root", str(conflicts_out)], check=True)
-            print(f"wrote {conflicts_out}", file=sys.stderr)
+            QTimer.singleShot(500, lambda: shoot(conflicts_out))
+        elif step["n"] == 5 and conflicts_out.exists():
+            step["n"] = 6
+            qt.setPalette(light)
+            w.tabs.setCurrentIndex(0)
+            w.resize(800, 500)
+        elif step["n"] == 6 and time.monotonic() - step["t"] > 1.0:
+            step["n"] = 7
+            shoot(narrow_out)
+            result["ok"] = True
             timer.stop()
             w.close()
         elif time.monotonic() - step["t"] > 240:
@@ -144,6 +171,13 @@ def main() -> int:
         if step["n"] != step.get("last"):
             step["last"], step["t"] = step["n"], time.monotonic()
 
+    def shoot(path: Path) -> None:
+        qt.processEvents()
+        w.grab().save(str(path))
+        print(f"wrote {path}", file=sys.stderr)
+
+    for path in (out, conflicts_out, narrow_out):
+        path.unlink(missing_ok=True)
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(50)

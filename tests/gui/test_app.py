@@ -48,10 +48,11 @@ def make_window(qtbot, tmp_path):
     windows: list[MainWindow] = []
 
     def make(folder: Path | None = None, secret: str | None = None, name: str | None = "laptop",
-             config: Path | None = None) -> MainWindow:
+             config: Path | None = None, **options) -> MainWindow:
         opts = LaunchOptions(config=Config(config or tmp_path / "cfg-gui"), folder=folder,
-                             secret=secret, name=name, listen=("127.0.0.1", 0),
-                             discovery=False, log_file=tmp_path / "p2psync.log")
+                             secret=secret, name=name, **{
+                                 "listen": ("127.0.0.1", 0), "discovery": False,
+                                 "log_file": tmp_path / "p2psync.log", **options})
         w = MainWindow(opts)
         # not qtbot.addWidget: pytest-qt would delete the window before this fixture
         # has waited for the engine thread to end
@@ -162,7 +163,8 @@ def test_first_start_share_peer_sync_touch_and_close(qtbot, tmp_path, make_windo
                 and {row["role"], me_row(w).get("role")} == {"server", "client"})
 
     qtbot.waitUntil(roles_settled, timeout=WAIT)
-    row = w.peers_model.index(w.peers_model.peers().index(peer_row(w, "B")), 3)
+    row = w.peers_model.index(w.peers_model.peers().index(peer_row(w, "B")),
+                              w.peers_model.COL_ROLE)
     assert row.data() in ("server", "client")
     assert me_row(w)["name"] == "my laptop"
     # `p2psync status` asks the window's node, like a `run` node, over the control socket
@@ -229,9 +231,17 @@ def test_conflict_is_listed_and_keep_both_works(qtbot, tmp_path, make_window, ru
     assert w.tabs.tabText(1) == "Conflicts (1)"
     assert w.files_model.state_of(copy) == "conflict"
     assert any("Conflict on plan.txt" in line for line in w.activity.lines)
-    # both versions side by side
+    # both versions side by side, each with whose it is and when it was made
     qtbot.waitUntil(lambda: "their version" in panel.this_text.toPlainText()
                     and "my version" in panel.other_text.toPlainText(), timeout=WAIT)
+    qtbot.waitUntil(lambda: "B's version" in panel.this_head.text(), timeout=WAIT)
+    assert re.fullmatch(r"<b>In place</b>: B's version · \d{4}-\d\d-\d\d \d\d:\d\d",
+                        panel.this_head.text())
+    assert panel.other_head.text() == ("<b>Conflict copy</b>: laptop's version · "
+                                       + time.strftime("%Y-%m-%d %H:%M",
+                                                       time.localtime(hour_ago)))
+    assert (panel.keep_this.text(), panel.keep_other.text()) == (
+        "Keep B's version", "Keep laptop's version")
 
     click(qtbot, panel.keep_both)
     kept = c.both_name
@@ -240,6 +250,10 @@ def test_conflict_is_listed_and_keep_both_works(qtbot, tmp_path, make_window, ru
                     timeout=WAIT)
     qtbot.waitUntil(lambda: panel.list.count() == 0, timeout=WAIT)
     assert w.tabs.tabText(1) == "Conflicts"
+    # what was done stays in sight, also once the conflict has left the list
+    assert panel.result.isVisibleTo(panel)
+    assert panel.result.text() == (f"Kept both versions of plan.txt: laptop's version is now "
+                                   f"{kept}")
     qtbot.waitUntil(lambda: w.files_model.state_of(kept) == "synced"
                     and w.files_model.state_of("plan.txt") == "synced"
                     and w.files_model.state_of(copy) is None, timeout=WAIT)
