@@ -175,6 +175,7 @@ class Node:
         self.invitation = None  # app.net.pairing.Invitation, while one is open (see invite)
         # (host, port) -> (no redial before, the refusal, the wait): see connect
         self._dial_refused: dict[tuple[str, int], tuple[float, str, float]] = {}
+        self._refused_by: dict[tuple[str, int], dict] = {}  # its dial_refused event
         self._tasks: set[asyncio.Task] = set()
         self._rescan_paths: set[str] | None = set()  # None = full rescan
         self._rescan_wake = asyncio.Event()
@@ -410,6 +411,7 @@ class Node:
             self._say_refused(host, port, e, wait)
             raise
         self._dial_refused.pop((host, port), None)
+        self._refused_by.pop((host, port), None)
         return peer
 
     def _say_refused(self, host: str, port: int, e: RefusedError, wait: float) -> None:
@@ -424,9 +426,19 @@ class Node:
             reason = "locked out after too many failed attempts"
         who = f"{name} at {host}:{port}" if name else f"{host}:{port}"
         text = f"refused by {who}: {reason}"
-        self.emit("dial_refused", {"address": f"{host}:{port}", "name": name,
-                                   "device_id": peer.device_id if peer is not None else "",
-                                   "reason": reason, "retry_in": round(wait), "text": text})
+        event = {"address": f"{host}:{port}", "name": name,
+                 "device_id": peer.device_id if peer is not None else "",
+                 "reason": reason, "retry_in": round(wait), "text": text}
+        self._refused_by.pop((host, port), None)
+        self._refused_by[(host, port)] = event
+        while len(self._refused_by) > NAMES_KEPT:
+            del self._refused_by[next(iter(self._refused_by))]
+        self.emit("dial_refused", event)
+
+    def refused_by(self) -> list[dict]:
+        """Devices that refused our key when we dialled them, and have not let us in since
+        (their `dial_refused` events): the dialing side's view of a wrong key."""
+        return list(self._refused_by.values())
 
     async def _connect(self, host: str, port: int) -> PeerState:
         """One address; tried again, briefly, when its gate made room for others."""
@@ -578,7 +590,7 @@ class Node:
         """Addresses whose connections were refused lately (wrong key, locked out...)."""
         if self._listener is None:
             return []
-        return self._listener.gate.recent(time.monotonic())
+        return self._listener.recent(time.monotonic())
 
     async def _adopt_connection(self, reader, writer, info, outgoing: bool,
                                 address: str) -> PeerState:
