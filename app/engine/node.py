@@ -248,8 +248,10 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self.invitation is not None:
+        if self.invitation is not None:  # a device asking is told no, briefly
             self.invitation.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.invitation.outcome), 1.0)
         for task in self._disk_tasks:  # first: no file may be finished after this point
             task.cancel()
         if self.roles is not None:
