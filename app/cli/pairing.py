@@ -189,8 +189,12 @@ def _ask(peer, yes: bool, answer) -> None:
               file=sys.stderr, flush=True)
         try:
             line = sys.stdin.readline()
+            typed = sys.stdin.isatty()
         except (OSError, ValueError):
-            line = ""
+            line, typed = "", False
+        if not typed:  # a terminal echoed the answer; a pipe did not: end the line
+            print(line.strip() or "(no answer: pass --yes to pair without asking)",
+                  file=sys.stderr, flush=True)
         answer(line.strip().lower() in ("y", "yes"))
 
     threading.Thread(target=read, name="p2psync-confirm", daemon=True).start()

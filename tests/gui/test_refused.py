@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from app.net.handshake import HandshakeError, handshake
 from app.engine.config import Config
 from app.gui.window import LaunchOptions, MainWindow
+from app.net.handshake import HandshakeError, handshake
 from tests import hostile
 from tests.gui.test_app import WAIT, close_and_wait, make_window, started  # noqa: F401
 from tests.procs import start_run
