@@ -568,11 +568,14 @@ class Node:
                                    self.device_id)
             self._spawn(beacon.send_while(lambda: inv.open, packet, self.opts.discovery_port))
         log.info("invitation %s open for %d s", inv.code, round(inv.lifetime))
+        self._invitation_changed(inv)  # the opening is an `invitation` event too (the code)
         return inv
 
     def _invitation_changed(self, inv) -> None:
         from app.net.pairing import ASKING, PAIRED
 
+        if inv is not self.invitation:
+            return  # a replaced invitation's last word: only the open one is news
         peer = inv.peer
         if inv.state == ASKING:
             log.debug("%s (%s) at %s knows the code; confirmation words: %s", peer.name,
