@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import SECRET, env, p2psync_cmd, start_run, sync
+from tests.procs import SECRET, env, p2psync_cmd, start_run, sync, wait_until
 
 CODE_RX = re.compile(r"^\d{1,2}-[a-z]+-[a-z]+$")
 WORDS_RX = re.compile(r"^p2psync: confirmation words: ([a-z]+ [a-z]+ [a-z]+)$", re.M)
@@ -101,6 +101,23 @@ def test_the_right_code_pairs_both_and_the_folder_syncs(tmp_path):
     assert stored_key(tmp_path / "cfg-beta") == stored_key(tmp_path / "cfg-alpha")
     assert "beta has synced with this device" in err
     assert "Traceback" not in err + joined.stderr
+
+
+def test_join_with_peer_needs_no_discovery_on_either_side(tmp_path):
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "alpha" / "a.txt").write_text("by address")
+    inviter = invite(tmp_path, 9, "--yes", "--no-discovery")
+
+    def port() -> str:
+        return next((m.group(1) for line in list(inviter.err)
+                     if (m := re.search(r"listening on 127\.0\.0\.1:(\d+)", line))), "")
+
+    wait_until(lambda: port() != "", timeout=20)
+    joined = join(tmp_path, inviter.code, 9, "--yes", "--no-discovery",
+                  "--peer", f"127.0.0.1:{port()}")
+    rc, err = inviter.finish()
+    assert (rc, joined.returncode) == (0, 0), (err, joined.stderr)
+    assert (tmp_path / "beta" / "a.txt").read_text() == "by address"
 
 
 def test_a_wrong_code_fails_both_sides_with_exit_4_and_burns_the_code(tmp_path):
