@@ -74,9 +74,13 @@ def _words_label() -> QLabel:
 
 
 def _buttons(*buttons: QPushButton) -> QHBoxLayout:
+    """A row of buttons on the right; only a button made default answers Return (in a
+    QDialog every button would otherwise take Return once it had the focus)."""
     row = QHBoxLayout()
     row.addStretch(1)
     for b in buttons:
+        b.setAutoDefault(b.isDefault())
+        b.setMinimumWidth(96)
         row.addWidget(b)
     return row
 
@@ -87,7 +91,7 @@ class _PairingDialog(QDialog):
     def __init__(self, title: str, parent: QWidget | None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
-        self.setMinimumWidth(520)
+        self.setMinimumSize(540, 250)  # every page of both dialogs: no jumping around
         self.pages = QStackedWidget()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(24, 20, 24, 18)
@@ -182,8 +186,11 @@ class InviteDialog(_PairingDialog):
         v = QVBoxLayout(page)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(_label("Invite a device", scale=1.45, bold=True))
-        v.addWidget(_label("On the other device, open p2psync, choose the folder to keep in "
-                           "sync and click \u201cJoin with a code\u201d. Then type this code:"))
+        folder = getattr(getattr(self.worker, "opts", None), "folder", None)
+        share = f" with \u201c{folder.name}\u201d" if folder is not None else ""
+        v.addWidget(_label(f"On the other device, open p2psync, choose the folder to keep in "
+                           f"sync{share} and click \u201cJoin with a code\u201d. Then type "
+                           "this code:"))
         self.code_label = QLabel("…", objectName="inviteCode")
         self.code_label.setFont(key_font(2.2))
         self.code_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -224,8 +231,8 @@ class InviteDialog(_PairingDialog):
         name = (self.peer or {}).get("name", "the other device")
         if state == "asking":
             self._ask(f"{name} wants to join this share",
-                      f"{name} ({(self.peer or {}).get('address', '')}) typed the code. "
-                      f"Check that {name} shows these same words:", self.peer["words"])
+                      f"{name}, at {self.peer.get('address', '?')}, typed the code. Check "
+                      f"that {name} shows these same words:", self.peer["words"])
         elif state == "paired":
             self._tick.stop()
             self._result(f"{name} joined the share",
@@ -371,7 +378,8 @@ class JoinDialog(_PairingDialog):
         v = QVBoxLayout(page)
         v.setContentsMargins(0, 0, 0, 0)
         v.addWidget(_label("Join with a code", scale=1.45, bold=True))
-        where = f" to keep {self.folder} in sync" if self.folder else ""
+        where = f" to keep the folder \u201c{self.folder.name}\u201d in sync with it" \
+            if self.folder else ""
         v.addWidget(_label(f"On a device that has the share, choose \u201cInvite a "
                            f"device\u201d. Type the code it shows here{where}:"))
         self.code_edit = QLineEdit(objectName="codeEdit")
@@ -449,9 +457,10 @@ class JoinDialog(_PairingDialog):
 
     def _on_asked(self, peer) -> None:
         self.peer_name = peer.name
+        host = peer.address.rpartition(":")[0] or peer.address
         self._ask(f"Pair with {peer.name}?",
-                  f"The code is right: {peer.name} ({peer.address}) has the share. Check "
-                  f"that {peer.name} shows these same words:", peer.words)
+                  f"The code is right: {peer.name}, at {host}, has the share. Check that "
+                  f"{peer.name} shows these same words:", peer.words)
 
     def _decide(self, ok: bool) -> None:
         self.pair_button.setEnabled(False)

@@ -84,7 +84,8 @@ class Peer:
     device_id: str
     name: str
     words: str  # the confirmation words, the same on both screens
-    address: str = ""  # host:port (the inviter's, as dialled; the joiner's, as accepted)
+    address: str = ""  # the inviter's host:port as dialled; the joiner's host (its port is
+    # a random outgoing one, which says nothing)
 
 
 def ttl() -> float:
@@ -346,7 +347,8 @@ class _InviterTurns(_Turns):
     def __init__(self, invitation: Invitation | None, identity: Identity, name: str,
                  address: str) -> None:
         self.invitation = invitation
-        self.identity, self.name, self.address = identity, name, address
+        self.identity, self.name = identity, name
+        self.address = address.rpartition(":")[0] or address  # the joiner's host
         self.state = "hello"
         self.holding = False  # this session holds the invitation's `busy`
         self.peer: Peer | None = None

@@ -161,7 +161,12 @@ def test_the_code_field_names_a_word_typed_wrong_and_waits(qtbot, tmp_path, wind
     assert not join.code_problem.isVisible() and not join.join_button.isEnabled()
     qtbot.keyClicks(join.code_edit, "er")
     assert join.join_button.isEnabled()
-    qtbot.keyClick(join.code_edit, Qt.Key.Key_Escape)
+    qtbot.keyClick(join.code_edit, Qt.Key.Key_Return)  # Return joins (nobody invites here)
+    assert join.isVisible() and join.pages.currentIndex() == 0
+    assert join.wait_title.text() == "Looking for invitation 7…"
+    qtbot.waitUntil(lambda: join.result_title.text() == "Not joined", timeout=WAIT)
+    assert join.result_text.text().startswith("No device nearby shows invitation 7")
+    qtbot.keyClick(join, Qt.Key.Key_Escape)
     assert not join.isVisible()
 
 
