@@ -225,9 +225,9 @@ class SetupPage(QWidget):
         self.key_folder = _muted("")
         v.addWidget(self.key_folder)
         v.addWidget(_muted("Open it, then invite your other devices: p2psync shows a short "
-                           "code, and each device joins with “Join with a code”. "
-                           "Only devices that know the share key can join; this is it, for "
-                           "scripts (`p2psync run --secret KEY`):"))
+                           "code, and each of them joins with \u201cJoin with a code\u201d. "
+                           "Only devices that know the share key get in. Scripts can be given "
+                           "the key itself (p2psync run --secret KEY):"))
         self.key_panel = KeyPanel()
         v.addWidget(self.key_panel)
         v.addSpacing(6)
