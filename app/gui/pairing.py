@@ -176,10 +176,12 @@ class InviteDialog(_PairingDialog):
         self._tick = QTimer(self, interval=1000)
         self._tick.timeout.connect(self._countdown)
         worker.invitation.connect(self._on_invitation)
+        self._when_started = None
         if started:
             self._open()
-        else:
-            worker.started.connect(lambda _info: self._open())
+        else:  # "Open and invite a device": the engine is still starting
+            self._when_started = lambda _info: self._open()
+            worker.started.connect(self._when_started)
 
     def _waiting_page(self) -> QWidget:
         page = QWidget()
@@ -261,6 +263,9 @@ class InviteDialog(_PairingDialog):
         self._tick.stop()
         with contextlib.suppress(RuntimeError, TypeError):
             self.worker.invitation.disconnect(self._on_invitation)
+        with contextlib.suppress(RuntimeError, TypeError):
+            if self._when_started is not None:
+                self.worker.started.disconnect(self._when_started)
         super().done(result)
 
 

@@ -184,3 +184,20 @@ def test_a_window_hears_devices_of_another_key_nearby(qtbot, tmp_path, windows):
         assert alpha.banner_text.text() == text[:1].upper() + text[1:] + "."
     finally:
         assert other.stop() == 0, other.log()
+
+
+def test_a_new_share_opens_and_invites_at_once_from_the_first_start(qtbot, tmp_path, windows):
+    (tmp_path / "A").mkdir()
+    alpha = windows("alpha")
+    page = alpha.setup_page
+    page.set_folder(tmp_path / "A")
+    click(qtbot, page.new_button)
+    assert page.invite_button.isDefault()  # the suggested way on: invite a device
+    click(qtbot, page.invite_button)
+    qtbot.waitUntil(lambda: alpha.invite_dialog is not None and CODE_RX.match(
+        alpha.invite_dialog.code_label.text()) is not None, timeout=WAIT)
+    assert alpha.pages.currentIndex() == 1 and alpha.invite_dialog.isVisible()
+    click(qtbot, alpha.invite_dialog.findChild(type(page.invite_button), "cancelInvite"))
+    qtbot.waitUntil(lambda: any(line.startswith(f"Invitation {alpha.invite_dialog.code}: "
+                                                "the invitation was cancelled")
+                                for line in alpha.activity.lines), timeout=WAIT)
