@@ -31,11 +31,12 @@ from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
+from app.engine.invites import Invites
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError, well_formed_request
-from app.net.handshake import HANDSHAKE_MAX_FRAME, HandshakeError, handshake
+from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Node:
         self._blocked_gen = 0
         self.temps: set[str] = set()
         self._listener = None  # app.engine.listener.Listener, once listening
-        self.invitation = None  # app.net.pairing.Invitation, while one is open (see invite)
+        self.invites = Invites(self)  # pairing by code (see invite)
         # (host, port) -> (no redial before, the refusal, the wait): see connect
         self._dial_refused: dict[tuple[str, int], tuple[float, str, float]] = {}
         self._refused_by: dict[tuple[str, int], dict] = {}  # its dial_refused event
@@ -248,10 +249,7 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self.invitation is not None:  # a device asking is told no, briefly
-            self.invitation.cancel()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.invitation.outcome), 1.0)
+        await self.invites.close()
         for task in self._disk_tasks:  # first: no file may be finished after this point
             task.cancel()
         if self.roles is not None:
@@ -493,103 +491,33 @@ class Node:
         """The accepting side of the handshake (the listener times it and reports failures).
 
         While an invitation is open, the first message may start a pairing instead
-        (app/net/pairing.py): its PAKE part runs here, under the same time limit and
-        gate as a handshake; what follows it (people decide) in `_adopt_accepted`.
+        (app/engine/invites.py).
         """
         first = None
-        if self.invitation is not None and self.invitation.open:
-            first = await self._first_message(reader, timeout)
+        if self.invites.accepting:
+            first = await self.invites.first_message(reader, timeout)
             if first.get("t") == "pair":
-                return await self._accept_pairing(reader, writer, first, on_reject)
+                return await self.invites.accept(reader, writer, first, on_reject)
         return await handshake(reader, writer, self.identity, self.opts.secret, self.opts.name,
                                initiator=False, extra=self._hello_extra(), timeout=timeout,
                                on_reject=on_reject, first=first)
 
-    @staticmethod
-    async def _first_message(reader: asyncio.StreamReader, timeout: float) -> dict:
-        from app.net.framing import FrameError, read_message
-
-        try:
-            return await asyncio.wait_for(read_message(reader, HANDSHAKE_MAX_FRAME), timeout)
-        except FrameError as e:
-            raise HandshakeError("protocol", f"the peer sent a bad frame: {e}") from e
-        except (EOFError, ConnectionError) as e:
-            raise HandshakeError("closed", "the peer closed the connection during the "
-                                 "handshake") from e
-
-    async def _accept_pairing(self, reader, writer, first: dict, on_reject):
-        from app.net import pairing
-
-        peername = writer.get_extra_info("peername")
-        address = f"{peername[0]}:{peername[1]}" if peername else "?"
-        invitation = self.invitation
-        try:
-            return await pairing.accept(reader, writer, first, invitation, self.identity,
-                                        self.opts.name, address)
-        except pairing.PairingError as e:
-            # a wrong code counts as a wrong key at the gate (and ends the invitation)
-            error = HandshakeError("auth" if e.code == "code" else "protocol",
-                                   "a wrong pairing code: the invitation is over"
-                                   if e.code == "code" else str(e))
-            on_reject(error)
-            raise error from None
-
     async def _adopt_accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                               info: object, address: str) -> None:
-        from app.net.pairing import InviterLink, settle
-
-        if isinstance(info, InviterLink):  # a pairing: the people decide, then the key goes
-            self._spawn(settle(info))
+        if not isinstance(info, PeerInfo):  # a pairing: the people decide, then the key goes
+            self.invites.settle(info)
             return
         with contextlib.suppress(P2PError, ConnectFailure):
             await self._adopt_connection(reader, writer, info, False, address)
 
-    # --- invitations -----------------------------------------------------------------
     def invite(self, on_change=None, lifetime: float | None = None):
-        """Open an invitation to this share (app/net/pairing.py; a new one ends the last),
-        served on our listening port and beaconed to the discovery port while open."""
-        from app.net import beacon
-        from app.net.pairing import Invitation
+        """Open an invitation to this share (app/engine/invites.py); returns it."""
+        return self.invites.open(on_change, lifetime)
 
-        if self.listen_address is None:
-            raise P2PError("cannot invite a device: this node does not accept connections")
-        if self.invitation is not None:
-            self.invitation.cancel()
-
-        def changed(inv) -> None:
-            self._invitation_changed(inv)
-            if on_change is not None:
-                on_change(inv)
-
-        inv = Invitation(self.opts.secret, lifetime=lifetime, on_change=changed)
-        self.invitation = inv
-        if self.opts.discovery:
-            packet = beacon.encode(inv.nameplate, self.listen_address[1], self.opts.name,
-                                   self.device_id)
-            self._spawn(beacon.send_while(lambda: inv.open, packet, self.opts.discovery_port))
-        log.info("invitation %s open for %d s", inv.code, round(inv.lifetime))
-        self._invitation_changed(inv)  # the opening is an `invitation` event too (the code)
-        return inv
-
-    def _invitation_changed(self, inv) -> None:
-        from app.net.pairing import ASKING, PAIRED
-
-        if inv is not self.invitation:
-            return  # a replaced invitation's last word: only the open one is news
-        peer = inv.peer
-        if inv.state == ASKING:
-            log.debug("%s (%s) at %s knows the code; confirmation words: %s", peer.name,
-                     identity.short_id(peer.device_id), peer.address, peer.words)
-        elif inv.state == PAIRED:
-            log.info("paired with %s (%s): it has the share key now", peer.name,
-                     identity.short_id(peer.device_id))
-        elif inv.why:  # the CLI ends with it, the app shows it: here for -v only
-            log.debug("invitation %s: %s", inv.code, inv.why)
-        self.emit("invitation", {"code": inv.code, "state": inv.state, "why": inv.why,
-                                 "left": round(inv.left()),
-                                 "peer": None if peer is None else
-                                 {"device_id": peer.device_id, "name": peer.name,
-                                  "address": peer.address, "words": peer.words}})
+    @property
+    def invitation(self):
+        """The invitation opened last (app.net.pairing.Invitation), or None."""
+        return self.invites.current
 
     def refused_sources(self) -> list[dict]:
         """Addresses whose connections were refused lately (wrong key, locked out...)."""
