@@ -19,6 +19,7 @@ from app.engine.folder import checked_folder
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import discover_server, sync_once
 from app.errors import HeldBackError, P2PError, UsageError
+from app.net import sharekey
 from app.net.keystrength import cli_warning
 
 log = logging.getLogger("p2psync")
@@ -28,7 +29,7 @@ DEFAULT_LISTEN = ("0.0.0.0", 22100)
 
 def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -> str:
     """--secret, else P2PSYNC_SECRET, else the stored key, else (run/gui) a new one."""
-    secret = given or os.environ.get("P2PSYNC_SECRET") or None
+    secret = sharekey.given_key(given)
     stored = config.share_key(folder)
     if secret:
         if secret != stored:
@@ -72,6 +73,17 @@ def main(command: str, args: argparse.Namespace) -> int:
 
 
 # --- run -----------------------------------------------------------------------------
+async def open_control(node: Node, control: ControlServer) -> None:
+    """Serve `status` for the node; a node already running for the folder is exit 2."""
+    try:
+        await control.start()  # a path not ours: NotPrivateError, one line, exit 2
+    except RuntimeError as e:
+        raise UsageError(f"{e}: {node.root}") from e
+    except OSError as e:
+        raise P2PError(f"cannot open the control socket {control.path}: "
+                       f"{e.strerror or e}") from None
+
+
 async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
     node = Node(opts)
     control = ControlServer(node.fpaths.control_socket, node.node_info)
@@ -80,13 +92,7 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        try:
-            await control.start()  # a path not ours: NotPrivateError, one line, exit 2
-        except RuntimeError as e:
-            raise UsageError(f"{e}: {opts.folder}") from e
-        except OSError as e:
-            raise P2PError(f"cannot open the control socket {control.path}: "
-                           f"{e.strerror or e}") from None
+        await open_control(node, control)
         await node.start()
         log.info("sharing %s as %s (device %s)", opts.folder, opts.name, node.device_id)
         log.info("share key: %s", opts.secret)

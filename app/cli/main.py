@@ -24,6 +24,9 @@ EXAMPLES = {
     "versions": "example:\n  p2psync versions --folder ~/Shared notes/todo.txt",
     "restore": "example:\n  p2psync restore --folder ~/Shared notes/todo.txt --at 20261129-101500",
     "gui": "example:\n  p2psync gui --folder ~/Shared",
+    "invite": "example:\n  p2psync invite --folder ~/Shared\n"
+              "then, on the other device:\n  p2psync join 7-apple-river --folder ~/Shared",
+    "join": "example:\n  p2psync join 7-apple-river --folder ~/Shared",
 }
 
 
@@ -40,7 +43,8 @@ def host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _node_options(p: argparse.ArgumentParser, *, folder_required: bool) -> None:
+def _node_options(p: argparse.ArgumentParser, *, folder_required: bool,
+                  secret: bool = True) -> None:
     p.add_argument("--folder", type=Path, required=folder_required, help="the shared folder")
     p.add_argument("--config-dir", type=Path, help="where this device keeps its key, "
                    "settings and index (default: the platform's config dir)")
@@ -51,8 +55,9 @@ def _node_options(p: argparse.ArgumentParser, *, folder_required: bool) -> None:
     p.add_argument("--no-discovery", action="store_true", help="only use --peer addresses")
     p.add_argument("--discovery-port", type=int, default=22101, metavar="N",
                    help="UDP port of LAN discovery (default 22101)")
-    p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the key "
-                   "stored for this folder)")
+    if secret:
+        p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the "
+                       "key stored for this folder)")
     p.add_argument("--name", help="this device's display name (default: host name)")
     p.add_argument("--allow-mass-delete", action="store_true",
                    help="apply a deletion the mass-deletion guard held back (more than half "
@@ -85,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     _node_options(sync, folder_required=True)
     sync.add_argument("--timeout", type=float, default=600.0, metavar="S",
                       help="give up after S seconds (default 600)")
+
+    invite = sub.add_parser("invite", help="show a one-time code another device can join "
+                            "this share with", epilog=EXAMPLES["invite"], formatter_class=fmt)
+    _node_options(invite, folder_required=True)
+    invite.add_argument("--yes", action="store_true",
+                        help="pair without asking to compare the confirmation words")
+
+    join = sub.add_parser("join", help="join a share with the code another device shows, "
+                          "then sync once", epilog=EXAMPLES["join"], formatter_class=fmt)
+    join.add_argument("code", metavar="CODE", help="the code `p2psync invite` shows, e.g. "
+                      "7-apple-river")
+    _node_options(join, folder_required=True, secret=False)
+    join.add_argument("--yes", action="store_true",
+                      help="pair without asking to compare the confirmation words")
+    join.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                      help="give up the sync after S seconds (default 600)")
 
     status = sub.add_parser("status", help="the folder's files and their sync state",
                             epilog=EXAMPLES["status"], formatter_class=fmt)
@@ -156,6 +177,10 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
         from app.cli import versions
 
         return versions.versions(args) if command == "versions" else versions.restore_one(args)
+    if command in ("invite", "join"):
+        from app.cli import pairing
+
+        return pairing.invite(args) if command == "invite" else pairing.join(args)
     if command in ("run", "sync"):
         from app.cli import headless
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import secrets
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from app.core import configdir, private
 from app.core.configdir import ConfigDirError
+from app.net import sharekey
 
 SETTINGS = "settings.json"
 INDEX_DIR = "index"  # the folders' index databases
@@ -33,10 +33,9 @@ def default_config_dir() -> Path:
 
 
 def new_share_key() -> str:
-    """A key people can read aloud and paste: 4 groups of 5 base32 characters (100 bits)."""
-    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-    raw = "".join(secrets.choice(alphabet) for _ in range(20))
-    return "-".join(raw[i : i + 5] for i in range(0, 20, 5))
+    """A key people can read aloud and paste: 4 groups of 5 random characters and a check
+    character (100 bits; app/net/sharekey.py)."""
+    return sharekey.new_key()
 
 
 @dataclass(frozen=True)

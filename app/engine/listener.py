@@ -134,6 +134,7 @@ class Listener:
         self._paused = False
         self._shown = 0  # notices reported in this minute
         self._hidden: collections.Counter = collections.Counter()  # source -> refusals
+        self._names: dict[str, str] = {}  # refused source -> the name its hello claimed
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -279,10 +280,13 @@ class Listener:
         conn, address = pending.conn, pending.address
         writer: asyncio.StreamWriter | None = None
         judged: list[tuple[str, str, g.Notice | None]] = []
+        name = ""  # what the peer's hello called it, for the report
 
         def judge(e: HandshakeError) -> None:
             """Our verdict is charged before the peer hears it: its next try sees it."""
+            nonlocal name
             outcome = OUTCOMES.get(e.code, g.PROTOCOL)
+            name = _clip_name(e.peer.name) if getattr(e, "peer", None) is not None else ""
             judged.append((outcome, str(e), self.gate.finish(slot, outcome, time.monotonic())))
 
         outcome, detail = g.TIMEOUT, ""
@@ -320,7 +324,12 @@ class Listener:
             notice = self.gate.finish(slot, outcome, time.monotonic())
         if outcome != g.OK:
             _discard(conn, writer)
-            self._report(notice, address, detail)
+            if name:
+                self._names.pop(slot.source, None)
+                self._names[slot.source] = name
+                while len(self._names) > g.MAX_SOURCES:
+                    del self._names[next(iter(self._names))]
+            self._report(notice, address, detail, name)
             return
         await self.adopt(reader, writer, result, address)
 
@@ -343,7 +352,12 @@ class Listener:
         return reader, writer
 
     # --- telling the user ------------------------------------------------------------------
-    def _report(self, notice: g.Notice | None, address: str, detail: str) -> None:
+    def recent(self, now: float) -> list[dict]:
+        """The gate's recently refused sources, each with the name its device claimed."""
+        return [{**r, "name": self._names.get(r["address"], "")} for r in self.gate.recent(now)]
+
+    def _report(self, notice: g.Notice | None, address: str, detail: str,
+                name: str = "") -> None:
         """Log and emit a notice; past REPORTS_PER_MINUTE, only count it (a flood from
         many addresses would otherwise still make a line per address)."""
         if notice is None:
@@ -352,8 +366,8 @@ class Listener:
             self._hidden[notice.source] += notice.count
             return
         self._shown += 1
-        log.warning("%s", notice.text(address, detail))
-        self.emit("auth_refused", notice.event())
+        log.warning("%s", notice.text(address, detail, name))
+        self.emit("auth_refused", notice.event(name))
 
     def _report_hidden(self) -> None:
         if self._hidden:
@@ -454,6 +468,12 @@ def _discard(conn: socket.socket | None, writer: asyncio.StreamWriter | None) ->
         writer.transport.abort()
     if conn is not None:
         conn.close()
+
+
+def _clip_name(name: str) -> str:
+    """A device name a stranger sent: printable and short, for a log line."""
+    name = "".join(c if c.isprintable() else "?" for c in name)
+    return name if len(name) <= 64 else name[:61] + "..."
 
 
 def _host(host: str) -> str:

@@ -31,6 +31,7 @@ from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
+from app.engine.invites import Invites
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
@@ -172,8 +173,10 @@ class Node:
         self._blocked_gen = 0
         self.temps: set[str] = set()
         self._listener = None  # app.engine.listener.Listener, once listening
+        self.invites = Invites(self)  # pairing by code (see invite)
         # (host, port) -> (no redial before, the refusal, the wait): see connect
         self._dial_refused: dict[tuple[str, int], tuple[float, str, float]] = {}
+        self._refused_by: dict[tuple[str, int], dict] = {}  # its dial_refused event
         self._tasks: set[asyncio.Task] = set()
         self._rescan_paths: set[str] | None = set()  # None = full rescan
         self._rescan_wake = asyncio.Event()
@@ -246,6 +249,7 @@ class Node:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self.invites.close()
         for task in self._disk_tasks:  # first: no file may be finished after this point
             task.cancel()
         if self.roles is not None:
@@ -404,9 +408,37 @@ class Node:
             self._dial_refused = {k: v for k, v in self._dial_refused.items()
                                   if now < v[0] + REDIAL_REFUSED_MAX}
             self._dial_refused[(host, port)] = (now + wait, str(e), wait)
+            self._say_refused(host, port, e, wait)
             raise
         self._dial_refused.pop((host, port), None)
+        self._refused_by.pop((host, port), None)
         return peer
+
+    def _say_refused(self, host: str, port: int, e: RefusedError, wait: float) -> None:
+        """A device we dialled refused us: the `dial_refused` event names it (as its hello
+        did) with its address, so the refused side sees the refusal too."""
+        cause = e.__cause__
+        peer = getattr(cause, "peer", None)
+        name = peer.name if peer is not None else ""
+        if isinstance(cause, HandshakeError) and cause.code == "auth":
+            reason = "wrong share key"
+        else:
+            reason = "locked out after too many failed attempts"
+        who = f"{name} at {host}:{port}" if name else f"{host}:{port}"
+        text = f"refused by {who}: {reason}"
+        event = {"address": f"{host}:{port}", "name": name,
+                 "device_id": peer.device_id if peer is not None else "",
+                 "reason": reason, "retry_in": round(wait), "text": text}
+        self._refused_by.pop((host, port), None)
+        self._refused_by[(host, port)] = event
+        while len(self._refused_by) > NAMES_KEPT:
+            del self._refused_by[next(iter(self._refused_by))]
+        self.emit("dial_refused", event)
+
+    def refused_by(self) -> list[dict]:
+        """Devices that refused our key when we dialled them, and have not let us in since
+        (their `dial_refused` events): the dialing side's view of a wrong key."""
+        return list(self._refused_by.values())
 
     async def _connect(self, host: str, port: int) -> PeerState:
         """One address; tried again, briefly, when its gate made room for others."""
@@ -455,22 +487,43 @@ class Node:
         return extra
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            timeout: float, on_reject) -> PeerInfo:
-        """The accepting side of the handshake (the listener times it and reports failures)."""
+                            timeout: float, on_reject) -> object:
+        """The accepting side of the handshake (the listener times it and reports failures).
+
+        While an invitation is open, the first message may start a pairing instead
+        (app/engine/invites.py).
+        """
+        first = None
+        if self.invites.accepting:
+            first = await self.invites.first_message(reader, timeout)
+            if first.get("t") == "pair":
+                return await self.invites.accept(reader, writer, first, on_reject)
         return await handshake(reader, writer, self.identity, self.opts.secret, self.opts.name,
                                initiator=False, extra=self._hello_extra(), timeout=timeout,
-                               on_reject=on_reject)
+                               on_reject=on_reject, first=first)
 
     async def _adopt_accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                              info: PeerInfo, address: str) -> None:
+                              info: object, address: str) -> None:
+        if not isinstance(info, PeerInfo):  # a pairing: the people decide, then the key goes
+            self.invites.settle(info)
+            return
         with contextlib.suppress(P2PError, ConnectFailure):
             await self._adopt_connection(reader, writer, info, False, address)
+
+    def invite(self, on_change=None, lifetime: float | None = None):
+        """Open an invitation to this share (app/engine/invites.py); returns it."""
+        return self.invites.open(on_change, lifetime)
+
+    @property
+    def invitation(self):
+        """The invitation opened last (app.net.pairing.Invitation), or None."""
+        return self.invites.current
 
     def refused_sources(self) -> list[dict]:
         """Addresses whose connections were refused lately (wrong key, locked out...)."""
         if self._listener is None:
             return []
-        return self._listener.gate.recent(time.monotonic())
+        return self._listener.recent(time.monotonic())
 
     async def _adopt_connection(self, reader, writer, info, outgoing: bool,
                                 address: str) -> PeerState:

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK = 0.1
+FOREIGN_FOR = 5.0  # a device of another share counts as nearby this long after its last packet
+FOREIGN_KEPT = 64  # devices of other shares remembered (the claims are unproven: bounded)
 SEED_REDIAL = 5.0
 STEP_DOWN_PATIENCE = 15.0  # longest a server waits for work in flight before stepping down
 ONESHOT = "oneshot"  # role of a `sync` that joins for one exchange, outside the election
@@ -135,8 +137,8 @@ class Roles:
                  seeds: list[tuple[str, int]]) -> None:
         self.node = node
         self.election = Election(node.device_id, time.monotonic(), me_since=time.time())
-        self.discovery = (Discovery(discovery_port, node.opts.secret, self._heard_udp)
-                          if discovery else None)
+        self.discovery = (Discovery(discovery_port, node.opts.secret, self._heard_udp,
+                                    self._heard_foreign) if discovery else None)
         self.seeds = list(seeds)
         self.hints = HintBook()  # addresses LAN announcements told us of, unverified
         self._dialing: set[tuple[str, int]] = set()
@@ -146,6 +148,8 @@ class Roles:
         self._task: asyncio.Task | None = None
         # what we last told each connected peer over its link: (role, server, since)
         self._told: dict[str, tuple] = {}
+        self._foreign: dict[str, float] = {}  # device of another share -> last heard
+        self._foreign_said = 0
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,6 +199,29 @@ class Roles:
         self.hints.heard((ip, msg["port"]), msg["device"], role, msg["server"],
                          time.monotonic())
 
+    def _heard_foreign(self, device: str, ip: str) -> None:
+        """An announcement of another share (another key): counted, never dialled."""
+        if device == self.node.device_id:
+            return  # this device itself, sharing another folder
+        self._foreign.pop(device, None)
+        self._foreign[device] = time.monotonic()
+        while len(self._foreign) > FOREIGN_KEPT:
+            del self._foreign[next(iter(self._foreign))]
+
+    def _say_foreign(self, now: float) -> None:
+        """Log and emit `foreign_nearby` when the count of devices nearby that use another
+        key changes: with a mistyped key, the only sign there is."""
+        for device in [d for d, t in self._foreign.items() if now - t > FOREIGN_FOR]:
+            del self._foreign[device]
+        ours = self.election.heard.keys() | self.node.peers.keys()
+        count = sum(1 for d in self._foreign if d not in ours)
+        if count == self._foreign_said:
+            return
+        self._foreign_said = count
+        text = foreign_text(count)
+        log.log(logging.WARNING if count else logging.INFO, "%s", text)
+        self.node.emit("foreign_nearby", {"count": count, "text": text})
+
     def hear(self, msg: dict, ip: str) -> None:
         """What an authenticated peer says of itself: its hello or a `role` message."""
         device, role = msg.get("device"), msg.get("role")
@@ -239,6 +266,7 @@ class Roles:
             self._act(now)
             if now >= next_announce:
                 self._announce()
+                self._say_foreign(now)
                 next_announce = now + ANNOUNCE_INTERVAL
             await asyncio.sleep(TICK)
 
@@ -370,3 +398,13 @@ class Roles:
                         "ignored, not dialled again for %d s", *addr, wait)
         else:  # a device that just left, or a replayed packet of one: nothing to say
             log.debug("announced address not reachable, ignored for %d s: %s", wait, e)
+
+
+def foreign_text(count: int) -> str:
+    """The sentence for `count` devices nearby whose announcements are of another share."""
+    if not count:
+        return "no device nearby uses a different key any more"
+    many = count != 1
+    return (f"{count} device{'s' if many else ''} nearby use{'' if many else 's'} a different "
+            "key: if one of them should be in this share, its key is mistyped (or pair it "
+            "with an invitation)")

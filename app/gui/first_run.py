@@ -1,11 +1,16 @@
 """The first start: choose a folder, name this device, start a new share or join one.
 
 A page of the main window (no modal wizard): it says what to do, one step after the
-other. Starting a new share shows the generated key with a Copy button before the
-share opens, so the user can take it to the other devices; joining asks for that key.
-A key typed (not pasted from another device) that is easy to guess gets a warning
-under the field, not a dialog: the user may still join with it.
-The page decides nothing on disk: it emits `ready(folder, key, device_name)` and the
+other. The path it suggests is pairing by a short code (app/gui/pairing.py): the first
+device starts a new share and invites the others ("Open and invite a device"), each
+other device joins with the code it shows ("Join with a code"). The long share key stays,
+for scripts: shown with a Copy button when a share starts, and accepted in a field below.
+A generated key pasted there with a typo is caught as it is typed, with the group to
+look at (app/net/sharekey.py), and Join waits until it is right; a key typed (not
+pasted) that is easy to guess gets a warning under the field, not a dialog: the user may
+still join with it.
+The page decides nothing on disk: it emits `ready(folder, key, device_name)` (and sets
+`invite_next` when the user asked to invite a device once the share is open) and the
 window stores the choices and starts the engine.
 """
 
@@ -28,8 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.engine.config import new_share_key
+from app.engine.config import Config, new_share_key
 from app.gui.models import app_icon
+from app.net import sharekey
 from app.net.keystrength import app_warning
 
 
@@ -92,6 +98,9 @@ class SetupPage(QWidget):
         super().__init__(parent)
         self.folder: Path | None = None
         self._new_key = ""
+        self.invite_next = False  # "Open and invite a device": the window invites once open
+        self.join_options = None  # app.gui.pairing.JoinOptions, from the window
+        self.join_dialog = None
         self.steps = QStackedWidget()
         self.steps.addWidget(self._choose_page(device_name))
         self.steps.addWidget(self._key_page())
@@ -150,26 +159,35 @@ class SetupPage(QWidget):
         self.new_button.setObjectName("newShare")
         self.new_button.setDefault(True)
         self.new_button.clicked.connect(self._start_new)
+        self.code_button = QPushButton("Join with a code…")
+        self.code_button.setObjectName("joinWithCode")
+        self.code_button.setToolTip("Type the short code another device shows under "
+                                    "“Invite a device”")
+        self.code_button.clicked.connect(self.join_with_code)
+        row = QHBoxLayout()
+        row.addWidget(self.new_button)
+        row.addWidget(self.code_button)
+        row.addStretch(1)
         self.key_edit = QLineEdit()
         self.key_edit.setObjectName("joinKey")
-        self.key_edit.setPlaceholderText("or paste the share key of another device")
-        self.key_edit.textChanged.connect(self._update_enabled)
+        self.key_edit.setPlaceholderText("or paste the long share key of another device")
         self.key_edit.textChanged.connect(self._judge_key)
+        self.key_edit.textChanged.connect(self._update_enabled)
         self.key_edit.returnPressed.connect(self._join)
         self.join_button = QPushButton("Join")
         self.join_button.setObjectName("joinShare")
         self.join_button.clicked.connect(self._join)
-        row = QHBoxLayout()
-        row.addWidget(self.new_button)
-        row.addSpacing(12)
-        row.addWidget(self.key_edit, 1)
-        row.addWidget(self.join_button)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.key_edit, 1)
+        key_row.addWidget(self.join_button)
         self.key_warning = QLabel()
         self.key_warning.setObjectName("keyWarning")
         self.key_warning.setWordWrap(True)
         self.key_warning.hide()
         join = QVBoxLayout()
         join.addLayout(row)
+        join.addSpacing(4)
+        join.addLayout(key_row)
         join.addWidget(self.key_warning)
         self._step(grid, 2, "Start a new share, or join one", join)
         grid.setColumnStretch(1, 1)
@@ -203,25 +221,30 @@ class SetupPage(QWidget):
         v = QVBoxLayout(page)
         v.setContentsMargins(0, 0, 0, 0)
         v.setSpacing(10)
-        v.addWidget(_title("Your share key"))
-        v.addWidget(_muted("On each of your other devices, open p2psync, choose the folder "
-                           "to keep in sync, and join with this key. Only devices that "
-                           "know it can join."))
+        v.addWidget(_title("Your new share"))
         self.key_folder = _muted("")
         v.addWidget(self.key_folder)
+        v.addWidget(_muted("Open it, then invite your other devices: p2psync shows a short "
+                           "code, and each of them joins with \u201cJoin with a code\u201d. "
+                           "Only devices that know the share key get in. Scripts can be given "
+                           "the key itself (p2psync run --secret KEY):"))
         self.key_panel = KeyPanel()
         v.addWidget(self.key_panel)
         v.addSpacing(6)
         self.open_button = QPushButton("Open the share")
         self.open_button.setObjectName("openShare")
-        self.open_button.setDefault(True)
         self.open_button.clicked.connect(self._open_new)
+        self.invite_button = QPushButton("Open and invite a device")
+        self.invite_button.setObjectName("openAndInvite")
+        self.invite_button.setDefault(True)
+        self.invite_button.clicked.connect(lambda: self._open_new(invite=True))
         back = QPushButton("Back")
         back.clicked.connect(lambda: self.steps.setCurrentIndex(0))
         row = QHBoxLayout()
         row.addWidget(back)
         row.addStretch(1)
         row.addWidget(self.open_button)
+        row.addWidget(self.invite_button)
         v.addLayout(row)
         v.addStretch(1)
         return page
@@ -248,15 +271,28 @@ class SetupPage(QWidget):
 
     def _update_enabled(self) -> None:
         have = self.folder is not None
+        text = self.key_edit.text().strip()
         self.new_button.setEnabled(have)
+        self.code_button.setEnabled(have)
         self.key_edit.setEnabled(have)
-        self.join_button.setEnabled(have and bool(self.key_edit.text().strip()))
+        self.join_button.setEnabled(have and bool(text)
+                                    and sharekey.problem(text, typing=True) is None)
 
     def _judge_key(self) -> None:
-        warning = app_warning(self.key_edit.text().strip()) if self.key_edit.text().strip() \
-            else None
+        """Under the key field: a typo in a generated key (Join waits), else a weak key."""
+        text = self.key_edit.text().strip()
+        typo = sharekey.problem(text, typing=True) if text else None
+        if typo:
+            self._show_typo(typo)
+            return
+        warning = app_warning(text) if text else None
         self.key_warning.setText(f"\u26a0 {warning}" if warning else "")
         self.key_warning.setVisible(bool(warning))
+
+    def _show_typo(self, typo: str) -> None:
+        self.key_warning.setText(f"\u2717 This is not the key p2psync generated: "
+                                 f"{typo}. Copy it again from the device that shows it.")
+        self.key_warning.setVisible(True)
 
     def _start_new(self) -> None:
         if self.folder is None:
@@ -266,12 +302,36 @@ class SetupPage(QWidget):
         self.key_folder.setText(f"for the folder {self.folder}")
         self.steps.setCurrentIndex(1)
 
-    def _open_new(self) -> None:
+    def _open_new(self, invite: bool = False) -> None:
         if self.folder is not None and self._new_key:
+            self.invite_next = invite
             self.ready.emit(self.folder, self._new_key, self._name())
 
     def _join(self) -> None:
-        key = self.key_edit.text().strip()
-        if self.folder is None or not key:
+        text = self.key_edit.text().strip()
+        if self.folder is None or not text or not self.join_button.isEnabled():
             return
+        try:
+            key = sharekey.normalized(text)
+        except sharekey.KeyTypo as e:  # a group still short when Join was pressed
+            self._show_typo(str(e))
+            return
+        self.invite_next = False
         self.ready.emit(self.folder, key, self._name())
+
+    def join_with_code(self) -> None:
+        """The suggested way in: type the short code another device's invitation shows."""
+        from app.gui.pairing import JoinDialog, JoinOptions
+
+        if self.folder is None:
+            return
+        options = self.join_options or JoinOptions(config=Config())
+        name = self._name() or options.config.device_name()
+        self.join_dialog = JoinDialog(options, name, self, folder=self.folder)
+        self.join_dialog.joined.connect(self._joined)
+        self.join_dialog.open()
+
+    def _joined(self, key: str, inviter: str) -> None:
+        if self.folder is not None:
+            self.invite_next = False
+            self.ready.emit(self.folder, key, self._name())

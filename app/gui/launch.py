@@ -54,9 +54,10 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
     from app.engine.config import Config
     from app.engine.folder import checked_folder
     from app.gui.window import LaunchOptions
+    from app.net.sharekey import given_key
 
     folder = checked_folder(args.folder) if args.folder is not None else None
-    secret = args.secret or os.environ.get("P2PSYNC_SECRET") or None
+    secret = given_key(args.secret)  # a typo in a generated key: UsageError, exit 2
     if secret:  # a key a person typed: say so if it is easy to guess
         from app.engine.config import new_share_key
         from app.net.keystrength import cli_warning

@@ -111,6 +111,7 @@ class PeerBook:
                          "state": REFUSED if failure.refused else UNREACHABLE,
                          "reason": _reason(failure.text, address),
                          "last_seen": 0.0})
+        self._refused_us(node, rows)
         for r in node.refused_sources():  # strangers turned away: who, and why
             rows.append({"key": f"refused {r['address']}", "device_id": "",
                          "name": r["address"], "address": r["address"], "role": "",
@@ -118,6 +119,21 @@ class PeerBook:
         return rows
 
     # --- internals -----------------------------------------------------------------
+    @staticmethod
+    def _refused_us(node: Node, rows: list[dict]) -> None:
+        """Devices that refused our key when we dialled them, by the name they gave."""
+        by_address = {r["address"]: r for r in rows}
+        for r in node.refused_by():
+            row = by_address.get(r["address"])
+            if row is not None and row["device_id"]:
+                continue  # a known device's row says it already (its last dial's failure)
+            if row is None:
+                row = {"key": f"address {r['address']}", "device_id": "",
+                       "address": r["address"], "role": "", "last_seen": 0.0}
+                rows.append(row)
+                by_address[r["address"]] = row
+            row.update(name=r["name"] or r["address"], state=REFUSED, reason=r["text"])
+
     def _offline(self, node: Node) -> list[str]:
         """Devices known but not connected: met this run, or proven by the election."""
         out = [d for d in self.known if d not in node.peers]

@@ -53,6 +53,7 @@ from app.gui.first_run import KeyPanel, SetupPage
 from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
+from app.gui.pairing import InviteDialog, JoinOptions
 from app.gui.prefs import Prefs
 from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
@@ -143,7 +144,10 @@ class MainWindow(QMainWindow):
         self.files_model = FilesModel(self)
         self.peers_model = PeersModel(self)
         self.setup_page = SetupPage(opts.name or self.config.device_name())
+        self.setup_page.join_options = JoinOptions(self.config, list(opts.peers), opts.discovery,
+                                                   opts.discovery_port)
         self.setup_page.ready.connect(self._setup_ready)
+        self.invite_dialog: InviteDialog | None = None
         self.pages = QStackedWidget()
         self.pages.addWidget(self.setup_page)
         self.pages.addWidget(self._build_main_page())
@@ -180,6 +184,10 @@ class MainWindow(QMainWindow):
         head.addLayout(titles, 1)
         self.key_button = QPushButton("Share key…", objectName="showKey")
         self.key_button.clicked.connect(self.show_key)
+        self.invite_button = QPushButton("Invite a device…", objectName="inviteDevice")
+        self.invite_button.setToolTip("Show a short one-time code another device can join "
+                                      "this share with")
+        self.invite_button.clicked.connect(self.invite_device)
         self.pause_button = QPushButton("Pause", objectName="pause")
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self._pause_toggled)
@@ -194,8 +202,9 @@ class MainWindow(QMainWindow):
         self.sync_button.setDefault(True)
         self.sync_button.setToolTip("Rescan the folder and exchange every change now")
         self.sync_button.clicked.connect(self.sync_now)
-        for b in (self.key_button, self.pause_button):
+        for b in (self.key_button, self.invite_button, self.pause_button):
             b.setMinimumHeight(44)
+        head.addWidget(self.invite_button)
         head.addWidget(self.key_button)
         head.addWidget(self.pause_button)
         head.addWidget(self.sync_button)
@@ -355,13 +364,16 @@ class MainWindow(QMainWindow):
         self.sync_action = QAction("Sync &now", self)
         self.sync_action.setShortcut(QKeySequence.StandardKey.Refresh)
         self.sync_action.triggered.connect(self.sync_now)
+        self.invite_action = QAction("&Invite a device…", self)
+        self.invite_action.triggered.connect(self.invite_device)
         self.settings_action = QAction("Se&ttings…", self)
         self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
         self.settings_action.triggered.connect(self.show_settings)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.quit)
-        for a in (self.open_folder_action, self.sync_action, self.change_folder_action):
+        for a in (self.open_folder_action, self.sync_action, self.invite_action,
+                  self.change_folder_action):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(self.settings_action)
@@ -397,8 +409,32 @@ class MainWindow(QMainWindow):
 
     def _setup_ready(self, folder: Path, key: str, name: str) -> None:
         joining = key != getattr(self.setup_page, "_new_key", None)  # not "Start a new share"
-        if self.open_share(folder, key, name) and joining:
-            self.settings.setValue("share/joining", str(self.folder))
+        if self.open_share(folder, key, name):
+            if joining:
+                self.settings.setValue("share/joining", str(self.folder))
+            if self.setup_page.invite_next:
+                self.invite_device()
+
+    def invite_device(self) -> None:
+        """ "Invite a device": a one-time code for this share (app/gui/pairing.py)."""
+        if self.worker is None:
+            return
+        if self.invite_dialog is not None:
+            self.invite_dialog.close()
+            self.invite_dialog.deleteLater()
+        self.invite_dialog = InviteDialog(self.worker, bool(self.info), self)
+        self.invite_dialog.open()
+
+    def _on_foreign_nearby(self, count: int, text: str) -> None:
+        """Devices nearby with another key: the sign of a mistyped key, said where it shows."""
+        shown = self.banner.isVisible() and self.banner_text.property("foreign")
+        if count and not self.status.get("connected"):
+            self.banner_text.setText(text[:1].upper() + text[1:] + ".")
+            self.banner_text.setProperty("foreign", True)
+            self.banner.show()
+        elif shown:
+            self.banner.hide()
+            self.banner_text.setProperty("foreign", False)
 
     def open_share(self, folder: Path, secret: str, name: str = "") -> bool:
         try:
@@ -449,6 +485,7 @@ class MainWindow(QMainWindow):
         w.resolved.connect(self.conflicts_panel.on_resolved)
         w.sync_done.connect(self._on_sync_done)
         w.mass_delete.connect(self._on_mass_delete)
+        w.foreign_nearby.connect(self._on_foreign_nearby)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
@@ -597,6 +634,7 @@ class MainWindow(QMainWindow):
         self._banner_action = action[1] if action else None
         self.banner_button.setText(action[0] if action else "")
         self.banner_button.setVisible(action is not None)
+        self.banner_text.setProperty("foreign", False)
         self.banner.show()
         log.warning("%s", message)
 

@@ -81,6 +81,8 @@ class EngineWorker(QObject):
     resolved = Signal(str, object, str, str)  # copy path, paths changed, error, what was done
     sync_done = Signal()  # the rescan of "Sync now" is done; transfers go on
     mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
+    invitation = Signal(object)  # the engine's `invitation` event: code, state, peer, why
+    foreign_nearby = Signal(int, str)  # devices nearby that use another key: count, sentence
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
                  any_port_if_taken: bool = False) -> None:
@@ -147,6 +149,24 @@ class EngineWorker(QObject):
     def resolve(self, copy: str, how: str) -> None:
         """how: "original" (keep this one), "copy" (keep the other) or "both"."""
         self._submit(self._resolve(copy, how))
+
+    # --- pairing (app/gui/pairing.py) ------------------------------------------------
+    def invite(self) -> None:
+        """Open an invitation on the node; its states come as `invitation` signals."""
+        def open_it() -> None:
+            try:
+                self.node.invite()
+            except Exception as e:  # noqa: BLE001 - shown in the dialog, never a crash
+                self.invitation.emit({"state": "failed", "why": str(e), "code": "",
+                                      "peer": None, "left": 0})
+
+        self._call(open_it)
+
+    def decide_invitation(self, ok: bool) -> None:
+        self._call(lambda: self.node.invitation and self.node.invitation.decide(ok))
+
+    def cancel_invitation(self) -> None:
+        self._call(lambda: self.node.invitation and self.node.invitation.cancel())
 
     def _call(self, fn) -> None:
         if self._loop is not None and self.node is not None and self._ready.is_set():
@@ -411,9 +431,31 @@ class EngineWorker(QObject):
             elif kind == "paused":
                 out.append(Activity(now, "paused", "Paused: no more files are fetched"
                                     if d.get("paused") else "Resumed"))
+            elif kind in ("invitation", "foreign_nearby", "dial_refused"):
+                out.extend(self._pairing_activity(kind, d, now))
         for a in out:
             log.info("%s", a.text)
         return out
+
+    def _pairing_activity(self, kind: str, d: dict, now: float) -> list[Activity]:
+        """Pairing and wrong-key events: a signal for the window, a line for the log."""
+        if kind == "invitation":
+            self.invitation.emit(d)
+            peer = d.get("peer") or {}
+            if d["state"] == "paired":
+                return [Activity(now, "peer", f"{peer.get('name')} joined the share with "
+                                 f"code {d['code']}")]
+            if d.get("why"):
+                return [Activity(now, "refused" if d["state"] == "burned" else "info",
+                                 f"Invitation {d['code']}: {d['why']}")]
+            return []
+        if kind == "foreign_nearby":
+            self.foreign_nearby.emit(d["count"], d["text"] if d["count"] else "")
+            return [Activity(now, "refused" if d["count"] else "info",
+                             d["text"][:1].upper() + d["text"][1:])]
+        text = d["text"]  # dial_refused: "refused by laptop at 192.168.1.20:22100: ..."
+        return [Activity(now, "refused", text[:1].upper() + text[1:] +
+                         f" (trying again in {d['retry_in']} s)")]
 
     def _role_text(self, node: Node, d: dict) -> str:
         role, server = d.get("role"), d.get("server")

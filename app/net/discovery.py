@@ -13,6 +13,10 @@ packet costs one scrypt: a few guesses per second per core, instead of the
 hundreds of thousands a plain HMAC allowed. A node pays that cost once per start,
 in a worker thread while it listens (`start` does not wait for it); packets that
 arrive meanwhile wait in a small queue and are checked once the keys are ready.
+
+An announcement of another share is not dropped without a word: its clear share ID
+differs from ours, which is all it takes to count "devices nearby with a different key"
+(a mistyped key otherwise fails in silence); nothing about their key is learnt.
 """
 
 from __future__ import annotations
@@ -107,16 +111,39 @@ def decode(packet: bytes, share_id: bytes, tag_key: bytes) -> dict | None:
     return msg
 
 
+def foreign_device(packet: bytes, share_id: bytes) -> str | None:
+    """The device ID an announcement of *another* share claims, else None.
+
+    Only the clear fields are read (the magic, the share ID, the device): a device of
+    another key is told apart without learning anything of that key, and without any
+    work per packet beyond parsing it. What it claims is unproven: a count to show, not
+    a device to trust.
+    """
+    if len(packet) <= TAG_LEN or len(packet) > MAX_PACKET:
+        return None
+    try:
+        msg = msgpack.unpackb(packet[TAG_LEN:], raw=False)
+    except Exception:  # noqa: BLE001
+        return None
+    if not (isinstance(msg, dict) and msg.get("magic") == MAGIC
+            and isinstance(msg.get("share"), bytes) and msg["share"] != share_id
+            and isinstance(msg.get("device"), str) and 0 < len(msg["device"]) <= 64):
+        return None
+    return msg["device"]
+
+
 class Discovery(asyncio.DatagramProtocol):
     """Sends our announcements and passes on the ones of our share, as hints."""
 
     def __init__(self, port: int, secret: str,
-                 on_heard: Callable[[dict, str], None]) -> None:
+                 on_heard: Callable[[dict, str], None],
+                 on_foreign: Callable[[str, str], None] | None = None) -> None:
         self.port = port
         self.secret = secret
         self.share_id = b""
         self.tag_key = b""
         self.on_heard = on_heard
+        self.on_foreign = on_foreign  # (device, ip) of an announcement of another share
         self.transport: asyncio.DatagramTransport | None = None
         self.targets: list[tuple[str, str]] = []
         self.ready = asyncio.Event()  # set once the keys are derived
@@ -173,6 +200,10 @@ class Discovery(asyncio.DatagramProtocol):
         msg = decode(data, self.share_id, self.tag_key)
         if msg is not None:
             self.on_heard(msg, ip)
+        elif self.on_foreign is not None:
+            device = foreign_device(data, self.share_id)
+            if device is not None:
+                self.on_foreign(device, ip)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("discovery: %s", exc)
@@ -186,4 +217,4 @@ class Discovery(asyncio.DatagramProtocol):
             self.transport = None
 
 
-__all__ = ["Discovery", "broadcast_targets", "share_keys"]
+__all__ = ["Discovery", "broadcast_targets", "foreign_device", "share_keys"]

@@ -121,11 +121,13 @@ class Notice:
     locked_for: float  # seconds of lockout left (0: none)
     first: bool  # the first of this source in this minute (not a summary)
 
-    def text(self, peer: str = "", detail: str = "") -> str:
-        """One log line. `peer` (host:port) and `detail` (the handshake's own sentence)
-        make the first line of a source more precise than its summary can be."""
+    def text(self, peer: str = "", detail: str = "", name: str = "") -> str:
+        """One log line. `peer` (host:port), `detail` (the handshake's own sentence) and
+        `name` (the device name its hello claimed) make the first line of a source more
+        precise than its summary can be."""
         if self.first and self.count == 1:
-            line = (f"refused a connection from {peer or self.source}: "
+            where = peer or self.source
+            line = (f"refused a connection from {f'{name} at {where}' if name else where}: "
                     f"{detail or REASON_TEXT[self.reason]}")
         else:
             parts = ", ".join(f"{REASON_TEXT[r]} x{n}" for r, n in
@@ -136,10 +138,12 @@ class Notice:
             line += f"; its connections are refused for the next {self.locked_for:.0f} s"
         return line
 
-    def event(self) -> dict:
-        """The `auth_refused` engine event: `text` is the sentence to show."""
+    def event(self, name: str = "") -> dict:
+        """The `auth_refused` engine event: `text` is the sentence to show; `name` is what
+        the refused device called itself (unproven), when its hello got that far."""
         return {"address": self.source, "reason": self.reason, "count": self.count,
-                "locked_for": round(self.locked_for), "text": self.text()}
+                "locked_for": round(self.locked_for), "name": name,
+                "text": self.text(name=name)}
 
 
 @dataclass

@@ -51,6 +51,7 @@ class HandshakeError(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+        self.peer: PeerInfo | None = None  # who the peer said it was, when it got that far
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ async def handshake(
     extra: dict | None = None,
     timeout: float = 10.0,
     on_reject: Callable[[HandshakeError], None] | None = None,
+    first: dict | None = None,
 ) -> PeerInfo:
     """Authenticate the peer on an open TLS connection; the initiator is the TCP client.
 
@@ -79,23 +81,27 @@ async def handshake(
     Raises only HandshakeError (and ValueError, before any I/O, when `extra` tries
     to override a standard hello key, which is a bug in the caller). `on_reject` is
     called with a fault we found before the peer is told of it: a guesser that tries
-    again at once finds its last try already counted.
+    again at once finds its last try already counted. `first` is the peer's first
+    message when the caller has read it already (to tell a pairing from a handshake).
+    A failure after the peer's hello carries it as `error.peer` (its name, claimed).
     """
     extra = dict(extra or {})
     clash = HELLO_KEYS & extra.keys()
     if clash:
         raise ValueError(f"extra hello keys clash with standard ones: {sorted(clash)}")
-    run = _Run(reader, writer, identity, secret, name, initiator, extra)
+    run = _Run(reader, writer, identity, secret, name, initiator, extra, first)
     try:
         async with asyncio.timeout(timeout):
             return await run.exchange()
     except _Reject as e:  # we found the fault: tell the peer why we close
         error = HandshakeError(e.code, str(e))
+        error.peer = run.peer
         if on_reject is not None:
             on_reject(error)
         await _tell_peer(writer, e)
         raise error from None
-    except HandshakeError:
+    except HandshakeError as e:
+        e.peer = run.peer
         raise
     except TimeoutError:  # before OSError: TimeoutError is an OSError
         raise HandshakeError(
@@ -124,13 +130,15 @@ class _Run:
     name: str
     initiator: bool
     extra: dict
+    first: dict | None = None
+    peer: PeerInfo | None = None
 
     async def exchange(self) -> PeerInfo:
         tls_peer_cert = self._tls_peer_cert() if self.initiator else None
         spake = _spake(self.initiator, self.secret)
         await write_message(self.writer, self._hello(spake.start()))
         hello = await self._expect("hello")
-        peer = self._check_hello(hello, tls_peer_cert)
+        peer = self.peer = self._check_hello(hello, tls_peer_cert)
         key = self._finish_spake(spake, hello["spake"])
         if self.initiator:
             transcript = _fp(peer.cert_der) + _fp(self.identity.cert_der)
@@ -174,7 +182,7 @@ class _Run:
 
     async def _expect(self, kind: str) -> dict:
         """The next message, which must be `kind`; a peer's error becomes ours."""
-        msg = await read_message(self.reader, HANDSHAKE_MAX_FRAME)
+        msg, self.first = self.first or await read_message(self.reader, HANDSHAKE_MAX_FRAME), None
         if msg["t"] == kind:
             return msg
         if msg["t"] == "error":

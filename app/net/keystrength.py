@@ -17,8 +17,9 @@ the guesses such an attacker needs, in bits, the way the simple estimators do
 
 Below `STRONG_BITS` (50) a key is weak. The estimate is optimistic about what it
 cannot see (a word not in its short list counts as random letters), so a key it calls
-weak is weak for sure. The generated format (`new_share_key`: 4 groups of 5 of 32
-characters, 100 bits) is strong by construction. Pure: no I/O, no Qt.
+weak is weak for sure. The generated format (`new_share_key`: 4 groups of 5 random
+characters of 32, 100 bits, plus a check character each) is strong by construction.
+Pure: no I/O, no Qt.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from dataclasses import dataclass
 
 STRONG_BITS = 50.0
 WORD_BITS = 11.0  # one word of a list of ~2,000 common ones
-GENERATED = re.compile(r"^[A-HJ-NP-Z2-9]{5}(?:-[A-HJ-NP-Z2-9]{5}){3}$")
-
+# what p2psync generates: 4 groups of 6 (5 random + a check character), or, before
+# check characters, of 5 (app/net/sharekey.py)
+GENERATED = re.compile(r"^(?:[A-HJ-NP-Z2-9]{5}(?:-[A-HJ-NP-Z2-9]{5}){3}|"
+                       r"[A-HJ-NP-Z2-9]{6}(?:-[A-HJ-NP-Z2-9]{6}){3})$")
 
 
 def _words(text: str) -> list[str]:

@@ -26,7 +26,7 @@ from app.engine.config import Config
 from app.gui.window import LaunchOptions, MainWindow
 from tests.procs import env, p2psync_cmd, start_run, tree
 
-KEY_RX = re.compile(r"^[A-Z2-9]{5}(-[A-Z2-9]{5}){3}$")
+KEY_RX = re.compile(r"^[A-Z2-9]{6}(-[A-Z2-9]{6}){3}$")
 WAIT = 30_000  # ms; generous: CI machines are slow, and nothing here sleeps
 
 

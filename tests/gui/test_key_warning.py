@@ -45,3 +45,37 @@ def test_a_pasted_generated_key_or_a_cleared_field_shows_none(qtbot, tmp_path):
     page.key_edit.setText("letmein")
     page.key_edit.setText("")
     assert not page.key_warning.isVisible()
+
+
+def test_a_typo_in_a_generated_key_is_caught_as_it_is_typed_and_join_waits(qtbot, tmp_path):
+    page = page_with_folder(qtbot, tmp_path)
+    key = new_share_key()
+    typo = key[:9] + ("A" if key[9] != "A" else "B") + key[10:]  # in the 2nd group
+    qtbot.keyClicks(page.key_edit, typo[:13])  # the 2nd group, not yet finished
+    assert not page.key_warning.isVisible() and page.join_button.isEnabled()
+    qtbot.keyClicks(page.key_edit, typo[13])  # its dash: the 2nd group is done
+    assert page.key_warning.isVisible()
+    assert page.key_warning.text() == ("\u2717 This is not the key p2psync generated: the 2nd "
+                                       "group has a typo. Copy it again from the device that "
+                                       "shows it.")
+    assert not page.join_button.isEnabled()
+    qtbot.keyClicks(page.key_edit, typo[14:])
+    assert not page.join_button.isEnabled()
+    with qtbot.assertNotEmitted(page.ready):
+        qtbot.keyClick(page.key_edit, Qt.Key.Key_Return)
+    page.key_edit.setText(key.lower())  # the right key, typed in lower case
+    assert not page.key_warning.isVisible() and page.join_button.isEnabled()
+    with qtbot.waitSignal(page.ready) as got:
+        qtbot.keyClick(page.key_edit, Qt.Key.Key_Return)
+    assert got.args[1] == key
+
+
+def test_a_key_one_character_short_at_the_end_is_caught_when_join_is_pressed(qtbot, tmp_path):
+    page = page_with_folder(qtbot, tmp_path)
+    key = new_share_key()
+    page.key_edit.setText(key[:-1])  # the 4th group is 5 long: it may still be typed on
+    assert not page.key_warning.isVisible()
+    with qtbot.assertNotEmitted(page.ready):
+        qtbot.keyClick(page.key_edit, Qt.Key.Key_Return)
+    assert page.key_warning.text().startswith("\u2717 This is not the key p2psync generated: "
+                                              "the 4th group has 5 characters, not 6")

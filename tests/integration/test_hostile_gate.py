@@ -192,8 +192,9 @@ def test_online_guessing_is_throttled_and_named_while_honest_peers_sync(tmp_path
     assert set(outcomes[5:]) == {"locked out"}, outcomes
     assert len(refused) > 10  # refused at once, many times over
     assert r.returncode == 0, f"the honest sync failed:\n{r.stderr}"
-    # the log names the address: its first wrong key, then the lockout with the count
-    node.wait_for_log(rf"refused a connection from {re.escape(attacker)}:\d+: "
+    # the log names the device (as it called itself) and the address: its first wrong
+    # key, then the lockout with the count
+    node.wait_for_log(rf"refused a connection from guesser at {re.escape(attacker)}:\d+: "
                       r"the peer does not know this share key")
     node.wait_for_log(rf"refused 4 more connection\(s\) from {re.escape(attacker)} in the "
                       r"last minute \(wrong share key x4\); its connections are refused for "
@@ -276,8 +277,9 @@ def test_refused_tries_become_events_that_name_the_address(tmp_path):
     results, recent = asyncio.run(main())
     refused = [d for kind, d in events if kind == "auth_refused"]
     assert refused[0] == {"address": attacker, "reason": "wrong_key", "count": 1,
-                          "locked_for": 0,
-                          "text": f"refused a connection from {attacker}: wrong share key"}
+                          "locked_for": 0, "name": "guesser",
+                          "text": f"refused a connection from guesser at {attacker}: wrong "
+                                  "share key"}
     assert refused[1]["address"] == attacker and refused[1]["count"] == 4
     assert refused[1]["locked_for"] == 60 and "refused for the next 60 s" in refused[1]["text"]
     assert len(refused) == 2  # the refusals after the lockout wait for the minute's summary

@@ -146,7 +146,7 @@ def test_wrong_share_key_is_refused_before_anything_about_files(world):
     # the node's own verdict may still be in flight: at most one error frame, then EOF
     assert [f["t"] for f in after] in ([], ["error"]), after
     assert all(f.get("code") == "auth" for f in after), after
-    w.log_has(rf"refused a connection from {addr}: .*share key")
+    w.log_has(rf"refused a connection from evil at {addr}: .*share key")
     w.assert_alive()
     w.assert_no_escape()
     w.honest_sync("after-wrong-key")

@@ -9,7 +9,7 @@ from app.cli.main import build_parser
 from app.gui.launch import launch_options
 from tests.procs import env, p2psync_cmd, start_run
 
-GENERATED = r"[A-HJ-NP-Z2-9]{5}(?:-[A-HJ-NP-Z2-9]{5}){3}"
+GENERATED = r"[A-HJ-NP-Z2-9]{6}(?:-[A-HJ-NP-Z2-9]{6}){3}"
 
 
 def sync_cmd(tmp_path, *extra: str, environ: dict | None = None) -> subprocess.CompletedProcess:
