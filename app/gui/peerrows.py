@@ -114,7 +114,8 @@ class PeerBook:
         self._refused_us(node, rows)
         for r in node.refused_sources():  # strangers turned away: who, and why
             rows.append({"key": f"refused {r['address']}", "device_id": "",
-                         "name": r["address"], "address": r["address"], "role": "",
+                         "name": r.get("name") or r["address"], "address": r["address"],
+                         "role": "",
                          "state": REFUSED, "reason": r["text"], "last_seen": 0.0})
         return rows
 

@@ -134,6 +134,7 @@ class MainWindow(QMainWindow):
         self._join_timer = QTimer(self, singleShot=True)
         self._join_timer.timeout.connect(self._check_join)
         self._banner_action = None
+        self._foreign_text = ""  # "2 devices nearby use a different key." while they do
         self.held: dict | None = None  # what the mass-deletion guard holds back now
         self.mass_delete_dialog = MassDeleteDialog(self)
         self.mass_delete_dialog.delete_requested.connect(self._delete_held)
@@ -426,7 +427,14 @@ class MainWindow(QMainWindow):
         self.invite_dialog.open()
 
     def _on_foreign_nearby(self, count: int, text: str) -> None:
-        """Devices nearby with another key: the sign of a mistyped key, said where it shows."""
+        """Devices nearby with another key: the sign of a mistyped key, said where it shows.
+
+        While a join's own question is up (its key finds nobody: "Type the key again…"),
+        that question says it too (see _check_join) rather than being replaced.
+        """
+        self._foreign_text = text[:1].upper() + text[1:] + "." if count else ""
+        if self._banner_action == self.retype_key and self.banner.isVisible():
+            return
         shown = self.banner.isVisible() and self.banner_text.property("foreign")
         if count and not self.status.get("connected"):
             self.banner_text.setText(text[:1].upper() + text[1:] + ".")
@@ -650,6 +658,8 @@ class MainWindow(QMainWindow):
                 self.banner.hide()
             return
         problem = join_problem(self.status, time.monotonic() - self._join_since, JOIN_PATIENCE)
+        if problem and self._foreign_text:
+            problem += " " + self._foreign_text
         if problem and (not self.banner.isVisible() or self.banner_text.text() != problem):
             self.show_error(problem, ("Type the key again…", self.retype_key))
 
