@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.aio import cancel_and_wait
 from app.core import hashing, marker, paths, scanner, versionstore
 from app.core.dirfds import DirFds
 from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
@@ -264,8 +265,7 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await task
+            await cancel_and_wait(task)
         try:
             await self._cleanup_temps()  # what no later run would resume goes now
         except Exception:  # noqa: BLE001 - stopping must go on

@@ -32,7 +32,6 @@ machine), which it may not accept connections on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import ipaddress
 import logging
@@ -42,6 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from app.aio import cancel_and_wait
 from app.errors import RefusedError
 from app.net.discovery import Discovery
 from app.net.election import (
@@ -167,9 +167,7 @@ class Roles:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await cancel_and_wait(self._task)
         if self.discovery is not None:
             self.discovery.stop()
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QThread, Signal
 
+from app.aio import cancel_and_wait
 from app.core import conflicts
 from app.core.units import human_size
 from app.engine.control import ControlServer, NotPrivateError
@@ -244,15 +245,11 @@ class EngineWorker(QObject):
                 self._wake.set()
                 await stopping
             else:
-                starting.cancel()
-                with contextlib.suppress(BaseException):
-                    await starting
+                await cancel_and_wait(starting)
         finally:
             self._ready.clear()
             if ticker is not None:
-                ticker.cancel()
-                with contextlib.suppress(BaseException):
-                    await ticker
+                await cancel_and_wait(ticker)
             with contextlib.suppress(Exception):
                 await control.stop()
             try:
