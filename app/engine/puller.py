@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, diskio, hashing, modes, paths
+from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -311,12 +311,11 @@ class Puller:
         self.active.add(tmp_rel)
         try:
             st = os.fstat(fd)
-            with self._space_for(target.size - min(st.st_blocks * 512, st.st_size)):
+            with self._space_for(_data_bytes(target) - min(st.st_blocks * 512, st.st_size)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
-                if os.fstat(fd).st_size != target.size:
-                    raise OSError(errno.EIO, f"{a.path}: the temp file is not the size written")
+                _end_holes(fd, target, a.path)
                 await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
         except OSError as e:
             if diskio.is_no_space(e):  # give the space back; a resume is worth less
@@ -611,7 +610,9 @@ class Puller:
     def _all_local(self, a: Action) -> bool:
         local = self.index.get(a.path)
         have = set(local.block_hashes()) if local and not local.deleted else set()
-        return all(h in have or self.index.find_block(h) for h in a.target.block_hashes())
+        size = a.target.size
+        return all(h in have or hashing.is_zero_block(h, _block_size(size, i))
+                   or self.index.find_block(h) for i, h in enumerate(a.target.block_hashes()))
 
     async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> list[str]:
         """Write every block of the target into fd, cheapest source first.
@@ -620,8 +621,9 @@ class Puller:
         """
         target = a.target
         hashes = target.block_hashes()
+        # All-zero blocks are never fetched nor written: they stay holes of the temp file.
         have = await asyncio.to_thread(_blocks_present, fd, hashes, target.size) if resume \
-            else [False] * len(hashes)
+            else _zero_blocks(target)
         same_place = self._unchanged_blocks(a.path, hashes)
         ranges, missing = [], []
         for i in range(len(hashes)):
@@ -864,8 +866,49 @@ def _write_direct(fd: int, run: list[tuple[int, bytes]]) -> bool:
 
 
 def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
-    """Which blocks an interrupted transfer already wrote (resume)."""
-    return [_block_ok(fd, i, _block_size(size, i), h) for i, h in enumerate(hashes)]
+    """Which blocks an interrupted transfer already wrote (resume).
+
+    A block in a hole of the temp file (or past its end) is there when it is a zero
+    block, and missing otherwise, without reading it; the rest is read and checked.
+    """
+    extents = holes.DataExtents(fd)
+    out = []
+    for i, h in enumerate(hashes):
+        n = _block_size(size, i)
+        if extents.has_data(i * BLOCK_SIZE, n):
+            out.append(_block_ok(fd, i, n, h))
+        else:
+            out.append(hashing.is_zero_block(h, n))
+    return out
+
+
+def _zero_blocks(target: FileEntry) -> list[bool]:
+    """Which blocks of target are all zeros (they need no bytes from anyone)."""
+    return [hashing.is_zero_block(h, _block_size(target.size, i))
+            for i, h in enumerate(target.block_hashes())]
+
+
+def _data_bytes(target: FileEntry) -> int:
+    """What a file takes on the disk here: its blocks but the all-zero ones (holes)."""
+    return sum(_block_size(target.size, i)
+               for i, zero in enumerate(_zero_blocks(target)) if not zero)
+
+
+def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
+    """Give the temp file its full size, its trailing zero blocks as a hole.
+
+    Every block but the zero ones was written: the file already reaches the end of the
+    last of them, or a write went missing.
+    """
+    zero = _zero_blocks(target)
+    last = max((i for i, z in enumerate(zero) if not z), default=-1)
+    written_to = (last * BLOCK_SIZE + _block_size(target.size, last)) if last >= 0 else 0
+    size = os.fstat(fd).st_size
+    if written_to <= size < target.size:
+        os.ftruncate(fd, target.size)
+        size = target.size
+    if size != target.size:
+        raise OSError(errno.EIO, f"{rel}: the temp file is not the size written")
 
 
 def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
