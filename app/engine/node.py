@@ -21,8 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import hashing, marker, paths, scanner, versionstore
-from app.core.dirfds import DirFds
+from app.core import marker, paths, scanner, versionstore
 from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
 from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
@@ -32,9 +31,10 @@ from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.puller import Puller
+from app.engine.serving import OpenFiles
 from app.errors import P2PError, RefusedError
 from app.net import identity
-from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError, well_formed_request
+from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
@@ -679,7 +679,7 @@ class Node:
         while (items := await conn.requests.get()) is not None:
             out: list[list] = []
             size = 0
-            with _OpenFiles(self, items) as files:
+            with OpenFiles(self.root, self.index, self.request_rescan, items) as files:
                 for item in items:
                     answer = files.read_block(item)
                     out.append([item[0], answer])
@@ -1046,71 +1046,6 @@ class Node:
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
-
-
-class _OpenFiles:
-    """The files one request batch reads from, each looked up, checked and opened once."""
-
-    def __init__(self, node: Node, items: list) -> None:
-        self.node = node
-        wanted = {i[1] for i in items if well_formed_request(i)}
-        self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
-        self.dirs = DirFds(node.root, create=False)
-        self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
-        self.stale: set[str] = set()
-
-    def __enter__(self) -> _OpenFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self.open.values():
-            if fd is not None:
-                os.close(fd)
-        self.dirs.__exit__()
-
-    def _file(self, rel: str) -> int | None:
-        if rel not in self.open:
-            self.open[rel] = None
-            if rel in self.sizes:
-                try:
-                    parent, _, name = paths.validate(rel).rpartition("/")
-                    self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=self.dirs.open(parent))
-                except (OSError, paths.BadPath):
-                    pass
-        return self.open[rel]
-
-    def read_block(self, item) -> bytes | None:
-        """One requested block, only from a file we share; None for anything else."""
-        if not well_formed_request(item):
-            return None
-        _, rel, offset, size, h = item
-        fd = self._file(rel)
-        if fd is None or offset + size > self.sizes[rel]:
-            return None
-        try:
-            data = os.pread(fd, size, offset)
-        except OSError:
-            return None
-        if hashing.block_hash(data) != h:
-            self._maybe_stale(rel, offset, h)
-            return None
-        return data
-
-    def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
-        """The file changed since we indexed it, in a way its size, mtime and inode do
-        not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
-
-        Only when the index holds the asked hash at that offset: a request for a hash
-        we never announced proves nothing, and must not make us re-hash the file.
-        """
-        if rel in self.stale or offset % BLOCK_SIZE:
-            return
-        if self.node.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
-            return
-        self.stale.add(rel)
-        self.node.index.set_inode(rel, 0)
-        self.node.request_rescan(rel)
 
 
 def _is_ip(host: str) -> bool:
