@@ -30,6 +30,7 @@ from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
+from app.engine.links import LinkHub, PeerLinks
 from app.engine.puller import Puller
 from app.engine.serving import OpenFiles
 from app.errors import P2PError, RefusedError
@@ -83,6 +84,7 @@ class PeerState:
     last_state: dict | None = None
     state_sent: float = 0.0  # when we last sent it a state message (monotonic)
     sender: asyncio.Task | None = None
+    links: PeerLinks | None = None  # its data links (app/engine/links.py)
     server: asyncio.Task | None = None
     index_streaming: bool = False  # its last index batch was full: more of it follows
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
@@ -181,6 +183,8 @@ class Node:
         self._local_changed = asyncio.Event()
         # Fetched files reach the peers' view of our index while the round goes on.
         self.puller.on_indexed = self._local_changed.set
+        self.links = LinkHub(self.identity, self.root, self.index, self.request_rescan)
+        self.puller.links_for = self._fetcher
         self.changed = asyncio.Event()  # anything a waiter might care about
         self._pulling = False
         self._stopping = False
@@ -235,7 +239,8 @@ class Node:
 
         host, port = self.opts.listen
         self._listener = Listener(identity.server_context(self.identity), self._authenticate,
-                                  self._adopt_accepted, self.emit)
+                                  self._adopt_accepted, self.emit, accept_link=self._accept_link,
+                                  adopt_link=self._adopt_link)
         try:
             self.listen_address = await self._listener.start(host, port)
         except OSError as e:
@@ -466,6 +471,18 @@ class Node:
         with contextlib.suppress(P2PError, ConnectFailure):
             await self._adopt_connection(reader, writer, info, False, address)
 
+    async def _accept_link(self, raw: socket.socket, timeout: float) -> object:
+        return await self.links.accept(raw, self._listener.ctx, timeout,
+                                       [p.links for p in self.peers.values() if p.links])
+
+    async def _adopt_link(self, found, address: str) -> None:
+        self.links.adopt(found)
+
+    def _fetcher(self, device: str):
+        """The data links we fetch from device over, if it is connected."""
+        peer = self.peers.get(device)
+        return peer.links.fetcher if peer is not None and peer.links is not None else None
+
     def refused_sources(self) -> list[dict]:
         """Addresses whose connections were refused lately (wrong key, locked out...)."""
         if self._listener is None:
@@ -493,7 +510,9 @@ class Node:
             self.roles.link_up(info.device_id, {**info.extra, "name": info.name},
                                address.rpartition(":")[0])
         their_id, have = self.index.remote_state(info.device_id)
-        conn.send_nowait({"t": "start", "index_id": their_id, "have": have})
+        peer.links = self.links.for_connection(conn)
+        conn.send_nowait({"t": "start", "index_id": their_id, "have": have,
+                          **peer.links.start_fields()})
         peer.server = self._spawn(self._serve_requests(peer))
         self._spawn(self._run_connection(peer))
         log.info("connected to %s (%s) at %s", info.name, identity.short_id(info.device_id),
@@ -507,6 +526,8 @@ class Node:
         try:
             await conn.run(self._on_message)
         finally:
+            if peer.links is not None:
+                peer.links.close()
             for task in (peer.sender, peer.server):
                 if task is not None:
                     task.cancel()
@@ -544,6 +565,8 @@ class Node:
             self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
+        elif t == "links" and peer.links is not None:
+            peer.links.asked_for_links()
         elif t == "role" and self.roles is not None:
             self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
                             conn.address.rpartition(":")[0])
@@ -553,6 +576,8 @@ class Node:
         if not isinstance(index_id, bytes) or not isinstance(have, int) or have < 0:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
+        if peer.links is not None:
+            peer.links.heard_start(msg)
         peer.sender = self._spawn(self._send_index(peer))
         self.names[peer.conn.device_id] = peer.conn.info.name
         if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest

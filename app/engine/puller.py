@@ -30,6 +30,7 @@ from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
+from app.engine.linkfetch import Fetcher, FetchJob
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
 SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
+LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links, where there are
 
 
 class NoSource(Exception):
@@ -85,6 +87,8 @@ class Puller:
         self.active: set[str] = set()  # temp files of transfers running now: never removed
         self._promised = 0  # bytes of files being written now, not on the disk yet
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
+        # device -> the data links to fetch from it over (app/engine/linkfetch.py), if any
+        self.links_for: Callable[[str], Fetcher | None] = lambda device: None
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -702,6 +706,10 @@ class Puller:
                     retry(i, device)
 
         try:
+            missing, linked, fetched = await self._fetch_linked(fd, direct, a, missing, tried,
+                                                                result)
+            done_bytes += fetched
+            queue[:] = reversed(missing)
             while queue or inflight:
                 sources = self._live_sources(a)
                 refill = held <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
@@ -751,7 +759,7 @@ class Puller:
                     else:
                         written(blocks, _verify_write_all(fd, jobs))
                 self.in_progress[a.path] = (done_bytes, target.size)
-            return sorted({names[d] for d in kept})
+            return sorted({names[d] for d in kept} | linked)
         finally:  # on every path, a failed write included: every slot we hold goes back
             writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
             for fut in inflight:
@@ -763,6 +771,38 @@ class Puller:
                 await asyncio.wait(writes)
             if direct is not None:
                 os.close(direct)
+
+
+    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, missing: list[int],
+                            tried: dict[int, set[str]], result: RoundResult
+                            ) -> tuple[list[int], set[str], int]:
+        """The blocks the sources' data links bring, on the links' threads (linkfetch.py).
+
+        Returns the blocks still missing (a link broke, a peer had no block or sent a
+        wrong one: never asked of that peer again, as on a peer connection), the names
+        of the peers that sent blocks, and the bytes written.
+        """
+        target = a.target
+        if sum(_block_size(target.size, i) for i in missing) < LINKED_MIN:
+            return missing, set(), 0
+        fetchers = []
+        for conn in self._live_sources(a):
+            fetcher = self.links_for(conn.device_id)
+            if fetcher is not None and await fetcher.ready():
+                fetchers.append(fetcher)
+        if not fetchers:
+            return missing, set(), 0
+        done = self.in_progress.get(a.path, (0, target.size))[0]
+        job = FetchJob(fd, direct, a.path, target.size, target.block_hashes(),
+                       lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
+        job.share(fetchers, missing)
+        await job.wait(fetchers)
+        result.bytes_fetched += job.fetched
+        if job.error is not None:
+            raise job.error
+        for i, device in job.refused.items():
+            tried.setdefault(i, set()).add(device)
+        return sorted(job.lost + list(job.refused)), job.sources, job.fetched
 
 
 def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | None:

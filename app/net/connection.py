@@ -267,7 +267,7 @@ class PeerConnection:
         elif t == "req":
             await self._queue_requests(msg)
             return
-        elif t not in ("index", "state", "role"):
+        elif t not in ("index", "state", "role", "links"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
 
