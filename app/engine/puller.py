@@ -86,6 +86,7 @@ class Puller:
         self.temps: set[str] = set()  # temp files this puller made and did not finish
         self.active: set[str] = set()  # temp files of transfers running now: never removed
         self._promised = 0  # bytes of files being written now, not on the disk yet
+        self._holes: bool | None = None  # whether the file system keeps holes (_holes_here)
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
         # device -> the data links to fetch from it over (app/engine/linkfetch.py), if any
         self.links_for: Callable[[str], Fetcher | None] = lambda device: None
@@ -315,7 +316,8 @@ class Puller:
         self.active.add(tmp_rel)
         try:
             st = os.fstat(fd)
-            with self._space_for(_data_bytes(target) - min(st.st_blocks * 512, st.st_size)):
+            needed = _data_bytes(target) if self._holes_here(fd, existed) else target.size
+            with self._space_for(needed - min(st.st_blocks * 512, st.st_size)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
@@ -334,6 +336,19 @@ class Puller:
             self._put_in_place(a, tmp, full)  # on failure the temp stays, for a resume
             self.temps.discard(tmp_rel)
         self.emit("fetched", {"path": a.path, "size": target.size, "from": ", ".join(sources)})
+
+    def _holes_here(self, fd: int, existed: bool) -> bool:
+        """Whether this folder's file system leaves a file's holes unallocated.
+
+        Then a file's zero blocks cost no space here; where it does not (FAT, exFAT),
+        a write past a gap fills the gap, so the whole size must fit. Found out once,
+        on a new temp file: one that grows by 1 MiB without a block allocated.
+        """
+        if self._holes is None and not existed:
+            os.ftruncate(fd, 1024 * 1024)
+            self._holes = os.fstat(fd).st_blocks == 0
+            os.ftruncate(fd, 0)
+        return bool(self._holes)
 
     def _put_in_place(self, a: Action, tmp: Path, full: Path) -> None:
         """Move a finished temp file to its final path (the caller holds the disk lock)."""
