@@ -3,17 +3,18 @@
 The puller hands a file's missing blocks to a `FetchJob`; the job gives them, a run
 of up to RUN_BLOCKS consecutive blocks at a time, to the `Fetcher` of a peer (or
 shares them out between the peers that have links). Each link's thread asks for
-DEPTH runs ahead, reads an answer straight into a page-aligned buffer, checks every
-block against its hash and writes the good ones into the temp file: whole blocks
-with O_DIRECT in one write per run where the file system takes it, the rest through
-the page cache, every write checked to the last byte (diskio.write_all). The event
-loop only hears of each finished run.
+DEPTH runs ahead and reads an answer straight into a page-aligned buffer; a second
+thread beside it checks every block against its hash and writes the good ones into
+the temp file while the first reads the next run: whole blocks with O_DIRECT in one
+write per run where the file system takes it, the rest through the page cache,
+every write checked to the last byte (diskio.write_all). The event loop only hears
+of each finished run.
 
 What the links could not bring goes back to the puller: blocks the peer did not have
 or sent wrong (`refused`, not asked of that peer again, as on a peer connection) and
 blocks lost with a link that broke (`lost`, asked again over the peer connection).
 
-Memory is bounded: per link one RUN_BYTES buffer and DEPTH requests in flight (the
+Memory is bounded: per link two RUN_BYTES buffers and DEPTH requests in flight (the
 rest of a transfer waits in the socket buffers and slows the sender down); a job
 holds the list of block numbers it still needs, nothing more.
 """
@@ -243,12 +244,12 @@ class Fetcher:
                 job, run, items = inflight[0]
                 view = writer.free.get()
                 try:
-                    outcome, nbytes = _receive(sock, job, run, items, view)
+                    sizes = _receive(sock, items, view)
                 except BaseException:
                     writer.free.put(view)
                     raise
                 inflight.popleft()
-                writer.todo.put((job, run, view, outcome, nbytes))
+                writer.todo.put((job, run, view, sizes))
         except (OSError, EOFError, datalink.LinkError, framing.FrameError) as e:
             why = str(e) or type(e).__name__
         finally:
@@ -278,7 +279,8 @@ class Fetcher:
 
 
 class _Writer:
-    """A link's disk writes, on a thread beside it: the link reads the next run meanwhile.
+    """A link's checks and disk writes, on a thread beside it: the link reads the next
+    run meanwhile.
 
     Two buffers: one being written, one being filled. RUN_BYTES each, page-aligned
     (mmap), as O_DIRECT wants.
@@ -299,7 +301,11 @@ class _Writer:
 
     def _run(self) -> None:
         while (item := self.todo.get()) is not None:
-            job, run, view, outcome, nbytes = item
+            job, run, view, sizes = item
+            nbytes = sum(size for size in sizes if size)
+            outcome = [OK if size is not None and hashing.block_hash(
+                view[k * BLOCK_SIZE : k * BLOCK_SIZE + size]) == job.hashes[i] else REFUSED
+                for k, (i, size) in enumerate(zip(run, sizes, strict=True))]
             error = None
             if job.cancelled:
                 outcome = [LOST] * len(run)
@@ -325,22 +331,17 @@ def _next_run(blocks: collections.deque[int]) -> list[int]:
     return run
 
 
-def _receive(sock: ssl.SSLSocket, job: FetchJob, run: list[int], items: list[list],
-             view: memoryview) -> tuple[list[str], int]:
-    """Read one run's answer into view (block k of the run at slot k) and check it.
+def _receive(sock: ssl.SSLSocket, items: list[list], view: memoryview) -> list[int | None]:
+    """Read one run's answer into view (block k of the run at slot k).
 
-    Returns each block's outcome and the bytes received. A broken link raises (the
-    caller gives the whole run back).
+    Returns each block's size, None where the peer did not have it. A broken link
+    raises (the caller gives the whole run back).
     """
     sizes = datalink.read_answer(sock, items)
     for k, size in enumerate(sizes):
         if size is not None:
             datalink.recv_exact(sock, view[k * BLOCK_SIZE : k * BLOCK_SIZE + size])
-    nbytes = sum(s for s in sizes if s)
-    outcome = [OK if size is not None and hashing.block_hash(
-        view[k * BLOCK_SIZE : k * BLOCK_SIZE + size]) == job.hashes[i] else REFUSED
-        for k, (i, size) in enumerate(zip(run, sizes, strict=True))]
-    return outcome, nbytes
+    return sizes
 
 
 def _write_run(job: FetchJob, run: list[int], view: memoryview, outcome: list[str]) -> None:

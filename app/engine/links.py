@@ -6,8 +6,13 @@ side adds the token. Links are opened when a large file is to be fetched, never
 before (a `sync` with nothing to fetch opens none):
 
 - the dialling side fetches: it dials LINKS links with `pull` True;
-- the accepting side fetches: it sends `{"t": "links"}` and the dialling side dials
-  LINKS links with `pull` False (it cannot be dialled: a `sync` does not listen).
+- the accepting side fetches: it sends `{"t": "links"}`, the dialling side dials
+  LINKS links with `pull` False (it cannot be dialled: a `sync` does not listen) and
+  then says how many it made (`{"t": "links", "made": N}`), so the wait ends at once.
+
+Link handshakes go DIALS_AT_ONCE at a time per peer, and are tried again when the
+peer's gate turned one away as busy: the gate lets only 4 handshakes of one address
+be under way at once.
 
 A peer without links (an older version), or links that cannot be made (a firewall, a
 refusal), leave the peer connection to carry the blocks, as before: the puller asks
@@ -46,7 +51,10 @@ log = logging.getLogger(__name__)
 
 VERSION = 1
 DIAL_TIMEOUT = 5.0
-WAIT_FOR_LINKS = 3.0  # how long the accepting side waits for the links it asked for
+WAIT_FOR_LINKS = 5.0  # how long the accepting side waits for the links it asked for
+DIALS_AT_ONCE = 2  # link handshakes under way at once, per peer (its gate allows 4)
+DIAL_TRIES = 3
+BUSY_ALERT = "TLSV1_ALERT_USER_CANCELLED"  # the gate had too many handshakes of ours
 LINK_ERRORS = (OSError, EOFError, datalink.LinkError, framing.FrameError)
 
 
@@ -121,7 +129,8 @@ class PeerLinks:
         self.fetcher = Fetcher(conn.device_id, conn.info.name, self._open, self._received)
         self._serving: set[ssl.SSLSocket] = set()
         self._asked = False  # we asked it to dial links we fetch over, and wait for them
-        self._arrived = asyncio.Event()
+        self._dialled = asyncio.Event()  # it says it dialled them
+        self._dial_slots = asyncio.Semaphore(DIALS_AT_ONCE)
         self._dialled_for_it = 0.0  # when we last dialled links it asked for
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
@@ -151,13 +160,11 @@ class PeerLinks:
                     sock.close()
         else:
             self._asked = True
-            self._arrived.clear()
+            self._dialled.clear()
             self.conn.send_nowait({"t": "links"})
             try:
                 async with asyncio.timeout(WAIT_FOR_LINKS):
-                    while self.fetcher.count < LINKS:
-                        await self._arrived.wait()
-                        self._arrived.clear()
+                    await self._dialled.wait()
             except TimeoutError:
                 pass
             finally:
@@ -182,13 +189,18 @@ class PeerLinks:
                 return False
             self._serve(sock, confirm=True)
             return True
-        if not self._asked or not self.fetcher.attach(sock, confirm=True):
-            return False
-        self._arrived.set()
-        return True
+        return self._asked and self.fetcher.attach(sock, confirm=True)
 
     # --- serving -----------------------------------------------------------------------
-    def asked_for_links(self) -> None:
+    def on_message(self, msg: dict) -> None:
+        """A `links` message: a request from the side that accepted the connection, the
+        answer (`made`: how many it dialled) from the side that dialled it."""
+        if self.conn.outgoing:
+            self._asked_for_links()
+        elif isinstance(msg.get("made"), int):
+            self._dialled.set()  # those it made are attached already: they came first
+
+    def _asked_for_links(self) -> None:
         """The peer (which accepted our connection) wants links to fetch over: dial them."""
         now = time.monotonic()
         if not self.conn.outgoing or self.peer_token is None or self._closed \
@@ -200,11 +212,14 @@ class PeerLinks:
         task.add_done_callback(self._tasks.discard)
 
     async def _dial_to_serve(self, n: int) -> None:
+        made = 0
         for sock in await self._dial(pull=False, n=n):
             if self._closed or len(self._serving) >= LINKS:
                 sock.close()
             else:
                 self._serve(sock, confirm=False)
+                made += 1
+        self.conn.send_nowait({"t": "links", "made": made})
 
     def _serve(self, sock: ssl.SSLSocket, confirm: bool) -> None:
         self._serving.add(sock)
@@ -226,10 +241,8 @@ class PeerLinks:
 
     # --- both ----------------------------------------------------------------------------
     async def _dial(self, pull: bool, n: int) -> list[ssl.SSLSocket]:
-        host, _, port = self.conn.address.rpartition(":")
-        results = await asyncio.gather(*(in_thread(
-            datalink.dial, host, int(port), self.client_ctx, self.conn.info.cert_der,
-            self.peer_token, pull, DIAL_TIMEOUT) for _ in range(n)), return_exceptions=True)
+        results = await asyncio.gather(*(self._dial_one(pull) for _ in range(n)),
+                                       return_exceptions=True)
         socks = [r for r in results if isinstance(r, ssl.SSLSocket)]
         failed = [r for r in results if not isinstance(r, ssl.SSLSocket)]
         for r in failed:
@@ -242,6 +255,28 @@ class PeerLinks:
                      self.conn.info.name, self.conn.address,
                      str(failed[0]) or type(failed[0]).__name__)
         return socks
+
+    async def _dial_one(self, pull: bool) -> ssl.SSLSocket:
+        """One link; tried again when the peer's gate was busy (see app/net/gate.py).
+
+        DIALS_AT_ONCE at a time, over both directions: the gate lets only a few
+        handshakes of one address be under way at once.
+        """
+        host, _, port = self.conn.address.rpartition(":")
+        attempt = 0
+        while True:
+            try:
+                async with self._dial_slots:
+                    return await in_thread(datalink.dial, host, int(port), self.client_ctx,
+                                           self.conn.info.cert_der, self.peer_token, pull,
+                                           DIAL_TIMEOUT)
+            except (ssl.SSLError, EOFError, ConnectionError) as e:
+                attempt += 1
+                busy = getattr(e, "reason", None) == BUSY_ALERT or \
+                    isinstance(e, EOFError | ConnectionError)  # or it made room for others
+                if not busy or attempt == DIAL_TRIES or self._closed:
+                    raise
+            await asyncio.sleep(0.2 * attempt)
 
     def close(self) -> None:
         """The connection ended: its links end too (their threads close them)."""

@@ -566,7 +566,7 @@ class Node:
         elif t == "state":
             self._on_state(peer, msg)
         elif t == "links" and peer.links is not None:
-            peer.links.asked_for_links()
+            peer.links.on_message(msg)
         elif t == "role" and self.roles is not None:
             self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
                             conn.address.rpartition(":")[0])

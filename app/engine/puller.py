@@ -659,7 +659,9 @@ class Puller:
             if not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged  # edited while we copied from it: start over later
             result.bytes_reused += copied
-        elsewhere = [i for i in missing if self._copy_from_elsewhere(fd, i, target, hashes[i])]
+        found = self.index.find_blocks(list({hashes[i] for i in missing})) if missing else {}
+        elsewhere = [i for i in missing if hashes[i] in found
+                     and self._copy_from_elsewhere(fd, i, target, found[hashes[i]], hashes[i])]
         result.bytes_reused += sum(_block_size(target.size, i) for i in elsewhere)
         missing = sorted(set(missing) - set(elsewhere))
         done = target.size - sum(_block_size(target.size, i) for i in missing)
@@ -677,8 +679,9 @@ class Puller:
         old = local.block_hashes()
         return [i < len(old) and old[i] == h for i, h in enumerate(hashes)]
 
-    def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, h: bytes) -> bool:
-        data = self._read_verified(self.index.find_block(h), _block_size(target.size, i), h)
+    def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, where: tuple[str, int],
+                             h: bytes) -> bool:
+        data = self._read_verified(where, _block_size(target.size, i), h)
         if data is None:
             return False
         diskio.write_all(fd, data, i * BLOCK_SIZE)

@@ -134,6 +134,7 @@ def test_large_files_come_over_data_links_both_ways(tmp_path, node):
     assert re.search(LINKS_UP.replace(r"(\d)", "3"), r.stderr), r.stderr
     assert received(r.stderr) == len(a_data), "links count their blocks as received too"
     a.wait_for_log(LINKS_UP.replace(r"(\d)", "3"))
+    assert "refused a connection" not in a.log(), "links must not crowd the gate"
     assert temp_files(tmp_path / "A") == [] and temp_files(tmp_path / "B") == []
 
 
