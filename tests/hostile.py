@@ -222,11 +222,15 @@ class Session:
         for _ in range(self.links):
             sock = await asyncio.to_thread(self.dial_link, port, False)
             threading.Thread(target=self._serve_link, args=(sock,), daemon=True).start()
+        await self.send({"t": "links", "made": self.links})
 
     def _serve_link(self, sock: ssl.SSLSocket) -> None:
         """Answer the node's requests on one link from `serve`, whatever it holds."""
         with contextlib.suppress(Exception), sock:
             while (items := datalink.read_request(sock)) is not None:
+                if self.silent:  # reads every request, answers none
+                    self.link_requests.extend(items)
+                    continue
                 sizes, pieces = [], []
                 for rid, path, offset, size, h in items:
                     self.link_requests.append([rid, path, offset, size, h])

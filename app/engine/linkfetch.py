@@ -128,10 +128,11 @@ class Fetcher:
     """This device's data links to one peer, for fetching (the peer serves them)."""
 
     def __init__(self, device: str, name: str, open_links: Callable[[], Awaitable[None]],
-                 on_bytes: Callable[[int], None]) -> None:
+                 on_bytes: Callable[[int], None], on_stall: Callable[[], None]) -> None:
         self.device = device
         self.name = name
         self.on_bytes = on_bytes  # block bytes received (on the loop)
+        self.on_stall = on_stall  # a link went unanswered (called on the loop)
         self._open_links = open_links
         self._cond = threading.Condition()
         self._jobs: collections.deque[tuple[FetchJob, collections.deque[int]]] = \
@@ -139,7 +140,9 @@ class Fetcher:
         self._socks: set[ssl.SSLSocket] = set()
         self._closed = False
         self._opening: asyncio.Future | None = None
+        self._loop = asyncio.get_running_loop()
         self._retry_at = 0.0
+        self._stalled = False  # a link went unanswered: what waits for this peer is refused
 
     @property
     def count(self) -> int:
@@ -169,6 +172,8 @@ class Fetcher:
         with self._cond:
             if self._closed or len(self._socks) >= LINKS:
                 return False
+            if not self._socks:
+                self._stalled = False
             self._socks.add(sock)
         threading.Thread(target=self._work, args=(sock, confirm), daemon=True,
                          name=f"p2psync-link-in-{self.name}").start()
@@ -250,11 +255,15 @@ class Fetcher:
                     raise
                 inflight.popleft()
                 writer.todo.put((job, run, view, sizes))
+        except TimeoutError:
+            why = f"no answer for {STALL:.0f} s"
+            self._stall()
         except (OSError, EOFError, datalink.LinkError, framing.FrameError) as e:
             why = str(e) or type(e).__name__
         finally:
+            gone = REFUSED if self._stalled else LOST
             for job, run, _ in inflight:
-                self._report(job, run, [LOST] * len(run), 0, None)
+                self._report(job, run, [gone] * len(run), 0, None)
             writer.close()  # what it was given is written and reported first
             self._gone(sock, why)
 
@@ -262,6 +271,20 @@ class Fetcher:
                 error: OSError | None) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             job.loop.call_soon_threadsafe(job.account, self, run, outcome, nbytes, error)
+
+    def _stall(self) -> None:
+        """A link's answer did not come for STALL s: the peer is taken to have nothing to
+        send, as on its connection (app/net/connection.py). Every link to it ends, what
+        waits for it is refused, and no link is opened to it for RETRY s."""
+        with self._cond:
+            self._stalled = True
+            self._retry_at = time.monotonic() + RETRY
+            socks = list(self._socks)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(RuntimeError):  # the loop is gone
+            self._loop.call_soon_threadsafe(self.on_stall)
 
     def _gone(self, sock: ssl.SSLSocket, why: str) -> None:
         """A link ended; the last one gives back every job's blocks not started."""
@@ -271,9 +294,10 @@ class Fetcher:
             jobs = [] if self._socks else list(self._jobs)
             if not self._socks:
                 self._jobs.clear()
+            gone = REFUSED if self._stalled else LOST
         sock.close()
         for job, blocks in jobs:
-            self._report(job, list(blocks), [LOST] * len(blocks), 0, None)
+            self._report(job, list(blocks), [gone] * len(blocks), 0, None)
         if why and not closed:
             log.info("a data link to %s closed: %s", self.name, why)
 

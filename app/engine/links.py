@@ -126,7 +126,8 @@ class PeerLinks:
         self.token = secrets.token_bytes(datalink.TOKEN_LEN) if not conn.outgoing else None
         self.peer_token: bytes | None = None  # the one it gave us (we dialled it)
         self.peer_has_links = False
-        self.fetcher = Fetcher(conn.device_id, conn.info.name, self._open, self._received)
+        self.fetcher = Fetcher(conn.device_id, conn.info.name, self._open, self._received,
+                               conn.stalled_elsewhere)
         self._serving: set[ssl.SSLSocket] = set()
         self._asked = False  # we asked it to dial links we fetch over, and wait for them
         self._dialled = asyncio.Event()  # it says it dialled them

@@ -233,6 +233,34 @@ def test_wrong_blocks_over_a_link_are_refused_as_on_the_peer_connection(tmp_path
     assert temp_files(a.folder) == []
 
 
+def test_a_member_that_never_answers_over_its_links_freezes_nobody(tmp_path, node):
+    a = node("A")
+    mine = os.urandom(4 * MIB)
+
+    async def mute() -> tuple[int, float]:
+        s = await hostile.connect(a.port, hostile.new_identity(tmp_path), name="mute")
+        s.links, s.silent = 2, True
+        await s.send_start()
+        await s.announce([file_entry("mute.bin", os.urandom(6 * MIB), s.device)])
+        assert await s.wait_for(lambda: len(s.link_requests) > 0, 20), a.log()
+        honest = tmp_path / "honest"
+        honest.mkdir()
+        (honest / "mine.bin").write_bytes(mine)
+        r = await asyncio.to_thread(sync, honest, tmp_path / "cfg-honest", a.address,
+                                    timeout=60)
+        assert r.returncode == 0, f"{r.stderr}\n{a.log()}"
+        asked = len(s.link_requests)
+        await s.close()
+        return asked
+
+    asked = run(mute())
+    assert asked
+    assert (a.folder / "mine.bin").read_bytes() == mine
+    assert not os.path.lexists(a.folder / "mute.bin")
+    a.wait_for_log(r"a data link to mute closed: no answer for 10 s")  # given up on
+    assert a.proc.poll() is None
+
+
 def test_a_link_needs_the_token_of_a_live_connection_and_serves_only_what_is_shared(
         tmp_path, node):
     shared = os.urandom(3 * BLOCK_SIZE)
