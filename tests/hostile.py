@@ -212,7 +212,7 @@ class Session:
         """The data-link token the node gave us in its start."""
         return next((m.get("token") for m in self.received if m["t"] == "start"), None)
 
-    def dial_link(self, port: int, pull: bool, token: bytes | None = None) -> ssl.SSLSocket:
+    def dial_link(self, port: int, pull: bool, token: bytes | None = None) -> datalink.TLSLink:
         """A data link to the node (blocking), with its token or the one given."""
         return datalink.dial(HOST, port, identity.client_context(self.ident),
                              self.info.cert_der, token or self.node_token(), pull, 5.0)
@@ -224,7 +224,7 @@ class Session:
             threading.Thread(target=self._serve_link, args=(sock,), daemon=True).start()
         await self.send({"t": "links", "made": self.links})
 
-    def _serve_link(self, sock: ssl.SSLSocket) -> None:
+    def _serve_link(self, sock: datalink.TLSLink) -> None:
         """Answer the node's requests on one link from `serve`, whatever it holds."""
         with contextlib.suppress(Exception), sock:
             while (items := datalink.read_request(sock)) is not None:

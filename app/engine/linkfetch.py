@@ -30,7 +30,6 @@ import mmap
 import os
 import queue
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -137,7 +136,7 @@ class Fetcher:
         self._cond = threading.Condition()
         self._jobs: collections.deque[tuple[FetchJob, collections.deque[int]]] = \
             collections.deque()
-        self._socks: set[ssl.SSLSocket] = set()
+        self._socks: set[datalink.TLSLink] = set()
         self._closed = False
         self._opening: asyncio.Future | None = None
         self._loop = asyncio.get_running_loop()
@@ -150,7 +149,7 @@ class Fetcher:
 
     async def ready(self) -> bool:
         """Whether links are up; the first call opens them (again after RETRY s)."""
-        if self._socks:
+        if self._socks and not self._stalled:
             return True
         if self._closed or time.monotonic() < self._retry_at:
             return False
@@ -167,7 +166,7 @@ class Fetcher:
             if not self._socks:
                 self._retry_at = time.monotonic() + RETRY
 
-    def attach(self, sock: ssl.SSLSocket, confirm: bool = False) -> bool:
+    def attach(self, sock: datalink.TLSLink, confirm: bool = False) -> bool:
         """Run a link that is up (`confirm`: tell its dialler first); False when full."""
         with self._cond:
             if self._closed or len(self._socks) >= LINKS:
@@ -181,11 +180,12 @@ class Fetcher:
 
     def submit(self, job: FetchJob, blocks: list[int]) -> None:
         with self._cond:
-            if self._socks and not self._closed:
+            if self._socks and not self._closed and not self._stalled:
                 self._jobs.append((job, collections.deque(blocks)))
                 self._cond.notify_all()
                 return
-        job.account(self, blocks, [LOST] * len(blocks), 0, None)
+            gone = REFUSED if self._stalled else LOST
+        job.account(self, blocks, [gone] * len(blocks), 0, None)
 
     def withdraw(self, job: FetchJob) -> None:
         """Take back what the links have not started of a job (on the loop)."""
@@ -212,7 +212,7 @@ class Fetcher:
     def _take(self, wait: bool) -> tuple[FetchJob, list[int]] | None:
         """The next run to ask for; None when closed, or when there is none and not wait."""
         with self._cond:
-            while not self._closed:
+            while not self._closed and not self._stalled:
                 while self._jobs:
                     job, blocks = self._jobs[0]
                     run = _next_run(blocks)
@@ -225,7 +225,7 @@ class Fetcher:
                 self._cond.wait()
             return None
 
-    def _work(self, sock: ssl.SSLSocket, confirm: bool) -> None:
+    def _work(self, sock: datalink.TLSLink, confirm: bool) -> None:
         writer = _Writer(self)
         inflight: collections.deque[tuple[FetchJob, list[int], list[list]]] = \
             collections.deque()
@@ -242,8 +242,8 @@ class Fetcher:
                         continue
                     items = [[i, job.path, i * BLOCK_SIZE, _block_size(job.size, i),
                               job.hashes[i]] for i in run]
+                    inflight.append((job, run, items))  # given back if the send fails
                     datalink.send_request(sock, items)
-                    inflight.append((job, run, items))
                 if not inflight:
                     return  # closed
                 job, run, items = inflight[0]
@@ -280,13 +280,14 @@ class Fetcher:
             self._stalled = True
             self._retry_at = time.monotonic() + RETRY
             socks = list(self._socks)
+            self._cond.notify_all()  # the idle ones end too
         for sock in socks:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(RuntimeError):  # the loop is gone
             self._loop.call_soon_threadsafe(self.on_stall)
 
-    def _gone(self, sock: ssl.SSLSocket, why: str) -> None:
+    def _gone(self, sock: datalink.TLSLink, why: str) -> None:
         """A link ended; the last one gives back every job's blocks not started."""
         with self._cond:
             self._socks.discard(sock)
@@ -338,6 +339,9 @@ class _Writer:
                     _write_run(job, run, view, outcome)
                 except OSError as e:
                     outcome, error = [LOST if o == OK else o for o in outcome], e
+                except Exception as e:  # noqa: BLE001 - a bug: the job must still end
+                    log.exception("writing blocks of %s", job.path)
+                    outcome, error = [LOST] * len(run), OSError(f"could not write: {e!r}")
             self.fetcher._report(job, run, outcome, nbytes, error)
             self.free.put(view)
 
@@ -355,7 +359,7 @@ def _next_run(blocks: collections.deque[int]) -> list[int]:
     return run
 
 
-def _receive(sock: ssl.SSLSocket, items: list[list], view: memoryview) -> list[int | None]:
+def _receive(sock: datalink.TLSLink, items: list[list], view: memoryview) -> list[int | None]:
     """Read one run's answer into view (block k of the run at slot k).
 
     Returns each block's size, None where the peer did not have it. A broken link

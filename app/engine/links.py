@@ -80,7 +80,7 @@ class LinkHub:
                          lambda items: OpenFiles(self.root, self.index, rescan, items))
 
     async def accept(self, raw: socket.socket, ctx: ssl.SSLContext, timeout: float,
-                     candidates: list[PeerLinks]) -> tuple[PeerLinks, ssl.SSLSocket, bool]:
+                     candidates: list[PeerLinks]) -> tuple[PeerLinks, datalink.TLSLink, bool]:
         """TLS and the hello of a link that came in (on a thread); whose token it has.
 
         Raises HandshakeError, which the listener's gate counts as for a peer: a wrong
@@ -88,7 +88,8 @@ class LinkHub:
         """
         guard = raw.dup()  # to end, from here, a handshake the gate gives up on
         try:
-            sock, token, pull = await in_thread(datalink.accept, raw, ctx, timeout)
+            sock, token, pull = await in_thread(datalink.accept, raw, ctx, timeout,
+                                                orphan=lambda found: found[0].close())
         except asyncio.CancelledError:
             with contextlib.suppress(OSError):
                 guard.shutdown(socket.SHUT_RDWR)
@@ -108,7 +109,7 @@ class LinkHub:
         raise HandshakeError("auth", "a data link with a token none of our connections gave")
 
     @staticmethod
-    def adopt(found: tuple[PeerLinks, ssl.SSLSocket, bool]) -> None:
+    def adopt(found: tuple[PeerLinks, datalink.TLSLink, bool]) -> None:
         links, sock, pull = found
         if not links.accept(sock, pull):
             log.debug("a data link from %s was not wanted", links.conn.info.name)
@@ -128,7 +129,7 @@ class PeerLinks:
         self.peer_has_links = False
         self.fetcher = Fetcher(conn.device_id, conn.info.name, self._open, self._received,
                                conn.stalled_elsewhere)
-        self._serving: set[ssl.SSLSocket] = set()
+        self._serving: set[datalink.TLSLink] = set()
         self._asked = False  # we asked it to dial links we fetch over, and wait for them
         self._dialled = asyncio.Event()  # it says it dialled them
         self._dial_slots = asyncio.Semaphore(DIALS_AT_ONCE)
@@ -181,7 +182,7 @@ class PeerLinks:
         self.conn.bytes_in += nbytes
 
     # --- links that come in ----------------------------------------------------------
-    def accept(self, sock: ssl.SSLSocket, pull: bool) -> bool:
+    def accept(self, sock: datalink.TLSLink, pull: bool) -> bool:
         """A link dialled with our token; False (the caller closes it) when not wanted."""
         if self._closed:
             return False
@@ -222,7 +223,7 @@ class PeerLinks:
                 made += 1
         self.conn.send_nowait({"t": "links", "made": made})
 
-    def _serve(self, sock: ssl.SSLSocket, confirm: bool) -> None:
+    def _serve(self, sock: datalink.TLSLink, confirm: bool) -> None:
         self._serving.add(sock)
         loop = asyncio.get_running_loop()
 
@@ -241,11 +242,11 @@ class PeerLinks:
         self.conn.bytes_out += nbytes
 
     # --- both ----------------------------------------------------------------------------
-    async def _dial(self, pull: bool, n: int) -> list[ssl.SSLSocket]:
+    async def _dial(self, pull: bool, n: int) -> list[datalink.TLSLink]:
         results = await asyncio.gather(*(self._dial_one(pull) for _ in range(n)),
                                        return_exceptions=True)
-        socks = [r for r in results if isinstance(r, ssl.SSLSocket)]
-        failed = [r for r in results if not isinstance(r, ssl.SSLSocket)]
+        socks = [r for r in results if isinstance(r, datalink.TLSLink)]
+        failed = [r for r in results if not isinstance(r, datalink.TLSLink)]
         for r in failed:
             if not isinstance(r, LINK_ERRORS):
                 for sock in socks:
@@ -257,7 +258,7 @@ class PeerLinks:
                      str(failed[0]) or type(failed[0]).__name__)
         return socks
 
-    async def _dial_one(self, pull: bool) -> ssl.SSLSocket:
+    async def _dial_one(self, pull: bool) -> datalink.TLSLink:
         """One link; tried again when the peer's gate was busy (see app/net/gate.py).
 
         DIALS_AT_ONCE at a time, over both directions: the gate lets only a few
@@ -270,7 +271,7 @@ class PeerLinks:
                 async with self._dial_slots:
                     return await in_thread(datalink.dial, host, int(port), self.client_ctx,
                                            self.conn.info.cert_der, self.peer_token, pull,
-                                           DIAL_TIMEOUT)
+                                           DIAL_TIMEOUT, orphan=lambda link: link.close())
             except (ssl.SSLError, EOFError, ConnectionError) as e:
                 attempt += 1
                 busy = getattr(e, "reason", None) == BUSY_ALERT or \
@@ -290,7 +291,7 @@ class PeerLinks:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-def serve(sock: ssl.SSLSocket, open_files: Callable[[list], OpenFiles], confirm: bool,
+def serve(sock: datalink.TLSLink, open_files: Callable[[list], OpenFiles], confirm: bool,
           sent: Callable[[int], None]) -> None:
     """Answer one link's requests until it closes (on the link's own thread)."""
     buf = mmap.mmap(-1, datalink.RUN_BYTES)
@@ -318,8 +319,10 @@ def serve(sock: ssl.SSLSocket, open_files: Callable[[list], OpenFiles], confirm:
         sock.close()
 
 
-async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """fn(*args) on a thread of its own; a socket it returns after we gave up is closed.
+async def in_thread(fn: Callable[..., Any], *args: Any,
+                    orphan: Callable[[Any], None]) -> Any:
+    """fn(*args) on a thread of its own; what it returns after we gave up goes to orphan
+    (to be closed).
 
     Not the loop's default executor: a stalled link handshake must not hold one of
     the few threads that scans and disk work share.
@@ -329,8 +332,8 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
     def settle(result: Any, error: BaseException | None) -> None:
         if fut.cancelled():
-            if isinstance(result, socket.socket):
-                result.close()
+            if error is None:
+                orphan(result)
         elif error is not None:
             fut.set_exception(error)
         else:
@@ -345,8 +348,8 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
         try:
             loop.call_soon_threadsafe(settle, result, error)
         except RuntimeError:  # the loop is closed
-            if isinstance(result, socket.socket):
-                result.close()
+            if error is None:
+                orphan(result)
 
     threading.Thread(target=run, daemon=True, name="p2psync-link-setup").start()
     return await fut

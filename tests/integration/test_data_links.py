@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import socket
-import ssl
 import subprocess
 import threading
 from pathlib import Path
@@ -300,7 +299,7 @@ def test_a_link_needs_the_token_of_a_live_connection_and_serves_only_what_is_sha
     assert (tmp_path / "B" / "shared.bin").read_bytes() == shared
 
 
-def _ask(link: ssl.SSLSocket, items: list[list]) -> list[bytes | None]:
+def _ask(link: datalink.TLSLink, items: list[list]) -> list[bytes | None]:
     datalink.send_request(link, items)
     out = []
     for size in datalink.read_answer(link, items):
@@ -313,11 +312,11 @@ def _ask(link: ssl.SSLSocket, items: list[list]) -> list[bytes | None]:
     return out
 
 
-def _closed(link: ssl.SSLSocket) -> bool:
+def _closed(link: datalink.TLSLink) -> bool:
     link.settimeout(5)
     try:
-        return link.recv(1) == b""
-    except (OSError, ssl.SSLError):
+        return link.recv_into(memoryview(bytearray(1))) == 0
+    except OSError:
         return True
 
 
