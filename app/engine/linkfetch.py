@@ -14,7 +14,7 @@ What the links could not bring goes back to the puller: blocks the peer did not 
 or sent wrong (`refused`, not asked of that peer again, as on a peer connection) and
 blocks lost with a link that broke (`lost`, asked again over the peer connection).
 
-Memory is bounded: per link two RUN_BYTES buffers and DEPTH requests in flight (the
+Memory is bounded: per link three RUN_BYTES buffers and DEPTH requests in flight (the
 rest of a transfer waits in the socket buffers and slows the sender down); a job
 holds the list of block numbers it still needs, nothing more.
 """
@@ -307,11 +307,12 @@ class _Writer:
     """A link's checks and disk writes, on a thread beside it: the link reads the next
     run meanwhile.
 
-    Two buffers: one being written, one being filled. RUN_BYTES each, page-aligned
-    (mmap), as O_DIRECT wants.
+    Three buffers: one being filled, one being written, and one more for when the
+    disk is slower for a while than the link. RUN_BYTES each, page-aligned (mmap), as
+    O_DIRECT wants.
     """
 
-    BUFFERS = 2
+    BUFFERS = 3
 
     def __init__(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher
