@@ -299,6 +299,25 @@ def test_a_link_needs_the_token_of_a_live_connection_and_serves_only_what_is_sha
     assert (tmp_path / "B" / "shared.bin").read_bytes() == shared
 
 
+def test_a_strangers_link_preamble_is_judged_by_the_gate_like_any_connection(tmp_path, node):
+    a = node("A")
+    junk = socket.create_connection(("127.0.0.1", a.port))
+    junk.sendall(datalink.PREAMBLE + b"this is no TLS at all" * 100)
+    silent = socket.create_connection(("127.0.0.1", a.port))
+    silent.sendall(datalink.PREAMBLE[:3])  # and then nothing
+    try:
+        a.wait_for_log(r"refused a connection from 127\.0\.0\.1:\d+: a data link failed")
+        silent.settimeout(15)
+        with contextlib.suppress(ConnectionResetError):
+            assert silent.recv(1) == b"", "a half preamble was let hang on"
+    finally:
+        junk.close()
+        silent.close()
+    assert a.proc.poll() is None
+    r = sync(tmp_path / "B", tmp_path / "cfgB", a.address, timeout=30)
+    assert r.returncode == 0, f"{r.stderr}\n{a.log()}"
+
+
 def _ask(link: datalink.TLSLink, items: list[list]) -> list[bytes | None]:
     datalink.send_request(link, items)
     out = []
