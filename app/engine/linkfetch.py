@@ -24,10 +24,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import mmap
-import os
 import queue
 import socket
 import threading
@@ -394,13 +392,8 @@ def _write_group(job: FetchJob, run: list[int], view: memoryview, group: list[in
         return
     data = view[group[0] * BLOCK_SIZE : (group[-1] + 1) * BLOCK_SIZE]
     offset = run[group[0]] * BLOCK_SIZE
-    try:
-        if os.pwrite(job.direct, data, offset) == len(data):
-            return
-    except OSError as e:
-        if e.errno != errno.EINVAL:  # alignment the device wants: write it cached
-            raise
-    diskio.write_all(job.fd, data, offset)  # short or refused: all of it, through the cache
+    if not diskio.write_direct(job.direct, data, offset):  # short or refused: all of it,
+        diskio.write_all(job.fd, data, offset)  # through the cache
 
 
 def _block_size(size: int, i: int) -> int:

@@ -914,13 +914,7 @@ def _write_direct(fd: int, run: list[tuple[int, bytes]]) -> bool:
     with memoryview(buf) as view:
         for k, (_, data) in enumerate(run):
             view[k * BLOCK_SIZE:(k + 1) * BLOCK_SIZE] = data
-        try:
-            return os.pwrite(fd, view[:len(run) * BLOCK_SIZE], run[0][0]) == \
-                len(run) * BLOCK_SIZE
-        except OSError as e:
-            if e.errno != errno.EINVAL:  # alignment the device wants: write it cached
-                raise
-            return False
+        return diskio.write_direct(fd, view[:len(run) * BLOCK_SIZE], run[0][0])
 
 
 def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
