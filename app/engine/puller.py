@@ -724,8 +724,8 @@ class Puller:
                     retry(i, device)
 
         try:
-            missing, linked, fetched = await self._fetch_linked(fd, direct, a, missing, tried,
-                                                                result)
+            missing, linked, fetched = await self._fetch_linked(fd, direct, a, hashes, missing,
+                                                                tried, result)
             done_bytes += fetched
             queue[:] = reversed(missing)
             while queue or inflight:
@@ -791,9 +791,9 @@ class Puller:
                 os.close(direct)
 
 
-    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, missing: list[int],
-                            tried: dict[int, set[str]], result: RoundResult
-                            ) -> tuple[list[int], set[str], int]:
+    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, hashes: list[bytes],
+                            missing: list[int], tried: dict[int, set[str]],
+                            result: RoundResult) -> tuple[list[int], set[str], int]:
         """The blocks the sources' data links bring, on the links' threads (linkfetch.py).
 
         Returns the blocks still missing (a link broke, a peer had no block or sent a
@@ -811,7 +811,7 @@ class Puller:
         if not fetchers:
             return missing, set(), 0
         done = self.in_progress.get(a.path, (0, target.size))[0]
-        job = FetchJob(fd, direct, a.path, target.size, target.block_hashes(),
+        job = FetchJob(fd, direct, a.path, target.size, hashes,
                        lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
         job.share(fetchers, missing)
         await job.wait(fetchers)
