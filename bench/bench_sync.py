@@ -5,13 +5,15 @@ Scenarios (see bench/README.md):
 
   small_files  first sync of N small files (1-32 KiB, ~100 dirs) from A to an empty B
   small_noop   the same sync again with nothing changed (median of 5)
-  big_file     first sync of one big random file (default 1 GiB)
+  big_file     first sync of one big random file (default 1 GiB), --runs times
   big_edit     1 MiB overwritten in the middle of the big file on A, then sync B again
+  sparse_file  first sync of a 2 GiB sparse file holding 2 MiB of data
 
 small_noop needs small_files and big_edit needs big_file: asking for one runs both.
 
-Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N]
-            [--only small_files,small_noop,big_file,big_edit] [--json] [--keep]
+Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N] [--runs N]
+            [--only small_files,small_noop,big_file,big_edit,sparse_file] [--compare]
+            [--json] [--keep]
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ SMALL_MAX = 32 * 1024
 NOOP_RUNS = 5
 EDIT_OFFSET_MIB = 500
 EDIT_MIB = 1
+SPARSE_SIZE = 2 * 1024 * MIB
+SPARSE_DATA = 2 * MIB
+SPARSE_PIECES = 16
 
-SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit")
+SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit", "sparse_file")
 NEEDS = {"small_noop": "small_files", "small_run": "small_files", "big_edit": "big_file"}
 
 # figure -> (comparison, limit); RSS figures are all "< 100"
@@ -54,7 +59,10 @@ TARGETS: dict[str, tuple[str, float]] = {
     "small_files.first_sync_s": ("<", 2.0),
     "small_noop.sync_s": ("<", 0.3),
     "big_file.mb_per_s": (">=", 500.0),
+    "big_file.ratio_to_rsync": ("<=", 1.1),
     "big_edit.block_bytes_received": ("<=", 2 * MIB),
+    "sparse_file.block_bytes_received": ("<=", SPARSE_DATA),
+    "sparse_file.b_allocated_mib": ("<=", 3.0),
 }
 RSS_TARGET = ("<", 100.0)
 
@@ -364,9 +372,9 @@ class RsyncDaemon:
                 raise BenchFailure("rsync --daemon did not start")
             time.sleep(0.05)
 
-    def copy_to(self, dest: Path) -> ProcResult:
-        res = run_measured(["rsync", "-a", f"rsync://127.0.0.1:{self.port}/a/", f"{dest}/"],
-                           600)
+    def copy_to(self, dest: Path, *extra: str) -> ProcResult:
+        res = run_measured(["rsync", "-a", *extra, f"rsync://127.0.0.1:{self.port}/a/",
+                            f"{dest}/"], 600)
         res.check("rsync")
         return res
 
@@ -390,15 +398,16 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def rsync_reference(ctx: Ctx, folder: Path, name: str) -> ProcResult | None:
+def rsync_reference(ctx: Ctx, folder: Path, name: str, *extra: str) -> ProcResult | None:
     """Time rsync over loopback from folder into a fresh dir; None without --compare."""
     if not ctx.compare:
         return None
     dest = ctx.workdir / f"{name}-rsync"
+    shutil.rmtree(dest, ignore_errors=True)  # a copy of an earlier run would make it a no-op
     daemon = RsyncDaemon(folder, ctx.workdir)
     try:
         log(f"rsync reference: {name}")
-        return daemon.copy_to(dest)
+        return daemon.copy_to(dest, *extra)
     finally:
         daemon.stop()
 
@@ -412,6 +421,7 @@ class Ctx:
     timeout: float
     figures: Figures
     compare: bool = False
+    runs: int = 1  # first syncs of the big file (each beside an rsync with --compare)
 
     def fresh(self, name: str) -> tuple[Path, Path, Path, Path]:
         """Folder and config dir of A and of B, new and empty, under the workdir."""
@@ -524,19 +534,39 @@ def big_group(ctx: Ctx, want: set[str]) -> None:
     node = RunNode(a, a_cfg)
     try:
         fig.add("big_file.a_scan_s", node.wait_ready(ctx.timeout))
-        log("A ready; first sync of the big file")
-        res = ctx.sync(b, b_cfg, node, "first sync of the big file")
-        fig.add("big_file.first_sync_s", res.wall_s)
-        fig.add("big_file.mb_per_s", ctx.big_mib * MIB / 1e6 / res.wall_s)
+        walls, refs = [], []
+        for run in range(ctx.runs):
+            if run:  # a new, empty B: the first sync again
+                for d in (b, b_cfg):
+                    shutil.rmtree(d)
+                    d.mkdir()
+            log(f"A ready; first sync of the big file ({run + 1} of {ctx.runs})")
+            res = ctx.sync(b, b_cfg, node, "first sync of the big file")
+            walls.append(res.wall_s)
+            verify_same_file(big, b / big.name)
+            if ref := rsync_reference(ctx, a, "big"):  # right after, on the same data
+                refs.append(ref.wall_s)
+        add_spread(fig, "big_file.first_sync_s", walls)
+        fig.add("big_file.mb_per_s", ctx.big_mib * MIB / 1e6 / statistics.median(walls))
         add_sync_figures(fig, "big_file", res)
         fig.add("big_file.a_rss_mib", node.vmhwm_mib())
-        verify_same_file(big, b / big.name)
-        if ref := rsync_reference(ctx, a, "big"):
-            fig.add("big_file.rsync_mb_per_s", ctx.big_mib * MIB / 1e6 / ref.wall_s)
+        if refs:
+            add_spread(fig, "big_file.rsync_s", refs)
+            fig.add("big_file.rsync_mb_per_s", ctx.big_mib * MIB / 1e6 / statistics.median(refs))
+            add_spread(fig, "big_file.ratio_to_rsync",
+                       [w / r for w, r in zip(walls, refs, strict=True)])
         if "big_edit" in want:
             big_edit(ctx, node, big, b, b_cfg)
     finally:
         node.stop()
+
+
+def add_spread(fig: Figures, name: str, values: list[float]) -> None:
+    """The median as `name`; with more than one value, also `name_min` and `name_max`."""
+    fig.add(name, statistics.median(values))
+    if len(values) > 1:
+        fig.add(f"{name}_min", min(values))
+        fig.add(f"{name}_max", max(values))
 
 
 def big_edit(ctx: Ctx, node: RunNode, big: Path, b: Path, b_cfg: Path) -> None:
@@ -558,9 +588,44 @@ def big_edit(ctx: Ctx, node: RunNode, big: Path, b: Path, b_cfg: Path) -> None:
     verify_same_file(big, b / big.name)
 
 
+def sparse_group(ctx: Ctx, want: set[str]) -> None:
+    """A 2 GiB disk image holding 2 MiB of data, in 16 pieces spread over it."""
+    fig = ctx.figures
+    a, a_cfg, b, b_cfg = ctx.fresh("sparse")
+    image = a / "disk.img"
+    with image.open("wb") as f:
+        f.truncate(SPARSE_SIZE)
+        for k in range(SPARSE_PIECES):
+            f.seek(k * (SPARSE_SIZE // SPARSE_PIECES))
+            f.write(os.urandom(SPARSE_DATA // SPARSE_PIECES))
+    fig.add("sparse_file.size_mib", SPARSE_SIZE / MIB)
+    fig.add("sparse_file.a_allocated_mib", allocated(image) / MIB)
+    node = RunNode(a, a_cfg)
+    try:
+        fig.add("sparse_file.a_scan_s", node.wait_ready(ctx.timeout))
+        log("A ready; first sync of the sparse file")
+        res = ctx.sync(b, b_cfg, node, "first sync of the sparse file")
+        fig.add("sparse_file.first_sync_s", res.wall_s)
+        add_sync_figures(fig, "sparse_file", res)
+        fig.add("sparse_file.b_allocated_mib", allocated(b / image.name) / MIB)
+        verify_same_file(image, b / image.name)
+        if ref := rsync_reference(ctx, a, "sparse", "--sparse"):
+            fig.add("sparse_file.rsync_sparse_s", ref.wall_s)
+            fig.add("sparse_file.rsync_allocated_mib",
+                    allocated(ctx.workdir / "sparse-rsync" / image.name) / MIB)
+    finally:
+        node.stop()
+
+
+def allocated(path: Path) -> int:
+    """Bytes the file takes on the disk (its holes take none)."""
+    return path.stat().st_blocks * 512
+
+
 GROUPS: dict[str, Callable[[Ctx, set[str]], None]] = {
     "small_files": small_group,
     "big_file": big_group,
+    "sparse_file": sparse_group,
 }
 
 
@@ -575,6 +640,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600.0, help="per sync / wait (s)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    p.add_argument("--runs", type=int, default=1,
+                   help="first syncs of the big file, each on a new B (default 1)")
     p.add_argument("--compare", action="store_true",
                    help="also time rsync (daemon on 127.0.0.1) on the same data, right after")
     return p.parse_args(argv)
@@ -608,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="p2psync-bench-", dir=args.workdir))
     precompile()
     figures = Figures()
-    ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures, args.compare)
+    ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures, args.compare,
+              max(args.runs, 1))
     figures.add("env.cpus", os.cpu_count() or 0)
     figures.add("env.loadavg_1m", os.getloadavg()[0])
     try:

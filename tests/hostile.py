@@ -2,7 +2,8 @@
 
 It holds a fresh device identity, opens TLS connections to a real `run` node, can
 complete the handshake (or break it on purpose), announces whatever index entries a
-test wants, answers the node's block requests from a path -> bytes map, and sends
+test wants, answers the node's block requests from a path -> bytes map (over the
+peer connection, or over data links it dials when the node asks for them), and sends
 its own block requests. Everything the node sends is recorded.
 
 On the LAN side it captures discovery packets, replays them from another loopback
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from app.core.hashing import block_hash, file_hash_from_blocks, link_hash
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
-from app.net import discovery, framing, identity
+from app.net import datalink, discovery, framing, identity
 from app.net.handshake import PeerInfo, handshake
 from tests.procs import SECRET
 
@@ -150,6 +151,10 @@ class Session:
     _task: asyncio.Task | None = None
     _seq: int = 0
     silent: bool = False  # answer pings but never the node's block requests
+    # Data links (app/net/datalink.py): `links` says in our start that we have them, and
+    # when the node asks, we dial that many and answer its requests there from `serve`.
+    links: int = 0
+    link_requests: list[list] = field(default_factory=list)  # items asked over links
 
     @property
     def device(self) -> str:
@@ -170,6 +175,8 @@ class Session:
                     self.requests.extend(msg["items"])
                 elif t == "req":
                     await self._answer(msg["items"])
+                elif t == "links" and self.links:
+                    asyncio.create_task(self._open_links())
                 elif t == "data":
                     for rid, data in msg["items"]:
                         self.answers[rid] = data
@@ -198,7 +205,42 @@ class Session:
         await self.writer.drain()
 
     async def send_start(self) -> None:
-        await self.send({"t": "start", "index_id": b"\0" * 16, "have": 0})
+        links = {"links": 1} if self.links else {}
+        await self.send({"t": "start", "index_id": b"\0" * 16, "have": 0, **links})
+
+    def node_token(self) -> bytes | None:
+        """The data-link token the node gave us in its start."""
+        return next((m.get("token") for m in self.received if m["t"] == "start"), None)
+
+    def dial_link(self, port: int, pull: bool, token: bytes | None = None) -> datalink.TLSLink:
+        """A data link to the node (blocking), with its token or the one given."""
+        return datalink.dial(HOST, port, identity.client_context(self.ident),
+                             self.info.cert_der, token or self.node_token(), pull, 5.0)
+
+    async def _open_links(self) -> None:
+        port = self.writer.get_extra_info("peername")[1]
+        for _ in range(self.links):
+            sock = await asyncio.to_thread(self.dial_link, port, False)
+            threading.Thread(target=self._serve_link, args=(sock,), daemon=True).start()
+        await self.send({"t": "links", "made": self.links})
+
+    def _serve_link(self, sock: datalink.TLSLink) -> None:
+        """Answer the node's requests on one link from `serve`, whatever it holds."""
+        with contextlib.suppress(Exception), sock:
+            while (items := datalink.read_request(sock)) is not None:
+                if self.silent:  # reads every request, answers none
+                    self.link_requests.extend(items)
+                    continue
+                sizes, pieces = [], []
+                for rid, path, offset, size, h in items:
+                    self.link_requests.append([rid, path, offset, size, h])
+                    piece = self.serve.get(path, b"")[offset : offset + size]
+                    if len(piece) == size:
+                        sizes.append((rid, size))
+                        pieces.append(piece)
+                    else:
+                        sizes.append((rid, None))
+                datalink.send_answer(sock, sizes, memoryview(b"".join(pieces)))
 
     async def announce(self, entries: list[FileEntry], serve: dict[str, bytes] | None = None,
                        index_id: bytes = b"\x01" * 16) -> None:

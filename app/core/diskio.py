@@ -50,6 +50,17 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         offset += n
 
 
+def write_direct(direct: int, data: bytes | memoryview, offset: int) -> bool:
+    """One write through an O_DIRECT descriptor; False when it must go through the page
+    cache instead (it came up short, or the device wants another alignment)."""
+    try:
+        return os.pwrite(direct, data, offset) == len(data)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+
+
 def flush_data(fd: int) -> None:
     """The file's data (and size) on the disk, not just in the page cache."""
     if hasattr(os, "fdatasync"):

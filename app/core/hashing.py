@@ -4,12 +4,18 @@ A file's hash is the hash of its concatenated block hashes (not of its bytes), s
 receiver that verified every block it fetched also knows the file hash without
 reading the file again. Blocks are `model.BLOCK_SIZE` bytes (the last may be
 shorter; an empty file has no blocks).
+
+An all-zero block has a well-known hash (`zero_hash`): the puller recognises it
+without asking anyone and leaves a hole, and the hasher gives it to the holes of a
+sparse file without reading them (app/core/holes.py). The hashes are the same as
+if every zero had been read: nothing in an index tells a hole from written zeros.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import stat
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import blake3
 
+from app.core import holes
 from app.core.model import BLOCK_SIZE
 
 READ_SIZE = 4 * 1024 * 1024  # a multiple of BLOCK_SIZE
@@ -39,6 +46,17 @@ def block_hash(data: bytes | memoryview) -> bytes:
     return blake3.blake3(data).digest()
 
 
+@functools.lru_cache(maxsize=64)
+def zero_hash(size: int = BLOCK_SIZE) -> bytes:
+    """The hash of a block of `size` zero bytes (a file's short last block, or a whole one)."""
+    return block_hash(bytes(size))
+
+
+def is_zero_block(h: bytes, size: int) -> bool:
+    """Whether h is the hash of `size` zero bytes: a block that needs no data to make."""
+    return h == zero_hash(size)
+
+
 def file_hash_from_blocks(blocks: bytes) -> bytes:
     """The content hash of a file given its concatenated block hashes (b"" when empty)."""
     return blake3.blake3(blocks).digest()
@@ -55,7 +73,8 @@ def hash_file(path: Path | str) -> tuple[int, bytes, bytes]:
     Streams through one reused per-thread buffer, so memory stays flat for any file
     size and small files cost no allocation. Refuses to follow a symlink or to open
     anything but a regular file (OSError), because the scanner stat'ed a regular file
-    and a swap in between must not make us publish other content.
+    and a swap in between must not make us publish other content. The whole blocks
+    of a sparse file's holes are not read: they hash as zero blocks.
     """
     buf = _buffer()
     view = memoryview(buf)
@@ -67,7 +86,13 @@ def hash_file(path: Path | str) -> tuple[int, bytes, bytes]:
             raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
         if st.st_size > READ_SIZE:
             _advise_sequential(f.fileno())
+        sparse = holes.may_have_holes(st)
         while True:
+            if sparse:
+                skipped, to_the_end = _skip_hole(f, size, blocks)
+                size += skipped
+                if to_the_end:
+                    break
             n = _fill(f, view)
             if n:
                 _hash_blocks(view[:n], blocks)
@@ -76,6 +101,31 @@ def hash_file(path: Path | str) -> tuple[int, bytes, bytes]:
                 break
     out = bytes(blocks)
     return size, file_hash_from_blocks(out), out
+
+
+def _skip_hole(f: io.FileIO, pos: int, out: bytearray) -> tuple[int, bool]:
+    """Zero-block hashes for the whole blocks of a hole at pos (block-aligned).
+
+    Returns the bytes skipped (f is positioned after them) and whether the hole ran
+    to the end of the file (then the short last block is hashed too).
+    """
+    data = holes.next_data(f.fileno(), pos)
+    if data == holes.END:
+        skip = max(os.fstat(f.fileno()).st_size - pos, 0)
+        _zero_blocks(skip, out)
+        return skip, True
+    skip = (data - pos) // BLOCK_SIZE * BLOCK_SIZE
+    _zero_blocks(skip, out)
+    if skip:
+        f.seek(pos + skip)
+    return skip, False
+
+
+def _zero_blocks(nbytes: int, out: bytearray) -> None:
+    whole, rest = divmod(nbytes, BLOCK_SIZE)
+    out += zero_hash() * whole
+    if rest:
+        out += zero_hash(rest)
 
 
 def _buffer() -> bytearray:

@@ -10,7 +10,8 @@ So this module runs its own accept loop on a non-blocking socket:
    after a 7-byte TLS alert that tells an honest client why (access_denied: locked out
    after failed attempts; user_canceled: too many at once), with no TLS work done;
 2. an admitted one waits, as a bare socket (no buffers, no SSL object), for its first
-   bytes; only then does TLS start;
+   bytes; only then does TLS start (a data link's preamble, app/net/datalink.py, sends
+   it to a thread of its own for TLS and its token instead: the gate judges it the same);
 3. TLS and the handshake together must end within HANDSHAKE_TIMEOUT; the outcome is
    charged to the source (wrong key, junk) and the refusal reported: per address as
    the gate says, and at most REPORTS_PER_MINUTE lines in all, then one count;
@@ -39,6 +40,7 @@ from asyncio import sslproto
 from collections.abc import Awaitable, Callable
 
 from app.engine import malloc
+from app.net import datalink
 from app.net import gate as g
 from app.net.handshake import HANDSHAKE_MAX_FRAME, HandshakeError
 
@@ -65,6 +67,10 @@ ALERTS = {g.THROTTLED: ALERT_ACCESS_DENIED, g.BUSY: ALERT_USER_CANCELED}
 Authenticate = Callable[[asyncio.StreamReader, asyncio.StreamWriter, float,
                          Callable[[HandshakeError], None]], Awaitable[object]]
 Adopt = Callable[[asyncio.StreamReader, asyncio.StreamWriter, object, str], Awaitable[None]]
+# A data link (app/net/datalink.py): (socket, timeout) -> whose it is, or HandshakeError;
+# the socket is the link's from then on. Then (that, address): put it to work.
+AcceptLink = Callable[[socket.socket, float], Awaitable[object]]
+AdoptLink = Callable[[object, str], Awaitable[None]]
 Emit = Callable[[str, dict], None]
 
 OUTCOMES = {"auth": g.WRONG_KEY, "timeout": g.TIMEOUT, "closed": g.CLOSED}
@@ -118,10 +124,13 @@ class _Quiet:
 
 class Listener:
     def __init__(self, ctx: ssl.SSLContext, authenticate: Authenticate, adopt: Adopt,
-                 emit: Emit, gate: g.Gate | None = None) -> None:
+                 emit: Emit, gate: g.Gate | None = None, accept_link: AcceptLink | None = None,
+                 adopt_link: AdoptLink | None = None) -> None:
         self.ctx = ctx
         self.authenticate = authenticate
         self.adopt = adopt
+        self.accept_link = accept_link
+        self.adopt_link = adopt_link
         self.emit = emit
         self.gate = gate or g.Gate()
         self.address: tuple[str, int] | None = None
@@ -291,14 +300,20 @@ class Listener:
 
         outcome, detail = g.TIMEOUT, ""
         result = None
+        link = False
         try:
             async with asyncio.timeout(g.HANDSHAKE_TIMEOUT):
                 await _readable(conn)
                 slot.advance(g.TLS, time.monotonic())
-                reader, writer = await self._start_tls(conn)
-                conn = None
-                slot.advance(g.HANDSHAKE, time.monotonic())
-                result = await self.authenticate(reader, writer, g.HANDSHAKE_TIMEOUT, judge)
+                if self.accept_link is not None and await _is_link(conn):
+                    raw, conn, link = conn, None, True  # the link's thread owns it now
+                    result = await self.accept_link(raw, g.HANDSHAKE_TIMEOUT)
+                else:
+                    reader, writer = await self._start_tls(conn)
+                    conn = None
+                    slot.advance(g.HANDSHAKE, time.monotonic())
+                    result = await self.authenticate(reader, writer, g.HANDSHAKE_TIMEOUT,
+                                                     judge)
             outcome = g.OK
         except HandshakeError as e:
             outcome, detail = OUTCOMES.get(e.code, g.PROTOCOL), str(e)
@@ -331,7 +346,10 @@ class Listener:
                     del self._names[next(iter(self._names))]
             self._report(notice, address, detail, name)
             return
-        await self.adopt(reader, writer, result, address)
+        if link:
+            await self.adopt_link(result, address)
+        else:
+            await self.adopt(reader, writer, result, address)
 
     async def _start_tls(self, conn: socket.socket):
         """TLS on an accepted socket, as streams; the read buffer grows only once it is up."""
@@ -450,6 +468,23 @@ async def _readable(conn: socket.socket) -> None:
         await ready
     finally:
         loop.remove_reader(fd)
+
+
+async def _is_link(conn: socket.socket) -> bool:
+    """Whether the connection starts with a data link's preamble (looked at, not read)."""
+    while True:
+        try:
+            peeked = conn.recv(len(datalink.PREAMBLE), socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            peeked = b"?"  # nothing after all: not a link's preamble
+        except OSError:
+            return False
+        if not peeked:
+            return False  # hung up: TLS will say so
+        state = datalink.preamble_state(peeked)
+        if state is not None:
+            return state
+        await asyncio.sleep(0.01)  # a preamble cut in two: the rest is on its way
 
 
 def _turn_away(conn: socket.socket, alert: bytes | None) -> None:

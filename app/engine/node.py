@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.aio import cancel_and_wait
-from app.core import hashing, marker, paths, scanner, versionstore
-from app.core.dirfds import DirFds
+from app.core import marker, paths, scanner, versionstore
 from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
 from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
@@ -33,10 +32,12 @@ from app.core.planner import DELETE, FETCH, Action, plan_path
 from app.engine import malloc
 from app.engine.config import Config
 from app.engine.invites import Invites
+from app.engine.links import LinkHub, PeerLinks
 from app.engine.puller import Puller
+from app.engine.serving import OpenFiles
 from app.errors import P2PError, RefusedError
 from app.net import identity
-from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError, well_formed_request
+from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class PeerState:
     last_state: dict | None = None
     state_sent: float = 0.0  # when we last sent it a state message (monotonic)
     sender: asyncio.Task | None = None
+    links: PeerLinks | None = None  # its data links (app/engine/links.py)
     server: asyncio.Task | None = None
     index_streaming: bool = False  # its last index batch was full: more of it follows
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
@@ -185,6 +187,8 @@ class Node:
         self._local_changed = asyncio.Event()
         # Fetched files reach the peers' view of our index while the round goes on.
         self.puller.on_indexed = self._local_changed.set
+        self.links = LinkHub(self.identity, self.root, self.index, self.request_rescan)
+        self.puller.links_for = self._fetcher
         self.changed = asyncio.Event()  # anything a waiter might care about
         self._pulling = False
         self._stopping = False
@@ -239,7 +243,8 @@ class Node:
 
         host, port = self.opts.listen
         self._listener = Listener(identity.server_context(self.identity), self._authenticate,
-                                  self._adopt_accepted, self.emit)
+                                  self._adopt_accepted, self.emit, accept_link=self._accept_link,
+                                  adopt_link=self._adopt_link)
         try:
             self.listen_address = await self._listener.start(host, port)
         except OSError as e:
@@ -519,6 +524,18 @@ class Node:
         """The invitation opened last (app.net.pairing.Invitation), or None."""
         return self.invites.current
 
+    async def _accept_link(self, raw: socket.socket, timeout: float) -> object:
+        return await self.links.accept(raw, self._listener.ctx, timeout,
+                                       [p.links for p in self.peers.values() if p.links])
+
+    async def _adopt_link(self, found, address: str) -> None:
+        self.links.adopt(found)
+
+    def _fetcher(self, device: str):
+        """The data links we fetch from device over, if it is connected."""
+        peer = self.peers.get(device)
+        return peer.links.fetcher if peer is not None and peer.links is not None else None
+
     def refused_sources(self) -> list[dict]:
         """Addresses whose connections were refused lately (wrong key, locked out...)."""
         if self._listener is None:
@@ -546,7 +563,9 @@ class Node:
             self.roles.link_up(info.device_id, {**info.extra, "name": info.name},
                                address.rpartition(":")[0])
         their_id, have = self.index.remote_state(info.device_id)
-        conn.send_nowait({"t": "start", "index_id": their_id, "have": have})
+        peer.links = self.links.for_connection(conn)
+        conn.send_nowait({"t": "start", "index_id": their_id, "have": have,
+                          **peer.links.start_fields()})
         peer.server = self._spawn(self._serve_requests(peer))
         self._spawn(self._run_connection(peer))
         log.info("connected to %s (%s) at %s", info.name, identity.short_id(info.device_id),
@@ -560,6 +579,8 @@ class Node:
         try:
             await conn.run(self._on_message)
         finally:
+            if peer.links is not None:
+                peer.links.close()
             for task in (peer.sender, peer.server):
                 if task is not None:
                     task.cancel()
@@ -612,6 +633,8 @@ class Node:
             self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
+        elif t == "links" and peer.links is not None:
+            peer.links.on_message(msg)
         elif t == "role" and self.roles is not None:
             self.roles.hear({**msg, "device": conn.device_id, "name": conn.info.name},
                             conn.address.rpartition(":")[0])
@@ -621,6 +644,8 @@ class Node:
         if not isinstance(index_id, bytes) or not isinstance(have, int) or have < 0:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
+        if peer.links is not None:
+            peer.links.heard_start(msg)
         peer.sender = self._spawn(self._send_index(peer))
         self.names[peer.conn.device_id] = peer.conn.info.name
         if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
@@ -749,7 +774,7 @@ class Node:
         while (items := await conn.requests.get()) is not None:
             out: list[list] = []
             size = 0
-            with _OpenFiles(self, items) as files:
+            with OpenFiles(self.root, self.index, self.request_rescan, items) as files:
                 for item in items:
                     answer = files.read_block(item)
                     out.append([item[0], answer])
@@ -1116,71 +1141,6 @@ class Node:
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
-
-
-class _OpenFiles:
-    """The files one request batch reads from, each looked up, checked and opened once."""
-
-    def __init__(self, node: Node, items: list) -> None:
-        self.node = node
-        wanted = {i[1] for i in items if well_formed_request(i)}
-        self.sizes = node.index.shared_sizes(list(wanted))  # only files we share now
-        self.dirs = DirFds(node.root, create=False)
-        self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
-        self.stale: set[str] = set()
-
-    def __enter__(self) -> _OpenFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fd in self.open.values():
-            if fd is not None:
-                os.close(fd)
-        self.dirs.__exit__()
-
-    def _file(self, rel: str) -> int | None:
-        if rel not in self.open:
-            self.open[rel] = None
-            if rel in self.sizes:
-                try:
-                    parent, _, name = paths.validate(rel).rpartition("/")
-                    self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=self.dirs.open(parent))
-                except (OSError, paths.BadPath):
-                    pass
-        return self.open[rel]
-
-    def read_block(self, item) -> bytes | None:
-        """One requested block, only from a file we share; None for anything else."""
-        if not well_formed_request(item):
-            return None
-        _, rel, offset, size, h = item
-        fd = self._file(rel)
-        if fd is None or offset + size > self.sizes[rel]:
-            return None
-        try:
-            data = os.pread(fd, size, offset)
-        except OSError:
-            return None
-        if hashing.block_hash(data) != h:
-            self._maybe_stale(rel, offset, h)
-            return None
-        return data
-
-    def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
-        """The file changed since we indexed it, in a way its size, mtime and inode do
-        not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
-
-        Only when the index holds the asked hash at that offset: a request for a hash
-        we never announced proves nothing, and must not make us re-hash the file.
-        """
-        if rel in self.stale or offset % BLOCK_SIZE:
-            return
-        if self.node.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
-            return
-        self.stale.add(rel)
-        self.node.index.set_inode(rel, 0)
-        self.node.request_rescan(rel)
 
 
 def _is_ip(host: str) -> bool:

@@ -25,11 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, diskio, hashing, modes, paths
+from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
+from app.engine.linkfetch import Fetcher, FetchJob
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
 SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
+LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links, where there are
 
 
 class NoSource(Exception):
@@ -84,7 +86,10 @@ class Puller:
         self.temps: set[str] = set()  # temp files this puller made and did not finish
         self.active: set[str] = set()  # temp files of transfers running now: never removed
         self._promised = 0  # bytes of files being written now, not on the disk yet
+        self._holes: bool | None = None  # whether the file system keeps holes (_holes_here)
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
+        # device -> the data links to fetch from it over (app/engine/linkfetch.py), if any
+        self.links_for: Callable[[str], Fetcher | None] = lambda device: None
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -311,12 +316,12 @@ class Puller:
         self.active.add(tmp_rel)
         try:
             st = os.fstat(fd)
-            with self._space_for(target.size - min(st.st_blocks * 512, st.st_size)):
+            needed = _data_bytes(target) if self._holes_here(fd, existed) else target.size
+            with self._space_for(needed - min(st.st_blocks * 512, st.st_size)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
-                if os.fstat(fd).st_size != target.size:
-                    raise OSError(errno.EIO, f"{a.path}: the temp file is not the size written")
+                _end_holes(fd, target, a.path)
                 await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
         except OSError as e:
             if diskio.is_no_space(e):  # give the space back; a resume is worth less
@@ -331,6 +336,19 @@ class Puller:
             self._put_in_place(a, tmp, full)  # on failure the temp stays, for a resume
             self.temps.discard(tmp_rel)
         self.emit("fetched", {"path": a.path, "size": target.size, "from": ", ".join(sources)})
+
+    def _holes_here(self, fd: int, existed: bool) -> bool:
+        """Whether this folder's file system leaves a file's holes unallocated.
+
+        Then a file's zero blocks cost no space here; where it does not (FAT, exFAT),
+        a write past a gap fills the gap, so the whole size must fit. Found out once,
+        on a new temp file: one that grows by 1 MiB without a block allocated.
+        """
+        if self._holes is None and not existed:
+            os.ftruncate(fd, 1024 * 1024)
+            self._holes = os.fstat(fd).st_blocks == 0
+            os.ftruncate(fd, 0)
+        return bool(self._holes)
 
     def _put_in_place(self, a: Action, tmp: Path, full: Path) -> None:
         """Move a finished temp file to its final path (the caller holds the disk lock)."""
@@ -611,7 +629,9 @@ class Puller:
     def _all_local(self, a: Action) -> bool:
         local = self.index.get(a.path)
         have = set(local.block_hashes()) if local and not local.deleted else set()
-        return all(h in have or self.index.find_block(h) for h in a.target.block_hashes())
+        size = a.target.size
+        return all(h in have or hashing.is_zero_block(h, _block_size(size, i))
+                   or self.index.find_block(h) for i, h in enumerate(a.target.block_hashes()))
 
     async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> list[str]:
         """Write every block of the target into fd, cheapest source first.
@@ -620,8 +640,9 @@ class Puller:
         """
         target = a.target
         hashes = target.block_hashes()
+        # All-zero blocks are never fetched nor written: they stay holes of the temp file.
         have = await asyncio.to_thread(_blocks_present, fd, hashes, target.size) if resume \
-            else [False] * len(hashes)
+            else _zero_blocks(target)
         same_place = self._unchanged_blocks(a.path, hashes)
         ranges, missing = [], []
         for i in range(len(hashes)):
@@ -638,7 +659,9 @@ class Puller:
             if not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged  # edited while we copied from it: start over later
             result.bytes_reused += copied
-        elsewhere = [i for i in missing if self._copy_from_elsewhere(fd, i, target, hashes[i])]
+        found = self.index.find_blocks(list({hashes[i] for i in missing})) if missing else {}
+        elsewhere = [i for i in missing if hashes[i] in found
+                     and self._copy_from_elsewhere(fd, i, target, found[hashes[i]], hashes[i])]
         result.bytes_reused += sum(_block_size(target.size, i) for i in elsewhere)
         missing = sorted(set(missing) - set(elsewhere))
         done = target.size - sum(_block_size(target.size, i) for i in missing)
@@ -656,8 +679,9 @@ class Puller:
         old = local.block_hashes()
         return [i < len(old) and old[i] == h for i, h in enumerate(hashes)]
 
-    def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, h: bytes) -> bool:
-        data = self._read_verified(self.index.find_block(h), _block_size(target.size, i), h)
+    def _copy_from_elsewhere(self, fd: int, i: int, target: FileEntry, where: tuple[str, int],
+                             h: bytes) -> bool:
+        data = self._read_verified(where, _block_size(target.size, i), h)
         if data is None:
             return False
         diskio.write_all(fd, data, i * BLOCK_SIZE)
@@ -700,6 +724,10 @@ class Puller:
                     retry(i, device)
 
         try:
+            missing, linked, fetched = await self._fetch_linked(fd, direct, a, hashes, missing,
+                                                                tried, result)
+            done_bytes += fetched
+            queue[:] = reversed(missing)
             while queue or inflight:
                 sources = self._live_sources(a)
                 refill = held <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
@@ -749,7 +777,7 @@ class Puller:
                     else:
                         written(blocks, _verify_write_all(fd, jobs))
                 self.in_progress[a.path] = (done_bytes, target.size)
-            return sorted({names[d] for d in kept})
+            return sorted({names[d] for d in kept} | linked)
         finally:  # on every path, a failed write included: every slot we hold goes back
             writes = [f for f in inflight if f.is_write]  # type: ignore[attr-defined]
             for fut in inflight:
@@ -761,6 +789,38 @@ class Puller:
                 await asyncio.wait(writes)
             if direct is not None:
                 os.close(direct)
+
+
+    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, hashes: list[bytes],
+                            missing: list[int], tried: dict[int, set[str]],
+                            result: RoundResult) -> tuple[list[int], set[str], int]:
+        """The blocks the sources' data links bring, on the links' threads (linkfetch.py).
+
+        Returns the blocks still missing (a link broke, a peer had no block or sent a
+        wrong one: never asked of that peer again, as on a peer connection), the names
+        of the peers that sent blocks, and the bytes written.
+        """
+        target = a.target
+        if sum(_block_size(target.size, i) for i in missing) < LINKED_MIN:
+            return missing, set(), 0
+        fetchers = []
+        for conn in self._live_sources(a):
+            fetcher = self.links_for(conn.device_id)
+            if fetcher is not None and await fetcher.ready():
+                fetchers.append(fetcher)
+        if not fetchers:
+            return missing, set(), 0
+        done = self.in_progress.get(a.path, (0, target.size))[0]
+        job = FetchJob(fd, direct, a.path, target.size, hashes,
+                       lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
+        job.share(fetchers, missing)
+        await job.wait(fetchers)
+        result.bytes_fetched += job.fetched
+        if job.error is not None:
+            raise job.error
+        for i, device in job.refused.items():
+            tried.setdefault(i, set()).add(device)
+        return sorted(job.lost + list(job.refused)), job.sources, job.fetched
 
 
 def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | None:
@@ -854,18 +914,53 @@ def _write_direct(fd: int, run: list[tuple[int, bytes]]) -> bool:
     with memoryview(buf) as view:
         for k, (_, data) in enumerate(run):
             view[k * BLOCK_SIZE:(k + 1) * BLOCK_SIZE] = data
-        try:
-            return os.pwrite(fd, view[:len(run) * BLOCK_SIZE], run[0][0]) == \
-                len(run) * BLOCK_SIZE
-        except OSError as e:
-            if e.errno != errno.EINVAL:  # alignment the device wants: write it cached
-                raise
-            return False
+        return diskio.write_direct(fd, view[:len(run) * BLOCK_SIZE], run[0][0])
 
 
 def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
-    """Which blocks an interrupted transfer already wrote (resume)."""
-    return [_block_ok(fd, i, _block_size(size, i), h) for i, h in enumerate(hashes)]
+    """Which blocks an interrupted transfer already wrote (resume).
+
+    A block in a hole of the temp file (or past its end) is there when it is a zero
+    block, and missing otherwise, without reading it; the rest is read and checked.
+    """
+    extents = holes.DataExtents(fd)
+    out = []
+    for i, h in enumerate(hashes):
+        n = _block_size(size, i)
+        if extents.has_data(i * BLOCK_SIZE, n):
+            out.append(_block_ok(fd, i, n, h))
+        else:
+            out.append(hashing.is_zero_block(h, n))
+    return out
+
+
+def _zero_blocks(target: FileEntry) -> list[bool]:
+    """Which blocks of target are all zeros (they need no bytes from anyone)."""
+    return [hashing.is_zero_block(h, _block_size(target.size, i))
+            for i, h in enumerate(target.block_hashes())]
+
+
+def _data_bytes(target: FileEntry) -> int:
+    """What a file takes on the disk here: its blocks but the all-zero ones (holes)."""
+    return sum(_block_size(target.size, i)
+               for i, zero in enumerate(_zero_blocks(target)) if not zero)
+
+
+def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
+    """Give the temp file its full size, its trailing zero blocks as a hole.
+
+    Every block but the zero ones was written: the file already reaches the end of the
+    last of them, or a write went missing.
+    """
+    zero = _zero_blocks(target)
+    last = max((i for i, z in enumerate(zero) if not z), default=-1)
+    written_to = (last * BLOCK_SIZE + _block_size(target.size, last)) if last >= 0 else 0
+    size = os.fstat(fd).st_size
+    if written_to <= size < target.size:
+        os.ftruncate(fd, target.size)
+        size = target.size
+    if size != target.size:
+        raise OSError(errno.EIO, f"{rel}: the temp file is not the size written")
 
 
 def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:

@@ -267,7 +267,7 @@ class PeerConnection:
         elif t == "req":
             await self._queue_requests(msg)
             return
-        elif t not in ("index", "state", "role"):
+        elif t not in ("index", "state", "role", "links"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
 
@@ -324,13 +324,21 @@ class PeerConnection:
             with contextlib.suppress(Exception):
                 self.send_nowait({"t": "ping"})
 
-    def _stalled(self) -> None:
+    def stalled_elsewhere(self) -> None:
+        """A data link to this peer went unanswered as long (app/engine/linkfetch.py): the
+        peer is taken to have nothing to send here either."""
+        if time.monotonic() >= self._stalled_until:
+            self._stalled(f"{self.info.name} has answered nothing over a data link for "
+                          f"{REQUEST_STALL:.0f} s")
+
+    def _stalled(self, why: str = "") -> None:
         """The peer answers pings but none of our block requests: stop waiting for it."""
         wait = self._backoff
         self._backoff = min(self._backoff * 2, STALL_BACKOFF[1])
         self._stalled_until = time.monotonic() + wait
-        log.warning("%s has answered none of %d block request(s) for %.0f s: not asking it "
-                    "for %.0f s", self.info.name, len(self._pending), REQUEST_STALL, wait)
+        log.warning("%s: not asking it for %.0f s", why or f"{self.info.name} has answered "
+                    f"none of {len(self._pending)} block request(s) for {REQUEST_STALL:.0f} s",
+                    wait)
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():

@@ -121,3 +121,50 @@ def test_link_hash():
     raw = b"bad\xffname"
     assert link_hash(os.fsdecode(raw)) == blake3.blake3(raw).digest()
     assert link_hash("x") != link_hash("y")
+
+
+# --- sparse files: holes hash as zero blocks, without being read ----------------------
+def sparse_file(path, size: int, pieces: dict[int, bytes]) -> bytes:
+    """A file of `size` bytes that holds `pieces` (offset -> bytes) and holes elsewhere."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, data in pieces.items():
+            f.seek(offset)
+            f.write(data)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("size", "pieces"),
+    [
+        (64 * BLOCK_SIZE + 100, {}),  # nothing but a hole, a short last block
+        (64 * BLOCK_SIZE + 100, {0: b"x"}),
+        (3 * READ_SIZE, {READ_SIZE + 5 * BLOCK_SIZE + 3: os.urandom(3 * BLOCK_SIZE)}),
+        (2 * READ_SIZE + 7, {2 * READ_SIZE: b"tail!!!"}),  # data only in the short tail
+        (10 * READ_SIZE, {7 * BLOCK_SIZE - 1: b"ab", 9 * READ_SIZE: os.urandom(1000)}),
+    ],
+)
+def test_a_sparse_file_hashes_as_if_every_zero_were_read(tmp_path, size, pieces):
+    p = tmp_path / "sparse"
+    data = sparse_file(p, size, pieces)
+    assert hash_file(p) == reference(data)
+
+
+def test_the_holes_of_a_sparse_file_are_not_read(tmp_path, monkeypatch):
+    p = tmp_path / "sparse"
+    data = sparse_file(p, 256 * READ_SIZE, {100 * READ_SIZE: os.urandom(2 * BLOCK_SIZE)})
+    if os.stat(p).st_blocks * 512 >= 2 * READ_SIZE:
+        pytest.skip("this file system allocated the holes")
+    read = []
+    real_fill = hashing._fill
+    monkeypatch.setattr(hashing, "_fill", lambda f, view: read.append(real_fill(f, view))
+                        or read[-1])
+    assert hash_file(p) == reference(data)
+    assert sum(read) <= 2 * READ_SIZE, f"{sum(read)} bytes read of a 1 GiB file of 256 KiB"
+
+
+def test_zero_blocks_are_known_by_their_hash():
+    assert hashing.zero_hash() == block_hash(bytes(BLOCK_SIZE))
+    assert hashing.is_zero_block(block_hash(bytes(100)), 100)
+    assert not hashing.is_zero_block(block_hash(bytes(100)), 101)
+    assert not hashing.is_zero_block(block_hash(b"\0" * 99 + b"\1"), 100)

@@ -47,3 +47,24 @@ def test_a_block_that_fails_its_hash_is_not_written(tmp_path):
         assert on_disk[:2 * BLOCK_SIZE] == data[0] + data[1]
         assert on_disk[3 * BLOCK_SIZE:6 * BLOCK_SIZE] == data[3] + data[4] + data[5]
         assert len(on_disk) == 6 * BLOCK_SIZE  # the bad tail never written
+
+
+def test_a_resumed_temp_file_holds_its_written_blocks_and_its_holes(tmp_path):
+    """Written blocks are checked; a hole is there only where the file has a zero block."""
+    from app.core.hashing import zero_hash
+    from app.engine.puller import _blocks_present
+
+    data = [os.urandom(BLOCK_SIZE) for _ in range(6)] + [os.urandom(5)]
+    hashes = [hashing.block_hash(d) for d in data]
+    hashes[3] = hashes[4] = zero_hash()  # blocks 3 and 4 of the file are all zeros
+    size = 6 * BLOCK_SIZE + 5
+    path = tmp_path / "temp"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, data[0], 0)
+        os.pwrite(fd, b"\1" * BLOCK_SIZE, BLOCK_SIZE)  # not block 1's content
+        os.pwrite(fd, data[5], 5 * BLOCK_SIZE)  # 2, 3 and 4: a hole; 6: past the end
+        assert _blocks_present(fd, hashes, size) == [True, False, False, True, True, True,
+                                                     False]
+    finally:
+        os.close(fd)

@@ -241,8 +241,10 @@ def test_a_member_that_never_sends_what_it_announced_freezes_nobody(tmp_path, no
         await s.send_start()
         await s.announce([hostile.file_entry(f"mute/{i:03}.bin", bytes([i % 256]) * (100 + i),
                                              s.device) for i in range(600)]
-                         + [hostile.file_entry(f"mute/big{i}.bin", bytes([i]) * 3 * BLOCK_SIZE,
-                                               s.device) for i in range(8)])
+                         # not all zeros: a file of zero blocks needs no bytes from anyone
+                         + [hostile.file_entry(f"mute/big{i}.bin",
+                                               bytes([i + 1]) * 3 * BLOCK_SIZE, s.device)
+                            for i in range(8)])
         await s.wait_for(lambda: len(s.requests) >= 500, 10)
         took = await asyncio.to_thread(honest_sync, tmp_path, node, "beside-mute")
         asked = len(s.requests)

@@ -1,0 +1,101 @@
+"""What this device sends when a peer asks for blocks: only files it shares, as indexed.
+
+Used for requests on a peer connection (on the loop) and on a data link (on that
+link's thread: the index is shared between threads under its lock, and `rescan` is
+handed a function that is safe to call from there).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from app.core import hashing, paths
+from app.core.dirfds import DirFds
+from app.core.index import Index
+from app.core.model import BLOCK_SIZE
+from app.net.connection import well_formed_request
+
+
+class OpenFiles:
+    """The files one request batch reads from, each looked up, checked and opened once."""
+
+    def __init__(self, root: Path, index: Index, rescan: Callable[[str], None],
+                 items: list) -> None:
+        self.index = index
+        self.rescan = rescan
+        wanted = {i[1] for i in items if well_formed_request(i)}
+        self.sizes = index.shared_sizes(list(wanted))  # only files we share now
+        self.dirs = DirFds(root, create=False)
+        self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
+        self.stale: set[str] = set()
+
+    def __enter__(self) -> OpenFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.open.values():
+            if fd is not None:
+                os.close(fd)
+        self.dirs.__exit__()
+
+    def _file(self, rel: str) -> int | None:
+        if rel not in self.open:
+            self.open[rel] = None
+            if rel in self.sizes:
+                try:
+                    parent, _, name = paths.validate(rel).rpartition("/")
+                    self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                             dir_fd=self.dirs.open(parent))
+                except (OSError, paths.BadPath):
+                    pass
+        return self.open[rel]
+
+    def read_block(self, item) -> bytes | None:
+        """One requested block, only from a file we share; None for anything else."""
+        if not well_formed_request(item):
+            return None
+        _, rel, offset, size, h = item
+        fd = self._file(rel)
+        if fd is None or offset + size > self.sizes[rel]:
+            return None
+        try:
+            data = os.pread(fd, size, offset)
+        except OSError:
+            return None
+        if hashing.block_hash(data) != h:
+            self._maybe_stale(rel, offset, h)
+            return None
+        return data
+
+    def read_into(self, item: list, view: memoryview) -> bool:
+        """read_block into view (as long as the block asked): whether it is there now."""
+        _, rel, offset, size, h = item
+        fd = self._file(rel)
+        if fd is None or offset + size > self.sizes[rel]:
+            return False
+        try:
+            if os.preadv(fd, [view], offset) != size:
+                return False
+        except OSError:
+            return False
+        if hashing.block_hash(view) != h:
+            self._maybe_stale(rel, offset, h)
+            return False
+        return True
+
+    def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
+        """The file changed since we indexed it, in a way its size, mtime and inode do
+        not show (cp -p, touch -r): forget its stat so the rescan re-hashes it.
+
+        Only when the index holds the asked hash at that offset: a request for a hash
+        we never announced proves nothing, and must not make us re-hash the file.
+        """
+        if rel in self.stale or offset % BLOCK_SIZE:
+            return
+        if self.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
+            return
+        self.stale.add(rel)
+        self.index.set_inode(rel, 0)
+        self.rescan(rel)
