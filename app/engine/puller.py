@@ -28,7 +28,7 @@ from pathlib import Path
 from app.core import apply, batchwrite, diskio, hashing, modes, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
-from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
+from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action, plan_path
 from app.core.versions import bump, merge
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
 SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
+RENAME_BATCH = 500  # moves carried out (and indexed) in one step of the writer thread
 
 
 class NoSource(Exception):
@@ -124,8 +125,7 @@ class Puller:
                          key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
         for a in early:
             await self._run_one(a, result)
-        for old, new in renames:
-            await self._run_rename(old, new, result)
+        await self._run_renames(renames, result)
         sem = asyncio.Semaphore(FILE_CONCURRENCY)
 
         async def limited(a: Action) -> None:
@@ -173,50 +173,101 @@ class Puller:
 
     # --- renames ---------------------------------------------------------------------
     def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
-        """Pair a deletion with a new file of the same content: a move, not a transfer."""
-        deletes: dict[bytes, list[Action]] = {}
-        local = self.index.get_many([a.path for a in actions if a.op == DELETE])
-        for a in actions:
-            if a.op == DELETE and not a.conflict_copy:
-                mine = local.get(a.path)
-                if mine and not mine.deleted and mine.kind == Kind.FILE and mine.size:
-                    deletes.setdefault(mine.hash, []).append(a)
-        if not deletes:
+        """Pair a new file with a file of ours of the same content that a peer deleted:
+        a move, not a transfer. The deletion need not be in this plan (it waits for
+        the move, see app/engine/assessment.py): it is looked up in the index."""
+        fetches = [a for a in actions if a.op == FETCH and not a.conflict_copy
+                   and a.target.size]
+        if not fetches:
             return [], actions
+        holders = self.index.live_with_content([a.target.blocks for a in fetches])
+        if not holders:
+            return [], actions
+        planned = {a.path: a for a in actions if a.op == DELETE and not a.conflict_copy}
+        deletions = self._deletions_of({p for paths in holders.values() for p in paths},
+                                       planned)
+        here = self.index.get_many([a.path for a in fetches])
         pairs, used = [], set()
-        for a in actions:
-            if a.op == FETCH and not a.conflict_copy and a.target.size:
-                old = deletes.get(a.target.hash)
-                current = self.index.get(a.path) if old else None
-                if old and (current is None or current.deleted):
-                    d = old.pop()
+        for a in fetches:
+            current = here.get(a.path)
+            if current is not None and not current.deleted:
+                continue
+            for old in holders.get(a.target.blocks, ()):
+                d = deletions.get(old)
+                if d is not None and id(d) not in used:
                     pairs.append((d, a))
                     used.update((id(d), id(a)))
+                    break
         return pairs, [a for a in actions if id(a) not in used]
 
-    async def _run_rename(self, old: Action, new: Action, result: RoundResult) -> None:
-        async with self.lock:
-            local_old = self.index.get(old.path)
+    def _deletions_of(self, rels: set[str], planned: dict[str, Action]) -> dict[str, Action]:
+        """rel -> the deletion a plan of it would carry out (for those where it would)."""
+        out = {rel: a for rel, a in planned.items() if rel in rels}
+        rest = sorted(rels - out.keys())
+        local = self.index.get_many(rest)
+        remote = self.index.remote_entries(rest)
+        for rel in rest:
+            mine = local.get(rel)
+            if mine is None or mine.deleted or mine.kind != Kind.FILE:
+                continue
+            a = plan_path(mine, remote.get(rel, {}))
+            if a is not None and a.op == DELETE and not a.conflict_copy:
+                out[rel] = a
+        return out
+
+    async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
+                           ) -> None:
+        """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
+        loop = asyncio.get_running_loop()
+        for i in range(0, len(pairs), RENAME_BATCH):
+            chunk = pairs[i:i + RENAME_BATCH]
+            async with self.lock:
+                self.flush()  # what the index says is on disk, before it is checked
+                outcomes = await loop.run_in_executor(self._writer, self._rename_many, chunk)
+            self.on_indexed()
+            for (old, new), out in zip(chunk, outcomes, strict=True):
+                if out is None:
+                    result.done += 2
+                    self.emit("renamed", {"from": old.path, "to": new.path})
+                elif isinstance(out, apply.DiskChanged):
+                    self.request_rescan(old.path)
+                    self.request_rescan(new.path)
+                    result.failed[new.path] = "changed on disk meanwhile; rescanning"
+                else:
+                    result.failed[new.path] = result.blocked[new.path] = str(out)
+
+    def _rename_many(self, pairs: list[tuple[Action, Action]]) -> list[Exception | None]:
+        """On the writer thread, under the disk lock: each old file to its new name, then
+        both entries in one index write. Per pair: None, or why it was not moved."""
+        local = self.index.get_many([a.path for pair in pairs for a in pair])
+        made: set[str] = set()
+        entries: list[FileEntry] = []
+        out: list[Exception | None] = []
+        for old, new in pairs:
             try:
-                if not apply.matches_disk(self.root, local_old, old.path) or \
-                        not apply.matches_disk(self.root, self.index.get(new.path), new.path):
-                    raise apply.DiskChanged
+                mine = local.get(old.path)
+                src = paths.safe_join(self.root, old.path)
                 dest = paths.safe_join(self.root, new.path)
-                paths.safe_join(self.root, old.path)
-                apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
-                os.rename(self.root / old.path, dest)
-                apply.set_meta(dest, modes.file_mode(new.target.mode, local_old.mode),
-                               new.target.mtime_ns)
-                moved = new.target.recorded(*_on_disk(dest))
-                self._commit(moved, old.target.recorded())
-                result.done += 2
-                self.emit("renamed", {"from": old.path, "to": new.path})
-            except apply.DiskChanged:
-                self.request_rescan(old.path)
-                self.request_rescan(new.path)
-                result.failed[new.path] = "changed on disk meanwhile; rescanning"
-            except (OSError, paths.BadPath) as e:
-                result.failed[new.path] = result.blocked[new.path] = str(e)
+                if mine is None or not apply.matches_disk(self.root, mine, old.path) or \
+                        not apply.matches_disk(self.root, local.get(new.path), new.path):
+                    raise apply.DiskChanged
+                parent = new.path.rpartition("/")[0]
+                if parent not in made:
+                    apply.ensure_dirs(self.root, parent)
+                    made.add(parent)
+                _move(src, dest)
+                mode = modes.file_mode(new.target.mode, mine.mode)
+                st = os.lstat(dest)
+                if (st.st_mode & 0o777, st.st_mtime_ns) != (mode, new.target.mtime_ns):
+                    apply.set_meta(dest, mode, new.target.mtime_ns)
+                    st = os.lstat(dest)
+                entries += [new.target.recorded(st.st_ino, st.st_ctime_ns, st.st_mode & 0o777),
+                            old.target.recorded()]
+                out.append(None)
+            except (apply.DiskChanged, OSError, paths.BadPath) as e:
+                out.append(e)
+        self.index.put_local(entries)
+        return out
 
     # --- simple operations -----------------------------------------------------------
     async def _do_adopt(self, a: Action, result: RoundResult) -> None:
@@ -768,6 +819,24 @@ def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | N
     if mine is not None and not mine.deleted and mine.blocks[:len(h)] == h:
         return rel, 0
     return None
+
+
+def _move(src: Path, dest: Path) -> None:
+    """Give src the name dest, never over something there (a user's new file): a hard
+    link then an unlink; a rename where the file system has no hard links."""
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except FileExistsError:
+        raise apply.DiskChanged from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
+                           errno.EXDEV):
+            raise
+        if os.path.lexists(dest):
+            raise apply.DiskChanged from None
+        os.rename(src, dest)
+        return
+    os.unlink(src)
 
 
 def _check_blocks(target: FileEntry) -> None:
