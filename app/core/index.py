@@ -299,10 +299,29 @@ T = TypeVar("T")
 
 
 def _locked(fn: F) -> F:
+    """A write (or a step that must see the writes of the step it is part of)."""
     @functools.wraps(fn)
     def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _reads(fn: F) -> F:
+    """A read: on this thread's own connection, without the lock, so that a long read in
+    a worker thread and a write on the event loop never wait for each other (WAL).
+    Called while the lock is held (a compound step), it reads what that step wrote."""
+    @functools.wraps(fn)
+    def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
+        tls = self._tls
+        if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
+            return fn(self, *args, **kwargs)
+        tls.reading = True
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            tls.reading = False
 
     return wrapper  # type: ignore[return-value]
 
@@ -439,20 +458,60 @@ class Index:
         self.generation = 0  # bumped by every committed write: lets callers cache answers
         self.remote_limits = remote_limits or RemoteLimits()
         self._lock = threading.RLock()
+        self._tls = threading.local()  # per thread: its reader connection, and whether reading
+        self._path = os.fspath(db_path)
+        self._readers: list[sqlite3.Connection] = []
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
-        self._db = sqlite3.connect(
-            os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
+        self._main = sqlite3.connect(
+            self._path, check_same_thread=False, isolation_level=None, timeout=30
         )
-        self._devices = _Devices(self._db)
+        self._main_devices = _Devices(self._main)
         try:
-            _set_wal(self._db)
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA journal_size_limit=67108864")  # a big WAL shrinks back
+            _set_wal(self._main)
+            self._main.execute("PRAGMA synchronous=NORMAL")
+            self._main.execute("PRAGMA journal_size_limit=67108864")  # a big WAL shrinks back
             self._migrate()
             self.index_id: bytes = self._init_identity()
         except BaseException:
-            self._db.close()
+            self._main.close()
             raise
+
+    def _on_reader(self) -> bool:
+        return getattr(self._tls, "reading", False) and \
+            not self._lock._is_owned()  # type: ignore[attr-defined]
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection for this call: the thread's reader inside a read, else the main."""
+        return self._reader()[0] if self._on_reader() else self._main
+
+    @property
+    def _devices(self) -> _Devices:
+        return self._reader()[1] if self._on_reader() else self._main_devices
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """What `_reads` does, for a step of a generator."""
+        tls = self._tls
+        if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
+            yield
+            return
+        tls.reading = True
+        try:
+            yield
+        finally:
+            tls.reading = False
+
+    def _reader(self) -> tuple[sqlite3.Connection, _Devices]:
+        r = getattr(self._tls, "reader", None)
+        if r is None:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
+                                 timeout=30)
+            db.execute("PRAGMA query_only=1")
+            r = self._tls.reader = (db, _Devices(db))
+            with self._lock:
+                self._readers.append(db)
+        return r
 
     @property
     def lock(self) -> threading.RLock:
@@ -462,7 +521,9 @@ class Index:
     def close(self) -> None:
         """Close the database; the object is unusable afterwards."""
         with self._lock:
-            self._db.close()
+            for db in self._readers:
+                db.close()
+            self._main.close()
 
     def __enter__(self) -> Index:
         return self
@@ -520,14 +581,14 @@ class Index:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
-            self._devices.forget()
+            self._main_devices.forget()
             raise
         self._db.execute("COMMIT")
         self.generation += 1
 
     # --- meta
 
-    @_locked
+    @_reads
     def get_meta(self, key: str, default: Any = None) -> Any:
         value = self._get_meta(key)
         return default if value is None else value
@@ -557,14 +618,14 @@ class Index:
 
     # --- local entries
 
-    @_locked
+    @_reads
     def get(self, path: str) -> FileEntry | None:
         row = self._db.execute(
             f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (path,)
         ).fetchone()
         return None if row is None else self._entry(row)
 
-    @_locked
+    @_reads
     def get_many(self, paths: list[str]) -> dict[str, FileEntry]:
         """path -> local entry for those of `paths` that have one: a query per 500 paths."""
         out: dict[str, FileEntry] = {}
@@ -575,7 +636,7 @@ class Index:
                 out[r[0]] = self._entry(r)
         return out
 
-    @_locked
+    @_reads
     def shared_sizes(self, paths: list[str]) -> dict[str, int]:
         """path -> size for those of `paths` that are files we share now (live, readable).
 
@@ -596,12 +657,12 @@ class Index:
     def iter_local(self, after: str | None = None, chunk: int = 2000) -> Iterator[FileEntry]:
         """Every local entry past `after`, in path order, read `chunk` at a time.
 
-        The lock is held only while a chunk is read, so a walk over a million entries
-        neither holds the index nor the memory of all of them.
+        A chunk is read at a time, so a walk over a million entries never holds the
+        memory of all of them.
         """
         after = after or ""
         while True:
-            with self._lock:
+            with self._reading():
                 rows = self._db.execute(
                     f"SELECT {_FILE_COLS} FROM files WHERE path > ? ORDER BY path LIMIT ?",
                     (after, chunk)).fetchall()
@@ -611,21 +672,21 @@ class Index:
                 return
             after = rows[-1][0]
 
-    @_locked
+    @_reads
     def live_file_count(self) -> int:
         """Live files and links (not directories): what the mass-deletion guard compares to."""
         return self._db.execute(
             "SELECT COUNT(*) FROM files WHERE NOT deleted AND kind != ?", (_DIR,)
         ).fetchone()[0]
 
-    @_locked
+    @_reads
     def max_seq(self) -> int:
         return self._max_seq()
 
     def _max_seq(self) -> int:
         return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM files").fetchone()[0]
 
-    @_locked
+    @_reads
     def local_since(self, seq: int, limit: int = 1000) -> list[FileEntry]:
         """Entries changed after `seq`, oldest first: one page of an index exchange."""
         rows = self._db.execute(
@@ -633,7 +694,7 @@ class Index:
         )
         return [self._entry(r) for r in rows]
 
-    @_locked
+    @_reads
     def paths_changed_since(self, seq: int) -> set[str]:
         """Paths whose local entry was written after `seq` (cheap: uses the seq index)."""
         return {r[0] for r in self._db.execute("SELECT path FROM files WHERE seq > ?", (seq,))}
@@ -649,7 +710,7 @@ class Index:
                 (*chunk, seq)))
         return out
 
-    @_locked
+    @_reads
     def local_brief(self, under: str | None = None) -> dict[str, Brief]:
         """path -> Brief for all local entries, or for `under` and everything beneath it.
 
@@ -671,18 +732,18 @@ class Index:
         if under is not None:
             sql += " AND " + _UNDER
             args += _under_args(under)
-        with self._lock:
+        with self._reading():
             return self._db.execute(sql + " ORDER BY path LIMIT ?", (*args, limit)).fetchall()
 
     def brief_range_desc(self, before: str, under: str, limit: int = 2000) -> list[Brief]:
         """Briefs of `under` and below it before `before`, in reverse path order (children
         before their directory: the order deletions are recorded in)."""
-        with self._lock:
+        with self._reading():
             return self._db.execute(
                 _BRIEF_SQL + f" WHERE path < ? AND {_UNDER} ORDER BY path DESC LIMIT ?",
                 (before, *_under_args(under), limit)).fetchall()
 
-    @_locked
+    @_reads
     def dir_with_inode(self, inode: int) -> str | None:
         """The live directory entry with this inode, if any (a directory moved elsewhere)."""
         row = self._db.execute(
@@ -706,9 +767,8 @@ class Index:
             seqs = range(first, first + len(batch))
             rows = [_file_row(self._devices, e, s) for e, s in zip(batch, seqs, strict=True)]
             before = self._versions([r[0] for r in rows])
-            self._db.executemany(
-                f"INSERT INTO files ({_FILE_COLS}) VALUES ({_marks(_FILE_COLS)}) "
-                f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}", rows)
+            _many(self._db, f"INSERT INTO files ({_FILE_COLS})", rows,
+                  f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
             self._write_blocks(batch)
             self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
         for e, s in zip(batch, seqs, strict=True):
@@ -716,7 +776,7 @@ class Index:
 
     def _write_blocks(self, batch: list[FileEntry]) -> None:
         """Blocks of files of more than one block (one-block files: see files_content)."""
-        self._db.executemany("DELETE FROM blocks WHERE path = ?", ((e.path,) for e in batch))
+        _where_in(self._db, "DELETE FROM blocks", "path", [(e.path,) for e in batch])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
         self._db.executemany(
             "INSERT INTO blocks (hash, path, idx) VALUES (?, ?, ?)",
@@ -740,9 +800,7 @@ class Index:
         """Our entries of these paths changed to these versions: a peer's row that equals
         ours becomes a `remote_same` row, one ours dominates goes, the rest is planned
         again; `remote_same` rows of an earlier version of ours go."""
-        self._db.executemany(
-            "DELETE FROM remote_same WHERE path = ?",
-            ((p,) for p in versions_now))
+        _where_in(self._db, "DELETE FROM remote_same", "path", [(p,) for p in versions_now])
         found = []
         for chunk in _chunks(list(versions_now)):
             marks = ", ".join("?" * len(chunk))
@@ -767,11 +825,9 @@ class Index:
             usage = freed.setdefault(device, [0, 0])
             usage[0] += 1
             usage[1] += cost
-        self._db.executemany("INSERT OR REPLACE INTO remote_same (path, device, seq) "
-                             "VALUES (?, ?, ?)", same)
-        self._db.executemany("DELETE FROM remote_files WHERE path = ? AND device = ?", gone)
-        self._db.executemany("UPDATE remote_files SET pending = 1 WHERE path = ? AND device = ?",
-                             again)
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)", same)
+        _where_in(self._db, "DELETE FROM remote_files", "path, device", gone)
+        _where_in(self._db, "UPDATE remote_files SET pending = 1", "path, device", again)
         for device, (n, size) in freed.items():
             self._db.execute("UPDATE remotes SET entries = entries - ?, bytes = bytes - ? "
                              "WHERE device = ?", (n, size, self._devices.id(device)))
@@ -796,7 +852,7 @@ class Index:
                 ((inode_to_db(i), c, m, p) for p, i, c, m in items),
             )
 
-    @_locked
+    @_reads
     def find_block(self, h: bytes) -> tuple[str, int] | None:
         """Where a block with hash h exists locally, to copy it instead of fetching it.
 
@@ -804,7 +860,7 @@ class Index:
         """
         return self.find_blocks([h]).get(h)
 
-    @_locked
+    @_reads
     def block_hash_at(self, path: str, idx: int) -> bytes | None:
         """The hash our index holds for block idx of path (None: no such block)."""
         row = self._db.execute(
@@ -812,7 +868,7 @@ class Index:
             "AND NOT deleted", (idx, path)).fetchone()
         return bytes(row[0]) if row is not None and len(row[0]) == HASH_LEN else None
 
-    @_locked
+    @_reads
     def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}
@@ -834,7 +890,7 @@ class Index:
         wanted = set(hashes)
         return {h: where for h, where in out.items() if h in wanted}
 
-    @_locked
+    @_reads
     def live_with_content(self, blocks: list[bytes]) -> dict[bytes, list[str]]:
         """block list -> paths of our live files with exactly that content (renames)."""
         out: dict[bytes, list[str]] = {}
@@ -848,7 +904,7 @@ class Index:
                     out.setdefault(bytes(b), []).append(path)
         return out
 
-    @_locked
+    @_reads
     def wanted_elsewhere(self, entries: list[FileEntry]) -> set[str]:
         """Those of our entries whose content a pending, live remote row of another path
         announces (and we have no live entry there): the other half of a move, not yet
@@ -871,7 +927,7 @@ class Index:
 
     # --- remote entries
 
-    @_locked
+    @_reads
     def remote_state(self, device: str) -> tuple[bytes, int]:
         """(their index_id, highest seq of theirs we hold); (b"", 0) if unknown."""
         row = self._db.execute(
@@ -950,27 +1006,25 @@ class Index:
             old[e.path] = cost
             pending = not (e.deleted and local is None)  # junk until someone has that path
             full.append(_remote_row(self._devices, ref, e, pending, cost))
-        self._db.executemany("DELETE FROM remote_files WHERE path = ? AND device = ?", drop)
-        self._db.executemany("DELETE FROM remote_same WHERE path = ? AND device = ?",
-                             [(r[0], ref) for r in full] + drop)
-        self._db.executemany("INSERT OR REPLACE INTO remote_same (path, device, seq) "
-                             "VALUES (?, ?, ?)", same)
-        self._db.executemany(f"INSERT OR REPLACE INTO remote_files ({_REMOTE_COLS}) "
-                             f"VALUES ({_marks(_REMOTE_COLS)})", full)
+        _where_in(self._db, "DELETE FROM remote_files", "path, device", drop)
+        _where_in(self._db, "DELETE FROM remote_same", "path, device",
+                  [(r[0], ref) for r in full] + drop)
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)", same)
+        _many(self._db, f"INSERT OR REPLACE INTO remote_files ({_REMOTE_COLS})", full)
         return refused
 
-    @_locked
+    @_reads
     def remote_usage(self, device: str) -> tuple[int, int]:
         """(entries, bytes as `entry_cost` counts them) the device holds in our index."""
         row = self._db.execute("SELECT entries, bytes FROM remotes WHERE device = ?",
                                (device,)).fetchone()
         return (0, 0) if row is None else (row[0], row[1])
 
-    @_locked
+    @_reads
     def remote_get(self, device: str, path: str) -> FileEntry | None:
         return self.remote_for_path(path).get(device)
 
-    @_locked
+    @_reads
     def remote_for_path(self, path: str) -> dict[str, FileEntry]:
         """device -> the entry that device announced for path (ours, for `remote_same`)."""
         out = self._remote_full([path]).get(path, {})
@@ -986,7 +1040,7 @@ class Index:
                         mine.deleted, seq)
         return dict(sorted(out.items()))
 
-    @_locked
+    @_reads
     def remote_entries(self, paths: list[str]) -> dict[str, dict[str, FileEntry]]:
         """path -> device -> what it announced, for the rows that differ from ours (what
         planning needs: a copy of our version changes no plan)."""
@@ -1005,7 +1059,7 @@ class Index:
                 out.setdefault(e.path, {})[self._devices.id(r[0])] = e
         return out
 
-    @_locked
+    @_reads
     def announced_alive(self, device: str, paths: list[str]) -> set[str]:
         """Those of paths the device announced as an existing file, link or directory."""
         ref = self._devices.find(device)
@@ -1023,11 +1077,11 @@ class Index:
                 (ref, *chunk)))
         return out
 
-    @_locked
+    @_reads
     def remote_devices(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT device FROM remotes ORDER BY device")]
 
-    @_locked
+    @_reads
     def differing_paths(self, device: str | None = None) -> list[str]:
         """Paths where a remote version differs from ours (or we have none), sorted.
 
@@ -1040,13 +1094,13 @@ class Index:
 
     def iter_differing(self, device: str | None = None, chunk: int = 5000
                        ) -> Iterator[list[str]]:
-        """differing_paths() in sorted chunks, the lock held only while one is read."""
+        """differing_paths() in sorted chunks."""
         sql = ("SELECT DISTINCT r.path FROM remote_files r LEFT JOIN files f "
                "ON f.path = r.path WHERE r.path > ? "
                "AND ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)")
         args: tuple = ()
         if device is not None:
-            with self._lock:
+            with self._reading():
                 ref = self._devices.find(device)
             if ref is None:
                 return
@@ -1054,7 +1108,7 @@ class Index:
             args = (ref,)
         after = ""
         while True:
-            with self._lock:
+            with self._reading():
                 rows = [r[0] for r in self._db.execute(
                     sql + " ORDER BY r.path LIMIT ?", (after, *args, chunk))]
             if rows:
@@ -1063,7 +1117,7 @@ class Index:
                 return
             after = rows[-1]
 
-    @_locked
+    @_reads
     def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
         """(path, local entry or None, device -> remote entry) for what to plan now.
 
@@ -1097,16 +1151,17 @@ class Index:
             "SELECT 1 FROM remote_files INDEXED BY remote_todo WHERE device = ? AND pending "
             "LIMIT 1", (ref,)).fetchone()]
 
-    @_locked
     def settle(self, rows: Iterable[tuple[str, str, int]]) -> None:
         """These (device, path, seq) rows planned to nothing: no window holds them again
-        until our entry of the path changes (or `unsettle` says the rules did)."""
-        items = [(path, ref, seq) for device, path, seq in rows
-                 if (ref := self._devices.find(device)) is not None]
-        if items:
-            with self._tx():
-                self._db.executemany("UPDATE remote_files SET pending = 0 WHERE path = ? "
-                                     "AND device = ? AND seq = ?", items)
+        until our entry of the path changes (or `unsettle` says the rules did).
+        Written a few thousand at a time: other writers wait for no more than that."""
+        with self._reading():
+            items = [(path, ref, seq) for device, path, seq in rows
+                     if (ref := self._devices.find(device)) is not None]
+        for i in range(0, len(items), 2000):
+            with self._lock, self._tx():
+                _where_in(self._db, "UPDATE remote_files SET pending = 0", "path, device, seq",
+                          items[i:i + 2000])
 
     @_locked
     def unsettle(self) -> None:
@@ -1116,7 +1171,7 @@ class Index:
                              "(NOT deleted OR EXISTS (SELECT 1 FROM files f "
                              "WHERE f.path = remote_files.path))")
 
-    @_locked
+    @_reads
     def pending_deletions(self, exclude: Collection[str] = ()) -> dict[str, int]:
         """author -> our live files and links announced as deleted by it, pending a plan
         (not by the `exclude`d devices; not the halves of a move: see wanted_elsewhere)."""
@@ -1134,7 +1189,7 @@ class Index:
             out[device] = out.get(device, 0) + n
         return out
 
-    @_locked
+    @_reads
     def pending_deletions_under(self, folder: str) -> int:
         """How many of our live entries below `folder` a peer announced as deleted, pending
         a plan: a directory goes once they are gone, not before."""
@@ -1155,7 +1210,7 @@ class Index:
             self._set_meta((FAILURES_KEY, json.dumps(failures, sort_keys=True)))
             self._set_meta((FAILURES_GEN_KEY, int(self._get_meta(FAILURES_GEN_KEY) or 0) + 1))
 
-    @_locked
+    @_reads
     def failures(self) -> dict[str, str]:
         try:
             out = json.loads(self._get_meta(FAILURES_KEY) or "{}")
@@ -1174,7 +1229,7 @@ class Index:
                 "INSERT OR IGNORE INTO ignored (path) VALUES (?)", ((p,) for p in paths)
             )
 
-    @_locked
+    @_reads
     def ignored(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT path FROM ignored ORDER BY path")]
 
@@ -1182,7 +1237,7 @@ class Index:
         """ignored(), a chunk at a time."""
         after = ""
         while True:
-            with self._lock:
+            with self._reading():
                 rows = [r[0] for r in self._db.execute(
                     "SELECT path FROM ignored WHERE path > ? ORDER BY path LIMIT ?",
                     (after, chunk))]
@@ -1193,7 +1248,7 @@ class Index:
 
     # --- conflict copies (for status)
 
-    @_locked
+    @_reads
     def live_conflict_copies(self) -> list[str]:
         """Our live files named as conflict copies (one pass in SQL; usually few)."""
         return [r[0] for r in self._db.execute(
@@ -1201,12 +1256,12 @@ class Index:
             "AND path LIKE '%.sync-conflict-%' ORDER BY path")
             if ".sync-conflict-" in r[0].rpartition("/")[2]]
 
-    @_locked
+    @_reads
     def is_live(self, path: str) -> bool:
         return self._db.execute("SELECT 1 FROM files WHERE path = ? AND NOT deleted",
                                 (path,)).fetchone() is not None
 
-    @_locked
+    @_reads
     def live_names_in(self, folder: str) -> list[str]:
         """The names of the live entries directly in `folder` ("" for the root)."""
         lo, hi = (folder + "/", folder + "0") if folder else ("", "\U0010ffff")
@@ -1228,7 +1283,7 @@ class Index:
                "FROM files WHERE path > ? ORDER BY path LIMIT ?")
         after = ""
         while True:
-            with self._lock:
+            with self._reading():
                 rows = self._db.execute(sql, (after, chunk)).fetchall()
                 out = [(self._entry(r), bool(r[15]), bool(r[16])) for r in rows]
             yield from out
@@ -1251,6 +1306,36 @@ def _chunks(items: list[T]) -> Iterator[list[T]]:
     """Pieces small enough for one `IN (...)` list (SQLite caps the number of ? marks)."""
     for i in range(0, len(items), 500):
         yield items[i : i + 500]
+
+
+_ROWS_PER_STATEMENT = 400
+
+
+def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """`head VALUES (?, ...), (?, ...) tail` for all rows, a few hundred per statement.
+
+    One statement for many rows, not one per row as executemany: the sqlite3 module
+    lets go of the GIL at every step, and a busy worker thread then keeps it for up to
+    the switch interval each time; a thousand rows cost the event loop a second.
+    """
+    if not rows:
+        return
+    mark = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        part = rows[i:i + _ROWS_PER_STATEMENT]
+        db.execute(f"{head} VALUES {', '.join([mark] * len(part))} {tail}",
+                   [v for r in part for v in r])
+
+
+def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -> None:
+    """`head WHERE (cols) IN (VALUES ...)` for all keys, a few hundred per statement."""
+    if not keys:
+        return
+    mark = "(" + ", ".join("?" * len(keys[0])) + ")"
+    for i in range(0, len(keys), _ROWS_PER_STATEMENT):
+        part = keys[i:i + _ROWS_PER_STATEMENT]
+        db.execute(f"{head} WHERE ({cols}) IN (VALUES {', '.join([mark] * len(part))})",
+                   [v for k in part for v in k])
 
 
 def inode_to_db(inode: int) -> int:

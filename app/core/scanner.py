@@ -75,7 +75,7 @@ class ScanResult:
     ignore_file_changed: bool = False  # .p2psyncignore is among them
 
 
-FLUSH_EVERY = 5000  # entries written per index transaction
+FLUSH_EVERY = 2000  # entries written per index transaction
 BRIEF_CHUNK = 2000  # index entries read at a time
 CHANGED_KEPT = 10_000  # changed entries a result lists (the count is exact)
 

@@ -23,7 +23,7 @@ from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.massdelete import HeldDeletions, hold_mass_deletions
 from app.core.model import FileEntry, Kind
-from app.core.planner import DELETE, Action, plan_path
+from app.core.planner import DELETE, FETCH, Action, plan_path
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Assessment:
     counts: dict[str, int] = field(default_factory=dict)  # device -> paths needed from it
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
     deleting: frozenset[str] = frozenset()  # paths the plan would delete (held ones too)
+    renames: list[tuple[Action, Action]] = field(default_factory=list)  # (deletion, fetch)
 
 
 def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
@@ -70,12 +71,59 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
             if needed and rel in deleting:
                 deleting[rel][1].append(device)
     index.settle(settled)
+    renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
     actions, held = _guard(index, actions, deleting, inputs)
     for rel in held.paths if held is not None else ():
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
-    return Assessment(key, actions, counts, held, frozenset(deleting))
+    return Assessment(key, actions, counts, held, frozenset(deleting), renames)
+
+
+def _pair_renames(index: Index, actions: list[Action], ignore: Ignore
+                  ) -> tuple[list[tuple[Action, Action]], list[Action]]:
+    """Pair a new file with a file of ours of the same content that a peer deleted: a
+    move, not a transfer. The deletion need not be in this plan (it waits for the move,
+    see `_wait_for_moves`): it is looked up in the index."""
+    fetches = [a for a in actions if a.op == FETCH and not a.conflict_copy and a.target.size]
+    if not fetches:
+        return [], actions
+    holders = index.live_with_content([a.target.blocks for a in fetches])
+    if not holders:
+        return [], actions
+    planned = {a.path: a for a in actions if a.op == DELETE and not a.conflict_copy}
+    deletions = _deletions_of(index, {p for paths in holders.values() for p in paths},
+                              planned, ignore)
+    here = index.get_many([a.path for a in fetches])
+    pairs, used = [], set()
+    for a in fetches:
+        current = here.get(a.path)
+        if current is not None and not current.deleted:
+            continue
+        for old in holders.get(a.target.blocks, ()):
+            d = deletions.get(old)
+            if d is not None and id(d) not in used:
+                pairs.append((d, a))
+                used.update((id(d), id(a)))
+                break
+    return pairs, [a for a in actions if id(a) not in used]
+
+
+def _deletions_of(index: Index, rels: set[str], planned: dict[str, Action], ignore: Ignore
+                  ) -> dict[str, Action]:
+    """rel -> the deletion a plan of it would carry out (for those where it would)."""
+    out = {rel: a for rel, a in planned.items() if rel in rels}
+    rest = sorted(rels - out.keys())
+    local = index.get_many(rest)
+    remote = index.remote_entries(rest)
+    for rel in rest:
+        mine = local.get(rel)
+        if mine is None or mine.deleted or mine.kind != Kind.FILE or ignore.matches(rel):
+            continue
+        a = plan_path(mine, remote.get(rel, {}))
+        if a is not None and a.op == DELETE and not a.conflict_copy:
+            out[rel] = a
+    return out
 
 
 def _wait_for_moves(index: Index, actions: list[Action],

@@ -32,7 +32,7 @@ from app.core.planner import FETCH, Action
 from app.engine import malloc
 from app.engine.assessment import Assessment, Inputs, assess
 from app.engine.config import Config
-from app.engine.looplag import LoopLag
+from app.engine.looplag import LoopLag, keep_loop_responsive
 from app.engine.puller import Puller
 from app.errors import P2PError, RefusedError
 from app.net import identity
@@ -141,6 +141,7 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
 class Node:
     def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
         malloc.keep_freed_buffers()
+        keep_loop_responsive()
         self.opts = opts
         self.root = opts.folder.resolve()
         self.on_event = on_event
@@ -553,7 +554,7 @@ class Node:
         if t == "start":
             self._on_start(peer, msg)
         elif t == "index":
-            self._on_index(peer, msg)
+            await self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
         elif t == "role" and self.roles is not None:
@@ -570,7 +571,9 @@ class Node:
         if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
             del self.names[next(iter(self.names))]
 
-    def _on_index(self, peer: PeerState, msg: dict) -> None:
+    async def _on_index(self, peer: PeerState, msg: dict) -> None:
+        """Check a batch of a peer's index and store it (in a worker thread: the loop
+        goes on meanwhile, and the next message is read once it is stored)."""
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
         if not (isinstance(index_id, bytes) and len(index_id) <= 64
                 and isinstance(entries, list) and len(entries) <= INDEX_BATCH
@@ -597,7 +600,8 @@ class Node:
                                 peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
-        over = self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id, index_id,
+                                       good, max_seq)
         if over:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
@@ -660,6 +664,7 @@ class Node:
                 "entries": [e.to_wire() for e in batch if not e.error],
                 "max_seq": peer.sent_seq,
             })
+            await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 
     async def _send_fresh_state(self, peer: PeerState) -> None:
         """A state whose `need` counts everything in `seen`: a peer's sync ends on it."""
@@ -801,15 +806,16 @@ class Node:
     async def _pull_once(self) -> None:
         if self.unmounted is not None:
             return  # nothing is written into a folder that looks unmounted
-        actions = (await self.assess()).actions
+        assessed = await self.assess()
+        actions = assessed.actions
         self._report_held()
         await self._cleanup_temps(actions)  # no round runs now: every temp is at rest
-        if not actions:
+        if not actions and not assessed.renames:
             self.failures.clear()
             self._set_blocked({})
             return
         started = time.monotonic()
-        result = await self.puller.run_round(actions)
+        result = await self.puller.run_round(actions, assessed.renames)
         await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)

@@ -28,7 +28,7 @@ from pathlib import Path
 from app.core import apply, batchwrite, diskio, hashing, modes, paths
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
-from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action, plan_path
+from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,11 @@ class Puller:
         self._writer.shutdown(wait=True)
 
     # --- a round -------------------------------------------------------------------
-    async def run_round(self, actions: list[Action]) -> RoundResult:
+    async def run_round(self, actions: list[Action],
+                        renames: list[tuple[Action, Action]] = ()) -> RoundResult:
+        """Carry out a plan: `renames` are (deletion, fetch) pairs of one content, moves."""
         result = RoundResult()
-        renames, rest = self._pair_renames(actions)
+        rest = actions
         order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
         early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
                        key=lambda a: (order[a.op], a.path))
@@ -172,49 +174,6 @@ class Puller:
                 self.emit("error", {"path": a.path, "reason": str(e)})
 
     # --- renames ---------------------------------------------------------------------
-    def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
-        """Pair a new file with a file of ours of the same content that a peer deleted:
-        a move, not a transfer. The deletion need not be in this plan (it waits for
-        the move, see app/engine/assessment.py): it is looked up in the index."""
-        fetches = [a for a in actions if a.op == FETCH and not a.conflict_copy
-                   and a.target.size]
-        if not fetches:
-            return [], actions
-        holders = self.index.live_with_content([a.target.blocks for a in fetches])
-        if not holders:
-            return [], actions
-        planned = {a.path: a for a in actions if a.op == DELETE and not a.conflict_copy}
-        deletions = self._deletions_of({p for paths in holders.values() for p in paths},
-                                       planned)
-        here = self.index.get_many([a.path for a in fetches])
-        pairs, used = [], set()
-        for a in fetches:
-            current = here.get(a.path)
-            if current is not None and not current.deleted:
-                continue
-            for old in holders.get(a.target.blocks, ()):
-                d = deletions.get(old)
-                if d is not None and id(d) not in used:
-                    pairs.append((d, a))
-                    used.update((id(d), id(a)))
-                    break
-        return pairs, [a for a in actions if id(a) not in used]
-
-    def _deletions_of(self, rels: set[str], planned: dict[str, Action]) -> dict[str, Action]:
-        """rel -> the deletion a plan of it would carry out (for those where it would)."""
-        out = {rel: a for rel, a in planned.items() if rel in rels}
-        rest = sorted(rels - out.keys())
-        local = self.index.get_many(rest)
-        remote = self.index.remote_entries(rest)
-        for rel in rest:
-            mine = local.get(rel)
-            if mine is None or mine.deleted or mine.kind != Kind.FILE:
-                continue
-            a = plan_path(mine, remote.get(rel, {}))
-            if a is not None and a.op == DELETE and not a.conflict_copy:
-                out[rel] = a
-        return out
-
     async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
                            ) -> None:
         """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
