@@ -63,31 +63,71 @@ def write_small_files(root: Path, files: list[SmallFile], room: int | None = Non
     `OSError`) concerns that file alone and leaves no temp file behind. The caller
     holds the disk lock. `room`: the bytes it may write (default: `diskio.room`).
     """
-    out: list[Placed | Exception | None] = [None] * len(files)
-    staged: dict[int, _Temp] = {}
-    with DirFds(root, create=True) as dirs:
+    with stage(root, files, room) as staged:
+        return staged.publish()
+
+
+class Staged:
+    """A batch written to temp files and flushed to the disk, not at its names yet.
+
+    The first two steps of `write_small_files`, which need no disk lock: the temp
+    files are unnamed (or named as temp files, which no scan takes for the folder's),
+    so another batch can be written and flushed while this one is published.
+    `publish` is the third step (under the disk lock); closing gives back every
+    descriptor and removes whatever temp file was not published.
+    """
+
+    def __init__(self, root: Path, files: list[SmallFile], room: int | None) -> None:
+        self.root = root
+        self.files = files
+        self.out: list[Placed | Exception | None] = [None] * len(files)
+        self.staged: dict[int, _Temp] = {}
+        self.dirs = DirFds(root, create=True)
         try:
-            left = diskio.room(root) if room is None else room
-            for i, f in enumerate(files):
-                try:
-                    staged[i] = _stage(dirs, f, left)
-                    left -= len(f.data)
-                except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
-                    out[i] = e
+            self._write(diskio.room(root) if room is None else room)
+        except BaseException:
+            self.close()
+            raise
+
+    def _write(self, left: int) -> None:
+        for i, f in enumerate(self.files):
             try:
-                diskio.flush_fs([t.fd for t in staged.values()])
-            except OSError as e:
-                for i in staged:
-                    out[i] = e
-                return _discard(staged, out)
-            for i, t in staged.items():
-                try:
-                    out[i] = _place(root, dirs, files[i], t)
-                except (OSError, paths.BadPath, apply.DiskChanged) as e:
-                    out[i] = e
-        finally:
-            _discard(staged, out)
-    return out  # type: ignore[return-value]
+                self.staged[i] = _stage(self.dirs, f, left)
+                left -= len(f.data)
+            except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
+                self.out[i] = e
+        try:
+            diskio.flush_fs([t.fd for t in self.staged.values()])
+        except OSError as e:
+            for i in self.staged:
+                self.out[i] = e
+            _discard(self.staged, self.out)
+
+    def publish(self) -> list[Placed | Exception]:
+        """Each staged file at its name (the caller holds the disk lock); per file, where
+        it now is or why it is not."""
+        for i, t in self.staged.items():
+            try:
+                self.out[i] = _place(self.root, self.dirs, self.files[i], t)
+            except (OSError, paths.BadPath, apply.DiskChanged) as e:
+                self.out[i] = e
+        _discard(self.staged, self.out)
+        return self.out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        _discard(self.staged, self.out)
+        self.dirs.__exit__()
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stage(root: Path, files: list[SmallFile], room: int | None = None) -> Staged:
+    """Write and flush a batch (no disk lock needed); see `Staged`."""
+    return Staged(root, files, room)
 
 
 @dataclass

@@ -59,6 +59,7 @@ from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
 
 _FILE, _DIR = int(Kind.FILE), int(Kind.DIR)
+_KINDS = {int(k): k for k in Kind}
 
 # --- schema --------------------------------------------------------------------------
 
@@ -608,12 +609,14 @@ class Index:
 
     # --- rows -> entries
 
-    def _entry(self, r: tuple | sqlite3.Row) -> FileEntry:
-        """A FileEntry from the columns of _FILE_COLS (or _REMOTE_ENTRY)."""
+    def _entry(self, r: tuple | sqlite3.Row, devices: _Devices | None = None) -> FileEntry:
+        """A FileEntry from the columns of _FILE_COLS (or _REMOTE_ENTRY); `devices`: the
+        codec of the connection the row came from (looked up if not given)."""
+        dev = devices or self._devices
         blocks = bytes(r[14])
-        return FileEntry(r[0], Kind(r[1]), r[2], r[3], r[4],
+        return FileEntry(r[0], _KINDS[r[1]], r[2], r[3], r[4],
                          file_hash_from_blocks(blocks) if r[13] is None else bytes(r[13]),
-                         blocks, r[12], self._devices.decode(r[5]), self._devices.id(r[6]),
+                         blocks, r[12], dev.decode(r[5]), dev.id(r[6]),
                          bool(r[7]), r[8], _inode_from_db(r[9]), r[11], r[10])
 
     # --- local entries
@@ -629,11 +632,12 @@ class Index:
     def get_many(self, paths: list[str]) -> dict[str, FileEntry]:
         """path -> local entry for those of `paths` that have one: a query per 500 paths."""
         out: dict[str, FileEntry] = {}
+        db, dev = self._db, self._devices
         for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
-            for r in self._db.execute(
+            for r in db.execute(
                     f"SELECT {_FILE_COLS} FROM files WHERE path IN ({marks})", chunk):
-                out[r[0]] = self._entry(r)
+                out[r[0]] = self._entry(r, dev)
         return out
 
     @_reads
@@ -666,7 +670,8 @@ class Index:
                 rows = self._db.execute(
                     f"SELECT {_FILE_COLS} FROM files WHERE path > ? ORDER BY path LIMIT ?",
                     (after, chunk)).fetchall()
-                entries = [self._entry(r) for r in rows]
+                dev = self._devices
+                entries = [self._entry(r, dev) for r in rows]
             yield from entries
             if len(rows) < chunk:
                 return
@@ -692,7 +697,8 @@ class Index:
         rows = self._db.execute(
             f"SELECT {_FILE_COLS} FROM files WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
-        return [self._entry(r) for r in rows]
+        dev = self._devices
+        return [self._entry(r, dev) for r in rows]
 
     @_reads
     def paths_changed_since(self, seq: int) -> set[str]:
@@ -1049,14 +1055,14 @@ class Index:
     def _remote_full(self, paths: list[str]) -> dict[str, dict[str, FileEntry]]:
         """path -> device -> the row that device announced, for rows kept in full."""
         out: dict[str, dict[str, FileEntry]] = {}
+        db, dev = self._db, self._devices
         for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
-            for r in self._db.execute(
+            for r in db.execute(
                     f"SELECT device, {_REMOTE_ENTRY} FROM remote_files "
                     f"WHERE path IN ({marks})", chunk):
-                e = self._entry(r[1:])
-                e.inode, e.ctime_ns = 0, 0
-                out.setdefault(e.path, {})[self._devices.id(r[0])] = e
+                e = self._entry(r[1:], dev)
+                out.setdefault(e.path, {})[dev.id(r[0])] = e
         return out
 
     @_reads
@@ -1285,7 +1291,8 @@ class Index:
         while True:
             with self._reading():
                 rows = self._db.execute(sql, (after, chunk)).fetchall()
-                out = [(self._entry(r), bool(r[15]), bool(r[16])) for r in rows]
+                dev = self._devices
+                out = [(self._entry(r, dev), bool(r[15]), bool(r[16])) for r in rows]
             yield from out
             if len(rows) < chunk:
                 return
@@ -1328,14 +1335,24 @@ def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") 
 
 
 def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -> None:
-    """`head WHERE (cols) IN (VALUES ...)` for all keys, a few hundred per statement."""
+    """`head WHERE (cols) IN (...)` for all keys, a few hundred per statement.
+
+    The first column (`path`, which leads the keys) is also listed alone: SQLite scans
+    the whole table for a row value IN a list of values, not for a plain IN.
+    """
     if not keys:
         return
-    mark = "(" + ", ".join("?" * len(keys[0])) + ")"
+    first = cols.split(",")[0].strip()
     for i in range(0, len(keys), _ROWS_PER_STATEMENT):
         part = keys[i:i + _ROWS_PER_STATEMENT]
-        db.execute(f"{head} WHERE ({cols}) IN (VALUES {', '.join([mark] * len(part))})",
-                   [v for k in part for v in k])
+        lead = ", ".join("?" * len(part))
+        if len(part[0]) == 1:
+            db.execute(f"{head} WHERE {first} IN ({lead})", [k[0] for k in part])
+            continue
+        mark = "(" + ", ".join("?" * len(part[0])) + ")"
+        db.execute(f"{head} WHERE {first} IN ({lead}) AND ({cols}) IN "
+                   f"(VALUES {', '.join([mark] * len(part))})",
+                   [k[0] for k in part] + [v for k in part for v in k])
 
 
 def inode_to_db(inode: int) -> int:

@@ -799,8 +799,9 @@ class Node:
                 await asyncio.sleep(1)
             finally:
                 self._pulling = False
-            for peer in list(self.peers.values()):
-                await self._send_fresh_state(peer)
+            if not self._pull_wake.is_set():  # done for now: say so (else the next round)
+                for peer in list(self.peers.values()):
+                    await self._send_fresh_state(peer)
             self.changed.set()
 
     async def _pull_once(self) -> None:

@@ -39,7 +39,7 @@ MAX_INFLIGHT_BLOCKS = 256  # over all files: at most 32 MiB of requested data in
 COMMIT_BATCH = 500
 OFFLOOP_WRITES = 1024 * 1024  # files larger than this verify and write in a thread, O_DIRECT
 DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
-SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
+SMALL_BATCH_FILES = 1000  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
 RENAME_BATCH = 500  # moves carried out (and indexed) in one step of the writer thread
@@ -464,15 +464,24 @@ class Puller:
 
     async def _write_small(self, ready: list[tuple[Action, bytes, str]],
                            result: RoundResult) -> list[Action]:
-        """Write a batch; returns the actions whose bytes failed their hash check."""
+        """Write a batch; returns the actions whose bytes failed their hash check.
+
+        Written and flushed first without the disk lock (the temp files are nobody's
+        yet), then published and indexed under it: one batch flushes while another is
+        put in place.
+        """
         loop = asyncio.get_running_loop()
-        async with self.lock:
-            job = loop.run_in_executor(self._writer, self._store_small, ready)
-            try:
-                outcomes = await asyncio.shield(job)
-            except asyncio.CancelledError:
-                await asyncio.wait([job])  # the lock stays held until the disk work is done
-                raise
+        staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
+        try:
+            async with self.lock:
+                job = loop.run_in_executor(self._writer, self._publish_small, ready, staged)
+                try:
+                    outcomes = await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    await asyncio.wait([job])  # the lock stays held until the disk work is done
+                    raise
+        finally:
+            staged.close()
         self.on_indexed()
         retry = []
         for (a, data, source), out in zip(ready, outcomes, strict=True):
@@ -487,15 +496,20 @@ class Puller:
                 self.emit("fetched", {"path": a.path, "size": a.target.size, "from": source})
         return retry
 
-    def _store_small(self, ready: list[tuple[Action, bytes, str]]
-                     ) -> list[batchwrite.Placed | Exception]:
-        """On the writer thread, under the disk lock: the files, then their index entries."""
+    def _stage_small(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
+        """On the writer thread: the batch written to temp files and flushed."""
         local = self.index.get_many([a.path for a, _, _ in ready])
-        outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
+        return batchwrite.stage(self.root, [batchwrite.SmallFile(
             a.path, data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
+
+    def _publish_small(self, ready: list[tuple[Action, bytes, str]],
+                       staged: batchwrite.Staged) -> list[batchwrite.Placed | Exception]:
+        """On the writer thread, under the disk lock: the files at their names, then
+        their index entries."""
+        outcomes = staged.publish()
         self.index.put_local([
             a.target.recorded(out.inode, out.ctime_ns, out.mode)
             for (a, _, _), out in zip(ready, outcomes, strict=True)

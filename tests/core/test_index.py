@@ -400,3 +400,30 @@ def test_a_synced_small_file_costs_a_few_hundred_bytes(tmp_path):
     per_file = size / n
     print(f"index: {per_file:.0f} bytes per file")
     assert per_file < 300
+
+
+def test_batched_statements_use_the_indexes(idx):
+    """A row value IN a list of values makes SQLite scan the table: a plain IN leads."""
+    plans = []
+    real = idx._main
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, args=()):
+            if sql.lstrip().startswith(("DELETE", "UPDATE")) and " IN " in sql:
+                plans.append((sql, str(real.execute("EXPLAIN QUERY PLAN " + sql,
+                                                    args).fetchall())))
+            return real.execute(sql, args)
+
+    idx._main = Spy()
+    idx.put_local([entry("a"), entry("b", blocks=os.urandom(64))])
+    idx.put_remote("R1", b"i", [entry("a", 2), entry("c")], 2)
+    idx.put_local([entry("a", 2)])
+    idx.settle([("R1", "c", 0)])
+    idx._main = real
+    assert plans
+    for sql, plan in plans:
+        assert "SCAN remote_files" not in plan and "SCAN remote_same" not in plan and \
+            "SCAN blocks" not in plan, (sql, plan)
