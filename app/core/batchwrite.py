@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, diskio, hashing, paths
+from app.core import apply, diskio, hashing, modes, paths
 from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 
@@ -161,16 +161,16 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
         raise diskio.NoSpace(len(f.data), room)
     parent, _, name = f.rel.rpartition("/")
     dfd = dirs.open(parent)
-    if not apply.stat_matches(f.local, _lstat(dfd, name)):
+    # Where nothing is expected, the link that publishes it finds out (`_publish`).
+    if _expected(f.local) and not apply.stat_matches(f.local, _lstat(dfd, name)):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
-    fd, temp = _open_temp(dfd, f.temp_name)
+    fd, temp = _open_temp(dfd, f.temp_name, f.mode & 0o777)
     t = _Temp(fd, dfd, temp)
     try:
-        diskio.write_all(fd, f.data, 0)
-        os.fchmod(fd, f.mode & 0o777)
+        diskio.write_all(fd, f.data, 0)  # every byte, or an exception
+        if temp is not None or f.mode & 0o777 & modes.UMASK:  # created 0600, or the umask
+            os.fchmod(fd, f.mode & 0o777)                    # took bits it must have
         os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
-        if os.fstat(fd).st_size != len(f.data):  # checked writes make this impossible
-            raise OSError(errno.EIO, f"{f.rel}: the temp file is not the size written")
     except BaseException:
         _discard({0: t}, [])
         raise
@@ -184,6 +184,11 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
     rename, so its path is never empty in between (see `apply.archive`'s `keep`).
     """
     name = f.rel.rpartition("/")[2]
+    if not _expected(f.local):  # nothing there, as far as we know: the link checks
+        _publish(t.dfd, t.fd, t.name, name)
+        t.published = True
+        done = os.fstat(t.fd)  # after the link, which moved the ctime
+        return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
     st = _lstat(t.dfd, name)
     if not apply.stat_matches(f.local, st):
         raise apply.DiskChanged
@@ -200,6 +205,11 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
     t.published = True
     done = os.fstat(t.fd)  # after the link, which moved the ctime
     return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
+
+
+def _expected(local: FileEntry | None) -> bool:
+    """Whether the index says something is at the path (else: nothing should be)."""
+    return local is not None and not local.deleted
 
 
 def _lstat(dfd: int, name: str) -> os.stat_result | None:
@@ -249,15 +259,16 @@ def _replace(dfd: int, fd: int, temp: str | None, temp_name: str, name: str) -> 
         raise
 
 
-def _open_temp(dfd: int, name: str) -> tuple[int, str | None]:
+def _open_temp(dfd: int, name: str, mode: int = 0o600) -> tuple[int, str | None]:
     """(fd, temp name): an unnamed O_TMPFILE where the system has one, else a named file.
 
     An unnamed file is never seen half-written by anyone (a watcher included) and
-    never left behind; a leftover under the temp name (or a planted link) is removed.
+    never left behind, so it is made with its final `mode` at once; a named one is
+    made 0600. A leftover under the temp name (or a planted link) is removed.
     """
     if _TMPFILE_OK:
         try:
-            return os.open(".", _UNNAMED_FLAGS, 0o600, dir_fd=dfd), None
+            return os.open(".", _UNNAMED_FLAGS, mode, dir_fd=dfd), None
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 raise

@@ -271,7 +271,7 @@ class RemoteLimits:
     # Pending entries of one device planned at a time (`differing_entries`): what a plan
     # costs in memory and time stays bounded even when they cannot be fetched (a
     # member's junk); the next ones are planned as these are done.
-    planned: int = 20_000
+    planned: int = 10_000
     planned_bytes: int = 8 * 1024 * 1024  # and no more than this much of them (one at least)
 
 
@@ -282,13 +282,25 @@ def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
     stored until schema 3: a conservative measure that does not depend on how they
     are stored now.
     """
-    vlen = len(version_blob if version_blob is not None else versions.encode(e.version))
+    vlen = len(version_blob) if version_blob is not None else _full_len(e.version)
     return (_ROW_OVERHEAD + 2 * (len(e.path.encode("utf-8", "surrogatepass")) + vlen)
             + len(e.hash) + len(e.blocks) + len(e.target.encode("utf-8", "surrogatepass"))
             + len(e.modified_by))
 
 
 _ROW_OVERHEAD = 48
+_full_lens: dict[tuple, int] = {}  # a vector's items -> the length of its canonical encoding
+
+
+def _full_len(version: dict[str, int]) -> int:
+    """len(versions.encode(version)), remembered for the few vectors a sync meets."""
+    key = tuple(version.items())
+    n = _full_lens.get(key)
+    if n is None:
+        if len(_full_lens) > 4096:
+            _full_lens.clear()
+        n = _full_lens[key] = len(versions.encode(version))
+    return n
 
 
 class IndexTooNew(RuntimeError):
@@ -364,13 +376,15 @@ class _Devices:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
-        self.refs: dict[str, int] = {"": 0}
-        self.ids: dict[int, str] = {0: ""}
+        self.forget()
 
     def forget(self) -> None:
         """After a rollback: refs made in it may not exist."""
-        self.refs = {"": 0}
-        self.ids = {0: ""}
+        self.refs: dict[str, int] = {"": 0}
+        self.ids: dict[int, str] = {0: ""}
+        # most entries of a sync share a handful of vectors: their codings, remembered
+        self.blobs: dict[tuple, bytes] = {}
+        self.vectors: dict[bytes, dict[str, int]] = {}
 
     def _remember(self, device: str, ref: int) -> None:
         if len(self.refs) > self.CACHE:
@@ -410,14 +424,28 @@ class _Devices:
         return device
 
     def encode(self, version: dict[str, int]) -> bytes:
-        return msgpack.packb(sorted((self.ref(d), n) for d, n in version.items()))
+        key = tuple(version.items())
+        blob = self.blobs.get(key)
+        if blob is None:
+            blob = msgpack.packb(sorted((self.ref(d), n) for d, n in version.items()))
+            if len(self.blobs) > self.CACHE:
+                self.blobs.clear()
+            self.blobs[key] = blob
+        return blob
 
     def decode(self, blob: bytes) -> dict[str, int]:
-        ids = self.ids
-        out = {}
-        for ref, n in msgpack.unpackb(blob):
-            device = ids.get(ref)
-            out[device if device is not None else self.id(ref)] = n
+        """The vector; equal blobs give the same dict (vectors are never changed in place:
+        versions.bump and merge make new ones)."""
+        out = self.vectors.get(blob)
+        if out is None:
+            ids = self.ids
+            out = {}
+            for ref, n in msgpack.unpackb(blob):
+                device = ids.get(ref)
+                out[device if device is not None else self.id(ref)] = n
+            if len(self.vectors) > self.CACHE:
+                self.vectors.clear()
+            self.vectors[bytes(blob)] = out
         return out
 
 
@@ -435,11 +463,12 @@ def _file_row(devices: _Devices, e: FileEntry, seq: int) -> tuple:
             e.ctime_ns, e.error, e.target, _stored_hash(e), bytes(e.blocks))
 
 
-def _remote_row(devices: _Devices, device: int, e: FileEntry, pending: bool, cost: int
-                ) -> tuple:
+def _remote_row(devices: _Devices, device: int, e: FileEntry, pending: bool, cost: int,
+                blob: bytes | None = None) -> tuple:
     return (e.path, device, int(e.kind), e.size, e.mtime_ns, e.mode,
-            devices.encode(e.version), devices.ref(e.modified_by), int(bool(e.deleted)), e.seq,
-            int(pending), cost, e.target, bytes(e.hash), bytes(e.blocks))
+            devices.encode(e.version) if blob is None else blob, devices.ref(e.modified_by),
+            int(bool(e.deleted)), e.seq, int(pending), cost, e.target, bytes(e.hash),
+            bytes(e.blocks))
 
 
 def _v2_entry(r: tuple) -> FileEntry:
@@ -701,6 +730,25 @@ class Index:
         return [self._entry(r, dev) for r in rows]
 
     @_reads
+    def announce_since(self, seq: int, limit: int, to: str | None = None
+                       ) -> tuple[list[list], int]:
+        """One page of our index for a peer, as wire items, and the seq it ends at.
+
+        An entry the peer `to` announced back to us exactly is sent as `[path, seq, its
+        seq]` ("what you have"): the page costs neither side a full entry of the files
+        it just got from us. Entries with an error set are not sent (their seq counts).
+        """
+        ref = self._devices.find(to) if to is not None else None
+        rows = self._db.execute(
+            f"SELECT {_cols('f.', _FILE_COLS)}, s.seq FROM files f LEFT JOIN remote_same s "
+            "ON s.path = f.path AND s.device = ? WHERE f.seq > ? ORDER BY f.seq LIMIT ?",
+            (-1 if ref is None else ref, seq, limit)).fetchall()
+        dev = self._devices
+        items = [[r[0], r[8], r[15]] if r[15] is not None else self._entry(r, dev).to_wire()
+                 for r in rows if not r[11]]
+        return items, rows[-1][8] if rows else seq
+
+    @_reads
     def paths_changed_since(self, seq: int) -> set[str]:
         """Paths whose local entry was written after `seq` (cheap: uses the seq index)."""
         return {r[0] for r in self._db.execute("SELECT path FROM files WHERE seq > ?", (seq,))}
@@ -943,15 +991,20 @@ class Index:
 
     @_locked
     def put_remote(
-        self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int
+        self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int,
+        ours: Iterable[tuple[str, int, int]] = (),
     ) -> int:
         """Store one batch a peer announced; a new index_id discards its old history.
+
+        `ours`: (path, its seq, our seq) of entries it says it holds exactly as we
+        announced them (see `announce_since`).
 
         Returns how many entries were refused because the device's budget
         (`remote_limits`) is spent: new paths, or updates that would grow past it.
         Those are not stored; the rest of the batch is.
         """
         batch = list(entries)
+        same = list(ours)
         with self._tx():
             row = self._db.execute(
                 "SELECT index_id, entries, bytes FROM remotes WHERE device = ?", (device,)
@@ -964,6 +1017,7 @@ class Index:
             else:
                 usage = [row[1], row[2]]
             refused = self._store_remote(ref, batch, usage)
+            self._store_ours(ref, same, usage)
             self._db.execute(
                 "INSERT OR REPLACE INTO remotes (device, index_id, max_seq, entries, bytes) "
                 "VALUES (?, ?, ?, ?, ?)", (device, index_id, max_seq, *usage))
@@ -1011,13 +1065,40 @@ class Index:
             usage[1] += more
             old[e.path] = cost
             pending = not (e.deleted and local is None)  # junk until someone has that path
-            full.append(_remote_row(self._devices, ref, e, pending, cost))
+            full.append(_remote_row(self._devices, ref, e, pending, cost, blob))
         _where_in(self._db, "DELETE FROM remote_files", "path, device", drop)
+        # a copy of ours is only ever kept for a path we have
         _where_in(self._db, "DELETE FROM remote_same", "path, device",
-                  [(r[0], ref) for r in full] + drop)
+                  [(r[0], ref) for r in full if r[0] in mine] + drop)
         _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)", same)
         _many(self._db, f"INSERT OR REPLACE INTO remote_files ({_REMOTE_COLS})", full)
         return refused
+
+    def _store_ours(self, ref: int, items: list[tuple[str, int, int]], usage: list[int]
+                    ) -> None:
+        """What the peer holds exactly as we announced it: a `remote_same` row where our
+        entry is still the one announced (same seq); else it has an earlier version of
+        ours, which nothing can come of (its rows go)."""
+        if not items:
+            return
+        seqs: dict[str, int] = {}
+        old: dict[str, int] = {}
+        paths = list({p for p, _, _ in items})
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            seqs.update(self._db.execute(
+                f"SELECT path, seq FROM files WHERE path IN ({marks})", chunk))
+            old.update(self._db.execute(
+                f"SELECT path, cost FROM remote_files WHERE device = ? AND path IN ({marks})",
+                (ref, *chunk)))
+        keys = [(p, ref) for p in paths]
+        _where_in(self._db, "DELETE FROM remote_files", "path, device",
+                  [k for k in keys if k[0] in old])
+        _where_in(self._db, "DELETE FROM remote_same", "path, device", keys)
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)",
+              [(p, ref, theirs) for p, theirs, mine in items if seqs.get(p) == mine])
+        usage[0] -= len(old)
+        usage[1] -= sum(old.values())
 
     @_reads
     def remote_usage(self, device: str) -> tuple[int, int]:

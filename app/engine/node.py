@@ -42,6 +42,7 @@ from app.net.handshake import HandshakeError, PeerInfo, handshake
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
+SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
 NAMES_KEPT = 1000  # names of devices seen this run, for messages about them once gone
@@ -462,10 +463,10 @@ class Node:
 
     def _hello_extra(self) -> dict:
         if self.roles is None:
-            return {"role": "oneshot", "port": 0}
+            return {"role": "oneshot", "port": 0, SAME_KEY: 1}
         extra = self.roles.announcement()
         del extra["device"], extra["name"]  # the hello carries those already
-        return extra
+        return {**extra, SAME_KEY: 1}
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> PeerInfo:
@@ -580,7 +581,14 @@ class Node:
                 and isinstance(max_seq, int) and 0 <= max_seq <= MAX_INT):
             raise ProtocolError("malformed 'index'")
         good: list[FileEntry] = []
+        ours: list[tuple[str, int, int]] = []
         for item in entries:
+            if isinstance(item, list) and len(item) == 3:  # "what you have"
+                if not (isinstance(item[0], str) and len(item[0]) <= 4096
+                        and all(isinstance(n, int) and 0 <= n <= MAX_INT for n in item[1:])):
+                    raise ProtocolError("malformed file entry")
+                ours.append((item[0], item[1], item[2]))
+                continue
             try:
                 entry = FileEntry.from_wire(item)
             except EntryRefused as e:
@@ -601,7 +609,7 @@ class Node:
                 continue
             good.append(entry)
         over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id, index_id,
-                                       good, max_seq)
+                                       good, max_seq, ours)
         if over:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
@@ -647,9 +655,11 @@ class Node:
 
     async def _send_index(self, peer: PeerState) -> None:
         conn = peer.conn
+        # what it got from us goes back as "what you have" (see Index.announce_since)
+        to = conn.device_id if conn.info.extra.get(SAME_KEY) == 1 else None
         while not conn.closed.is_set():
-            batch = self.index.local_since(peer.sent_seq, INDEX_BATCH)
-            if not batch:
+            items, last = self.index.announce_since(peer.sent_seq, INDEX_BATCH, to)
+            if last == peer.sent_seq:
                 self._local_changed.clear()
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
@@ -657,11 +667,11 @@ class Node:
                     await self._send_fresh_state(peer)
                 await self._local_changed.wait()
                 continue
-            peer.sent_seq = batch[-1].seq
+            peer.sent_seq = last
             await conn.send({
                 "t": "index",
                 "index_id": self.index.index_id,
-                "entries": [e.to_wire() for e in batch if not e.error],
+                "entries": items,
                 "max_seq": peer.sent_seq,
             })
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
@@ -817,6 +827,8 @@ class Node:
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions, assessed.renames)
+        if self._assessed is assessed:  # done with, and stale: hold none of it meanwhile
+            assessed.actions, assessed.renames = [], []
         await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)
