@@ -327,14 +327,8 @@ def _reads(fn: F) -> F:
     Called while the lock is held (a compound step), it reads what that step wrote."""
     @functools.wraps(fn)
     def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
-        tls = self._tls
-        if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
+        with self._reading():
             return fn(self, *args, **kwargs)
-        tls.reading = True
-        try:
-            return fn(self, *args, **kwargs)
-        finally:
-            tls.reading = False
 
     return wrapper  # type: ignore[return-value]
 
@@ -490,7 +484,8 @@ class Index:
         self._lock = threading.RLock()
         self._tls = threading.local()  # per thread: its reader connection, and whether reading
         self._path = os.fspath(db_path)
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[tuple[sqlite3.Connection, _Devices, threading.Lock]] = []
+        self._closed = False
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
         self._main = sqlite3.connect(
             self._path, check_same_thread=False, isolation_level=None, timeout=30
@@ -521,26 +516,34 @@ class Index:
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
-        """What `_reads` does, for a step of a generator."""
+        """What `_reads` does (also for a step of a generator). The thread's reader is
+        held meanwhile: `close` waits for a read in flight instead of pulling its
+        connection away (SQLite would crash)."""
         tls = self._tls
         if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
             yield
             return
-        tls.reading = True
-        try:
-            yield
-        finally:
-            tls.reading = False
+        busy = self._reader()[2]
+        with busy:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the index is closed")
+            tls.reading = True
+            try:
+                yield
+            finally:
+                tls.reading = False
 
-    def _reader(self) -> tuple[sqlite3.Connection, _Devices]:
+    def _reader(self) -> tuple[sqlite3.Connection, _Devices, threading.Lock]:
         r = getattr(self._tls, "reader", None)
         if r is None:
-            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
-                                 timeout=30)
-            db.execute("PRAGMA query_only=1")
-            r = self._tls.reader = (db, _Devices(db))
             with self._lock:
-                self._readers.append(db)
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the index is closed")
+                db = sqlite3.connect(self._path, check_same_thread=False,
+                                     isolation_level=None, timeout=30)
+                db.execute("PRAGMA query_only=1")
+                r = self._tls.reader = (db, _Devices(db), threading.Lock())
+                self._readers.append(r)
         return r
 
     @property
@@ -549,10 +552,13 @@ class Index:
         return self._lock
 
     def close(self) -> None:
-        """Close the database; the object is unusable afterwards."""
+        """Close the database; the object is unusable afterwards. A read still running in
+        another thread (a worker the event loop no longer waits for) is waited for."""
         with self._lock:
-            for db in self._readers:
-                db.close()
+            self._closed = True
+            for db, _, busy in self._readers:
+                with busy:
+                    db.close()
             self._main.close()
 
     def __enter__(self) -> Index:

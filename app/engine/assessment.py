@@ -46,6 +46,7 @@ class Assessment:
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
     deleting: frozenset[str] = frozenset()  # paths the plan would delete (held ones too)
     renames: list[tuple[Action, Action]] = field(default_factory=list)  # (deletion, fetch)
+    seen: dict[str, int] = field(default_factory=dict)  # device -> its seq we had read by then
 
 
 def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:

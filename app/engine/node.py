@@ -664,7 +664,8 @@ class Node:
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
-                    await self._send_fresh_state(peer)
+                    self._send_state(peer)  # the latest assessment's word
+                    self.assessed_now()  # and, if the index moved since, a new one says more
                 await self._local_changed.wait()
                 continue
             peer.sent_seq = last
@@ -676,18 +677,12 @@ class Node:
             })
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 
-    async def _send_fresh_state(self, peer: PeerState) -> None:
-        """A state whose `need` counts everything in `seen`: a peer's sync ends on it."""
-        while True:
-            await self.assess()
-            if self.assessed_now():
-                break
-        if not peer.conn.closed.is_set():
-            self._send_state(peer)
-
     def _send_state(self, peer: PeerState) -> None:
-        """(Call with a fresh assessment: see _send_fresh_state.)"""
+        """Where we are with this peer, as the latest assessment saw it: `need` counts
+        what we need of everything in `seen` (both read before it ran), so a peer's
+        sync can end on it."""
         device = peer.conn.device_id
+        assessed = self._assessed
         peer.state_sent = time.monotonic()
         # Only the failures that concern its own files (it announced them alive): what
         # we could not take from a third device, a member's junk above all, is not its
@@ -697,8 +692,8 @@ class Node:
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
-            "seen": self.index.remote_state(device)[1],
-            "need": self.need_count(device),
+            "seen": assessed.seen.get(device, 0) if assessed is not None else 0,
+            "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
             "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
@@ -773,10 +768,15 @@ class Node:
                 key = self._assess_key()
             inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                             frozenset(self._approved), self.opts.allow_mass_delete)
+            seen = {d: self.index.remote_state(d)[1] for d in self.peers}  # read before it
             result = await asyncio.to_thread(assess, self.index, key, inputs)
+            result.seen = seen
             self._approved &= result.deleting  # confirmed deletions that ran wait no longer
             self._assessed = result
             self.changed.set()
+            if not self._pulling:  # news for peers waiting on our word (mid-round: see above)
+                for peer in list(self.peers.values()):
+                    self._send_state(peer)
             return result
 
     def _streaming(self) -> frozenset[str]:
@@ -810,8 +810,9 @@ class Node:
             finally:
                 self._pulling = False
             if not self._pull_wake.is_set():  # done for now: say so (else the next round)
+                await self.assess()
                 for peer in list(self.peers.values()):
-                    await self._send_fresh_state(peer)
+                    self._send_state(peer)
             self.changed.set()
 
     async def _pull_once(self) -> None:

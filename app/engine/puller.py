@@ -24,14 +24,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from app.core import apply, batchwrite, diskio, hashing, modes, paths
+from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FILE_CONCURRENCY = 256
 WINDOW_BLOCKS = 64  # blocks in flight per file (8 MiB)
@@ -42,7 +45,8 @@ DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
 SMALL_BATCH_FILES = 1000  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
-RENAME_BATCH = 500  # moves carried out (and indexed) in one step of the writer thread
+RENAME_BATCH = 1000  # moves carried out (and indexed) in one step of the writer thread
+BATCH_DIRS = 64  # directories one batch works in (a descriptor each, two batches at once)
 
 
 class NoSource(Exception):
@@ -178,8 +182,8 @@ class Puller:
                            ) -> None:
         """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
         loop = asyncio.get_running_loop()
-        for i in range(0, len(pairs), RENAME_BATCH):
-            chunk = pairs[i:i + RENAME_BATCH]
+        for chunk in _batches(pairs, key=lambda pair: (pair[0].path, pair[1].path), size=None,
+                              files=RENAME_BATCH):
             async with self.lock:
                 self.flush()  # what the index says is on disk, before it is checked
                 outcomes = await loop.run_in_executor(self._writer, self._rename_many, chunk)
@@ -197,34 +201,43 @@ class Puller:
 
     def _rename_many(self, pairs: list[tuple[Action, Action]]) -> list[Exception | None]:
         """On the writer thread, under the disk lock: each old file to its new name, then
-        both entries in one index write. Per pair: None, or why it was not moved."""
-        local = self.index.get_many([a.path for pair in pairs for a in pair])
-        made: set[str] = set()
+        both entries in one index write. Per pair: None, or why it was not moved.
+
+        Relative to directory descriptors (each directory resolved once, no link
+        followed), a hard link to the new name (which never replaces anything there)
+        and the old name's unlink: a few system calls per file.
+        """
+        local = self.index.get_many([old.path for old, _ in pairs])
         entries: list[FileEntry] = []
         out: list[Exception | None] = []
-        for old, new in pairs:
-            try:
-                mine = local.get(old.path)
-                src = paths.safe_join(self.root, old.path)
-                dest = paths.safe_join(self.root, new.path)
-                if mine is None or not apply.matches_disk(self.root, mine, old.path) or \
-                        not apply.matches_disk(self.root, local.get(new.path), new.path):
-                    raise apply.DiskChanged
-                parent = new.path.rpartition("/")[0]
-                if parent not in made:
-                    apply.ensure_dirs(self.root, parent)
-                    made.add(parent)
-                _move(src, dest)
-                mode = modes.file_mode(new.target.mode, mine.mode)
-                st = os.lstat(dest)
-                if (st.st_mode & 0o777, st.st_mtime_ns) != (mode, new.target.mtime_ns):
-                    apply.set_meta(dest, mode, new.target.mtime_ns)
-                    st = os.lstat(dest)
-                entries += [new.target.recorded(st.st_ino, st.st_ctime_ns, st.st_mode & 0o777),
-                            old.target.recorded()]
-                out.append(None)
-            except (apply.DiskChanged, OSError, paths.BadPath) as e:
-                out.append(e)
+        with DirFds(self.root, create=False) as olds, DirFds(self.root, create=True) as news:
+            for old, new in pairs:
+                try:
+                    mine = local.get(old.path)
+                    odir, _, oname = old.path.rpartition("/")
+                    ndir, _, nname = new.path.rpartition("/")
+                    ofd = olds.open(odir)
+                    if mine is None or not apply.stat_matches(mine, _lstat_at(ofd, oname)):
+                        raise apply.DiskChanged
+                    nfd = news.open(ndir)
+                    _move_at(ofd, oname, nfd, nname)
+                    mode = modes.file_mode(new.target.mode, mine.mode)
+                    st = os.stat(nname, dir_fd=nfd, follow_symlinks=False)
+                    if (st.st_mode & 0o777, st.st_mtime_ns) != (mode, new.target.mtime_ns):
+                        fd = os.open(nname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     dir_fd=nfd)
+                        try:
+                            os.fchmod(fd, mode)
+                            os.utime(fd, ns=(new.target.mtime_ns, new.target.mtime_ns))
+                            st = os.fstat(fd)
+                        finally:
+                            os.close(fd)
+                    entries += [new.target.recorded(st.st_ino, st.st_ctime_ns,
+                                                    st.st_mode & 0o777),
+                                old.target.recorded()]
+                    out.append(None)
+                except (apply.DiskChanged, OSError, paths.BadPath) as e:
+                    out.append(e)
         self.index.put_local(entries)
         return out
 
@@ -794,22 +807,29 @@ def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | N
     return None
 
 
-def _move(src: Path, dest: Path) -> None:
+def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _move_at(src_dir: int, src: str, dest_dir: int, dest: str) -> None:
     """Give src the name dest, never over something there (a user's new file): a hard
     link then an unlink; a rename where the file system has no hard links."""
     try:
-        os.link(src, dest, follow_symlinks=False)
+        os.link(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir, follow_symlinks=False)
     except FileExistsError:
         raise apply.DiskChanged from None
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
                            errno.EXDEV):
             raise
-        if os.path.lexists(dest):
+        if _lstat_at(dest_dir, dest) is not None:
             raise apply.DiskChanged from None
-        os.rename(src, dest)
+        os.rename(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir)
         return
-    os.unlink(src)
+    os.unlink(src, dir_fd=src_dir)
 
 
 def _check_blocks(target: FileEntry) -> None:
@@ -818,17 +838,26 @@ def _check_blocks(target: FileEntry) -> None:
         raise ValueError("the peer's block list does not match its file hash or size")
 
 
-def _batches(actions: list[Action]) -> list[list[Action]]:
-    """Consecutive runs (path order keeps a directory together) of bounded count and bytes."""
-    out: list[list[Action]] = []
-    size = 0
-    for a in actions:
-        if not out or size + a.target.size > SMALL_BATCH_BYTES or \
-                len(out[-1]) >= SMALL_BATCH_FILES:
+def _batches(items: list[T], key: Callable[[T], tuple[str, ...]] = lambda a: (a.path,),
+             size: Callable[[T], int] | None = lambda a: a.target.size,
+             files: int = SMALL_BATCH_FILES) -> list[list[T]]:
+    """Consecutive runs (path order keeps a directory together) of bounded count, bytes
+    and directories (`key`: the paths an item touches; each batch holds a descriptor
+    per directory, see app/core/dirfds.py)."""
+    out: list[list[T]] = []
+    total = 0
+    dirs: set[str] = set()
+    for item in items:
+        here = {p.rpartition("/")[0] for p in key(item)}
+        more = size(item) if size is not None else 0
+        if not out or total + more > SMALL_BATCH_BYTES or len(out[-1]) >= files or \
+                len(dirs | here) > BATCH_DIRS:
             out.append([])
-            size = 0
-        out[-1].append(a)
-        size += a.target.size
+            total = 0
+            dirs = set()
+        out[-1].append(item)
+        total += more
+        dirs |= here
     return out
 
 
