@@ -157,9 +157,10 @@ def _guard(index: Index, actions: list[Action],
     every pending one of our live files (`Index.pending_deletions`), so a mass
     deletion larger than a window is still seen as what it is.
     """
-    if not deleting or inputs.allow_mass_delete:
-        return actions, None
     approved = inputs.approved
+    if inputs.allow_mass_delete or not any(a.op == DELETE and a.path not in approved
+                                           for a in actions):
+        return actions, None
     streaming = inputs.streaming
     if streaming:
         # A peer is halfway through sending its index (a first exchange, or thousands

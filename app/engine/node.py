@@ -818,7 +818,10 @@ class Node:
     async def _pull_once(self) -> None:
         if self.unmounted is not None:
             return  # nothing is written into a folder that looks unmounted
+        started = time.monotonic()
         assessed = await self.assess()
+        log.debug("assessed in %.2f s: %d action(s), %d move(s)", time.monotonic() - started,
+                  len(assessed.actions), len(assessed.renames))
         actions = assessed.actions
         self._report_held()
         await self._cleanup_temps(actions)  # no round runs now: every temp is at rest
