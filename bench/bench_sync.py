@@ -3,17 +3,23 @@
 Prints figures (one per line, with the target next to it); never asserts timing.
 Scenarios (see bench/README.md):
 
-  small_files  first sync of N small files (1-32 KiB, ~100 dirs) from A to an empty B
-  small_noop   the same sync again with nothing changed (median of 5)
-  big_file     first sync of one big random file (default 1 GiB), --runs times
-  big_edit     1 MiB overwritten in the middle of the big file on A, then sync B again
-  sparse_file  first sync of a 2 GiB sparse file holding 2 MiB of data
+  small_files   first sync of N small files (1-32 KiB, ~100 dirs) from A to an empty B
+  small_noop    the same sync again with nothing changed (median of 5)
+  small_run     a watching `run` node C receives the same files
+  big_file      first sync of one big random file (default 1 GiB), --runs times
+  big_edit      1 MiB overwritten in the middle of the big file on A, then sync B again
+  tiny_files    first sync of --tiny files of 50-200 bytes (100 per dir, default 100,000)
+  tiny_noop     the same again, nothing changed (median of 5)
+  tiny_status   `status --json` on B: first byte, whole answer, peak RSS
+  tiny_rename   the directory holding all tiny files renamed on A, then sync B
+  sparse_file   first sync of a 2 GiB sparse file holding 2 MiB of data
+  million_*     the same four with --million files (default 1,000,000; not in the default set)
 
-small_noop needs small_files and big_edit needs big_file: asking for one runs both.
+small_noop needs small_files and big_edit needs big_file: asking for one runs both (and
+the same for the tiny and million groups).
 
-Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N] [--runs N]
-            [--only small_files,small_noop,big_file,big_edit,sparse_file] [--compare]
-            [--json] [--keep]
+Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N] [--tiny N]
+            [--runs N] [--only small_files,small_noop,...] [--json] [--keep] [--compare]
 """
 
 from __future__ import annotations
@@ -51,8 +57,17 @@ SPARSE_SIZE = 2 * 1024 * MIB
 SPARSE_DATA = 2 * MIB
 SPARSE_PIECES = 16
 
-SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit", "sparse_file")
-NEEDS = {"small_noop": "small_files", "small_run": "small_files", "big_edit": "big_file"}
+TINY_MIN, TINY_MAX = 50, 200
+TINY_PER_DIR = 100
+TINY_TOP = "t"  # every tiny file is below this one directory (tiny_rename renames it)
+MANY = ("files", "noop", "status", "rename")  # the scenarios of the tiny and million groups
+
+SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit",
+             "sparse_file",
+             *(f"tiny_{s}" for s in MANY), *(f"million_{s}" for s in MANY))
+DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if not s.startswith("million_"))
+NEEDS = {"small_noop": "small_files", "small_run": "small_files", "big_edit": "big_file",
+         **{f"{g}_{s}": f"{g}_files" for g in ("tiny", "million") for s in MANY[1:]}}
 
 # figure -> (comparison, limit); RSS figures are all "< 100"
 TARGETS: dict[str, tuple[str, float]] = {
@@ -65,6 +80,30 @@ TARGETS: dict[str, tuple[str, float]] = {
     "sparse_file.b_allocated_mib": ("<=", 3.0),
 }
 RSS_TARGET = ("<", 100.0)
+# the tiny and million groups: ratios against rsync in the same run, and the issue's limits
+TARGETS.update({
+    "tiny_files.vs_rsync": ("<=", 1.5),
+    "tiny_noop.vs_rsync": ("<=", 1.0),
+    "small_files.vs_rsync": ("<=", 1.0),
+    "small_run.vs_sync": ("<=", 1.2),
+    "million_noop.sync_s": ("<=", 3.0),
+    "million_status.first_byte_s": ("<=", 1.0),
+    "tiny_rename.bytes_fetched": ("<=", 0),
+    "tiny_rename.bytes_reused": ("<=", 0),
+    "tiny_rename.versions_files": ("<=", 0),
+    "million_rename.bytes_fetched": ("<=", 0),
+    "million_rename.bytes_reused": ("<=", 0),
+    "million_rename.versions_files": ("<=", 0),
+})
+for _g, _rss in (("tiny", 120.0), ("million", 150.0)):
+    for _s in MANY:
+        TARGETS[f"{_g}_{_s}.sync_rss_mib"] = ("<=", _rss)
+        TARGETS[f"{_g}_{_s}.a_rss_mib"] = ("<=", _rss)
+    TARGETS[f"{_g}_status.rss_mib"] = ("<=", _rss)
+    TARGETS[f"{_g}_files.index_bytes_per_file"] = ("<=", 300.0)
+    for _side in ("a", "sync"):
+        for _s in MANY:
+            TARGETS[f"{_g}_{_s}.{_side}_loop_worst_ms"] = ("<=", 100.0)
 
 
 class BenchFailure(Exception):
@@ -174,7 +213,7 @@ def _kill_quietly(pidfd: int) -> None:
 def sync_cmd(folder: Path, config: Path, peer: str, timeout: float,
              *extra: str) -> list[str]:
     return app_cmd("sync", "--folder", str(folder), "--config-dir", str(config),
-                   "--no-discovery", "--secret", SECRET, "--name", "B",
+                   "--no-discovery", "--secret", SECRET, "--name", "B", "-v",
                    "--timeout", str(timeout), "--peer", peer, *extra)
 
 
@@ -186,7 +225,7 @@ class RunNode:
         self.proc = subprocess.Popen(
             app_cmd("run", "--folder", str(folder), "--config-dir", str(config),
                     "--listen", "127.0.0.1:0", "--no-discovery", "--secret", SECRET,
-                    "--name", name, *extra),
+                    "--name", name, "-v", *extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=app_env())
         self.lines: list[tuple[float, str]] = []
         threading.Thread(target=self._pump, daemon=True).start()
@@ -240,10 +279,15 @@ class RunNode:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(15)
+            self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        time.sleep(0.1)  # the pump reads the last lines
+
+    def loop_lag(self) -> tuple[float, int] | None:
+        """(worst wake-up delay in ms, stalls over 100 ms) from the summary A logs at stop."""
+        return loop_lag(self.log_text())
 
 
 # --- data ---------------------------------------------------------------------------
@@ -334,6 +378,22 @@ PULLED_RX = re.compile(r"pulled (\d+) change\(s\) in [\d.]+ s \((\d+) bytes fetc
                        r"(\d+) reused\)")
 
 
+LOOP_RX = re.compile(r"event loop: worst wake-up delay (\d+) ms, (\d+) over")
+
+
+def loop_lag(text: str) -> tuple[float, int] | None:
+    """(worst wake-up delay in ms, stalls) from a node's stop summary (logged with -v)."""
+    found = LOOP_RX.findall(text)
+    return (float(found[-1][0]), int(found[-1][1])) if found else None
+
+
+def add_loop_figures(fig: Figures, prefix: str, side: str, text: str) -> None:
+    lag = loop_lag(text)
+    if lag is not None:
+        fig.add(f"{prefix}.{side}_loop_worst_ms", lag[0])
+        fig.add(f"{prefix}.{side}_loop_stalls", lag[1])
+
+
 def traffic(stderr: str) -> tuple[int, int]:
     """(block bytes received, bytes sent) summed over the sync's traffic lines."""
     found = TRAFFIC_RX.findall(stderr)
@@ -422,6 +482,8 @@ class Ctx:
     figures: Figures
     compare: bool = False
     runs: int = 1  # first syncs of the big file (each beside an rsync with --compare)
+    tiny: int = 100_000
+    million: int = 1_000_000
 
     def fresh(self, name: str) -> tuple[Path, Path, Path, Path]:
         """Folder and config dir of A and of B, new and empty, under the workdir."""
@@ -441,6 +503,7 @@ class Ctx:
 def add_sync_figures(fig: Figures, prefix: str, res: ProcResult) -> None:
     received, sent = traffic(res.stderr)
     fig.add(f"{prefix}.sync_rss_mib", res.maxrss_mib)
+    add_loop_figures(fig, prefix, "sync", res.stderr)
     fig.add(f"{prefix}.block_bytes_received", received)
     fig.add(f"{prefix}.bytes_sent", sent)
 
@@ -462,6 +525,7 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
         verify_same_tree(a, b)
         if ref := rsync_reference(ctx, a, "small"):
             fig.add("small_files.rsync_s", ref.wall_s)
+            fig.add("small_files.vs_rsync", res.wall_s / ref.wall_s)
         if "small_noop" in want:
             small_noop(ctx, node, b, b_cfg)
         if "small_run" in want:
@@ -503,6 +567,9 @@ def small_run(ctx: Ctx, node: RunNode, a: Path) -> None:
             time.sleep(0.05)
         fig.add("small_run.all_files_s", done[1] - joiner.started)
         fig.add("small_run.rss_mib", joiner.vmhwm_mib())
+        if "small_files.first_sync_s" in fig.values:
+            fig.add("small_run.vs_sync",
+                    fig.values["small_run.all_files_s"] / fig.values["small_files.first_sync_s"])
     finally:
         joiner.stop()
     verify_same_tree(a, c)
@@ -622,10 +689,186 @@ def allocated(path: Path) -> int:
     return path.stat().st_blocks * 512
 
 
+# --- many tiny files: the tiny and million groups ---------------------------------------
+def populate_tiny(root: Path, count: int, rng: random.Random) -> int:
+    """count files of 50-200 random bytes, 100 per directory, all below TINY_TOP; bytes."""
+    total = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for d in range(-(-count // TINY_PER_DIR)):
+        dpath = root / TINY_TOP / f"d{d:05d}"
+        dpath.mkdir(parents=True)
+        for i in range(d * TINY_PER_DIR, min(count, (d + 1) * TINY_PER_DIR)):
+            data = rng.randbytes(rng.randint(TINY_MIN, TINY_MAX))
+            fd = os.open(dpath / f"f{i:07d}.txt", flags, 0o644)
+            os.write(fd, data)
+            os.close(fd)
+            total += len(data)
+    return total
+
+
+def index_bytes(config: Path) -> tuple[int, int]:
+    """(bytes of pages in use, bytes on disk with the WAL) of the one index in config."""
+    import sqlite3
+
+    [db_path] = list((config / "index").glob("*.db"))
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+        used = db.execute("PRAGMA page_count").fetchone()[0] - \
+            db.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        db.close()
+    wal = Path(f"{db_path}-wal")
+    return used * size, db_path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def add_index_figures(fig: Figures, prefix: str, side: str, config: Path, count: int) -> None:
+    used, disk = index_bytes(config)
+    name = "index" if side == "b" else f"{side}_index"
+    fig.add(f"{prefix}.{name}_bytes_per_file", used / count)
+    fig.add(f"{prefix}.{name}_disk_bytes_per_file", disk / count)
+
+
+@dataclass
+class StatusResult:
+    first_byte_s: float
+    wall_s: float
+    maxrss_mib: float
+    files: int
+
+
+def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
+    """`status --json`: when its first byte comes, when it ends, its peak RSS; the shape
+    of what it printed is checked (the contract's keys, one row per file)."""
+    with tempfile.TemporaryFile("w+") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(app_cmd("status", "--folder", str(folder), "--config-dir",
+                                        str(config), "--json"),
+                                stdout=subprocess.PIPE, stderr=err, env=app_env())
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.read(1)
+            first_at = time.monotonic()
+            out = first + proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise BenchFailure(f"status exited {proc.returncode}: {err.read()}")
+    report = json.loads(out)
+    if set(report) != {"folder", "device_id", "node", "files"}:
+        raise BenchFailure(f"status --json printed keys {sorted(report)}")
+    for row in report["files"][:1]:
+        if not {"path", "size", "hash", "mtime", "state"} <= set(row):
+            raise BenchFailure(f"status --json row {row}")
+    return StatusResult(first_at - start, wall, usage.ru_maxrss / 1024, len(report["files"]))
+
+
+def count_files(root: Path) -> int:
+    return sum(1 for _ in walk_files(root)) if root.exists() else 0
+
+
+def many_group(ctx: Ctx, want: set[str], group: str, count: int) -> None:
+    """tiny_* or million_*: count files of 50-200 bytes, 100 per directory."""
+    fig = ctx.figures
+    a, a_cfg, b, b_cfg = ctx.fresh(group)
+    log(f"writing {count:,} tiny files")
+    fig.add(f"{group}_files.total_mib", populate_tiny(a, count, random.Random(2)) / MIB)
+    node = RunNode(a, a_cfg)
+    try:
+        fig.add(f"{group}_files.a_scan_s", node.wait_ready(ctx.timeout))
+        log("A ready; first sync")
+        res = ctx.sync(b, b_cfg, node, f"first sync of {count:,} tiny files")
+        fig.add(f"{group}_files.first_sync_s", res.wall_s)
+        add_sync_figures(fig, f"{group}_files", res)
+        fig.add(f"{group}_files.a_rss_mib", node.vmhwm_mib())
+        add_index_figures(fig, f"{group}_files", "b", b_cfg, count)
+        add_index_figures(fig, f"{group}_files", "a", a_cfg, count)
+        log("comparing the trees")
+        verify_same_tree(a, b)
+        if ref := rsync_reference(ctx, a, group):
+            fig.add(f"{group}_files.rsync_s", ref.wall_s)
+            fig.add(f"{group}_files.vs_rsync", res.wall_s / ref.wall_s)
+        if f"{group}_noop" in want:
+            many_noop(ctx, node, a, b, b_cfg, group)
+        if f"{group}_status" in want:
+            log("status --json on B")
+            st = measure_status(b, b_cfg, ctx.timeout)
+            fig.add(f"{group}_status.first_byte_s", st.first_byte_s)
+            fig.add(f"{group}_status.wall_s", st.wall_s)
+            fig.add(f"{group}_status.rss_mib", st.maxrss_mib)
+            if st.files != count:
+                raise BenchFailure(f"status --json listed {st.files} files, not {count}")
+        if f"{group}_rename" in want:
+            many_rename(ctx, node, a, b, b_cfg, group)
+    finally:
+        node.stop()
+        add_loop_figures(fig, f"{group}_files", "a", node.log_text())
+
+
+def many_noop(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
+    fig = ctx.figures
+    log(f"no-op sync x{NOOP_RUNS}")
+    runs = [ctx.sync(b, b_cfg, node, "no-op sync") for _ in range(NOOP_RUNS)]
+    walls = [r.wall_s for r in runs]
+    fig.add(f"{group}_noop.sync_s", statistics.median(walls))
+    fig.add(f"{group}_noop.sync_s_min", min(walls))
+    fig.add(f"{group}_noop.sync_s_max", max(walls))
+    fig.add(f"{group}_noop.sync_rss_mib", max(r.maxrss_mib for r in runs))
+    add_loop_figures(fig, f"{group}_noop", "sync",
+                     max((r.stderr for r in runs), key=lambda t: (loop_lag(t) or (0, 0))[0]))
+    fig.add(f"{group}_noop.a_rss_mib", node.vmhwm_mib())
+    if ctx.compare:  # rsync again into its own copy: nothing to send
+        daemon = RsyncDaemon(a, ctx.workdir)
+        try:
+            log("rsync reference: no-op")
+            ref = [daemon.copy_to(ctx.workdir / f"{group}-rsync").wall_s
+                   for _ in range(NOOP_RUNS)]
+        finally:
+            daemon.stop()
+        fig.add(f"{group}_noop.rsync_s", statistics.median(ref))
+        fig.add(f"{group}_noop.vs_rsync", statistics.median(walls) / statistics.median(ref))
+
+
+def many_rename(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
+    """The directory holding every tiny file is renamed on A; B syncs the rename."""
+    fig = ctx.figures
+    mark = len(node.lines)
+    log("renaming the directory of every tiny file on A; waiting for A's rescan")
+    renamed = time.monotonic()
+    os.rename(a / TINY_TOP, a / f"{TINY_TOP}-renamed")
+    at, _ = node.wait_for(r"scan: \d+ local change\(s\)", after=mark, timeout=ctx.timeout)
+    fig.add(f"{group}_rename.a_rescan_s", at - renamed)
+    res = ctx.sync(b, b_cfg, node, "sync of the renamed directory")
+    fig.add(f"{group}_rename.sync_s", res.wall_s)
+    add_sync_figures(fig, f"{group}_rename", res)
+    _, fetched, reused = pulled(res.stderr)
+    fig.add(f"{group}_rename.bytes_fetched", fetched)
+    fig.add(f"{group}_rename.bytes_reused", reused)
+    fig.add(f"{group}_rename.versions_files", count_files(b / ".p2psync" / "versions"))
+    fig.add(f"{group}_rename.a_rss_mib", node.vmhwm_mib())
+    verify_same_tree(a, b)
+
+
+def tiny_group(ctx: Ctx, want: set[str]) -> None:
+    many_group(ctx, want, "tiny", ctx.tiny)
+
+
+def million_group(ctx: Ctx, want: set[str]) -> None:
+    many_group(ctx, want, "million", ctx.million)
+
+
 GROUPS: dict[str, Callable[[Ctx, set[str]], None]] = {
     "small_files": small_group,
     "big_file": big_group,
     "sparse_file": sparse_group,
+    "tiny_files": tiny_group,
+    "million_files": million_group,
 }
 
 
@@ -634,7 +877,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--files", type=int, default=10_000, help="small files (default 10000)")
     p.add_argument("--big-mib", type=int, default=1024, help="big file size (default 1024)")
-    p.add_argument("--only", type=scenario_list, default=set(SCENARIOS),
+    p.add_argument("--tiny", type=int, default=100_000,
+                   help="files of 50-200 bytes in the tiny group (default 100000)")
+    p.add_argument("--million", type=int, default=1_000_000,
+                   help="files of 50-200 bytes in the million group (default 1000000)")
+    p.add_argument("--only", type=scenario_list, default=set(DEFAULT_SCENARIOS),
                    help="comma-separated subset of: " + ", ".join(SCENARIOS))
     p.add_argument("--workdir", type=Path, help="parent of the temp dirs (default: $TMPDIR)")
     p.add_argument("--timeout", type=float, default=600.0, help="per sync / wait (s)")
@@ -676,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     precompile()
     figures = Figures()
     ctx = Ctx(workdir, args.files, args.big_mib, args.timeout, figures, args.compare,
-              max(args.runs, 1))
+              max(args.runs, 1), args.tiny, args.million)
     figures.add("env.cpus", os.cpu_count() or 0)
     figures.add("env.loadavg_1m", os.getloadavg()[0])
     try:
@@ -688,7 +935,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        figures.print_json({"files": args.files, "big_mib": args.big_mib,
+        figures.print_json({"files": args.files, "big_mib": args.big_mib, "tiny": args.tiny,
+                            "million": args.million,
                             "scenarios": sorted(args.only), "python": sys.version.split()[0]})
     else:
         figures.print_text()

@@ -7,7 +7,6 @@ machine without a display. Only `gui` (the default) loads the window, lazily.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -191,13 +190,12 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from app.cli.status import collect, render
+    from app.cli.status import render_lines, stream, write_json
 
     folder = checked_folder(args.folder)
-    report = collect(folder, args.config_dir)
-    if args.json:
-        json.dump(report, sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render(report))
+    with stream(folder, args.config_dir) as report:
+        if args.json:
+            write_json(report, sys.stdout)
+        else:
+            sys.stdout.writelines(render_lines(report))
     return 0

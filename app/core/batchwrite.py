@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, diskio, hashing, paths
+from app.core import apply, diskio, hashing, modes, paths
 from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 
@@ -63,31 +63,71 @@ def write_small_files(root: Path, files: list[SmallFile], room: int | None = Non
     `OSError`) concerns that file alone and leaves no temp file behind. The caller
     holds the disk lock. `room`: the bytes it may write (default: `diskio.room`).
     """
-    out: list[Placed | Exception | None] = [None] * len(files)
-    staged: dict[int, _Temp] = {}
-    with DirFds(root, create=True) as dirs:
+    with stage(root, files, room) as staged:
+        return staged.publish()
+
+
+class Staged:
+    """A batch written to temp files and flushed to the disk, not at its names yet.
+
+    The first two steps of `write_small_files`, which need no disk lock: the temp
+    files are unnamed (or named as temp files, which no scan takes for the folder's),
+    so another batch can be written and flushed while this one is published.
+    `publish` is the third step (under the disk lock); closing gives back every
+    descriptor and removes whatever temp file was not published.
+    """
+
+    def __init__(self, root: Path, files: list[SmallFile], room: int | None) -> None:
+        self.root = root
+        self.files = files
+        self.out: list[Placed | Exception | None] = [None] * len(files)
+        self.staged: dict[int, _Temp] = {}
+        self.dirs = DirFds(root, create=True)
         try:
-            left = diskio.room(root) if room is None else room
-            for i, f in enumerate(files):
-                try:
-                    staged[i] = _stage(dirs, f, left)
-                    left -= len(f.data)
-                except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
-                    out[i] = e
+            self._write(diskio.room(root) if room is None else room)
+        except BaseException:
+            self.close()
+            raise
+
+    def _write(self, left: int) -> None:
+        for i, f in enumerate(self.files):
             try:
-                diskio.flush_fs([t.fd for t in staged.values()])
-            except OSError as e:
-                for i in staged:
-                    out[i] = e
-                return _discard(staged, out)
-            for i, t in staged.items():
-                try:
-                    out[i] = _place(root, dirs, files[i], t)
-                except (OSError, paths.BadPath, apply.DiskChanged) as e:
-                    out[i] = e
-        finally:
-            _discard(staged, out)
-    return out  # type: ignore[return-value]
+                self.staged[i] = _stage(self.dirs, f, left)
+                left -= len(f.data)
+            except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
+                self.out[i] = e
+        try:
+            diskio.flush_fs([t.fd for t in self.staged.values()])
+        except OSError as e:
+            for i in self.staged:
+                self.out[i] = e
+            _discard(self.staged, self.out)
+
+    def publish(self) -> list[Placed | Exception]:
+        """Each staged file at its name (the caller holds the disk lock); per file, where
+        it now is or why it is not."""
+        for i, t in self.staged.items():
+            try:
+                self.out[i] = _place(self.root, self.dirs, self.files[i], t)
+            except (OSError, paths.BadPath, apply.DiskChanged) as e:
+                self.out[i] = e
+        _discard(self.staged, self.out)
+        return self.out  # type: ignore[return-value]
+
+    def close(self) -> None:
+        _discard(self.staged, self.out)
+        self.dirs.__exit__()
+
+    def __enter__(self) -> Staged:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stage(root: Path, files: list[SmallFile], room: int | None = None) -> Staged:
+    """Write and flush a batch (no disk lock needed); see `Staged`."""
+    return Staged(root, files, room)
 
 
 @dataclass
@@ -121,16 +161,16 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
         raise diskio.NoSpace(len(f.data), room)
     parent, _, name = f.rel.rpartition("/")
     dfd = dirs.open(parent)
-    if not apply.stat_matches(f.local, _lstat(dfd, name)):
+    # Where nothing is expected, the link that publishes it finds out (`_publish`).
+    if _expected(f.local) and not apply.stat_matches(f.local, _lstat(dfd, name)):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
-    fd, temp = _open_temp(dfd, f.temp_name)
+    fd, temp = _open_temp(dfd, f.temp_name, f.mode & 0o777)
     t = _Temp(fd, dfd, temp)
     try:
-        diskio.write_all(fd, f.data, 0)
-        os.fchmod(fd, f.mode & 0o777)
+        diskio.write_all(fd, f.data, 0)  # every byte, or an exception
+        if temp is not None or f.mode & 0o777 & modes.UMASK:  # created 0600, or the umask
+            os.fchmod(fd, f.mode & 0o777)                    # took bits it must have
         os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
-        if os.fstat(fd).st_size != len(f.data):  # checked writes make this impossible
-            raise OSError(errno.EIO, f"{f.rel}: the temp file is not the size written")
     except BaseException:
         _discard({0: t}, [])
         raise
@@ -144,6 +184,11 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
     rename, so its path is never empty in between (see `apply.archive`'s `keep`).
     """
     name = f.rel.rpartition("/")[2]
+    if not _expected(f.local):  # nothing there, as far as we know: the link checks
+        _publish(t.dfd, t.fd, t.name, name)
+        t.published = True
+        done = os.fstat(t.fd)  # after the link, which moved the ctime
+        return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
     st = _lstat(t.dfd, name)
     if not apply.stat_matches(f.local, st):
         raise apply.DiskChanged
@@ -160,6 +205,11 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
     t.published = True
     done = os.fstat(t.fd)  # after the link, which moved the ctime
     return Placed(done.st_ino, done.st_ctime_ns, done.st_mode & 0o777)
+
+
+def _expected(local: FileEntry | None) -> bool:
+    """Whether the index says something is at the path (else: nothing should be)."""
+    return local is not None and not local.deleted
 
 
 def _lstat(dfd: int, name: str) -> os.stat_result | None:
@@ -209,15 +259,16 @@ def _replace(dfd: int, fd: int, temp: str | None, temp_name: str, name: str) -> 
         raise
 
 
-def _open_temp(dfd: int, name: str) -> tuple[int, str | None]:
+def _open_temp(dfd: int, name: str, mode: int = 0o600) -> tuple[int, str | None]:
     """(fd, temp name): an unnamed O_TMPFILE where the system has one, else a named file.
 
     An unnamed file is never seen half-written by anyone (a watcher included) and
-    never left behind; a leftover under the temp name (or a planted link) is removed.
+    never left behind, so it is made with its final `mode` at once; a named one is
+    made 0600. A leftover under the temp name (or a planted link) is removed.
     """
     if _TMPFILE_OK:
         try:
-            return os.open(".", _UNNAMED_FLAGS, 0o600, dir_fd=dfd), None
+            return os.open(".", _UNNAMED_FLAGS, mode, dir_fd=dfd), None
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
                 raise

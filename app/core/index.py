@@ -6,18 +6,36 @@ an interrupted exchange. The random `index_id` names this particular history: if
 the database is ever recreated, peers see a new id and start over instead of
 trusting seq numbers of a history that no longer exists.
 
-Versions are stored as `versions.encode` bytes (canonical), so SQL can find paths
-whose versions differ without decoding anything in Python.
+Built for a million files in a few hundred bytes each (schema 3):
 
-The connection is shared between the engine's loop thread and a scanner thread:
+* device IDs are stored once (`devices`) and referred to by small integers, in
+  version vectors (`_Devices.encode`, canonical, so SQL compares versions as
+  blobs without decoding them) and as authors;
+* a one-block file's content hash is not stored: it is the hash of its block list
+  (`hashing.file_hash_from_blocks`), worked out when the row is read. Its block is
+  found by an index on the first bytes of `blocks`; the `blocks` table holds only
+  the blocks of larger files;
+* what a peer announced is kept in full (`remote_files`) only while it differs
+  from our entry. A peer that holds exactly our version costs one small row in
+  `remote_same` (invariant: only ever our current version; `put_local` drops the
+  rows of a path it changes). An announced version that ours dominates is not
+  kept at all: nothing could ever come of it.
+
+`remote_files.pending` marks rows that still need a look from the planner; a row
+that planned to nothing (we win a conflict, the path is ignored here, a deletion of
+a path we never had) is `settle`d, and raised again when our entry of that path
+changes. The planner reads windows of pending rows per device in announcement order
+(`differing_entries`), so what it holds is bounded, whatever the size of the folder
+or of a peer's backlog.
+
+The connection is shared between the engine's loop thread and worker threads:
 `check_same_thread=False`, and every public method holds one RLock.
 
 What one peer announced is bounded (`RemoteLimits`): at most so many paths and so
-many bytes of entries per device. Beyond that `put_remote` refuses its new paths
-(and updates that would grow past the budget): a member cannot make our index, or
-the memory that planning over it takes, grow without end. A deletion of a path we
-never had is kept but not acted on (see `differing_paths`), so announcing junk
-deletions does not make us adopt them and pass them on to the other devices.
+many bytes of entries per device in `remote_files`. Beyond that `put_remote`
+refuses its new paths (and updates that would grow past the budget). A deletion of
+a path we never had is kept but not acted on (it is settled at once), so announcing
+junk deletions does not make us adopt them and pass them on to the other devices.
 """
 
 from __future__ import annotations
@@ -28,22 +46,24 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgpack
+
 from app.core import private, versions
+from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
 
-_ENTRY_COLS = (
-    "path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
-    "deleted, seq, inode, error, ctime_ns"
-)
-# Small columns first and `blocks` (up to 256 KiB for a 1 GiB file) last, so that
-# reading the others never has to walk a row's overflow pages.
-_ENTRY_DEF = """
+_FILE, _DIR = int(Kind.FILE), int(Kind.DIR)
+_KINDS = {int(k): k for k in Kind}
+
+# --- schema --------------------------------------------------------------------------
+
+_V2_ENTRY_DEF = """
     path TEXT NOT NULL,
     kind INTEGER NOT NULL,
     size INTEGER NOT NULL,
@@ -60,12 +80,120 @@ _ENTRY_DEF = """
     blocks BLOB NOT NULL
 """
 
+# Schema 3, see the module docstring. Small columns first and `blocks` (up to 256 KiB
+# for a 1 GiB file) last, so that reading the others never walks overflow pages.
+_V3_SCHEMA = """
+CREATE TABLE devices (id INTEGER PRIMARY KEY, device TEXT NOT NULL UNIQUE);
+CREATE TABLE files3 (
+    path TEXT NOT NULL UNIQUE,
+    kind INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    version BLOB NOT NULL,
+    modified_by INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    target TEXT NOT NULL,
+    hash BLOB,
+    blocks BLOB NOT NULL
+);
+CREATE TABLE remote3 (
+    path TEXT NOT NULL,
+    device INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    version BLOB NOT NULL,
+    modified_by INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    pending INTEGER NOT NULL,
+    cost INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    blocks BLOB NOT NULL,
+    PRIMARY KEY (path, device)
+) WITHOUT ROWID;
+CREATE TABLE remote_same (
+    path TEXT NOT NULL,
+    device INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (path, device)
+) WITHOUT ROWID;
+CREATE TABLE remotes3 (
+    device TEXT PRIMARY KEY,
+    index_id BLOB NOT NULL,
+    max_seq INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+"""
+
+_V3_INDEXES = """
+CREATE UNIQUE INDEX files_seq ON files (seq);
+CREATE INDEX files_content ON files (substr(blocks, 1, 8))
+    WHERE kind = 0 AND NOT deleted AND blocks != x'';
+CREATE INDEX files_dirs ON files (inode) WHERE kind = 1 AND NOT deleted;
+CREATE INDEX remote_todo ON remote_files (device, deleted, seq) WHERE pending;
+CREATE INDEX remote_content ON remote_files (substr(blocks, 1, 8))
+    WHERE pending AND NOT deleted AND blocks != x'';
+"""
+
+
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: device refs, derived one-block hashes, peers' copies of our versions
+    as `remote_same` rows. Rows are copied in Python (versions are re-encoded)."""
+    for stmt in _statements(_V3_SCHEMA):
+        db.execute(stmt)
+    devices = _Devices(db)
+    rows = db.execute(f"SELECT {_V2_COLS} FROM files")
+    while chunk := rows.fetchmany(2000):
+        out = [_file_row(devices, e, e.seq) for e in map(_v2_entry, chunk)]
+        db.executemany(f"INSERT INTO files3 ({_FILE_COLS}) VALUES ({_marks(_FILE_COLS)})", out)
+    rows = db.execute(f"SELECT r.device, f.version, {_cols('r.', _V2_COLS)} "
+                      "FROM remote_files r LEFT JOIN files f ON f.path = r.path")
+    while chunk := rows.fetchmany(2000):
+        for device, mine, *r in chunk:
+            e = _v2_entry(r)
+            if mine is not None and mine == r[8]:
+                db.execute("INSERT OR REPLACE INTO remote_same (path, device, seq) "
+                           "VALUES (?, ?, ?)", (e.path, devices.ref(device), e.seq))
+                continue
+            pending = not (e.deleted and mine is None)
+            db.execute(f"INSERT OR REPLACE INTO remote3 ({_REMOTE_COLS}) "
+                       f"VALUES ({_marks(_REMOTE_COLS)})",
+                       _remote_row(devices, devices.ref(device), e, pending, entry_cost(e)))
+    db.execute("INSERT INTO remotes3 (device, index_id, max_seq, entries, bytes) "
+               "SELECT device, index_id, max_seq, 0, 0 FROM remotes")
+    db.execute("UPDATE remotes3 SET entries = (SELECT COUNT(*) FROM remote3 r "
+               "WHERE r.device = (SELECT id FROM devices d WHERE d.device = remotes3.device)), "
+               "bytes = (SELECT COALESCE(SUM(cost), 0) FROM remote3 r "
+               "WHERE r.device = (SELECT id FROM devices d WHERE d.device = remotes3.device))")
+    for stmt in ("DROP TABLE files", "DROP TABLE remote_files", "DROP TABLE remotes",
+                 "ALTER TABLE files3 RENAME TO files",
+                 "ALTER TABLE remote3 RENAME TO remote_files",
+                 "ALTER TABLE remotes3 RENAME TO remotes",
+                 # the blocks of one-block files are found through files_content
+                 "DELETE FROM blocks WHERE path NOT IN "
+                 "(SELECT path FROM files WHERE length(blocks) > 32)"):
+        db.execute(stmt)
+    for stmt in _statements(_V3_INDEXES):
+        db.execute(stmt)
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
 # Numbered migrations: MIGRATIONS[i] brings schema_version i to i + 1. Append only;
-# never edit one that has shipped. differing_paths names files_path_version and
-# remote_files_path (INDEXED BY): later migrations must keep them.
-MIGRATIONS: list[str] = [
+# never edit one that has shipped. A migration is an SQL script, or a function that
+# gets the connection (inside the migration's transaction).
+MIGRATIONS: list[Migration] = [
     f"""
-    CREATE TABLE files ({_ENTRY_DEF}, PRIMARY KEY (path));
+    CREATE TABLE files ({_V2_ENTRY_DEF}, PRIMARY KEY (path));
     CREATE UNIQUE INDEX files_seq ON files (seq);
     CREATE INDEX files_path_version ON files (path, version);
     CREATE TABLE blocks (
@@ -80,7 +208,7 @@ MIGRATIONS: list[str] = [
         index_id BLOB NOT NULL,
         max_seq INTEGER NOT NULL
     );
-    CREATE TABLE remote_files (device TEXT NOT NULL, {_ENTRY_DEF}, UNIQUE (device, path));
+    CREATE TABLE remote_files (device TEXT NOT NULL, {_V2_ENTRY_DEF}, UNIQUE (device, path));
     CREATE INDEX remote_files_path ON remote_files (path, device, version);
     CREATE TABLE ignored (path TEXT PRIMARY KEY) WITHOUT ROWID;
     """,
@@ -90,7 +218,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE remote_files ADD COLUMN ctime_ns INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: a million files in a few hundred bytes each (see the module docstring)
+    _migrate_3,
 ]
+
+_V2_COLS = ("path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
+            "deleted, seq, inode, error, ctime_ns")
+_FILE_COLS = ("path, kind, size, mtime_ns, mode, version, modified_by, deleted, seq, inode, "
+              "ctime_ns, error, target, hash, blocks")
+_REMOTE_COLS = ("path, device, kind, size, mtime_ns, mode, version, modified_by, deleted, "
+                "seq, pending, cost, target, hash, blocks")
+# what a remote row reads as an entry: the columns of FileEntry.from_wire, in _entry order
+_REMOTE_ENTRY = ("path, kind, size, mtime_ns, mode, version, modified_by, deleted, seq, "
+                 "0, 0, '', target, hash, blocks")
+
+
+def _marks(cols: str) -> str:
+    return ", ".join("?" * len(cols.split(",")))
+
+
+def _cols(alias: str, cols: str) -> str:
+    return ", ".join(alias + c.strip() for c in cols.split(","))
 
 
 # local_brief rows: (path, state, size, mtime_ns, mode, inode_db, ctime_ns). Plain tuples
@@ -99,6 +247,9 @@ Brief = tuple[str, int, int, int, int, int, int]
 BRIEF_DELETED = -1  # state of a deleted tombstone
 BRIEF_ERROR = -2  # state of an entry with an error set (always worth a closer look)
 # otherwise the state is the entry's Kind
+_BRIEF_SQL = (f"SELECT path, CASE WHEN deleted THEN {BRIEF_DELETED} "
+              f"WHEN error != '' THEN {BRIEF_ERROR} ELSE kind END, "
+              "size, mtime_ns, mode, inode, ctime_ns FROM files")
 
 
 FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could not sync
@@ -110,43 +261,47 @@ NAMES_KEY = "device_names"  # meta: JSON {device ID: name} of the devices seen l
 class RemoteLimits:
     """What the entries one remote device announced may take in our index.
 
-    About twice the largest share this app is built and tested for (100,000 files,
-    each entry a few hundred bytes): an honest device stays well below it, and a
-    member that announces junk costs at most this much disk and planning memory.
+    Only entries that differ from ours are kept in full (see the module docstring), so
+    an honest device stays far below this once synced; during a first sync of the
+    largest share this app is built for (1,000,000 files) it holds them all for a
+    while. A member that announces junk costs at most this much disk.
     """
 
-    entries: int = 250_000
-    bytes: int = 64 * 1024 * 1024  # as counted by `entry_cost`
-    # Paths new to us one device announced, planned at a time (`differing_entries`):
-    # what a plan costs in memory and time stays bounded even when they cannot be
-    # fetched (a member's junk); the next ones are planned as these are done.
-    planned: int = 20_000
+    entries: int = 2_000_000
+    bytes: int = 640 * 1024 * 1024  # as counted by `entry_cost`
+    # Pending entries of one device planned at a time (`differing_entries`): what a plan
+    # costs in memory and time stays bounded even when they cannot be fetched (a
+    # member's junk); the next ones are planned as these are done.
+    planned: int = 10_000
     planned_bytes: int = 8 * 1024 * 1024  # and no more than this much of them (one at least)
 
 
 def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
-    """About what one remote entry takes in the index, in bytes.
+    """About what one remote entry takes in the index, in bytes (device IDs in full).
 
-    The path and the version are stored twice (the table and its path index).
-    `_COST_SQL` computes the same from a stored row.
+    The path and the version are counted twice (the row and an index), as they were
+    stored until schema 3: a conservative measure that does not depend on how they
+    are stored now.
     """
-    vlen = len(version_blob if version_blob is not None else versions.encode(e.version))
+    vlen = len(version_blob) if version_blob is not None else _full_len(e.version)
     return (_ROW_OVERHEAD + 2 * (len(e.path.encode("utf-8", "surrogatepass")) + vlen)
             + len(e.hash) + len(e.blocks) + len(e.target.encode("utf-8", "surrogatepass"))
             + len(e.modified_by))
 
 
 _ROW_OVERHEAD = 48
+_full_lens: dict[tuple, int] = {}  # a vector's items -> the length of its canonical encoding
 
 
-def _cost_sql(t: str = "") -> str:
-    """`entry_cost` of a stored row, in SQL (`t`: the table's alias and a dot)."""
-    return (f"{_ROW_OVERHEAD} + 2 * (length(CAST({t}path AS BLOB)) + length({t}version)) "
-            f"+ length({t}hash) + length({t}blocks) + length(CAST({t}target AS BLOB)) "
-            f"+ length(CAST({t}modified_by AS BLOB))")
-
-
-_COST_SQL = _cost_sql()
+def _full_len(version: dict[str, int]) -> int:
+    """len(versions.encode(version)), remembered for the few vectors a sync meets."""
+    key = tuple(version.items())
+    n = _full_lens.get(key)
+    if n is None:
+        if len(_full_lens) > 4096:
+            _full_lens.clear()
+        n = _full_lens[key] = len(versions.encode(version))
+    return n
 
 
 class IndexTooNew(RuntimeError):
@@ -158,9 +313,22 @@ T = TypeVar("T")
 
 
 def _locked(fn: F) -> F:
+    """A write (or a step that must see the writes of the step it is part of)."""
     @functools.wraps(fn)
     def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
+            return fn(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _reads(fn: F) -> F:
+    """A read: on this thread's own connection, without the lock, so that a long read in
+    a worker thread and a write on the event loop never wait for each other (WAL).
+    Called while the lock is held (a compound step), it reads what that step wrote."""
+    @functools.wraps(fn)
+    def wrapper(self: Index, *args: Any, **kwargs: Any) -> Any:
+        with self._reading():
             return fn(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -191,6 +359,121 @@ def _set_wal(db: sqlite3.Connection) -> None:
         delay = min(delay * 2, 0.1)
 
 
+class _Devices:
+    """Device IDs <-> the small integers this database stores them as (0 is "").
+
+    Versions are msgpack lists of [ref, counter] pairs sorted by ref: canonical, so
+    equal vectors are equal blobs. The caches are bounded; a member's vectors can name
+    many devices, and the table holds them all.
+    """
+
+    CACHE = 4096
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.forget()
+
+    def forget(self) -> None:
+        """After a rollback: refs made in it may not exist."""
+        self.refs: dict[str, int] = {"": 0}
+        self.ids: dict[int, str] = {0: ""}
+        # most entries of a sync share a handful of vectors: their codings, remembered
+        self.blobs: dict[tuple, bytes] = {}
+        self.vectors: dict[bytes, dict[str, int]] = {}
+
+    def _remember(self, device: str, ref: int) -> None:
+        if len(self.refs) > self.CACHE:
+            self.forget()
+        self.refs[device] = ref
+        self.ids[ref] = device
+
+    def ref(self, device: str) -> int:
+        """The device's number, made if new (inside a write transaction)."""
+        ref = self.refs.get(device)
+        if ref is None:
+            ref = self.find(device)
+            if ref is None:
+                ref = self.db.execute("INSERT INTO devices (device) VALUES (?)",
+                                      (device,)).lastrowid
+                self._remember(device, ref)
+        return ref
+
+    def find(self, device: str) -> int | None:
+        """The device's number, or None if this database never named it."""
+        ref = self.refs.get(device)
+        if ref is None:
+            row = self.db.execute("SELECT id FROM devices WHERE device = ?",
+                                  (device,)).fetchone()
+            if row is None:
+                return None
+            ref = row[0]
+            self._remember(device, ref)
+        return ref
+
+    def id(self, ref: int) -> str:
+        device = self.ids.get(ref)
+        if device is None:
+            row = self.db.execute("SELECT device FROM devices WHERE id = ?", (ref,)).fetchone()
+            device = row[0] if row else f"?{ref}"
+            self._remember(device, ref)
+        return device
+
+    def encode(self, version: dict[str, int]) -> bytes:
+        key = tuple(version.items())
+        blob = self.blobs.get(key)
+        if blob is None:
+            blob = msgpack.packb(sorted((self.ref(d), n) for d, n in version.items()))
+            if len(self.blobs) > self.CACHE:
+                self.blobs.clear()
+            self.blobs[key] = blob
+        return blob
+
+    def decode(self, blob: bytes) -> dict[str, int]:
+        """The vector; equal blobs give the same dict (vectors are never changed in place:
+        versions.bump and merge make new ones)."""
+        out = self.vectors.get(blob)
+        if out is None:
+            ids = self.ids
+            out = {}
+            for ref, n in msgpack.unpackb(blob):
+                device = ids.get(ref)
+                out[device if device is not None else self.id(ref)] = n
+            if len(self.vectors) > self.CACHE:
+                self.vectors.clear()
+            self.vectors[bytes(blob)] = out
+        return out
+
+
+def _stored_hash(e: FileEntry) -> bytes | None:
+    """None when the hash is the one-block file's own (worked out again when read)."""
+    if len(e.blocks) <= HASH_LEN and e.kind == Kind.FILE and not e.deleted and \
+            e.hash == file_hash_from_blocks(e.blocks):
+        return None
+    return bytes(e.hash)
+
+
+def _file_row(devices: _Devices, e: FileEntry, seq: int) -> tuple:
+    return (e.path, int(e.kind), e.size, e.mtime_ns, e.mode, devices.encode(e.version),
+            devices.ref(e.modified_by), int(bool(e.deleted)), seq, inode_to_db(e.inode),
+            e.ctime_ns, e.error, e.target, _stored_hash(e), bytes(e.blocks))
+
+
+def _remote_row(devices: _Devices, device: int, e: FileEntry, pending: bool, cost: int,
+                blob: bytes | None = None) -> tuple:
+    return (e.path, device, int(e.kind), e.size, e.mtime_ns, e.mode,
+            devices.encode(e.version) if blob is None else blob, devices.ref(e.modified_by),
+            int(bool(e.deleted)), e.seq, int(pending), cost, e.target, bytes(e.hash),
+            bytes(e.blocks))
+
+
+def _v2_entry(r: tuple) -> FileEntry:
+    """A row of schema 2's `files` or `remote_files` (device IDs in full)."""
+    return FileEntry(path=r[0], kind=Kind(r[1]), size=r[2], mtime_ns=r[3], mode=r[4],
+                     hash=bytes(r[5]), blocks=bytes(r[6]), target=r[7],
+                     version=versions.decode(r[8]), modified_by=r[9], deleted=bool(r[10]),
+                     seq=r[11], inode=_inode_from_db(r[12]), error=r[13], ctime_ns=r[14])
+
+
 class Index:
     """One folder's index database. Thread-safe; see the module docstring."""
 
@@ -199,20 +482,70 @@ class Index:
         self.device_id = device_id
         self.generation = 0  # bumped by every committed write: lets callers cache answers
         self.remote_limits = remote_limits or RemoteLimits()
-        self._usage: dict[str, list[int]] = {}  # device -> [entries, bytes] it holds here
         self._lock = threading.RLock()
+        self._tls = threading.local()  # per thread: its reader connection, and whether reading
+        self._path = os.fspath(db_path)
+        self._readers: list[tuple[sqlite3.Connection, _Devices, threading.Lock]] = []
+        self._closed = False
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
-        self._db = sqlite3.connect(
-            os.fspath(db_path), check_same_thread=False, isolation_level=None, timeout=30
+        self._main = sqlite3.connect(
+            self._path, check_same_thread=False, isolation_level=None, timeout=30
         )
+        self._main_devices = _Devices(self._main)
         try:
-            _set_wal(self._db)
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            _set_wal(self._main)
+            self._main.execute("PRAGMA synchronous=NORMAL")
+            self._main.execute("PRAGMA journal_size_limit=67108864")  # a big WAL shrinks back
             self._migrate()
             self.index_id: bytes = self._init_identity()
         except BaseException:
-            self._db.close()
+            self._main.close()
             raise
+
+    def _on_reader(self) -> bool:
+        return getattr(self._tls, "reading", False) and \
+            not self._lock._is_owned()  # type: ignore[attr-defined]
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection for this call: the thread's reader inside a read, else the main."""
+        return self._reader()[0] if self._on_reader() else self._main
+
+    @property
+    def _devices(self) -> _Devices:
+        return self._reader()[1] if self._on_reader() else self._main_devices
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """What `_reads` does (also for a step of a generator). The thread's reader is
+        held meanwhile: `close` waits for a read in flight instead of pulling its
+        connection away (SQLite would crash)."""
+        tls = self._tls
+        if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
+            yield
+            return
+        busy = self._reader()[2]
+        with busy:
+            if self._closed:
+                raise sqlite3.ProgrammingError("the index is closed")
+            tls.reading = True
+            try:
+                yield
+            finally:
+                tls.reading = False
+
+    def _reader(self) -> tuple[sqlite3.Connection, _Devices, threading.Lock]:
+        r = getattr(self._tls, "reader", None)
+        if r is None:
+            with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the index is closed")
+                db = sqlite3.connect(self._path, check_same_thread=False,
+                                     isolation_level=None, timeout=30)
+                db.execute("PRAGMA query_only=1")
+                r = self._tls.reader = (db, _Devices(db), threading.Lock())
+                self._readers.append(r)
+        return r
 
     @property
     def lock(self) -> threading.RLock:
@@ -220,9 +553,14 @@ class Index:
         return self._lock
 
     def close(self) -> None:
-        """Close the database; the object is unusable afterwards."""
+        """Close the database; the object is unusable afterwards. A read still running in
+        another thread (a worker the event loop no longer waits for) is waited for."""
         with self._lock:
-            self._db.close()
+            self._closed = True
+            for db, _, busy in self._readers:
+                with busy:
+                    db.close()
+            self._main.close()
 
     def __enter__(self) -> Index:
         return self
@@ -254,8 +592,12 @@ class Index:
                     )
                 if current == len(MIGRATIONS):
                     return
-                for stmt in _statements(MIGRATIONS[current]):
-                    self._db.execute(stmt)
+                step = MIGRATIONS[current]
+                if callable(step):
+                    step(self._db)
+                else:
+                    for stmt in _statements(step):
+                        self._db.execute(stmt)
                 self._set_meta(("schema_version", current + 1))
 
     def _init_identity(self) -> bytes:
@@ -276,13 +618,14 @@ class Index:
             yield
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._main_devices.forget()
             raise
         self._db.execute("COMMIT")
         self.generation += 1
 
     # --- meta
 
-    @_locked
+    @_reads
     def get_meta(self, key: str, default: Any = None) -> Any:
         value = self._get_meta(key)
         return default if value is None else value
@@ -300,27 +643,40 @@ class Index:
     def _set_meta(self, item: tuple[str, Any]) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", item)
 
+    # --- rows -> entries
+
+    def _entry(self, r: tuple | sqlite3.Row, devices: _Devices | None = None) -> FileEntry:
+        """A FileEntry from the columns of _FILE_COLS (or _REMOTE_ENTRY); `devices`: the
+        codec of the connection the row came from (looked up if not given)."""
+        dev = devices or self._devices
+        blocks = bytes(r[14])
+        return FileEntry(r[0], _KINDS[r[1]], r[2], r[3], r[4],
+                         file_hash_from_blocks(blocks) if r[13] is None else bytes(r[13]),
+                         blocks, r[12], dev.decode(r[5]), dev.id(r[6]),
+                         bool(r[7]), r[8], _inode_from_db(r[9]), r[11], r[10])
+
     # --- local entries
 
-    @_locked
+    @_reads
     def get(self, path: str) -> FileEntry | None:
         row = self._db.execute(
-            f"SELECT {_ENTRY_COLS} FROM files WHERE path = ?", (path,)
+            f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (path,)
         ).fetchone()
-        return None if row is None else _from_row(row)
+        return None if row is None else self._entry(row)
 
-    @_locked
+    @_reads
     def get_many(self, paths: list[str]) -> dict[str, FileEntry]:
         """path -> local entry for those of `paths` that have one: a query per 500 paths."""
         out: dict[str, FileEntry] = {}
+        db, dev = self._db, self._devices
         for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
-            for r in self._db.execute(
-                    f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk):
-                out[r[0]] = _from_row(r)
+            for r in db.execute(
+                    f"SELECT {_FILE_COLS} FROM files WHERE path IN ({marks})", chunk):
+                out[r[0]] = self._entry(r, dev)
         return out
 
-    @_locked
+    @_reads
     def shared_sizes(self, paths: list[str]) -> dict[str, int]:
         """path -> size for those of `paths` that are files we share now (live, readable).
 
@@ -331,43 +687,91 @@ class Index:
             marks = ", ".join("?" * len(chunk))
             out.update(self._db.execute(
                 f"SELECT path, size FROM files WHERE path IN ({marks}) "
-                "AND kind = ? AND NOT deleted AND error = ''", (*chunk, int(Kind.FILE))))
+                "AND kind = ? AND NOT deleted AND error = ''", (*chunk, _FILE)))
         return out
 
-    @_locked
     def all_local(self) -> list[FileEntry]:
         """Every local entry, deleted tombstones included, ordered by path."""
-        rows = self._db.execute(f"SELECT {_ENTRY_COLS} FROM files ORDER BY path")
-        return [_from_row(r) for r in rows]
+        return list(self.iter_local())
 
-    @_locked
+    def iter_local(self, after: str | None = None, chunk: int = 2000) -> Iterator[FileEntry]:
+        """Every local entry past `after`, in path order, read `chunk` at a time.
+
+        A chunk is read at a time, so a walk over a million entries never holds the
+        memory of all of them.
+        """
+        after = after or ""
+        while True:
+            with self._reading():
+                rows = self._db.execute(
+                    f"SELECT {_FILE_COLS} FROM files WHERE path > ? ORDER BY path LIMIT ?",
+                    (after, chunk)).fetchall()
+                dev = self._devices
+                entries = [self._entry(r, dev) for r in rows]
+            yield from entries
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+    @_reads
     def live_file_count(self) -> int:
         """Live files and links (not directories): what the mass-deletion guard compares to."""
         return self._db.execute(
-            "SELECT COUNT(*) FROM files WHERE NOT deleted AND kind != ?", (int(Kind.DIR),)
+            "SELECT COUNT(*) FROM files WHERE NOT deleted AND kind != ?", (_DIR,)
         ).fetchone()[0]
 
-    @_locked
+    @_reads
     def max_seq(self) -> int:
         return self._max_seq()
 
     def _max_seq(self) -> int:
         return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM files").fetchone()[0]
 
-    @_locked
+    @_reads
     def local_since(self, seq: int, limit: int = 1000) -> list[FileEntry]:
         """Entries changed after `seq`, oldest first: one page of an index exchange."""
         rows = self._db.execute(
-            f"SELECT {_ENTRY_COLS} FROM files WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            f"SELECT {_FILE_COLS} FROM files WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
-        return [_from_row(r) for r in rows]
+        dev = self._devices
+        return [self._entry(r, dev) for r in rows]
 
-    @_locked
+    @_reads
+    def announce_since(self, seq: int, limit: int, to: str | None = None
+                       ) -> tuple[list[list], int]:
+        """One page of our index for a peer, as wire items, and the seq it ends at.
+
+        An entry the peer `to` announced back to us exactly is sent as `[path, seq, its
+        seq]` ("what you have"): the page costs neither side a full entry of the files
+        it just got from us. Entries with an error set are not sent (their seq counts).
+        """
+        ref = self._devices.find(to) if to is not None else None
+        rows = self._db.execute(
+            f"SELECT {_cols('f.', _FILE_COLS)}, s.seq FROM files f LEFT JOIN remote_same s "
+            "ON s.path = f.path AND s.device = ? WHERE f.seq > ? ORDER BY f.seq LIMIT ?",
+            (-1 if ref is None else ref, seq, limit)).fetchall()
+        dev = self._devices
+        items = [[r[0], r[8], r[15]] if r[15] is not None else self._entry(r, dev).to_wire()
+                 for r in rows if not r[11]]
+        return items, rows[-1][8] if rows else seq
+
+    @_reads
     def paths_changed_since(self, seq: int) -> set[str]:
         """Paths whose local entry was written after `seq` (cheap: uses the seq index)."""
         return {r[0] for r in self._db.execute("SELECT path FROM files WHERE seq > ?", (seq,))}
 
     @_locked
+    def changed_since(self, seq: int, paths: list[str]) -> dict[str, int]:
+        """path -> seq for those of `paths` whose entry was written after `seq`."""
+        out: dict[str, int] = {}
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(self._db.execute(
+                f"SELECT path, seq FROM files WHERE path IN ({marks}) AND seq > ?",
+                (*chunk, seq)))
+        return out
+
+    @_reads
     def local_brief(self, under: str | None = None) -> dict[str, Brief]:
         """path -> Brief for all local entries, or for `under` and everything beneath it.
 
@@ -375,24 +779,46 @@ class Index:
         versions and block lists of every entry. The inode is in database form
         (see `inode_to_db`), so compare it with `inode_to_db(st.st_ino)`.
         """
-        sql = (
-            f"SELECT path, CASE WHEN deleted THEN {BRIEF_DELETED} "
-            f"WHEN error != '' THEN {BRIEF_ERROR} ELSE kind END, "
-            "size, mtime_ns, mode, inode, ctime_ns FROM files"
-        )
-        args: tuple = ()
+        sql, args = _BRIEF_SQL, ()
         if under is not None:
-            # "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`
-            sql += " WHERE path = ? OR (path >= ? AND path < ?)"
-            args = (under, under + "/", under + "0")
+            sql, args = sql + " WHERE " + _UNDER, _under_args(under)
         return {r[0]: r for r in self._db.execute(sql, args)}
+
+    def brief_range(self, after: str, under: str | None = None, limit: int = 2000
+                    ) -> list[Brief]:
+        """Briefs of entries past `after` (of `under` and below it), in path order, `limit`
+        at a time: a full scan walks the index this way, never holding all of it."""
+        sql = _BRIEF_SQL + " WHERE path > ?"
+        args: tuple = (after,)
+        if under is not None:
+            sql += " AND " + _UNDER
+            args += _under_args(under)
+        with self._reading():
+            return self._db.execute(sql + " ORDER BY path LIMIT ?", (*args, limit)).fetchall()
+
+    def brief_range_desc(self, before: str, under: str, limit: int = 2000) -> list[Brief]:
+        """Briefs of `under` and below it before `before`, in reverse path order (children
+        before their directory: the order deletions are recorded in)."""
+        with self._reading():
+            return self._db.execute(
+                _BRIEF_SQL + f" WHERE path < ? AND {_UNDER} ORDER BY path DESC LIMIT ?",
+                (before, *_under_args(under), limit)).fetchall()
+
+    @_reads
+    def dir_with_inode(self, inode: int) -> str | None:
+        """The live directory entry with this inode, if any (a directory moved elsewhere)."""
+        row = self._db.execute(
+            "SELECT path FROM files WHERE inode = ? AND kind = 1 AND NOT deleted LIMIT 1",
+            (inode_to_db(inode),)).fetchone()
+        return None if row is None else row[0]
 
     @_locked
     def put_local(self, entries: Iterable[FileEntry]) -> None:
         """Store local changes in one transaction, each under a fresh sequence number.
 
         The seq is written back into each entry only once the transaction committed,
-        so a failed write leaves the callers' objects as they were.
+        so a failed write leaves the callers' objects as they were. What peers announced
+        of these paths is brought up to date too (see `_after_local`).
         """
         batch = list(entries)
         if not batch:
@@ -400,26 +826,72 @@ class Index:
         with self._tx():
             first = self._max_seq() + 1
             seqs = range(first, first + len(batch))
-            self._db.executemany(
-                f"INSERT OR REPLACE INTO files ({_ENTRY_COLS}) VALUES ({_QMARKS})",
-                (_to_row(e, s) for e, s in zip(batch, seqs, strict=True)),
-            )
+            rows = [_file_row(self._devices, e, s) for e, s in zip(batch, seqs, strict=True)]
+            before = self._versions([r[0] for r in rows])
+            _many(self._db, f"INSERT INTO files ({_FILE_COLS})", rows,
+                  f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
             self._write_blocks(batch)
+            self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
         for e, s in zip(batch, seqs, strict=True):
             e.seq = s
 
     def _write_blocks(self, batch: list[FileEntry]) -> None:
-        self._db.executemany("DELETE FROM blocks WHERE path = ?", ((e.path,) for e in batch))
+        """Blocks of files of more than one block (one-block files: see files_content)."""
+        _where_in(self._db, "DELETE FROM blocks", "path", [(e.path,) for e in batch])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
         self._db.executemany(
             "INSERT INTO blocks (hash, path, idx) VALUES (?, ?, ?)",
             (
                 (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
                 for e in latest.values()
-                if e.kind == Kind.FILE and not e.deleted
+                if e.kind == Kind.FILE and not e.deleted and len(e.blocks) > HASH_LEN
                 for i in range(e.block_count())
             ),
         )
+
+    def _versions(self, paths: list[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(self._db.execute(
+                f"SELECT path, version FROM files WHERE path IN ({marks})", chunk))
+        return out
+
+    def _after_local(self, versions_now: dict[str, bytes]) -> None:
+        """Our entries of these paths changed to these versions: a peer's row that equals
+        ours becomes a `remote_same` row, one ours dominates goes, the rest is planned
+        again; `remote_same` rows of an earlier version of ours go."""
+        _where_in(self._db, "DELETE FROM remote_same", "path", [(p,) for p in versions_now])
+        found = []
+        for chunk in _chunks(list(versions_now)):
+            marks = ", ".join("?" * len(chunk))
+            found += self._db.execute(
+                f"SELECT path, device, version, seq, cost FROM remote_files "
+                f"WHERE path IN ({marks})", chunk).fetchall()
+        if not found:
+            return
+        same, gone, again = [], [], []
+        freed: dict[int, list[int]] = {}
+        decode = self._devices.decode
+        for path, device, version, seq, cost in found:
+            mine = versions_now[path]
+            if version == mine:
+                same.append((path, device, seq))
+            elif versions.compare(decode(mine), decode(version)) == versions.Order.NEWER:
+                pass  # ours has seen it: nothing can come of it
+            else:
+                again.append((path, device))
+                continue
+            gone.append((path, device))
+            usage = freed.setdefault(device, [0, 0])
+            usage[0] += 1
+            usage[1] += cost
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)", same)
+        _where_in(self._db, "DELETE FROM remote_files", "path, device", gone)
+        _where_in(self._db, "UPDATE remote_files SET pending = 1", "path, device", again)
+        for device, (n, size) in freed.items():
+            self._db.execute("UPDATE remotes SET entries = entries - ?, bytes = bytes - ? "
+                             "WHERE device = ?", (n, size, self._devices.id(device)))
 
     @_locked
     def set_inode(self, path: str, inode: int, ctime_ns: int = 0) -> None:
@@ -441,39 +913,82 @@ class Index:
                 ((inode_to_db(i), c, m, p) for p, i, c, m in items),
             )
 
-    @_locked
+    @_reads
     def find_block(self, h: bytes) -> tuple[str, int] | None:
         """Where a block with hash h exists locally, to copy it instead of fetching it.
 
         The caller must verify the data: the file may have changed since it was indexed.
         """
-        row = self._db.execute(
-            "SELECT path, idx FROM blocks WHERE hash = ? LIMIT 1", (h,)
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        return self.find_blocks([h]).get(h)
 
-    @_locked
+    @_reads
     def block_hash_at(self, path: str, idx: int) -> bytes | None:
         """The hash our index holds for block idx of path (None: no such block)."""
         row = self._db.execute(
-            "SELECT hash FROM blocks WHERE path = ? AND idx = ?", (path, idx)
-        ).fetchone()
-        return None if row is None else bytes(row[0])
+            "SELECT substr(blocks, ? * 32 + 1, 32) FROM files WHERE path = ? AND kind = 0 "
+            "AND NOT deleted", (idx, path)).fetchone()
+        return bytes(row[0]) if row is not None and len(row[0]) == HASH_LEN else None
 
-    @_locked
+    @_reads
     def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}
         for chunk in _chunks(hashes):
             marks = ", ".join("?" * len(chunk))
+            prefixes = [h[:8] for h in chunk]
+            for path, first in self._db.execute(
+                    f"SELECT path, substr(blocks, 1, 32) FROM files "
+                    f"WHERE substr(blocks, 1, 8) IN ({marks}) "
+                    "AND kind = 0 AND NOT deleted AND blocks != x''", prefixes):
+                out.setdefault(bytes(first), (path, 0))
+            left = [h for h in chunk if h not in out]
+            if not left:
+                continue
+            marks = ", ".join("?" * len(left))
             for h, path, idx in self._db.execute(
-                    f"SELECT hash, path, idx FROM blocks WHERE hash IN ({marks})", chunk):
+                    f"SELECT hash, path, idx FROM blocks WHERE hash IN ({marks})", left):
                 out.setdefault(bytes(h), (path, idx))
+        wanted = set(hashes)
+        return {h: where for h, where in out.items() if h in wanted}
+
+    @_reads
+    def live_with_content(self, blocks: list[bytes]) -> dict[bytes, list[str]]:
+        """block list -> paths of our live files with exactly that content (renames)."""
+        out: dict[bytes, list[str]] = {}
+        wanted = set(blocks)
+        for chunk in _chunks(sorted({b[:8] for b in blocks if b})):
+            marks = ", ".join("?" * len(chunk))
+            for path, b in self._db.execute(
+                    f"SELECT path, blocks FROM files WHERE substr(blocks, 1, 8) IN ({marks}) "
+                    "AND kind = 0 AND NOT deleted AND blocks != x''", chunk):
+                if bytes(b) in wanted:
+                    out.setdefault(bytes(b), []).append(path)
+        return out
+
+    @_reads
+    def wanted_elsewhere(self, entries: list[FileEntry]) -> set[str]:
+        """Those of our entries whose content a pending, live remote row of another path
+        announces (and we have no live entry there): the other half of a move, not yet
+        done. Their deletion waits for it, so that the move is a rename."""
+        by_blocks: dict[bytes, list[str]] = {}
+        for e in entries:
+            if e.kind == Kind.FILE and not e.deleted and e.blocks:
+                by_blocks.setdefault(bytes(e.blocks), []).append(e.path)
+        out: set[str] = set()
+        for chunk in _chunks(sorted({b[:8] for b in by_blocks})):
+            marks = ", ".join("?" * len(chunk))
+            for path, b in self._db.execute(
+                    f"SELECT r.path, r.blocks FROM remote_files r "
+                    f"WHERE substr(r.blocks, 1, 8) IN ({marks}) AND r.pending "
+                    "AND NOT r.deleted AND r.blocks != x'' AND NOT EXISTS (SELECT 1 FROM files "
+                    "f WHERE f.path = r.path AND NOT f.deleted AND f.blocks = r.blocks)",
+                    chunk):
+                out.update(p for p in by_blocks.get(bytes(b), ()) if p != path)
         return out
 
     # --- remote entries
 
-    @_locked
+    @_reads
     def remote_state(self, device: str) -> tuple[bytes, int]:
         """(their index_id, highest seq of theirs we hold); (b"", 0) if unknown."""
         row = self._db.execute(
@@ -483,191 +998,303 @@ class Index:
 
     @_locked
     def put_remote(
-        self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int
+        self, device: str, index_id: bytes, entries: Iterable[FileEntry], max_seq: int,
+        ours: Iterable[tuple[str, int, int]] = (),
     ) -> int:
         """Store one batch a peer announced; a new index_id discards its old history.
+
+        `ours`: (path, its seq, our seq) of entries it says it holds exactly as we
+        announced them (see `announce_since`).
 
         Returns how many entries were refused because the device's budget
         (`remote_limits`) is spent: new paths, or updates that would grow past it.
         Those are not stored; the rest of the batch is.
         """
-        try:
-            with self._tx():
-                row = self._db.execute(
-                    "SELECT index_id FROM remotes WHERE device = ?", (device,)
-                ).fetchone()
-                if row is None or bytes(row[0]) != index_id:
-                    self._db.execute("DELETE FROM remote_files WHERE device = ?", (device,))
-                    self._usage[device] = [0, 0]
-                rows, refused, usage = self._within_budget(device, entries)
-                self._db.executemany(
-                    f"INSERT OR REPLACE INTO remote_files ({_ENTRY_COLS}, device) "
-                    f"VALUES ({_QMARKS}, ?)", rows)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO remotes (device, index_id, max_seq) "
-                    "VALUES (?, ?, ?)", (device, index_id, max_seq))
-        except BaseException:
-            self._usage.pop(device, None)  # counted again from the rows next time
-            raise
-        self._usage[device] = usage
+        batch = list(entries)
+        same = list(ours)
+        with self._tx():
+            row = self._db.execute(
+                "SELECT index_id, entries, bytes FROM remotes WHERE device = ?", (device,)
+            ).fetchone()
+            ref = self._devices.ref(device)
+            usage = [0, 0]
+            if row is None or bytes(row[0]) != index_id:
+                self._db.execute("DELETE FROM remote_files WHERE device = ?", (ref,))
+                self._db.execute("DELETE FROM remote_same WHERE device = ?", (ref,))
+            else:
+                usage = [row[1], row[2]]
+            refused = self._store_remote(ref, batch, usage)
+            self._store_ours(ref, same, usage)
+            self._db.execute(
+                "INSERT OR REPLACE INTO remotes (device, index_id, max_seq, entries, bytes) "
+                "VALUES (?, ?, ?, ?, ?)", (device, index_id, max_seq, *usage))
         return refused
 
-    def _within_budget(self, device: str, entries: Iterable[FileEntry]
-                       ) -> tuple[list[tuple], int, list[int]]:
-        """The rows of the entries that fit the device's budget, how many did not, and
-        the device's usage once those rows are stored."""
-        batch = list(entries)
-        entries_now, bytes_now = self._usage_of(device)
+    def _store_remote(self, ref: int, batch: list[FileEntry], usage: list[int]) -> int:
+        """Sort a batch into `remote_same` (ours exactly), nothing (ours has seen it) and
+        `remote_files` (the rest, within the budget); `usage` is updated. Returns how many
+        were refused."""
+        paths = list({e.path for e in batch})
+        mine: dict[str, bytes] = {}
         old: dict[str, int] = {}
-        for chunk in _chunks(list({e.path for e in batch})):
+        for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
+            mine.update(self._db.execute(
+                f"SELECT path, version FROM files WHERE path IN ({marks})", chunk))
             old.update(self._db.execute(
-                f"SELECT path, {_COST_SQL} FROM remote_files "
-                f"WHERE device = ? AND path IN ({marks})", (device, *chunk)))
+                f"SELECT path, cost FROM remote_files WHERE device = ? AND path IN ({marks})",
+                (ref, *chunk)))
         limits = self.remote_limits
-        rows, refused = [], 0
+        same, drop, full = [], [], []
+        refused = 0
         for e in batch:
-            row = _to_row(e, e.seq) + (device,)
-            cost = entry_cost(e, row[8])
-            before = old.get(e.path)
-            more = cost - (before or 0)
-            if (before is None and entries_now >= limits.entries) or \
-                    (more > 0 and bytes_now + more > limits.bytes):
-                refused += 1
+            blob = self._devices.encode(e.version)
+            local = mine.get(e.path)
+            before = old.pop(e.path, None)
+            if local is not None and (local == blob or versions.compare(
+                    self._devices.decode(local), e.version) == versions.Order.NEWER):
+                if local == blob:
+                    same.append((e.path, ref, e.seq))
+                drop.append((e.path, ref))
+                if before is not None:
+                    usage[0] -= 1
+                    usage[1] -= before
                 continue
-            entries_now += before is None
-            bytes_now += more
+            cost = entry_cost(e)
+            more = cost - (before or 0)
+            if (before is None and usage[0] >= limits.entries) or \
+                    (more > 0 and usage[1] + more > limits.bytes):
+                refused += 1
+                if before is not None:
+                    old[e.path] = before
+                continue
+            usage[0] += before is None
+            usage[1] += more
             old[e.path] = cost
-            rows.append(row)
-        return rows, refused, [entries_now, bytes_now]
+            pending = not (e.deleted and local is None)  # junk until someone has that path
+            full.append(_remote_row(self._devices, ref, e, pending, cost, blob))
+        _where_in(self._db, "DELETE FROM remote_files", "path, device", drop)
+        # a copy of ours is only ever kept for a path we have
+        _where_in(self._db, "DELETE FROM remote_same", "path, device",
+                  [(r[0], ref) for r in full if r[0] in mine] + drop)
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)", same)
+        _many(self._db, f"INSERT OR REPLACE INTO remote_files ({_REMOTE_COLS})", full)
+        return refused
 
-    def _usage_of(self, device: str) -> list[int]:
-        """[entries, bytes] the device holds here: counted once, then kept up to date."""
-        usage = self._usage.get(device)
-        if usage is None:
-            n, size = self._db.execute(
-                f"SELECT COUNT(*), COALESCE(SUM({_COST_SQL}), 0) FROM remote_files "
-                "WHERE device = ?", (device,)).fetchone()
-            usage = self._usage[device] = [n, size]
-        return usage
+    def _store_ours(self, ref: int, items: list[tuple[str, int, int]], usage: list[int]
+                    ) -> None:
+        """What the peer holds exactly as we announced it: a `remote_same` row where our
+        entry is still the one announced (same seq); else it has an earlier version of
+        ours, which nothing can come of (its rows go)."""
+        if not items:
+            return
+        seqs: dict[str, int] = {}
+        old: dict[str, int] = {}
+        paths = list({p for p, _, _ in items})
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            seqs.update(self._db.execute(
+                f"SELECT path, seq FROM files WHERE path IN ({marks})", chunk))
+            old.update(self._db.execute(
+                f"SELECT path, cost FROM remote_files WHERE device = ? AND path IN ({marks})",
+                (ref, *chunk)))
+        keys = [(p, ref) for p in paths]
+        _where_in(self._db, "DELETE FROM remote_files", "path, device",
+                  [k for k in keys if k[0] in old])
+        _where_in(self._db, "DELETE FROM remote_same", "path, device", keys)
+        _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)",
+              [(p, ref, theirs) for p, theirs, mine in items if seqs.get(p) == mine])
+        usage[0] -= len(old)
+        usage[1] -= sum(old.values())
 
-    @_locked
+    @_reads
     def remote_usage(self, device: str) -> tuple[int, int]:
         """(entries, bytes as `entry_cost` counts them) the device holds in our index."""
-        n, size = self._usage_of(device)
-        return n, size
+        row = self._db.execute("SELECT entries, bytes FROM remotes WHERE device = ?",
+                               (device,)).fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
 
-    @_locked
+    @_reads
     def remote_get(self, device: str, path: str) -> FileEntry | None:
-        row = self._db.execute(
-            f"SELECT {_ENTRY_COLS} FROM remote_files WHERE device = ? AND path = ?",
-            (device, path),
-        ).fetchone()
-        return None if row is None else _from_row(row)
+        return self.remote_for_path(path).get(device)
 
-    @_locked
+    @_reads
     def remote_for_path(self, path: str) -> dict[str, FileEntry]:
-        """device -> the entry that device announced for path."""
-        rows = self._db.execute(
-            f"SELECT device, {_ENTRY_COLS} FROM remote_files WHERE path = ? ORDER BY device",
-            (path,),
-        )
-        return {r[0]: _from_row(r[1:]) for r in rows}
+        """device -> the entry that device announced for path (ours, for `remote_same`)."""
+        out = self._remote_full([path]).get(path, {})
+        same = self._db.execute("SELECT device, seq FROM remote_same WHERE path = ?",
+                                (path,)).fetchall()
+        if same:
+            mine = self.get(path)
+            for ref, seq in same:
+                if mine is not None:
+                    out[self._devices.id(ref)] = FileEntry(
+                        path, mine.kind, mine.size, mine.mtime_ns, mine.mode, mine.hash,
+                        mine.blocks, mine.target, mine.version, mine.modified_by,
+                        mine.deleted, seq)
+        return dict(sorted(out.items()))
 
-    @_locked
+    @_reads
+    def remote_entries(self, paths: list[str]) -> dict[str, dict[str, FileEntry]]:
+        """path -> device -> what it announced, for the rows that differ from ours (what
+        planning needs: a copy of our version changes no plan)."""
+        return self._remote_full(paths)
+
+    def _remote_full(self, paths: list[str]) -> dict[str, dict[str, FileEntry]]:
+        """path -> device -> the row that device announced, for rows kept in full."""
+        out: dict[str, dict[str, FileEntry]] = {}
+        db, dev = self._db, self._devices
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            for r in db.execute(
+                    f"SELECT device, {_REMOTE_ENTRY} FROM remote_files "
+                    f"WHERE path IN ({marks})", chunk):
+                e = self._entry(r[1:], dev)
+                out.setdefault(e.path, {})[dev.id(r[0])] = e
+        return out
+
+    @_reads
     def announced_alive(self, device: str, paths: list[str]) -> set[str]:
         """Those of paths the device announced as an existing file, link or directory."""
+        ref = self._devices.find(device)
+        if ref is None:
+            return set()
         out: set[str] = set()
         for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
             out.update(r[0] for r in self._db.execute(
                 f"SELECT path FROM remote_files WHERE device = ? AND path IN ({marks}) "
-                "AND NOT deleted", (device, *chunk)))
+                "AND NOT deleted", (ref, *chunk)))
+            out.update(r[0] for r in self._db.execute(
+                f"SELECT s.path FROM remote_same s JOIN files f ON f.path = s.path "
+                f"WHERE s.device = ? AND s.path IN ({marks}) AND NOT f.deleted",
+                (ref, *chunk)))
         return out
 
-    @_locked
+    @_reads
     def remote_devices(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT device FROM remotes ORDER BY device")]
 
-    @_locked
+    @_reads
     def differing_paths(self, device: str | None = None) -> list[str]:
         """Paths where a remote version differs from ours (or we have none), sorted.
-
-        Compares the canonical version blobs inside SQLite, using two covering
-        indexes: the common case (nothing differs) is one pass over an index of
-        remote_files with one index probe per row, in path order, and no Python.
 
         A deletion of a path we never had is left out: there is nothing to delete
         here, and adopting it would only pass it on. Should another device announce
         that path alive, the path differs through that entry, and the planner sees
         the deletion beside it (and passes it on where it wins).
         """
-        sql = (
-            "SELECT DISTINCT r.path FROM remote_files r INDEXED BY remote_files_path "
-            "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
-            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)"
-        )
+        return [p for chunk in self.iter_differing(device) for p in chunk]
+
+    def iter_differing(self, device: str | None = None, chunk: int = 5000
+                       ) -> Iterator[list[str]]:
+        """differing_paths() in sorted chunks."""
+        sql = ("SELECT DISTINCT r.path FROM remote_files r LEFT JOIN files f "
+               "ON f.path = r.path WHERE r.path > ? "
+               "AND ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)")
         args: tuple = ()
         if device is not None:
+            with self._reading():
+                ref = self._devices.find(device)
+            if ref is None:
+                return
             sql += " AND r.device = ?"
-            args = (device,)
-        return [r[0] for r in self._db.execute(sql + " ORDER BY r.path", args)]
+            args = (ref,)
+        after = ""
+        while True:
+            with self._reading():
+                rows = [r[0] for r in self._db.execute(
+                    sql + " ORDER BY r.path LIMIT ?", (after, *args, chunk))]
+            if rows:
+                yield rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1]
 
-    def _planned_paths(self) -> list[str]:
-        """differing_paths(), but at most `remote_limits.planned` paths new to us per
-        device (and `planned_bytes` of them, one at least): the first it announced.
-        What it announced of paths we have all counts: our own folder bounds that, and
-        a window full of changes we win (or cannot take) would hold its new files back.
-        """
-        window = "PARTITION BY r.device, f.path IS NULL ORDER BY r.seq, r.path"
-        sql = (
-            "SELECT DISTINCT path FROM (SELECT r.path AS path, f.path IS NULL AS new, "
-            f"ROW_NUMBER() OVER ({window}) AS k, "
-            f"SUM({_cost_sql('r.')}) OVER ({window} ROWS UNBOUNDED PRECEDING) AS total "
-            "FROM remote_files r INDEXED BY remote_files_path "
-            "LEFT JOIN files f INDEXED BY files_path_version ON f.path = r.path "
-            "WHERE ((f.path IS NULL AND NOT r.deleted) OR f.version != r.version)) "
-            "WHERE NOT new OR k = 1 OR (k <= ? AND total <= ?) ORDER BY path"
-        )
-        limits = self.remote_limits
-        return [r[0] for r in self._db.execute(sql, (limits.planned, limits.planned_bytes))]
-
-    @_locked
+    @_reads
     def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
-        """(path, local entry or None, device -> remote entry) for the differing paths.
+        """(path, local entry or None, device -> remote entry) for what to plan now.
 
-        The paths of `differing_paths()`, but fetched in one pass, so planning a round
-        of 10,000 new files costs one query, not two per file; and at most
-        `remote_limits.planned` live entries of each device (see `_planned_paths`).
+        The window of every device: its oldest pending rows (at most
+        `remote_limits.planned` and `planned_bytes`, one at least), live ones and
+        deletions each, in the order it announced them. Only the rows kept in full
+        are given: a peer that holds exactly our version changes no plan.
         """
-        out: list[tuple[str, FileEntry | None, dict[str, FileEntry]]] = []
-        for chunk in _chunks(self._planned_paths()):
-            marks = ", ".join("?" * len(chunk))
-            local = {r[0]: _from_row(r) for r in self._db.execute(
-                f"SELECT {_ENTRY_COLS} FROM files WHERE path IN ({marks})", chunk)}
-            remote: dict[str, dict[str, FileEntry]] = {}
-            for r in self._db.execute(
-                    f"SELECT device, {_ENTRY_COLS} FROM remote_files WHERE path IN ({marks}) "
-                    "ORDER BY device", chunk):
-                remote.setdefault(r[1], {})[r[0]] = _from_row(r[1:])
-            out.extend((p, local.get(p), remote.get(p, {})) for p in chunk)
-        return out
+        window: set[str] = set()
+        limits = self.remote_limits
+        for ref in self._devices_with_rows():
+            for deleted in (0, 1):
+                total = 0
+                for n, (path, cost) in enumerate(self._db.execute(
+                        "SELECT path, cost FROM remote_files INDEXED BY remote_todo "
+                        "WHERE device = ? AND deleted = ? AND pending ORDER BY seq LIMIT ?",
+                        (ref, deleted, limits.planned))):
+                    total += cost
+                    if n and total > limits.planned_bytes:
+                        break
+                    window.add(path)
+        paths = sorted(window)
+        local = self.get_many(paths)
+        remote = self._remote_full(paths)
+        return [(p, local.get(p), remote.get(p, {})) for p in paths]
+
+    def _devices_with_rows(self) -> list[int]:
+        """The devices that have pending rows (one index probe per device we know)."""
+        refs = [self._devices.find(d) for d in self.remote_devices()]
+        return [ref for ref in refs if ref is not None and self._db.execute(
+            "SELECT 1 FROM remote_files INDEXED BY remote_todo WHERE device = ? AND pending "
+            "LIMIT 1", (ref,)).fetchone()]
+
+    def settle(self, rows: Iterable[tuple[str, str, int]]) -> None:
+        """These (device, path, seq) rows planned to nothing: no window holds them again
+        until our entry of the path changes (or `unsettle` says the rules did).
+        Written a few thousand at a time: other writers wait for no more than that."""
+        with self._reading():
+            items = [(path, ref, seq) for device, path, seq in rows
+                     if (ref := self._devices.find(device)) is not None]
+        for i in range(0, len(items), 2000):
+            with self._lock, self._tx():
+                _where_in(self._db, "UPDATE remote_files SET pending = 0", "path, device, seq",
+                          items[i:i + 2000])
 
     @_locked
-    def remote_version_blobs(self) -> dict[str, set[bytes]]:
-        """path -> the encoded versions peers announced for it (one pass, no decoding).
+    def unsettle(self) -> None:
+        """Plan every row again (the ignore rules changed)."""
+        with self._tx():
+            self._db.execute("UPDATE remote_files SET pending = 1 WHERE NOT pending AND "
+                             "(NOT deleted OR EXISTS (SELECT 1 FROM files f "
+                             "WHERE f.path = remote_files.path))")
 
-        Lets `status` tell "synced" (a peer holds exactly our version) from "local
-        change" for 100,000 files without a query per file.
-        """
-        out: dict[str, set[bytes]] = {}
-        for path, version in self._db.execute("SELECT path, version FROM remote_files"):
-            out.setdefault(path, set()).add(version)
+    @_reads
+    def pending_deletions(self, exclude: Collection[str] = ()) -> dict[str, int]:
+        """author -> our live files and links announced as deleted by it, pending a plan
+        (not by the `exclude`d devices; not the halves of a move: see wanted_elsewhere)."""
+        skip = {ref for d in exclude if (ref := self._devices.find(d)) is not None}
+        out: dict[str, int] = {}
+        for ref, n in self._db.execute(
+                "SELECT r.modified_by, COUNT(DISTINCT r.path) FROM remote_files r "
+                "JOIN files f ON f.path = r.path WHERE r.pending AND r.deleted "
+                f"AND r.device NOT IN ({', '.join(map(str, skip))}) "
+                "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS (SELECT 1 FROM remote_files "
+                "n WHERE substr(n.blocks, 1, 8) = substr(f.blocks, 1, 8) AND n.pending AND NOT "
+                "n.deleted AND n.blocks != x'' AND n.blocks = f.blocks AND n.path != f.path) "
+                "GROUP BY r.modified_by"):
+            device = self._devices.id(ref)
+            out[device] = out.get(device, 0) + n
         return out
+
+    @_reads
+    def pending_deletions_under(self, folder: str) -> int:
+        """How many of our live entries below `folder` a peer announced as deleted, pending
+        a plan: a directory goes once they are gone, not before."""
+        return self._db.execute(
+            "SELECT COUNT(DISTINCT r.path) FROM remote_files r JOIN files f ON f.path = r.path "
+            "WHERE r.path >= ? AND r.path < ? AND r.pending AND r.deleted AND NOT f.deleted",
+            (folder + "/", folder + "0")).fetchone()[0]
 
     # --- names of devices seen (for messages about devices that are not connected)
 
-    @_locked
+    @_reads
     def device_names(self) -> dict[str, str]:
         return self._json_meta(NAMES_KEY)
 
@@ -695,7 +1322,7 @@ class Index:
             self._set_meta((FAILURES_KEY, json.dumps(failures, sort_keys=True)))
             self._set_meta((FAILURES_GEN_KEY, int(self._get_meta(FAILURES_GEN_KEY) or 0) + 1))
 
-    @_locked
+    @_reads
     def failures(self) -> dict[str, str]:
         return self._json_meta(FAILURES_KEY)
 
@@ -718,12 +1345,78 @@ class Index:
                 "INSERT OR IGNORE INTO ignored (path) VALUES (?)", ((p,) for p in paths)
             )
 
-    @_locked
+    @_reads
     def ignored(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT path FROM ignored ORDER BY path")]
 
+    def iter_ignored(self, chunk: int = 5000) -> Iterator[str]:
+        """ignored(), a chunk at a time."""
+        after = ""
+        while True:
+            with self._reading():
+                rows = [r[0] for r in self._db.execute(
+                    "SELECT path FROM ignored WHERE path > ? ORDER BY path LIMIT ?",
+                    (after, chunk))]
+            yield from rows
+            if len(rows) < chunk:
+                return
+            after = rows[-1]
 
-_QMARKS = ", ".join("?" * len(_ENTRY_COLS.split(",")))
+    # --- conflict copies (for status)
+
+    @_reads
+    def live_conflict_copies(self) -> list[str]:
+        """Our live files named as conflict copies (one pass in SQL; usually few)."""
+        return [r[0] for r in self._db.execute(
+            "SELECT path FROM files WHERE NOT deleted AND kind != 1 "
+            "AND path LIKE '%.sync-conflict-%' ORDER BY path")
+            if ".sync-conflict-" in r[0].rpartition("/")[2]]
+
+    @_reads
+    def is_live(self, path: str) -> bool:
+        return self._db.execute("SELECT 1 FROM files WHERE path = ? AND NOT deleted",
+                                (path,)).fetchone() is not None
+
+    @_reads
+    def live_names_in(self, folder: str) -> list[str]:
+        """The names of the live entries directly in `folder` ("" for the root)."""
+        lo, hi = (folder + "/", folder + "0") if folder else ("", "\U0010ffff")
+        return [p[len(lo):] for (p,) in self._db.execute(
+            "SELECT path FROM files WHERE path >= ? AND path < ? AND NOT deleted", (lo, hi))
+            if "/" not in p[len(lo):]]
+
+    # --- states (for status): every local entry with what peers hold of it
+
+    def iter_states(self, chunk: int = 2000) -> Iterator[tuple[FileEntry, bool, bool]]:
+        """(entry, some peer holds exactly it, some peer announced another version), for
+        every local entry in path order, `chunk` at a time."""
+        sql = (f"SELECT {_FILE_COLS}, "
+               "EXISTS (SELECT 1 FROM remote_same s WHERE s.path = files.path) "
+               "OR EXISTS (SELECT 1 FROM remote_files r WHERE r.path = files.path "
+               "AND r.version = files.version), "
+               "EXISTS (SELECT 1 FROM remote_files r WHERE r.path = files.path "
+               "AND r.version != files.version) "
+               "FROM files WHERE path > ? ORDER BY path LIMIT ?")
+        after = ""
+        while True:
+            with self._reading():
+                rows = self._db.execute(sql, (after, chunk)).fetchall()
+                dev = self._devices
+                out = [(self._entry(r, dev), bool(r[15]), bool(r[16])) for r in rows]
+            yield from out
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+
+_UPSERT = ", ".join(f"{c} = excluded.{c}" for c in
+                    (c.strip() for c in _FILE_COLS.split(",")) if c != "path")
+# "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`
+_UNDER = "(path = ? OR (path >= ? AND path < ?))"
+
+
+def _under_args(under: str) -> tuple[str, str, str]:
+    return under, under + "/", under + "0"
 
 
 def _chunks(items: list[T]) -> Iterator[list[T]]:
@@ -732,44 +1425,44 @@ def _chunks(items: list[T]) -> Iterator[list[T]]:
         yield items[i : i + 500]
 
 
-def _to_row(e: FileEntry, seq: int) -> tuple:
-    return (
-        e.path,
-        int(e.kind),
-        e.size,
-        e.mtime_ns,
-        e.mode,
-        bytes(e.hash),
-        bytes(e.blocks),
-        e.target,
-        versions.encode(e.version),
-        e.modified_by,
-        int(bool(e.deleted)),
-        seq,
-        inode_to_db(e.inode),
-        e.error,
-        e.ctime_ns,
-    )
+_ROWS_PER_STATEMENT = 400
 
 
-def _from_row(r: tuple | sqlite3.Row) -> FileEntry:
-    return FileEntry(
-        path=r[0],
-        kind=Kind(r[1]),
-        size=r[2],
-        mtime_ns=r[3],
-        mode=r[4],
-        hash=bytes(r[5]),
-        blocks=bytes(r[6]),
-        target=r[7],
-        version=versions.decode(r[8]),
-        modified_by=r[9],
-        deleted=bool(r[10]),
-        seq=r[11],
-        inode=_inode_from_db(r[12]),
-        error=r[13],
-        ctime_ns=r[14],
-    )
+def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
+    """`head VALUES (?, ...), (?, ...) tail` for all rows, a few hundred per statement.
+
+    One statement for many rows, not one per row as executemany: the sqlite3 module
+    lets go of the GIL at every step, and a busy worker thread then keeps it for up to
+    the switch interval each time; a thousand rows cost the event loop a second.
+    """
+    if not rows:
+        return
+    mark = "(" + ", ".join("?" * len(rows[0])) + ")"
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        part = rows[i:i + _ROWS_PER_STATEMENT]
+        db.execute(f"{head} VALUES {', '.join([mark] * len(part))} {tail}",
+                   [v for r in part for v in r])
+
+
+def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -> None:
+    """`head WHERE (cols) IN (...)` for all keys, a few hundred per statement.
+
+    The first column (`path`, which leads the keys) is also listed alone: SQLite scans
+    the whole table for a row value IN a list of values, not for a plain IN.
+    """
+    if not keys:
+        return
+    first = cols.split(",")[0].strip()
+    for i in range(0, len(keys), _ROWS_PER_STATEMENT):
+        part = keys[i:i + _ROWS_PER_STATEMENT]
+        lead = ", ".join("?" * len(part))
+        if len(part[0]) == 1:
+            db.execute(f"{head} WHERE {first} IN ({lead})", [k[0] for k in part])
+            continue
+        mark = "(" + ", ".join("?" * len(part[0])) + ")"
+        db.execute(f"{head} WHERE {first} IN ({lead}) AND ({cols}) IN "
+                   f"(VALUES {', '.join([mark] * len(part))})",
+                   [k[0] for k in part] + [v for k in part for v in k])
 
 
 def inode_to_db(inode: int) -> int:

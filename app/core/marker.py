@@ -46,11 +46,16 @@ def check(root: Path, index: Index) -> Missing | None:
         if not index.get_meta(MADE):
             index.set_meta(MADE, 1)
         return None
-    live = [path for path, state, *_ in index.local_brief().values()
-            if state != BRIEF_DELETED and state != int(Kind.DIR)]
-    missing = sum(1 for path in live if not os.path.lexists(root / path))
+    live = missing = 0
+    last = ""
+    while chunk := index.brief_range(last):  # a chunk at a time: any size of folder
+        for path, state, *_ in chunk:
+            if state != BRIEF_DELETED and state != int(Kind.DIR):
+                live += 1
+                missing += not os.path.lexists(root / path)
+        last = chunk[-1][0]
     if missing and (index.get_meta(MADE) or _empty(root)):
-        return Missing(missing, len(live))
+        return Missing(missing, live)
     make(root, index)
     return None
 

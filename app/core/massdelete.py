@@ -64,12 +64,14 @@ def hold_mass_deletions(
     live_files: int,
     *,
     allowed: Collection[str] = (),
+    more: Mapping[str, int] | None = None,
 ) -> tuple[list[Action], HeldDeletions | None]:
     """Split a plan into what runs now and what is held back.
 
     `local`: this device's entries of (at least) the deleted paths; `live_files`: how
     many live files and links the folder holds; `allowed`: paths the user already
-    confirmed for deletion (they run, and do not count). Over the threshold every
+    confirmed for deletion (they run, and do not count); `more`: device -> deletions of
+    our files it announced beyond the plan's (a plan is a window). Over the threshold every
     deletion of the plan is held, directories too (removing one whose files stay would
     only make it come back elsewhere), except the moves.
     """
@@ -87,6 +89,7 @@ def hold_mass_deletions(
         held.append(a)
         if _counts(mine):
             by[a.target.modified_by or (a.sources[0] if a.sources else "")] += 1
+    by.update(more or {})
     deletes = sum(by.values())
     if deletes <= MIN_DELETES or 2 * deletes <= live_files:
         return actions, None

@@ -49,6 +49,12 @@ def beats(a: FileEntry, b: FileEntry) -> bool:
 
 def best_remote(remotes: dict[str, FileEntry]) -> tuple[FileEntry, list[str]] | None:
     """The winning announced version and the devices that hold exactly it."""
+    if len(remotes) == 1:  # the common case, a first sync above all: nothing to weigh
+        [(dev, r)] = remotes.items()
+        if r.error or (r.kind == Kind.LINK and not r.deleted
+                       and paths.link_escapes(r.path, r.target)):
+            return None
+        return r, [dev]
     best: FileEntry | None = None
     for dev in sorted(remotes):
         r = remotes[dev]

@@ -1,8 +1,12 @@
 """Walk a folder, re-hash only what changed, and record the changes in the index.
 
-The walk trusts (size, mtime_ns, inode, mode) of regular files: an unchanged file
-costs one lstat and no read, so rescans of large folders stay cheap. Everything the
-scan decides is written with one `Index.put_local` call at the end.
+The walk trusts (size, mtime_ns, inode, mode, ctime) of regular files: an unchanged
+file costs one lstat and no read, so rescans of large folders stay cheap.
+
+Memory stays bounded for any folder size: the disk is walked in path order (each
+directory listed and sorted, a heap merges them) alongside the index read in path
+order, a chunk at a time (a merge join); changes are written every few thousand
+entries (`FLUSH_EVERY`). What is held is about one directory listing per level.
 
 Safety rules, all of which keep a scan from destroying data on peers:
 - a folder root that is missing or unreadable raises instead of turning every
@@ -13,22 +17,29 @@ Safety rules, all of which keep a scan from destroying data on peers:
 - a path the engine wrote to the index while we were scanning is left alone (the
   scan's view of it is stale; the next scan sees it again).
 
-Rename detection is the engine's job: here a rename is a deletion plus a new file.
+A directory moved within the folder is seen as such: a new directory whose inode an
+indexed directory had, which is gone from its old place, keeps the content hashes of
+the files that moved with it (same size, mtime, inode and ctime: not read again),
+and each one's deletion at the old path is recorded just before its entry at the
+new one, so that a peer sees both halves of every move together and renames. The
+deletions of vanished directories are recorded at the end of the scan, children
+first (so the moved ones can still be looked up until then).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
-from app.core.ignore import Ignore
+from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, Brief, Index, inode_to_db
 from app.core.model import FileEntry, Kind
 from app.core.paths import (
@@ -60,6 +71,13 @@ class ScanResult:
     # lead outside...); some are also in `changed`, unreadable files are not (their
     # content is unknown, so they get no new version)
     errors: list[FileEntry] = field(default_factory=list)
+    changed_count: int = 0  # all of them (`changed` lists the first CHANGED_KEPT)
+    ignore_file_changed: bool = False  # .p2psyncignore is among them
+
+
+FLUSH_EVERY = 2000  # entries written per index transaction
+BRIEF_CHUNK = 2000  # index entries read at a time
+CHANGED_KEPT = 10_000  # changed entries a result lists (the count is exact)
 
 
 def scan(
@@ -124,8 +142,28 @@ def _outermost(subpaths: list[str]) -> list[str]:
     return sorted(kept)
 
 
+class _SortedWalk:
+    """Directory entries in path order, listed a directory at a time (a heap of them).
+
+    Path order is the index's order too ("a", "a b", "a/x", "a0"): that is what lets
+    the scan merge the two without holding either.
+    """
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[str, str, os.DirEntry[str] | None]] = []
+
+    def push(self, rel: str, abs_path: str, de: os.DirEntry[str] | None = None) -> None:
+        heapq.heappush(self.heap, (rel, abs_path, de))
+
+    def peek(self) -> str | None:
+        return self.heap[0][0] if self.heap else None
+
+    def pop(self) -> tuple[str, str, os.DirEntry[str] | None]:
+        return heapq.heappop(self.heap)
+
+
 class _Scan:
-    """The state of one scan; methods are the steps, `commit` writes the outcome."""
+    """The state of one scan; methods are the steps, `commit` writes what is left."""
 
     def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool) -> None:
         self.root = root
@@ -133,65 +171,136 @@ class _Scan:
         self.ignore = ignore
         self.full = full
         self.device = index.device_id
-        self.brief: dict[str, Brief] = {}  # what the index held when we looked
-        self.area: set[str] = set()  # indexed paths this scan may turn into deletions
-        self.seen: set[str] = set()  # paths found on disk (or that must not be deleted)
         self.protected: list[str] = []  # dirs whose indexed subtree must be kept
-        self.visited_dirs: set[str] = set()
+        self.gone_dirs: list[str] = []  # indexed dirs gone from disk: deleted at the end
+        self.moves: list[tuple[str, str]] = []  # (new dir, old dir) of directories moved
         self.writes: list[FileEntry] = []
         self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
         self.start_seq = 0
+        self.own: list[tuple[int, int]] = []  # seq ranges this scan wrote
+        self._versioned: set[str] = set()  # paths of self.writes that got a new version
+        self.visited_dirs: set[str] = set()  # parents of subpaths already recorded
 
     # --- entry points
 
     def run_full(self) -> None:
-        with self.index.lock:
-            self.start_seq = self.index.max_seq()
-            self.brief = self.index.local_brief()
-        self.area = set(self.brief)
-        self._walk([(os.fspath(self.root), "")])
+        self.start_seq = self.index.max_seq()
+        walk = _SortedWalk()
+        self._list_into(walk, os.fspath(self.root), "", root=True)
+        self._merge(walk, None)
 
     def run_subpaths(self, subpaths: list[str]) -> None:
-        todo = _outermost(subpaths)
-        with self.index.lock:
-            self.start_seq = self.index.max_seq()
-            for sp in todo:
-                below = self.index.local_brief(under=sp)
-                self.brief.update(below)
-                self.area.update(below)
-        for sp in todo:
+        self.start_seq = self.index.max_seq()
+        for sp in _outermost(subpaths):
             self._scan_subpath(sp)
 
     def commit(self) -> None:
-        """Add deletions, drop what the engine changed meanwhile, write in one batch."""
-        self._add_deletions()
-        with self.index.lock:
-            raced = self.index.paths_changed_since(self.start_seq)
-            if raced:
-                self._drop(raced)
-            if self.stats:
-                self.index.set_stats(self.stats)
-            self.index.put_local(self.writes)
+        """Deletions of the vanished directories (what moved out of them is written
+        first, so it is not deleted twice), then whatever is not written yet."""
+        if self.gone_dirs:
+            self._flush()
+        for rel in self.gone_dirs:
+            self._delete_subtree(rel)
+        self._flush()
 
-    # --- walking
+    # --- the merge of disk and index
+
+    def _merge(self, walk: _SortedWalk, under: str | None) -> None:
+        """Walk and index side by side, in path order (below `under`, or everything)."""
+        briefs = self._briefs(under)
+        brief = next(briefs, None)
+        while True:
+            disk = walk.peek()
+            if disk is None and brief is None:
+                return
+            if brief is not None and (disk is None or brief[0] < disk):
+                self._gone(brief)
+                brief = next(briefs, None)
+                continue
+            here = None
+            if brief is not None and brief[0] == disk:
+                here, brief = brief, next(briefs, None)
+            rel, abs_path, de = walk.pop()
+            self._visit_dirent(walk, rel, abs_path, de, here)
+
+    def _briefs(self, under: str | None) -> Iterator[Brief]:
+        """The index's briefs in path order, read a chunk at a time; the subtrees of
+        vanished directories are skipped (`commit` deletes them)."""
+        after = ""
+        while True:
+            chunk = self.index.brief_range(after, under, BRIEF_CHUNK)
+            for b in chunk:
+                if self.gone_dirs and b[0].startswith(self.gone_dirs[-1] + "/"):
+                    continue
+                yield b
+            if len(chunk) < BRIEF_CHUNK:
+                return
+            after = chunk[-1][0]
+
+    def _list_into(self, walk: _SortedWalk, abs_dir: str, rel_dir: str,
+                   root: bool = False) -> None:
+        """Put a directory's entries on the walk; an unlistable one protects its subtree."""
+        try:
+            with os.scandir(abs_dir) as it:
+                for de in it:
+                    if not rel_dir and de.name == META_DIR:
+                        continue
+                    try:
+                        rel = validate_child(rel_dir, de.name)
+                    except BadPath as exc:
+                        log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
+                        continue
+                    walk.push(rel, de.path, de)
+        except FileNotFoundError:
+            if root:
+                raise
+            # removed while we walked: its indexed children are deletions
+        except OSError as exc:
+            if root:
+                raise
+            log.warning("cannot list %s: %s", rel_dir, exc)
+            self.protected.append(rel_dir)
+
+    def _visit_dirent(self, walk: _SortedWalk, rel: str, abs_path: str,
+                      de: os.DirEntry[str] | None, brief: Brief | None) -> None:
+        try:
+            st = de.stat(follow_symlinks=False) if de is not None else os.lstat(abs_path)
+        except FileNotFoundError:
+            if brief is not None:
+                self._gone(brief)
+            return
+        except OSError as exc:
+            log.warning("cannot stat %s: %s", rel, exc)
+            self._protect(rel)
+            return
+        if self._visit(rel, abs_path, st, brief):
+            self._list_into(walk, abs_path, rel)
 
     def _scan_subpath(self, sp: str) -> None:
         for anc in _ancestors(sp):
             if not self._visit_ancestor(anc):
-                return  # a parent is gone or not a real directory: sp is gone too
-        try:
-            path = safe_join(self.root, sp)
-            st = os.lstat(path)
-        except (BadPath, FileNotFoundError, NotADirectoryError):
-            return  # missing: commit turns its indexed subtree into deletions
-        except OSError as exc:
-            log.warning("cannot stat %s: %s", sp, exc)
-            self._protect(sp)
-            return
-        child = self._visit(sp, os.fspath(path), st)
-        if child is not None:
-            self._walk([child])
+                break  # a parent is gone or not a real directory: sp is gone too
+        else:
+            try:
+                path = safe_join(self.root, sp)
+                os.lstat(path)
+            except (BadPath, FileNotFoundError, NotADirectoryError):
+                pass  # missing: its indexed subtree becomes deletions
+            except OSError as exc:
+                log.warning("cannot stat %s: %s", sp, exc)
+                self._protect(sp)
+                return
+            else:
+                walk = _SortedWalk()
+                walk.push(sp, os.fspath(path))
+                self._merge(walk, sp)
+                return
+        for b in self.index.brief_range("", sp, limit=1):  # sp itself, or what is below it
+            if b[0] == sp:
+                self._gone(b)
+            elif not self._is_protected(sp):
+                self._gone_subtree(sp)
 
     def _visit_ancestor(self, anc: str) -> bool:
         """Record a parent of a subpath (new parents need entries too); False if not a dir."""
@@ -204,118 +313,168 @@ class _Scan:
         if anc not in self.visited_dirs and not self.ignore.matches(anc, is_dir=True):
             self.visited_dirs.add(anc)
             old = self.index.get(anc)
-            if old is not None:
-                self.brief[anc] = _brief_of(old)
-            self._dir(anc, st)
+            self._dir(anc, st, _brief_of(old) if old is not None else None)
         return True
 
-    def _walk(self, stack: list[tuple[str, str]]) -> None:
-        """Iterative walk below (abs_dir, rel_dir) items; never follows symlinks."""
-        while stack:
-            abs_dir, rel_dir = stack.pop()
-            try:
-                with os.scandir(abs_dir) as it:
-                    dirents = list(it)
-            except FileNotFoundError:
-                if not rel_dir:
-                    raise
-                continue  # removed while we walked: its indexed children are deletions
-            except OSError as exc:
-                if not rel_dir:
-                    raise
-                log.warning("cannot list %s: %s", rel_dir, exc)
-                self._protect(rel_dir)
-                continue
-            for de in dirents:
-                child = self._visit_dirent(de, rel_dir)
-                if child is not None:
-                    stack.append(child)
-
-    def _visit_dirent(self, de: os.DirEntry[str], rel_dir: str) -> tuple[str, str] | None:
-        if not rel_dir and de.name == META_DIR:
-            return None
-        try:
-            rel = validate_child(rel_dir, de.name)
-        except BadPath as exc:
-            log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
-            return None
-        try:
-            st = de.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            log.warning("cannot stat %s: %s", rel, exc)
-            self._protect(rel)
-            return None
-        return self._visit(rel, de.path, st)
-
-    def _visit(self, rel: str, abs_path: str, st: os.stat_result) -> tuple[str, str] | None:
-        """Handle one existing path; returns (abs, rel) when it is a dir to descend into."""
+    def _visit(self, rel: str, abs_path: str, st: os.stat_result, brief: Brief | None) -> bool:
+        """Handle one existing path; True when it is a directory to descend into."""
         is_dir = stat.S_ISDIR(st.st_mode)
         name = rel[rel.rfind("/") + 1 :]
         if not is_dir and name.startswith(TEMP_PREFIX) and is_temp_name(name):
             self.result.temps.append(rel)
-            return None
+            return False
         if self.ignore.matches(rel, is_dir):
             if self.full:
                 self.result.ignored.append(rel)
-            return None
+            return False
         if stat.S_ISREG(st.st_mode):
-            self.seen.add(rel)
-            if not self._unchanged_file(rel, st):
-                self._file(rel, abs_path, st)
+            if not self._unchanged_file(rel, st, brief) and \
+                    not self._file(rel, abs_path, st, brief) and brief is not None:
+                self._gone(brief)  # vanished while we looked
         elif is_dir:
-            self.seen.add(rel)
-            self._dir(rel, st)
-            return (abs_path, rel)
+            self._dir(rel, st, brief)
+            if brief is None or brief[1] != _DIR:
+                self._moved_dir(rel, st)
+            return True
         elif stat.S_ISLNK(st.st_mode):
-            self.seen.add(rel)
-            self._link(rel, abs_path, st)
+            self._link(rel, abs_path, st, brief)
         else:
             log.debug("skipping special file %s", rel)
-        return None
+            if brief is not None:
+                self._gone(brief)
+        return False
 
     def _protect(self, rel: str) -> None:
-        self.seen.add(rel)
         self.protected.append(rel)
+
+    # --- what is in the index and no longer on disk
+
+    def _gone(self, b: Brief) -> None:
+        """An indexed path not on disk (any more): its deletion, unless it must be kept."""
+        rel, state = b[0], b[1]
+        if state == BRIEF_DELETED or self._is_protected(rel):
+            return
+        if state == _DIR:
+            self._gone_subtree(rel)
+            return
+        old = self.index.get(rel)
+        if old is None or old.deleted:
+            return
+        if self.ignore.matches(rel, is_dir=old.kind == Kind.DIR):
+            return  # now ignored: keep the entry, peers keep the file
+        self._delete(old)
+
+    def _gone_subtree(self, rel: str) -> None:
+        """A vanished directory: its subtree is deleted at the end (it may have moved)."""
+        if self.gone_dirs and (rel == self.gone_dirs[-1]
+                               or rel.startswith(self.gone_dirs[-1] + "/")):
+            return
+        self.gone_dirs.append(rel)
+
+    def _delete_subtree(self, top: str) -> None:
+        """Deletions of what is still live of a vanished directory, children first."""
+        before = "\U0010ffff"
+        while True:
+            chunk = self.index.brief_range_desc(before, top, BRIEF_CHUNK)
+            for b in chunk:
+                if b[1] == BRIEF_DELETED or self._is_protected(b[0]):
+                    continue
+                old = self.index.get(b[0])
+                if old is None or old.deleted or \
+                        self.ignore.matches(b[0], is_dir=old.kind == Kind.DIR):
+                    continue
+                self._delete(old)
+            if len(chunk) < BRIEF_CHUNK:
+                return
+            before = chunk[-1][0]
+
+    def _delete(self, old: FileEntry) -> None:
+        gone = FileEntry(old.path, old.kind, 0, old.mtime_ns, old.mode, deleted=True)
+        self._new_version(gone, old)
+
+    def _is_protected(self, rel: str) -> bool:
+        return any(rel == p or rel.startswith(p + "/") for p in self.protected)
+
+    # --- directories moved within the folder
+
+    def _moved_dir(self, rel: str, st: os.stat_result) -> None:
+        """A new directory that an indexed, now vanished one was: remember old -> new."""
+        old = self.index.dir_with_inode(st.st_ino)
+        if old is None or old == rel or rel.startswith(old + "/"):
+            return
+        try:
+            if os.lstat(self.root / old).st_ino == st.st_ino:
+                return  # still there: a coincidence of inode numbers, not a move
+        except OSError:
+            pass
+        self.moves.append((rel, old))
+
+    def _moved_from(self, rel: str) -> str | None:
+        """Where the file at rel was before its directory moved, if it did."""
+        while self.moves and not rel.startswith(self.moves[-1][0] + "/"):
+            self.moves.pop()
+        if not self.moves:
+            return None
+        new, old = self.moves[-1]
+        return old + rel[len(new):]
 
     # --- the three kinds
 
-    def _unchanged_file(self, rel: str, st: os.stat_result) -> bool:
+    def _unchanged_file(self, rel: str, st: os.stat_result, brief: Brief | None) -> bool:
         """The hot path of a rescan: same size, mtime, inode, mode and ctime -> same content.
 
         ctime cannot be set by user tools, so a rewrite that restores the mtime (cp -p,
         touch -r) still shows here.
         """
-        return self.brief.get(rel) == (
+        return brief == (
             rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
             inode_to_db(st.st_ino), st.st_ctime_ns,
         )
 
-    def _file(self, rel: str, abs_path: str, st: os.stat_result) -> None:
+    def _file(self, rel: str, abs_path: str, st: os.stat_result, brief: Brief | None) -> bool:
+        """A new or changed file; False when it vanished before it could be looked at."""
+        if (brief is None or brief[1] == BRIEF_DELETED) and self.moves and \
+                self._file_moved(rel, st, brief):
+            return True
         try:
             size, h, blocks = hash_file(abs_path)
         except FileNotFoundError:
-            self.seen.discard(rel)
-            return
+            return False
         except OSError as exc:
-            self._unreadable(rel, st, exc)
-            return
+            self._unreadable(rel, st, exc, brief)
+            return True
         self.result.hashed_bytes += size
         if not self._still_same(abs_path, st, size):
             log.debug("%s changed while hashing; a later scan picks it up", rel)
-            return
-        old = self.index.get(rel) if rel in self.brief else None
+            return True
+        old = self.index.get(rel) if brief is not None else None
         if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns) == (
             h, size, st.st_mtime_ns
         ) and modes.same_synced_bits(old.mode, _perm(st)):
             self._same_file(old, st)  # other permission bits are this device's business
-            return
+            return True
         self._new_version(
             FileEntry(rel, Kind.FILE, size, st.st_mtime_ns, _perm(st), h, blocks,
                       inode=st.st_ino, ctime_ns=st.st_ctime_ns),
             old,
         )
+        return True
+
+    def _file_moved(self, rel: str, st: os.stat_result, brief: Brief | None) -> bool:
+        """A new path in a moved directory whose old entry matches it: the old one's
+        deletion and its content at the new path, without reading it."""
+        was = self._moved_from(rel)
+        old = self.index.get(was) if was is not None else None
+        if not _live(old, Kind.FILE) or old.error or (
+                old.size, old.mtime_ns, old.inode, old.ctime_ns, old.mode) != (
+                st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, _perm(st)):
+            return False
+        self._delete(old)
+        self._new_version(FileEntry(rel, Kind.FILE, old.size, old.mtime_ns, old.mode,
+                                    old.hash, old.blocks, inode=st.st_ino,
+                                    ctime_ns=st.st_ctime_ns),
+                          self.index.get(rel) if brief is not None else None)
+        return True
 
     @staticmethod
     def _still_same(abs_path: str, st: os.stat_result, size: int) -> bool:
@@ -331,15 +490,16 @@ class _Scan:
     def _same_file(self, old: FileEntry, st: os.stat_result) -> None:
         """Same content and metadata: no new version, only bookkeeping if needed."""
         if old.error:
-            self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
-                                                   ctime_ns=st.st_ctime_ns, mode=_perm(st)))
+            self._write(dataclasses.replace(old, error="", inode=st.st_ino,
+                                            ctime_ns=st.st_ctime_ns, mode=_perm(st)))
         elif (old.inode, old.ctime_ns, old.mode) != (st.st_ino, st.st_ctime_ns, _perm(st)):
-            self.stats.append((old.path, st.st_ino, st.st_ctime_ns, _perm(st)))
+            self._stat(old.path, st.st_ino, st.st_ctime_ns, _perm(st))
 
-    def _unreadable(self, rel: str, st: os.stat_result, exc: OSError) -> None:
+    def _unreadable(self, rel: str, st: os.stat_result, exc: OSError,
+                    brief: Brief | None) -> None:
         """Record why a file cannot be synced, without a new version (content unknown)."""
         msg = f"cannot read: {exc.strerror or exc}"
-        old = self.index.get(rel) if rel in self.brief else None
+        old = self.index.get(rel) if brief is not None else None
         if _live(old, Kind.FILE):
             if old.error == msg:
                 return
@@ -352,38 +512,38 @@ class _Scan:
                 inode=st.st_ino, error=msg,
             )
         log.warning("%s: %s", rel, msg)
-        self.writes.append(entry)
+        self._write(entry)
         self.result.errors.append(entry)
 
-    def _dir(self, rel: str, st: os.stat_result) -> None:
-        b = self.brief.get(rel)
+    def _dir(self, rel: str, st: os.stat_result, b: Brief | None) -> None:
         # a dir's mtime changes whenever its contents do: not a change of the dir itself
         if b is not None and b[1] == _DIR and b[4] == _perm(st):
             return
         old = self.index.get(rel) if b is not None else None
         if _live(old, Kind.DIR):
             if old.error:  # set by someone else: the dir is there as recorded
-                self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
-                                                       mode=_perm(st)))
+                self._write(dataclasses.replace(old, error="", inode=st.st_ino,
+                                                mode=_perm(st)))
             else:  # only its mode moved, which is this device's business
-                self.stats.append((rel, st.st_ino, old.ctime_ns, _perm(st)))
+                self._stat(rel, st.st_ino, old.ctime_ns, _perm(st))
             return
         self._new_version(
             FileEntry(rel, Kind.DIR, 0, st.st_mtime_ns, _perm(st), inode=st.st_ino), old
         )
 
-    def _link(self, rel: str, abs_path: str, st: os.stat_result) -> None:
+    def _link(self, rel: str, abs_path: str, st: os.stat_result, brief: Brief | None) -> None:
         try:
             target = os.readlink(abs_path)
         except FileNotFoundError:
-            self.seen.discard(rel)
+            if brief is not None:
+                self._gone(brief)
             return
         except OSError as exc:
             log.warning("cannot read link %s: %s", rel, exc)
             return
         h = link_hash(target)
         error = _link_error(rel, target)
-        old = self.index.get(rel) if rel in self.brief else None  # links are rare
+        old = self.index.get(rel) if brief is not None else None  # links are rare
         if _live(old, Kind.LINK) and old.hash == h and old.error == error:
             return
         raw = os.fsencode(target)
@@ -396,28 +556,43 @@ class _Scan:
         """Give entry the next local version (bumped from old, even a tombstone)."""
         entry.version = versions.bump(old.version if old else {}, self.device)
         entry.modified_by = self.device
-        self.writes.append(entry)
-        self.result.changed.append(entry)
+        self._write(entry)
+        self._versioned.add(entry.path)
+        self.result.changed_count += 1
+        if len(self.result.changed) < CHANGED_KEPT:
+            self.result.changed.append(entry)
+        if entry.path == IGNORE_FILE:
+            self.result.ignore_file_changed = True
         if entry.error:
             self.result.errors.append(entry)
 
-    # --- finishing
+    # --- writing, a batch at a time
 
-    def _add_deletions(self) -> None:
-        """Indexed paths of the scanned area no longer on disk (children before parents)."""
-        for rel in sorted(self.area - self.seen, reverse=True):
-            if self.brief[rel][1] == BRIEF_DELETED or self._is_protected(rel):
-                continue
-            old = self.index.get(rel)
-            if old is None or old.deleted:
-                continue
-            if self.ignore.matches(rel, is_dir=old.kind == Kind.DIR):
-                continue  # now ignored: keep the entry, peers keep the file
-            gone = FileEntry(rel, old.kind, 0, old.mtime_ns, old.mode, deleted=True)
-            self._new_version(gone, old)
+    def _write(self, entry: FileEntry) -> None:
+        self.writes.append(entry)
+        if len(self.writes) >= FLUSH_EVERY:
+            self._flush()
 
-    def _is_protected(self, rel: str) -> bool:
-        return any(rel.startswith(p + "/") for p in self.protected)
+    def _stat(self, path: str, inode: int, ctime_ns: int, mode: int) -> None:
+        self.stats.append((path, inode, ctime_ns, mode))
+        if len(self.stats) >= FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write what is decided, but not about paths the engine wrote meanwhile."""
+        with self.index.lock:
+            touched = [e.path for e in self.writes] + [s[0] for s in self.stats]
+            raced = {p for p, seq in self.index.changed_since(self.start_seq, touched).items()
+                     if not any(lo <= seq <= hi for lo, hi in self.own)}
+            if raced:
+                self._drop(raced)
+            if self.stats:
+                self.index.set_stats(self.stats)
+            if self.writes:
+                self.index.put_local(self.writes)
+                self.own.append((self.writes[0].seq, self.writes[-1].seq))
+        self.writes, self.stats = [], []
+        self._versioned = set()
 
     def _drop(self, raced: set[str]) -> None:
         """Forget decisions about paths written by someone else during the scan."""
@@ -425,6 +600,8 @@ class _Scan:
         self.writes = [e for e in self.writes if e.path not in raced]
         self.stats = [item for item in self.stats if item[0] not in raced]
         self.result.changed = [e for e in self.result.changed if e.path not in raced]
+        self.result.changed_count -= len(raced & self._versioned)
+        self._versioned -= raced
         self.result.errors = [e for e in self.result.errors if e.path not in raced]
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import stat
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from app.core.apply import conflict_original as _original_of
@@ -14,7 +14,6 @@ from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
 from app.core.planner import plan_path
-from app.core.versions import encode
 
 SYNCED = "synced"
 LOCAL_CHANGE = "local_change"
@@ -33,21 +32,15 @@ def conflict_original(rel: str, siblings: Iterable[str] = ()) -> str:
     return _original_of(rel, siblings) or rel
 
 
-def _originals(live: set[str]) -> set[str]:
-    """The originals of the conflict copies among the live paths (those on disk)."""
-    by_dir: dict[str, list[str]] | None = None  # made only for a copy that needs it
+def _originals(index: Index) -> set[str]:
+    """The originals of the live conflict copies (the copy names the original; a
+    shortened one, of a long name, is found among the names of its directory)."""
     found = set()
-    for p in live:
-        if not is_conflict_copy(p):
-            continue
-        original = conflict_original(p)
-        if original not in live:  # a copy of a long name? its original is a sibling
-            if by_dir is None:
-                by_dir = defaultdict(list)
-                for q in live:
-                    head, _, name = q.rpartition("/")
-                    by_dir[head].append(name)
-            original = conflict_original(p, by_dir.get(p.rpartition("/")[0], ()))
+    for copy in index.live_conflict_copies():
+        head = copy.rpartition("/")[0]
+        original = conflict_original(copy)
+        if not index.is_live(original):
+            original = conflict_original(copy, index.live_names_in(head))
         found.add(original)
     return found
 
@@ -61,42 +54,59 @@ def _row(e: FileEntry, state: str, reason: str = "") -> dict:
 
 
 def file_states(index: Index, root: Path | None = None) -> list[dict]:
-    """One row per regular file and link: what `status --json` lists as `files`.
+    """One row per regular file and link: what `status --json` lists as `files`."""
+    return list(iter_file_states(index, root))
+
+
+def iter_file_states(index: Index, root: Path | None = None) -> Iterator[dict]:
+    """`file_states`, in path order, a few thousand index rows at a time: a folder of a
+    million files is listed without holding it.
 
     A path the node last failed to sync (no space, a name refused...) is `error` with
     that reason, whatever its state would be otherwise.
     """
-    local = {e.path: e for e in index.all_local()}
     ignore = Ignore(root) if root is not None else None
     failures = index.failures()
-    differing = set(index.differing_paths())
-    announced = index.remote_version_blobs()
-    copies = _originals({p for p, e in local.items() if not e.deleted})
-    rows = []
-    for path, e in local.items():
-        if e.deleted or e.kind == Kind.DIR:
-            continue
-        if path in failures:
-            rows.append(_row(e, ERROR, failures[path]))
-            continue
-        if ignore is not None and ignore.matches(path):  # indexed before the rules said so
-            rows.append(_ignored_row(root, path, ignore))
-            continue
-        rows.append(_local_row(index, e, path in differing, announced.get(path, set()),
-                               copies))
-    for path in sorted(differing - local.keys()):
-        action = plan_path(None, index.remote_for_path(path))
-        if action is not None and not action.target.deleted and action.target.kind != Kind.DIR:
-            rows.append(_row(action.target, ERROR, failures[path]) if path in failures
-                        else _row(action.target, REMOTE_CHANGE))
-    for path in index.ignored():
-        if path not in local or local[path].deleted:
-            rows.append(_ignored_row(root, path, ignore))
-    rows.sort(key=lambda r: r["path"])
-    return rows
+    copies = _originals(index)
+    local = ((e.path, 0, (e, equal, other)) for e, equal, other in index.iter_states())
+    remote = ((p, 1, None) for chunk in index.iter_differing() for p in chunk)
+    ignored = ((p, 2, None) for p in index.iter_ignored())
+    here, here_live = None, False  # the latest local entry's path, and whether it is live
+    for path, stream, item in heapq.merge(local, remote, ignored, key=lambda t: t[:2]):
+        if stream == 0:
+            e, equal, other = item
+            here, here_live = path, not e.deleted
+            row = _local_state(index, e, equal, other, copies, failures, root, ignore)
+        elif path == here:  # we have an entry: a peer's says nothing more here
+            row = _ignored_row(root, path, ignore) if stream == 2 and not here_live else None
+        else:
+            row = _remote_only(index, path, failures) if stream == 1 else \
+                _ignored_row(root, path, ignore)
+        if row is not None:
+            yield row
 
 
-def _local_row(index: Index, e: FileEntry, differs: bool, announced: set[bytes],
+def _local_state(index: Index, e: FileEntry, equal: bool, other: bool, copies: set[str],
+                 failures: dict[str, str], root: Path | None, ignore: Ignore | None
+                 ) -> dict | None:
+    if e.deleted or e.kind == Kind.DIR:
+        return None
+    if e.path in failures:
+        return _row(e, ERROR, failures[e.path])
+    if ignore is not None and ignore.matches(e.path):  # indexed before the rules said so
+        return _ignored_row(root, e.path, ignore)
+    return _local_row(index, e, other, equal, copies)
+
+
+def _remote_only(index: Index, path: str, failures: dict[str, str]) -> dict | None:
+    action = plan_path(None, index.remote_for_path(path))
+    if action is None or action.target.deleted or action.target.kind == Kind.DIR:
+        return None
+    return _row(action.target, ERROR, failures[path]) if path in failures \
+        else _row(action.target, REMOTE_CHANGE)
+
+
+def _local_row(index: Index, e: FileEntry, differs: bool, synced: bool,
                copies: set[str]) -> dict:
     if e.error:
         return _row(e, ERROR, e.error)
@@ -104,7 +114,7 @@ def _local_row(index: Index, e: FileEntry, differs: bool, announced: set[bytes],
         return _row(e, CONFLICT)
     if differs and plan_path(e, index.remote_for_path(e.path)) is not None:
         return _row(e, REMOTE_CHANGE)
-    if encode(e.version) in announced:  # a peer holds exactly our version
+    if synced:  # a peer holds exactly our version
         return _row(e, SYNCED)
     return _row(e, LOCAL_CHANGE)
 

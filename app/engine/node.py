@@ -23,16 +23,18 @@ from pathlib import Path
 
 from app.aio import cancel_and_wait
 from app.core import marker, paths, scanner, versionstore
-from app.core.ignore import IGNORE_FILE, Ignore, count_ignored
+from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
 from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
-from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, hold_mass_deletions, unmounted
+from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
-from app.core.planner import DELETE, FETCH, Action, plan_path
+from app.core.planner import FETCH, Action
 from app.engine import malloc
+from app.engine.assessment import Assessment, Inputs, assess
 from app.engine.config import Config
 from app.engine.invites import Invites
 from app.engine.links import LinkHub, PeerLinks
+from app.engine.looplag import LoopLag, keep_loop_responsive
 from app.engine.puller import Puller
 from app.engine.serving import OpenFiles
 from app.errors import P2PError, RefusedError
@@ -43,6 +45,7 @@ from app.net.handshake import HandshakeError, PeerInfo, handshake
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 1000
+SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
 NAMES_KEPT = 1000  # names of devices seen this run, for messages about them once gone
@@ -90,14 +93,6 @@ class PeerState:
     server: asyncio.Task | None = None
     index_streaming: bool = False  # its last index batch was full: more of it follows
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
-
-
-@dataclass
-class _Assessment:
-    key: tuple  # (index generation, connected peers, ignore patterns, peers streaming)
-    actions: list[Action]
-    counts: dict[str, int]  # device -> paths we need from it alone
-    held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
 
 
 class ConnectFailure(Exception):
@@ -151,6 +146,7 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
 class Node:
     def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
         malloc.keep_freed_buffers()
+        keep_loop_responsive()
         self.opts = opts
         self.root = opts.folder.resolve()
         self.on_event = on_event
@@ -197,11 +193,15 @@ class Node:
         self.roles = None
         self._first_scan: asyncio.Task | None = None
         self._disk_tasks: list[asyncio.Task] = []
-        self._assessed: _Assessment | None = None
+        self._assessed: Assessment | None = None
+        self._assessing: asyncio.Task | None = None
+        self._assess_lock = asyncio.Lock()
+        self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
+        self.loop_lag = LoopLag()
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:
@@ -220,6 +220,7 @@ class Node:
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        self._spawn(self.loop_lag.run())
         await self._check_folder()  # before anything may scan or write there
         if self.opts.watch:  # before the first scan: no change may fall in between
             self._start_watcher()
@@ -277,6 +278,7 @@ class Node:
             log.exception("removing temp files")
         self.puller.close()
         self.index.close()
+        log.debug("%s", self.loop_lag.summary())
 
     # --- scanning --------------------------------------------------------------------
     def request_rescan(self, rel: str | None = None) -> None:
@@ -301,10 +303,10 @@ class Node:
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
-        if result.changed:
-            if any(e.path == IGNORE_FILE for e in result.changed):
+        if result.changed_count:
+            if result.ignore_file_changed:
                 await self._reload_ignore()
-            log.info("scan: %d local change(s)", len(result.changed))
+            log.info("scan: %d local change(s)", result.changed_count)
             self._local_changed.set()
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
@@ -322,24 +324,36 @@ class Node:
             return False
         self.request_rescan(None)
         rules, before_rules = self.ignore.rules, self.ignore.previous
-        files = [p for p, b in self.index.local_brief().items()
-                 if b[1] not in (BRIEF_DELETED, Kind.DIR) and p != IGNORE_FILE]
-        files.append(IGNORE_FILE)  # there, even when edited here and not indexed yet
-        before, after = await asyncio.to_thread(
-            lambda: (count_ignored(before_rules, files), count_ignored(rules, files)))
+        total, before, after = await asyncio.to_thread(self._count_ignored, before_rules, rules)
         if after <= before:
-            log.info("%s changed: it ignores %d of %d files", IGNORE_FILE, after, len(files))
+            log.info("%s changed: it ignores %d of %d files", IGNORE_FILE, after, total)
             return True
         by = self._ignore_author()
         who = "this device" if by == self.device_id else self.device_label(by)
-        message = (f"{who}'s ignore file now ignores {after:,} of {len(files):,} files "
+        message = (f"{who}'s ignore file now ignores {after:,} of {total:,} files "
                    f"(before: {before:,}); those are no longer synced")
         log.warning("%s (%s: %s)", message, IGNORE_FILE,
                     ", ".join(rules.lines[:5]) + (", ..." if len(rules.lines) > 5 else ""))
         self.emit("ignore_widened", {"device_id": by, "name": who, "ignored": after,
-                                     "of": len(files), "before": before,
+                                     "of": total, "before": before,
                                      "patterns": rules.lines[:50], "message": message})
         return True
+
+    def _count_ignored(self, before: Rules | None, after: Rules | None) -> tuple[int, int, int]:
+        """(indexed files, how many the old rules ignore, how many the new ones do), read
+        a chunk at a time (in a worker thread). The ignore file counts: it is there, even
+        when edited here and not indexed yet."""
+        total = n_before = n_after = 0
+        last = ""
+        while chunk := self.index.brief_range(last):
+            files = [b[0] for b in chunk if b[1] not in (BRIEF_DELETED, Kind.DIR)
+                     and b[0] != IGNORE_FILE]
+            total += len(files)
+            n_before += count_ignored(before, files)
+            n_after += count_ignored(after, files)
+            last = chunk[-1][0]
+        return (total + 1, n_before + count_ignored(before, [IGNORE_FILE]),
+                n_after + count_ignored(after, [IGNORE_FILE]))
 
     def _ignore_author(self) -> str:
         """The device whose version of .p2psyncignore is on disk (this one if edited here)."""
@@ -486,10 +500,10 @@ class Node:
 
     def _hello_extra(self) -> dict:
         if self.roles is None:
-            return {"role": "oneshot", "port": 0}
+            return {"role": "oneshot", "port": 0, SAME_KEY: 1}
         extra = self.roles.announcement()
         del extra["device"], extra["name"]  # the hello carries those already
-        return extra
+        return {**extra, SAME_KEY: 1}
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> object:
@@ -630,7 +644,7 @@ class Node:
         if t == "start":
             self._on_start(peer, msg)
         elif t == "index":
-            self._on_index(peer, msg)
+            await self._on_index(peer, msg)
         elif t == "state":
             self._on_state(peer, msg)
         elif t == "links" and peer.links is not None:
@@ -653,14 +667,23 @@ class Node:
         with contextlib.suppress(sqlite3.Error):  # for `versions` and the like, later
             self.index.remember_name(peer.conn.device_id, peer.conn.info.name, NAMES_KEPT)
 
-    def _on_index(self, peer: PeerState, msg: dict) -> None:
+    async def _on_index(self, peer: PeerState, msg: dict) -> None:
+        """Check a batch of a peer's index and store it (in a worker thread: the loop
+        goes on meanwhile, and the next message is read once it is stored)."""
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
         if not (isinstance(index_id, bytes) and len(index_id) <= 64
                 and isinstance(entries, list) and len(entries) <= INDEX_BATCH
                 and isinstance(max_seq, int) and 0 <= max_seq <= MAX_INT):
             raise ProtocolError("malformed 'index'")
         good: list[FileEntry] = []
+        ours: list[tuple[str, int, int]] = []
         for item in entries:
+            if isinstance(item, list) and len(item) == 3:  # "what you have"
+                if not (isinstance(item[0], str) and len(item[0]) <= 4096
+                        and all(isinstance(n, int) and 0 <= n <= MAX_INT for n in item[1:])):
+                    raise ProtocolError("malformed file entry")
+                ours.append((item[0], item[1], item[2]))
+                continue
             try:
                 entry = FileEntry.from_wire(item)
             except EntryRefused as e:
@@ -680,7 +703,8 @@ class Node:
                                 peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
-        over = self.index.put_remote(peer.conn.device_id, index_id, good, max_seq)
+        over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id, index_id,
+                                       good, max_seq, ours)
         if over:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
@@ -726,26 +750,34 @@ class Node:
 
     async def _send_index(self, peer: PeerState) -> None:
         conn = peer.conn
+        # what it got from us goes back as "what you have" (see Index.announce_since)
+        to = conn.device_id if conn.info.extra.get(SAME_KEY) == 1 else None
         while not conn.closed.is_set():
-            batch = self.index.local_since(peer.sent_seq, INDEX_BATCH)
-            if not batch:
+            items, last = self.index.announce_since(peer.sent_seq, INDEX_BATCH, to)
+            if last == peer.sent_seq:
                 self._local_changed.clear()
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
-                    self._send_state(peer)
+                    self._send_state(peer)  # the latest assessment's word
+                    self.assessed_now()  # and, if the index moved since, a new one says more
                 await self._local_changed.wait()
                 continue
-            peer.sent_seq = batch[-1].seq
+            peer.sent_seq = last
             await conn.send({
                 "t": "index",
                 "index_id": self.index.index_id,
-                "entries": [e.to_wire() for e in batch if not e.error],
+                "entries": items,
                 "max_seq": peer.sent_seq,
             })
+            await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 
-    def _send_state(self, peer: PeerState, need: int | None = None) -> None:
+    def _send_state(self, peer: PeerState) -> None:
+        """Where we are with this peer, as the latest assessment saw it: `need` counts
+        what we need of everything in `seen` (both read before it ran), so a peer's
+        sync can end on it."""
         device = peer.conn.device_id
+        assessed = self._assessed
         peer.state_sent = time.monotonic()
         # Only the failures that concern its own files (it announced them alive): what
         # we could not take from a third device, a member's junk above all, is not its
@@ -755,8 +787,8 @@ class Node:
         peer.conn.send_nowait({
             "t": "state",
             "seq": self.index.max_seq(),
-            "seen": self.index.remote_state(device)[1],
-            "need": self.need_count(device) if need is None else need,
+            "seen": assessed.seen.get(device, 0) if assessed is not None else 0,
+            "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
             "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
@@ -791,76 +823,60 @@ class Node:
 
     # --- pulling ---------------------------------------------------------------------
     def plan(self) -> list[Action]:
-        """What to do now, over every path where some peer's version differs from ours."""
-        return self._assess().actions
+        """What to do now: the latest assessment's plan (`assess` brings it up to date)."""
+        return self._assessed.actions if self._assessed is not None else []
 
     def need_counts(self) -> dict[str, int]:
         """device -> how many paths we still need from that device alone."""
-        return dict(self._assess().counts)
+        return dict(self._assessed.counts) if self._assessed is not None else {}
 
     def need_count(self, device: str) -> int:
-        return self._assess().counts.get(device, 0)
+        return self._assessed.counts.get(device, 0) if self._assessed is not None else 0
 
-    def _assess(self) -> _Assessment:
-        """One pass over every differing path: the plan, and what each peer has for us.
+    def _assess_key(self) -> tuple:
+        return (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
+                self._blocked_gen, self._streaming(), len(self._approved))
 
-        Kept until the index, the peers or the ignore patterns change: the pull loop,
-        the state messages and `sync`'s polling all ask, several times per change.
+    def assessed_now(self) -> bool:
+        """Whether the latest assessment is up to date; if not, one is started."""
+        if self._assessed is not None and self._assessed.key == self._assess_key():
+            return True
+        if self._assessing is None or self._assessing.done():
+            self._assessing = self._spawn(self.assess())
+        return False
+
+    async def assess(self) -> Assessment:
+        """The plan, and what each peer has for us, over the index's planning window.
+
+        Worked out in a worker thread (see app/engine/assessment.py) and kept until the
+        index, the peers or the ignore patterns change: the pull loop, the state
+        messages and `sync`'s polling all ask, several times per change.
         """
-        key = (self.index.generation, tuple(sorted(self.peers)), tuple(self.ignore.patterns),
-               self._blocked_gen, self._streaming())
-        if self._assessed is not None and self._assessed.key == key:
-            return self._assessed
-        actions: list[Action] = []
-        counts = dict.fromkeys(self.peers, 0)
-        deleting: dict[str, tuple[FileEntry | None, list[str]]] = {}  # -> (ours, who counts it)
-        for rel, local, remotes in self.index.differing_entries():
-            if self.ignore.matches(rel):
-                continue
-            action = plan_path(local, remotes)
-            if action is not None:
-                actions.append(action)
-                if action.op == DELETE:
-                    deleting[rel] = (local, [])
-            if rel in self.blocked:
-                continue  # retried, but nothing a peer could send would help now
-            for device in counts.keys() & remotes.keys():
-                needed = action is not None if len(remotes) == 1 else \
-                    plan_path(local, {device: remotes[device]}) is not None
-                counts[device] += needed
-                if needed and rel in deleting:
-                    deleting[rel][1].append(device)
-        actions, held = self._guard(actions, deleting, key[-1])
-        for rel in held.paths if held is not None else ():
-            for device in deleting[rel][1]:  # held back is settled, not needed
-                counts[device] -= 1
-        self._assessed = _Assessment(key, actions, counts, held)
-        return self._assessed
+        async with self._assess_lock:
+            key = self._assess_key()
+            if self._assessed is not None and self._assessed.key == key:
+                return self._assessed
+            if self._ignore_seen != key[2]:
+                if self._ignore_seen is not None:  # rows settled under other rules
+                    await asyncio.to_thread(self.index.unsettle)
+                self._ignore_seen = key[2]
+                key = self._assess_key()
+            inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
+                            frozenset(self._approved), self.opts.allow_mass_delete)
+            seen = {d: self.index.remote_state(d)[1] for d in self.peers}  # read before it
+            result = await asyncio.to_thread(assess, self.index, key, inputs)
+            result.seen = seen
+            self._approved &= result.deleting  # confirmed deletions that ran wait no longer
+            self._assessed = result
+            self.changed.set()
+            if not self._pulling:  # news for peers waiting on our word (mid-round: see above)
+                for peer in list(self.peers.values()):
+                    self._send_state(peer)
+            return result
 
     def _streaming(self) -> frozenset[str]:
         """The peers halfway through sending their index."""
         return frozenset(d for d, p in self.peers.items() if p.index_streaming)
-
-    def _guard(self, actions: list[Action], deleting: dict[str, tuple[FileEntry | None, list]],
-               streaming: frozenset[str]) -> tuple[list[Action], HeldDeletions | None]:
-        """The plan without the deletions the mass-deletion guard holds back, and those."""
-        self._approved &= deleting.keys()  # confirmed deletions that ran wait no longer
-        if not deleting or self.opts.allow_mass_delete:
-            return actions, None
-        if streaming:
-            # A peer is halfway through sending its index (a first exchange, or thousands
-            # of changes): judge its deletions once they are all here, not 1,000 at a time.
-            # Only its own: the others' are judged now (a member that never finishes its
-            # index must not hold every deletion of the share back for ever).
-            later = {a.path for a in actions if a.op == DELETE and a.path not in self._approved
-                     and streaming.intersection(a.sources)}
-            actions = [a for a in actions if a.path not in later]
-            deleting = {rel: v for rel, v in deleting.items() if rel not in later}
-            if not deleting:
-                return actions, None
-        local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
-        return hold_mass_deletions(actions, local, self.index.live_file_count(),
-                                   allowed=self._approved)
 
     def set_paused(self, paused: bool) -> None:
         """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""
@@ -888,23 +904,30 @@ class Node:
                 await asyncio.sleep(1)
             finally:
                 self._pulling = False
-            needs = self.need_counts()
-            for device, peer in list(self.peers.items()):
-                self._send_state(peer, needs.get(device, 0))
+            if not self._pull_wake.is_set():  # done for now: say so (else the next round)
+                await self.assess()
+                for peer in list(self.peers.values()):
+                    self._send_state(peer)
             self.changed.set()
 
     async def _pull_once(self) -> None:
         if self.unmounted is not None:
             return  # nothing is written into a folder that looks unmounted
-        actions = self.plan()
+        started = time.monotonic()
+        assessed = await self.assess()
+        log.debug("assessed in %.2f s: %d action(s), %d move(s)", time.monotonic() - started,
+                  len(assessed.actions), len(assessed.renames))
+        actions = assessed.actions
         self._report_held()
         await self._cleanup_temps(actions)  # no round runs now: every temp is at rest
-        if not actions:
+        if not actions and not assessed.renames:
             self.failures.clear()
             self._set_blocked({})
             return
         started = time.monotonic()
-        result = await self.puller.run_round(actions)
+        result = await self.puller.run_round(actions, assessed.renames)
+        if self._assessed is assessed:  # done with, and stale: hold none of it meanwhile
+            assessed.actions, assessed.renames = [], []
         await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)
@@ -1010,7 +1033,7 @@ class Node:
     # --- the mass-deletion guard ------------------------------------------------------
     def held_back(self) -> HeldDeletions | None:
         """What waits for a confirmation now: this folder's own files, or a plan's deletions."""
-        return self.unmounted or self._assess().held
+        return self.unmounted or (self._assessed.held if self._assessed is not None else None)
 
     def held_message(self, held: HeldDeletions) -> str:
         return describe(held, self.device_label)
@@ -1084,7 +1107,6 @@ class Node:
         else:
             log.info("deleting the %d held-back file(s), as confirmed", held.deletes)
             self._approved |= held.paths
-            self._assessed = None
         self._report_held()
         self._pull_wake.set()
 
@@ -1122,6 +1144,8 @@ class Node:
         if peer is None or peer.last_state is None or self._pulling or self.disk_lock.locked():
             return False
         if self._first_scan is not None and not self._first_scan.done():
+            return False
+        if not self.assessed_now():
             return False
         st = peer.last_state
         their_seq = self.index.remote_state(device)[1]

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
+from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -33,6 +35,7 @@ from app.core.versions import bump, merge
 from app.engine.linkfetch import Fetcher, FetchJob
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FILE_CONCURRENCY = 256
 WINDOW_BLOCKS = 64  # blocks in flight per file (8 MiB)
@@ -40,10 +43,12 @@ MAX_INFLIGHT_BLOCKS = 256  # over all files: at most 32 MiB of requested data in
 COMMIT_BATCH = 500
 OFFLOOP_WRITES = 1024 * 1024  # files larger than this verify and write in a thread, O_DIRECT
 DIRECT_RUN = 16  # whole blocks per O_DIRECT write at most (2 MiB)
-SMALL_BATCH_FILES = 128  # files of at most one block are fetched and written in batches
+SMALL_BATCH_FILES = 1000  # files of at most one block are fetched and written in batches
 SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
-LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links, where there are
+LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links (where there are any)
+RENAME_BATCH = 1000  # moves carried out (and indexed) in one step of the writer thread
+BATCH_DIRS = 64  # directories one batch works in (a descriptor each, two batches at once)
 
 
 class NoSource(Exception):
@@ -113,9 +118,11 @@ class Puller:
         self._writer.shutdown(wait=True)
 
     # --- a round -------------------------------------------------------------------
-    async def run_round(self, actions: list[Action]) -> RoundResult:
+    async def run_round(self, actions: list[Action],
+                        renames: list[tuple[Action, Action]] = ()) -> RoundResult:
+        """Carry out a plan: `renames` are (deletion, fetch) pairs of one content, moves."""
         result = RoundResult()
-        renames, rest = self._pair_renames(actions)
+        rest = actions
         order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
         early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
                        key=lambda a: (order[a.op], a.path))
@@ -129,8 +136,7 @@ class Puller:
                          key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
         for a in early:
             await self._run_one(a, result)
-        for old, new in renames:
-            await self._run_rename(old, new, result)
+        await self._run_renames(renames, result)
         sem = asyncio.Semaphore(FILE_CONCURRENCY)
 
         async def limited(a: Action) -> None:
@@ -177,51 +183,68 @@ class Puller:
                 self.emit("error", {"path": a.path, "reason": str(e)})
 
     # --- renames ---------------------------------------------------------------------
-    def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
-        """Pair a deletion with a new file of the same content: a move, not a transfer."""
-        deletes: dict[bytes, list[Action]] = {}
-        local = self.index.get_many([a.path for a in actions if a.op == DELETE])
-        for a in actions:
-            if a.op == DELETE and not a.conflict_copy:
-                mine = local.get(a.path)
-                if mine and not mine.deleted and mine.kind == Kind.FILE and mine.size:
-                    deletes.setdefault(mine.hash, []).append(a)
-        if not deletes:
-            return [], actions
-        pairs, used = [], set()
-        for a in actions:
-            if a.op == FETCH and not a.conflict_copy and a.target.size:
-                old = deletes.get(a.target.hash)
-                current = self.index.get(a.path) if old else None
-                if old and (current is None or current.deleted):
-                    d = old.pop()
-                    pairs.append((d, a))
-                    used.update((id(d), id(a)))
-        return pairs, [a for a in actions if id(a) not in used]
+    async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
+                           ) -> None:
+        """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
+        loop = asyncio.get_running_loop()
+        for chunk in _batches(pairs, key=lambda pair: (pair[0].path, pair[1].path), size=None,
+                              files=RENAME_BATCH):
+            async with self.lock:
+                self.flush()  # what the index says is on disk, before it is checked
+                outcomes = await loop.run_in_executor(self._writer, self._rename_many, chunk)
+            self.on_indexed()
+            for (old, new), out in zip(chunk, outcomes, strict=True):
+                if out is None:
+                    result.done += 2
+                    self.emit("renamed", {"from": old.path, "to": new.path})
+                elif isinstance(out, apply.DiskChanged):
+                    self.request_rescan(old.path)
+                    self.request_rescan(new.path)
+                    result.failed[new.path] = "changed on disk meanwhile; rescanning"
+                else:
+                    result.failed[new.path] = result.blocked[new.path] = str(out)
 
-    async def _run_rename(self, old: Action, new: Action, result: RoundResult) -> None:
-        async with self.lock:
-            local_old = self.index.get(old.path)
-            try:
-                if not apply.matches_disk(self.root, local_old, old.path) or \
-                        not apply.matches_disk(self.root, self.index.get(new.path), new.path):
-                    raise apply.DiskChanged
-                dest = paths.safe_join(self.root, new.path)
-                paths.safe_join(self.root, old.path)
-                apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
-                os.rename(self.root / old.path, dest)
-                apply.set_meta(dest, modes.file_mode(new.target.mode, local_old.mode),
-                               new.target.mtime_ns)
-                moved = new.target.recorded(*_on_disk(dest))
-                self._commit(moved, old.target.recorded())
-                result.done += 2
-                self.emit("renamed", {"from": old.path, "to": new.path})
-            except apply.DiskChanged:
-                self.request_rescan(old.path)
-                self.request_rescan(new.path)
-                result.failed[new.path] = "changed on disk meanwhile; rescanning"
-            except (OSError, paths.BadPath) as e:
-                result.failed[new.path] = result.blocked[new.path] = str(e)
+    def _rename_many(self, pairs: list[tuple[Action, Action]]) -> list[Exception | None]:
+        """On the writer thread, under the disk lock: each old file to its new name, then
+        both entries in one index write. Per pair: None, or why it was not moved.
+
+        Relative to directory descriptors (each directory resolved once, no link
+        followed), a hard link to the new name (which never replaces anything there)
+        and the old name's unlink: a few system calls per file.
+        """
+        local = self.index.get_many([old.path for old, _ in pairs])
+        entries: list[FileEntry] = []
+        out: list[Exception | None] = []
+        with DirFds(self.root, create=False) as olds, DirFds(self.root, create=True) as news:
+            for old, new in pairs:
+                try:
+                    mine = local.get(old.path)
+                    odir, _, oname = old.path.rpartition("/")
+                    ndir, _, nname = new.path.rpartition("/")
+                    ofd = olds.open(odir)
+                    if mine is None or not apply.stat_matches(mine, _lstat_at(ofd, oname)):
+                        raise apply.DiskChanged
+                    nfd = news.open(ndir)
+                    _move_at(ofd, oname, nfd, nname)
+                    mode = modes.file_mode(new.target.mode, mine.mode)
+                    st = os.stat(nname, dir_fd=nfd, follow_symlinks=False)
+                    if (st.st_mode & 0o777, st.st_mtime_ns) != (mode, new.target.mtime_ns):
+                        fd = os.open(nname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                     dir_fd=nfd)
+                        try:
+                            os.fchmod(fd, mode)
+                            os.utime(fd, ns=(new.target.mtime_ns, new.target.mtime_ns))
+                            st = os.fstat(fd)
+                        finally:
+                            os.close(fd)
+                    entries += [new.target.recorded(st.st_ino, st.st_ctime_ns,
+                                                    st.st_mode & 0o777),
+                                old.target.recorded()]
+                    out.append(None)
+                except (apply.DiskChanged, OSError, paths.BadPath) as e:
+                    out.append(e)
+        self.index.put_local(entries)
+        return out
 
     # --- simple operations -----------------------------------------------------------
     async def _do_adopt(self, a: Action, result: RoundResult) -> None:
@@ -472,15 +495,24 @@ class Puller:
 
     async def _write_small(self, ready: list[tuple[Action, bytes, str]],
                            result: RoundResult) -> list[Action]:
-        """Write a batch; returns the actions whose bytes failed their hash check."""
+        """Write a batch; returns the actions whose bytes failed their hash check.
+
+        Written and flushed first without the disk lock (the temp files are nobody's
+        yet), then published and indexed under it: one batch flushes while another is
+        put in place.
+        """
         loop = asyncio.get_running_loop()
-        async with self.lock:
-            job = loop.run_in_executor(self._writer, self._store_small, ready)
-            try:
-                outcomes = await asyncio.shield(job)
-            except asyncio.CancelledError:
-                await asyncio.wait([job])  # the lock stays held until the disk work is done
-                raise
+        staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
+        try:
+            async with self.lock:
+                job = loop.run_in_executor(self._writer, self._publish_small, ready, staged)
+                try:
+                    outcomes = await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    await asyncio.wait([job])  # the lock stays held until the disk work is done
+                    raise
+        finally:
+            staged.close()
         self.on_indexed()
         retry = []
         for (a, data, source), out in zip(ready, outcomes, strict=True):
@@ -495,15 +527,20 @@ class Puller:
                 self.emit("fetched", {"path": a.path, "size": a.target.size, "from": source})
         return retry
 
-    def _store_small(self, ready: list[tuple[Action, bytes, str]]
-                     ) -> list[batchwrite.Placed | Exception]:
-        """On the writer thread, under the disk lock: the files, then their index entries."""
+    def _stage_small(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
+        """On the writer thread: the batch written to temp files and flushed."""
         local = self.index.get_many([a.path for a, _, _ in ready])
-        outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
+        return batchwrite.stage(self.root, [batchwrite.SmallFile(
             a.path, data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
+
+    def _publish_small(self, ready: list[tuple[Action, bytes, str]],
+                       staged: batchwrite.Staged) -> list[batchwrite.Placed | Exception]:
+        """On the writer thread, under the disk lock: the files at their names, then
+        their index entries."""
+        outcomes = staged.publish()
         self.index.put_local([
             a.target.recorded(out.inode, out.ctime_ns, out.mode)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
@@ -830,23 +867,57 @@ def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | N
     return None
 
 
+def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _move_at(src_dir: int, src: str, dest_dir: int, dest: str) -> None:
+    """Give src the name dest, never over something there (a user's new file): a hard
+    link then an unlink; a rename where the file system has no hard links."""
+    try:
+        os.link(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir, follow_symlinks=False)
+    except FileExistsError:
+        raise apply.DiskChanged from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
+                           errno.EXDEV):
+            raise
+        if _lstat_at(dest_dir, dest) is not None:
+            raise apply.DiskChanged from None
+        os.rename(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir)
+        return
+    os.unlink(src, dir_fd=src_dir)
+
+
 def _check_blocks(target: FileEntry) -> None:
     if hashing.file_hash_from_blocks(target.blocks) != target.hash or \
             target.block_count() != -(-target.size // BLOCK_SIZE):
         raise ValueError("the peer's block list does not match its file hash or size")
 
 
-def _batches(actions: list[Action]) -> list[list[Action]]:
-    """Consecutive runs (path order keeps a directory together) of bounded count and bytes."""
-    out: list[list[Action]] = []
-    size = 0
-    for a in actions:
-        if not out or size + a.target.size > SMALL_BATCH_BYTES or \
-                len(out[-1]) >= SMALL_BATCH_FILES:
+def _batches(items: list[T], key: Callable[[T], tuple[str, ...]] = lambda a: (a.path,),
+             size: Callable[[T], int] | None = lambda a: a.target.size,
+             files: int = SMALL_BATCH_FILES) -> list[list[T]]:
+    """Consecutive runs (path order keeps a directory together) of bounded count, bytes
+    and directories (`key`: the paths an item touches; each batch holds a descriptor
+    per directory, see app/core/dirfds.py)."""
+    out: list[list[T]] = []
+    total = 0
+    dirs: set[str] = set()
+    for item in items:
+        here = {p.rpartition("/")[0] for p in key(item)}
+        more = size(item) if size is not None else 0
+        if not out or total + more > SMALL_BATCH_BYTES or len(out[-1]) >= files or \
+                len(dirs | here) > BATCH_DIRS:
             out.append([])
-            size = 0
-        out[-1].append(a)
-        size += a.target.size
+            total = 0
+            dirs = set()
+        out[-1].append(item)
+        total += more
+        dirs |= here
     return out
 
 

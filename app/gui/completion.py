@@ -28,11 +28,15 @@ from app.core.model import Kind
 log = logging.getLogger(__name__)
 
 BATCH = 500
-KNOWN_SCHEMA = 2  # the index schema whose columns these queries read
+KNOWN_SCHEMA = 3  # the index schema whose columns these queries read
 
+# a peer holding exactly our version has a `remote_same` row; one holding another version
+# we do not dominate, a `remote_files` row; one holding a version ours beats, no row
 _NEED_SQL = f"""
-SELECT f.path, f.size, f.version, r.version
-FROM files f LEFT JOIN remote_files r ON r.device = ? AND r.path = f.path
+SELECT f.path, f.size, f.version,
+  CASE WHEN EXISTS (SELECT 1 FROM remote_same s WHERE s.path = f.path AND s.device = :dev)
+    THEN f.version ELSE r.version END
+FROM files f LEFT JOIN remote_files r ON r.device = :dev AND r.path = f.path
 WHERE NOT f.deleted AND f.kind != {int(Kind.DIR)} AND f.error = ''
   AND f.path NOT IN (SELECT path FROM ignored)
 """
@@ -126,8 +130,9 @@ class Completion:
             todo = set(changed)
             if max_seq != peer.seq:
                 todo.update(r[0] for r in self._db.execute(
-                    "SELECT path FROM remote_files WHERE device = ? AND seq > ?",
-                    (device, peer.seq)))
+                    "SELECT path FROM remote_files WHERE device = :dev AND seq > :seq "
+                    "UNION SELECT path FROM remote_same WHERE device = :dev AND seq > :seq",
+                    {"dev": self._ref(device), "seq": peer.seq}))
                 peer.seq = max_seq
             if todo:
                 self._evaluate(device, peer, sorted(todo))
@@ -138,16 +143,24 @@ class Completion:
         return {d: Need(len(p.need), sum(p.need.values()), files, nbytes)
                 for d, p in self._peers.items()}
 
+    def _ref(self, device: str) -> int:
+        """The number the index stores the device as (-1: it never named it)."""
+        row = self._db.execute("SELECT id FROM devices WHERE device = ?", (device,)).fetchone()
+        return -1 if row is None else row[0]
+
     def _evaluate(self, device: str, peer: _Peer, paths: list[str] | None) -> None:
+        dev = {"dev": self._ref(device)}
         if paths is None:
             peer.need = {path: size for path, size, ours, theirs
-                         in self._db.execute(_NEED_SQL, (device,)) if _lacks(ours, theirs)}
+                         in self._db.execute(_NEED_SQL, dev) if _lacks(ours, theirs)}
             return
         for i in range(0, len(paths), BATCH):
             chunk = paths[i : i + BATCH]
             for path in chunk:
                 peer.need.pop(path, None)
-            sql = _NEED_SQL + f" AND f.path IN ({', '.join('?' * len(chunk))})"
-            for path, size, ours, theirs in self._db.execute(sql, (device, *chunk)):
+            marks = ", ".join(f":p{i}" for i in range(len(chunk)))
+            args = {**dev, **{f"p{i}": p for i, p in enumerate(chunk)}}
+            for path, size, ours, theirs in self._db.execute(
+                    _NEED_SQL + f" AND f.path IN ({marks})", args):
                 if _lacks(ours, theirs):
                     peer.need[path] = size

@@ -11,7 +11,7 @@ gives the same rows (tests/gui/test_filestates.py holds it to that) in two steps
   tiny queries), and only those whose row really changed.
 
 It reads the index database through its own connection (WAL mode: a reader never
-blocks the engine's writer) and needs schema version 2 of app/core/index.py; on any
+blocks the engine's writer) and needs schema version 3 of app/core/index.py; on any
 other version it falls back to `file_states` for every poll. It is called from a
 worker thread, never from the GUI thread.
 """
@@ -47,16 +47,22 @@ log = logging.getLogger(__name__)
 
 # path, size, mtime (seconds), state, reason ("" unless state is error or ignored)
 Row = tuple[str, int, float, str, str]
-KNOWN_SCHEMA = 2  # its queries read no column that migration 2 added
+KNOWN_SCHEMA = 3  # device numbers, remote_same: see app/core/index.py
 BATCH = 500
 
 _LOCAL_SQL = """
 SELECT f.path, f.kind, f.size, f.mtime_ns, f.error, f.deleted,
-  EXISTS (SELECT 1 FROM remote_files r INDEXED BY remote_files_path
-          WHERE r.path = f.path AND r.version = f.version),
-  EXISTS (SELECT 1 FROM remote_files r INDEXED BY remote_files_path
-          WHERE r.path = f.path AND r.version != f.version)
+  EXISTS (SELECT 1 FROM remote_same s WHERE s.path = f.path)
+  OR EXISTS (SELECT 1 FROM remote_files r WHERE r.path = f.path AND r.version = f.version),
+  EXISTS (SELECT 1 FROM remote_files r WHERE r.path = f.path AND r.version != f.version)
 FROM files f
+"""
+# what a device announced after a seq: rows kept in full, and copies of our versions
+_REMOTE_SINCE = """
+SELECT path FROM remote_files WHERE device = (SELECT id FROM devices WHERE device = ?)
+  AND seq > ?
+UNION SELECT path FROM remote_same WHERE device = (SELECT id FROM devices WHERE device = ?)
+  AND seq > ?
 """
 
 
@@ -159,8 +165,7 @@ class StateTracker:
                 return Update(reset=self.snapshot())  # the peer's history started over
             if max_seq != old_seq:
                 todo.update(r[0] for r in self._db.execute(
-                    "SELECT path FROM remote_files WHERE device = ? AND seq > ?",
-                    (device, old_seq)))
+                    _REMOTE_SINCE, (device, old_seq, device, old_seq)))
         ignored = set(self.index.ignored()) if todo or local_seq != self._local_seq else \
             self._ignored
         todo |= ignored ^ self._ignored

@@ -125,6 +125,14 @@ def test_find_block_uses_index(idx):
         "EXPLAIN QUERY PLAN SELECT path, idx FROM blocks WHERE hash = ? LIMIT 1", (b"x",)
     ).fetchall()
     assert "blocks_hash" in str(plan)
+    plan = idx._db.execute(
+        "EXPLAIN QUERY PLAN SELECT path FROM files WHERE substr(blocks, 1, 8) IN (?) "
+        "AND kind = 0 AND NOT deleted AND blocks != x''", (b"x",)).fetchall()
+    assert "files_content" in str(plan)
+    plan = idx._db.execute(
+        "EXPLAIN QUERY PLAN SELECT r.path FROM remote_files r WHERE substr(r.blocks, 1, 8) "
+        "IN (?) AND r.pending AND NOT r.deleted AND r.blocks != x''", (b"x",)).fetchall()
+    assert "remote_content" in str(plan)
 
 
 def test_remote_state_and_entries(idx):
@@ -302,3 +310,120 @@ def test_shared_sizes_only_for_live_readable_files(idx):
         FileEntry("dir", Kind.DIR, version={DEV: 1}),
     ])
     assert idx.shared_sizes(["ok", "gone", "unreadable", "dir", "never"]) == {"ok": 7}
+
+
+# --- schema 3: what a file costs, and the way there from schema 2
+
+
+def _v2_database(path, rows, remote_rows):
+    """A schema-2 index as the previous release wrote it (device IDs in full)."""
+    from app.core import versions
+
+    db = sqlite3.connect(path)
+    for step in MIGRATIONS[:2]:
+        for stmt in index_mod._statements(step):
+            db.execute(stmt)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value)")
+    db.executemany("INSERT INTO meta VALUES (?, ?)", [
+        ("schema_version", 2), ("index_id", b"0123456789abcdef"), ("device_id", DEV)])
+
+    def row(e):
+        return (e.path, int(e.kind), e.size, e.mtime_ns, e.mode, e.hash, e.blocks, e.target,
+                versions.encode(e.version), e.modified_by, int(e.deleted), e.seq,
+                index_mod.inode_to_db(e.inode),
+                e.error, e.ctime_ns)
+
+    cols = ("path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
+            "deleted, seq, inode, error, ctime_ns")
+    db.executemany(f"INSERT INTO files ({cols}) VALUES ({', '.join('?' * 15)})",
+                   [row(e) for e in rows])
+    db.executemany("INSERT INTO blocks (hash, path, idx) VALUES (?, ?, ?)",
+                   [(e.blocks[i * 32:(i + 1) * 32], e.path, i) for e in rows
+                    for i in range(e.block_count())])
+    db.executemany(f"INSERT INTO remote_files (device, {cols}) VALUES ({', '.join('?' * 16)})",
+                   [(d, *row(e)) for d, e in remote_rows])
+    db.execute("INSERT INTO remotes VALUES ('PEER', x'01', 9)")
+    db.commit()
+    db.close()
+
+
+def test_schema_2_is_migrated_with_every_field(tmp_path):
+    from app.core.hashing import file_hash_from_blocks
+
+    small = FileEntry("d/small.txt", size=5, mtime_ns=7, mode=0o755, blocks=b"s" * 32,
+                      hash=file_hash_from_blocks(b"s" * 32), version={DEV: 2, "PEER": 1},
+                      modified_by="PEER", seq=1, inode=2**64 - 3, ctime_ns=11)
+    big = FileEntry("big", size=300_000, blocks=b"a" * 32 + b"b" * 32 + b"c" * 32,
+                    hash=b"h" * 32, version={DEV: 1}, modified_by=DEV, seq=2)
+    gone = FileEntry("gone", deleted=True, version={DEV: 3}, modified_by=DEV, seq=3)
+    theirs = replace(big, version={"PEER": 5}, modified_by="PEER", seq=8, inode=0)
+    _v2_database(tmp_path / "index.db", [small, big, gone],
+                 [("PEER", replace(small, seq=4, inode=0, ctime_ns=0)), ("PEER", theirs)])
+    with Index(tmp_path / "index.db", DEV) as ix:
+        assert ix.schema_version == len(MIGRATIONS) and ix.index_id == b"0123456789abcdef"
+        assert ix.all_local() == [big, small, gone]
+        assert ix.remote_get("PEER", "d/small.txt").version == small.version  # ours: same
+        assert ix.remote_get("PEER", "big") == replace(theirs, ctime_ns=0)
+        assert ix.differing_paths() == ["big"]
+        assert ix.remote_state("PEER") == (b"\x01", 9)
+        assert ix.remote_usage("PEER")[0] == 1
+        assert ix.find_blocks([b"b" * 32, b"s" * 32]) == {b"b" * 32: ("big", 1),
+                                                          b"s" * 32: ("d/small.txt", 0)}
+        assert ix._db.execute("SELECT COUNT(*) FROM blocks").fetchone() == (3,)
+
+
+def test_a_synced_small_file_costs_a_few_hundred_bytes(tmp_path):
+    """Both halves of a two-device share: our entries and a peer's copy of each."""
+    from app.core.hashing import block_hash, file_hash_from_blocks
+
+    n = 20_000
+    with Index(tmp_path / "index.db", DEV) as ix:
+        entries = []
+        for i in range(n):
+            b = block_hash(b"%d" % i)
+            entries.append(FileEntry(f"t/d{i // 100:05}/f{i:07}.txt", size=120,
+                                     mtime_ns=1_700_000_000_000_000_000 + i, mode=0o644,
+                                     hash=file_hash_from_blocks(b), blocks=b,
+                                     version={"PEER-0000000-0000000-0000000-0000000": 1},
+                                     modified_by="PEER-0000000-0000000-0000000-0000000",
+                                     inode=10_000_000 + i, ctime_ns=1_700_000_000_000_000_000))
+        for i in range(0, n, 1000):
+            ix.put_local(entries[i:i + 1000])
+            ix.put_remote("PEER-0000000-0000000-0000000-0000000", b"p",
+                          [replace(e, seq=i + k + 1) for k, e in enumerate(entries[i:i + 1000])],
+                          i + 1000)
+        ix._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = ix._db.execute("PRAGMA page_count").fetchone()[0] - \
+            ix._db.execute("PRAGMA freelist_count").fetchone()[0]
+        size = pages * ix._db.execute("PRAGMA page_size").fetchone()[0]
+        assert ix.differing_paths() == []
+    per_file = size / n
+    print(f"index: {per_file:.0f} bytes per file")
+    assert per_file < 300
+
+
+def test_batched_statements_use_the_indexes(idx):
+    """A row value IN a list of values makes SQLite scan the table: a plain IN leads."""
+    plans = []
+    real = idx._main
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def execute(self, sql, args=()):
+            if sql.lstrip().startswith(("DELETE", "UPDATE")) and " IN " in sql:
+                plans.append((sql, str(real.execute("EXPLAIN QUERY PLAN " + sql,
+                                                    args).fetchall())))
+            return real.execute(sql, args)
+
+    idx._main = Spy()
+    idx.put_local([entry("a"), entry("b", blocks=os.urandom(64))])
+    idx.put_remote("R1", b"i", [entry("a", 2), entry("c")], 2)
+    idx.put_local([entry("a", 2)])
+    idx.settle([("R1", "c", 0)])
+    idx._main = real
+    assert plans
+    for sql, plan in plans:
+        assert "SCAN remote_files" not in plan and "SCAN remote_same" not in plan and \
+            "SCAN blocks" not in plan, (sql, plan)

@@ -100,7 +100,7 @@ def test_a_deletion_of_a_path_we_never_had_is_not_acted_on_until_someone_has_it(
     assert action.op == ADOPT and action.target.deleted  # the deletion wins and goes on
 
 
-def test_a_device_s_live_entries_are_planned_a_window_at_a_time(tmp_path):
+def test_a_device_s_entries_are_planned_a_window_at_a_time(tmp_path):
     with Index(tmp_path / "i.db", ME, RemoteLimits(planned=3)) as ix:
         mine = [FileEntry(f"mine{i}", version={ME: 1}, modified_by=ME) for i in range(4)]
         ix.put_local(mine)
@@ -108,17 +108,25 @@ def test_a_device_s_live_entries_are_planned_a_window_at_a_time(tmp_path):
         gone = [FileEntry(f"mine{i}", deleted=True, version={ME: 1, "P": 5},
                           modified_by="P", seq=i + 1) for i in range(2)]
         older = [FileEntry(f"mine{i}", version={"P": 1}, modified_by="P", seq=i)
-                 for i in (2, 3)]  # changes that lose to ours: they take no slot
+                 for i in (2, 3)]  # concurrent changes that lose to ours
         ix.put_remote("P", b"i", older + gone + new, 30)
         ix.put_remote("Q", b"q", [FileEntry("q0", version={"Q": 1}, modified_by="Q", seq=1)],
                       1)
         planned = sorted(p for p, _, _ in ix.differing_entries())
-        # P's three oldest new paths, all it says of our own files, and Q's own window
-        assert planned == ["mine0", "mine1", "mine2", "mine3", "new2", "new3", "new4", "q0"]
+        # P's three oldest live rows, its (two) deletions, and Q's own window
+        assert planned == ["mine0", "mine1", "mine2", "mine3", "new4", "q0"]
         assert len(ix.differing_paths()) == 10  # status and the counts still see them all
         assert ix.announced_alive("P", ["new0", "mine0", "nothing"]) == {"new0"}
+        # what planned to nothing (ours wins) is settled, and takes no slot any more
+        ix.settle([("P", f"mine{i}", i) for i in (2, 3)])
+        planned = sorted(p for p, _, _ in ix.differing_entries())
+        assert planned == ["mine0", "mine1", "new2", "new3", "new4", "q0"]
         ix.put_local([FileEntry("new4", version={"P": 6}, modified_by="P")])  # one is done
         assert "new1" in {p for p, _, _ in ix.differing_entries()}  # the next one comes in
+        ix.put_local([FileEntry("mine2", version={ME: 2, "P": 1}, modified_by=ME)])
+        assert "mine2" not in ix.differing_paths()  # ours has seen theirs: it is gone
+        ix.put_local([FileEntry("mine3", version={ME: 1, "Q": 1}, modified_by=ME)])
+        assert "mine3" in {p for p, _, _ in ix.differing_entries()}  # planned again
 
 
 def test_the_planning_window_counts_bytes_too(tmp_path):

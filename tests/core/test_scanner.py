@@ -590,3 +590,95 @@ def test_rescan_of_many_unchanged_files_is_cheap(folder):
     second = time.perf_counter() - start
     assert r.changed == [] and r.hashed_bytes == 0
     assert first < 5 and second < 1, (first, second)  # ~0.1 s and ~0.012 s here
+
+
+# --- directories moved, and scans in bounded pieces
+
+
+def _count_hashes(monkeypatch) -> list:
+    calls = []
+    real = scanner.hash_file
+    monkeypatch.setattr(scanner, "hash_file", lambda p: (calls.append(p), real(p))[1])
+    return calls
+
+
+@pytest.mark.parametrize("how", ["full", "subpaths"])
+def test_a_moved_directory_is_not_read_again_and_each_move_comes_in_one_piece(
+        folder, monkeypatch, how):
+    for i in range(30):
+        folder.write(f"old/sub{i % 3}/f{i}.txt", b"%d" % i)
+    folder.write("zz.txt")
+    folder.scan()
+    before = {e.path: e for e in folder.index.all_local()}
+    os.rename(folder.root / "old", folder.root / "new")
+    calls = _count_hashes(monkeypatch)
+    r = folder.scan(None if how == "full" else ["old", "new"])
+    assert calls == []  # nothing read: same size, mtime, inode and ctime
+    seq = {e.path: e.seq for e in r.changed}
+    for i in range(30):
+        old, new = f"old/sub{i % 3}/f{i}.txt", f"new/sub{i % 3}/f{i}.txt"
+        assert folder.get(old).deleted
+        got = folder.get(new)
+        assert (got.hash, got.blocks, got.size) == (before[old].hash, before[old].blocks,
+                                                     before[old].size)
+        assert seq[new] == seq[old] + 1  # the deletion right before the new entry
+    assert folder.paths() == ["new", "new/sub0", *sorted(
+        f"new/sub0/f{i}.txt" for i in range(0, 30, 3)), "new/sub1", *sorted(
+        f"new/sub1/f{i}.txt" for i in range(1, 30, 3)), "new/sub2", *sorted(
+        f"new/sub2/f{i}.txt" for i in range(2, 30, 3)), "zz.txt"]
+    assert seq["old/sub0"] < seq["old"]  # directories go after what they held
+
+
+def test_a_moved_directory_re_reads_the_files_that_changed_meanwhile(folder, monkeypatch):
+    folder.write("old/same.txt", b"same")
+    folder.write("old/edited.txt", b"before")
+    folder.scan()
+    os.rename(folder.root / "old", folder.root / "new")
+    (folder.root / "new" / "edited.txt").write_bytes(b"after!")
+    calls = _count_hashes(monkeypatch)
+    folder.scan()
+    assert [os.path.basename(p) for p in calls] == ["edited.txt"]
+    assert folder.get("new/edited.txt").hash == hash_file(folder.root / "new/edited.txt")[1]
+    assert folder.get("old/edited.txt").deleted and folder.get("old/same.txt").deleted
+
+
+def test_a_directory_replaced_by_another_is_no_move(folder, monkeypatch):
+    folder.write("a/x.txt", b"one")
+    folder.scan()
+    shutil.rmtree(folder.root / "a")
+    folder.write("b/x.txt", b"two")
+    folder.scan()
+    assert folder.get("b/x.txt").hash == hash_file(folder.root / "b/x.txt")[1]
+    assert folder.get("a/x.txt").deleted
+
+
+def test_a_scan_writes_in_bounded_batches_and_reads_the_index_a_chunk_at_a_time(
+        folder, monkeypatch):
+    for i in range(95):
+        folder.write(f"d{i % 7}/f{i:03}.txt", b"%d" % i)
+    monkeypatch.setattr(scanner, "FLUSH_EVERY", 10)
+    monkeypatch.setattr(scanner, "BRIEF_CHUNK", 8)
+    calls = []
+    real = folder.index.put_local
+    monkeypatch.setattr(folder.index, "put_local", lambda es: (calls.append(len(es)),
+                                                               real(es)))
+    r = folder.scan()
+    assert r.changed_count == len(r.changed) == 102 and max(calls) <= 10
+    for i in range(0, 95, 5):
+        (folder.root / f"d{i % 7}/f{i:03}.txt").unlink()
+    shutil.rmtree(folder.root / "d6")
+    calls.clear()
+    r = folder.scan()
+    gone = {e.path for e in r.changed}
+    assert all(e.deleted for e in r.changed) and max(calls) <= 10
+    assert gone == {f"d{i % 7}/f{i:03}.txt" for i in range(0, 95, 5)} | {
+        f"d6/f{i:03}.txt" for i in range(6, 95, 7)} | {"d6"}
+    assert folder.scan().changed == []
+
+
+def test_the_count_of_changes_is_exact_beyond_the_list(folder, monkeypatch):
+    monkeypatch.setattr(scanner, "CHANGED_KEPT", 5)
+    for i in range(12):
+        folder.write(f"f{i}", b"x")
+    r = folder.scan()
+    assert r.changed_count == 12 and len(r.changed) == 5
