@@ -524,7 +524,12 @@ class Index:
         if getattr(tls, "reading", False) or self._lock._is_owned():  # type: ignore[attr-defined]
             yield
             return
-        busy = self._reader()[2]
+        try:
+            busy = self._reader()[2]
+        except sqlite3.OperationalError:  # no descriptor left for a reader of its own:
+            with self._lock:              # this read waits for the main connection
+                yield
+            return
         with busy:
             if self._closed:
                 raise sqlite3.ProgrammingError("the index is closed")
@@ -542,7 +547,11 @@ class Index:
                     raise sqlite3.ProgrammingError("the index is closed")
                 db = sqlite3.connect(self._path, check_same_thread=False,
                                      isolation_level=None, timeout=30)
-                db.execute("PRAGMA query_only=1")
+                try:
+                    db.execute("PRAGMA query_only=1")
+                except sqlite3.Error:
+                    db.close()
+                    raise
                 r = self._tls.reader = (db, _Devices(db), threading.Lock())
                 self._readers.append(r)
         return r

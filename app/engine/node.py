@@ -998,7 +998,9 @@ class Node:
         known = (self.temps | self.puller.temps) - self.puller.active
         if not known:
             return
-        keep = self._resumable_temps(self.plan() if actions is None else actions, known)
+        if actions is None:  # a fresh plan (before the first one, `plan()` keeps none)
+            actions = (await self.assess()).actions
+        keep = self._resumable_temps(actions, known)
         gone = known - keep
         if not gone:
             return

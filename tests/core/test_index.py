@@ -427,3 +427,18 @@ def test_batched_statements_use_the_indexes(idx):
     for sql, plan in plans:
         assert "SCAN remote_files" not in plan and "SCAN remote_same" not in plan and \
             "SCAN blocks" not in plan, (sql, plan)
+
+
+def test_a_thread_that_cannot_open_a_reader_reads_on_the_main_connection(idx, monkeypatch):
+    """Out of descriptors, a worker thread's first read crashed the pull round."""
+    idx.put_local([entry("a.txt")])
+
+    def no_descriptor(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(index_mod.sqlite3, "connect", no_descriptor)
+    out = []
+    t = threading.Thread(target=lambda: out.append(idx.get("a.txt")))
+    t.start()
+    t.join()
+    assert out and out[0] is not None and out[0].path == "a.txt"

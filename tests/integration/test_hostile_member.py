@@ -158,8 +158,9 @@ def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, 
 def _junk_batches(device: str):
     """What the issue saw, and the same just inside the per-entry limits.
 
-    300 batches of 1,000 deletions of paths nobody has (the per-device budget takes
-    250,000 paths), 20 of 100 entries with vectors of 1,000 devices (refused one by
+    300 batches of 1,000 deletions of paths nobody has (stored, never acted on: the
+    per-device budget, 2,000,000 paths since a million-file share must fit, is held to
+    by tests/core/test_remote_limits.py), 20 of 100 entries with vectors of 1,000 devices (refused one by
     one), and 30 of 100 files nobody can send, with vectors of 250 devices (allowed
     per entry, until the device's byte budget is spent).
     """
@@ -220,8 +221,7 @@ def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
           f"{sum(len(line) + 1 for line in node.lines) // 1024} KiB")
     log = node.log()
     assert "junker announced a version vector of 1,000 devices (at most 256): refused" in log
-    assert "junker announced more entries than one device may have here" in log
-    assert sum("junker announced" in line for line in node.lines) == 2, log
+    assert sum("junker announced" in line for line in node.lines) == 1, log
     assert sampler.hwm < 200 * 1024, f"peak memory {sampler.hwm / 1024:.0f} MiB"
     assert db < 200 * MIB, f"index {db / MIB:.0f} MiB"
     # nothing of it reached the honest device, on disk or in its index
