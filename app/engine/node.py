@@ -926,8 +926,9 @@ class Node:
             return
         started = time.monotonic()
         result = await self.puller.run_round(actions, assessed.renames)
-        if self._assessed is assessed:  # done with, and stale: hold none of it meanwhile
-            assessed.actions, assessed.renames = [], []
+        if self._assessed is assessed:  # done with: hold none of it meanwhile, and plan
+            assessed.actions, assessed.renames = [], []  # again even if nothing changed
+            assessed.key = ()  # (a round that failed for every file is retried in 2 s)
         await self._reload_ignore()  # a peer's .p2psyncignore may have come in
         self.failures = result.failed
         self._set_blocked(result.blocked)

@@ -160,9 +160,9 @@ def _junk_batches(device: str):
 
     300 batches of 1,000 deletions of paths nobody has (stored, never acted on: the
     per-device budget, 2,000,000 paths since a million-file share must fit, is held to
-    by tests/core/test_remote_limits.py), 20 of 100 entries with vectors of 1,000 devices (refused one by
-    one), and 30 of 100 files nobody can send, with vectors of 250 devices (allowed
-    per entry, until the device's byte budget is spent).
+    by tests/core/test_remote_limits.py), 20 of 100 entries with vectors of 1,000
+    devices (refused one by one), and 30 of 100 files nobody can send, with vectors of
+    250 devices (allowed per entry, until the device's byte budget is spent).
     """
     seq = 0
     for b in range(300):
