@@ -19,15 +19,17 @@ import os
 import socket
 import stat
 import struct
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from app.core import platform
 from app.errors import UsageError
 
 log = logging.getLogger("p2psync")
 
-POSIX = os.name == "posix"
+POSIX = platform.my_uid() is not None  # files have owners and modes to check
 OPEN_TO_OTHERS = 0o077  # group or other may read, write or enter
 WRITABLE_BY_OTHERS = 0o022  # group or other may add, remove or replace entries
 
@@ -37,15 +39,18 @@ class NotPrivateError(UsageError):
 
 
 def _me() -> int:
-    return os.geteuid()
+    uid = platform.my_uid()
+    return -1 if uid is None else uid  # only asked where POSIX is true
 
 
 def _who(uid: int) -> str:
-    try:
-        import pwd
+    if sys.platform == "win32":
+        return f"uid {uid}"
+    import pwd
 
+    try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
+    except KeyError:
         return f"uid {uid}"
 
 
@@ -226,7 +231,7 @@ def private_file(path: Path, *, create: bool) -> None:
     For files other code creates with the umask (SQLite): made first with 0600, they
     keep it. A file that is not ours, or that we cannot open, is left to its user.
     """
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+    flags = os.O_RDONLY | platform.CLOEXEC | (os.O_CREAT if create else 0)
     try:
         fd = os.open(path, flags, 0o600)
     except (FileNotFoundError, PermissionError):
@@ -236,7 +241,7 @@ def private_file(path: Path, *, create: bool) -> None:
             return
         st = os.fstat(fd)
         if st.st_uid == _me() and st.st_mode & OPEN_TO_OTHERS:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~OPEN_TO_OTHERS)
+            platform.set_mode(fd, path, stat.S_IMODE(st.st_mode) & ~OPEN_TO_OTHERS)
     finally:
         os.close(fd)
 

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
+from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths, platform
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
@@ -209,7 +209,7 @@ class Puller:
                 dest = paths.safe_join(self.root, new.path)
                 paths.safe_join(self.root, old.path)
                 apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
-                os.rename(self.root / old.path, dest)
+                platform.replace(self.root / old.path, dest)
                 apply.set_meta(dest, modes.file_mode(new.target.mode, local_old.mode),
                                new.target.mtime_ns)
                 moved = new.target.recorded(*_on_disk(dest))
@@ -287,10 +287,10 @@ class Puller:
             tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, a.target.hash))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            os.symlink(a.target.target, tmp)
+            platform.symlink(a.target.target, tmp)
             try:
                 self._make_room(local, a)
-                os.rename(tmp, full)
+                platform.replace(tmp, full)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -317,7 +317,7 @@ class Puller:
         try:
             st = os.fstat(fd)
             needed = _data_bytes(target) if self._holes_here(fd, existed) else target.size
-            with self._space_for(needed - min(st.st_blocks * 512, st.st_size)):
+            with self._space_for(needed - platform.disk_bytes(st)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
@@ -346,7 +346,7 @@ class Puller:
         """
         if self._holes is None and not existed:
             os.ftruncate(fd, 1024 * 1024)
-            self._holes = os.fstat(fd).st_blocks == 0
+            self._holes = platform.allocated(os.fstat(fd)) == 0
             os.ftruncate(fd, 0)
         return bool(self._holes)
 
@@ -356,7 +356,7 @@ class Puller:
         self._make_room(local, a)
         apply.set_meta(tmp, modes.file_mode(a.target.mode, _file_mode(local)),
                        a.target.mtime_ns)
-        os.rename(tmp, full)
+        platform.replace(tmp, full)
         self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
@@ -540,7 +540,7 @@ class Puller:
             return None
         try:
             with open(paths.safe_join(self.root, where[0]), "rb") as src:
-                data = os.pread(src.fileno(), size, where[1] * BLOCK_SIZE)
+                data = platform.pread(src.fileno(), size, where[1] * BLOCK_SIZE)
         except (OSError, paths.BadPath):
             return None
         return data if len(data) == size and hashing.block_hash(data) == h else None
@@ -588,7 +588,7 @@ class Puller:
             if os.path.lexists(copy_full):  # the same content, losing before: ours is newer
                 apply.archive(self.root, copy_rel, by=self.index.device_id)
             if not (keep and apply.hard_link(self.root / rel, copy_full)):
-                os.rename(self.root / rel, copy_full)
+                platform.replace(self.root / rel, copy_full)
             inode, ctime_ns, _ = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id, inode=inode, ctime_ns=ctime_ns)
@@ -897,10 +897,7 @@ def _verify_write_all(fd: int, jobs: list[tuple[bytes, int, bytes]],
 
 def _open_direct(fd: int) -> int | None:
     """The file behind fd opened again with O_DIRECT, or None where that is refused."""
-    try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
-    except (OSError, AttributeError):  # no /proc, no O_DIRECT, or tmpfs and the like
-        return None
+    return platform.reopen_direct(fd)
 
 
 _aligned = threading.local()  # per writer thread: a page-aligned buffer for direct writes
@@ -977,7 +974,7 @@ def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
             offset = first * BLOCK_SIZE
             length = min(end * BLOCK_SIZE, size) - offset
             while length > 0:
-                n = os.copy_file_range(src.fileno(), fd, length, offset, offset)
+                n = platform.copy_range(src.fileno(), fd, length, offset)
                 if n <= 0:
                     raise OSError("copy_file_range made no progress")
                 offset += n
@@ -1008,7 +1005,7 @@ def _open_temp(tmp: Path) -> tuple[int, bool]:
 
     Returns (fd, True) for the temp file of an interrupted transfer (to resume).
     """
-    flags = os.O_RDWR | os.O_NOFOLLOW
+    flags = os.O_RDWR | platform.NOFOLLOW | platform.BINARY
     try:
         st = os.lstat(tmp)
     except FileNotFoundError:
@@ -1020,5 +1017,5 @@ def _open_temp(tmp: Path) -> tuple[int, bool]:
 
 
 def _block_ok(fd: int, i: int, size: int, h: bytes) -> bool:
-    data = os.pread(fd, size, i * BLOCK_SIZE)
+    data = platform.pread(fd, size, i * BLOCK_SIZE)
     return len(data) == size and hashing.block_hash(data) == h
