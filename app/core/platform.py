@@ -295,6 +295,14 @@ def copy_range(src: int, dst: int, length: int, offset: int) -> int:
     return done
 
 
+def advise_sequential(fd: int) -> None:
+    """Tell the kernel fd is read once from start to end (a larger read-ahead), where it
+    listens (posix_fadvise); a hint only, so nothing elsewhere."""
+    if not PORTABLE and sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+
 # --- holes ---------------------------------------------------------------------------------
 SEEK_DATA: int | None = None if PORTABLE else getattr(os, "SEEK_DATA", None)
 SEEK_HOLE: int | None = None if PORTABLE else getattr(os, "SEEK_HOLE", None)

@@ -193,6 +193,39 @@ def check_socket(path: Path) -> bool:
     return True
 
 
+def check_token_file(path: Path) -> bool:
+    """True when `path` (the loopback control endpoint: port and token) is a file of ours
+    that only we may read, in a dir of ours; False when nothing is there.
+
+    Anyone on this machine may connect to a loopback port: the token is what proves the
+    client is us, so a file others could read (or write, or swap) is refused.
+    """
+    path = Path(path)
+    if not POSIX:
+        return path.is_file()  # the user's profile dir is private to the user already
+    try:
+        dst = os.lstat(path.parent)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(dst.st_mode) or dst.st_uid != _me() \
+            or dst.st_mode & WRITABLE_BY_OTHERS:
+        raise NotPrivateError(f"the control dir {path.parent} is not a directory of yours "
+                              f"closed to others: refused ({SOCKET_HINT})")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise NotPrivateError(f"the control file {path} is not a regular file: refused "
+                              f"(remove it if you made it)")
+    if st.st_uid != _me():
+        raise _refuse_not_ours("control file", path, st.st_uid, SOCKET_HINT)
+    if st.st_mode & OPEN_TO_OTHERS:
+        raise NotPrivateError(f"the control file {path} is open to other users (mode "
+                              f"{stat.S_IMODE(st.st_mode):o}): refused (remove it)")
+    return True
+
+
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a connected Unix socket (None: unknown).
 
