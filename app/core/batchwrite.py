@@ -124,7 +124,7 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
     try:
         diskio.write_all(fd, f.data, 0)
         platform.set_mode_in(dfd, temp, fd, f.mode & 0o777)
-        os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
+        platform.set_times_in(dfd, temp, fd, f.mtime_ns)
         if os.fstat(fd).st_size != len(f.data):  # checked writes make this impossible
             raise OSError(errno.EIO, f"{f.rel}: the temp file is not the size written")
     except BaseException:

@@ -148,7 +148,38 @@ def open_in(d: Dir, name: str, flags: int, mode: int = 0o777) -> int:
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISLNK(os.lstat(path).st_mode):
                 raise OSError(errno.ELOOP, "a symbolic link, not a file", path)
-    return os.open(path, flags | NOFOLLOW, mode)
+    return _open(path, flags | NOFOLLOW, mode)
+
+
+# CreateFile's values (winbase.h); _winapi names only a few of them.
+_SHARE_ALL = 0x1 | 0x2 | 0x4  # FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE
+_CREATE_NEW, _CREATE_ALWAYS, _OPEN_EXISTING, _OPEN_ALWAYS, _TRUNCATE_EXISTING = 1, 2, 3, 4, 5
+_ATTRIBUTE_NORMAL = 0x80
+
+
+def _open(path: str, flags: int, mode: int) -> int:
+    """os.open, except on Windows: there a file is opened with FILE_SHARE_DELETE, so that
+    it can be renamed or deleted while it is open, as on POSIX (a temp file is linked or
+    renamed into place before it is closed). The C runtime's open never shares delete."""
+    if sys.platform != "win32":
+        return os.open(path, flags, mode)
+    import _winapi
+    import msvcrt
+
+    access = {os.O_RDONLY: _winapi.GENERIC_READ, os.O_WRONLY: _winapi.GENERIC_WRITE}.get(
+        flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR),
+        _winapi.GENERIC_READ | _winapi.GENERIC_WRITE)
+    create, excl, trunc = flags & os.O_CREAT, flags & os.O_EXCL, flags & os.O_TRUNC
+    disposition = (_CREATE_NEW if create and excl else _CREATE_ALWAYS if create and trunc
+                   else _OPEN_ALWAYS if create else _TRUNCATE_EXISTING if trunc
+                   else _OPEN_EXISTING)
+    handle = _winapi.CreateFile(long_path(path), access, _SHARE_ALL, 0, disposition,
+                                _ATTRIBUTE_NORMAL, 0)
+    try:
+        return msvcrt.open_osfhandle(handle, flags & os.O_APPEND)
+    except BaseException:
+        _winapi.CloseHandle(handle)
+        raise
 
 
 def stat_in(d: Dir, name: str) -> os.stat_result | None:
@@ -402,6 +433,15 @@ def set_mode_in(d: Dir, name: str | None, fd: int, mode: int) -> None:
         os.fchmod(fd, mode)
     elif name is not None:
         os.chmod(d.join(name), mode)
+
+
+def set_times_in(d: Dir, name: str | None, fd: int, mtime_ns: int) -> None:
+    """The open file fd's times (it is `name` in d): by descriptor where utime takes one
+    (POSIX), else by name (Windows)."""
+    if os.utime in os.supports_fd or name is None:
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    else:
+        os.utime(d.join(name), ns=(mtime_ns, mtime_ns))
 
 
 # --- sockets -------------------------------------------------------------------------------
