@@ -8,8 +8,10 @@ One JSON request line, one JSON answer line, over one of two transports:
 - a loopback TCP socket where it does not (Windows), or with P2PSYNC_PORTABLE=1: the
   node listens on 127.0.0.1 on a random port and writes the port and a random token
   to the socket's path with `.tcp` for `.sock`, 0600 in the same private dir. Any
-  local process can connect to a loopback port; only one that could read the file
-  knows the token, and a request without it gets no answer.
+  local process can connect to a loopback port, and another may hold it once our node
+  is gone: so the token never crosses the socket. The client sends a fresh nonce and
+  an HMAC of it under the token; a request without the right one gets no answer, and
+  the answer carries the node's own HMAC of the nonce, which the client checks.
 
 A path that belongs to another user, or is not what it must be, is refused
 (NotPrivateError, one line), never bound over, connected to or removed; an endpoint of
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import os
@@ -99,9 +102,13 @@ class ControlServer:
             if self._token is None and sock is not None and not private.peer_is_us(sock):
                 return  # another user's process: nothing to tell it
             line = await asyncio.wait_for(reader.readline(), 2)
-            if self._token is not None and not _has_token(line, self._token):
-                return  # no token, or a wrong one: not one of ours
-            writer.write(json.dumps(self.info()).encode() + b"\n")
+            answer = self.info()
+            if self._token is not None:
+                nonce = _proven_nonce(line, self._token)
+                if nonce is None:
+                    return  # no proof of the token, or a wrong one: not one of ours
+                answer = {**answer, "proof": _proof(self._token, "node", nonce)}
+            writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, OSError):
             pass
@@ -121,12 +128,23 @@ class ControlServer:
         self._bound = None
 
 
-def _has_token(line: bytes, token: str) -> bool:
+def _proof(token: str, who: str, nonce: str) -> str:
+    """What only a holder of the token can say about this nonce, as `who`."""
+    return hmac.new(token.encode(), f"{who}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def _proven_nonce(line: bytes, token: str) -> str | None:
+    """The request's nonce when it comes with the client's proof of the token."""
     try:
-        given = json.loads(line).get("token")
-    except (ValueError, AttributeError):
-        return False
-    return isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
+        request = json.loads(line)
+        nonce, proof = request["nonce"], request["proof"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not (isinstance(nonce, str) and isinstance(proof, str) and 16 <= len(nonce) <= 128):
+        return None
+    if not hmac.compare_digest(proof.encode(), _proof(token, "client", nonce).encode()):
+        return None
+    return nonce
 
 
 def query(path: Path, timeout: float = 1.0) -> dict | None:
@@ -146,8 +164,16 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
     port, token = _read_endpoint(endpoint)
     if port is None:
         return None
-    return _ask(socket.create_connection, ("127.0.0.1", port), timeout,
-                json.dumps({"cmd": "status", "token": token}).encode())
+    nonce = secrets.token_hex(16)
+    answer = _ask(socket.create_connection, ("127.0.0.1", port), timeout, json.dumps(
+        {"cmd": "status", "nonce": nonce, "proof": _proof(token, "client", nonce)}).encode())
+    if answer is None:
+        return None
+    proof = answer.pop("proof", None)
+    if not (isinstance(proof, str) and hmac.compare_digest(
+            proof.encode(), _proof(token, "node", nonce).encode())):
+        return None  # whoever holds that port now is not our node
+    return answer
 
 
 def _ask_unix(path: Path, timeout: float) -> dict | None:

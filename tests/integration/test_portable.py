@@ -9,13 +9,16 @@ for. CI also runs the integration tests a second time under the switch (scripts/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import stat
+import threading
 
 import pytest
 
+from app.engine.control import _proof
 from tests.procs import SECRET, live_node, status_json, sync, tree, wait_until
 
 BIG = 3 * 128 * 1024 + 5  # four blocks, the last one short: the large-file path
@@ -41,6 +44,10 @@ def _ask(port: int, request: bytes) -> bytes:
     return data
 
 
+def _request(nonce: str, proof: str) -> bytes:
+    return json.dumps({"cmd": "status", "nonce": nonce, "proof": proof}).encode() + b"\n"
+
+
 def test_status_asks_the_node_over_loopback_with_its_token(tmp_path, run_node):
     n = run_node("A")
     cfg = tmp_path / "cfgA"
@@ -51,13 +58,16 @@ def test_status_asks_the_node_over_loopback_with_its_token(tmp_path, run_node):
     assert node is not None and node["role"] in ("server", "client", "electing")
 
     port, token = endpoint["port"], endpoint["token"]
-    assert _ask(port, b'{"cmd": "status", "token": "%s"}\n' % ("0" * len(token)).encode()) \
-        == b""  # a wrong token: the connection closes without a word
-    assert _ask(port, b'{"cmd": "status"}\n') == b""  # no token
+    nonce = "n" * 32
+    wrong = _proof("0" * len(token), "client", nonce)
+    assert _ask(port, _request(nonce, wrong)) == b""  # a wrong token: closed without a word
+    assert _ask(port, json.dumps({"cmd": "status", "token": token}).encode() + b"\n") \
+        == b""  # the token itself is never what is sent
+    assert _ask(port, b'{"cmd": "status"}\n') == b""
     assert _ask(port, b"not json\n") == b""
-    right = json.loads(_ask(port, json.dumps({"cmd": "status", "token": token}).encode()
-                            + b"\n"))
+    right = json.loads(_ask(port, _request(nonce, _proof(token, "client", nonce))))
     assert right["role"] == node["role"]
+    assert right["proof"] == _proof(token, "node", nonce)  # and the node proves it too
 
     assert n.stop() == 0, n.log()
     assert not path.exists()  # the node removed its endpoint
@@ -74,16 +84,28 @@ def test_a_stale_endpoint_is_replaced_and_a_live_one_refuses_a_second_node(tmp_p
     assert "already running" in second.stderr and "Traceback" not in second.stderr
     assert n.stop() == 0, n.log()
 
-    # a node that crashed left its endpoint: nobody answers on that port any more
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    path.write_text(json.dumps({"port": dead, "token": "x" * 64}))
-    os.chmod(path, 0o600)
-    assert status_json(tmp_path / "A", cfg)["node"] is None
-    n2 = run_node("A")
-    assert live_node(n2) is not None
-    assert _endpoint(cfg)[1]["port"] != dead
+    # a node that crashed left its endpoint, and another program holds its port now,
+    # answering anything: not believed (it cannot prove the token), and replaced
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen(8)
+        port = squatter.getsockname()[1]
+        threading.Thread(target=_answer_anything, args=(squatter,), daemon=True).start()
+        path.write_text(json.dumps({"port": port, "token": "x" * 64}))
+        os.chmod(path, 0o600)
+        assert status_json(tmp_path / "A", cfg)["node"] is None
+        n2 = run_node("A")
+        assert live_node(n2) is not None
+        assert _endpoint(cfg)[1]["port"] != port
+
+
+def _answer_anything(server: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b'{"role": "server", "peers": [], "proof": "0"}\n')
 
 
 def start_run_fails(folder, cfg):
