@@ -32,11 +32,13 @@ bit (`EXEC_BIT`), paths longer than MAX_PATH (`long_path`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
 import errno
 import os
+import signal
 import socket
 import stat
 import sys
@@ -453,6 +455,20 @@ def reuse_port(sock: socket.socket) -> None:
     if sys.platform != "win32":
         with contextlib.suppress(AttributeError, OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+
+
+# --- signals ------------------------------------------------------------------------------
+def on_stop_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    """Call callback on the loop at SIGINT or SIGTERM (Ctrl+C, `kill`, a service stop).
+
+    The loop's own signal handlers exist on POSIX only; elsewhere (Windows' Proactor
+    loop) a plain signal handler hands the call to the loop, which wakes for it.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except NotImplementedError:
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
 
 
 # --- Windows realities ----------------------------------------------------------------------

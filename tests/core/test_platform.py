@@ -249,3 +249,29 @@ def test_no_executable_bit_is_no_change(monkeypatch):
     assert not modes.same_synced_bits(0o755, 0o644)
     monkeypatch.setattr(platform, "EXEC_BIT", False)
     assert modes.same_synced_bits(0o755, 0o644)  # Windows shows no x: not a local edit
+
+
+def test_stop_signals_reach_the_loop_without_loop_signal_handlers(monkeypatch):
+    """Windows' event loop has no add_signal_handler: a plain handler hands over."""
+    import asyncio
+    import signal
+
+    async def main() -> bool:
+        loop = asyncio.get_running_loop()
+
+        def refuse(*a, **kw):
+            raise NotImplementedError
+
+        monkeypatch.setattr(loop, "add_signal_handler", refuse)
+        stop = asyncio.Event()
+        platform.on_stop_signals(loop, stop.set)
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(stop.wait(), 5)
+        return stop.is_set()
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert asyncio.run(main())
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
