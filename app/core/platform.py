@@ -278,13 +278,24 @@ def reopen_direct(fd: int) -> int | None:
 
 # --- positioned reads and writes ---------------------------------------------------------
 _POSITIONED = not PORTABLE and not WINDOWS
-_seek_lock = threading.Lock()  # seek + read/write is one step for every thread
+# seek + read/write is one step for every thread that uses the same descriptor; one lock
+# per descriptor number (numbers are reused, so there are never more than open files).
+_fd_locks: dict[int, threading.Lock] = {}
+_fd_locks_lock = threading.Lock()
+
+
+def _seek_lock(fd: int) -> threading.Lock:
+    lock = _fd_locks.get(fd)
+    if lock is None:
+        with _fd_locks_lock:
+            lock = _fd_locks.setdefault(fd, threading.Lock())
+    return lock
 
 
 def pread(fd: int, size: int, offset: int) -> bytes:
     if _POSITIONED and sys.platform != "win32":
         return os.pread(fd, size, offset)
-    with _seek_lock:
+    with _seek_lock(fd):
         os.lseek(fd, offset, os.SEEK_SET)
         return os.read(fd, size)
 
@@ -292,7 +303,7 @@ def pread(fd: int, size: int, offset: int) -> bytes:
 def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
     if _POSITIONED and sys.platform != "win32":
         return os.pwrite(fd, data, offset)
-    with _seek_lock:
+    with _seek_lock(fd):
         os.lseek(fd, offset, os.SEEK_SET)
         return os.write(fd, data)
 
