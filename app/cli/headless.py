@@ -10,9 +10,9 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
+from app.core import platform
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.folder import checked_folder
@@ -88,9 +88,7 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
     node = Node(opts)
     control = ControlServer(node.fpaths.control_socket, node.node_info)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    platform.on_stop_signals(asyncio.get_running_loop(), stop.set)
     try:
         await open_control(node, control)
         await node.start()
@@ -116,9 +114,7 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
         interrupted.append(True)
         work.cancel()
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupt)
+    platform.on_stop_signals(asyncio.get_running_loop(), interrupt)
     try:
         await node.start()
         peers = opts.peers or await discover_server(node, opts.discovery_port)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 import threading
 from dataclasses import replace
 
+from app.core import platform
 from app.engine.config import Config
 from app.engine.control import ControlServer
 from app.engine.folder import checked_folder
@@ -203,10 +203,9 @@ def _ask(peer, yes: bool, answer) -> None:
 async def _interruptible(work) -> int:
     """SIGINT/SIGTERM end the pairing with one line (exit 1), never a traceback."""
     task = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
     stopped = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: (stopped.append(True), task.cancel()))
+    platform.on_stop_signals(asyncio.get_running_loop(),
+                             lambda: (stopped.append(True), task.cancel()))
     try:
         return await task
     except asyncio.CancelledError:

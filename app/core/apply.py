@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from app.core import paths, versionstore
+from app.core import paths, platform, versionstore
 from app.core.model import FileEntry, Kind
 
 META_DIR = paths.META_DIR
@@ -237,7 +237,7 @@ def archive(root: Path, rel: str, when: float | None = None, by: str = "",
         n += 1
     linked = keep and hard_link(src, dest)
     if not linked:
-        os.rename(src, dest)
+        platform.replace(src, dest)
     try:
         versionstore.record(root, versionstore.Kept(rel, dest_rel, when, size, by))
     except OSError:
@@ -252,7 +252,7 @@ def archive(root: Path, rel: str, when: float | None = None, by: str = "",
 def hard_link(src: Path, dest: Path) -> bool:
     """A second name for src (a link itself, never its target); False: no hard links here."""
     try:
-        os.link(src, dest, follow_symlinks=False)
+        platform.hard_link(src, dest)
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS,
                            errno.EXDEV):

@@ -19,14 +19,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, diskio, hashing, modes, paths
+from app.core import apply, diskio, hashing, modes, paths, platform
 from app.core.dirfds import DirFds
 from app.core.model import FileEntry
-
-_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_UNNAMED_FLAGS = os.O_WRONLY | getattr(os, "O_TMPFILE", 0) | os.O_CLOEXEC
-# Linking an unnamed file to a name goes through /proc/self/fd (no privilege needed).
-_TMPFILE_OK = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+from app.core.platform import Dir
 
 
 @dataclass
@@ -135,7 +131,7 @@ class _Temp:
     """A written, not yet published temp file: its descriptor, directory and name."""
 
     fd: int
-    dfd: int
+    dfd: Dir
     name: str | None  # None: an unnamed O_TMPFILE, gone once closed
     published: bool = False
 
@@ -148,7 +144,7 @@ def _discard(staged: dict[int, _Temp], out: list) -> list:
             t.fd = -1
         if t.name is not None and not t.published:
             with contextlib.suppress(OSError):
-                os.unlink(t.name, dir_fd=t.dfd)  # nothing worth resuming in one block
+                platform.unlink_in(t.dfd, t.name)  # nothing worth resuming in one block
     staged.clear()
     return out
 
@@ -169,8 +165,8 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
     try:
         diskio.write_all(fd, f.data, 0)  # every byte, or an exception
         if temp is not None or f.mode & 0o777 & modes.UMASK:  # created 0600, or the umask
-            os.fchmod(fd, f.mode & 0o777)                    # took bits it must have
-        os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
+            platform.set_mode_in(dfd, temp, fd, f.mode & 0o777)  # took bits it must have
+        platform.set_times_in(dfd, temp, fd, f.mtime_ns)
     except BaseException:
         _discard({0: t}, [])
         raise
@@ -194,7 +190,7 @@ def _place(root: Path, dirs: DirFds, f: SmallFile, t: _Temp) -> Placed:
         raise apply.DiskChanged
     replace = st is not None and not stat.S_ISDIR(st.st_mode)
     if st is not None and stat.S_ISDIR(st.st_mode):
-        os.rmdir(name, dir_fd=t.dfd)  # fails, keeping everything, unless it is empty
+        platform.rmdir_in(t.dfd, name)  # fails, keeping everything, unless it is empty
     elif replace:
         apply.archive(root, f.rel, by=f.by, keep=True)
         replace = os.path.lexists(root / f.rel)  # else: no hard links here, it was moved
@@ -212,14 +208,11 @@ def _expected(local: FileEntry | None) -> bool:
     return local is not None and not local.deleted
 
 
-def _lstat(dfd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
+def _lstat(dfd: Dir, name: str) -> os.stat_result | None:
+    return platform.stat_in(dfd, name)
 
 
-def _publish(dfd: int, fd: int, temp: str | None, name: str) -> None:
+def _publish(dfd: Dir, fd: int, temp: str | None, name: str) -> None:
     """Give the finished file its name: a hard link (then the temp name goes, if any).
 
     Unlike a rename, a link never replaces what a user created at that name a moment
@@ -227,53 +220,39 @@ def _publish(dfd: int, fd: int, temp: str | None, name: str) -> None:
     """
     try:
         if temp is None:  # an unnamed O_TMPFILE: link it through /proc
-            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd, follow_symlinks=True)
+            platform.link_unnamed(dfd, fd, name)
             return
-        os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        platform.link_in(dfd, temp, name)
     except FileExistsError:
         raise apply.DiskChanged from None
     except OSError as e:
         if temp is None or e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS,
                                            errno.EMLINK):
             raise
-        os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        platform.rename_in(dfd, temp, name)
         return
-    os.unlink(temp, dir_fd=dfd)
+    platform.unlink_in(dfd, temp)
 
 
-def _replace(dfd: int, fd: int, temp: str | None, temp_name: str, name: str) -> None:
+def _replace(dfd: Dir, fd: int, temp: str | None, temp_name: str, name: str) -> None:
     """Rename the finished file over name (whose version is kept already): one step.
 
     An unnamed file first gets the temp name; the rename then replaces atomically.
     """
     if temp is None:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name, dir_fd=dfd)  # a leftover (or a planted link) goes
-        os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=dfd, follow_symlinks=True)
+            platform.unlink_in(dfd, temp_name)  # a leftover (or a planted link) goes
+        platform.link_unnamed(dfd, fd, temp_name)
     try:
-        os.rename(temp or temp_name, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        platform.rename_in(dfd, temp or temp_name, name)
     except BaseException:
         if temp is None:
             with contextlib.suppress(OSError):
-                os.unlink(temp_name, dir_fd=dfd)
+                platform.unlink_in(dfd, temp_name)
         raise
 
 
-def _open_temp(dfd: int, name: str, mode: int = 0o600) -> tuple[int, str | None]:
-    """(fd, temp name): an unnamed O_TMPFILE where the system has one, else a named file.
-
-    An unnamed file is never seen half-written by anyone (a watcher included) and
-    never left behind, so it is made with its final `mode` at once; a named one is
-    made 0600. A leftover under the temp name (or a planted link) is removed.
-    """
-    if _TMPFILE_OK:
-        try:
-            return os.open(".", _UNNAMED_FLAGS, mode, dir_fd=dfd), None
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                raise
-    try:
-        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd), name
-    except FileExistsError:
-        os.unlink(name, dir_fd=dfd)
-        return os.open(name, _TEMP_FLAGS, 0o600, dir_fd=dfd), name
+def _open_temp(dfd: Dir, name: str, mode: int = 0o600) -> tuple[int, str | None]:
+    """(fd, temp name): an unnamed O_TMPFILE where the system has one (made with its final
+    `mode` at once: nobody ever sees it), else a named file, made 0600."""
+    return platform.open_temp(dfd, name, mode)

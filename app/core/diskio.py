@@ -15,13 +15,11 @@ less) instead of filling the disk.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
-import os
 import shutil
 from pathlib import Path
 
+from app.core import platform
 from app.core.units import human_size
 
 RESERVE_MAX = 100 * 1024 * 1024
@@ -43,7 +41,7 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """pwrite all of data at offset, or raise: a short write is never taken as done."""
     view = memoryview(data)
     while view:
-        n = os.pwrite(fd, view, offset)
+        n = platform.pwrite(fd, view, offset)
         if n <= 0:  # the kernel took nothing and said nothing: treat it as a full disk
             raise OSError(errno.ENOSPC, "the disk took no more data")
         view = view[n:]
@@ -54,7 +52,7 @@ def write_direct(direct: int, data: bytes | memoryview, offset: int) -> bool:
     """One write through an O_DIRECT descriptor; False when it must go through the page
     cache instead (it came up short, or the device wants another alignment)."""
     try:
-        return os.pwrite(direct, data, offset) == len(data)
+        return platform.pwrite(direct, data, offset) == len(data)
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
@@ -63,39 +61,16 @@ def write_direct(direct: int, data: bytes | memoryview, offset: int) -> bool:
 
 def flush_data(fd: int) -> None:
     """The file's data (and size) on the disk, not just in the page cache."""
-    if hasattr(os, "fdatasync"):
-        os.fdatasync(fd)
-    else:  # macOS, Windows
-        os.fsync(fd)
-
-
-def _load_syncfs():
-    name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name, use_errno=True).syncfs if name else None
-    except (OSError, AttributeError):
-        return None
-    if fn is not None:
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-    return fn
-
-
-_syncfs = _load_syncfs()
+    platform.flush_data(fd)
 
 
 def flush_fs(fds: list[int]) -> None:
     """Everything written to these files on the disk: one syncfs where Linux has it.
 
     One syncfs for a batch of 128 small files costs about what one fsync does; an
-    fsync per file would cost a journal commit each.
+    fsync per file would cost a journal commit each (the fallback, app.core.platform).
     """
-    if not fds:
-        return
-    if _syncfs is not None and _syncfs(fds[0]) == 0:
-        return
-    for fd in fds:
-        flush_data(fd)
+    platform.flush_files(fds)
 
 
 def reserve_for(total: int) -> int:

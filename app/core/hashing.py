@@ -13,7 +13,6 @@ if every zero had been read: nothing in an index tells a hole from written zeros
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import io
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import blake3
 
-from app.core import holes
+from app.core import holes, platform
 from app.core.model import BLOCK_SIZE
 
 READ_SIZE = 4 * 1024 * 1024  # a multiple of BLOCK_SIZE
@@ -153,7 +152,4 @@ def _hash_blocks(data: memoryview, out: bytearray) -> None:
 
 
 def _advise_sequential(fd: int) -> None:
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
-        with contextlib.suppress(OSError):
-            advise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    platform.advise_sequential(fd)

@@ -5,8 +5,8 @@ disk image holding 2 MiB of data should cost 2 MiB to hash, send and store, not 
 GiB: the hasher skips holes (`hole_at`), and the puller neither fetches nor writes an
 all-zero block (`hashing.is_zero_block`), so it stays a hole in the copy too.
 
-SEEK_DATA/SEEK_HOLE say where the holes are. A file system without them (or a
-platform) simply shows no holes: everything is read, as before.
+SEEK_DATA/SEEK_HOLE say where the holes are (app.core.platform). A file system without
+them (or a platform, or P2PSYNC_PORTABLE=1) simply shows no holes: everything is read.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from __future__ import annotations
 import errno
 import os
 
-_SEEK_DATA = getattr(os, "SEEK_DATA", None)
-_SEEK_HOLE = getattr(os, "SEEK_HOLE", None)
+from app.core import platform
+
+_SEEK_DATA = platform.SEEK_DATA
+_SEEK_HOLE = platform.SEEK_HOLE
 END = 1 << 63  # "no more data": beyond any file's end
 
 
 def may_have_holes(st: os.stat_result) -> bool:
     """Whether fewer bytes are allocated than the file is long (so looking is worth it)."""
-    return _SEEK_DATA is not None and getattr(st, "st_blocks", None) is not None \
-        and st.st_blocks * 512 < st.st_size
+    allocated = platform.allocated(st)
+    return allocated is not None and allocated < st.st_size
 
 
 def next_data(fd: int, pos: int) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from app.core import platform
+
 EXEC = 0o111
 
 
@@ -55,5 +57,9 @@ def dir_mode() -> int:
 
 
 def same_synced_bits(a: int, b: int) -> bool:
-    """Whether two modes agree on what syncs (the executable bit)."""
-    return is_exec(a) == is_exec(b)
+    """Whether two modes agree on what syncs (the executable bit).
+
+    Where files have no executable bit (Windows), a file's mode never shows it: its
+    absence there is not a change to sync back to the devices that have one.
+    """
+    return is_exec(a) == is_exec(b) or not platform.EXEC_BIT

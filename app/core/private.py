@@ -19,15 +19,17 @@ import os
 import socket
 import stat
 import struct
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from app.core import platform
 from app.errors import UsageError
 
 log = logging.getLogger("p2psync")
 
-POSIX = os.name == "posix"
+POSIX = platform.my_uid() is not None  # files have owners and modes to check
 OPEN_TO_OTHERS = 0o077  # group or other may read, write or enter
 WRITABLE_BY_OTHERS = 0o022  # group or other may add, remove or replace entries
 
@@ -37,15 +39,18 @@ class NotPrivateError(UsageError):
 
 
 def _me() -> int:
-    return os.geteuid()
+    uid = platform.my_uid()
+    return -1 if uid is None else uid  # only asked where POSIX is true
 
 
 def _who(uid: int) -> str:
-    try:
-        import pwd
+    if sys.platform == "win32":
+        return f"uid {uid}"
+    import pwd
 
+    try:
         return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
-    except (ImportError, KeyError):
+    except KeyError:
         return f"uid {uid}"
 
 
@@ -188,6 +193,39 @@ def check_socket(path: Path) -> bool:
     return True
 
 
+def check_token_file(path: Path) -> bool:
+    """True when `path` (the loopback control endpoint: port and token) is a file of ours
+    that only we may read, in a dir of ours; False when nothing is there.
+
+    Anyone on this machine may connect to a loopback port: the token is what proves the
+    client is us, so a file others could read (or write, or swap) is refused.
+    """
+    path = Path(path)
+    if not POSIX:
+        return path.is_file()  # the user's profile dir is private to the user already
+    try:
+        dst = os.lstat(path.parent)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISDIR(dst.st_mode) or dst.st_uid != _me() \
+            or dst.st_mode & WRITABLE_BY_OTHERS:
+        raise NotPrivateError(f"the control dir {path.parent} is not a directory of yours "
+                              f"closed to others: refused ({SOCKET_HINT})")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise NotPrivateError(f"the control file {path} is not a regular file: refused "
+                              f"(remove it if you made it)")
+    if st.st_uid != _me():
+        raise _refuse_not_ours("control file", path, st.st_uid, SOCKET_HINT)
+    if st.st_mode & OPEN_TO_OTHERS:
+        raise NotPrivateError(f"the control file {path} is open to other users (mode "
+                              f"{stat.S_IMODE(st.st_mode):o}): refused (remove it)")
+    return True
+
+
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a connected Unix socket (None: unknown).
 
@@ -226,7 +264,7 @@ def private_file(path: Path, *, create: bool) -> None:
     For files other code creates with the umask (SQLite): made first with 0600, they
     keep it. A file that is not ours, or that we cannot open, is left to its user.
     """
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (os.O_CREAT if create else 0)
+    flags = os.O_RDONLY | platform.CLOEXEC | (os.O_CREAT if create else 0)
     try:
         fd = os.open(path, flags, 0o600)
     except (FileNotFoundError, PermissionError):
@@ -236,7 +274,7 @@ def private_file(path: Path, *, create: bool) -> None:
             return
         st = os.fstat(fd)
         if st.st_uid == _me() and st.st_mode & OPEN_TO_OTHERS:
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~OPEN_TO_OTHERS)
+            platform.set_mode(fd, path, stat.S_IMODE(st.st_mode) & ~OPEN_TO_OTHERS)
     finally:
         os.close(fd)
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.core import apply, diskio, hashing, paths, versionstore
+from app.core import apply, diskio, hashing, paths, platform, versionstore
 from app.core.versionstore import VERSIONS_DIR
 
 STAMP = "%Y%m%d-%H%M%S"
@@ -84,7 +84,7 @@ def restore(root: Path, path: str, at: str | None = None) -> tuple[Version, str 
         replaced = None
         if os.path.lexists(full):
             replaced = apply.archive(root, path, keep=True)
-        os.rename(tmp, full)  # the path is never empty: see apply.archive's keep
+        platform.replace(tmp, full)  # the path is never empty: see apply.archive's keep
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -93,14 +93,14 @@ def restore(root: Path, path: str, at: str | None = None) -> tuple[Version, str 
 
 def _copy(src: Path, tmp: Path) -> None:
     """src's bytes into a new temp file, checked against src and on the disk."""
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    fd = os.open(tmp, platform.TEMP_FLAGS, 0o666)
     try:
         with open(src, "rb") as f:
             offset = 0
             while chunk := f.read(_CHUNK):
                 diskio.write_all(fd, chunk, offset)
                 offset += len(chunk)
-        os.fchmod(fd, stat.S_IMODE(os.stat(src).st_mode))
+        platform.set_mode(fd, tmp, stat.S_IMODE(os.stat(src).st_mode))
         diskio.flush_data(fd)
     except BaseException:
         os.close(fd)

@@ -13,13 +13,12 @@ A line is added with one O_APPEND write, so a crash can at worst leave a torn la
 line, which readers skip (and the next line is started on a fresh line). Pruning
 rewrites the file through a temp file and os.replace. A lock file keeps a prune in
 one process from dropping a line another process appends meanwhile (appends take it
-shared, a prune exclusive).
+shared, a prune exclusive; where flock is missing, both exclusive: app.core.platform).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from app.core import platform
 from app.core.paths import META_DIR
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,12 @@ class Kept:
 def record(root: Path, kept: Kept) -> None:
     """Append kept's line to the index (one write); OSError when it could not be written whole."""
     data = _line(kept)
-    with _locked(root, fcntl.LOCK_SH):
-        fd = os.open(root / INDEX, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    with _locked(root, shared=True):
+        fd = os.open(root / INDEX, os.O_RDWR | os.O_APPEND | os.O_CREAT | platform.CLOEXEC
+                     | platform.BINARY, 0o644)
         try:
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":  # after a torn line: a fresh one
+            if size and platform.pread(fd, 1, size - 1) != b"\n":  # after a torn line: a fresh one
                 data = b"\n" + data
             written = os.write(fd, data)
             if written != len(data):
@@ -93,7 +94,7 @@ def prune(root: Path, max_age_s: float, now: float | None = None) -> list[Kept]:
     if not (root / INDEX).exists():
         return []
     pruned: list[Kept] = []
-    with _locked(root, fcntl.LOCK_EX):
+    with _locked(root, shared=False):
         keep: list[Kept] = []
         old, damaged = _load(root)
         for k in old:
@@ -120,14 +121,10 @@ def prune(root: Path, max_age_s: float, now: float | None = None) -> list[Kept]:
 
 # --- internals -------------------------------------------------------------------------
 @contextlib.contextmanager
-def _locked(root: Path, how: int) -> Iterator[None]:
+def _locked(root: Path, *, shared: bool) -> Iterator[None]:
     (root / META_DIR).mkdir(exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, how)
+    with platform.locked(root / LOCK, shared=shared):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def _line(kept: Kept) -> bytes:
@@ -173,7 +170,7 @@ def _rewrite(root: Path, kept: list[Kept]) -> None:
         f.write(b"".join(_line(k) for k in kept))
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, root / INDEX)
+    platform.replace(tmp, root / INDEX)
 
 
 def _is_version_path(rel: str) -> bool:

@@ -35,6 +35,7 @@ import logging
 import os
 import socket
 import ssl
+import sys
 import time
 from asyncio import sslproto
 from collections.abc import Awaitable, Callable
@@ -84,10 +85,10 @@ def raise_fd_limit() -> tuple[int, int]:
     (watchdog's inotify observer uses select(), which fails on a descriptor numbered
     1,024 or more: the gate keeps the numbers low, whatever the limit.)
     """
-    try:
-        import resource
-    except ImportError:  # not on this platform: nothing to raise
+    if sys.platform == "win32":  # no such limit to raise there
         return (0, 0)
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = FD_LIMIT_CAP if hard == resource.RLIM_INFINITY else min(hard, FD_LIMIT_CAP)
     if soft != resource.RLIM_INFINITY and soft < want:
@@ -98,10 +99,10 @@ def raise_fd_limit() -> tuple[int, int]:
 
 
 def _fd_limit() -> int:
-    try:
-        import resource
-    except ImportError:
+    if sys.platform == "win32":
         return 0
+    import resource
+
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
+from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
@@ -222,18 +222,22 @@ class Puller:
                     odir, _, oname = old.path.rpartition("/")
                     ndir, _, nname = new.path.rpartition("/")
                     ofd = olds.open(odir)
-                    if mine is None or not apply.stat_matches(mine, _lstat_at(ofd, oname)):
+                    if mine is None or not apply.stat_matches(mine, platform.stat_in(ofd, oname)):
                         raise apply.DiskChanged
                     nfd = news.open(ndir)
-                    _move_at(ofd, oname, nfd, nname)
+                    try:
+                        platform.move_between(ofd, oname, nfd, nname)
+                    except FileExistsError:
+                        raise apply.DiskChanged from None
                     mode = modes.file_mode(new.target.mode, mine.mode)
-                    st = os.stat(nname, dir_fd=nfd, follow_symlinks=False)
+                    st = platform.stat_in(nfd, nname)
+                    if st is None:
+                        raise apply.DiskChanged
                     if (st.st_mode & 0o777, st.st_mtime_ns) != (mode, new.target.mtime_ns):
-                        fd = os.open(nname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     dir_fd=nfd)
+                        fd = platform.open_in(nfd, nname, os.O_RDONLY)
                         try:
-                            os.fchmod(fd, mode)
-                            os.utime(fd, ns=(new.target.mtime_ns, new.target.mtime_ns))
+                            platform.set_mode_in(nfd, nname, fd, mode)
+                            platform.set_times_in(nfd, nname, fd, new.target.mtime_ns)
                             st = os.fstat(fd)
                         finally:
                             os.close(fd)
@@ -310,10 +314,10 @@ class Puller:
             tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, a.target.hash))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
-            os.symlink(a.target.target, tmp)
+            platform.symlink(a.target.target, tmp)
             try:
                 self._make_room(local, a)
-                os.rename(tmp, full)
+                platform.replace(tmp, full)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -340,7 +344,7 @@ class Puller:
         try:
             st = os.fstat(fd)
             needed = _data_bytes(target) if self._holes_here(fd, existed) else target.size
-            with self._space_for(needed - min(st.st_blocks * 512, st.st_size)):
+            with self._space_for(needed - platform.disk_bytes(st)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
@@ -369,7 +373,7 @@ class Puller:
         """
         if self._holes is None and not existed:
             os.ftruncate(fd, 1024 * 1024)
-            self._holes = os.fstat(fd).st_blocks == 0
+            self._holes = platform.allocated(os.fstat(fd)) == 0
             os.ftruncate(fd, 0)
         return bool(self._holes)
 
@@ -379,7 +383,7 @@ class Puller:
         self._make_room(local, a)
         apply.set_meta(tmp, modes.file_mode(a.target.mode, _file_mode(local)),
                        a.target.mtime_ns)
-        os.rename(tmp, full)
+        platform.replace(tmp, full)
         self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _fetch_small(self, a: Action, result: RoundResult) -> None:
@@ -577,7 +581,7 @@ class Puller:
             return None
         try:
             with open(paths.safe_join(self.root, where[0]), "rb") as src:
-                data = os.pread(src.fileno(), size, where[1] * BLOCK_SIZE)
+                data = platform.pread(src.fileno(), size, where[1] * BLOCK_SIZE)
         except (OSError, paths.BadPath):
             return None
         return data if len(data) == size and hashing.block_hash(data) == h else None
@@ -625,7 +629,7 @@ class Puller:
             if os.path.lexists(copy_full):  # the same content, losing before: ours is newer
                 apply.archive(self.root, copy_rel, by=self.index.device_id)
             if not (keep and apply.hard_link(self.root / rel, copy_full)):
-                os.rename(self.root / rel, copy_full)
+                platform.replace(self.root / rel, copy_full)
             inode, ctime_ns, _ = _on_disk(copy_full)
             copy = replace(local, path=copy_rel, version=self._fresh_version(copy_rel),
                            modified_by=self.index.device_id, inode=inode, ctime_ns=ctime_ns)
@@ -867,31 +871,6 @@ def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | N
     return None
 
 
-def _lstat_at(dfd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _move_at(src_dir: int, src: str, dest_dir: int, dest: str) -> None:
-    """Give src the name dest, never over something there (a user's new file): a hard
-    link then an unlink; a rename where the file system has no hard links."""
-    try:
-        os.link(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir, follow_symlinks=False)
-    except FileExistsError:
-        raise apply.DiskChanged from None
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
-                           errno.EXDEV):
-            raise
-        if _lstat_at(dest_dir, dest) is not None:
-            raise apply.DiskChanged from None
-        os.rename(src, dest, src_dir_fd=src_dir, dst_dir_fd=dest_dir)
-        return
-    os.unlink(src, dir_fd=src_dir)
-
-
 def _check_blocks(target: FileEntry) -> None:
     if hashing.file_hash_from_blocks(target.blocks) != target.hash or \
             target.block_count() != -(-target.size // BLOCK_SIZE):
@@ -968,10 +947,7 @@ def _verify_write_all(fd: int, jobs: list[tuple[bytes, int, bytes]],
 
 def _open_direct(fd: int) -> int | None:
     """The file behind fd opened again with O_DIRECT, or None where that is refused."""
-    try:
-        return os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
-    except (OSError, AttributeError):  # no /proc, no O_DIRECT, or tmpfs and the like
-        return None
+    return platform.reopen_direct(fd)
 
 
 _aligned = threading.local()  # per writer thread: a page-aligned buffer for direct writes
@@ -1048,7 +1024,7 @@ def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:
             offset = first * BLOCK_SIZE
             length = min(end * BLOCK_SIZE, size) - offset
             while length > 0:
-                n = os.copy_file_range(src.fileno(), fd, length, offset, offset)
+                n = platform.copy_range(src.fileno(), fd, length, offset)
                 if n <= 0:
                     raise OSError("copy_file_range made no progress")
                 offset += n
@@ -1079,7 +1055,7 @@ def _open_temp(tmp: Path) -> tuple[int, bool]:
 
     Returns (fd, True) for the temp file of an interrupted transfer (to resume).
     """
-    flags = os.O_RDWR | os.O_NOFOLLOW
+    flags = os.O_RDWR | platform.NOFOLLOW | platform.BINARY
     try:
         st = os.lstat(tmp)
     except FileNotFoundError:
@@ -1091,5 +1067,5 @@ def _open_temp(tmp: Path) -> tuple[int, bool]:
 
 
 def _block_ok(fd: int, i: int, size: int, h: bytes) -> bool:
-    data = os.pread(fd, size, i * BLOCK_SIZE)
+    data = platform.pread(fd, size, i * BLOCK_SIZE)
     return len(data) == size and hashing.block_hash(data) == h

@@ -32,18 +32,15 @@ machine), which it may not accept connections on.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import ipaddress
 import logging
-import socket
-import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.aio import cancel_and_wait
 from app.errors import RefusedError
-from app.net.discovery import Discovery
+from app.net.discovery import Discovery, interface_ipv4s
 from app.net.election import (
     ANNOUNCE_INTERVAL,
     CLIENT,
@@ -68,7 +65,6 @@ STEP_DOWN_PATIENCE = 15.0  # longest a server waits for work in flight before st
 ONESHOT = "oneshot"  # role of a `sync` that joins for one exchange, outside the election
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 FAILURES_KEPT = 64  # dial failures remembered for the window (seeds, servers, refusals)
-_SIOCGIFADDR = 0x8915
 
 
 @dataclass(frozen=True)
@@ -106,15 +102,6 @@ def _dial_host(announced: str, source: str) -> str:
     return announced
 
 
-def _interface_ipv4(name: str) -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            raw = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
-        except OSError:
-            return None
-    return socket.inet_ntoa(raw[20:24])
-
-
 def targets_for(targets: list[tuple[str, str]], host: str) -> list[tuple[str, str]]:
     """The broadcast targets (interface, address) through which `host` can be reached.
 
@@ -128,7 +115,7 @@ def targets_for(targets: list[tuple[str, str]], host: str) -> list[tuple[str, st
     if ip.is_loopback:
         return [t for t in targets if (a := _ip(t[1])) is not None and a.is_loopback]
     lan = [t for t in targets if (a := _ip(t[1])) is not None and not a.is_loopback]
-    mine = [t for t in lan if t[0] == "env" or _interface_ipv4(t[0]) == host]
+    mine = [t for t in lan if t[0] == "env" or host in interface_ipv4s(t[0])]
     return mine or lan
 
 

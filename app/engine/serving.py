@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from app.core import hashing, paths
+from app.core import hashing, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE
@@ -46,8 +46,8 @@ class OpenFiles:
             if rel in self.sizes:
                 try:
                     parent, _, name = paths.validate(rel).rpartition("/")
-                    self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                             dir_fd=self.dirs.open(parent))
+                    self.open[rel] = platform.open_in(self.dirs.open(parent), name,
+                                                      platform.READ_FLAGS)
                 except (OSError, paths.BadPath):
                     pass
         return self.open[rel]
@@ -61,7 +61,7 @@ class OpenFiles:
         if fd is None or offset + size > self.sizes[rel]:
             return None
         try:
-            data = os.pread(fd, size, offset)
+            data = platform.pread(fd, size, offset)
         except OSError:
             return None
         if hashing.block_hash(data) != h:
@@ -76,7 +76,7 @@ class OpenFiles:
         if fd is None or offset + size > self.sizes[rel]:
             return False
         try:
-            if os.preadv(fd, [view], offset) != size:
+            if platform.pread_into(fd, view, offset) != size:
                 return False
         except OSError:
             return False

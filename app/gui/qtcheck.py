@@ -97,6 +97,8 @@ def qt_problem() -> str | None:
 
 
 def _xcb_problem() -> str | None:
+    if sys.platform == "win32":  # no X display there: Qt brings its own platform plugin
+        return None
     from PySide6.QtCore import QLibraryInfo
 
     plugin = (Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import msgpack
 
+from app.core import platform
 from app.net.discovery import MAX_PACKET, broadcast_targets
 
 log = logging.getLogger(__name__)
@@ -88,8 +89,7 @@ async def find(nameplate: int, port: int, wait: float = LISTEN) -> list[Heard]:
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    with contextlib.suppress(AttributeError, OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    platform.reuse_port(sock)
     try:
         sock.bind(("0.0.0.0", port))
     except OSError as e:

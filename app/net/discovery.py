@@ -23,18 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
 import os
 import socket
-import struct
 from collections import deque
 from collections.abc import Callable
 
+import ifaddr
 import msgpack
+
+from app.core import platform
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,6 @@ SALT = b"p2psync discovery v2: share key -> discovery keys"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 2
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 
-_SIOCGIFBRDADDR = 0x8919
-_SIOCGIFFLAGS = 0x8913
-_IFF_BROADCAST = 0x2
-_IFF_UP = 0x1
 
 
 @functools.lru_cache(maxsize=4)  # a process that restarts its node pays once per key
@@ -67,23 +65,49 @@ def share_keys(secret: str) -> tuple[bytes, bytes]:
 
 
 def broadcast_targets() -> list[tuple[str, str]]:
-    """(interface, broadcast address) of every IPv4 interface that is up and broadcasts."""
+    """(interface, broadcast address) of every IPv4 network this device is on.
+
+    From `ifaddr` (getifaddrs on Linux and macOS, GetAdaptersAddresses on Windows), not
+    from Linux ioctls. Point-to-point links (/31, /32) have no broadcast address; a
+    down interface's broadcast simply fails to send (`announce` ignores that).
+    """
     override = os.environ.get(TARGETS_ENV)
     if override is not None:
         return [("env", a.strip()) for a in override.split(",") if a.strip()]
     out = [("lo", "127.255.255.255")]  # other devices on this same machine
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for _, name in socket.if_nameindex():
-            req = struct.pack("256s", name.encode()[:15])
-            try:
-                flags = struct.unpack("H", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req)[16:18])[0]
-                if not (flags & _IFF_UP and flags & _IFF_BROADCAST) or name == "lo":
-                    continue
-                addr = fcntl.ioctl(s.fileno(), _SIOCGIFBRDADDR, req)[20:24]
-            except OSError:
-                continue
-            out.append((name, socket.inet_ntoa(addr)))
+    for name, net in _ipv4_networks():
+        if net.is_loopback or net.prefixlen >= 31:
+            continue
+        target = (name, str(net.broadcast_address))
+        if target not in out:
+            out.append(target)
     return out
+
+
+def interface_ipv4s(name: str) -> set[str]:
+    """The IPv4 addresses of the interface called name (none when there is no such one)."""
+    return {ip for n, _, ip in _ipv4_addresses() if n == name}
+
+
+def _ipv4_addresses() -> list[tuple[str, ipaddress.IPv4Network, str]]:
+    """(interface, network, address) of every IPv4 address of this device."""
+    out = []
+    try:
+        adapters = ifaddr.get_adapters()
+    except OSError as e:  # no interfaces to ask: loopback only
+        log.debug("cannot list the network interfaces: %s", e)
+        return []
+    for adapter in adapters:
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str):  # IPv6 addresses are tuples
+                with contextlib.suppress(ValueError):
+                    net = ipaddress.IPv4Network(f"{ip.ip}/{ip.network_prefix}", strict=False)
+                    out.append((str(adapter.name), net, ip.ip))
+    return out
+
+
+def _ipv4_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    return [(name, net) for name, net, _ in _ipv4_addresses()]
 
 
 def encode(announcement: dict, tag_key: bytes) -> bytes:
@@ -154,8 +178,7 @@ class Discovery(asyncio.DatagramProtocol):
         """Bind the UDP port (OSError with one clear sentence); derive keys meanwhile."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(AttributeError, OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        platform.reuse_port(sock)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         try:
             sock.bind(("0.0.0.0", self.port))
@@ -217,4 +240,4 @@ class Discovery(asyncio.DatagramProtocol):
             self.transport = None
 
 
-__all__ = ["Discovery", "broadcast_targets", "foreign_device", "share_keys"]
+__all__ = ["Discovery", "broadcast_targets", "foreign_device", "interface_ipv4s", "share_keys"]

@@ -7,19 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from app.core import apply, batchwrite, hashing, paths
+from app.core import apply, batchwrite, hashing, paths, platform
 from app.core.batchwrite import BadContent, Placed, SmallFile, write_small_files
 from app.core.model import FileEntry, Kind
 
 MTIME = 1_600_000_000_123_456_789
 
 
-@pytest.fixture(autouse=True, params=["unnamed", "named"])
+@pytest.fixture(autouse=True, params=["unnamed", "named", "paths"])
 def temp_kind(request, monkeypatch):
-    """Every test twice: with O_TMPFILE, and with the named temp file used without it."""
-    if request.param == "named":
-        monkeypatch.setattr(batchwrite, "_TMPFILE_OK", False)
-    elif not batchwrite._TMPFILE_OK:
+    """Every test three times: with O_TMPFILE, with the named temp file used without it,
+    and with neither directory descriptors nor O_NOFOLLOW (Windows, P2PSYNC_PORTABLE)."""
+    if request.param == "paths":
+        monkeypatch.setattr(platform, "DIR_FDS", False)
+        monkeypatch.setattr(platform, "NOFOLLOW", 0)
+        monkeypatch.setattr(platform, "TEMP_FLAGS", platform.TEMP_FLAGS & ~os.O_NOFOLLOW)
+    if request.param in ("named", "paths"):
+        monkeypatch.setattr(platform, "UNNAMED_TEMPS", False)
+    elif not platform.UNNAMED_TEMPS:
         pytest.skip("no O_TMPFILE here")
     return request.param
 

@@ -1,4 +1,5 @@
-"""Directory descriptors that never follow a link, made on demand only when asked."""
+"""Directories that never lead through a link, made on demand only when asked: with
+directory descriptors, and with the path-checked fallback (Windows, P2PSYNC_PORTABLE)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,28 @@ import os
 
 import pytest
 
-from app.core import paths
+from app.core import paths, platform
 from app.core.dirfds import DirFds
 
 
-def test_opens_each_directory_once_and_closes_them(tmp_path):
+@pytest.fixture(autouse=True, params=["descriptors", "paths"])
+def dir_kind(request, monkeypatch):
+    if request.param == "paths":
+        monkeypatch.setattr(platform, "DIR_FDS", False)
+        monkeypatch.setattr(platform, "NOFOLLOW", 0)
+    return request.param
+
+
+def test_opens_each_directory_once_and_closes_them(tmp_path, dir_kind):
     (tmp_path / "a/b").mkdir(parents=True)
     with DirFds(tmp_path, create=False) as dirs:
-        fd = dirs.open("a/b")
-        assert dirs.open("a/b") == fd
-        assert set(dirs.fds) == {"", "a", "a/b"}
-        assert os.listdir(fd) == []
-    assert dirs.fds == {}
-    with pytest.raises(OSError):
-        os.fstat(fd)
+        d = dirs.open("a/b")
+        assert dirs.open("a/b") is d
+        assert set(dirs.dirs) == {"", "a", "a/b"}
+        assert os.listdir(d.fd if d.fd is not None else d.path) == []
+    assert dirs.dirs == {}
+    if dir_kind == "descriptors":
+        assert d.fd is None  # closed
 
 
 def test_missing_directories_are_made_only_when_creating(tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core import diskio, paths
+from app.core import paths, platform
 from app.engine.config import Config
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import sync_once
@@ -51,7 +51,7 @@ class Faults:
         self.nth = 0
         self.calls = 0
         self.fired = 0
-        monkeypatch.setattr(diskio, "_syncfs", None)  # flushes go through os.fdatasync
+        monkeypatch.setattr(platform, "_syncfs", None)  # flushes go through os.fdatasync
         for site in self.SITES:
             monkeypatch.setattr(os, site, self._wrap(site, getattr(os, site)))
 
