@@ -1409,6 +1409,33 @@ class Index:
             after = rows[-1][0]
 
 
+    def iter_peer_view(self, device: str, chunk: int = 2000
+                       ) -> Iterator[tuple[FileEntry, FileEntry | None, bool]]:
+        """(our entry, the row `device` announced of that path in full or None, whether it
+        holds exactly our entry), for every local entry in path order, `chunk` at a time:
+        what the preview plans that device's side from."""
+        with self._reading():
+            ref = self._devices.find(device)
+        ref = -1 if ref is None else ref
+        sql = (f"SELECT {_cols('f.', _FILE_COLS)}, s.seq IS NOT NULL, r.path, r.kind, r.size, "
+               "r.mtime_ns, r.mode, r.version, r.modified_by, r.deleted, r.seq, 0, 0, '', "
+               "r.target, r.hash, r.blocks FROM files f "
+               "LEFT JOIN remote_same s ON s.path = f.path AND s.device = ? "
+               "LEFT JOIN remote_files r ON r.path = f.path AND r.device = ? "
+               "WHERE f.path > ? ORDER BY f.path LIMIT ?")
+        after = ""
+        while True:
+            with self._reading():
+                rows = self._db.execute(sql, (ref, ref, after, chunk)).fetchall()
+                dev = self._devices
+                out = [(self._entry(r[:15], dev), None if r[16] is None
+                        else self._entry(r[16:], dev), bool(r[15])) for r in rows]
+            yield from out
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+
 _UPSERT = ", ".join(f"{c} = excluded.{c}" for c in
                     (c.strip() for c in _FILE_COLS.split(",")) if c != "path")
 # "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`

@@ -1,0 +1,332 @@
+"""The preview of "Sync now" (`sync --dry-run`, the app's Preview): what a sync would do.
+
+Two halves, each from the same planner the node runs:
+
+* our side: the node's assessment (renames paired, deletions that wait for moves, the
+  mass-deletion guard), window after window of the index;
+* each peer's side: what it would fetch from us, planned from its side, with its
+  announced entry of each path as its local one and ours as the only remote. A path
+  it holds exactly as ours (`remote_same`) plans to nothing and costs one row read.
+
+Everything streams: steps are yielded a window (or a chunk of our index) at a time,
+and only per-peer totals are kept, so a million files cost no more memory than ten.
+
+A dry run changes nothing. `PreviewNode` works on a scratch copy of the index: the
+peers' indexes are stored there, and its rows are settled there to move from one
+window to the next. It never sends our index (so no peer changes anything either: it
+cannot fetch, delete or conflict over what it has not heard of), pulls nothing, prunes
+no versions, removes no temp file and makes no `.p2psync/` marker. What a peer has of
+ours is known from what it announced back and from the `have` of its `start` message:
+a deletion of ours it has not seen, with no entry of its own for that path, is taken
+for one it would carry out (a path it never had cannot be told apart from that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.core import marker
+from app.core.apply import conflict_name
+from app.core.hashing import zero_hash
+from app.core.index import Index
+from app.core.massdelete import UNMOUNTED, HeldDeletions, unmounted
+from app.core.model import BLOCK_SIZE, FileEntry
+from app.core.paths import META_DIR
+from app.core.planner import ADOPT, DELETE, FETCH, MKDIR, Action, plan_path
+from app.engine.assessment import Assessment, Inputs, assess
+from app.engine.node import Node, PeerState
+
+COPY_TRIES = 5  # copies of an index that a running node keeps writing to
+# the contract's actions (`sync --dry-run --json`)
+ACTIONS = ("fetch", "send", "delete", "delete_on_peer", "rename", "conflict", "mkdir", "error")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing a sync would do to one path, with one peer."""
+
+    path: str
+    action: str  # one of ACTIONS
+    peer: str  # device ID
+    bytes: int = 0  # what would cross the network
+    source: str | None = None  # rename: the old path
+    copy: str | None = None  # conflict: the conflict copy's name
+    why: str | None = None  # error
+
+    def as_json(self) -> dict:
+        out: dict = {"path": self.path, "action": self.action, "peer": self.peer,
+                     "bytes": self.bytes}
+        for key, value in (("from", self.source), ("copy", self.copy), ("why", self.why)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass
+class Totals:
+    """What one peer's steps add up to."""
+
+    counts: Counter[str] = field(default_factory=Counter)  # action -> paths
+    bytes: int = 0
+
+    def add(self, step: Step) -> None:
+        self.counts[step.action] += 1
+        self.bytes += step.bytes
+
+
+@dataclass(frozen=True)
+class PeerSide:
+    """What we know of a peer's side: its name, and the seq of our index it has seen."""
+
+    device: str
+    name: str
+    have: int
+
+
+class Preview:
+    """The steps of one preview; `steps()` runs in a worker thread (it reads the index).
+
+    `totals` and `held` are complete once `steps()` is exhausted (`held` from the first
+    window on: the guard counts every pending deletion, beyond the window too).
+    """
+
+    def __init__(self, folder: Path, device_id: str, index: Index, inputs: Inputs,
+                 peers: list[PeerSide], blocked: dict[str, str], *,
+                 first: Assessment | None = None, held: HeldDeletions | None = None) -> None:
+        self.folder = folder
+        self.device_id = device_id
+        self.index = index
+        self.inputs = inputs
+        self.peers = peers
+        self.blocked = blocked
+        self.held = held
+        self._first = first  # the live node's assessment: one window, nothing settled
+        self.totals: dict[str, Totals] = {p.device: Totals() for p in peers}
+
+    def steps(self) -> Iterator[Step]:
+        for step in self._all_steps():
+            self.totals.setdefault(step.peer, Totals()).add(step)
+            yield step
+
+    def _all_steps(self) -> Iterator[Step]:
+        if self.held is not None and self.held.reason == UNMOUNTED:
+            return  # nothing is scanned, written or sent while the folder looks unmounted
+        if self._first is not None:
+            self.held = self.held or self._first.held
+            yield from self._ours(self._first)
+        else:
+            yield from self._windows()
+        for peer in self.peers:
+            yield from self._theirs(peer)
+
+    # --- our side ------------------------------------------------------------------
+    def _windows(self) -> Iterator[Step]:
+        """Window after window: each one's rows are settled in the (scratch) index once
+        planned, so the next one moves on, as fetching them would in a real sync."""
+        self.index.unsettle()  # plan every row, whatever earlier runs settled
+        first = True
+        while True:
+            result = assess(self.index, (), self.inputs)
+            if first:
+                self.held = self.held or result.held
+                first = False
+            elif self.held is not None:  # held once, held all along
+                result.actions = [a for a in result.actions if a.op != DELETE]
+            yield from self._ours(result)
+            rows = [(device, rel, r.seq) for rel, _, remotes in self.index.differing_entries()
+                    for device, r in remotes.items()]
+            if not rows:
+                return
+            self.index.settle(rows)
+
+    def _ours(self, result: Assessment) -> Iterator[Step]:
+        moved = set()
+        for deletion, fetch in result.renames:
+            moved.add(deletion.path)
+            yield Step(fetch.path, "rename", self._peer_of(fetch), source=deletion.path)
+        planned = set()
+        for a in result.actions:
+            planned.add(a.path)
+            step = self._our_step(a)
+            if step is not None:
+                yield step
+        if self.held is not None:
+            return  # the deletions waiting for a move are held back with the rest
+        for rel in sorted(result.deleting - planned - moved):  # they wait for a move
+            yield Step(rel, "delete", self._deleted_by(rel))
+
+    def _our_step(self, a: Action) -> Step | None:
+        peer = self._peer_of(a)
+        if a.path in self.blocked:
+            return Step(a.path, "error", peer, why=self.blocked[a.path])
+        if a.op == ADOPT:
+            return None
+        size = self._fetch_bytes(a.target) if a.op == FETCH else 0
+        if a.conflict_copy:
+            mine = self.index.get(a.path)
+            copy = conflict_name(a.path, mine.mtime_ns, mine.modified_by) if mine else None
+            return Step(a.path, "conflict", peer, size, copy=copy)
+        action = {DELETE: "delete", MKDIR: "mkdir"}.get(a.op, "fetch")
+        return Step(a.path, action, peer, size)
+
+    def _deleted_by(self, rel: str) -> str:
+        remotes = self.index.remote_entries([rel]).get(rel, {})
+        gone = [d for d, r in remotes.items() if r.deleted and d in self.inputs.peers]
+        return (gone or list(remotes) or [""])[0]
+
+    def _peer_of(self, a: Action) -> str:
+        connected = [d for d in a.sources if d in self.inputs.peers]
+        return (connected or a.sources or [a.target.modified_by])[0]
+
+    def _fetch_bytes(self, target: FileEntry) -> int:
+        """The bytes of the blocks that are neither here already nor holes."""
+        hashes = target.block_hashes()
+        here = self.index.find_blocks(hashes)
+        zero = zero_hash()
+        missing = 0
+        for i, h in enumerate(hashes):
+            if h not in here and h != zero:
+                missing += min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
+        return missing
+
+    # --- a peer's side --------------------------------------------------------------
+    def _theirs(self, peer: PeerSide) -> Iterator[Step]:
+        me = self.device_id
+        for mine, theirs, same in self.index.iter_peer_view(peer.device):
+            if same or mine.error or self.inputs.ignore.matches(mine.path):
+                continue
+            if theirs is None and mine.deleted:
+                if mine.seq > peer.have:  # a deletion it has not seen yet
+                    yield Step(mine.path, "delete_on_peer", peer.device)
+                continue
+            a = plan_path(theirs, {me: mine})
+            if a is None or a.op == ADOPT:
+                continue
+            if a.op == DELETE:
+                yield Step(mine.path, "delete_on_peer", peer.device)
+                continue
+            size = _send_bytes(mine, theirs) if a.op == FETCH else 0
+            if a.conflict_copy and theirs is not None:
+                copy = conflict_name(mine.path, theirs.mtime_ns, theirs.modified_by)
+                yield Step(mine.path, "conflict", peer.device, size, copy=copy)
+            else:
+                yield Step(mine.path, "send", peer.device, size)
+
+
+def _send_bytes(mine: FileEntry, theirs: FileEntry | None) -> int:
+    """Our file's bytes but its holes, and the blocks its own version of the path shares."""
+    if theirs is not None and not theirs.deleted and theirs.same_content(mine):
+        return 0
+    has = set(theirs.block_hashes()) if theirs is not None and not theirs.deleted else set()
+    has.add(zero_hash())
+    return sum(min(BLOCK_SIZE, mine.size - i * BLOCK_SIZE)
+               for i, h in enumerate(mine.block_hashes()) if h not in has)
+
+
+# --- the dry run's node ----------------------------------------------------------------
+class PreviewNode(Node):
+    """A node that looks and changes nothing (see the module docstring)."""
+
+    def _open_index(self) -> Index:
+        self.scratch = Path(tempfile.mkdtemp(prefix="preview-", dir=self.config.dir))
+        copy = self.scratch / "index.db"
+        if self.fpaths.db_path.exists():
+            _copy_database(self.fpaths.db_path, copy)
+        self.have: dict[str, int] = {}
+        return Index(copy, self.device_id)
+
+    async def _send_index(self, peer: PeerState) -> None:
+        self.have[peer.conn.device_id] = peer.sent_seq  # what it holds of ours: its `have`
+
+    async def _pull_loop(self) -> None:
+        await asyncio.Future()  # nothing is fetched; stop() cancels this
+
+    def _prune_versions(self) -> None:
+        pass
+
+    async def _cleanup_temps(self, actions: list[Action] | None = None) -> None:
+        pass
+
+    async def _check_folder(self) -> bool:
+        """Like the node's, but without making the marker of a folder that has none."""
+        if os.path.isdir(self.root / META_DIR):
+            return True
+        found = await asyncio.to_thread(marker.lost, self.root, self.index)
+        self.unmounted = None if found is None else \
+            unmounted(found.missing, found.live, self.device_id)
+        return self.unmounted is None
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def exchanged(self, devices: list[str]) -> bool:
+        """Whether our first scan is done and we hold each peer's whole index."""
+        if self._first_scan is not None and not self._first_scan.done():
+            return False
+        for device in devices:
+            peer = self.peers.get(device)
+            if peer is None or peer.last_state is None or peer.index_streaming \
+                    or device not in self.have:
+                return False
+            if peer.last_state["seq"] > self.index.remote_state(device)[1]:
+                return False
+        return True
+
+    def preview(self, devices: list[str]) -> Preview:
+        """The preview of what a sync with these (connected) peers would do."""
+        inputs = Inputs(frozenset(self.peers), frozenset(), self.ignore,
+                        frozenset(self.blocked), frozenset(), self.opts.allow_mass_delete)
+        sides = [PeerSide(d, self.peers[d].conn.info.name, self.have.get(d, 0))
+                 for d in devices if d in self.peers]
+        return Preview(self.root, self.device_id, self.index, inputs, sides,
+                       dict(self.blocked), held=self.unmounted)
+
+
+def _copy_database(src: Path, dst: Path) -> None:
+    """Byte copies of the index and its WAL, never opened in SQLite here: even a read-only
+    connection leaves -wal and -shm files behind. Copied again if a node running for the
+    folder wrote to them meanwhile."""
+    for _ in range(COPY_TRIES):
+        before = _stamps(src)
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(f"{src}{suffix}", f"{dst}{suffix}")
+        if _stamps(src) == before:
+            return
+
+
+def _stamps(db: Path) -> list[tuple[int, int] | None]:
+    out: list[tuple[int, int] | None] = []
+    for suffix in ("", "-wal"):
+        try:
+            st = os.stat(f"{db}{suffix}")
+            out.append((st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return out
+
+
+async def live_preview(node: Node) -> Preview:
+    """The preview of the app's running node: its latest assessment (one window) and
+    what its connected peers would fetch from us, as far as they told us."""
+    first = await node.assess()
+    inputs = Inputs(frozenset(node.peers), frozenset(), node.ignore, frozenset(node.blocked),
+                    frozenset(), node.opts.allow_mass_delete)
+    sides = []
+    for device, peer in node.peers.items():
+        seen = peer.last_state["seen"] if peer.last_state else 0
+        sides.append(PeerSide(device, peer.conn.info.name, seen))
+    return Preview(node.root, node.device_id, node.index, inputs, sides, dict(node.blocked),
+                   first=first, held=node.unmounted)
+
