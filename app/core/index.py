@@ -1257,6 +1257,15 @@ class Index:
                 _where_in(self._db, "UPDATE remote_files SET pending = 0", "path, device, seq",
                           items[i:i + 2000])
 
+    def settle_paths(self, paths: Collection[str]) -> None:
+        """Every pending row of these paths settled, whatever it plans to: the preview
+        moves on to the next window of its scratch copy this way (app/engine/preview.py)."""
+        keys = [(p,) for p in sorted(paths)]
+        for i in range(0, len(keys), 2000):
+            with self._lock, self._tx():
+                _where_in(self._db, "UPDATE remote_files SET pending = 0", "path",
+                          keys[i:i + 2000])
+
     @_locked
     def unsettle(self) -> None:
         """Plan every row again (the ignore rules changed)."""

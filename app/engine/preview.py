@@ -29,7 +29,7 @@ import os
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,7 +132,7 @@ class Preview:
         """Window after window: each one's rows are settled in the (scratch) index once
         planned, so the next one moves on, as fetching them would in a real sync."""
         self.index.unsettle()  # plan every row, whatever earlier runs settled
-        first = True
+        first, last = True, set()
         while True:
             result = assess(self.index, (), self.inputs)
             if first:
@@ -141,21 +141,26 @@ class Preview:
             elif self.held is not None:  # held once, held all along
                 result.actions = [a for a in result.actions if a.op != DELETE]
             yield from self._ours(result)
-            rows = [(device, rel, r.seq) for rel, _, remotes in self.index.differing_entries()
-                    for device, r in remotes.items()]
-            if not rows:
-                return
-            self.index.settle(rows)
+            window = {a.path for a in result.actions} | result.deleting | \
+                {a.path for pair in result.renames for a in pair}
+            if result.held is not None:
+                window |= result.held.paths
+            if not window or window == last:
+                return  # the rest planned to nothing, and assess settled it
+            self.index.settle_paths(window)
+            last = window
 
     def _ours(self, result: Assessment) -> Iterator[Step]:
         moved = set()
         for deletion, fetch in result.renames:
             moved.add(deletion.path)
             yield Step(fetch.path, "rename", self._peer_of(fetch), source=deletion.path)
+        fetches = [a.target for a in result.actions if a.op == FETCH]
+        here = self.index.find_blocks([h for t in fetches for h in t.block_hashes()])
         planned = set()
         for a in result.actions:
             planned.add(a.path)
-            step = self._our_step(a)
+            step = self._our_step(a, here)
             if step is not None:
                 yield step
         if self.held is not None:
@@ -163,13 +168,13 @@ class Preview:
         for rel in sorted(result.deleting - planned - moved):  # they wait for a move
             yield Step(rel, "delete", self._deleted_by(rel))
 
-    def _our_step(self, a: Action) -> Step | None:
+    def _our_step(self, a: Action, here: Collection[bytes]) -> Step | None:
         peer = self._peer_of(a)
         if a.path in self.blocked:
             return Step(a.path, "error", peer, why=self.blocked[a.path])
         if a.op == ADOPT:
             return None
-        size = self._fetch_bytes(a.target) if a.op == FETCH else 0
+        size = _missing_bytes(a.target, here) if a.op == FETCH else 0
         if a.conflict_copy:
             mine = self.index.get(a.path)
             copy = conflict_name(a.path, mine.mtime_ns, mine.modified_by) if mine else None
@@ -185,17 +190,6 @@ class Preview:
     def _peer_of(self, a: Action) -> str:
         connected = [d for d in a.sources if d in self.inputs.peers]
         return (connected or a.sources or [a.target.modified_by])[0]
-
-    def _fetch_bytes(self, target: FileEntry) -> int:
-        """The bytes of the blocks that are neither here already nor holes."""
-        hashes = target.block_hashes()
-        here = self.index.find_blocks(hashes)
-        zero = zero_hash()
-        missing = 0
-        for i, h in enumerate(hashes):
-            if h not in here and h != zero:
-                missing += min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
-        return missing
 
     # --- a peer's side --------------------------------------------------------------
     def _theirs(self, peer: PeerSide) -> Iterator[Step]:
@@ -223,12 +217,18 @@ class Preview:
 
 def _send_bytes(mine: FileEntry, theirs: FileEntry | None) -> int:
     """Our file's bytes but its holes, and the blocks its own version of the path shares."""
-    if theirs is not None and not theirs.deleted and theirs.same_content(mine):
+    if theirs is None or theirs.deleted:
+        return _missing_bytes(mine, ())
+    if theirs.same_content(mine):
         return 0
-    has = set(theirs.block_hashes()) if theirs is not None and not theirs.deleted else set()
-    has.add(zero_hash())
-    return sum(min(BLOCK_SIZE, mine.size - i * BLOCK_SIZE)
-               for i, h in enumerate(mine.block_hashes()) if h not in has)
+    return _missing_bytes(mine, set(theirs.block_hashes()))
+
+
+def _missing_bytes(target: FileEntry, here: Collection[bytes]) -> int:
+    """The bytes of target's blocks that are neither `here` nor holes."""
+    zero = zero_hash()
+    return sum(min(BLOCK_SIZE, target.size - i * BLOCK_SIZE)
+               for i, h in enumerate(target.block_hashes()) if h != zero and h not in here)
 
 
 # --- the dry run's node ----------------------------------------------------------------
