@@ -129,8 +129,8 @@ class StepsModel(QAbstractTableModel):
 def _details(s: Step) -> str:
     if s.source is not None:
         return f"from {s.source}"
-    if s.copy is not None:
-        return f"both kept: {s.copy}"
+    if s.copy is not None:  # beside the file: its name is enough
+        return f"both kept: {s.copy.rpartition('/')[2]}"
     return s.why or ""
 
 
@@ -143,7 +143,7 @@ class PreviewDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("previewDialog")
         self.setWindowTitle("Preview of Sync now")
-        self.resize(860, 480)
+        self.resize(1120, 480)
         v = QVBoxLayout(self)
         self.totals = QLabel(objectName="previewTotals")
         self.totals.setWordWrap(True)
@@ -159,7 +159,7 @@ class PreviewDialog(QDialog):
         self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 120), (2, 150), (3, 80), (4, 220)):
+        for col, width in ((0, 110), (2, 140), (3, 80), (4, 390)):  # room for a copy's name
             header.resizeSection(col, width)
         v.addWidget(self.table, 1)
         self.note = QLabel(objectName="previewNote")
