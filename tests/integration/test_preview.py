@@ -20,7 +20,7 @@ from tests.integration.test_two_devices import (
     wait_indexed,
     write,
 )
-from tests.procs import sync, tree
+from tests.procs import sync, tmpfs, tree
 
 
 def dry_run(tmp_path: Path, node, *extra: str, name: str = "B") -> dict:
@@ -186,3 +186,21 @@ def test_json_without_dry_run_is_a_usage_error(tmp_path):
     r = sync(tmp_path / "B", tmp_path / "cfgB", "127.0.0.1:9", extra=("--json",))
     assert r.returncode == 2
     assert r.stderr.strip() == "p2psync: sync: --json goes with --dry-run"
+
+
+def test_a_file_that_cannot_be_synced_is_an_error_with_its_why(tmp_path, run_node):
+    a = tmp_path / "A"
+    write(a / "small.txt", "fits\n", HOUR_AGO)
+    write(a / "big.bin", os.urandom(12 * 1024 * 1024), HOUR_AGO)
+    node = run_node("A")
+    with tmpfs(tmp_path / "B", "8m") as b:
+        r = sync(b, tmp_path / "cfgB", node.address)
+        assert r.returncode == 5, r.stderr  # big.bin does not fit: no space left
+        report = dry_run(tmp_path, node)
+        a_id = device_id(tmp_path / "cfgA")
+        [error] = report["actions"]
+        assert error["path"] == "big.bin" and error["action"] == "error"
+        assert error["peer"] == a_id and error["bytes"] == 0
+        assert error["why"].startswith("no space left here"), error
+        r = sync(b, tmp_path / "cfgB", node.address)
+        assert r.returncode == 5 and "big.bin: no space left here" in r.stderr, r.stderr
