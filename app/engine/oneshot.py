@@ -47,7 +47,7 @@ async def preview_once(node: PreviewNode, addresses: list[tuple[str, int]], time
         if node.unmounted is not None:
             break  # nothing would be synced: the preview says so
         if not any(d in node.peers for d in devices):
-            raise P2PError("lost the connection to the peer before it sent its index")
+            raise P2PError("lost the connection to the peer before the preview was ready")
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise P2PError(f"timed out after {timeout:g} s waiting for the peers' indexes")
