@@ -72,3 +72,23 @@ def test_a_large_preview_keeps_its_totals_and_a_bounded_table():
     model.set_steps(result.steps, result.names)
     assert model.rowCount() == ROWS_SHOWN
     assert model.index(0, 2).data() == "desk (DEV)"
+
+
+def test_a_preview_that_fails_says_so_in_the_dialog(qtbot, tmp_path, make_window,  # noqa: F811
+                                                     monkeypatch):
+    import sqlite3
+
+    import app.gui.worker
+
+    async def broken(node):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(app.gui.worker, "live_preview", broken)  # a disk that fails reads
+    (tmp_path / "A").mkdir()
+    w = make_window(folder=tmp_path / "A", secret=KEY)
+    started(qtbot, w)
+    click(qtbot, w.preview_button)
+    dialog = w.preview_dialog
+    qtbot.waitUntil(lambda: dialog.totals.text() == "The preview failed: disk I/O error",
+                    timeout=WAIT)
+    assert dialog.model.rowCount() == 0 and dialog.sync_button.isEnabled()
