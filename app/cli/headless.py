@@ -145,7 +145,17 @@ async def _preview(opts: NodeOptions, args: argparse.Namespace) -> int:
 
     if not opts.peers and not opts.discovery:
         raise UsageError("sync needs a peer: pass --peer HOST:PORT, or leave LAN discovery on")
-    node = PreviewNode(opts)
+    work = asyncio.current_task()
+    interrupted = []
+
+    def interrupt() -> None:
+        interrupted.append(True)
+        work.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+    node = PreviewNode(opts)  # its scratch copy exists from here: stop() removes it
     try:
         await node.start()
         peers = opts.peers or await discover_server(node, opts.discovery_port)
@@ -156,6 +166,11 @@ async def _preview(opts: NodeOptions, args: argparse.Namespace) -> int:
         else:
             await asyncio.to_thread(write_text, preview, node.device_label, sys.stdout)
         sys.stdout.flush()
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        work.uncancel()
+        raise P2PError("interrupted: nothing was changed") from None
     finally:
         await node.stop()
     return 0

@@ -260,6 +260,8 @@ class PreviewNode(Node):
         if os.path.isdir(self.root / META_DIR):
             return True
         found = await asyncio.to_thread(marker.lost, self.root, self.index)
+        if found is not None and self.opts.allow_mass_delete:
+            found = None  # a sync would take the missing files for deleted: so does its preview
         self.unmounted = None if found is None else \
             unmounted(found.missing, found.live, self.device_id)
         return self.unmounted is None
@@ -318,15 +320,14 @@ def _stamps(db: Path) -> list[tuple[int, int] | None]:
 
 
 async def live_preview(node: Node) -> Preview:
-    """The preview of the app's running node: its latest assessment (one window) and
-    what its connected peers would fetch from us, as far as they told us."""
-    first = await node.assess()
-    inputs = Inputs(frozenset(node.peers), frozenset(), node.ignore, frozenset(node.blocked),
+    """The preview of the app's running node: a fresh plan of its window (its own may be
+    spent by a round that just ran) and what its connected peers would fetch from us,
+    as far as they told us (`seen`: the seq of our index each has read)."""
+    streaming = frozenset(d for d, p in node.peers.items() if p.index_streaming)
+    inputs = Inputs(frozenset(node.peers), streaming, node.ignore, frozenset(node.blocked),
                     frozenset(), node.opts.allow_mass_delete)
-    sides = []
-    for device, peer in node.peers.items():
-        seen = peer.last_state["seen"] if peer.last_state else 0
-        sides.append(PeerSide(device, peer.conn.info.name, seen))
+    first = await asyncio.to_thread(assess, node.index, (), inputs)
+    sides = [PeerSide(d, p.conn.info.name, p.last_state["seen"] if p.last_state else 0)
+             for d, p in node.peers.items()]
     return Preview(node.root, node.device_id, node.index, inputs, sides, dict(node.blocked),
                    first=first, held=node.unmounted)
-

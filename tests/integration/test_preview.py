@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+from tests.hostile import FakeListener
 from tests.integration.test_mass_delete import files
 from tests.integration.test_two_devices import (
     HOUR_AGO,
@@ -21,7 +24,7 @@ from tests.integration.test_two_devices import (
     wait_indexed,
     write,
 )
-from tests.procs import SECRET, env, p2psync_cmd, sync, tmpfs, tree
+from tests.procs import SECRET, env, p2psync_cmd, sync, tmpfs, tree, wait_until
 
 
 def dry_run(tmp_path: Path, node, *extra: str, name: str = "B") -> dict:
@@ -210,25 +213,38 @@ def test_a_file_that_cannot_be_synced_is_an_error_with_its_why(tmp_path, run_nod
 def test_a_peer_that_leaves_or_is_too_slow_ends_the_preview_with_one_line(tmp_path, run_node):
     a, b = tmp_path / "A", tmp_path / "B"
     write(a / "x.txt", "x\n", HOUR_AGO)
+    write(b / "y.txt", "y\n", HOUR_AGO)
     node = run_node("A")
     r = sync(b, tmp_path / "cfgB", node.address, timeout=0, extra=("--dry-run",))
     assert r.returncode == 1
     assert r.stderr.splitlines()[-1] == \
         "p2psync: timed out after 0 s waiting for the peers' indexes", r.stderr
 
-    for i in range(4000):  # B's first scan takes a while: A leaves meanwhile
-        write(b / f"d{i % 40}/f{i}.txt", f"{i}\n" * 200, HOUR_AGO)
-    other = run_node("C")
-    proc = subprocess.Popen(
-        p2psync_cmd("sync", "--dry-run", "--folder", str(b), "--config-dir",
-                    str(tmp_path / "cfgB"), "--no-discovery", "--secret", SECRET, "--peer",
-                    other.address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env())
-    other.wait_for_log("connected to")
-    assert other.stop() == 0
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, err
-    assert err.splitlines()[-1] == \
-        "p2psync: lost the connection to the peer before the preview was ready", err
-    assert out == "" and not (b / ".p2psync").exists()
+    # a member that proves the key and hangs up at once
+    leaver = FakeListener("127.0.0.1", tmp_path / "leaver", guess=SECRET)
+    try:
+        r = sync(b, tmp_path / "cfgB", f"127.0.0.1:{leaver.port}", extra=("--dry-run",))
+    finally:
+        leaver.close()
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == \
+        "p2psync: lost the connection to the peer before the preview was ready", r.stderr
+    assert r.stdout == "" and not (b / ".p2psync").exists()
     assert sorted(os.listdir(tmp_path / "cfgB" / "index")) == []  # no scratch copy left
+    assert sorted(os.listdir(tmp_path / "cfgB")) == [".lock", "cert.pem", "index", "key.pem",
+                                                     "settings.json"]
+
+    with socket.create_server(("127.0.0.1", 0)) as mute:  # takes the connection, says nothing
+        proc = subprocess.Popen(  # and Ctrl-C while it waits
+            p2psync_cmd("sync", "--dry-run", "--folder", str(b), "--config-dir",
+                        str(tmp_path / "cfgB"), "--no-discovery", "--secret", SECRET,
+                        "--peer", f"127.0.0.1:{mute.getsockname()[1]}"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env())
+        wait_until(lambda: any(n.startswith("preview-") for n in os.listdir(tmp_path / "cfgB")),
+                   30)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert err.splitlines()[-1] == "p2psync: interrupted: nothing was changed", err
+    assert sorted(os.listdir(tmp_path / "cfgB")) == [".lock", "cert.pem", "index", "key.pem",
+                                                     "settings.json"]
