@@ -17,7 +17,8 @@ from app.engine.preview import Preview, Step, Totals
 # how a step reads in the list, and in the totals
 VERBS = {
     "fetch": "fetch", "send": "send", "delete": "delete here",
-    "delete_on_peer": "delete on peer", "rename": "rename here", "conflict": "conflict",
+    "delete_on_peer": "delete on peer", "rename": "rename here",
+    "rename_on_peer": "rename on peer", "conflict": "conflict",
     "mkdir": "make folder", "error": "cannot sync",
 }
 
@@ -62,7 +63,7 @@ def step_line(step: Step, name_of: Callable[[str], str]) -> str:
     if step.why is not None:
         what += f": {step.why}"
     size = human_size(step.bytes) if step.bytes else ""
-    return f"  {VERBS[step.action]:<15} {size:>9}  {what}  [{name_of(step.peer)}]"
+    return f"  {VERBS[step.kind]:<15} {size:>9}  {what}  [{name_of(step.peer)}]"
 
 
 def totals_text(totals: Totals) -> str:

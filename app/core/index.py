@@ -1445,6 +1445,27 @@ class Index:
             after = rows[-1][0]
 
 
+    @_reads
+    def by_seq(self, device: str, seqs: Collection[int]
+               ) -> dict[int, tuple[str, bool, int, int, bool]]:
+        """seq -> (path, deleted, kind, mtime_ns, whether `device` announced anything of that
+        path) of our entries at these seqs: a move is a tombstone and its new path at
+        neighbouring seqs, with the same mtime (the preview pairs them for a peer)."""
+        ref = self._devices.find(device)
+        ref = -1 if ref is None else ref
+        out: dict[int, tuple[str, bool, int, int, bool]] = {}
+        for chunk in _chunks(sorted(seqs)):
+            marks = ", ".join("?" * len(chunk))
+            for seq, path, deleted, kind, mtime_ns, known in self._db.execute(
+                    f"SELECT f.seq, f.path, f.deleted, f.kind, f.mtime_ns, "
+                    "EXISTS (SELECT 1 FROM remote_same s WHERE s.path = f.path AND s.device = ?) "
+                    "OR EXISTS (SELECT 1 FROM remote_files r WHERE r.path = f.path "
+                    f"AND r.device = ?) FROM files f WHERE f.seq IN ({marks})",
+                    (ref, ref, *chunk)):
+                out[seq] = (path, bool(deleted), kind, mtime_ns, bool(known))
+        return out
+
+
 _UPSERT = ", ".join(f"{c} = excluded.{c}" for c in
                     (c.strip() for c in _FILE_COLS.split(",")) if c != "path")
 # "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -38,12 +39,16 @@ from app.core.apply import conflict_name
 from app.core.hashing import zero_hash
 from app.core.index import Index
 from app.core.massdelete import UNMOUNTED, HeldDeletions, unmounted
-from app.core.model import BLOCK_SIZE, FileEntry
+from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.paths import META_DIR
 from app.core.planner import ADOPT, DELETE, FETCH, MKDIR, Action, plan_path
 from app.engine.assessment import Assessment, Inputs, assess
 from app.engine.node import Node, PeerState
 
+PEER_BATCH = 2000  # our entries planned from a peer's side at a time
+MOVE_REACH = 8  # how far apart (in seqs) the scanner may record the two halves of a move
+_NEAR = [d for d in range(-MOVE_REACH, MOVE_REACH + 1) if d]
+_REACH2 = range(-2 * MOVE_REACH, 2 * MOVE_REACH + 1)  # the halves' own halves too
 COPY_TRIES = 5  # copies of an index that a running node keeps writing to
 # the contract's actions (`sync --dry-run --json`)
 ACTIONS = ("fetch", "send", "delete", "delete_on_peer", "rename", "conflict", "mkdir", "error")
@@ -60,6 +65,12 @@ class Step:
     source: str | None = None  # rename: the old path
     copy: str | None = None  # conflict: the conflict copy's name
     why: str | None = None  # error
+    on_peer: bool = False  # rename: the peer renames its copy (else this device does)
+
+    @property
+    def kind(self) -> str:
+        """The action, told apart by side where the contract's name is the same."""
+        return "rename_on_peer" if self.on_peer else self.action
 
     def as_json(self) -> dict:
         out: dict = {"path": self.path, "action": self.action, "peer": self.peer,
@@ -67,6 +78,8 @@ class Step:
         for key, value in (("from", self.source), ("copy", self.copy), ("why", self.why)):
             if value is not None:
                 out[key] = value
+        if self.on_peer:
+            out["on_peer"] = True
         return out
 
 
@@ -78,7 +91,7 @@ class Totals:
     bytes: int = 0
 
     def add(self, step: Step) -> None:
-        self.counts[step.action] += 1
+        self.counts[step.kind] += 1
         self.bytes += step.bytes
 
 
@@ -193,10 +206,24 @@ class Preview:
 
     # --- a peer's side --------------------------------------------------------------
     def _theirs(self, peer: PeerSide) -> Iterator[Step]:
+        rows = self.index.iter_peer_view(peer.device)
+        while batch := list(itertools.islice(rows, PEER_BATCH)):
+            yield from self._their_batch(peer, batch)
+
+    def _their_batch(self, peer: PeerSide, batch: list) -> Iterator[Step]:
         me = self.device_id
-        for mine, theirs, same in self.index.iter_peer_view(peer.device):
+        unseen = [m for m, theirs, same in batch if _unseen(m, theirs, same, peer)]
+        near = self.index.by_seq(peer.device, {m.seq + d for m in unseen for d in _REACH2})
+        for mine, theirs, same in batch:
             if same or mine.error or self.inputs.ignore.matches(mine.path):
                 continue
+            if _unseen(mine, theirs, same, peer):
+                moved = _moved(mine, near, peer)
+                if moved is not None:  # it renames its copy: no bytes, no deletion
+                    if not mine.deleted:
+                        yield Step(mine.path, "rename", peer.device, source=moved,
+                                   on_peer=True)
+                    continue
             if theirs is None and mine.deleted:
                 if mine.seq > peer.have:  # a deletion it has not seen yet
                     yield Step(mine.path, "delete_on_peer", peer.device)
@@ -213,6 +240,47 @@ class Preview:
                 yield Step(mine.path, "conflict", peer.device, size, copy=copy)
             else:
                 yield Step(mine.path, "send", peer.device, size)
+
+
+def _unseen(mine: FileEntry, theirs: FileEntry | None, same: bool, peer: PeerSide) -> bool:
+    """A file of ours the peer has neither seen nor announced anything of."""
+    return theirs is None and not same and mine.seq > peer.have and mine.kind == Kind.FILE
+
+
+def _moved(mine: FileEntry, near: dict, peer: PeerSide) -> str | None:
+    """The other half of the move `mine` is half of, if it is one.
+
+    The scanner records a move as a tombstone and the new path at nearby seqs (a new
+    directory may come between) with the old mtime, the content unchanged. Each half
+    takes the best other half by (a different name, distance), and only halves that
+    take each other pair: the same answer whichever half is asked about, so no two
+    moves share a half.
+    """
+    other = _best_half(mine.seq, mine.deleted, mine.path, mine.mtime_ns, near, peer)
+    if other is None:
+        return None
+    path = near[other][0]
+    back = _best_half(other, not mine.deleted, path, mine.mtime_ns, near, peer)
+    return path if back == mine.seq else None
+
+
+def _best_half(seq: int, deleted: bool, path: str, mtime_ns: int, near: dict,
+               peer: PeerSide) -> int | None:
+    """The seq of the best other half for the entry at `seq`: the other liveness, a file of
+    the same mtime, unseen by the peer; one of the same name first, then the nearest."""
+    name = path.rpartition("/")[2]
+    best = None
+    for d in _NEAR:
+        row = near.get(seq + d)
+        if row is None or seq + d <= peer.have:
+            continue
+        other, other_deleted, kind, other_mtime, known = row
+        if other_deleted == deleted or kind != int(Kind.FILE) or other_mtime != mtime_ns \
+                or known:
+            continue
+        key = (other.rpartition("/")[2] != name, abs(d), seq + d)
+        best = key if best is None else min(best, key)
+    return best[2] if best is not None else None
 
 
 def _send_bytes(mine: FileEntry, theirs: FileEntry | None) -> int:

@@ -32,7 +32,8 @@ ROWS_SHOWN = 10_000  # steps the table holds; the totals count them all
 
 LABELS = {
     "fetch": "Fetch", "send": "Send", "delete": "Delete here",
-    "delete_on_peer": "Delete on device", "rename": "Rename here", "conflict": "Conflict",
+    "delete_on_peer": "Delete on device", "rename": "Rename here",
+    "rename_on_peer": "Rename on device", "conflict": "Conflict",
     "mkdir": "New folder", "error": "Cannot sync",
 }
 HEADERS = ("Action", "File", "Device", "Size", "Details")
@@ -116,7 +117,7 @@ class StepsModel(QAbstractTableModel):
         if role not in (DISPLAY, TOOLTIP):
             return None
         if col == 0:
-            return LABELS[s.action]
+            return LABELS[s.kind]
         if col == 1:
             return s.path
         if col == 2:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from app.core import scanner
 from app.core.ignore import Ignore
 from app.core.index import Index, RemoteLimits
 from app.core.model import FileEntry
@@ -79,3 +80,25 @@ def test_a_deletion_the_peer_has_not_seen_is_a_delete_on_peer(idx, tmp_path):
     assert [(s.action, s.path) for s in preview(idx, tmp_path, have=seq - 1).steps()] == \
         [("delete_on_peer", "gone")]
     assert list(preview(idx, tmp_path, have=seq).steps()) == []  # seen: nothing left to do
+
+
+def test_a_move_here_is_a_rename_on_the_peer_even_among_files_of_the_same_mtime(idx, tmp_path):
+    """Files unpacked from an archive share their mtime: the move is paired with the
+    deletion of the same name, and the other deletion stays a deletion."""
+    root = tmp_path / "root"
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (root / "docs").mkdir(parents=True, exist_ok=True)
+        (root / "docs" / name).write_text(f"{name}\n" * 100)
+        os.utime(root / "docs" / name, (1_700_000_000, 1_700_000_000))
+    scanner.scan(root, idx, Ignore(root))
+    ours = [(e.path, e.seq, e.seq) for e in idx.all_local()]
+    idx.put_remote(PEER, b"id", [], 10, ours)  # the peer holds all of it as ours
+    have = idx.max_seq()
+    (root / "docs/a.txt").unlink()
+    (root / "new").mkdir()
+    os.rename(root / "docs/b.txt", root / "new/b.txt")
+    scanner.scan(root, idx, Ignore(root))
+    steps = {(s.kind, s.path, s.source, s.bytes) for s in preview(idx, tmp_path, have).steps()}
+    assert steps == {("rename_on_peer", "new/b.txt", "docs/b.txt", 0),
+                     ("delete_on_peer", "docs/a.txt", None, 0),
+                     ("send", "new", None, 0)}

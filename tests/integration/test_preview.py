@@ -88,6 +88,8 @@ def test_dry_run_lists_what_the_sync_then_does_and_changes_nothing(tmp_path, run
     write(b / "win.txt", "B wins this one\n", now)
     (b / "gone.txt").unlink()
     write(b / "mine.txt", "made on B\n", now)
+    (b / "moved-on-b").mkdir()
+    os.rename(b / "keep.txt", b / "moved-on-b" / "keep.txt")  # A renames its copy
 
     before_b, before_a = snapshot(b, tmp_path / "cfgB"), tree(a)
     report = dry_run(tmp_path, node)
@@ -102,14 +104,19 @@ def test_dry_run_lists_what_the_sync_then_does_and_changes_nothing(tmp_path, run
     acts = by_action(report)
     assert set(acts) == {"fetch", "mkdir", "rename", "delete", "conflict", "send",
                          "delete_on_peer"}, report
+    renames = {x["path"]: x for x in report["actions"] if x["action"] == "rename"}
     assert set(acts["fetch"]) == {"f1.txt", "new.txt"}
     assert acts["fetch"]["new.txt"]["bytes"] == 300_000
     assert acts["fetch"]["f1.txt"]["bytes"] == len("changed on A\n" * 100)
     assert set(acts["mkdir"]) == {"moved", "newdir"}
-    assert acts["rename"] == {"moved/f2.txt": {"path": "moved/f2.txt", "action": "rename",
-                                               "peer": a_id, "bytes": 0, "from": "f2.txt"}}
+    assert renames == {
+        "moved/f2.txt": {"path": "moved/f2.txt", "action": "rename", "peer": a_id,
+                         "bytes": 0, "from": "f2.txt"},
+        "moved-on-b/keep.txt": {"path": "moved-on-b/keep.txt", "action": "rename",
+                                "peer": a_id, "bytes": 0, "from": "keep.txt",
+                                "on_peer": True}}
     assert set(acts["delete"]) == {"f3.txt"}
-    assert set(acts["send"]) == {"mine.txt"}
+    assert set(acts["send"]) == {"mine.txt", "moved-on-b"}
     assert acts["send"]["mine.txt"]["bytes"] == len("made on B\n")
     assert set(acts["delete_on_peer"]) == {"gone.txt"}
     conflicts = acts["conflict"]
@@ -119,8 +126,8 @@ def test_dry_run_lists_what_the_sync_then_does_and_changes_nothing(tmp_path, run
     assert conflicts["win.txt"]["copy"].endswith(f"-{a_id[:7]}.txt")  # the peer's
     assert all(x["peer"] == a_id for x in report["actions"])
     total = sum(x["bytes"] for x in report["actions"])
-    assert report["totals"] == {a_id: {"actions": {k: len(v) for k, v in acts.items()},
-                                       "bytes": total}}
+    counts = {k: len(v) for k, v in acts.items()} | {"rename": 1, "rename_on_peer": 1}
+    assert report["totals"] == {a_id: {"actions": counts, "bytes": total}}
 
     before_b = tree(b)
     ok_sync(tmp_path, node)
@@ -133,9 +140,10 @@ def test_dry_run_lists_what_the_sync_then_does_and_changes_nothing(tmp_path, run
     assert gone_b == {"f3.txt", "f2.txt"}
     assert tree(b)[ours] == b"B loses this one\n"
     # there: what was sent, the conflict B won (with A's copy), and B's copy
-    assert changed_a == {"mine.txt", "win.txt", theirs, ours}
+    assert changed_a == {"mine.txt", "win.txt", theirs, ours, "moved-on-b",
+                         "moved-on-b/keep.txt"}
     assert tree(a)[theirs] == b"A loses this one\n"
-    assert gone_a == {"gone.txt"}
+    assert gone_a == {"gone.txt", "keep.txt"}
 
 
 def test_first_dry_run_of_a_new_folder_leaves_no_trace(tmp_path, run_node):
