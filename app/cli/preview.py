@@ -32,7 +32,7 @@ def write_json(preview: Preview, out: TextIO) -> None:
         out.write(("," if i else "") + "\n" + json.dumps(step.as_json()))
     totals = {device: {"actions": dict(t.counts), "bytes": t.bytes}
               for device, t in preview.totals.items()}
-    held = preview.held.as_json() if preview.held is not None else None
+    held = held_back(preview)
     out.write(f"\n], \"totals\": {json.dumps(totals)}, \"held_back\": {json.dumps(held)}}}\n")
 
 
@@ -52,6 +52,19 @@ def write_text(preview: Preview, name_of: Callable[[str], str], out: TextIO) -> 
         out.write(f"held back by the mass-deletion guard: {h.deletes} of {h.of} files "
                   f"deleted on {name_of(h.device)} (a sync exits 6; --allow-mass-delete "
                   "applies it)\n")
+    for device, h in preview.held_on_peer.items():
+        out.write(f"held back by the mass-deletion guard of {name_of(device)}: {h.deletes} "
+                  f"of its {h.of} files deleted here (it asks before deleting them)\n")
+
+
+def held_back(preview: Preview) -> dict | None:
+    """The contract's `held_back`: ours, else what a peer's guard would hold back (with
+    `on`: that peer)."""
+    if preview.held is not None:
+        return preview.held.as_json()
+    for device, h in preview.held_on_peer.items():
+        return {**h.as_json(), "on": device}
+    return None
 
 
 def step_line(step: Step, name_of: Callable[[str], str]) -> str:

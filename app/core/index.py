@@ -1446,6 +1446,18 @@ class Index:
 
 
     @_reads
+    def remote_only_live(self, device: str) -> int:
+        """Live files and links `device` announced at paths we have no entry of: with the
+        ones it holds of ours, what its mass-deletion guard counts (the preview asks)."""
+        ref = self._devices.find(device)
+        if ref is None:
+            return 0
+        return self._db.execute(
+            "SELECT COUNT(*) FROM remote_files r WHERE r.device = ? AND NOT r.deleted "
+            "AND r.kind != ? AND NOT EXISTS (SELECT 1 FROM files f WHERE f.path = r.path)",
+            (ref, _DIR)).fetchone()[0]
+
+    @_reads
     def by_seq(self, device: str, seqs: Collection[int]
                ) -> dict[int, tuple[str, bool, int, int, bool]]:
         """seq -> (path, deleted, kind, mtime_ns, whether `device` announced anything of that

@@ -38,7 +38,7 @@ from app.core import marker
 from app.core.apply import conflict_name
 from app.core.hashing import zero_hash
 from app.core.index import Index
-from app.core.massdelete import UNMOUNTED, HeldDeletions, unmounted
+from app.core.massdelete import MIN_DELETES, THRESHOLD, UNMOUNTED, HeldDeletions, unmounted
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.paths import META_DIR
 from app.core.planner import ADOPT, DELETE, FETCH, MKDIR, Action, plan_path
@@ -107,8 +107,9 @@ class PeerSide:
 class Preview:
     """The steps of one preview; `steps()` runs in a worker thread (it reads the index).
 
-    `totals` and `held` are complete once `steps()` is exhausted (`held` from the first
-    window on: the guard counts every pending deletion, beyond the window too).
+    `totals`, `held` and `held_on_peer` are complete once `steps()` is exhausted (`held`
+    from the first window on: the guard counts every pending deletion, beyond the window
+    too).
     """
 
     def __init__(self, folder: Path, device_id: str, index: Index, inputs: Inputs,
@@ -121,6 +122,7 @@ class Preview:
         self.peers = peers
         self.blocked = blocked
         self.held = held
+        self.held_on_peer: dict[str, HeldDeletions] = {}  # device -> what its guard holds
         self._first = first  # the live node's assessment: one window, nothing settled
         self.totals: dict[str, Totals] = {p.device: Totals() for p in peers}
 
@@ -206,15 +208,29 @@ class Preview:
 
     # --- a peer's side --------------------------------------------------------------
     def _theirs(self, peer: PeerSide) -> Iterator[Step]:
+        """Two passes: the first counts what its mass-deletion guard would weigh (its
+        deletions of files, of how many files it holds), the second lists the steps."""
+        count = _Count(live=self.index.remote_only_live(peer.device))
+        for _ in self._their_steps(peer, count):
+            pass
+        held = count.held(self.device_id)
+        if held is not None:
+            self.held_on_peer[peer.device] = held
+        for step in self._their_steps(peer):
+            if held is None or step.action != "delete_on_peer":
+                yield step
+
+    def _their_steps(self, peer: PeerSide, count: _Count | None = None) -> Iterator[Step]:
         rows = self.index.iter_peer_view(peer.device)
         while batch := list(itertools.islice(rows, PEER_BATCH)):
-            yield from self._their_batch(peer, batch)
+            yield from self._their_batch(peer, batch, count or _Count())
 
-    def _their_batch(self, peer: PeerSide, batch: list) -> Iterator[Step]:
+    def _their_batch(self, peer: PeerSide, batch: list, count: _Count) -> Iterator[Step]:
         me = self.device_id
         unseen = [m for m, theirs, same in batch if _unseen(m, theirs, same, peer)]
         near = self.index.by_seq(peer.device, {m.seq + d for m in unseen for d in _REACH2})
         for mine, theirs, same in batch:
+            count.see(mine, theirs, same, peer)
             if same or mine.error or self.inputs.ignore.matches(mine.path):
                 continue
             if _unseen(mine, theirs, same, peer):
@@ -226,12 +242,14 @@ class Preview:
                     continue
             if theirs is None and mine.deleted:
                 if mine.seq > peer.have:  # a deletion it has not seen yet
+                    count.deletes += mine.kind != Kind.DIR
                     yield Step(mine.path, "delete_on_peer", peer.device)
                 continue
             a = plan_path(theirs, {me: mine})
             if a is None or a.op == ADOPT:
                 continue
             if a.op == DELETE:
+                count.deletes += mine.kind != Kind.DIR
                 yield Step(mine.path, "delete_on_peer", peer.device)
                 continue
             size = _send_bytes(mine, theirs) if a.op == FETCH else 0
@@ -240,6 +258,29 @@ class Preview:
                 yield Step(mine.path, "conflict", peer.device, size, copy=copy)
             else:
                 yield Step(mine.path, "send", peer.device, size)
+
+
+@dataclass
+class _Count:
+    """What a peer's mass-deletion guard would weigh, as far as we know its folder."""
+
+    live: int = 0  # files and links it holds
+    deletes: int = 0  # of those, the ones it would delete
+
+    def see(self, mine: FileEntry, theirs: FileEntry | None, same: bool,
+            peer: PeerSide) -> None:
+        if same:
+            self.live += not mine.deleted and mine.kind != Kind.DIR
+        elif theirs is not None:
+            self.live += not theirs.deleted and theirs.kind != Kind.DIR
+        elif mine.deleted and mine.seq > peer.have:  # it holds what we deleted since
+            self.live += mine.kind != Kind.DIR
+
+    def held(self, by: str) -> HeldDeletions | None:
+        """The guard's own rule (app/core/massdelete.py) over these counts."""
+        if self.deletes <= MIN_DELETES or 2 * self.deletes <= self.live:
+            return None
+        return HeldDeletions(THRESHOLD, self.deletes, self.live, ((by, self.deletes),))
 
 
 def _unseen(mine: FileEntry, theirs: FileEntry | None, same: bool, peer: PeerSide) -> bool:
@@ -252,9 +293,8 @@ def _moved(mine: FileEntry, near: dict, peer: PeerSide) -> str | None:
 
     The scanner records a move as a tombstone and the new path at nearby seqs (a new
     directory may come between) with the old mtime, the content unchanged. Each half
-    takes the best other half by (a different name, distance), and only halves that
-    take each other pair: the same answer whichever half is asked about, so no two
-    moves share a half.
+    takes the best other half (`_best_half`), and only halves that take each other
+    pair: the same answer whichever half is asked about, so no two moves share a half.
     """
     other = _best_half(mine.seq, mine.deleted, mine.path, mine.mtime_ns, near, peer)
     if other is None:

@@ -70,6 +70,9 @@ def collect(preview: Preview, name_of: Callable[[str], str],
         h = preview.held
         held = (f"Held back: {h.deletes:,} of {h.of:,} files deleted on {name_of(h.device)} "
                 "(you will be asked before they are deleted here)")
+    for device, h in preview.held_on_peer.items():
+        held = (f"Held back on {name_of(device)}: {h.deletes:,} of its {h.of:,} files "
+                "deleted here (it asks before deleting them)")
     return PreviewResult(steps, count, totals, held, names)
 
 

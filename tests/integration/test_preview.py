@@ -256,3 +256,29 @@ def test_a_peer_that_leaves_or_is_too_slow_ends_the_preview_with_one_line(tmp_pa
     assert err.splitlines()[-1] == "p2psync: interrupted: nothing was changed", err
     assert sorted(os.listdir(tmp_path / "cfgB")) == [".lock", "cert.pem", "index", "key.pem",
                                                      "settings.json"]
+
+
+def test_a_mass_deletion_made_here_shows_as_held_back_by_the_peer(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    rels = files(a, 30)
+    node = run_node("A", "--name", "desk")
+    ok_sync(tmp_path, node)
+    for rel in rels[:20]:
+        (b / rel).unlink()
+    (b / "new.txt").write_text("new on B\n")
+
+    report = dry_run(tmp_path, node)
+    a_id, b_id = device_id(tmp_path / "cfgA"), device_id(tmp_path / "cfgB")
+    assert report["held_back"] == {"deletes": 20, "of": 30, "from": b_id, "on": a_id}
+    assert [(x["action"], x["path"]) for x in report["actions"]] == [("send", "new.txt")]
+
+    r = sync(b, tmp_path / "cfgB", node.address, extra=("--dry-run",))
+    assert r.stdout.splitlines()[-1] == (
+        f"held back by the mass-deletion guard of desk ({a_id[:7]}): 20 of its 30 files "
+        "deleted here (it asks before deleting them)"), r.stdout
+
+    before = tree(a)
+    ok_sync(tmp_path, node)  # the peer holds the deletions back, and takes the rest
+    changed, gone = changes(before, tree(a))
+    assert changed == {"new.txt"} and gone == set()
+    node.wait_for_log("held back a mass deletion: 20 of 30 files")
