@@ -57,7 +57,7 @@ def test_preview_lists_what_sync_now_then_does(qtbot, tmp_path, make_window,  # 
 def test_a_large_preview_keeps_its_totals_and_a_bounded_table():
     class Many(Preview):
         def __init__(self) -> None:
-            self.folder, self.peers, self.held = None, [], None
+            self.folder, self.peers, self.held, self.held_on_peer = None, [], None, {}
             self.totals = {"DEV": Totals()}
 
         def _all_steps(self):
