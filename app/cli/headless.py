@@ -17,7 +17,8 @@ from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.folder import checked_folder
 from app.engine.node import Node, NodeOptions
-from app.engine.oneshot import discover_server, sync_once
+from app.engine.oneshot import discover_server, preview_once, sync_once
+from app.engine.preview import PreviewNode
 from app.errors import HeldBackError, P2PError, UsageError
 from app.net import sharekey
 from app.net.keystrength import cli_warning
@@ -68,7 +69,9 @@ def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
 
 def main(command: str, args: argparse.Namespace) -> int:
     opts = build_options(args, command=command)
-    runner = _run if command == "run" else _sync
+    if command == "sync" and args.json and not args.dry_run:
+        raise UsageError("sync: --json goes with --dry-run")
+    runner = _run if command == "run" else _preview if args.dry_run else _sync
     return asyncio.run(runner(opts, args))
 
 
@@ -126,6 +129,44 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
             raise
         work.uncancel()
         raise P2PError("interrupted before the folders agreed") from None
+    finally:
+        await node.stop()
+    return 0
+
+
+# --- sync --dry-run ----------------------------------------------------------------------
+async def _preview(opts: NodeOptions, args: argparse.Namespace) -> int:
+    """Connect and take the peers' indexes like `sync`, print what it would do, exit 0."""
+    from app.cli.preview import write_json, write_text
+
+    if not opts.peers and not opts.discovery:
+        raise UsageError("sync needs a peer: pass --peer HOST:PORT, or leave LAN discovery on")
+    work = asyncio.current_task()
+    interrupted = []
+
+    def interrupt() -> None:
+        interrupted.append(True)
+        work.cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+    node = PreviewNode(opts)  # its scratch copy exists from here: stop() removes it
+    try:
+        await node.start()
+        peers = opts.peers or await discover_server(node, opts.discovery_port)
+        devices = await preview_once(node, peers, args.timeout)
+        preview = node.preview(devices)
+        if args.json:
+            await asyncio.to_thread(write_json, preview, sys.stdout)
+        else:
+            await asyncio.to_thread(write_text, preview, node.device_label, sys.stdout)
+        sys.stdout.flush()
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        work.uncancel()
+        raise P2PError("interrupted: nothing was changed") from None
     finally:
         await node.stop()
     return 0

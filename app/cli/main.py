@@ -17,7 +17,8 @@ from app.errors import P2PError, UsageError
 
 EXAMPLES = {
     "run": "example:\n  p2psync run --folder ~/Shared --secret KEY",
-    "sync": "example:\n  p2psync sync --folder ~/Shared --peer 192.168.1.20:22100 --secret KEY",
+    "sync": "examples:\n  p2psync sync --folder ~/Shared --peer 192.168.1.20:22100 --secret KEY"
+            "\n  p2psync sync --dry-run --folder ~/Shared",
     "status": "example:\n  p2psync status --folder ~/Shared --json",
     "id": "example:\n  p2psync id",
     "versions": "example:\n  p2psync versions --folder ~/Shared notes/todo.txt",
@@ -89,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     _node_options(sync, folder_required=True)
     sync.add_argument("--timeout", type=float, default=600.0, metavar="S",
                       help="give up after S seconds (default 600)")
+    sync.add_argument("--dry-run", action="store_true", help="only show what the sync would "
+                      "do (fetch, send, delete, rename, conflict), changing nothing")
+    sync.add_argument("--json", action="store_true", help="with --dry-run: one JSON object")
 
     invite = sub.add_parser("invite", help="show a one-time code another device can join "
                             "this share with", epilog=EXAMPLES["invite"], formatter_class=fmt)

@@ -1266,6 +1266,15 @@ class Index:
                 _where_in(self._db, "UPDATE remote_files SET pending = 0", "path, device, seq",
                           items[i:i + 2000])
 
+    def settle_paths(self, paths: Collection[str]) -> None:
+        """Every pending row of these paths settled, whatever it plans to: the preview
+        moves on to the next window of its scratch copy this way (app/engine/preview.py)."""
+        keys = [(p,) for p in sorted(paths)]
+        for i in range(0, len(keys), 2000):
+            with self._lock, self._tx():
+                _where_in(self._db, "UPDATE remote_files SET pending = 0", "path",
+                          keys[i:i + 2000])
+
     @_locked
     def unsettle(self) -> None:
         """Plan every row again (the ignore rules changed)."""
@@ -1416,6 +1425,66 @@ class Index:
             if len(rows) < chunk:
                 return
             after = rows[-1][0]
+
+
+    def iter_peer_view(self, device: str, chunk: int = 2000
+                       ) -> Iterator[tuple[FileEntry, FileEntry | None, bool]]:
+        """(our entry, the row `device` announced of that path in full or None, whether it
+        holds exactly our entry), for every local entry in path order, `chunk` at a time:
+        what the preview plans that device's side from."""
+        with self._reading():
+            ref = self._devices.find(device)
+        ref = -1 if ref is None else ref
+        sql = (f"SELECT {_cols('f.', _FILE_COLS)}, s.seq IS NOT NULL, r.path, r.kind, r.size, "
+               "r.mtime_ns, r.mode, r.version, r.modified_by, r.deleted, r.seq, 0, 0, '', "
+               "r.target, r.hash, r.blocks FROM files f "
+               "LEFT JOIN remote_same s ON s.path = f.path AND s.device = ? "
+               "LEFT JOIN remote_files r ON r.path = f.path AND r.device = ? "
+               "WHERE f.path > ? ORDER BY f.path LIMIT ?")
+        after = ""
+        while True:
+            with self._reading():
+                rows = self._db.execute(sql, (ref, ref, after, chunk)).fetchall()
+                dev = self._devices
+                out = [(self._entry(r[:15], dev), None if r[16] is None
+                        else self._entry(r[16:], dev), bool(r[15])) for r in rows]
+            yield from out
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+
+    @_reads
+    def remote_only_live(self, device: str) -> int:
+        """Live files and links `device` announced at paths we have no entry of: with the
+        ones it holds of ours, what its mass-deletion guard counts (the preview asks)."""
+        ref = self._devices.find(device)
+        if ref is None:
+            return 0
+        return self._db.execute(
+            "SELECT COUNT(*) FROM remote_files r WHERE r.device = ? AND NOT r.deleted "
+            "AND r.kind != ? AND NOT EXISTS (SELECT 1 FROM files f WHERE f.path = r.path)",
+            (ref, _DIR)).fetchone()[0]
+
+    @_reads
+    def by_seq(self, device: str, seqs: Collection[int]
+               ) -> dict[int, tuple[str, bool, int, int, bool]]:
+        """seq -> (path, deleted, kind, mtime_ns, whether `device` announced anything of that
+        path) of our entries at these seqs: a move is a tombstone and its new path at
+        neighbouring seqs, with the same mtime (the preview pairs them for a peer)."""
+        ref = self._devices.find(device)
+        ref = -1 if ref is None else ref
+        out: dict[int, tuple[str, bool, int, int, bool]] = {}
+        for chunk in _chunks(sorted(seqs)):
+            marks = ", ".join("?" * len(chunk))
+            for seq, path, deleted, kind, mtime_ns, known in self._db.execute(
+                    f"SELECT f.seq, f.path, f.deleted, f.kind, f.mtime_ns, "
+                    "EXISTS (SELECT 1 FROM remote_same s WHERE s.path = f.path AND s.device = ?) "
+                    "OR EXISTS (SELECT 1 FROM remote_files r WHERE r.path = f.path "
+                    f"AND r.device = ?) FROM files f WHERE f.seq IN ({marks})",
+                    (ref, ref, *chunk)):
+                out[seq] = (path, bool(deleted), kind, mtime_ns, bool(known))
+        return out
 
 
 _UPSERT = ", ".join(f"{c} = excluded.{c}" for c in

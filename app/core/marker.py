@@ -46,6 +46,16 @@ def check(root: Path, index: Index) -> Missing | None:
         if not index.get_meta(MADE):
             index.set_meta(MADE, 1)
         return None
+    found = lost(root, index)
+    if found is None:
+        make(root, index)
+    return found
+
+
+def lost(root: Path, index: Index) -> Missing | None:
+    """What `check` says of a folder, making nothing: a preview must not leave a marker."""
+    if _is_dir(root / META_DIR):
+        return None
     live = missing = 0
     last = ""
     while chunk := index.brief_range(last):  # a chunk at a time: any size of folder
@@ -56,7 +66,6 @@ def check(root: Path, index: Index) -> Missing | None:
         last = chunk[-1][0]
     if missing and (index.get_meta(MADE) or _empty(root)):
         return Missing(missing, live)
-    make(root, index)
     return None
 
 

@@ -156,7 +156,7 @@ class Node:
         self.device_id = self.identity.device_id
         self.fpaths = self.config.folder_paths(self.root)
         self.fpaths.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.index = Index(self.fpaths.db_path, self.device_id)
+        self.index = self._open_index()
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
@@ -202,6 +202,10 @@ class Node:
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
         self.loop_lag = LoopLag()
+
+    def _open_index(self) -> Index:
+        """The folder's index (a preview opens a scratch copy: app/engine/preview.py)."""
+        return Index(self.fpaths.db_path, self.device_id)
 
     # --- events ----------------------------------------------------------------------
     def emit(self, kind: str, data: dict) -> None:

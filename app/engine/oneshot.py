@@ -16,6 +16,7 @@ import logging
 import time
 
 from app.engine.node import ConnectFailure, Node
+from app.engine.preview import PreviewNode
 from app.errors import HeldBackError, IncompleteError, P2PError, RefusedError, UnreachableError
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,26 @@ async def sync_once(node: Node, addresses: list[tuple[str, int]], timeout: float
         log.info("traffic with %s: %d block bytes received, %d bytes sent",
                  conn.info.name, conn.bytes_in, conn.bytes_out)
     return devices
+
+
+async def preview_once(node: PreviewNode, addresses: list[tuple[str, int]], timeout: float
+                       ) -> list[str]:
+    """`sync --dry-run`: reach the peers and wait until we hold their whole indexes (ours
+    is not sent: see app/engine/preview.py). Returns the device IDs reached."""
+    devices = await _connect_all(node, addresses)
+    deadline = time.monotonic() + timeout
+    while not node.exchanged(devices):
+        if node.unmounted is not None:
+            break  # nothing would be synced: the preview says so
+        if not any(d in node.peers for d in devices):
+            raise P2PError("lost the connection to the peer before the preview was ready")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise P2PError(f"timed out after {timeout:g} s waiting for the peers' indexes")
+        node.changed.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(node.changed.wait(), min(0.2, remaining))
+    return [d for d in devices if d in node.peers]
 
 
 async def discover_server(node: Node, port: int, wait: float = 3.0) -> list[tuple[str, int]]:

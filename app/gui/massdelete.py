@@ -12,6 +12,22 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 UNMOUNTED = "unmounted"  # app.core.massdelete.UNMOUNTED, as the engine's event says it
+PATHS_SHOWN = 10_000  # paths listed under "Show Details…" (the plan holds a window of them)
+
+
+def held_paths(node) -> dict:
+    """The paths the node holds back now, sorted, for the dialog's details (engine thread):
+    {"paths": [...], "more": N}."""
+    held = node.held_back()
+    paths = sorted(held.paths) if held is not None else []
+    return {"paths": paths[:PATHS_SHOWN], "more": max(0, len(paths) - PATHS_SHOWN)}
+
+
+def details(held: dict) -> str:
+    """The list of files that would be deleted, one a line ("" when none is known)."""
+    paths = held.get("paths") or []
+    more = held.get("more", 0)
+    return "\n".join(paths) + (f"\n… and {more:,} more" if more else "")
 
 
 def _devices(held: dict) -> str:
@@ -58,6 +74,7 @@ class MassDeleteDialog(QMessageBox):
         text, info = texts(held)
         self.setText(text)
         self.setInformativeText(info)
+        self.setDetailedText(details(held))  # "Show Details…": the files, one a line
         self.show()
         self.raise_()
 

@@ -55,6 +55,7 @@ from app.gui.massdelete import MassDeleteDialog
 from app.gui.models import FilesModel, PeersModel, app_icon, state_icon
 from app.gui.pairing import InviteDialog, JoinOptions
 from app.gui.prefs import Prefs
+from app.gui.preview import PreviewDialog
 from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
 from app.gui.worker import EngineWorker
@@ -139,6 +140,8 @@ class MainWindow(QMainWindow):
         self.mass_delete_dialog = MassDeleteDialog(self)
         self.mass_delete_dialog.delete_requested.connect(self._delete_held)
         self.mass_delete_dialog.keep_requested.connect(self._keep_held)
+        self.preview_dialog = PreviewDialog(self)
+        self.preview_dialog.sync_requested.connect(self.sync_now)
 
         self.setWindowTitle("p2psync")
         self.setWindowIcon(app_icon())
@@ -203,11 +206,15 @@ class MainWindow(QMainWindow):
         self.sync_button.setDefault(True)
         self.sync_button.setToolTip("Rescan the folder and exchange every change now")
         self.sync_button.clicked.connect(self.sync_now)
-        for b in (self.key_button, self.invite_button, self.pause_button):
+        self.preview_button = QPushButton("Preview", objectName="preview")
+        self.preview_button.setToolTip("Show what Sync now would do, changing nothing")
+        self.preview_button.clicked.connect(self.preview)
+        for b in (self.key_button, self.invite_button, self.pause_button, self.preview_button):
             b.setMinimumHeight(44)
         head.addWidget(self.invite_button)
         head.addWidget(self.key_button)
         head.addWidget(self.pause_button)
+        head.addWidget(self.preview_button)
         head.addWidget(self.sync_button)
         v.addLayout(head)
 
@@ -493,6 +500,7 @@ class MainWindow(QMainWindow):
         w.resolved.connect(self.conflicts_panel.on_resolved)
         w.sync_done.connect(self._on_sync_done)
         w.mass_delete.connect(self._on_mass_delete)
+        w.preview_ready.connect(self.preview_dialog.show_result)
         w.foreign_nearby.connect(self._on_foreign_nearby)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
@@ -691,7 +699,7 @@ class MainWindow(QMainWindow):
 
     # --- user actions -------------------------------------------------------------------
     def _set_controls(self, on: bool) -> None:
-        for w in (self.sync_button, self.pause_button):
+        for w in (self.sync_button, self.pause_button, self.preview_button):
             w.setEnabled(on)
         self.sync_action.setEnabled(on)
 
@@ -703,6 +711,13 @@ class MainWindow(QMainWindow):
         self.worker.sync_now()
         if self.held is not None:  # "Decide later" was chosen: this is later
             self.mass_delete_dialog.ask(self.held)
+
+    def preview(self) -> None:
+        """What Sync now would do, in a dialog (app/gui/preview.py)."""
+        if self.worker is None or not self.info:
+            return
+        self.preview_dialog.waiting()
+        self.worker.preview()
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_button.setText("Resume" if paused else "Pause")

@@ -29,11 +29,14 @@ from app.core import conflicts
 from app.core.units import human_size
 from app.engine.control import ControlServer, NotPrivateError
 from app.engine.node import Node, NodeOptions
+from app.engine.preview import live_preview
 from app.errors import P2PError
 from app.gui.completion import Completion
 from app.gui.filestates import StateTracker
+from app.gui.massdelete import held_paths
 from app.gui.models import prepare_rows
 from app.gui.peerrows import PeerBook
+from app.gui.preview import collect as collect_preview
 from app.gui.rates import RateMeter
 
 log = logging.getLogger("p2psync.gui")
@@ -84,6 +87,7 @@ class EngineWorker(QObject):
     mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
     invitation = Signal(object)  # the engine's `invitation` event: code, state, peer, why
     foreign_nearby = Signal(int, str)  # devices nearby that use another key: count, sentence
+    preview_ready = Signal(object)  # gui.preview.PreviewResult, or why there is none (str)
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
                  any_port_if_taken: bool = False) -> None:
@@ -143,6 +147,10 @@ class EngineWorker(QObject):
     def keep_held(self) -> None:
         """ "Keep them": this device's copies win, and go back to the other devices."""
         self._submit(self._held_choice(keep=True))
+
+    def preview(self) -> None:
+        """What Sync now would do; the answer comes as `preview_ready`."""
+        self._submit(self._preview())
 
     def load_conflict(self, copy: str) -> None:
         self._submit(self._load_conflict(copy))
@@ -416,7 +424,7 @@ class EngineWorker(QObject):
             elif kind == "mass_delete_held":
                 out.append(Activity(now, "error", d["message"][:1].upper() + d["message"][1:]))
                 self.notify.emit("Deletion held back", d["message"])
-                self.mass_delete.emit(d)
+                self.mass_delete.emit({**d, **held_paths(node)})
             elif kind == "mass_delete_cleared":
                 self.mass_delete.emit(None)
             elif kind == "auth_refused":  # already rate-limited by the engine's gate
@@ -484,6 +492,18 @@ class EngineWorker(QObject):
         finally:
             self._wake.set()
             self.sync_done.emit()
+
+    async def _preview(self) -> None:
+        node = self.node
+        if node is None:
+            return
+        try:
+            preview = await live_preview(node)
+            result = await asyncio.to_thread(collect_preview, preview, node.device_label)
+        except Exception as e:  # noqa: BLE001 - said in the dialog, never a crash
+            log.exception("preview failed")
+            result = f"The preview failed: {e}"
+        self.preview_ready.emit(result)
 
     async def _held_choice(self, keep: bool) -> None:
         node = self.node

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QMessageBox, QTextEdit
 
 from app.engine.config import Config
 from app.gui.massdelete import texts
@@ -89,6 +90,14 @@ def test_dialog_keep_brings_them_back_and_delete_deletes(qtbot, tmp_path, window
     qtbot.waitUntil(dialog.isVisible, timeout=WAIT)
     assert "20 of 31 files" in dialog.text() and "B (" in dialog.text()
     assert files(a) == everything  # nothing deleted while the question waits
+    # which files: under "Show Details…", one a line (the directory too)
+    assert dialog.detailedText().splitlines() == ["docs", *DOCS]
+    show = next(x for x in dialog.buttons()
+                if dialog.buttonRole(x) == QMessageBox.ButtonRole.ActionRole)
+    click(qtbot, show)
+    listed = dialog.findChild(QTextEdit)
+    qtbot.waitUntil(listed.isVisible, timeout=WAIT)
+    assert listed.toPlainText().splitlines() == ["docs", *DOCS]
     click(qtbot, dialog.keep_button)
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=WAIT)
     # our copies win: B fetches them back
