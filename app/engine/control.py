@@ -1,4 +1,5 @@
-"""The local control socket: `status` asks a running node for its role and peers.
+"""The local control socket: `status` asks a running node for its role and peers,
+and (`{"cmd": "transfers"}`) for the downloads in progress, for the `why` of files.
 
 A Unix socket (see Config.folder_paths for where), one JSON request line, one JSON
 answer line. Only this user may serve it or ask it: its dir is ours and 0700, and
@@ -25,9 +26,11 @@ __all__ = ["ControlServer", "NotPrivateError", "query"]
 
 
 class ControlServer:
-    def __init__(self, path: Path, info: Callable[[], dict]) -> None:
+    def __init__(self, path: Path, info: Callable[[], dict],
+                 transfers: Callable[[], dict] | None = None) -> None:
         self.path = path
         self.info = info
+        self.transfers = transfers or dict  # path -> [bytes done, size]
         self._server: asyncio.base_events.Server | None = None
         self._bound: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket we made
 
@@ -53,8 +56,9 @@ class ControlServer:
             sock = writer.get_extra_info("socket")
             if sock is not None and not private.peer_is_us(sock):
                 return  # another user's process: nothing to tell it
-            await asyncio.wait_for(reader.readline(), 2)
-            writer.write(json.dumps(self.info()).encode() + b"\n")
+            line = await asyncio.wait_for(reader.readline(), 2)
+            answer = self.transfers() if _command(line) == "transfers" else self.info()
+            writer.write(json.dumps(answer).encode() + b"\n")
             await writer.drain()
         except (TimeoutError, OSError):
             pass
@@ -74,7 +78,23 @@ class ControlServer:
         self._bound = None
 
 
-def query(path: Path, timeout: float = 1.0) -> dict | None:
+def _command(line: bytes) -> str:
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return "status"
+    return request.get("cmd", "status") if isinstance(request, dict) else "status"
+
+
+def transfers(path: Path, timeout: float = 1.0) -> dict[str, tuple[int, int]]:
+    """The downloads the node behind `path` has in progress: path -> (bytes done, size);
+    empty when no node runs there (or it answers nonsense)."""
+    answer = query(path, timeout, cmd="transfers") or {}
+    return {p: (v[0], v[1]) for p, v in answer.items()
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)}
+
+
+def query(path: Path, timeout: float = 1.0, cmd: str = "status") -> dict | None:
     """Ask the node behind `path`; None when no node is running there.
 
     Raises NotPrivateError when the path, its dir or the process answering is not
@@ -87,7 +107,7 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
             s.settimeout(timeout)
             s.connect(os.fspath(path))
             private.check_peer(s, path)
-            s.sendall(b'{"cmd": "status"}\n')
+            s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
             data = b""
             while not data.endswith(b"\n"):
                 chunk = s.recv(65536)

@@ -604,6 +604,7 @@ class Node:
                     self.roles.link_down(conn.device_id)
             if not self._stopping:
                 log.info("disconnected from %s: %s", conn.info.name, conn.close_reason)
+            self._saw(conn.device_id)
             self.emit("peer_disconnected", {"device_id": conn.device_id,
                                             "reason": conn.close_reason})
             self._pull_wake.set()
@@ -666,6 +667,7 @@ class Node:
             del self.names[next(iter(self.names))]
         with contextlib.suppress(sqlite3.Error):  # for `versions` and the like, later
             self.index.remember_name(peer.conn.device_id, peer.conn.info.name, NAMES_KEPT)
+        self._saw(peer.conn.device_id)
 
     async def _on_index(self, peer: PeerState, msg: dict) -> None:
         """Check a batch of a peer's index and store it (in a worker thread: the loop
@@ -1161,6 +1163,16 @@ class Node:
     def busy(self) -> bool:
         """Work in flight that a role change must not cut in half."""
         return self._pulling or bool(self.puller.in_progress)
+
+    def _saw(self, device: str) -> None:
+        """Remember when a device was last connected: "offline since 14:02" in status."""
+        with contextlib.suppress(sqlite3.Error):
+            self.index.saw_device(device, time.time(), NAMES_KEPT)
+
+    def transfers(self) -> dict[str, list[int]]:
+        """The downloads in progress, path -> [bytes done, size] (for the control socket:
+        `status` says how far an incoming file is)."""
+        return {p: [done, size] for p, (done, size) in list(self.puller.in_progress.items())}
 
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"

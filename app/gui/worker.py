@@ -207,7 +207,7 @@ class EngineWorker(QObject):
             self.failed.emit(str(e))
             return
         self.node = node
-        control = ControlServer(node.fpaths.control_socket, node.node_info)
+        control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
         try:
             await control.start()
         except RuntimeError:
