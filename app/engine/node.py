@@ -792,7 +792,7 @@ class Node:
             "seen": assessed.seen.get(device, 0) if assessed is not None else 0,
             "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
-            "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
+            "blocked": [[p, self.blocked[p][:500]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
