@@ -70,12 +70,13 @@ def file_states(index: Index, root: Path | None = None, devices: Devices | None 
 class _Facts:
     """What one listing works from besides the index rows (read once, all small)."""
 
-    def __init__(self, index: Index, root: Path | None, devices: Devices | None) -> None:
+    def __init__(self, index: Index, root: Path | None, devices: Devices | None,
+                 copies: dict[str, list[str]] | None = None) -> None:
         self.index = index
         self.root = root
         self.ignore = Ignore(root) if root is not None else None
         self.failures = index.failures()
-        self.copies = _originals(index)
+        self.copies = _originals(index) if copies is None else copies
         if devices is None:
             devices = Devices(names=index.device_names(), last_seen=index.last_seen())
         self.devices = devices
@@ -105,6 +106,32 @@ def iter_file_states(index: Index, root: Path | None = None, devices: Devices | 
     wanted = [p.strip("/") for p in only]
     yield from (r for r in rows if any(r["path"] == p or r["path"].startswith(p + "/")
                                        or not p for p in wanted))
+
+
+def state_of(index: Index, path: str, root: Path | None = None,
+             devices: Devices | None = None) -> dict | None:
+    """One path's row, as `iter_file_states` would list it (None when it lists none):
+    for the app's details pane, without a pass over the folder."""
+    skipped = index.skipped()
+    if path in skipped:
+        return {"path": path, "size": 0, "hash": None, "mtime": 0.0, "state": ERROR,
+                "reason": skipped[path], "why": skipped[path]}
+    head = path.rpartition("/")[0]
+    copies = [f"{head}/{n}" if head else n for n in index.live_names_in(head)
+              if is_conflict_copy(n) and conflict_original(f"{head}/{n}" if head else n,
+                                                           index.live_names_in(head)) == path]
+    facts = _Facts(index, root, devices, {path: copies} if copies else {})
+    e = index.get(path)
+    remotes = index.remote_for_path(path)
+    if e is None:
+        if path in index.ignored():
+            return _ignored_row(root, path, facts.ignore)
+        return _remote_only(facts, path) if remotes else None
+    equal = any(r.version == e.version for r in remotes.values())
+    other = any(r.version != e.version for r in remotes.values())
+    if e.deleted and path in index.ignored():
+        return _ignored_row(root, path, facts.ignore)
+    return _local_state(facts, e, equal, other)
 
 
 def _merged(facts: _Facts, items: Iterator[tuple[str, int, object]]) -> Iterator[dict]:
@@ -177,6 +204,7 @@ def _ignored_row(root: Path | None, path: str, ignore: Ignore | None = None) -> 
         except OSError:
             pass
     row = {"path": path, "size": size, "hash": None, "mtime": mtime, "state": IGNORED}
-    reason = ignore.why(path, is_dir) if ignore is not None else "ignored"
-    row["reason"] = row["why"] = reason
+    if ignore is not None:
+        row["reason"] = ignore.why(path, is_dir)
+    row["why"] = row.get("reason") or "ignored by the folder's ignore rules"
     return row

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from app.core.apply import CONFLICT_COPY
 from app.core.ignore import IGNORE_FILE
+from app.core.model import FileEntry
 from app.core.planner import DELETE, Action
 from app.core.units import human_size
 
@@ -142,3 +143,35 @@ def error(reason: str) -> str:
                 f"to {IGNORE_FILE}")
     return reason
 
+
+
+def history(devices: Devices, entry: FileEntry | None, remotes: dict[str, FileEntry],
+            own: str) -> list[str]:
+    """A file's history as far as its version vector tells: who changed it last and
+    when (its modification time), the devices that changed it before, latest first
+    (each change is counted above every one seen before, see versions.bump); then
+    what the other devices hold, where it differs."""
+    def name(device: str) -> str:
+        return "this device" if device == own else devices.name(device)
+
+    lines: list[str] = []
+    if entry is not None:
+        verb = "deleted" if entry.deleted else "changed"
+        lines.append(f"last {verb} by {name(entry.modified_by)}, "
+                     f"{when(entry.mtime_ns / 1e9, devices.now)}" if entry.modified_by
+                     else f"last {verb} {when(entry.mtime_ns / 1e9, devices.now)}")
+        earlier = [d for d, _ in sorted(entry.version.items(), key=lambda kv: -kv[1])
+                   if d != entry.modified_by]
+        if earlier:
+            lines.append("changed before by " + ", then ".join(name(d) for d in earlier[:5])
+                         + (f" and {len(earlier) - 5} more" if len(earlier) > 5 else ""))
+    for device, r in remotes.items():
+        if entry is not None and r.version == entry.version:
+            lines.append(f"{name(device)} has this same version")
+        elif r.deleted:
+            lines.append(f"{name(device)} deleted it ({name(r.modified_by)}, "
+                         f"{when(r.mtime_ns / 1e9, devices.now)})")
+        else:
+            lines.append(f"{name(device)} has another version: {human_size(r.size)}, changed "
+                         f"by {name(r.modified_by)}, {when(r.mtime_ns / 1e9, devices.now)}")
+    return lines
