@@ -1330,6 +1330,17 @@ class Index:
             del seen[next(iter(seen))]
         self.set_meta(SEEN_KEY, json.dumps(seen))
 
+    @_reads
+    def unreadable(self, limit: int = 50) -> tuple[list[tuple[str, str]], int]:
+        """Our files the scanner could not read: the first `limit` (path, why), and how
+        many there are (for `sync`'s exit 5)."""
+        where = "FROM files WHERE NOT deleted AND error LIKE 'cannot read:%'"
+        rows = self._db.execute(f"SELECT path, error {where} ORDER BY path LIMIT ?",
+                                (limit,)).fetchall()
+        count = len(rows) if len(rows) < limit else \
+            self._db.execute(f"SELECT COUNT(*) {where}").fetchone()[0]
+        return [(p, e) for p, e in rows], count
+
     # --- local files the scanner skips (bad names, unreadable dirs; for status)
 
     @_reads

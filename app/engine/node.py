@@ -23,6 +23,7 @@ from pathlib import Path
 
 from app.aio import cancel_and_wait
 from app.core import marker, paths, scanner, versionstore
+from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
 from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
@@ -962,6 +963,7 @@ class Node:
         business.
         """
         lines = [f"{path}: {why}" for path, why in sorted(self.blocked.items())]
+        lines += self._local_problems()
         for device in devices:
             peer = self.peers.get(device)
             st = peer.last_state if peer else None
@@ -977,6 +979,16 @@ class Node:
             if more > 0:
                 lines.append(f"... and {more} more file(s) on {name}")
         return lines
+
+    def _local_problems(self) -> list[str]:
+        """Our own files that no device gets: unreadable ones, names that cannot be
+        synced (the scanner lists them, see app/core/why.py for the words)."""
+        unreadable, count = self.index.unreadable(STATE_BLOCKED_MAX)
+        lines = [f"{path}: {why_text.error(reason)}" for path, reason in unreadable]
+        if count > len(unreadable):
+            lines.append(f"... and {count - len(unreadable)} more unreadable file(s) here")
+        return lines + [f"{path}: {reason}" for path, reason in
+                        sorted(self.index.skipped().items())]
 
     def _lacks_ours(self, device: str, ours: FileEntry) -> bool:
         their = self.index.remote_get(device, ours.path)
