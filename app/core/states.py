@@ -79,6 +79,7 @@ class _Facts:
         self.copies = _originals(index) if copies is None else copies
         if devices is None:
             devices = Devices(names=index.device_names(), last_seen=index.last_seen())
+        devices.own = devices.own or index.device_id
         self.devices = devices
         self.known = [d for d in index.remote_devices() if d != index.device_id]
 

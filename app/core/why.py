@@ -35,8 +35,11 @@ class Devices:
     online: frozenset[str] | None = None  # connected now; None when no node runs here
     transfers: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> done, size
     now: float = field(default_factory=time.time)
+    own: str = ""  # this device's ID: "this device"
 
     def name(self, device: str) -> str:
+        if device and device == self.own:
+            return "this device"
         return self.names.get(device) or device[:7]
 
     def state(self, device: str) -> str:
@@ -114,8 +117,9 @@ def conflict_copy(devices: Devices, copy: str, original: str) -> str:
     whose = "another device's"
     if m is not None:
         tag = m.group("device")
-        owner = next((d for d in devices.names if d.replace("-", "").startswith(tag)), None)
+        owner = next((d for d in [devices.own, *devices.names] if d.startswith(tag)), None)
         whose = f"{devices.name(owner)}'s" if owner else f"device {tag}'s"
+        whose = "this device's" if owner and owner == devices.own else whose
         with contextlib.suppress(ValueError, OverflowError):  # a copy named by hand
             t = calendar.timegm(time.strptime(m.group("date") + m.group("time"),
                                               "%Y%m%d%H%M%S"))
@@ -145,15 +149,13 @@ def error(reason: str) -> str:
 
 
 
-def history(devices: Devices, entry: FileEntry | None, remotes: dict[str, FileEntry],
-            own: str) -> list[str]:
+def history(devices: Devices, entry: FileEntry | None, remotes: dict[str, FileEntry]
+            ) -> list[str]:
     """A file's history as far as its version vector tells: who changed it last and
     when (its modification time), the devices that changed it before, latest first
     (each change is counted above every one seen before, see versions.bump); then
     what the other devices hold, where it differs."""
-    def name(device: str) -> str:
-        return "this device" if device == own else devices.name(device)
-
+    name = devices.name
     lines: list[str] = []
     if entry is not None:
         verb = "deleted" if entry.deleted else "changed"

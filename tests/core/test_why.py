@@ -107,15 +107,15 @@ def test_only_the_paths_asked_for(index):
 
 
 def test_history_from_the_version_vector(index):
-    devices = Devices(index.device_names(), index.last_seen(), now=SEEN)
+    devices = Devices(index.device_names(), index.last_seen(), now=SEEN, own=ME)
     e = index.get("incoming.txt")
     remotes = index.remote_for_path("incoming.txt")
-    assert why.history(devices, e, remotes, ME) == [
+    assert why.history(devices, e, remotes) == [
         "last changed by this device, 13:02",
         "laptop has another version: 10 B, changed by laptop, 13:02",
     ]
     a = index.get("a.txt")
-    assert why.history(devices, a, index.remote_for_path("a.txt"), ME) == [
+    assert why.history(devices, a, index.remote_for_path("a.txt")) == [
         "last changed by this device, 13:02",
         "changed before by laptop",
         "laptop has this same version",
