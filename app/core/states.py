@@ -77,6 +77,7 @@ class _Facts:
         self.ignore = Ignore(root) if root is not None else None
         self.failures = index.failures()
         self.copies = _originals(index) if copies is None else copies
+        self.copy_of = {c: original for original, cs in self.copies.items() for c in cs}
         if devices is None:
             devices = Devices(names=index.device_names(), last_seen=index.last_seen())
         devices.own = devices.own or index.device_id
@@ -121,7 +122,10 @@ def state_of(index: Index, path: str, root: Path | None = None,
     copies = [f"{head}/{n}" if head else n for n in index.live_names_in(head)
               if is_conflict_copy(n) and conflict_original(f"{head}/{n}" if head else n,
                                                            index.live_names_in(head)) == path]
-    facts = _Facts(index, root, devices, {path: copies} if copies else {})
+    near = {path: copies} if copies else {}
+    if is_conflict_copy(path):
+        near[conflict_original(path, index.live_names_in(head))] = [path]
+    facts = _Facts(index, root, devices, near)
     e = index.get(path)
     remotes = index.remote_for_path(path)
     if e is None:
@@ -182,7 +186,7 @@ def _local_row(facts: _Facts, e: FileEntry, differs: bool, synced: bool) -> dict
     if e.error:
         return _row(e, ERROR, e.error, why.error(e.error))
     if is_conflict_copy(e.path):
-        original = conflict_original(e.path)
+        original = facts.copy_of.get(e.path) or conflict_original(e.path)
         return _row(e, CONFLICT, why=why.conflict_copy(facts.devices, e.path, original))
     if e.path in facts.copies:
         return _row(e, CONFLICT, why=why.conflict_original(facts.copies[e.path]))

@@ -27,7 +27,7 @@ def entry(path: str, version: dict, *, content: bytes | None = None, size: int =
 
 
 def expected(index: Index) -> dict[str, tuple]:
-    return {r["path"]: (r["path"], r["size"], r["mtime"], r["state"], r.get("reason", ""))
+    return {r["path"]: (r["path"], r["size"], r["mtime"], r["state"], r["why"] or "")
             for r in file_states(index, None)}
 
 
