@@ -139,6 +139,16 @@ def state_of(index: Index, path: str, root: Path | None = None,
     return _local_state(facts, e, equal, other)
 
 
+def details(index: Index, path: str, root: Path | None = None,
+            devices: Devices | None = None) -> dict:
+    """What the app's details pane shows of one path: its row (None when no state
+    is listed for it) and its history (app.core.why.history)."""
+    devices = devices or Devices(index.device_names(), index.last_seen())
+    devices.own = devices.own or index.device_id
+    return {"row": state_of(index, path, root, devices),
+            "history": why.history(devices, index.get(path), index.remote_for_path(path))}
+
+
 def _merged(facts: _Facts, items: Iterator[tuple[str, int, object]]) -> Iterator[dict]:
     here, here_live = None, False  # the latest local entry's path, and whether it is live
     for path, stream, item in items:

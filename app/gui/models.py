@@ -117,6 +117,13 @@ def human_time(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def row_tooltip(r: list) -> str:
+    """The path and why the file is in its state (how far it came, while it comes in)."""
+    if r[PROGRESS] is not None:
+        return f"{r[PATH]}\ndownloading: {int(r[PROGRESS] * 100)}% of {human_size(r[SIZE])}"
+    return f"{r[PATH]}\n{r[REASON]}" if r[REASON] else r[PATH]
+
+
 def _key_path(r: list) -> tuple:
     return (r[PATH].casefold(), r[PATH])
 
@@ -248,7 +255,7 @@ class FilesModel(QAbstractTableModel):
         if role == ALIGN:
             return _RIGHT if col == 1 else None
         if role == TOOLTIP:
-            return r[REASON] if col == 3 and r[REASON] else r[PATH]
+            return row_tooltip(r)
         if role == PROGRESS_ROLE:
             return r[PROGRESS]
         if role == ROW_ROLE:
