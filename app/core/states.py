@@ -94,20 +94,33 @@ def iter_file_states(index: Index, root: Path | None = None, devices: Devices | 
     that reason, whatever its state would be otherwise; so is a local file the scanner
     had to skip (a name that is not UTF-8...). `devices`: what the running node says
     of the other devices, for the `why`s (default: what the index remembers). `only`:
-    these paths and what is below them, nothing else.
+    these paths and what is below them, nothing else (files the index has are looked
+    up one by one; anything else costs the pass over the index, filtered).
     """
+    wanted = sorted({p.strip("/") for p in only}) if only is not None else None
+    if wanted is not None and all(_one_file(index, p) for p in wanted):
+        rows = (state_of(index, p, root, devices) for p in wanted)
+        yield from (r for r in rows if r is not None)
+        return
     facts = _Facts(index, root, devices)
     local = ((e.path, 0, (e, equal, other)) for e, equal, other in index.iter_states())
     remote = ((p, 1, None) for chunk in index.iter_differing() for p in chunk)
     ignored = ((p, 2, None) for p in index.iter_ignored())
     skipped = ((p, 3, why) for p, why in sorted(index.skipped().items()))
     rows = _merged(facts, heapq.merge(local, remote, ignored, skipped, key=lambda t: t[:2]))
-    if only is None:
+    if wanted is None:
         yield from rows
         return
-    wanted = [p.strip("/") for p in only]
     yield from (r for r in rows if any(r["path"] == p or r["path"].startswith(p + "/")
                                        or not p for p in wanted))
+
+
+def _one_file(index: Index, path: str) -> bool:
+    """Whether `path` names one file of ours (or one the scanner skipped), nothing below."""
+    if path in index.skipped():
+        return True
+    e = index.get(path) if path else None
+    return e is not None and e.kind != Kind.DIR
 
 
 def state_of(index: Index, path: str, root: Path | None = None,

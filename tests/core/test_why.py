@@ -9,7 +9,7 @@ import pytest
 
 from app.core import why
 from app.core.index import Index
-from app.core.model import FileEntry
+from app.core.model import FileEntry, Kind
 from app.core.states import iter_file_states, state_of
 from app.core.why import Devices
 
@@ -102,8 +102,12 @@ def test_one_path_is_the_row_the_listing_gives(index):
 
 
 def test_only_the_paths_asked_for(index):
-    rows = iter_file_states(index, None, only=["a.txt", "local.txt"])
+    rows = iter_file_states(index, None, only=["local.txt", "a.txt"])  # looked up
     assert [r["path"] for r in rows] == ["a.txt", "local.txt"]
+    rows = iter_file_states(index, None, only=["remote-only.txt", "bad\ufffd.txt", "a.txt"])
+    assert [r["path"] for r in rows] == ["a.txt", "bad\ufffd.txt", "remote-only.txt"]
+    index.put_local([entry("sub", {ME: 1}, kind=Kind.DIR, size=0), entry("sub/x", {ME: 1})])
+    assert [r["path"] for r in iter_file_states(index, None, only=["sub/"])] == ["sub/x"]
 
 
 def test_history_from_the_version_vector(index):
