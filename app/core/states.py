@@ -106,7 +106,7 @@ def iter_file_states(index: Index, root: Path | None = None, devices: Devices | 
     local = ((e.path, 0, (e, equal, other)) for e, equal, other in index.iter_states())
     remote = ((p, 1, None) for chunk in index.iter_differing() for p in chunk)
     ignored = ((p, 2, None) for p in index.iter_ignored())
-    skipped = ((p, 3, why) for p, why in sorted(index.skipped().items()))
+    skipped = ((p, 3, reason) for p, reason in sorted(index.skipped().items()))
     rows = _merged(facts, heapq.merge(local, remote, ignored, skipped, key=lambda t: t[:2]))
     if wanted is None:
         yield from rows
@@ -131,14 +131,7 @@ def state_of(index: Index, path: str, root: Path | None = None,
     if path in skipped:
         return {"path": path, "size": 0, "hash": None, "mtime": 0.0, "state": ERROR,
                 "reason": skipped[path], "why": skipped[path]}
-    head = path.rpartition("/")[0]
-    copies = [f"{head}/{n}" if head else n for n in index.live_names_in(head)
-              if is_conflict_copy(n) and conflict_original(f"{head}/{n}" if head else n,
-                                                           index.live_names_in(head)) == path]
-    near = {path: copies} if copies else {}
-    if is_conflict_copy(path):
-        near[conflict_original(path, index.live_names_in(head))] = [path]
-    facts = _Facts(index, root, devices, near)
+    facts = _Facts(index, root, devices, _copies_near(index, path))
     e = index.get(path)
     remotes = index.remote_for_path(path)
     if e is None:
@@ -150,6 +143,19 @@ def state_of(index: Index, path: str, root: Path | None = None,
     if e.deleted and path in index.ignored():
         return _ignored_row(root, path, facts.ignore)
     return _local_state(facts, e, equal, other)
+
+
+def _copies_near(index: Index, path: str) -> dict[str, list[str]]:
+    """original -> live conflict copies, for path (as an original or as a copy): only
+    the names of its directory are read."""
+    head = path.rpartition("/")[0]
+    names = index.live_names_in(head)
+    rels = [f"{head}/{n}" if head else n for n in names]
+    copies = [r for r in rels if is_conflict_copy(r) and conflict_original(r, names) == path]
+    near = {path: copies} if copies else {}
+    if is_conflict_copy(path):
+        near[conflict_original(path, names)] = [path]
+    return near
 
 
 def details(index: Index, path: str, root: Path | None = None,
