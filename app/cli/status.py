@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
@@ -81,9 +82,11 @@ def stream(folder: Path, config_dir: Path | None, only: list[str] | None = None
 def relative_path(folder: Path, path: str) -> str:
     """A PATH of `status --folder DIR PATH...` as the rows name it: relative to the
     folder as given, or absolute inside it (UsageError, exit 2, when it is outside)."""
-    p = Path(path)
+    p = Path(os.path.normpath(path))
     if not p.is_absolute():
-        return p.as_posix().strip("/").removeprefix("./") if p.as_posix() != "." else ""
+        if p.parts[:1] == ("..",):
+            raise UsageError(f"{path} is not inside the folder {folder}")
+        return "" if p == Path(".") else p.as_posix()
     for root in (folder, folder.resolve()):
         if p == root or root in p.parents:
             return p.relative_to(root).as_posix() if p != root else ""

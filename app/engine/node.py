@@ -987,8 +987,12 @@ class Node:
         lines = [f"{path}: {why_text.error(reason)}" for path, reason in unreadable]
         if count > len(unreadable):
             lines.append(f"... and {count - len(unreadable)} more unreadable file(s) here")
-        return lines + [f"{path}: {reason}" for path, reason in
-                        sorted(self.index.skipped().items())]
+        skipped = sorted(self.index.skipped().items())
+        lines += [f"{path}: {reason}" for path, reason in skipped[:STATE_BLOCKED_MAX]]
+        if len(skipped) > STATE_BLOCKED_MAX:
+            lines.append(f"... and {len(skipped) - STATE_BLOCKED_MAX} more name(s) here that "
+                         "cannot be synced (`p2psync status` lists them)")
+        return lines
 
     def _lacks_ours(self, device: str, ours: FileEntry) -> bool:
         their = self.index.remote_get(device, ours.path)
