@@ -223,11 +223,12 @@ class StateTracker:
     def _read_devices(self) -> bool:
         """Names, last-seen times and who is connected, for the whys; True if they moved."""
         names, seen = self.index.device_names(), self.index.last_seen()
+        known = [x for x in self.index.remote_devices() if x != self.index.device_id]
         d = self._devices
-        if (names, seen, self.online) == (d.names, d.last_seen, d.online) and self._known:
+        if (names, seen, self.online, known) == (d.names, d.last_seen, d.online, self._known):
             return False
         self._devices = Devices(names, seen, self.online, own=self.index.device_id)
-        self._known = [x for x in self.index.remote_devices() if x != self.index.device_id]
+        self._known = known
         return True
 
     def _read_failures(self) -> bool:
