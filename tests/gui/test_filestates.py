@@ -165,3 +165,22 @@ def test_files_the_node_could_not_sync_show_as_errors_with_the_reason(index, tmp
     assert mirror.poll() == expected(index)
     assert mirror.rows["incoming.txt"][3] == "remote_change"
     tracker.close()
+
+
+def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path):
+    """The why of an incoming file says whether its device is connected: the rows that
+    say so are worked out again when that changes (and only then)."""
+    index.remember_name(PEER, "desktop")
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    mirror = Mirror(tracker)
+    assert mirror.rows["incoming.txt"][4].startswith("newer version on desktop; no p2psync")
+    tracker.online = frozenset([PEER])
+    update = tracker.poll()
+    assert {r[0] for r in update.rows} == {"incoming.txt", "remote-only.txt", "local.txt",
+                                           "we-win.txt"}  # local changes, like local.txt
+    mirror.poll()
+    assert mirror.rows["incoming.txt"][4] == ("newer version on desktop, which is connected: "
+                                              "waiting its turn to be fetched")
+    assert mirror.rows["local.txt"][4] == "changed here; desktop can fetch it now (connected)"
+    assert not tracker.poll()  # nothing moved: nothing is worked out again
+    tracker.close()
