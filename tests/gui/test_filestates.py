@@ -175,10 +175,10 @@ def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path)
     mirror = Mirror(tracker)
     assert mirror.rows["incoming.txt"][4].startswith("newer version on desktop; no p2psync")
     tracker.online = frozenset([PEER])
-    update = tracker.poll()
-    assert {r[0] for r in update.rows} == {"incoming.txt", "remote-only.txt", "local.txt",
-                                           "we-win.txt"}  # local changes, like local.txt
-    mirror.poll()
+    before = dict(mirror.rows)
+    after = mirror.poll()
+    assert {p for p in after if after[p] != before[p]} == {
+        "incoming.txt", "remote-only.txt", "local.txt", "we-win.txt"}  # we-win: ours is newer
     assert mirror.rows["incoming.txt"][4] == ("newer version on desktop, which is connected: "
                                               "waiting its turn to be fetched")
     assert mirror.rows["local.txt"][4] == "changed here; desktop can fetch it now (connected)"
