@@ -218,7 +218,8 @@ def _local_row(facts: _Facts, e: FileEntry, differs: bool, synced: bool) -> dict
         original = facts.copy_of.get(e.path) or conflict_original(e.path)
         return _row(e, CONFLICT, why=why.conflict_copy(facts.devices, e.path, original))
     if e.path in facts.copies:
-        return _row(e, CONFLICT, why=why.conflict_original(facts.copies[e.path]))
+        copies = facts.copies[e.path]
+        return _row(e, CONFLICT, why=why.conflict_original(facts.devices, copies))
     if differs:
         action = plan_path(e, facts.index.remote_for_path(e.path))
         if action is not None:

@@ -113,27 +113,33 @@ def local_change(devices: Devices, known: list[str]) -> str:
 
 def conflict_copy(devices: Devices, copy: str, original: str) -> str:
     """A conflict copy: whose version it is, from when, beside which file."""
-    m = CONFLICT_COPY.match(copy.rpartition("/")[2])
-    whose = "another device's"
-    if m is not None:
-        tag = m.group("device")
-        owner = next((d for d in [devices.own, *devices.names] if d.startswith(tag)), None)
-        whose = f"{devices.name(owner)}'s" if owner else f"device {tag}'s"
-        whose = "this device's" if owner and owner == devices.own else whose
-        with contextlib.suppress(ValueError, OverflowError):  # a copy named by hand
-            t = calendar.timegm(time.strptime(m.group("date") + m.group("time"),
-                                              "%Y%m%d%H%M%S"))
-            whose += f" version of {when(t, devices.now)}"
-    return (f"conflict copy of `{original}`: {whose}, kept beside the newer edit made "
-            "without seeing it; compare the two, keep what you need, delete this copy")
+    return (f"conflict copy of `{original}`: {_whose(devices, copy)}, kept beside the newer "
+            "edit made without seeing it; compare the two, keep what you need, delete this "
+            "copy")
 
 
-def conflict_original(copies: list[str]) -> str:
-    """A file with a conflict copy beside it."""
+def conflict_original(devices: Devices, copies: list[str]) -> str:
+    """A file with a conflict copy beside it: whose version the copy keeps, and when."""
     first = copies[0].rpartition("/")[2]
     more = f" (and {len(copies) - 1} more)" if len(copies) > 1 else ""
-    return (f"in conflict: another version was kept beside it as `{first}`{more}; compare "
-            "them, keep what you need, delete the copy")
+    return (f"in conflict: {_whose(devices, copies[0])}, made without seeing this one, was "
+            f"kept beside it as `{first}`{more}; compare them, keep what you need, delete "
+            "the copy")
+
+
+def _whose(devices: Devices, copy: str) -> str:
+    """"desktop's version of Nov 27 14:02", from a conflict copy's name (the device's
+    first 7 characters and the time, UTC, of the version that lost the name)."""
+    m = CONFLICT_COPY.match(copy.rpartition("/")[2])
+    if m is None:
+        return "another version"
+    tag = m.group("device")
+    owner = next((d for d in [devices.own, *devices.names] if d.startswith(tag)), None)
+    whose = f"{devices.name(owner)}'s version" if owner else f"device {tag}'s version"
+    with contextlib.suppress(ValueError, OverflowError):  # a copy named by hand
+        t = calendar.timegm(time.strptime(m.group("date") + m.group("time"), "%Y%m%d%H%M%S"))
+        whose += f" of {when(t, devices.now)}"
+    return whose
 
 
 def error(reason: str) -> str:

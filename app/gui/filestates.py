@@ -316,8 +316,8 @@ class StateTracker:
             text = why.conflict_copy(self._devices, path, self._original(path))
             return (path, size, mtime, CONFLICT, text)
         if path in self._copies:
-            return (path, size, mtime, CONFLICT, why.conflict_original(sorted(
-                self._copies[path])))
+            return (path, size, mtime, CONFLICT, why.conflict_original(
+                self._devices, sorted(self._copies[path])))
         if other:
             action = plan_path(self.index.get(path), self.index.remote_for_path(path))
             if action is not None:

@@ -68,7 +68,8 @@ def test_each_state_says_why_from_the_index_alone(index):
                                      "system"),
         "unreadable.txt": ("error", "cannot be read here (permission denied): give this user "
                                     "read access, or add it to .p2psyncignore"),
-        "a.txt": ("conflict", f"in conflict: another version was kept beside it as `{COPY}`; "
+        "a.txt": ("conflict", f"in conflict: laptop's version of {why.when(1767268800, SEEN)}, "
+                              f"made without seeing this one, was kept beside it as `{COPY}`; "
                               "compare them, keep what you need, delete the copy"),
         COPY: ("conflict", "conflict copy of `a.txt`: laptop's version of "
                            f"{why.when(1767268800, SEEN)}, kept beside the newer edit made "

@@ -63,8 +63,9 @@ def test_ignored_and_conflict_say_why_and_status_lists_only_the_paths_asked(
     assert got["other.txt"]["state"] == "synced" and got["other.txt"]["why"] is None
     copy = next(p for p in got if ".sync-conflict-" in p)
     assert got["notes.txt"]["state"] == got[copy]["state"] == "conflict"
-    assert got["notes.txt"]["why"].startswith(f"in conflict: another version was kept "
-                                              f"beside it as `{copy}`")
+    assert re.fullmatch(rf"in conflict: this device's version of .+, made without seeing "
+                        rf"this one, was kept beside it as `{re.escape(copy)}`; compare them, "
+                        rf"keep what you need, delete the copy", got["notes.txt"]["why"])
     assert re.fullmatch(r"conflict copy of `notes.txt`: this device's version of .+, kept beside "
                         r"the newer edit made without seeing it; compare the two, keep what "
                         r"you need, delete this copy", got[copy]["why"]), got[copy]["why"]
