@@ -72,14 +72,18 @@ def when(t: float, now: float | None = None) -> str:
 def remote_change(devices: Devices, path: str, action: Action) -> str:
     """Why a path waits for another device's version: who has it, and can we get it."""
     sources = action.sources or []
+    first = devices.best(sources) if sources else ""
     if path in devices.transfers:
         done, size = devices.transfers[path]
         pct = int(done * 100 / size) if size else 100
-        source = f" from {devices.name(devices.best(sources))}" if sources else ""
-        return f"downloading{source}: {human_size(done)} of {human_size(size)} ({pct}%)"
+        so_far = f"{human_size(done)} of {human_size(size)} ({pct}%)"
+        if not sources or first in (devices.online or ()):
+            source = f" from {devices.name(first)}" if sources else ""
+            return f"downloading{source}: {so_far}"
+        return (f"newer version on {devices.name(first)}{devices.state(first)}: {so_far} "
+                "came in; the rest comes when it is back")
     if not sources:
         return "a newer version is announced, but no device can send it yet"
-    first = devices.best(sources)
     verb = "deleted on" if action.op == DELETE and action.target.deleted else \
         "newer version on"
     others = f" and {len(sources) - 1} other device(s)" if len(sources) > 1 else ""

@@ -93,6 +93,11 @@ def test_with_a_node_running_the_why_says_who_is_online_and_how_far_a_download_i
     moving = whys(index, Devices(names, seen, online=frozenset([PEER]),
                                  transfers={"incoming.txt": (5 * 2**20, 20 * 2**20)}))
     assert moving["incoming.txt"][1] == "downloading from laptop: 5.0 MB of 20.0 MB (25%)"
+    stalled = whys(index, Devices(names, seen, online=frozenset(), now=SEEN + 60,
+                                  transfers={"incoming.txt": (5 * 2**20, 20 * 2**20)}))
+    assert stalled["incoming.txt"][1] == ("newer version on laptop, which is offline since "
+                                          "14:02: 5.0 MB of 20.0 MB (25%) came in; the rest "
+                                          "comes when it is back")
 
 
 def test_one_path_is_the_row_the_listing_gives(index):
