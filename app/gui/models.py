@@ -117,11 +117,14 @@ def human_time(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
-def row_tooltip(r: list) -> str:
-    """The path and why the file is in its state (how far it came, while it comes in)."""
-    if r[PROGRESS] is not None:
-        return f"{r[PATH]}\ndownloading: {int(r[PROGRESS] * 100)}% of {human_size(r[SIZE])}"
-    return f"{r[PATH]}\n{r[REASON]}" if r[REASON] else r[PATH]
+def row_tooltip(r: list, state_only: bool = False) -> str:
+    """Why the file is in its state (how far it came, while it comes in), after its path
+    (which the table may show cut) unless `state_only` (the state column's tooltip)."""
+    why = f"downloading: {int(r[PROGRESS] * 100)}% of {human_size(r[SIZE])}" \
+        if r[PROGRESS] is not None else r[REASON]
+    if state_only and why:
+        return why
+    return f"{r[PATH]}\n{why}" if why else r[PATH]
 
 
 def _key_path(r: list) -> tuple:
@@ -255,7 +258,7 @@ class FilesModel(QAbstractTableModel):
         if role == ALIGN:
             return _RIGHT if col == 1 else None
         if role == TOOLTIP:
-            return row_tooltip(r)
+            return row_tooltip(r, col == 3)
         if role == PROGRESS_ROLE:
             return r[PROGRESS]
         if role == ROW_ROLE:
