@@ -100,6 +100,12 @@ class DetailsPane(QFrame):
                                       or any(r[0] == self.path for r in rows)):
             self.wanted.emit(self.path)
 
+    def on_progress(self, progress: dict) -> None:
+        """Downloads moved on (the worker's `progress`): the selected file's why says how
+        far it came."""
+        if self.path is not None and self.path in progress:
+            self.wanted.emit(self.path)
+
     def show_details(self, path: str, found: dict) -> None:
         if path != self.path:
             return  # an answer for a file no longer selected

@@ -499,6 +499,7 @@ class MainWindow(QMainWindow):
         w.foreign_nearby.connect(self._on_foreign_nearby)
         w.file_details.connect(self.details.show_details)
         w.files_update.connect(self.details.on_rows)
+        w.progress.connect(self.details.on_progress)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")
