@@ -89,7 +89,7 @@ async def open_control(node: Node, control: ControlServer) -> None:
 
 async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
     node = Node(opts)
-    control = ControlServer(node.fpaths.control_socket, node.node_info)
+    control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
     stop = asyncio.Event()
     platform.on_stop_signals(asyncio.get_running_loop(), stop.set)
     try:

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--folder", type=Path, required=True)
     status.add_argument("--config-dir", type=Path)
     status.add_argument("--json", action="store_true", help="one JSON object")
+    status.add_argument("paths", nargs="*", metavar="PATH",
+                        help="only these files (or what is below these directories)")
     _verbosity(status)
 
     vers = sub.add_parser("versions", help="earlier versions kept in .p2psync/versions",
@@ -194,10 +196,11 @@ def _dispatch(command: str, args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from app.cli.status import render_lines, stream, write_json
+    from app.cli.status import relative_path, render_lines, stream, write_json
 
     folder = checked_folder(args.folder)
-    with stream(folder, args.config_dir) as report:
+    only = [relative_path(folder, p) for p in args.paths] if args.paths else None
+    with stream(folder, args.config_dir, only) as report:
         if args.json:
             write_json(report, sys.stdout)
         else:

@@ -49,7 +49,7 @@ async def _invite(opts: NodeOptions, yes: bool) -> int:
     from app.net import pairing
 
     node = Node(opts)
-    control = ControlServer(node.fpaths.control_socket, node.node_info)
+    control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
     try:
         await open_control(node, control)
         await node.start()

@@ -4,34 +4,42 @@ The files are streamed: `write_json` prints the report's head at once and then o
 row at a time, read a few thousand index rows at a time (app/core/states.py), so a
 folder of a million files starts printing at once and is never held in memory. The
 bytes are the ones `json.dump` of the whole report would print.
+
+Every row has its `why` (app/core/why.py): with a node running, it says which
+devices are connected now and how far a download is (both asked of the node over
+the control socket, once per report), else what the index remembers of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
 from app.core.index import Index
-from app.core.states import iter_file_states
+from app.core.states import SYNCED, iter_file_states
+from app.core.why import Devices
 from app.engine import control
 from app.engine.config import Config
-from app.errors import P2PError
+from app.errors import P2PError, UsageError
 from app.net import identity
 
 
-def collect(folder: Path, config_dir: Path | None) -> dict:
+def collect(folder: Path, config_dir: Path | None, only: list[str] | None = None) -> dict:
     """The report `status --json` prints, files in a list (see `stream` for a large one)."""
-    with stream(folder, config_dir) as report:
+    with stream(folder, config_dir, only) as report:
         report["files"] = list(report["files"]())
         return report
 
 
 @contextlib.contextmanager
-def stream(folder: Path, config_dir: Path | None) -> Iterator[dict]:
-    """The report, with `files` a function that iterates the rows (again at each call).
+def stream(folder: Path, config_dir: Path | None, only: list[str] | None = None
+           ) -> Iterator[dict]:
+    """The report, with `files` a function that iterates the rows (again at each call);
+    `only`: the rows of these relative paths (and of what is below them).
 
     Read-only: creates no identity and no config dir. `device_id` is None while this
     device has no identity yet (no `id`, `run`, `sync` or app has run on the config dir).
@@ -53,14 +61,36 @@ def stream(folder: Path, config_dir: Path | None) -> Iterator[dict]:
     try:
         # a socket not ours (a squatter's) is refused with one line, never believed
         node = control.query(fpaths.control_socket)
+        devices = None
+        if index is not None:
+            devices = Devices(names=index.device_names(), last_seen=index.last_seen())
+            if node is not None:
+                devices.online = frozenset(p.get("device_id") for p in node.get("peers", ()))
+                devices.transfers = control.transfers(fpaths.control_socket)
 
         def files() -> Iterable[dict]:
-            return iter_file_states(index, folder) if index is not None else iter(())
+            if index is None:
+                return iter(())
+            return iter_file_states(index, folder, devices, only)
 
         yield {"folder": str(folder), "device_id": device_id, "node": node, "files": files}
     finally:
         if index is not None:
             index.close()
+
+
+def relative_path(folder: Path, path: str) -> str:
+    """A PATH of `status --folder DIR PATH...` as the rows name it: relative to the
+    folder as given, or absolute inside it (UsageError, exit 2, when it is outside)."""
+    p = Path(os.path.normpath(path))
+    if not p.is_absolute():
+        if p.parts[:1] == ("..",):
+            raise UsageError(f"{path} is not inside the folder {folder}")
+        return "" if p == Path(".") else p.as_posix()
+    for root in (folder, folder.resolve()):
+        if p == root or root in p.parents:
+            return p.relative_to(root).as_posix() if p != root else ""
+    raise UsageError(f"{path} is not inside the folder {folder}")
 
 
 def write_json(report: dict, out: TextIO) -> None:
@@ -101,5 +131,6 @@ def render_lines(report: dict) -> Iterator[str]:
     lines.append(f"files:  {summary}")
     yield from (line + "\n" for line in lines)
     for f in rows():
-        extra = f"  ({f['reason']})" if f.get("reason") else ""
-        yield f"  {f['state']:<13} {f['path']}{extra}\n"
+        yield f"  {f['state']:<13} {f['path']}\n"
+        if f["state"] != SYNCED and f.get("why"):
+            yield f"                why: {f['why']}\n"

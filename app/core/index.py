@@ -255,6 +255,9 @@ _BRIEF_SQL = (f"SELECT path, CASE WHEN deleted THEN {BRIEF_DELETED} "
 FAILURES_KEY = "sync_failures"  # meta: JSON {path: why} of what the node could not sync
 FAILURES_GEN_KEY = "sync_failures_gen"
 NAMES_KEY = "device_names"  # meta: JSON {device ID: name} of the devices seen lately
+SEEN_KEY = "device_seen"  # meta: JSON {device ID: epoch seconds} when last connected
+SKIPPED_KEY = "skipped_local"  # meta: JSON {path: why} of local files the scanner skips
+SKIPPED_KEPT = 1000  # skipped local files listed at most (a count says how many more)
 
 
 @dataclass(frozen=True)
@@ -1327,6 +1330,47 @@ class Index:
         while len(names) > keep:  # identities cost a member nothing: keep the latest
             del names[next(iter(names))]
         self.set_meta(NAMES_KEY, json.dumps(names))
+
+    @_reads
+    def last_seen(self) -> dict[str, float]:
+        """device -> when it was last connected (seconds since the epoch)."""
+        return {d: t for d, t in self._json_meta(SEEN_KEY).items()
+                if isinstance(t, int | float)}
+
+    @_locked
+    def saw_device(self, device: str, when: float, keep: int = 1000) -> None:
+        """Record that `device` was connected at `when` (for "offline since 14:02"),
+        kept for the latest `keep` devices, like their names."""
+        seen = self.last_seen()
+        seen.pop(device, None)
+        seen[device] = round(when, 1)
+        while len(seen) > keep:
+            del seen[next(iter(seen))]
+        self.set_meta(SEEN_KEY, json.dumps(seen))
+
+    @_reads
+    def unreadable(self, limit: int = 50) -> tuple[list[tuple[str, str]], int]:
+        """Our files the scanner could not read: the first `limit` (path, why), and how
+        many there are (for `sync`'s exit 5)."""
+        where = "FROM files WHERE NOT deleted AND error LIKE 'cannot read:%'"
+        rows = self._db.execute(f"SELECT path, error {where} ORDER BY path LIMIT ?",
+                                (limit,)).fetchall()
+        count = len(rows) if len(rows) < limit else \
+            self._db.execute(f"SELECT COUNT(*) {where}").fetchone()[0]
+        return [(p, e) for p, e in rows], count
+
+    # --- local files the scanner skips (bad names, unreadable dirs; for status)
+
+    @_reads
+    def skipped(self) -> dict[str, str]:
+        """Local paths the scanner could not index, and why (at most SKIPPED_KEPT: the
+        scanner logs how many more there were)."""
+        return self._json_meta(SKIPPED_KEY)
+
+    @_locked
+    def set_skipped(self, skipped: dict[str, str]) -> None:
+        if skipped != self.skipped():
+            self.set_meta(SKIPPED_KEY, json.dumps(skipped, sort_keys=True))
 
     # --- files that could not be synced (for status and the window)
 

@@ -13,6 +13,9 @@ Safety rules, all of which keep a scan from destroying data on peers:
   indexed path into a deletion (an unmounted drive looks exactly like that);
 - a subdirectory that cannot be listed protects everything indexed beneath it;
 - paths that became ignored keep their entries (they are not deleted on peers);
+- what cannot be indexed (a name that is not UTF-8 or holds a backslash, a directory
+  that cannot be listed) is skipped, and listed with why (`Index.skipped`, at most
+  SKIPPED_KEPT) for `status` to show as an error;
 - symlinked directories are never entered, the `.p2psync` folder never at all;
 - a path the engine wrote to the index while we were scanning is left alone (the
   scan's view of it is stale; the next scan sees it again).
@@ -40,7 +43,7 @@ from pathlib import Path
 from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
-from app.core.index import BRIEF_DELETED, BRIEF_ERROR, Brief, Index, inode_to_db
+from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
 from app.core.model import FileEntry, Kind
 from app.core.paths import (
     META_DIR,
@@ -181,6 +184,9 @@ class _Scan:
         self.own: list[tuple[int, int]] = []  # seq ranges this scan wrote
         self._versioned: set[str] = set()  # paths of self.writes that got a new version
         self.visited_dirs: set[str] = set()  # parents of subpaths already recorded
+        self.skipped: dict[str, str] = {}  # what could not be indexed: path shown -> why
+        self.skipped_more = 0  # beyond SKIPPED_KEPT
+        self.scanned: list[str] = []  # the subpaths of a partial scan
 
     # --- entry points
 
@@ -192,7 +198,8 @@ class _Scan:
 
     def run_subpaths(self, subpaths: list[str]) -> None:
         self.start_seq = self.index.max_seq()
-        for sp in _outermost(subpaths):
+        self.scanned = _outermost(subpaths)
+        for sp in self.scanned:
             self._scan_subpath(sp)
 
     def commit(self) -> None:
@@ -203,6 +210,28 @@ class _Scan:
         for rel in self.gone_dirs:
             self._delete_subtree(rel)
         self._flush()
+        self._record_skipped()
+
+    def _skip(self, rel: str, why: str) -> None:
+        """Note a path that cannot be indexed (bounded), for `status`."""
+        if len(self.skipped) < SKIPPED_KEPT:
+            self.skipped[rel] = why
+        else:
+            self.skipped_more += 1
+
+    def _record_skipped(self) -> None:
+        """The skipped paths into the index: all of them after a full scan, those below
+        the scanned subpaths after a partial one (the others are as they were)."""
+        if self.skipped_more:
+            log.warning("%d more path(s) could not be indexed; status lists the first %d",
+                        self.skipped_more, SKIPPED_KEPT)
+        if self.full:
+            skipped = self.skipped
+        else:
+            kept = {p: w for p, w in self.index.skipped().items()
+                    if not any(p == sp or p.startswith(sp + "/") for sp in self.scanned)}
+            skipped = dict(list({**kept, **self.skipped}.items())[:SKIPPED_KEPT])
+        self.index.set_skipped(skipped)
 
     # --- the merge of disk and index
 
@@ -250,6 +279,7 @@ class _Scan:
                         rel = validate_child(rel_dir, de.name)
                     except BadPath as exc:
                         log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
+                        self._bad_name(rel_dir, de)
                         continue
                     walk.push(rel, de.path, de)
         except FileNotFoundError:
@@ -261,6 +291,27 @@ class _Scan:
                 raise
             log.warning("cannot list %s: %s", rel_dir, exc)
             self.protected.append(rel_dir)
+            self._skip(rel_dir, f"cannot be read here: this user may not list this directory "
+                                f"({(exc.strerror or str(exc)).lower()}); give it read access, "
+                                f"or add it to {IGNORE_FILE}")
+
+    def _bad_name(self, rel_dir: str, de: os.DirEntry[str]) -> None:
+        """A name no device could take as it is: listed (shown with U+FFFD for the bytes
+        that are not UTF-8) unless the ignore rules say to leave it alone."""
+        shown = _join(rel_dir, os.fsencode(de.name).decode("utf-8", "replace"))
+        try:
+            is_dir = de.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if self.ignore.matches(shown, is_dir):
+            return
+        if not _utf8(de.name):
+            why = "the name is not valid UTF-8"
+        elif "\\" in de.name:
+            why = "the name holds a backslash, a path separator on Windows"
+        else:
+            why = "the name or the path is too long to sync"
+        self._skip(shown, f"not synced: {why}; rename it")
 
     def _visit_dirent(self, walk: _SortedWalk, rel: str, abs_path: str,
                       de: os.DirEntry[str] | None, brief: Brief | None) -> None:
@@ -603,6 +654,14 @@ class _Scan:
         self.result.changed_count -= len(raced & self._versioned)
         self._versioned -= raced
         self.result.errors = [e for e in self.result.errors if e.path not in raced]
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8, as os.fsdecode kept them
+        return False
+    return True
 
 
 def _link_error(rel: str, target: str) -> str:

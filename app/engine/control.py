@@ -1,4 +1,5 @@
-"""The local control channel: `status` asks a running node for its role and peers.
+"""The local control channel: `status` asks a running node for its role and peers,
+and (`{"cmd": "transfers"}`) for the downloads in progress, for the `why` of files.
 
 One JSON request line, one JSON answer line, over one of two transports:
 
@@ -47,9 +48,11 @@ def token_file(path: Path) -> Path:
 
 
 class ControlServer:
-    def __init__(self, path: Path, info: Callable[[], dict]) -> None:
+    def __init__(self, path: Path, info: Callable[[], dict],
+                 transfers: Callable[[], dict] | None = None) -> None:
         self.path = path
         self.info = info
+        self.transfers = transfers or dict  # path -> [bytes done, size]
         self._server: asyncio.base_events.Server | None = None
         self._token: str | None = None  # the loopback transport's; None: a Unix socket
         self._made: Path | None = None  # the socket or token file we made
@@ -102,7 +105,7 @@ class ControlServer:
             if self._token is None and sock is not None and not private.peer_is_us(sock):
                 return  # another user's process: nothing to tell it
             line = await asyncio.wait_for(reader.readline(), 2)
-            answer = self.info()
+            answer = self.transfers() if _command(line) == "transfers" else self.info()
             if self._token is not None:
                 nonce = _proven_nonce(line, self._token)
                 if nonce is None:
@@ -128,6 +131,22 @@ class ControlServer:
         self._bound = None
 
 
+def _command(line: bytes) -> str:
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return "status"
+    return request.get("cmd", "status") if isinstance(request, dict) else "status"
+
+
+def transfers(path: Path, timeout: float = 1.0) -> dict[str, tuple[int, int]]:
+    """The downloads the node behind `path` has in progress: path -> (bytes done, size);
+    empty when no node runs there (or it answers nonsense)."""
+    answer = query(path, timeout, cmd="transfers") or {}
+    return {p: (v[0], v[1]) for p, v in answer.items()
+            if isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)}
+
+
 def _proof(token: str, who: str, nonce: str) -> str:
     """What only a holder of the token can say about this nonce, as `who`."""
     return hmac.new(token.encode(), f"{who}:{nonce}".encode(), hashlib.sha256).hexdigest()
@@ -147,7 +166,7 @@ def _proven_nonce(line: bytes, token: str) -> str | None:
     return nonce
 
 
-def query(path: Path, timeout: float = 1.0) -> dict | None:
+def query(path: Path, timeout: float = 1.0, cmd: str = "status") -> dict | None:
     """Ask the node behind `path` (its Unix socket, else its loopback endpoint); None
     when no node is running there.
 
@@ -155,7 +174,7 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
     this user's: what such a socket says is never taken for our node's word.
     """
     if sys.platform != "win32" and private.check_socket(path):
-        answer = _ask_unix(path, timeout)
+        answer = _ask_unix(path, timeout, cmd)
         if answer is not None:
             return answer
     endpoint = token_file(path)
@@ -166,7 +185,7 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
         return None
     nonce = secrets.token_hex(16)
     answer = _ask(socket.create_connection, ("127.0.0.1", port), timeout, json.dumps(
-        {"cmd": "status", "nonce": nonce, "proof": _proof(token, "client", nonce)}).encode())
+        {"cmd": cmd, "nonce": nonce, "proof": _proof(token, "client", nonce)}).encode())
     if answer is None:
         return None
     proof = answer.pop("proof", None)
@@ -176,7 +195,7 @@ def query(path: Path, timeout: float = 1.0) -> dict | None:
     return answer
 
 
-def _ask_unix(path: Path, timeout: float) -> dict | None:
+def _ask_unix(path: Path, timeout: float, cmd: str = "status") -> dict | None:
     if sys.platform == "win32":
         return None
 
@@ -191,7 +210,7 @@ def _ask_unix(path: Path, timeout: float) -> dict | None:
             raise
         return s
 
-    return _ask(connect, os.fspath(path), timeout, b'{"cmd": "status"}')
+    return _ask(connect, os.fspath(path), timeout, json.dumps({"cmd": cmd}).encode())
 
 
 def _ask(connect: Callable, where: object, timeout: float, request: bytes) -> dict | None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from app.aio import cancel_and_wait
 from app.core import marker, paths, scanner, versionstore
+from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
 from app.core.index import BRIEF_DELETED, Index
 from app.core.keep import keep_local
@@ -608,6 +609,7 @@ class Node:
                     self.roles.link_down(conn.device_id)
             if not self._stopping:
                 log.info("disconnected from %s: %s", conn.info.name, conn.close_reason)
+            self._saw(conn.device_id)
             self.emit("peer_disconnected", {"device_id": conn.device_id,
                                             "reason": conn.close_reason})
             self._pull_wake.set()
@@ -670,6 +672,7 @@ class Node:
             del self.names[next(iter(self.names))]
         with contextlib.suppress(sqlite3.Error):  # for `versions` and the like, later
             self.index.remember_name(peer.conn.device_id, peer.conn.info.name, NAMES_KEPT)
+        self._saw(peer.conn.device_id)
 
     async def _on_index(self, peer: PeerState, msg: dict) -> None:
         """Check a batch of a peer's index and store it (in a worker thread: the loop
@@ -794,7 +797,7 @@ class Node:
             "seen": assessed.seen.get(device, 0) if assessed is not None else 0,
             "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
-            "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
+            "blocked": [[p, self.blocked[p][:500]] for p in blocked[:STATE_BLOCKED_MAX]],
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
@@ -965,6 +968,7 @@ class Node:
         business.
         """
         lines = [f"{path}: {why}" for path, why in sorted(self.blocked.items())]
+        lines += self._local_problems()
         for device in devices:
             peer = self.peers.get(device)
             st = peer.last_state if peer else None
@@ -979,6 +983,20 @@ class Node:
             more = st.get("nblocked", 0) - len(theirs)
             if more > 0:
                 lines.append(f"... and {more} more file(s) on {name}")
+        return lines
+
+    def _local_problems(self) -> list[str]:
+        """Our own files that no device gets: unreadable ones, names that cannot be
+        synced (the scanner lists them, see app/core/why.py for the words)."""
+        unreadable, count = self.index.unreadable(STATE_BLOCKED_MAX)
+        lines = [f"{path}: {why_text.error(reason)}" for path, reason in unreadable]
+        if count > len(unreadable):
+            lines.append(f"... and {count - len(unreadable)} more unreadable file(s) here")
+        skipped = sorted(self.index.skipped().items())
+        lines += [f"{path}: {reason}" for path, reason in skipped[:STATE_BLOCKED_MAX]]
+        if len(skipped) > STATE_BLOCKED_MAX:
+            lines.append(f"... and {len(skipped) - STATE_BLOCKED_MAX} more name(s) here that "
+                         "cannot be synced (`p2psync status` lists them)")
         return lines
 
     def _lacks_ours(self, device: str, ours: FileEntry) -> bool:
@@ -1168,6 +1186,16 @@ class Node:
     def busy(self) -> bool:
         """Work in flight that a role change must not cut in half."""
         return self._pulling or bool(self.puller.in_progress)
+
+    def _saw(self, device: str) -> None:
+        """Remember when a device was last connected: "offline since 14:02" in status."""
+        with contextlib.suppress(sqlite3.Error):
+            self.index.saw_device(device, time.time(), NAMES_KEPT)
+
+    def transfers(self) -> dict[str, list[int]]:
+        """The downloads in progress, path -> [bytes done, size] (for the control socket:
+        `status` says how far an incoming file is)."""
+        return {p: [done, size] for p, (done, size) in list(self.puller.in_progress.items())}
 
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths, platform
+from app.core import (apply, batchwrite, cannotwrite, diskio, hashing, holes, modes, paths,
+                      platform)
 from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
@@ -168,19 +169,39 @@ class Puller:
 
     def _failed(self, a: Action, e: Exception, result: RoundResult) -> None:
         if isinstance(e, apply.DiskChanged):
-            self.request_rescan(a.path)
-            result.failed[a.path] = "changed on disk meanwhile; rescanning"
+            self._changed_on_disk(a.path, result)
         elif isinstance(e, NoSource):
             result.waiting += 1
             log.debug("%s: %s", a.path, e)
         else:
             if diskio.is_no_space(e) and not isinstance(e, diskio.NoSpace):
                 e = diskio.NoSpace(a.target.size, self._room())  # say it as users need it
-            result.failed[a.path] = result.blocked[a.path] = str(e)
-            if self._reported.get(a.path) != str(e):  # say it once, not at every retry
-                self._reported[a.path] = str(e)
-                log.warning("could not sync %s: %s", a.path, e)
-                self.emit("error", {"path": a.path, "reason": str(e)})
+            self._blocked(a.path, self._reason(e, a.path), result)
+
+    def _changed_on_disk(self, rel: str, result: RoundResult) -> None:
+        """A path that is not as the index says: rescan it, unless what is there is
+        something the scanner never indexes (a FIFO...): then it is blocked, not
+        retried for ever."""
+        in_the_way = cannotwrite.in_the_way(self.root, rel)
+        if in_the_way is not None:
+            self._blocked(rel, in_the_way, result)
+            return
+        self.request_rescan(rel)
+        result.failed[rel] = "changed on disk meanwhile; rescanning"
+
+    @staticmethod
+    def _reason(e: Exception, rel: str) -> str:
+        """What a user reads (status, `sync`'s exit 5, the peers' state messages)."""
+        if isinstance(e, OSError) and not isinstance(e, diskio.NoSpace) and e.errno:
+            return cannotwrite.reason(e, rel)
+        return str(e)[:cannotwrite.MAX_CHARS]
+
+    def _blocked(self, rel: str, why: str, result: RoundResult) -> None:
+        result.failed[rel] = result.blocked[rel] = why
+        if self._reported.get(rel) != why:  # say it once, not at every retry
+            self._reported[rel] = why
+            log.warning("could not sync %s: %s", rel, why)
+            self.emit("error", {"path": rel, "reason": why})
 
     # --- renames ---------------------------------------------------------------------
     async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
@@ -199,10 +220,9 @@ class Puller:
                     self.emit("renamed", {"from": old.path, "to": new.path})
                 elif isinstance(out, apply.DiskChanged):
                     self.request_rescan(old.path)
-                    self.request_rescan(new.path)
-                    result.failed[new.path] = "changed on disk meanwhile; rescanning"
+                    self._changed_on_disk(new.path, result)
                 else:
-                    result.failed[new.path] = result.blocked[new.path] = str(out)
+                    self._blocked(new.path, self._reason(out, new.path), result)
 
     def _rename_many(self, pairs: list[tuple[Action, Action]]) -> list[Exception | None]:
         """On the writer thread, under the disk lock: each old file to its new name, then

@@ -10,6 +10,11 @@ gives the same rows (tests/gui/test_filestates.py holds it to that) in two steps
   changed since the last call (found by sequence numbers, so an idle poll is two
   tiny queries), and only those whose row really changed.
 
+Each row carries its `why` (app/core/why.py), the tooltip of its row: which device
+has the newer version and whether it is connected (`online`, set by the worker: the
+rows that depend on it are worked out again when it changes), what a conflict or an
+error is and what to do about it.
+
 It reads the index database through its own connection (WAL mode: a reader never
 blocks the engine's writer) and needs schema version 3 of app/core/index.py; on any
 other version it falls back to `file_states` for every poll. It is called from a
@@ -27,11 +32,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core import why
 from app.core.apply import is_conflict_copy
 from app.core.ignore import Ignore
 from app.core.index import FAILURES_GEN_KEY, Index
 from app.core.model import Kind
-from app.core.planner import plan_path
+from app.core.planner import Action, plan_path
 from app.core.states import (
     CONFLICT,
     ERROR,
@@ -42,10 +48,11 @@ from app.core.states import (
     conflict_original,
     file_states,
 )
+from app.core.why import Devices
 
 log = logging.getLogger(__name__)
 
-# path, size, mtime (seconds), state, reason ("" unless state is error or ignored)
+# path, size, mtime (seconds), state, why ("" when synced)
 Row = tuple[str, int, float, str, str]
 KNOWN_SCHEMA = 3  # device numbers, remote_same: see app/core/index.py
 BATCH = 500
@@ -101,6 +108,10 @@ class StateTracker:
         self._ignore: Ignore | None = None  # for the why of ignored rows, made when needed
         self._failures: dict[str, str] = {}
         self._failures_gen: object = None
+        self.online: frozenset[str] | None = None  # devices connected now; None: no node
+        self._devices = Devices(own=index.device_id)
+        self._known: list[str] = []  # devices that announced anything
+        self._skipped: dict[str, str] = {}  # local names the scanner could not take
 
     def close(self) -> None:
         if self._db is not None:
@@ -115,8 +126,9 @@ class StateTracker:
     # --- public --------------------------------------------------------------------
     def snapshot(self) -> list[Row]:
         """Every row, sorted by path; the starting point of later polls."""
+        self._read_devices()
         if self._db is None:
-            rows = [_from_state(r) for r in file_states(self.index, self.root)]
+            rows = [_from_state(r) for r in file_states(self.index, self.root, self._devices)]
             self._rows = {r[0]: r for r in rows}
             return rows
         self._rules_changed()
@@ -140,9 +152,12 @@ class StateTracker:
         for path in self._ignored:
             rows[path] = self._ignored_row(path)
         self._read_failures()
-        for path, why in self._failures.items():
+        for path, reason in self._failures.items():
             if path in rows:
-                rows[path] = (path, rows[path][1], rows[path][2], ERROR, why)
+                rows[path] = (path, rows[path][1], rows[path][2], ERROR, reason)
+        self._skipped = self.index.skipped()
+        for path, reason in self._skipped.items():
+            rows[path] = (path, 0, 0.0, ERROR, reason)
         self._rows = rows
         return sorted(rows.values())
 
@@ -157,6 +172,8 @@ class StateTracker:
             return Update(reset=self.snapshot())
         local_seq, remotes = self._marks()
         todo = set(extra)
+        if self._read_devices():  # who is connected: the rows that say so change
+            todo |= {p for p, r in self._rows.items() if r[3] in (REMOTE_CHANGE, LOCAL_CHANGE)}
         if local_seq != self._local_seq:
             todo |= self.index.paths_changed_since(self._local_seq)
         for device, (index_id, max_seq) in remotes.items():
@@ -170,6 +187,11 @@ class StateTracker:
             self._ignored
         todo |= ignored ^ self._ignored
         self._ignored = ignored
+        skipped = self.index.skipped()
+        if skipped != self._skipped:  # names the scanner cannot take, come or gone
+            todo |= {p for p in skipped.keys() | self._skipped.keys()
+                     if skipped.get(p) != self._skipped.get(p)}
+            self._skipped = skipped
         before = self._failures
         if self._read_failures():
             todo |= {p for p in before.keys() | self._failures.keys()
@@ -197,6 +219,17 @@ class StateTracker:
             "SELECT path FROM files WHERE path >= ? AND path < ? AND NOT deleted",
             (start, start + "\U0010ffff")) if r[0].rpartition("/")[0] == head]
         return conflict_original(copy, siblings)
+
+    def _read_devices(self) -> bool:
+        """Names, last-seen times and who is connected, for the whys; True if they moved."""
+        names, seen = self.index.device_names(), self.index.last_seen()
+        known = [x for x in self.index.remote_devices() if x != self.index.device_id]
+        d = self._devices
+        if (names, seen, self.online, known) == (d.names, d.last_seen, d.online, self._known):
+            return False
+        self._devices = Devices(names, seen, self.online, own=self.index.device_id)
+        self._known = known
+        return True
 
     def _read_failures(self) -> bool:
         """Reload the node's list of files it could not sync, if it moved; True if it did."""
@@ -250,7 +283,9 @@ class StateTracker:
                 del self._copies[original]
         update = Update()
         for path in paths:
-            if path in self._ignored:
+            if path in self._skipped:
+                row = (path, 0, 0.0, ERROR, self._skipped[path])
+            elif path in self._ignored:
                 row = self._ignored_row(path)
             elif path in local:
                 row = self._local_row(path, local[path])
@@ -276,22 +311,33 @@ class StateTracker:
             return self._ignored_row(path)
         mtime = mtime_ns / 1e9
         if error:
-            return (path, size, mtime, ERROR, error)
-        if is_conflict_copy(path) or path in self._copies:
-            return (path, size, mtime, CONFLICT, "")
-        if other and plan_path(self.index.get(path), self.index.remote_for_path(path)):
-            return (path, size, mtime, REMOTE_CHANGE, "")
-        return (path, size, mtime, SYNCED if equal else LOCAL_CHANGE, "")
+            return (path, size, mtime, ERROR, why.error(error))
+        if is_conflict_copy(path):
+            text = why.conflict_copy(self._devices, path, self._original(path))
+            return (path, size, mtime, CONFLICT, text)
+        if path in self._copies:
+            return (path, size, mtime, CONFLICT, why.conflict_original(
+                self._devices, sorted(self._copies[path])))
+        if other:
+            action = plan_path(self.index.get(path), self.index.remote_for_path(path))
+            if action is not None:
+                return (path, size, mtime, REMOTE_CHANGE, self._incoming(path, action))
+        if equal:
+            return (path, size, mtime, SYNCED, "")
+        return (path, size, mtime, LOCAL_CHANGE, why.local_change(self._devices, self._known))
 
     def _remote_only_row(self, path: str) -> Row | None:
         action = plan_path(None, self.index.remote_for_path(path))
         if action is None or action.target.deleted or action.target.kind == Kind.DIR:
             return None
         t = action.target
-        return (path, t.size, t.mtime_ns / 1e9, REMOTE_CHANGE, "")
+        return (path, t.size, t.mtime_ns / 1e9, REMOTE_CHANGE, self._incoming(path, action))
+
+    def _incoming(self, path: str, action: Action) -> str:
+        return why.remote_change(self._devices, path, action)
 
     def _ignored_row(self, path: str) -> Row:
-        size, mtime, why = 0, 0.0, ""
+        size, mtime, why = 0, 0.0, "ignored by the folder's ignore rules"
         if self.root is not None:
             is_dir = False
             try:
@@ -314,4 +360,4 @@ class StateTracker:
 
 
 def _from_state(r: dict) -> Row:
-    return (r["path"], r["size"], r["mtime"], r["state"], r.get("reason", ""))
+    return (r["path"], r["size"], r["mtime"], r["state"], r.get("why") or "")

@@ -117,6 +117,16 @@ def human_time(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def row_tooltip(r: list, state_only: bool = False) -> str:
+    """Why the file is in its state (how far it came, while it comes in), after its path
+    (which the table may show cut) unless `state_only` (the state column's tooltip)."""
+    why = f"downloading: {int(r[PROGRESS] * 100)}% of {human_size(r[SIZE])}" \
+        if r[PROGRESS] is not None else r[REASON]
+    if state_only and why:
+        return why
+    return f"{r[PATH]}\n{why}" if why else r[PATH]
+
+
 def _key_path(r: list) -> tuple:
     return (r[PATH].casefold(), r[PATH])
 
@@ -248,7 +258,7 @@ class FilesModel(QAbstractTableModel):
         if role == ALIGN:
             return _RIGHT if col == 1 else None
         if role == TOOLTIP:
-            return r[REASON] if col == 3 and r[REASON] else r[PATH]
+            return row_tooltip(r, col == 3)
         if role == PROGRESS_ROLE:
             return r[PROGRESS]
         if role == ROW_ROLE:

@@ -47,6 +47,7 @@ from app.errors import P2PError
 from app.gui import autostart
 from app.gui.activity import ActivityLog
 from app.gui.conflicts import ConflictsPanel
+from app.gui.details import DetailsPane
 from app.gui.dialogs import AboutDialog, SettingsDialog
 from app.gui.elide import ElidedLabel
 from app.gui.first_run import KeyPanel, SetupPage
@@ -360,7 +361,9 @@ class MainWindow(QMainWindow):
                             (3, "Error: link leads outside the folder ")):
             h.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             h.resizeSection(col, fm.horizontalAdvance(sample) + 28)
-        v.addWidget(self.files_view, 1)
+        self.details = DetailsPane()
+        self.details.wanted.connect(lambda p: self.worker and self.worker.load_details(p))
+        v.addWidget(self.details.beside(self.files_view), 1)
         return tab
 
     def _build_menus(self) -> None:
@@ -502,6 +505,9 @@ class MainWindow(QMainWindow):
         w.mass_delete.connect(self._on_mass_delete)
         w.preview_ready.connect(self.preview_dialog.show_result)
         w.foreign_nearby.connect(self._on_foreign_nearby)
+        w.file_details.connect(self.details.show_details)
+        w.files_update.connect(self.details.on_rows)
+        w.progress.connect(self.details.on_progress)
         self.folder_title.setText(folder.name or str(folder))
         self.subtitle.setText(f"{display_path(folder)}  ·  starting…")
         self.setWindowTitle(f"{folder.name or folder} - p2psync")

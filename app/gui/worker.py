@@ -26,7 +26,9 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.aio import cancel_and_wait
 from app.core import conflicts
+from app.core.states import details
 from app.core.units import human_size
+from app.core.why import Devices
 from app.engine.control import ControlServer, NotPrivateError
 from app.engine.node import Node, NodeOptions
 from app.engine.preview import live_preview
@@ -88,6 +90,7 @@ class EngineWorker(QObject):
     invitation = Signal(object)  # the engine's `invitation` event: code, state, peer, why
     foreign_nearby = Signal(int, str)  # devices nearby that use another key: count, sentence
     preview_ready = Signal(object)  # gui.preview.PreviewResult, or why there is none (str)
+    file_details = Signal(str, object)  # path, app.core.states.details (the details pane)
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
                  any_port_if_taken: bool = False) -> None:
@@ -155,6 +158,10 @@ class EngineWorker(QObject):
     def load_conflict(self, copy: str) -> None:
         self._submit(self._load_conflict(copy))
 
+    def load_details(self, path: str) -> None:
+        """A file's state, why and history: they come as `file_details`."""
+        self._submit(self._load_details(path))
+
     def resolve(self, copy: str, how: str) -> None:
         """how: "original" (keep this one), "copy" (keep the other) or "both"."""
         self._submit(self._resolve(copy, how))
@@ -215,7 +222,7 @@ class EngineWorker(QObject):
             self.failed.emit(str(e))
             return
         self.node = node
-        control = ControlServer(node.fpaths.control_socket, node.node_info)
+        control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
         try:
             await control.start()
         except RuntimeError:
@@ -319,6 +326,7 @@ class EngineWorker(QObject):
             peers_due = now - last_peers >= PEERS_EVERY or any(
                 k.startswith("peer") or k in ("role", "auth_refused") for k, _ in events)
             devices = set(node.peers) | set(self.book.devices())
+            tracker.online = frozenset(node.peers)  # for the whys that name who is connected
             try:
                 update = await asyncio.to_thread(tracker.poll, extra)
                 if update and update.reset is not None:
@@ -531,6 +539,17 @@ class EngineWorker(QObject):
             lambda: (conflicts.read_side(node.root, c.original),
                      conflicts.read_side(node.root, c.copy)))
         self.conflict_sides.emit(copy, a, b, self._whose(node, c))
+
+    async def _load_details(self, path: str) -> None:
+        node = self.node
+        if node is None:
+            return
+        devices = Devices({**node.index.device_names(), **node.names}, node.index.last_seen(),
+                          frozenset(node.peers), {p: (d, s) for p, [d, s] in
+                                                  node.transfers().items()},
+                          own=node.device_id)
+        found = await asyncio.to_thread(details, node.index, path, node.root, devices)
+        self.file_details.emit(path, found)
 
     def _whose(self, node: Node, c: conflicts.Conflict) -> tuple[str, str]:
         """The names of the devices that made the version in place and the conflict copy."""

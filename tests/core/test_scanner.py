@@ -682,3 +682,58 @@ def test_the_count_of_changes_is_exact_beyond_the_list(folder, monkeypatch):
         folder.write(f"f{i}", b"x")
     r = folder.scan()
     assert r.changed_count == 12 and len(r.changed) == 5
+
+
+def test_skipped_names_are_listed_with_why_and_go_when_fixed(folder):
+    bad = os.fsencode(folder.root) + b"/bad\xffname.txt"
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    folder.write("d/back\\slash.txt")
+    folder.write("build/x\\y.txt")  # ignored below: not listed
+    folder.write(IGNORE_FILE, b"build/\n")
+    folder.scan()
+    assert folder.index.skipped() == {
+        "bad\ufffdname.txt": "not synced: the name is not valid UTF-8; rename it",
+        "d/back\\slash.txt": "not synced: the name holds a backslash, a path separator on "
+                             "Windows; rename it",
+    }
+    os.rename(bad, os.fsencode(folder.root) + b"/good.txt")
+    folder.scan(["d"])  # a partial scan keeps what it did not look at
+    assert list(folder.index.skipped()) == ["bad\ufffdname.txt", "d/back\\slash.txt"]
+    (folder.root / "d/back\\slash.txt").rename(folder.root / "d/slash.txt")
+    folder.scan(["d"])
+    assert list(folder.index.skipped()) == ["bad\ufffdname.txt"]
+    folder.scan()
+    assert folder.index.skipped() == {}
+
+
+def test_skipped_names_are_bounded(folder, monkeypatch, caplog):
+    monkeypatch.setattr(scanner, "SKIPPED_KEPT", 3)
+    for i in range(5):
+        folder.write(f"n{i}\\x.txt")
+    with caplog.at_level(logging.WARNING):
+        folder.scan()
+    skipped = folder.index.skipped()
+    assert len(skipped) == 3 and set(skipped) < {f"n{i}\\x.txt" for i in range(5)}
+    assert "2 more path(s) could not be indexed" in caplog.text
+
+
+def test_an_unlistable_directory_is_listed_as_skipped(folder, monkeypatch):
+    folder.write("locked/a.txt")
+    folder.scan()
+    real = os.scandir
+
+    def failing(path):
+        if os.fspath(path).endswith(os.sep + "locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(scanner.os, "scandir", failing)
+    folder.scan()
+    assert folder.index.skipped() == {
+        "locked": "cannot be read here: this user may not list this directory (permission "
+                  "denied); give it read access, or add it to .p2psyncignore"}
+    assert folder.paths() == ["locked", "locked/a.txt"]  # protected, as before
+    monkeypatch.undo()
+    folder.scan()
+    assert folder.index.skipped() == {}

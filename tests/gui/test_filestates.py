@@ -27,7 +27,7 @@ def entry(path: str, version: dict, *, content: bytes | None = None, size: int =
 
 
 def expected(index: Index) -> dict[str, tuple]:
-    return {r["path"]: (r["path"], r["size"], r["mtime"], r["state"], r.get("reason", ""))
+    return {r["path"]: (r["path"], r["size"], r["mtime"], r["state"], r["why"] or "")
             for r in file_states(index, None)}
 
 
@@ -164,4 +164,23 @@ def test_files_the_node_could_not_sync_show_as_errors_with_the_reason(index, tmp
     index.set_failures({})
     assert mirror.poll() == expected(index)
     assert mirror.rows["incoming.txt"][3] == "remote_change"
+    tracker.close()
+
+
+def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path):
+    """The why of an incoming file says whether its device is connected: the rows that
+    say so are worked out again when that changes (and only then)."""
+    index.remember_name(PEER, "desktop")
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    mirror = Mirror(tracker)
+    assert mirror.rows["incoming.txt"][4].startswith("newer version on desktop; no p2psync")
+    tracker.online = frozenset([PEER])
+    before = dict(mirror.rows)
+    after = mirror.poll()
+    assert {p for p in after if after[p] != before[p]} == {
+        "incoming.txt", "remote-only.txt", "local.txt", "we-win.txt"}  # we-win: ours is newer
+    assert mirror.rows["incoming.txt"][4] == ("newer version on desktop, which is connected: "
+                                              "waiting its turn to be fetched")
+    assert mirror.rows["local.txt"][4] == "changed here; desktop can fetch it now (connected)"
+    assert not tracker.poll()  # nothing moved: nothing is worked out again
     tracker.close()
