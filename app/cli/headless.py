@@ -148,9 +148,7 @@ async def _preview(opts: NodeOptions, args: argparse.Namespace) -> int:
         interrupted.append(True)
         work.cancel()
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupt)
+    platform.on_stop_signals(asyncio.get_running_loop(), interrupt)
     node = PreviewNode(opts)  # its scratch copy exists from here: stop() removes it
     try:
         await node.start()

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from app.core import (apply, batchwrite, cannotwrite, diskio, hashing, holes, modes, paths,
-                      platform)
+from app.core import apply, batchwrite, cannotwrite, diskio, hashing, holes, modes, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
