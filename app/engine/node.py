@@ -61,6 +61,7 @@ FULL_RESCAN_EVERY = 60.0
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
+SETTLE = 1.0  # a watching node picks a file up once it has been still this long (scanner)
 
 Event = Callable[[str, dict], None]
 
@@ -295,11 +296,14 @@ class Node:
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
             await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
-                                             sorted(subpaths) if subpaths else None)
+                                             sorted(subpaths) if subpaths else None,
+                                             SETTLE if self.opts.watch else 0.0)
             if subpaths is None and time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
                 await asyncio.to_thread(self._prune_versions)
         self.changed.set()  # a waiter may have been waiting for this scan to end
+        if result.unsettled_count:
+            self._rescan_when_settled(result)
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
@@ -311,6 +315,22 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _rescan_when_settled(self, result: scanner.ScanResult) -> None:
+        """Files still being written are scanned again once the first of them may have
+        settled (those still busy then wait again): no half-written version is sent."""
+        wait = max(0.0, result.settles_at - time.time()) + DEBOUNCE
+        todo = None if result.unsettled_count > len(result.unsettled) else result.unsettled
+        log.debug("%d file(s) still being written (%s...): scanned again in %.2f s",
+                  result.unsettled_count, result.unsettled[0], wait)
+
+        def again() -> None:
+            if todo is None:
+                self.request_rescan(None)
+            for rel in todo or ():
+                self.request_rescan(rel)
+
+        asyncio.get_running_loop().call_later(wait, again)
 
     async def _reload_ignore(self) -> bool:
         """Follow a changed .p2psyncignore; say so when it ignores more files than before.
