@@ -72,6 +72,7 @@ def iter_file_states(index: Index, root: Path | None = None) -> Iterator[dict]:
     remote = ((p, 1, None) for chunk in index.iter_differing() for p in chunk)
     ignored = ((p, 2, None) for p in index.iter_ignored())
     here, here_live = None, False  # the latest local entry's path, and whether it is live
+    shown = None  # the path of the latest row
     for path, stream, item in heapq.merge(local, remote, ignored, key=lambda t: t[:2]):
         if stream == 0:
             e, equal, other = item
@@ -79,10 +80,13 @@ def iter_file_states(index: Index, root: Path | None = None) -> Iterator[dict]:
             row = _local_state(index, e, equal, other, copies, failures, root, ignore)
         elif path == here:  # we have an entry: a peer's says nothing more here
             row = _ignored_row(root, path, ignore) if stream == 2 and not here_live else None
-        else:
-            row = _remote_only(index, path, failures) if stream == 1 else \
-                _ignored_row(root, path, ignore)
-        if row is not None:
+        elif stream == 1 and not (ignore is not None and ignore.matches(path)):
+            row = _remote_only(index, path, failures)
+        else:  # an ignored path, or one a peer has that our rules ignore
+            row = _ignored_row(root, path, ignore) if stream == 2 or _offered(index, path) \
+                else None
+        if row is not None and path != shown:  # a peer's ignored path is listed once
+            shown = path
             yield row
 
 
@@ -104,6 +108,12 @@ def _remote_only(index: Index, path: str, failures: dict[str, str]) -> dict | No
         return None
     return _row(action.target, ERROR, failures[path]) if path in failures \
         else _row(action.target, REMOTE_CHANGE)
+
+
+def _offered(index: Index, path: str) -> bool:
+    """Whether a peer has a live file at path (an ignored path we do not have)."""
+    action = plan_path(None, index.remote_for_path(path))
+    return action is not None and not action.target.deleted and action.target.kind != Kind.DIR
 
 
 def _local_row(index: Index, e: FileEntry, differs: bool, synced: bool,

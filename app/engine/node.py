@@ -945,7 +945,8 @@ class Node:
             self._set_blocked({})
             return
         started = time.monotonic()
-        result = await self.puller.run_round(actions, assessed.renames)
+        actions, renames = self._ignore_file_first(actions, assessed.renames)
+        result = await self.puller.run_round(actions, renames)
         if self._assessed is assessed:  # done with, and stale: hold none of it meanwhile
             assessed.actions, assessed.renames = [], []
         await self._reload_ignore()  # a peer's .p2psyncignore may have come in
@@ -959,6 +960,17 @@ class Node:
             self._pull_wake.set()  # more may be possible now
         elif result.failed:
             self._spawn(self._retry_later())
+
+    def _ignore_file_first(self, actions: list[Action], renames: list
+                           ) -> tuple[list[Action], list]:
+        """A peer's new .p2psyncignore alone, when it comes with other changes: the round
+        after it is planned under its rules, so what it ignores is never fetched. Not
+        when it failed last time: the rest of the share must not wait on it."""
+        first = [a for a in actions if a.path == IGNORE_FILE
+                 and a.path not in self.failures and a.path not in self.blocked]
+        if first and (len(actions) > 1 or renames):
+            return first, []
+        return actions, renames
 
     def _set_blocked(self, blocked: dict[str, str]) -> None:
         """Remember what cannot be synced now; `status` and the window show it as error."""
