@@ -199,6 +199,7 @@ class Node:
         self._assess_lock = asyncio.Lock()
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
+        self._pruned_days: float | None = None  # the retention the last prune applied
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
@@ -298,9 +299,8 @@ class Node:
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None,
                                              SETTLE if self.opts.watch else 0.0)
-            if subpaths is None and time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
-                await asyncio.to_thread(self._prune_versions)
+            if subpaths is None:
+                await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
         if result.unsettled_count:
             self._rescan_when_settled(result)
@@ -387,15 +387,24 @@ class Node:
             return entry.modified_by
         return self.device_id  # changed here and not indexed yet
 
-    def _prune_versions(self) -> None:
+    async def _prune_if_due(self) -> None:
+        """Old kept versions go once an hour, and at once when the retention setting
+        changed (the app's settings, or settings.json edited while this node runs)."""
+        days = await asyncio.to_thread(self.config.versions_days)
+        if time.monotonic() < self._next_prune and days == self._pruned_days:
+            return
+        self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
+        self._pruned_days = days
+        await asyncio.to_thread(self._prune_versions, days)
+
+    def _prune_versions(self, days: float) -> None:
         try:
-            pruned = versionstore.prune(self.root, self.config.versions_days() * 86400)
+            pruned = versionstore.prune(self.root, days * 86400)
         except OSError as e:  # the versions stay until a later prune manages
             log.warning("cannot prune old versions: %s", e)
             return
         if pruned:
-            log.info("pruned %d version(s) older than %g days", len(pruned),
-                     self.config.versions_days())
+            log.info("pruned %d version(s) older than %g days", len(pruned), days)
 
     async def _scan_loop(self) -> None:
         while True:
