@@ -39,12 +39,8 @@ class VersionRow:
     path: str  # the file it was a version of
     when: float  # when it was replaced or deleted here
     size: int
-    by: str  # who replaced it, in words: "laptop", "this device", "device ABCDEFG"
+    by: str  # whose change replaced it: "desktop", "this device" (a restore), "device ABCDEFG"
     at: str  # the time as `restore --at` takes it: which one to put back
-
-
-def replaced_by(name: str) -> str:
-    return f"a change from {name}" if name else "replaced or deleted here"
 
 
 class VersionsModel(QAbstractTableModel):
@@ -80,7 +76,7 @@ class VersionsModel(QAbstractTableModel):
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
             return (r.path, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.when)),
-                    human_size(r.size), replaced_by(r.by))[col]
+                    human_size(r.size), r.by)[col]
         if role == Qt.ItemDataRole.TextAlignmentRole and col == self.COL_SIZE:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:

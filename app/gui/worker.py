@@ -554,9 +554,7 @@ class EngineWorker(QObject):
         self.versions_listed.emit(path, rows, len(found))
 
     def _replaced_by(self, node: Node, device: str, remembered: dict[str, str]) -> str:
-        if not device:
-            return ""
-        if device == node.device_id:
+        if not device or device == node.device_id:  # "": a restore here (or not known)
             return "this device"
         return (self._device_name(node, device) or remembered.get(device)
                 or f"device {device[:7]}")
