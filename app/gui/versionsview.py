@@ -159,11 +159,14 @@ class VersionsDialog(QDialog):
         self.worker.restore_version(row.path, row.at)
 
     # --- from the worker ---------------------------------------------------------------
-    def _listed(self, path: str | None, rows: list[VersionRow], total: int) -> None:
+    def _listed(self, path: str | None, rows: list[VersionRow], total: int,
+                error: str) -> None:
         if path != self.path:
             return  # another dialog's answer
         self.model.set_rows(rows)
-        if total == 0:
+        if error:
+            text = f"The kept versions cannot be read: {error}"
+        elif total == 0:
             what = f" of {self.path}" if self.path else ""
             text = f"No earlier version{what} is kept on this device."
         elif total > len(rows):

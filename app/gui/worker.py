@@ -85,8 +85,9 @@ class EngineWorker(QObject):
     mass_delete = Signal(object)  # the engine's mass_delete_held data; None once settled
     invitation = Signal(object)  # the engine's `invitation` event: code, state, peer, why
     foreign_nearby = Signal(int, str)  # devices nearby that use another key: count, sentence
-    # app/gui/versionsview.py: (path or None, [VersionRow] newest first, how many are kept)
-    versions_listed = Signal(object, object, int)
+    # app/gui/versionsview.py: (path or None, [VersionRow] newest first, how many are kept,
+    # why they could not be read: "" when they could)
+    versions_listed = Signal(object, object, int, str)
     version_restored = Signal(str, str, str)  # path, what was done, error ("" when none)
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
@@ -546,12 +547,16 @@ class EngineWorker(QObject):
         node = self.node
         if node is None:
             return
-        found = await asyncio.to_thread(restore.kept_versions, node.root, path)
+        try:
+            found = await asyncio.to_thread(restore.kept_versions, node.root, path)
+        except OSError as e:
+            self.versions_listed.emit(path, [], 0, f"{e.strerror or e}: {e.filename or ''}")
+            return
         names = await asyncio.to_thread(node.index.device_names)
         shown = found[-SHOWN_MAX:]
         rows = [VersionRow(v.path, v.when, v.size, self._replaced_by(node, v.by, names),
                            v.stamp) for v in reversed(shown)]
-        self.versions_listed.emit(path, rows, len(found))
+        self.versions_listed.emit(path, rows, len(found), "")
 
     def _replaced_by(self, node: Node, device: str, remembered: dict[str, str]) -> str:
         if not device or device == node.device_id:  # "": a restore here (or not known)

@@ -129,3 +129,17 @@ def test_the_retention_set_in_settings_is_what_the_node_prunes_by(qtbot, tmp_pat
     d = w.versions_dialog
     qtbot.waitUntil(lambda: d.status.text() == "1 kept version.", timeout=WAIT)
     assert [r[0] for r in shown(d)] == ["young.txt"]
+
+
+def test_versions_that_cannot_be_read_say_so_in_one_line(qtbot, tmp_path, window):  # noqa: F811
+    a = tmp_path / "A"
+    write(a / "notes.txt", "notes\n", HOUR_AGO)
+    (a / ".p2psync/versions.jsonl").mkdir(parents=True)  # not a file: reading it fails
+    w = window()
+    started(qtbot, w)
+    w.show_versions("notes.txt")
+    d = w.versions_dialog
+    qtbot.waitUntil(lambda: "cannot be read" in d.status.text(), timeout=WAIT)
+    assert d.status.text() == ("The kept versions cannot be read: Is a directory: "
+                               f"{a / '.p2psync/versions.jsonl'}")
+    assert d.model.rowCount() == 0 and not d.restore_button.isEnabled()
