@@ -200,6 +200,7 @@ class Node:
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
+        self.settling: set[str] = set()  # files still being written: scanned once still
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
@@ -302,8 +303,7 @@ class Node:
             if subpaths is None:
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
-        if result.unsettled_count:
-            self._rescan_when_settled(result)
+        self._track_settling(subpaths, result)
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
@@ -315,6 +315,20 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _track_settling(self, subpaths: set[str] | None, result: scanner.ScanResult) -> None:
+        """Remember the files still being written, and tell the peers how many there are
+        (`settling` in state messages): a `sync` does not end while one is on its way."""
+        before = bool(self.settling)
+        if subpaths is None:
+            self.settling = set(result.unsettled)
+        else:
+            self.settling.difference_update(subpaths)
+            self.settling.update(result.unsettled)
+        if result.unsettled_count:
+            self._rescan_when_settled(result)
+        if before or self.settling:
+            self._local_changed.set()  # the senders say it in a fresh state message
 
     def _rescan_when_settled(self, result: scanner.ScanResult) -> None:
         """Files still being written are scanned again once the first of them may have
@@ -762,7 +776,8 @@ class Node:
         return total
 
     def _on_state(self, peer: PeerState, msg: dict) -> None:
-        if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):
+        if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")) or \
+                not isinstance(msg.get("settling", 0), int):
             raise ProtocolError("malformed 'state'")
         blocked = msg.get("blocked", [])
         if not (isinstance(msg.get("nblocked", 0), int) and isinstance(blocked, list)
@@ -820,6 +835,7 @@ class Node:
             "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
             "blocked": [[p, self.blocked[p]] for p in blocked[:STATE_BLOCKED_MAX]],
+            "settling": len(self.settling),
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
@@ -1191,13 +1207,16 @@ class Node:
         st = peer.last_state
         their_seq = self.index.remote_state(device)[1]
         return (st["seen"] >= self.index.max_seq() and st["need"] == 0
-                and st["seq"] <= their_seq and self.need_count(device) == 0)
+                and st["seq"] <= their_seq and self.need_count(device) == 0
+                and not st.get("settling") and not self.settling)
 
     def progress_text(self, device: str) -> str:
         peer = self.peers.get(device)
         mine = self.need_count(device)
         theirs = peer.last_state["need"] if peer and peer.last_state else "?"
-        return f"{mine} change(s) to fetch here, {theirs} on the peer"
+        settling = peer.last_state.get("settling", 0) if peer and peer.last_state else 0
+        writing = f", {settling} file(s) still being written there" if settling else ""
+        return f"{mine} change(s) to fetch here, {theirs} on the peer{writing}"
 
     def busy(self) -> bool:
         """Work in flight that a role change must not cut in half."""

@@ -8,10 +8,11 @@ whole file once, with the old one as its only kept version.
 
 from __future__ import annotations
 
+import threading
 import time
 
 from tests.integration.test_two_devices import HOUR_AGO, versions, write
-from tests.procs import wait_until
+from tests.procs import sync, wait_until
 
 APPEND_EVERY = 0.2
 APPEND_FOR = 3.0
@@ -48,3 +49,32 @@ def test_a_file_being_appended_to_is_sent_once_it_settles(tmp_path, run_node):
     assert list(versions(b).values()) == [b"old content\n"]  # only the version replaced
     assert [line for line in node_a.lines[mark:] if "scan: " in line] == [
         "p2psync: scan: 1 local change(s)"], node_a.log()  # one version, the whole file
+
+
+def test_a_sync_waits_for_a_file_still_being_written_and_says_so(tmp_path, run_node):
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "notes.txt", "notes\n", HOUR_AGO)
+    node_a = run_node("A")
+    stop = threading.Event()
+
+    def append() -> None:
+        while not stop.is_set():
+            with open(a / "growing.bin", "ab") as f:
+                f.write(b"y" * 1000 + b"\n")
+            time.sleep(APPEND_EVERY)
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        r = sync(b, tmp_path / "cfgB", node_a.address, timeout=4)
+    finally:
+        stop.set()
+        writer.join()
+    assert r.returncode == 1, r.stderr
+    assert "1 file(s) still being written there" in r.stderr, r.stderr
+    assert not (b / "growing.bin").exists()  # nothing half-written came over
+    assert (b / "notes.txt").read_text() == "notes\n"
+
+    r = sync(b, tmp_path / "cfgB", node_a.address)  # once it is still: the whole file
+    assert r.returncode == 0, r.stderr
+    assert (b / "growing.bin").read_bytes() == (a / "growing.bin").read_bytes()
