@@ -11,6 +11,7 @@ ordinary edit. The dialog only asks: listing and restoring run in the engine wor
 
 from __future__ import annotations
 
+import html
 import time
 from dataclasses import dataclass
 
@@ -97,7 +98,7 @@ class VersionsDialog(QDialog):
         self.title = QLabel(objectName="versionsTitle")
         self.title.setWordWrap(True)
         self.title.setText(
-            f"Earlier versions of <b>{_html(path)}</b> kept on this device" if path
+            f"Earlier versions of <b>{html.escape(path)}</b> kept on this device" if path
             else "Earlier versions kept on this device, of every file")
         v.addWidget(self.title)
         self.model = VersionsModel(self)
@@ -195,7 +196,3 @@ class VersionsDialog(QDialog):
 
 def _shown(when: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
