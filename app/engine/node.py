@@ -201,6 +201,7 @@ class Node:
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
         self.settling: set[str] = set()  # files still being written: scanned once still
+        self._scanned = False  # the first scan is done (see _settle)
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
@@ -299,7 +300,7 @@ class Node:
             await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None,
-                                             SETTLE if self.opts.watch else 0.0)
+                                             self._settle())
             if subpaths is None:
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
@@ -315,6 +316,13 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _settle(self) -> float:
+        """How long a file must have been still to be picked up: SETTLE once a watching
+        node runs. Its first scan takes the folder as it finds it (a node is told about
+        the folder as it was when it started: peers may ask for it at once)."""
+        first, self._scanned = not self._scanned, True
+        return SETTLE if self.opts.watch and not first else 0.0
 
     def _track_settling(self, subpaths: set[str] | None, result: scanner.ScanResult) -> None:
         """Remember the files still being written, and tell the peers how many there are
