@@ -18,7 +18,11 @@ Safety rules, all of which keep a scan from destroying data on peers:
   SKIPPED_KEPT) for `status` to show as an error;
 - symlinked directories are never entered, the `.p2psync` folder never at all;
 - a path the engine wrote to the index while we were scanning is left alone (the
-  scan's view of it is stale; the next scan sees it again).
+  scan's view of it is stale; the next scan sees it again);
+- with `settle`, a file changed (ctime or mtime) less than that many seconds ago is
+  left as indexed and listed in `unsettled`: it is probably still being written, and
+  a half-written version sent to the peers would also be archived there. The engine
+  scans it again once it has been still long enough.
 
 A directory moved within the folder is seen as such: a new directory whose inode an
 indexed directory had, which is gone from its old place, keeps the content hashes of
@@ -36,6 +40,7 @@ import heapq
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +81,12 @@ class ScanResult:
     errors: list[FileEntry] = field(default_factory=list)
     changed_count: int = 0  # all of them (`changed` lists the first CHANGED_KEPT)
     ignore_file_changed: bool = False  # .p2psyncignore is among them
+    # files left alone because they changed within `settle` seconds (the first
+    # CHANGED_KEPT of them; `unsettled_count` counts all), and when the first of them
+    # settles (seconds since the epoch)
+    unsettled: list[str] = field(default_factory=list)
+    unsettled_count: int = 0
+    settles_at: float = 0.0
 
 
 FLUSH_EVERY = 2000  # entries written per index transaction
@@ -88,8 +99,12 @@ def scan(
     index: Index,
     ignore: Ignore,
     subpaths: Iterable[str] | None = None,
+    settle: float = 0.0,
 ) -> ScanResult:
     """Scan the whole folder, or only `subpaths` (relative; each with all beneath it).
+
+    `settle` > 0: files changed within that many seconds are not picked up yet (see
+    the module docstring); the engine's watching nodes pass it, a one-shot scan not.
 
     Does not reload the ignore file: the engine calls `ignore.reload_if_changed()`
     so that it also learns when the rules changed.
@@ -97,7 +112,7 @@ def scan(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder root is missing or not a directory: {root}")
-    job = _Scan(root, index, ignore, full=subpaths is None)
+    job = _Scan(root, index, ignore, full=subpaths is None, settle=settle)
     if subpaths is None:
         job.run_full()
     else:
@@ -168,8 +183,10 @@ class _SortedWalk:
 class _Scan:
     """The state of one scan; methods are the steps, `commit` writes what is left."""
 
-    def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool) -> None:
+    def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool,
+                 settle: float = 0.0) -> None:
         self.root = root
+        self.settle = settle
         self.index = index
         self.ignore = ignore
         self.full = full
@@ -487,6 +504,8 @@ class _Scan:
         if (brief is None or brief[1] == BRIEF_DELETED) and self.moves and \
                 self._file_moved(rel, st, brief):
             return True
+        if self.settle and self._unsettled(rel, st):
+            return True
         try:
             size, h, blocks = hash_file(abs_path)
         except FileNotFoundError:
@@ -497,6 +516,8 @@ class _Scan:
         self.result.hashed_bytes += size
         if not self._still_same(abs_path, st, size):
             log.debug("%s changed while hashing; a later scan picks it up", rel)
+            if self.settle:
+                self._defer(rel, time.time())
             return True
         old = self.index.get(rel) if brief is not None else None
         if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns) == (
@@ -526,6 +547,27 @@ class _Scan:
                                     ctime_ns=st.st_ctime_ns),
                           self.index.get(rel) if brief is not None else None)
         return True
+
+    def _unsettled(self, rel: str, st: os.stat_result) -> bool:
+        """Whether the file changed too lately to be taken as written (then deferred).
+
+        ctime counts because no tool sets it (`cp -p` sets an old mtime on new bytes);
+        a time more than `settle` in the future (a clock set back) does not hold the
+        file back for ever.
+        """
+        changed = max(st.st_ctime, st.st_mtime)
+        if not -self.settle < time.time() - changed < self.settle:
+            return False
+        self._defer(rel, changed)
+        return True
+
+    def _defer(self, rel: str, changed: float) -> None:
+        r = self.result
+        r.unsettled_count += 1
+        if len(r.unsettled) < CHANGED_KEPT:
+            r.unsettled.append(rel)
+        settles = changed + self.settle
+        r.settles_at = settles if not r.settles_at else min(r.settles_at, settles)
 
     @staticmethod
     def _still_same(abs_path: str, st: os.stat_result, size: int) -> bool:

@@ -137,6 +137,8 @@ def state_of(index: Index, path: str, root: Path | None = None,
     if e is None:
         if path in index.ignored():
             return _ignored_row(root, path, facts.ignore)
+        if remotes and facts.ignore is not None and facts.ignore.matches(path):
+            return _ignored_row(root, path, facts.ignore) if _offered(index, path) else None
         return _remote_only(facts, path) if remotes else None
     equal = any(r.version == e.version for r in remotes.values())
     other = any(r.version != e.version for r in remotes.values())
@@ -170,6 +172,7 @@ def details(index: Index, path: str, root: Path | None = None,
 
 def _merged(facts: _Facts, items: Iterator[tuple[str, int, object]]) -> Iterator[dict]:
     here, here_live = None, False  # the latest local entry's path, and whether it is live
+    shown = None  # the path of the latest row
     for path, stream, item in items:
         if stream == 0:
             e, equal, other = item
@@ -181,10 +184,13 @@ def _merged(facts: _Facts, items: Iterator[tuple[str, int, object]]) -> Iterator
         elif path == here:  # we have an entry: a peer's says nothing more here
             row = _ignored_row(facts.root, path, facts.ignore) \
                 if stream == 2 and not here_live else None
-        else:
-            row = _remote_only(facts, path) if stream == 1 else \
-                _ignored_row(facts.root, path, facts.ignore)
-        if row is not None:
+        elif stream == 1 and not (facts.ignore is not None and facts.ignore.matches(path)):
+            row = _remote_only(facts, path)
+        else:  # an ignored path, or one a peer has that our rules ignore
+            row = _ignored_row(facts.root, path, facts.ignore) \
+                if stream == 2 or _offered(facts.index, path) else None
+        if row is not None and path != shown:  # a peer's ignored path is listed once
+            shown = path
             yield row
 
 
@@ -209,6 +215,12 @@ def _remote_only(facts: _Facts, path: str) -> dict | None:
 
 def _remote_row(facts: _Facts, e: FileEntry, action: Action) -> dict:
     return _row(e, REMOTE_CHANGE, why=why.remote_change(facts.devices, e.path, action))
+
+
+def _offered(index: Index, path: str) -> bool:
+    """Whether a peer has a live file at path (an ignored path we do not have)."""
+    action = plan_path(None, index.remote_for_path(path))
+    return action is not None and not action.target.deleted and action.target.kind != Kind.DIR
 
 
 def _local_row(facts: _Facts, e: FileEntry, differs: bool, synced: bool) -> dict:

@@ -62,6 +62,7 @@ FULL_RESCAN_EVERY = 60.0
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
+SETTLE = 1.0  # a watching node picks a file up once it has been still this long (scanner)
 
 Event = Callable[[str, dict], None]
 
@@ -199,6 +200,9 @@ class Node:
         self._assess_lock = asyncio.Lock()
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
+        self._pruned_days: float | None = None  # the retention the last prune applied
+        self.settling: set[str] = set()  # files still being written: scanned once still
+        self._scanned = False  # the first scan is done (see _settle)
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
@@ -300,11 +304,12 @@ class Node:
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
             await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
-                                             sorted(subpaths) if subpaths else None)
-            if subpaths is None and time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
-                await asyncio.to_thread(self._prune_versions)
+                                             sorted(subpaths) if subpaths else None,
+                                             self._settle())
+            if subpaths is None:
+                await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
+        self._track_settling(subpaths, result)
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
@@ -316,6 +321,43 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _settle(self) -> float:
+        """How long a file must have been still to be picked up: SETTLE once a watching
+        node runs. Its first scan takes the folder as it finds it (a node is told about
+        the folder as it was when it started: peers may ask for it at once)."""
+        first, self._scanned = not self._scanned, True
+        return SETTLE if self.opts.watch and not first else 0.0
+
+    def _track_settling(self, subpaths: set[str] | None, result: scanner.ScanResult) -> None:
+        """Remember the files still being written, and tell the peers how many there are
+        (`settling` in state messages): a `sync` does not end while one is on its way."""
+        before = bool(self.settling)
+        if subpaths is None:
+            self.settling = set(result.unsettled)
+        else:
+            self.settling.difference_update(subpaths)
+            self.settling.update(result.unsettled)
+        if result.unsettled_count:
+            self._rescan_when_settled(result)
+        if before or self.settling:
+            self._local_changed.set()  # the senders say it in a fresh state message
+
+    def _rescan_when_settled(self, result: scanner.ScanResult) -> None:
+        """Files still being written are scanned again once the first of them may have
+        settled (those still busy then wait again): no half-written version is sent."""
+        wait = max(0.0, result.settles_at - time.time()) + DEBOUNCE
+        todo = None if result.unsettled_count > len(result.unsettled) else result.unsettled
+        log.debug("%d file(s) still being written (%s...): scanned again in %.2f s",
+                  result.unsettled_count, result.unsettled[0], wait)
+
+        def again() -> None:
+            if todo is None:
+                self.request_rescan(None)
+            for rel in todo or ():
+                self.request_rescan(rel)
+
+        asyncio.get_running_loop().call_later(wait, again)
 
     async def _reload_ignore(self) -> bool:
         """Follow a changed .p2psyncignore; say so when it ignores more files than before.
@@ -372,15 +414,24 @@ class Node:
             return entry.modified_by
         return self.device_id  # changed here and not indexed yet
 
-    def _prune_versions(self) -> None:
+    async def _prune_if_due(self) -> None:
+        """Old kept versions go once an hour, and at once when the retention setting
+        changed (the app's settings, or settings.json edited while this node runs)."""
+        days = await asyncio.to_thread(self.config.versions_days)
+        if time.monotonic() < self._next_prune and days == self._pruned_days:
+            return
+        self._next_prune = time.monotonic() + PRUNE_VERSIONS_EVERY
+        self._pruned_days = days
+        await asyncio.to_thread(self._prune_versions, days)
+
+    def _prune_versions(self, days: float) -> None:
         try:
-            pruned = versionstore.prune(self.root, self.config.versions_days() * 86400)
+            pruned = versionstore.prune(self.root, days * 86400)
         except OSError as e:  # the versions stay until a later prune manages
             log.warning("cannot prune old versions: %s", e)
             return
         if pruned:
-            log.info("pruned %d version(s) older than %g days", len(pruned),
-                     self.config.versions_days())
+            log.info("pruned %d version(s) older than %g days", len(pruned), days)
 
     async def _scan_loop(self) -> None:
         while True:
@@ -740,7 +791,8 @@ class Node:
         return total
 
     def _on_state(self, peer: PeerState, msg: dict) -> None:
-        if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")):
+        if not all(isinstance(msg.get(k), int) for k in ("seq", "seen", "need")) or \
+                not isinstance(msg.get("settling", 0), int):
             raise ProtocolError("malformed 'state'")
         blocked = msg.get("blocked", [])
         if not (isinstance(msg.get("nblocked", 0), int) and isinstance(blocked, list)
@@ -798,6 +850,7 @@ class Node:
             "need": assessed.counts.get(device, 0) if assessed is not None else 0,
             "nblocked": len(blocked),
             "blocked": [[p, self.blocked[p][:500]] for p in blocked[:STATE_BLOCKED_MAX]],
+            "settling": len(self.settling),
         })
 
     async def _serve_requests(self, peer: PeerState) -> None:
@@ -932,7 +985,8 @@ class Node:
             self._set_blocked({})
             return
         started = time.monotonic()
-        result = await self.puller.run_round(actions, assessed.renames)
+        actions, renames = self._ignore_file_first(actions, assessed.renames)
+        result = await self.puller.run_round(actions, renames)
         if self._assessed is assessed:  # done with: hold none of it meanwhile, and plan
             assessed.actions, assessed.renames = [], []  # again even if nothing changed
             assessed.key = ()  # (a round that failed for every file is retried in 2 s)
@@ -947,6 +1001,17 @@ class Node:
             self._pull_wake.set()  # more may be possible now
         elif result.failed:
             self._spawn(self._retry_later())
+
+    def _ignore_file_first(self, actions: list[Action], renames: list
+                           ) -> tuple[list[Action], list]:
+        """A peer's new .p2psyncignore alone, when it comes with other changes: the round
+        after it is planned under its rules, so what it ignores is never fetched. Not
+        when it failed last time: the rest of the share must not wait on it."""
+        first = [a for a in actions if a.path == IGNORE_FILE
+                 and a.path not in self.failures and a.path not in self.blocked]
+        if first and (len(actions) > 1 or renames):
+            return first, []
+        return actions, renames
 
     def _set_blocked(self, blocked: dict[str, str]) -> None:
         """Remember what cannot be synced now; `status` and the window show it as error."""
@@ -1175,13 +1240,16 @@ class Node:
         st = peer.last_state
         their_seq = self.index.remote_state(device)[1]
         return (st["seen"] >= self.index.max_seq() and st["need"] == 0
-                and st["seq"] <= their_seq and self.need_count(device) == 0)
+                and st["seq"] <= their_seq and self.need_count(device) == 0
+                and not st.get("settling") and not self.settling)
 
     def progress_text(self, device: str) -> str:
         peer = self.peers.get(device)
         mine = self.need_count(device)
         theirs = peer.last_state["need"] if peer and peer.last_state else "?"
-        return f"{mine} change(s) to fetch here, {theirs} on the peer"
+        settling = peer.last_state.get("settling", 0) if peer and peer.last_state else 0
+        writing = f", {settling} file(s) still being written there" if settling else ""
+        return f"{mine} change(s) to fetch here, {theirs} on the peer{writing}"
 
     def busy(self) -> bool:
         """Work in flight that a role change must not cut in half."""

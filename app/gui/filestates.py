@@ -330,6 +330,8 @@ class StateTracker:
         action = plan_path(None, self.index.remote_for_path(path))
         if action is None or action.target.deleted or action.target.kind == Kind.DIR:
             return None
+        if self.root is not None and self._rules().matches(path):  # a peer's, ignored here
+            return self._ignored_row(path)
         t = action.target
         return (path, t.size, t.mtime_ns / 1e9, REMOTE_CHANGE, self._incoming(path, action))
 

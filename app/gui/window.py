@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -59,6 +60,7 @@ from app.gui.prefs import Prefs
 from app.gui.preview import PreviewDialog
 from app.gui.summary import IDLE, UNKNOWN, Counts, Summary, summarize
 from app.gui.tray import Tray
+from app.gui.versionsview import VersionsDialog
 from app.gui.worker import EngineWorker
 
 log = logging.getLogger("p2psync.gui")
@@ -352,6 +354,8 @@ class MainWindow(QMainWindow):
         self.files_view.setSortingEnabled(True)
         self.files_view.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.files_view.doubleClicked.connect(self._open_file)
+        self.files_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.files_view.customContextMenuRequested.connect(self._files_menu)
         h = self.files_view.horizontalHeader()
         h.setStretchLastSection(False)
         h.setHighlightSections(False)
@@ -377,6 +381,8 @@ class MainWindow(QMainWindow):
         self.sync_action.triggered.connect(self.sync_now)
         self.invite_action = QAction("&Invite a device…", self)
         self.invite_action.triggered.connect(self.invite_device)
+        self.versions_action = QAction("&Versions…", self)
+        self.versions_action.triggered.connect(lambda: self.show_versions())
         self.settings_action = QAction("Se&ttings…", self)
         self.settings_action.setShortcut(QKeySequence.StandardKey.Preferences)
         self.settings_action.triggered.connect(self.show_settings)
@@ -384,7 +390,7 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.quit)
         for a in (self.open_folder_action, self.sync_action, self.invite_action,
-                  self.change_folder_action):
+                  self.versions_action, self.change_folder_action):
             menu.addAction(a)
         menu.addSeparator()
         menu.addAction(self.settings_action)
@@ -752,6 +758,23 @@ class MainWindow(QMainWindow):
             return
         path = self.files_model.index(index.row(), 0).data()
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.folder / path)))
+
+    def show_versions(self, path: str | None = None) -> None:
+        """The kept versions of one file, or of every file (app/gui/versionsview.py)."""
+        if self.worker is None:
+            return
+        self.versions_dialog = VersionsDialog(self.worker, path, self)
+        self.versions_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.versions_dialog.show()
+
+    def _files_menu(self, pos) -> None:
+        row = self.files_view.indexAt(pos)
+        if not row.isValid():
+            return
+        path = self.files_model.index(row.row(), 0).data()
+        menu = QMenu(self)
+        menu.addAction("Versions…", lambda: self.show_versions(path))
+        menu.popup(self.files_view.viewport().mapToGlobal(pos))
 
     def _open_folder(self) -> None:
         if self.folder is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.aio import cancel_and_wait
-from app.core import conflicts
+from app.core import conflicts, restore
 from app.core.states import details
 from app.core.units import human_size
 from app.core.why import Devices
@@ -40,6 +40,7 @@ from app.gui.models import prepare_rows
 from app.gui.peerrows import PeerBook
 from app.gui.preview import collect as collect_preview
 from app.gui.rates import RateMeter
+from app.gui.versionsview import SHOWN_MAX, VersionRow
 
 log = logging.getLogger("p2psync.gui")
 
@@ -91,6 +92,10 @@ class EngineWorker(QObject):
     foreign_nearby = Signal(int, str)  # devices nearby that use another key: count, sentence
     preview_ready = Signal(object)  # gui.preview.PreviewResult, or why there is none (str)
     file_details = Signal(str, object)  # path, app.core.states.details (the details pane)
+    # app/gui/versionsview.py: (path or None, [VersionRow] newest first, how many are kept,
+    # why they could not be read: "" when they could)
+    versions_listed = Signal(object, object, int, str)
+    version_restored = Signal(str, str, str)  # path, what was done, error ("" when none)
 
     def __init__(self, opts: NodeOptions, parent: QObject | None = None, *,
                  any_port_if_taken: bool = False) -> None:
@@ -165,6 +170,14 @@ class EngineWorker(QObject):
     def resolve(self, copy: str, how: str) -> None:
         """how: "original" (keep this one), "copy" (keep the other) or "both"."""
         self._submit(self._resolve(copy, how))
+
+    def list_versions(self, path: str | None) -> None:
+        """The versions kept of path (None: of every file): a `versions_listed` signal."""
+        self._submit(self._list_versions(path))
+
+    def restore_version(self, path: str, at: str) -> None:
+        """Put the version of path kept at `at` back: a `version_restored` signal."""
+        self._submit(self._restore_version(path, at))
 
     # --- pairing (app/gui/pairing.py) ------------------------------------------------
     def invite(self) -> None:
@@ -568,6 +581,49 @@ class EngineWorker(QObject):
             known += list(node.roles.election.heard)
         full = next((d for d in known if d.startswith(device)), None)
         return self.book.name(node, full) if full else ""
+
+    async def _list_versions(self, path: str | None) -> None:
+        node = self.node
+        if node is None:
+            return
+        try:
+            found = await asyncio.to_thread(restore.kept_versions, node.root, path)
+        except OSError as e:
+            self.versions_listed.emit(path, [], 0, f"{e.strerror or e}: {e.filename or ''}")
+            return
+        names = await asyncio.to_thread(node.index.device_names)
+        shown = found[-SHOWN_MAX:]
+        rows = [VersionRow(v.path, v.when, v.size, self._replaced_by(node, v.by, names),
+                           v.stamp) for v in reversed(shown)]
+        self.versions_listed.emit(path, rows, len(found), "")
+
+    def _replaced_by(self, node: Node, device: str, remembered: dict[str, str]) -> str:
+        if not device or device == node.device_id:  # "": a restore here (or not known)
+            return "this device"
+        return (self._device_name(node, device) or remembered.get(device)
+                or f"device {device[:7]}")
+
+    async def _restore_version(self, path: str, at: str) -> None:
+        """As `p2psync restore` does it, under the disk lock (no transfer writes that path
+        meanwhile); the scan that follows sends it to the other devices."""
+        node = self.node
+        if node is None:
+            return
+        try:
+            async with node.disk_lock:
+                chosen, replaced = await asyncio.to_thread(restore.restore, node.root, path, at)
+        except (restore.RestoreError, OSError, ValueError) as e:  # BadPath is a ValueError
+            self.version_restored.emit(path, "", str(e) or type(e).__name__)
+            return
+        node.request_rescan(path)
+        self._extra_paths.add(path)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(chosen.when))
+        kept = "; what was there is kept as a version too" if replaced else ""
+        text = f"Restored {path} as it was before {when}{kept}"
+        log.info("%s", text)
+        self.activity.emit([Activity(time.time(), "local", text)])
+        self.version_restored.emit(path, text + ".", "")
+        self._wake.set()
 
     async def _resolve(self, copy: str, how: str) -> None:
         node = self.node

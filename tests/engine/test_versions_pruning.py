@@ -92,3 +92,28 @@ def test_a_prune_that_fails_is_logged_and_the_scan_goes_on(tmp_path, caplog):
     finally:
         node.puller.close()
         node.index.close()
+
+
+def test_a_new_retention_is_applied_at_the_next_full_rescan(tmp_path, monkeypatch):
+    """The app's settings (or settings.json) change while the node runs: the next full
+    rescan prunes by the new number of days, without waiting for the hour."""
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(node_mod, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    root = tmp_path / "A"
+    root.mkdir()
+    cfg = settings(tmp_path / "cfg")
+    ten_days = kept(root, "ten.txt", 10)
+    node = Node(NodeOptions(folder=root, config=cfg, secret="k", name="a"))
+    try:
+        asyncio.run(node.scan_now())  # 30 days: kept
+        assert versionstore.entries(root) == [ten_days]
+        cfg.update(lambda s: s.__setitem__("versions_days", 7))
+        clock.now += 60
+        asyncio.run(node.scan_now({"ten.txt"}))  # a partial scan prunes nothing
+        assert versionstore.entries(root) == [ten_days]
+        asyncio.run(node.scan_now())
+        assert versionstore.entries(root) == []
+        assert not (root / ten_days.version).exists()
+    finally:
+        node.puller.close()
+        node.index.close()

@@ -27,6 +27,7 @@ from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
 from app.net import framing
 from tests import hostile
+from tests.integration.test_two_devices import wait_indexed
 from tests.procs import RunNode, env, p2psync_cmd, start_run, sync, tmpfs
 
 MIB = 1024 * 1024
@@ -424,7 +425,7 @@ def test_a_pushed_ignore_everything_is_shown_and_status_says_why(tmp_path, node)
     for i in range(20):
         (node.folder / f"docs/{i:02}.txt").parent.mkdir(exist_ok=True)
         (node.folder / f"docs/{i:02}.txt").write_text(f"doc {i}\n")
-    node.wait_for_log(r"scan: 21 local change")  # the files and their directory
+    wait_indexed(node, *(f"docs/{i:02}.txt" for i in range(20)))  # once settled
 
     async def push() -> str:
         s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="laptop")
