@@ -357,7 +357,7 @@ class PreviewNode(Node):
     async def _pull_loop(self) -> None:
         await asyncio.Future()  # nothing is fetched; stop() cancels this
 
-    def _prune_versions(self) -> None:
+    def _prune_versions(self, days: float) -> None:
         pass
 
     async def _cleanup_temps(self, actions: list[Action] | None = None) -> None:
