@@ -1,0 +1,210 @@
+"""The file names one device can hold: found by probing its folder, told to its peers.
+
+Two Linux devices can share `README.md` beside `Readme.md`, `aux.txt`, `a:b` or
+`trailing.`; a Windows device cannot create any of them, and a macOS or Windows
+device holds `README.md` and `Readme.md` as one file. Without rules of its own a
+receiving device would fail on such a name again and again, or worse, write one
+file over its case twin. So each device knows its rules (`NameRules`), refuses what
+it cannot hold with a sentence a user understands (`NameRules.refuses`), and sees
+which names are one name here (`NameRules.key`).
+
+The rules come from the folder's own file system, not from the OS alone: an NTFS
+disk mounted with `windows_names` on Linux refuses what Windows refuses, and a FAT
+stick ignores case anywhere. `probe` creates and removes a few test names inside
+`.p2psync/` once at start; the OS defaults stand where it cannot look.
+
+Names travel NFC on the wire and are indexed NFC (a macOS disk stores NFD);
+`NameRules.form` says which form this file system hands back in a listing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import sys
+import unicodedata
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from app.core.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, META_DIR
+
+WINDOWS_CHARS = '<>:"\\|?*'  # plus the controls 0-31, and "/" which no system allows
+WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)])
+WINDOWS_PATH_MAX = 32_767  # UTF-16 units, with long paths on (the app asks for them)
+MAX_WIRE_CHARS = 64  # what a peer may put in `refused_chars`: more is not a rule set
+
+
+@dataclass(frozen=True)
+class NameRules:
+    """What names a folder's file system holds; the defaults are Linux's (ext4)."""
+
+    case_sensitive: bool = True
+    refused_chars: str = ""  # besides "/" and NUL, which no file system takes
+    refuse_controls: bool = False  # characters 0-31
+    refuse_reserved: bool = False  # CON, PRN, AUX, NUL, COM1-9, LPT1-9, any extension
+    refuse_trailing: bool = False  # a name that ends in "." or " "
+    form: str = ""  # "NFD": the file system lists names decomposed (HFS+); "": as written
+    max_name_bytes: int = MAX_NAME_BYTES  # UTF-8 bytes of one name
+    max_path_bytes: int = MAX_PATH_BYTES  # UTF-8 bytes of a relative path
+    probed: bool = field(default=False, compare=False)  # found on the disk, not assumed
+
+    def refuses(self, rel: str) -> str | None:
+        """Why this device cannot create rel (a sentence), or None when it can."""
+        if len(rel.encode("utf-8")) > self.max_path_bytes:
+            return f"path too long for this device ({self.max_path_bytes} bytes at most)"
+        for name in rel.split("/"):
+            why = self._refuses_name(name)
+            if why is not None:
+                return why
+        return None
+
+    def _refuses_name(self, name: str) -> str | None:
+        for ch in name:
+            if ch in self.refused_chars:
+                return f"{ch!r} is not allowed in names on this device"
+            if self.refuse_controls and ord(ch) < 32:
+                return f"control character {ord(ch)} is not allowed in names on this device"
+        if self.refuse_trailing and name[-1:] in (".", " "):
+            end = "a dot" if name.endswith(".") else "a space"
+            return f"names ending in {end} are not allowed on this device"
+        if self.refuse_reserved and _reserved(name):
+            return f"{name.partition('.')[0]!r} is a reserved name on this device"
+        if len(name.encode("utf-8")) > self.max_name_bytes:
+            return f"name too long for this device ({self.max_name_bytes} bytes at most)"
+        return None
+
+    def key(self, rel: str) -> str:
+        """What rel is to this file system: two paths with one key are one file here."""
+        rel = unicodedata.normalize("NFC", rel)
+        return rel if self.case_sensitive else rel.casefold()
+
+    def to_wire(self) -> dict:
+        """The map a device tells its peers (in its hello's extra keys)."""
+        return {"case": self.case_sensitive, "chars": self.refused_chars,
+                "controls": self.refuse_controls, "reserved": self.refuse_reserved,
+                "trailing": self.refuse_trailing, "form": self.form,
+                "name_max": self.max_name_bytes, "path_max": self.max_path_bytes}
+
+
+LINUX = NameRules()
+WINDOWS = NameRules(case_sensitive=False, refused_chars=WINDOWS_CHARS, refuse_controls=True,
+                    refuse_reserved=True, refuse_trailing=True)
+MACOS = NameRules(case_sensitive=False)
+
+
+def os_default(platform: str = sys.platform) -> NameRules:
+    """The rules a folder on this OS most likely has, when it cannot be probed."""
+    if platform == "win32":
+        return WINDOWS
+    if platform == "darwin":
+        return MACOS
+    return LINUX
+
+
+def from_wire(raw: object) -> NameRules:
+    """A peer's rules from its hello; a peer that says nothing (older) has Linux rules.
+
+    What does not look like rules is taken as no rules at all (Linux's): the peer's
+    rules only ever explain what it could not take, they never change what we do.
+    """
+    if not isinstance(raw, dict):
+        return LINUX
+    try:
+        rules = NameRules(
+            case_sensitive=_typed(raw, "case", bool, True),
+            refused_chars=_typed(raw, "chars", str, ""),
+            refuse_controls=_typed(raw, "controls", bool, False),
+            refuse_reserved=_typed(raw, "reserved", bool, False),
+            refuse_trailing=_typed(raw, "trailing", bool, False),
+            form=_typed(raw, "form", str, ""),
+            max_name_bytes=_typed(raw, "name_max", int, MAX_NAME_BYTES),
+            max_path_bytes=_typed(raw, "path_max", int, MAX_PATH_BYTES))
+    except TypeError:
+        return LINUX
+    if (len(rules.refused_chars) > MAX_WIRE_CHARS or rules.form not in ("", "NFD")
+            or not 1 <= rules.max_name_bytes <= 1 << 16
+            or not 1 <= rules.max_path_bytes <= 1 << 20):
+        return LINUX
+    return rules
+
+
+def _typed(raw: dict, key: str, kind: type, default):
+    value = raw.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(key)
+    return value
+
+
+def _reserved(name: str) -> bool:
+    """CON, aux.txt, Com1.tar.gz...: Windows keeps these device names, extension or not."""
+    stem = name.partition(".")[0].rstrip(" ")
+    return stem.upper() in WINDOWS_RESERVED
+
+
+def probe(root: Path, fallback: NameRules | None = None) -> NameRules:
+    """The rules of the file system under root, found by trying names in `.p2psync/`.
+
+    Only where `.p2psync/` is a real directory already (never made here: a missing
+    one means a folder that may be unmounted, see app/core/marker.py); elsewhere,
+    and for whatever a try cannot tell, the OS defaults. Every test name is removed.
+    """
+    base = fallback or os_default()
+    where = Path(root) / META_DIR
+    if not where.is_dir() or where.is_symlink():
+        return base
+    tag = f"names-{uuid.uuid4().hex[:12]}"
+    made: list[Path] = []
+    try:
+        case_sensitive = _probe_case(where, tag, made)
+        windows = _refused(where, f"{tag}-a:b", made)
+        form = _probe_form(where, tag, made)
+    except OSError:
+        return base
+    finally:
+        for p in made:
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+    return replace(WINDOWS if windows else LINUX, case_sensitive=case_sensitive, form=form,
+                   max_name_bytes=_name_max(where), probed=True)
+
+
+def _create(path: Path, made: list[Path]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    os.close(fd)
+    made.append(path)
+
+
+def _probe_case(where: Path, tag: str, made: list[Path]) -> bool:
+    """Whether `A` and `a` are two names here."""
+    _create(where / f"{tag}-A", made)
+    return not os.path.lexists(where / f"{tag}-a")
+
+
+def _refused(where: Path, name: str, made: list[Path]) -> bool:
+    """Whether the file system refuses to create this name (EINVAL and the like)."""
+    try:
+        _create(where / name, made)
+    except OSError as e:
+        if e.errno in (errno.EINVAL, errno.EILSEQ, errno.ENOENT, errno.EACCES, errno.EPERM):
+            return True
+        raise
+    return False
+
+
+def _probe_form(where: Path, tag: str, made: list[Path]) -> str:
+    """"NFD" when a name written composed is listed decomposed (HFS+), else ""."""
+    name = f"{tag}-\u00e9"  # é, composed
+    _create(where / name, made)
+    listed = [n for n in os.listdir(where) if n.startswith(tag)]
+    return "NFD" if unicodedata.normalize("NFD", name) in listed and name not in listed else ""
+
+
+def _name_max(where: Path) -> int:
+    try:
+        return min(MAX_NAME_BYTES, os.statvfs(where).f_namemax) or MAX_NAME_BYTES
+    except (OSError, AttributeError):
+        return MAX_NAME_BYTES
