@@ -25,10 +25,13 @@ import os
 import sys
 import unicodedata
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.core.index import BRIEF_DELETED
 from app.core.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, META_DIR
+from app.core.planner import FETCH
 
 WINDOWS_CHARS = '<>:"\\|?*'  # plus the controls 0-31, and "/" which no system allows
 WINDOWS_RESERVED = frozenset(
@@ -54,6 +57,8 @@ class NameRules:
 
     def refuses(self, rel: str) -> str | None:
         """Why this device cannot create rel (a sentence), or None when it can."""
+        if not self.strict:
+            return None  # paths.validate checked Linux's limits already
         if len(rel.encode("utf-8")) > self.max_path_bytes:
             return f"path too long for this device ({self.max_path_bytes} bytes at most)"
         for name in rel.split("/"):
@@ -77,10 +82,26 @@ class NameRules:
             return f"name too long for this device ({self.max_name_bytes} bytes at most)"
         return None
 
+    @property
+    def strict(self) -> bool:
+        """Whether any name `paths.validate` takes can still be refused here."""
+        return bool(self.refused_chars or self.refuse_controls or self.refuse_reserved
+                    or self.refuse_trailing or self.max_name_bytes < MAX_NAME_BYTES
+                    or self.max_path_bytes < MAX_PATH_BYTES)
+
     def key(self, rel: str) -> str:
         """What rel is to this file system: two paths with one key are one file here."""
         rel = unicodedata.normalize("NFC", rel)
         return rel if self.case_sensitive else rel.casefold()
+
+    def describe(self) -> str:
+        """One line for the log: what differs from Linux's rules."""
+        said = ["case-insensitive" if not self.case_sensitive else "case-sensitive"]
+        if self.refused_chars or self.refuse_reserved:
+            said.append("Windows names only")
+        if self.form:
+            said.append(f"names stored {self.form}")
+        return ", ".join(said)
 
     def to_wire(self) -> dict:
         """The map a device tells its peers (in its hello's extra keys)."""
@@ -208,3 +229,122 @@ def _name_max(where: Path) -> int:
         return min(MAX_NAME_BYTES, os.statvfs(where).f_namemax) or MAX_NAME_BYTES
     except (OSError, AttributeError):
         return MAX_NAME_BYTES
+
+
+class Spelling:
+    """How a scan names what it lists, so that one file keeps one path in the index.
+
+    A case-insensitive file system may list a name in another case than the one the
+    index holds (an NTFS disk under lowntfs-3g lists every name in lower case; a
+    user renames `Readme` to `README`): the index's spelling stays, or the file
+    would look deleted and new, and the deletion would reach the peers. A name
+    listed decomposed (NFD, as macOS stores it) is indexed composed (NFC, as names
+    travel), where the file system finds the file under that name too.
+    """
+
+    def __init__(self, rules: NameRules, known: Mapping[str, tuple]) -> None:
+        self.rules = rules
+        self.known = known  # rel -> its brief (app/core/index.py), state at [1]
+        self._by_key: dict[str, str] | None = None
+
+    def name(self, rel_dir: str, entry: os.DirEntry[str]) -> str:
+        """The name to index for a listed directory entry under rel_dir."""
+        name = entry.name
+        if not name.isascii():
+            nfc = unicodedata.normalize("NFC", name)
+            if nfc != name and _same_file(entry, nfc):
+                name = nfc
+        elif self.rules.case_sensitive:
+            return name  # the hot path: nothing to look up
+        if self.rules.case_sensitive:
+            return name
+        rel = f"{rel_dir}/{name}" if rel_dir else name
+        if rel in self.known:
+            return name
+        known = self._index_spelling().get(self.rules.key(rel))
+        if known is None or known.rpartition("/")[0] != rel_dir:
+            return name
+        return known.rpartition("/")[2]
+
+    def _index_spelling(self) -> dict[str, str]:
+        """key -> the path the index holds for it, a live one first; made on first need."""
+        if self._by_key is None:
+            self._by_key = {}
+            deleted_last = sorted(self.known.items(), key=lambda kv: kv[1][1] == BRIEF_DELETED)
+            for rel, _ in deleted_last:
+                self._by_key.setdefault(self.rules.key(rel), rel)
+        return self._by_key
+
+
+def _same_file(entry: os.DirEntry[str], other: str) -> bool:
+    """Whether `other`, in entry's directory, names the very file entry is."""
+    try:
+        st = os.lstat(os.path.join(os.path.dirname(entry.path), other))
+        return st.st_ino == entry.inode()
+    except OSError:
+        return False
+
+
+@dataclass
+class Screened:
+    """A plan, as this device can carry it out (see `screen`)."""
+
+    actions: list  # what to do now (app.core.planner.Action)
+    refused: dict[str, str] = field(default_factory=dict)  # path -> why it cannot be here
+    twins: dict[str, str] = field(default_factory=dict)  # path -> the one holding its name
+    later: int = 0  # actions left for the next round (a case twin of one made now)
+
+
+def screen(rules: NameRules, actions: list, creates: Callable[[object], bool],
+           held: Callable[[], Mapping[str, str]]) -> Screened:
+    """Take from a plan what this device cannot hold, before anything is fetched.
+
+    `creates(action)`: whether the action makes a path we do not hold. `held()`: key ->
+    the live local path with that key (asked only where case matters). A path with a
+    name refused here, or under a folder that is a case twin of one we hold, is
+    refused: it stays an error here, untouched on the devices that hold it. A file
+    whose name only differs in case from one we hold is a twin: the caller keeps its
+    content under a conflict-copy name, never over the file in place. Of two twins
+    that are both new, the first in path order is made now, the other next round.
+    """
+    out = Screened([])
+    claimed: dict[str, str] = {}  # key -> the path made under it this round
+    by_key = None
+    for a in sorted(actions, key=lambda a: a.path):
+        if not creates(a):
+            out.actions.append(a)
+            continue
+        why = rules.refuses(a.path)
+        if why is not None:
+            out.refused[a.path] = why
+            continue
+        if rules.case_sensitive:
+            out.actions.append(a)
+            continue
+        by_key = held() if by_key is None else by_key
+        verdict = _case_verdict(rules, a.path, by_key, claimed)
+        if verdict is None:
+            out.actions.append(a)
+        elif verdict == "later":
+            out.later += 1
+        elif verdict[0] == a.path and a.op == FETCH:
+            out.twins[a.path] = verdict[1]
+        else:
+            out.refused[a.path] = (f"{verdict[0]!r} and {verdict[1]!r} are one name on this "
+                                   "device (it ignores case)")
+    return out
+
+
+def _case_verdict(rules: NameRules, rel: str, held: Mapping[str, str],
+                  claimed: dict[str, str]) -> tuple[str, str] | str | None:
+    """None: rel is free; "later": a twin is made this round; else (prefix, its holder)."""
+    parts = rel.split("/")
+    for n in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:n])
+        k = rules.key(prefix)
+        holder = held.get(k)
+        if holder is not None and holder != prefix:
+            return prefix, holder
+        if holder is None and claimed.setdefault(k, prefix) != prefix:
+            return "later"
+    return None

@@ -31,6 +31,7 @@ from app.core.hashing import hash_file, link_hash
 from app.core.ignore import Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, Brief, Index, inode_to_db
 from app.core.model import FileEntry, Kind
+from app.core.namerules import LINUX, NameRules, Spelling
 from app.core.paths import (
     META_DIR,
     TEMP_PREFIX,
@@ -67,8 +68,12 @@ def scan(
     index: Index,
     ignore: Ignore,
     subpaths: Iterable[str] | None = None,
+    names: NameRules = LINUX,
 ) -> ScanResult:
     """Scan the whole folder, or only `subpaths` (relative; each with all beneath it).
+
+    `names`: the folder's file-name rules, by which a listed name is indexed under the
+    spelling the index already holds for it (see app.core.namerules.Spelling).
 
     Does not reload the ignore file: the engine calls `ignore.reload_if_changed()`
     so that it also learns when the rules changed.
@@ -76,7 +81,7 @@ def scan(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder root is missing or not a directory: {root}")
-    job = _Scan(root, index, ignore, full=subpaths is None)
+    job = _Scan(root, index, ignore, full=subpaths is None, names=names)
     if subpaths is None:
         job.run_full()
     else:
@@ -127,7 +132,8 @@ def _outermost(subpaths: list[str]) -> list[str]:
 class _Scan:
     """The state of one scan; methods are the steps, `commit` writes the outcome."""
 
-    def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool) -> None:
+    def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool,
+                 names: NameRules = LINUX) -> None:
         self.root = root
         self.index = index
         self.ignore = ignore
@@ -142,13 +148,14 @@ class _Scan:
         self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
         self.start_seq = 0
+        self.spelling = Spelling(names, self.brief)
 
     # --- entry points
 
     def run_full(self) -> None:
         with self.index.lock:
             self.start_seq = self.index.max_seq()
-            self.brief = self.index.local_brief()
+            self.brief.update(self.index.local_brief())  # the dict Spelling reads
         self.area = set(self.brief)
         self._walk([(os.fspath(self.root), "")])
 
@@ -235,7 +242,7 @@ class _Scan:
         if not rel_dir and de.name == META_DIR:
             return None
         try:
-            rel = validate_child(rel_dir, de.name)
+            rel = validate_child(rel_dir, self.spelling.name(rel_dir, de))
         except BadPath as exc:
             log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
             return None

@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from app.core import apply, batchwrite, diskio, hashing, holes, modes, paths
-from app.core.index import Index
+from app.core import apply, batchwrite, diskio, hashing, holes, modes, namerules, paths
+from app.core.index import BRIEF_DELETED, Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
@@ -90,6 +90,8 @@ class Puller:
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
         # device -> the data links to fetch from it over (app/engine/linkfetch.py), if any
         self.links_for: Callable[[str], Fetcher | None] = lambda device: None
+        self.names = namerules.LINUX  # the names this folder holds (the node probes them)
+        self._asked_as: dict[str, str] = {}  # a case twin's copy -> the peer's path of it
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -115,6 +117,7 @@ class Puller:
     # --- a round -------------------------------------------------------------------
     async def run_round(self, actions: list[Action]) -> RoundResult:
         result = RoundResult()
+        actions = self._screen_names(actions, result)
         renames, rest = self._pair_renames(actions)
         order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
         early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
@@ -175,6 +178,69 @@ class Puller:
                 self._reported[a.path] = str(e)
                 log.warning("could not sync %s: %s", a.path, e)
                 self.emit("error", {"path": a.path, "reason": str(e)})
+
+    # --- names this device cannot hold (app/core/namerules.py) ------------------------
+    def _screen_names(self, actions: list[Action], result: RoundResult) -> list[Action]:
+        """The plan without what this device cannot hold, which becomes an error here.
+
+        Never fetched, and not retried every few seconds (blocked, not failed): the
+        path is planned again when its entry changes. A file whose name only differs
+        in case from one we hold comes in as a conflict copy beside it instead.
+        """
+        if not self.names.strict and self.names.case_sensitive:
+            return actions
+        self._asked_as.clear()
+        made = {a.path for a in actions if a.op in (FETCH, MKDIR, LINK) and not a.target.deleted}
+        local = self.index.get_many(list(made))
+
+        def creates(a: Action) -> bool:
+            mine = local.get(a.path)
+            return a.path in made and (mine is None or mine.deleted)
+
+        screened = namerules.screen(self.names, actions, creates, self._held_keys)
+        for path, why in screened.refused.items():
+            self._refuse(path, why, result)
+        kept = screened.actions
+        twins = {a.path: a for a in actions if a.path in screened.twins}
+        for path, holder in screened.twins.items():
+            copy = self._twin_copy(twins[path], holder, result)
+            if copy is not None:
+                kept.append(copy)
+        result.waiting += screened.later
+        return kept
+
+    def _held_keys(self) -> dict[str, str]:
+        """key -> our live path under that name, for a device where case does not count."""
+        return {self.names.key(rel): rel for rel, brief in self.index.local_brief().items()
+                if brief[1] != BRIEF_DELETED}
+
+    def _twin_copy(self, a: Action, holder: str, result: RoundResult) -> Action | None:
+        """The fetch of a case twin's content into its conflict copy (None: kept already)."""
+        copy = apply.conflict_name(a.path, a.target.mtime_ns,
+                                   a.target.modified_by or self.index.device_id)
+        mine = self.index.get(copy)
+        kept = mine is not None and not mine.deleted and mine.hash == a.target.hash
+        if not kept:
+            copy = self._free_conflict_name(a.path, a.target)
+        self._refuse(a.path, f"same name here as {holder!r} (this device ignores case); "
+                     f"its content is kept as {copy!r}", result)
+        if kept:
+            return None
+        self._asked_as[copy] = a.path
+        target = replace(a.target, path=copy, version=self._fresh_version(copy),
+                         modified_by=self.index.device_id)
+        return Action(FETCH, copy, target, a.sources)
+
+    def _asked(self, a: Action) -> str:
+        """The path to ask the peers for: a twin's copy is their file under its own name."""
+        return self._asked_as.get(a.path, a.path)
+
+    def _refuse(self, path: str, why: str, result: RoundResult) -> None:
+        result.blocked[path] = why
+        if self._reported.get(path) != why:  # say it once, not at every round
+            self._reported[path] = why
+            log.warning("cannot sync %s here: %s", path, why)
+            self.emit("error", {"path": path, "reason": why})
 
     # --- renames ---------------------------------------------------------------------
     def _pair_renames(self, actions: list[Action]) -> tuple[list, list[Action]]:
@@ -457,7 +523,7 @@ class Puller:
                 continue
             room -= target.size
             conn = sources[len(asked) % len(sources)]
-            asked.append((a, conn.request_block(a.path, 0, target.size, target.blocks),
+            asked.append((a, conn.request_block(self._asked(a), 0, target.size, target.blocks),
                           conn.info.name))
         retry = []
         for a, fut, name in asked:
@@ -549,7 +615,7 @@ class Puller:
         """The block and the name of the peer that gave it."""
         for conn in self._live_sources(a):
             async with self._slots:
-                data = await conn.request_block(a.path, 0, size, h)
+                data = await conn.request_block(self._asked(a), 0, size, h)
             if data is not None and len(data) == size and hashing.block_hash(data) == h:
                 return data, conn.info.name
         raise NoSource(f"no connected peer could give {a.path}")
@@ -741,7 +807,7 @@ class Puller:
                     await self._slots.acquire()
                     queue.pop()
                     conn = options[i % len(options)]
-                    fut = conn.request_block(a.path, i * BLOCK_SIZE,
+                    fut = conn.request_block(self._asked(a), i * BLOCK_SIZE,
                                              _block_size(target.size, i), hashes[i])
                     fut.is_write = False  # type: ignore[attr-defined]
                     fut.add_done_callback(completed.put_nowait)
@@ -811,7 +877,7 @@ class Puller:
         if not fetchers:
             return missing, set(), 0
         done = self.in_progress.get(a.path, (0, target.size))[0]
-        job = FetchJob(fd, direct, a.path, target.size, hashes,
+        job = FetchJob(fd, direct, self._asked(a), target.size, hashes,
                        lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
         job.share(fetchers, missing)
         await job.wait(fetchers)
