@@ -31,7 +31,7 @@ from pathlib import Path
 
 from app.core.index import BRIEF_DELETED
 from app.core.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, META_DIR
-from app.core.planner import FETCH
+from app.core.planner import DELETE, FETCH
 
 WINDOWS_CHARS = '<>:"\\|?*'  # plus the controls 0-31, and "/" which no system allows
 WINDOWS_RESERVED = frozenset(
@@ -242,9 +242,15 @@ class Spelling:
     travel), where the file system finds the file under that name too.
     """
 
-    def __init__(self, rules: NameRules, known: Mapping[str, tuple]) -> None:
+    def __init__(self, rules: NameRules, known: Mapping[str, tuple],
+                 everything: Callable[[], Mapping[str, tuple]],
+                 is_live: Callable[[str], bool] = lambda rel: False) -> None:
         self.rules = rules
         self.known = known  # rel -> its brief (app/core/index.py), state at [1]
+        self.is_live = is_live  # whether the index holds rel, alive (beyond `known`)
+        # The whole index's briefs, asked once when a name is neither known nor live:
+        # where case does not count, a new name may be an old file under another case.
+        self.everything = everything
         self._by_key: dict[str, str] | None = None
 
     def name(self, rel_dir: str, entry: os.DirEntry[str]) -> str:
@@ -259,18 +265,30 @@ class Spelling:
         if self.rules.case_sensitive:
             return name
         rel = f"{rel_dir}/{name}" if rel_dir else name
-        if rel in self.known:
-            return name
-        known = self._index_spelling().get(self.rules.key(rel))
-        if known is None or known.rpartition("/")[0] != rel_dir:
-            return name
-        return known.rpartition("/")[2]
+        known = self._spelled(rel)
+        return name if known.rpartition("/")[0] != rel_dir else known.rpartition("/")[2]
+
+    def indexed(self, rel: str) -> str:
+        """rel as the index spells it, prefix by prefix (a path a watcher or a peer gave)."""
+        if self.rules.case_sensitive:
+            return rel
+        out = ""
+        for part in rel.split("/"):
+            out = self._spelled(f"{out}/{part}" if out else part)
+        return out
+
+    def _spelled(self, rel: str) -> str:
+        brief = self.known.get(rel)
+        if brief is not None and brief[1] != BRIEF_DELETED or self.is_live(rel):
+            return rel
+        return self._index_spelling().get(self.rules.key(rel), rel)
 
     def _index_spelling(self) -> dict[str, str]:
         """key -> the path the index holds for it, a live one first; made on first need."""
         if self._by_key is None:
             self._by_key = {}
-            deleted_last = sorted(self.known.items(), key=lambda kv: kv[1][1] == BRIEF_DELETED)
+            everything = self.everything()
+            deleted_last = sorted(everything.items(), key=lambda kv: kv[1][1] == BRIEF_DELETED)
             for rel, _ in deleted_last:
                 self._by_key.setdefault(self.rules.key(rel), rel)
         return self._by_key
@@ -309,6 +327,7 @@ def screen(rules: NameRules, actions: list, creates: Callable[[object], bool],
     """
     out = Screened([])
     claimed: dict[str, str] = {}  # key -> the path made under it this round
+    going = {a.path for a in actions if a.op == DELETE}  # a name they free, once done
     by_key = None
     for a in sorted(actions, key=lambda a: a.path):
         if not creates(a):
@@ -322,7 +341,7 @@ def screen(rules: NameRules, actions: list, creates: Callable[[object], bool],
             out.actions.append(a)
             continue
         by_key = held() if by_key is None else by_key
-        verdict = _case_verdict(rules, a.path, by_key, claimed)
+        verdict = _case_verdict(rules, a.path, by_key, claimed, going)
         if verdict is None:
             out.actions.append(a)
         elif verdict == "later":
@@ -336,13 +355,16 @@ def screen(rules: NameRules, actions: list, creates: Callable[[object], bool],
 
 
 def _case_verdict(rules: NameRules, rel: str, held: Mapping[str, str],
-                  claimed: dict[str, str]) -> tuple[str, str] | str | None:
-    """None: rel is free; "later": a twin is made this round; else (prefix, its holder)."""
+                  claimed: dict[str, str], going: set[str]) -> tuple[str, str] | str | None:
+    """None: rel is free; "later": its name is made or freed this round; else (prefix,
+    the path we hold under its name)."""
     parts = rel.split("/")
     for n in range(1, len(parts) + 1):
         prefix = "/".join(parts[:n])
         k = rules.key(prefix)
         holder = held.get(k)
+        if holder in going:  # renamed in case only, say: the old name goes first
+            return "later"
         if holder is not None and holder != prefix:
             return prefix, holder
         if holder is None and claimed.setdefault(k, prefix) != prefix:

@@ -148,7 +148,8 @@ class _Scan:
         self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
         self.start_seq = 0
-        self.spelling = Spelling(names, self.brief)
+        self.spelling = Spelling(names, self.brief, lambda: self.brief if self.full
+                                 else self.index.local_brief(), self._indexed_alive)
 
     # --- entry points
 
@@ -160,7 +161,8 @@ class _Scan:
         self._walk([(os.fspath(self.root), "")])
 
     def run_subpaths(self, subpaths: list[str]) -> None:
-        todo = _outermost(subpaths)
+        # where case does not count, "README" asked is the indexed "Readme"
+        todo = _outermost([self.spelling.indexed(sp) for sp in subpaths])
         with self.index.lock:
             self.start_seq = self.index.max_seq()
             for sp in todo:
@@ -281,6 +283,10 @@ class _Scan:
         else:
             log.debug("skipping special file %s", rel)
         return None
+
+    def _indexed_alive(self, rel: str) -> bool:
+        old = self.index.get(rel)
+        return old is not None and not old.deleted
 
     def _protect(self, rel: str) -> None:
         self.seen.add(rel)
