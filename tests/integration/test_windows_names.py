@@ -134,3 +134,49 @@ def test_a_running_node_on_ntfs_refuses_once_and_replans_a_renamed_file(tmp_path
     finally:
         assert node_b.stop() == 0, node_b.log()
         assert node_a.stop() == 0, node_a.log()
+
+
+def test_a_case_twin_of_a_file_held_here_comes_in_as_its_conflict_copy(tmp_path,
+                                                                          ntfs_folder):
+    """One arriving where the other exists: both contents kept, neither overwritten."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "Notes.txt").write_bytes(b"theirs\n")
+    (ntfs_folder / "NOTES.txt").write_bytes(b"mine\n")
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        r = sync(ntfs_folder, tmp_path / "cfgB", node_a.address, timeout=60)
+        assert r.returncode == 5, r.stderr
+        # a file made here is listed in lower case by this mount, so indexed so
+        assert "Notes.txt: same name here as 'notes.txt'" in r.stderr
+        got = tree(ntfs_folder)
+        assert got["notes.txt"] == b"mine\n"
+        copies = [n for n in got if n.startswith("notes.sync-conflict-")]
+        assert [got[n] for n in copies] == [b"theirs\n"], got
+        # the sender keeps its file, and now holds ours beside it, under our name
+        wait_until(lambda: tree(a).get("notes.txt") == b"mine\n", 20, 0.2, node_a.log())
+        assert tree(a)["Notes.txt"] == b"theirs\n"
+    finally:
+        assert node_a.stop() == 0, node_a.log()
+
+
+def test_an_edit_under_another_case_is_an_edit_of_the_file(tmp_path, ntfs_folder):
+    """The mount lists `readme.md` and a user writes `ReadMe.md`: still the indexed
+    `README.md`, changed; never a second file, never a deletion of the first."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "README.md").write_bytes(b"one\n")
+    node_a = start_run(a, tmp_path / "cfgA")
+    node_b = start_run(ntfs_folder, tmp_path / "cfgB", "--peer", node_a.address)
+    try:
+        wait_until(lambda: (ntfs_folder / "README.md").exists(), 30, 0.1, node_b.log())
+        (ntfs_folder / "ReadMe.md").write_bytes(b"two\n")
+        wait_until(lambda: (a / "README.md").read_bytes() == b"two\n", 30, 0.2,
+                   f"the edit never reached the sender; log:\n{node_b.log()}")
+        time.sleep(1)
+        assert tree(a) == {"README.md": b"two\n"}
+        rows = status_json(ntfs_folder, tmp_path / "cfgB")["files"]
+        assert [f["path"] for f in rows] == ["README.md"]
+    finally:
+        assert node_b.stop() == 0, node_b.log()
+        assert node_a.stop() == 0, node_a.log()
