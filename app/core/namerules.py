@@ -238,8 +238,10 @@ class Spelling:
     index holds (an NTFS disk under lowntfs-3g lists every name in lower case; a
     user renames `Readme` to `README`): the index's spelling stays, or the file
     would look deleted and new, and the deletion would reach the peers. A name
-    listed decomposed (NFD, as macOS stores it) is indexed composed (NFC, as names
-    travel), where the file system finds the file under that name too.
+    listed decomposed (NFD, as macOS stores it, or as a Mac's files copied onto
+    Linux keep it) is indexed composed (NFC, as names travel), unless the composed
+    name is another file beside it (Linux keeps both); the disk's spelling is found
+    again wherever the file is reached (app.core.paths.on_disk).
     """
 
     def __init__(self, rules: NameRules, known: Mapping[str, tuple],
@@ -258,7 +260,7 @@ class Spelling:
         name = entry.name
         if not name.isascii():
             nfc = unicodedata.normalize("NFC", name)
-            if nfc != name and _same_file(entry, nfc):
+            if nfc != name and _alone_or_same(entry, nfc):
                 name = nfc
         elif self.rules.case_sensitive:
             return name  # the hot path: nothing to look up
@@ -270,6 +272,10 @@ class Spelling:
 
     def indexed(self, rel: str) -> str:
         """rel as the index spells it, prefix by prefix (a path a watcher or a peer gave)."""
+        if rel.isascii() and self.rules.case_sensitive:
+            return rel
+        if not rel.isascii() and not self.is_live(rel):
+            rel = unicodedata.normalize("NFC", rel)  # a watcher gives the disk's spelling
         if self.rules.case_sensitive:
             return rel
         out = ""
@@ -294,13 +300,15 @@ class Spelling:
         return self._by_key
 
 
-def _same_file(entry: os.DirEntry[str], other: str) -> bool:
-    """Whether `other`, in entry's directory, names the very file entry is."""
+def _alone_or_same(entry: os.DirEntry[str], other: str) -> bool:
+    """Whether `other`, in entry's directory, is nothing or the very file entry is."""
     try:
         st = os.lstat(os.path.join(os.path.dirname(entry.path), other))
-        return st.st_ino == entry.inode()
+    except FileNotFoundError:
+        return True
     except OSError:
         return False
+    return st.st_ino == entry.inode()
 
 
 @dataclass

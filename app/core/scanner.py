@@ -38,6 +38,7 @@ from app.core.paths import (
     BadPath,
     is_temp_name,
     link_escapes,
+    on_disk,
     safe_join,
     validate,
     validate_child,
@@ -205,7 +206,7 @@ class _Scan:
     def _visit_ancestor(self, anc: str) -> bool:
         """Record a parent of a subpath (new parents need entries too); False if not a dir."""
         try:
-            st = os.lstat(self.root / anc)
+            st = os.lstat(self.root / on_disk(self.root, anc))
         except OSError:
             return False
         if not stat.S_ISDIR(st.st_mode):

@@ -273,9 +273,9 @@ class Puller:
                         not apply.matches_disk(self.root, self.index.get(new.path), new.path):
                     raise apply.DiskChanged
                 dest = paths.safe_join(self.root, new.path)
-                paths.safe_join(self.root, old.path)
+                src = paths.safe_join(self.root, old.path)
                 apply.ensure_dirs(self.root, new.path.rpartition("/")[0])
-                os.rename(self.root / old.path, dest)
+                os.rename(src, dest)
                 apply.set_meta(dest, modes.file_mode(new.target.mode, local_old.mode),
                                new.target.mtime_ns)
                 moved = new.target.recorded(*_on_disk(dest))
@@ -566,7 +566,7 @@ class Puller:
         """On the writer thread, under the disk lock: the files, then their index entries."""
         local = self.index.get_many([a.path for a, _, _ in ready])
         outcomes = batchwrite.write_small_files(self.root, [batchwrite.SmallFile(
-            a.path, data, a.target.blocks,
+            paths.on_disk(self.root, a.path), data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
@@ -638,7 +638,7 @@ class Puller:
         """Our live version at rel into the versions folder (`keep`: see apply.archive)."""
         if local is not None and local.kind == Kind.DIR:
             os.rmdir(self.root / rel)  # fails (and keeps everything) unless empty
-        elif os.path.lexists(self.root / rel):
+        elif os.path.lexists(paths.safe_join(self.root, rel)):
             apply.archive(self.root, rel, by=by, keep=keep)
 
     def _keep_conflict_copy(self, local: FileEntry | None, rel: str, by: str,
@@ -720,8 +720,8 @@ class Puller:
                 missing.append(i)
         if ranges:
             local = self.index.get(a.path)
-            copied = await asyncio.to_thread(_copy_ranges, self.root / a.path, fd, ranges,
-                                             target.size)
+            copied = await asyncio.to_thread(_copy_ranges, paths.safe_join(self.root, a.path),
+                                             fd, ranges, target.size)
             if not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged  # edited while we copied from it: start over later
             result.bytes_reused += copied
