@@ -500,11 +500,6 @@ class Node:
         if self.name_rules != namerules.LINUX:
             log.info("names here: %s", self.name_rules.describe())
 
-    def peer_names(self, device: str) -> namerules.NameRules:
-        """The file-name rules a connected peer told us (Linux's for an older peer)."""
-        peer = self.peers.get(device)
-        return namerules.from_wire(peer.conn.info.extra.get("names") if peer else None)
-
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> object:
         """The accepting side of the handshake (the listener times it and reports failures).
