@@ -149,8 +149,10 @@ class _Scan:
         self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
         self.start_seq = 0
-        self.spelling = Spelling(names, self.brief, lambda: self.brief if self.full
-                                 else self.index.local_brief(), self._indexed_alive)
+        # a full scan's brief holds the whole index; a subpath scan's, only its part
+        self.spelling = Spelling(names, self.brief, lambda: self.brief if full
+                                 else self.index.local_brief(),
+                                 (lambda rel: False) if full else self._indexed_alive)
 
     # --- entry points
 

@@ -170,3 +170,19 @@ def test_an_nfd_name_stays_as_listed_where_the_nfc_one_is_another_file(tmp_path)
     (tmp_path / "caf\u00e9").write_text("c")
     spell = Spelling(LINUX, {}, dict)
     assert spell.name("", _entry(tmp_path, nfd)) == nfd
+
+
+def test_probe_on_a_read_only_disk_falls_back_to_the_defaults(tmp_path):
+    """Nothing can be tried there: the OS defaults, no error, nothing left behind."""
+    import subprocess
+
+    from tests.procs import tmpfs
+
+    with tmpfs(tmp_path / "ro", "1m") as mnt:
+        (mnt / ".p2psync").mkdir()
+        r = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True)
+        if r.returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        rules = namerules.probe(mnt, fallback=MACOS)
+        assert rules is MACOS and not rules.probed
+        assert os.listdir(mnt / ".p2psync") == []
