@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import sys
 import unicodedata
 import uuid
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.core.index import BRIEF_DELETED
+from app.core.model import Kind
+from app.core.modes import dir_mode, file_mode
 from app.core.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, META_DIR
 from app.core.planner import DELETE, FETCH
 
@@ -53,6 +56,8 @@ class NameRules:
     form: str = ""  # "NFD": the file system lists names decomposed (HFS+); "": as written
     max_name_bytes: int = MAX_NAME_BYTES  # UTF-8 bytes of one name
     max_path_bytes: int = MAX_PATH_BYTES  # UTF-8 bytes of a relative path
+    keeps_modes: bool = True  # False: permission bits are a fixed show (FAT, NTFS on Linux)
+    mtime_step_ns: int = 1  # how fine the disk keeps a modification time (NTFS: 100 ns)
     probed: bool = field(default=False, compare=False)  # found on the disk, not assumed
 
     def refuses(self, rel: str) -> str | None:
@@ -89,6 +94,10 @@ class NameRules:
                     or self.refuse_trailing or self.max_name_bytes < MAX_NAME_BYTES
                     or self.max_path_bytes < MAX_PATH_BYTES)
 
+    def same_time(self, a_ns: int, b_ns: int) -> bool:
+        """Whether two modification times are one as far as this disk can keep them."""
+        return abs(a_ns - b_ns) < self.mtime_step_ns
+
     def key(self, rel: str) -> str:
         """What rel is to this file system: two paths with one key are one file here."""
         rel = unicodedata.normalize("NFC", rel)
@@ -101,6 +110,8 @@ class NameRules:
             said.append("Windows names only")
         if self.form:
             said.append(f"names stored {self.form}")
+        if not self.keeps_modes:
+            said.append("no permission bits (the executable bit is kept in the index)")
         return ", ".join(said)
 
     def to_wire(self) -> dict:
@@ -108,7 +119,8 @@ class NameRules:
         return {"case": self.case_sensitive, "chars": self.refused_chars,
                 "controls": self.refuse_controls, "reserved": self.refuse_reserved,
                 "trailing": self.refuse_trailing, "form": self.form,
-                "name_max": self.max_name_bytes, "path_max": self.max_path_bytes}
+                "name_max": self.max_name_bytes, "path_max": self.max_path_bytes,
+                "modes": self.keeps_modes}
 
 
 LINUX = NameRules()
@@ -143,7 +155,8 @@ def from_wire(raw: object) -> NameRules:
             refuse_trailing=_typed(raw, "trailing", bool, False),
             form=_typed(raw, "form", str, ""),
             max_name_bytes=_typed(raw, "name_max", int, MAX_NAME_BYTES),
-            max_path_bytes=_typed(raw, "path_max", int, MAX_PATH_BYTES))
+            max_path_bytes=_typed(raw, "path_max", int, MAX_PATH_BYTES),
+            keeps_modes=_typed(raw, "modes", bool, True))
     except TypeError:
         return LINUX
     if (len(rules.refused_chars) > MAX_WIRE_CHARS or rules.form not in ("", "NFD")
@@ -181,16 +194,49 @@ def probe(root: Path, fallback: NameRules | None = None) -> NameRules:
     made: list[Path] = []
     try:
         case_sensitive = _probe_case(where, tag, made)
+        keeps_modes = _probe_modes(made[0])
+        mtime_step = _probe_mtime_step(made[0])
         windows = _refused(where, f"{tag}-a:b", made)
         form = _probe_form(where, tag, made)
+        device = os.stat(where).st_dev
     except OSError:
         return base
     finally:
         for p in made:
             with contextlib.suppress(OSError):
                 os.unlink(p)
+    if not keeps_modes:
+        _MODELESS.add(device)
     return replace(WINDOWS if windows else LINUX, case_sensitive=case_sensitive, form=form,
-                   max_name_bytes=_name_max(where), probed=True)
+                   max_name_bytes=_name_max(where), keeps_modes=keeps_modes,
+                   mtime_step_ns=mtime_step, probed=True)
+
+
+# st_dev of the file systems a probe found without permission bits: what the module
+# helpers that see only a stat (the puller's bookkeeping) ask, through modes_kept.
+_MODELESS: set[int] = set()
+
+
+def modes_kept(st: os.stat_result) -> bool:
+    """Whether st's permission bits mean anything (False on a disk that shows 0777)."""
+    return st.st_dev not in _MODELESS
+
+
+def _probe_mtime_step(path: Path) -> int:
+    """How fine a modification time is kept: 1 ns (ext4), 100 ns (NTFS), 2 s (FAT)..."""
+    wanted = 1_700_000_001_123_456_789  # odd in every digit: any rounding shows
+    os.utime(path, ns=(wanted, wanted))
+    kept = os.lstat(path).st_mtime_ns
+    step = 1
+    while abs(kept - wanted) >= step and step < 10**10:
+        step *= 10
+    return step
+
+
+def _probe_modes(path: Path) -> bool:
+    """Whether a chmod shows: NTFS under ntfs-3g and FAT show one fixed mode instead."""
+    os.chmod(path, 0o640)
+    return os.lstat(path).st_mode & 0o777 == 0o640
 
 
 def _create(path: Path, made: list[Path]) -> None:
@@ -283,6 +329,24 @@ class Spelling:
             out = self._spelled(f"{out}/{part}" if out else part)
         return out
 
+    def shown(self, rel: str, st: os.stat_result) -> os.stat_result:
+        """st, with the permission bits the index holds where the disk shows a fixed mode.
+
+        An NTFS or FAT disk shows every file as 0777: taken as it is, every file would
+        turn executable here, and on every peer. There the bits are the index's (what
+        a peer sent, or this device's default for a new file), never the disk's.
+        """
+        if self.rules.keeps_modes:
+            return st
+        brief = self.known.get(rel)
+        kind = Kind.DIR if stat.S_ISDIR(st.st_mode) else Kind.FILE
+        if brief is not None and brief[1] == int(kind) and (
+                kind == Kind.DIR or stat.S_ISREG(st.st_mode)):
+            perm = brief[4]
+        else:
+            perm = dir_mode() if kind == Kind.DIR else file_mode(0)
+        return _Shown(st, stat.S_IFMT(st.st_mode) | perm)  # type: ignore[return-value]
+
     def _spelled(self, rel: str) -> str:
         brief = self.known.get(rel)
         if brief is not None and brief[1] != BRIEF_DELETED or self.is_live(rel):
@@ -298,6 +362,17 @@ class Spelling:
             for rel, _ in deleted_last:
                 self._by_key.setdefault(self.rules.key(rel), rel)
         return self._by_key
+
+
+class _Shown:
+    """A stat result with other permission bits (see Spelling.shown)."""
+
+    def __init__(self, st: os.stat_result, mode: int) -> None:
+        self._st = st
+        self.st_mode = mode
+
+    def __getattr__(self, name: str):
+        return getattr(self._st, name)
 
 
 def _alone_or_same(entry: os.DirEntry[str], other: str) -> bool:

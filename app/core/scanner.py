@@ -208,7 +208,7 @@ class _Scan:
     def _visit_ancestor(self, anc: str) -> bool:
         """Record a parent of a subpath (new parents need entries too); False if not a dir."""
         try:
-            st = os.lstat(self.root / on_disk(self.root, anc))
+            st = self.spelling.shown(anc, os.lstat(self.root / on_disk(self.root, anc)))
         except OSError:
             return False
         if not stat.S_ISDIR(st.st_mode):
@@ -263,6 +263,7 @@ class _Scan:
 
     def _visit(self, rel: str, abs_path: str, st: os.stat_result) -> tuple[str, str] | None:
         """Handle one existing path; returns (abs, rel) when it is a dir to descend into."""
+        st = self.spelling.shown(rel, st)  # a disk without modes: the index's bits
         is_dir = stat.S_ISDIR(st.st_mode)
         name = rel[rel.rfind("/") + 1 :]
         if not is_dir and name.startswith(TEMP_PREFIX) and is_temp_name(name):
@@ -322,9 +323,9 @@ class _Scan:
             log.debug("%s changed while hashing; a later scan picks it up", rel)
             return
         old = self.index.get(rel) if rel in self.brief else None
-        if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns) == (
-            h, size, st.st_mtime_ns
-        ) and modes.same_synced_bits(old.mode, _perm(st)):
+        if _live(old, Kind.FILE) and (old.hash, old.size) == (h, size) \
+                and self.spelling.rules.same_time(old.mtime_ns, st.st_mtime_ns) \
+                and modes.same_synced_bits(old.mode, _perm(st)):
             self._same_file(old, st)  # other permission bits are this device's business
             return
         self._new_version(
@@ -345,10 +346,15 @@ class _Scan:
         )
 
     def _same_file(self, old: FileEntry, st: os.stat_result) -> None:
-        """Same content and metadata: no new version, only bookkeeping if needed."""
-        if old.error:
+        """Same content and metadata: no new version, only bookkeeping if needed.
+
+        The mtime too, where the disk keeps it coarser than it was set (NTFS: 100 ns):
+        the same time as far as this disk can tell, recorded as the disk has it.
+        """
+        if old.error or old.mtime_ns != st.st_mtime_ns:
             self.writes.append(dataclasses.replace(old, error="", inode=st.st_ino,
-                                                   ctime_ns=st.st_ctime_ns, mode=_perm(st)))
+                                                   ctime_ns=st.st_ctime_ns, mode=_perm(st),
+                                                   mtime_ns=st.st_mtime_ns))
         elif (old.inode, old.ctime_ns, old.mode) != (st.st_ino, st.st_ctime_ns, _perm(st)):
             self.stats.append((old.path, st.st_ino, st.st_ctime_ns, _perm(st)))
 

@@ -215,10 +215,18 @@ class Puller:
                 if brief[1] != BRIEF_DELETED}
 
     def _twin_copy(self, a: Action, holder: str, result: RoundResult) -> Action | None:
-        """The fetch of a case twin's content into its conflict copy (None: kept already)."""
+        """The fetch of a case twin's content into its conflict copy (None: kept already).
+
+        A copy someone deleted (the conflict resolved on a device that holds both
+        names) is not made again: that version stays where it is, an error here.
+        """
         copy = apply.conflict_name(a.path, a.target.mtime_ns,
                                    a.target.modified_by or self.index.device_id)
         mine = self.index.get(copy)
+        if mine is not None and mine.deleted:
+            self._refuse(a.path, f"same name here as {holder!r} (this device ignores case)",
+                         result)
+            return None
         kept = mine is not None and not mine.deleted and mine.hash == a.target.hash
         if not kept:
             copy = self._free_conflict_name(a.path, a.target)
@@ -571,7 +579,8 @@ class Puller:
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
         self.index.put_local([
-            a.target.recorded(out.inode, out.ctime_ns, out.mode)
+            a.target.recorded(out.inode, out.ctime_ns,
+                              out.mode if self.names.keeps_modes else None)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
             if isinstance(out, batchwrite.Placed)])
         return outcomes
@@ -916,10 +925,14 @@ def _batches(actions: list[Action]) -> list[list[Action]]:
     return out
 
 
-def _on_disk(full: Path) -> tuple[int, int, int]:
-    """The stat bookkeeping an entry keeps of what was just written: inode, ctime, mode."""
+def _on_disk(full: Path) -> tuple[int, int, int | None]:
+    """The stat bookkeeping an entry keeps of what was just written: inode, ctime, mode.
+
+    No mode where the disk has none to show (its 0777 would make every file
+    executable): the entry keeps the one it came with.
+    """
     st = os.lstat(full)
-    return st.st_ino, st.st_ctime_ns, st.st_mode & 0o777
+    return st.st_ino, st.st_ctime_ns, st.st_mode & 0o777 if namerules.modes_kept(st) else None
 
 
 def _file_mode(local: FileEntry | None) -> int | None:

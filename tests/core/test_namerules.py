@@ -186,3 +186,33 @@ def test_probe_on_a_read_only_disk_falls_back_to_the_defaults(tmp_path):
         rules = namerules.probe(mnt, fallback=MACOS)
         assert rules is MACOS and not rules.probed
         assert os.listdir(mnt / ".p2psync") == []
+
+
+def test_a_disk_without_modes_or_fine_times_changes_nothing_by_showing_them(tmp_path):
+    """An NTFS disk under ntfs-3g shows every file 0777 and keeps times to 100 ns:
+    neither is a change (else every file turns executable, on every peer)."""
+    from app.core import scanner
+    from app.core.ignore import Ignore
+    from app.core.index import Index
+
+    rules = NameRules(keeps_modes=False, mtime_step_ns=100)
+    root = tmp_path / "f"
+    root.mkdir()
+    (root / "doc.txt").write_bytes(b"x")
+    (root / "doc.txt").chmod(0o777)
+    os.utime(root / "doc.txt", ns=(1_700_000_000_000_000_050,) * 2)
+    index = Index(tmp_path / "i.db", "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE")
+    scanner.scan(root, index, Ignore(root), names=rules)
+    entry = index.get("doc.txt")
+    assert not entry.mode & 0o111  # this device's default, not the disk's show
+    version = entry.version
+
+    os.utime(root / "doc.txt", ns=(1_700_000_000_000_000_000,) * 2)  # as NTFS keeps it
+    assert scanner.scan(root, index, Ignore(root), names=rules).changed == []
+    entry = index.get("doc.txt")
+    assert entry.version == version and entry.mtime_ns == 1_700_000_000_000_000_000
+    assert scanner.scan(root, index, Ignore(root), names=rules).hashed_bytes == 0
+
+    os.utime(root / "doc.txt", ns=(1_700_000_000_000_001_000,) * 2)  # a real change
+    assert [e.path for e in scanner.scan(root, index, Ignore(root), names=rules).changed] \
+        == ["doc.txt"]

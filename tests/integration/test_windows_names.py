@@ -70,7 +70,8 @@ def test_names_windows_refuses_are_errors_here_and_untouched_there(tmp_path, ntf
              "good.txt": b"good\n"}
     for name, data in files.items():
         (a / name).write_bytes(data)
-    before = tree(a)
+    (a / "good.txt").chmod(0o755)  # an executable bit crosses; a disk's 0777 does not
+    before, modes = tree(a), _modes(a)
     node_a = start_run(a, tmp_path / "cfgA")
     try:
         r = sync(ntfs_folder, tmp_path / "cfgB", node_a.address, timeout=60)
@@ -98,6 +99,7 @@ def test_names_windows_refuses_are_errors_here_and_untouched_there(tmp_path, ntf
                    f"the copy never reached the sender; log:\n{node_a.log()}")
         after = tree(a)
         assert {n: after[n] for n in before} == before
+        assert {n: m for n, m in _modes(a).items() if n in modes} == modes
         a_rows = {f["path"]: f for f in status_json(a, tmp_path / "cfgA")["files"]}
         assert all(not a_rows[n].get("why", "").startswith("deleted") for n in files)
 
@@ -105,6 +107,9 @@ def test_names_windows_refuses_are_errors_here_and_untouched_there(tmp_path, ntf
         r2 = sync(ntfs_folder, tmp_path / "cfgB", node_a.address, timeout=60)
         assert r2.returncode == 5, r2.stderr
         assert tree(a) == after
+        assert {n: m for n, m in _modes(a).items() if n in modes} == modes
+        b_rows = {f["path"]: f for f in status_json(ntfs_folder, tmp_path / "cfgB")["files"]}
+        assert b_rows["good.txt"]["state"] == b_rows["README.md"]["state"] == "synced"
         assert len([n for n in tree(ntfs_folder) if ".sync-conflict-" in n]) == 1
     finally:
         assert node_a.stop() == 0, node_a.log()
@@ -180,3 +185,46 @@ def test_an_edit_under_another_case_is_an_edit_of_the_file(tmp_path, ntfs_folder
     finally:
         assert node_b.stop() == 0, node_b.log()
         assert node_a.stop() == 0, node_a.log()
+
+
+def test_a_twin_copy_resolved_elsewhere_is_not_made_again(tmp_path, ntfs_folder):
+    """The device that holds both names keeps the original: the copy goes everywhere,
+    and the case-insensitive device does not fetch it again (the twin stays an error)."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "README.md").write_bytes(b"upper\n")
+    (a / "Readme.md").write_bytes(b"mixed\n")
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        assert sync(ntfs_folder, tmp_path / "cfgB", node_a.address).returncode == 5
+        wait_until(lambda: any(".sync-conflict-" in n for n in tree(a)), 20, 0.2,
+                   node_a.log())
+        [copy] = [n for n in tree(a) if ".sync-conflict-" in n]
+        (a / copy).unlink()  # "keep this one", by hand
+        wait_until(lambda: copy not in {f["path"] for f in status_json(
+            a, tmp_path / "cfgA")["files"]}, 20, 0.2, node_a.log())
+        for _ in range(2):  # the deletion comes, and nothing comes back after it
+            r = sync(ntfs_folder, tmp_path / "cfgB", node_a.address)
+            assert r.returncode == 5, r.stderr
+            assert not any(".sync-conflict-" in n for n in tree(ntfs_folder))
+        assert "Readme.md: same name here as 'README.md' (this device ignores case)" \
+            in r.stderr
+        assert tree(a) == {"README.md": b"upper\n", "Readme.md": b"mixed\n"}
+    finally:
+        assert node_a.stop() == 0, node_a.log()
+
+
+def _modes(folder) -> dict[str, int]:
+    return {n: os.lstat(folder / n).st_mode & 0o777 for n in os.listdir(folder)
+            if n != ".p2psync"}
+
+
+def test_the_probe_finds_windows_rules_on_the_mount(ntfs_folder):
+    from app.core import namerules
+
+    (ntfs_folder / ".p2psync").mkdir()
+    rules = namerules.probe(ntfs_folder)
+    assert (rules.case_sensitive, rules.refused_chars, rules.refuse_reserved,
+            rules.refuse_trailing) == (False, namerules.WINDOWS_CHARS, True, True)
+    assert not rules.keeps_modes and rules.mtime_step_ns == 100
+    assert os.listdir(ntfs_folder / ".p2psync") == []
