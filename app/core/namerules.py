@@ -40,7 +40,6 @@ WINDOWS_CHARS = '<>:"\\|?*'  # plus the controls 0-31, and "/" which no system a
 WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)]
     + [f"LPT{i}" for i in range(1, 10)])
-WINDOWS_PATH_MAX = 32_767  # UTF-16 units, with long paths on (the app asks for them)
 MAX_WIRE_CHARS = 64  # what a peer may put in `refused_chars`: more is not a rule set
 
 
@@ -57,7 +56,9 @@ class NameRules:
     max_name_bytes: int = MAX_NAME_BYTES  # UTF-8 bytes of one name
     max_path_bytes: int = MAX_PATH_BYTES  # UTF-8 bytes of a relative path
     keeps_modes: bool = True  # False: permission bits are a fixed show (FAT, NTFS on Linux)
-    mtime_step_ns: int = 1  # how fine the disk keeps a modification time (NTFS: 100 ns)
+    # how fine the disk keeps a modification time (NTFS: 100 ns); this device's own
+    # business, not told to peers
+    mtime_step_ns: int = field(default=1, compare=False)
     probed: bool = field(default=False, compare=False)  # found on the disk, not assumed
 
     def refuses(self, rel: str) -> str | None:
@@ -125,7 +126,8 @@ class NameRules:
 
 LINUX = NameRules()
 WINDOWS = NameRules(case_sensitive=False, refused_chars=WINDOWS_CHARS, refuse_controls=True,
-                    refuse_reserved=True, refuse_trailing=True)
+                    refuse_reserved=True, refuse_trailing=True, keeps_modes=False,
+                    mtime_step_ns=100)
 MACOS = NameRules(case_sensitive=False)
 
 
