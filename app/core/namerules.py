@@ -198,7 +198,8 @@ def probe(root: Path, fallback: NameRules | None = None) -> NameRules:
         case_sensitive = _probe_case(where, tag, made)
         keeps_modes = _probe_modes(made[0])
         mtime_step = _probe_mtime_step(made[0])
-        windows = _refused(where, f"{tag}-a:b", made)
+        # on Windows itself "a:b" would make an alternate data stream, not fail
+        windows = sys.platform == "win32" or _refused(where, f"{tag}-a:b", made)
         form = _probe_form(where, tag, made)
         device = os.stat(where).st_dev
     except OSError:
@@ -242,7 +243,8 @@ def _probe_modes(path: Path) -> bool:
 
 
 def _create(path: Path, made: list[Path]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o600)
     os.close(fd)
     made.append(path)
 
