@@ -355,7 +355,8 @@ class Spelling:
         brief = self.known.get(rel)
         if brief is not None and brief[1] != BRIEF_DELETED or self.is_live(rel):
             return rel
-        return self._index_spelling().get(self.rules.key(rel), rel)
+        by_key = self._index_spelling()
+        return by_key.get(self.rules.key(rel), rel) if by_key else rel  # empty: a first scan
 
     def _index_spelling(self) -> dict[str, str]:
         """key -> the path the index holds for it, a live one first; made on first need."""
