@@ -822,6 +822,28 @@ class Index:
         return None if row is None else row[0]
 
     @_locked
+    def index_case(self) -> None:
+        """Index the paths by lower(path), once, where the folder's file system ignores
+        case (app/core/namerules.py): `case_variants` then never reads the whole table.
+        Devices where case counts never pay for it. Made on a first call, which reads
+        the table once: call it off the event loop."""
+        with self._tx():
+            self._db.execute("CREATE INDEX IF NOT EXISTS files_lower ON files (lower(path))")
+
+    @_reads
+    def case_variants(self, paths: list[str]) -> list[tuple[str, bool]]:
+        """(path, deleted) of the entries whose path is one of `paths` but for the case
+        of its ASCII letters (SQLite's lower()): the candidates a caller keys itself.
+        Through `index_case`'s index: a few rows per path asked."""
+        out: list[tuple[str, bool]] = []
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            out += self._db.execute(
+                "SELECT path, deleted FROM files WHERE lower(path) IN "
+                f"({', '.join(['lower(?)'] * len(chunk))})", chunk).fetchall()
+        return out
+
+    @_locked
     def put_local(self, entries: Iterable[FileEntry]) -> None:
         """Store local changes in one transaction, each under a fresh sequence number.
 

@@ -23,6 +23,7 @@ class OpenFiles:
 
     def __init__(self, root: Path, index: Index, rescan: Callable[[str], None],
                  items: list) -> None:
+        self.root = root
         self.index = index
         self.rescan = rescan
         wanted = {i[1] for i in items if well_formed_request(i)}
@@ -45,7 +46,8 @@ class OpenFiles:
             self.open[rel] = None
             if rel in self.sizes:
                 try:
-                    parent, _, name = paths.validate(rel).rpartition("/")
+                    paths.validate(rel)
+                    parent, _, name = paths.on_disk(self.root, rel).rpartition("/")
                     self.open[rel] = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                              dir_fd=self.dirs.open(parent))
                 except (OSError, paths.BadPath):
