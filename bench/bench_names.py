@@ -7,7 +7,7 @@ the index by `lower(path)` (one query per 500 names, never a map of the whole in
 This script builds a folder of N small files in 100 directories, with mixed-case
 names, and times a first scan and a rescan with no change, for Linux's rules, Windows'
 rules, and Windows' rules with every name listed in lower case (what lowntfs-3g's
-`ignore_case` shows: every name then goes through the map). Runs alternate; it prints
+`ignore_case` shows: every name then takes the spelling the index holds). Runs alternate; it prints
 the median and the range of each figure and asserts nothing (bench/README.md).
 
 Usage:  PYTHONPATH=. python bench/bench_names.py [--files 20000] [--runs 3] [--dir D]

@@ -229,3 +229,31 @@ def test_a_disk_without_modes_or_fine_times_changes_nothing_by_showing_them(tmp_
     os.utime(root / "doc.txt", ns=(1_700_000_000_000_001_000,) * 2)  # a real change
     assert [e.path for e in scanner.scan(root, index, Ignore(root), names=rules).changed] \
         == ["doc.txt"]
+
+
+def test_a_scan_keeps_the_index_spelling_by_asking_the_index_per_directory(tmp_path):
+    """Where case does not count, a directory listed in another case (lowntfs-3g lists
+    every name in lower case) keeps the indexed spelling, also beyond ASCII where the
+    name is all lower case: looked up by lower(path) in the index, through its index."""
+    from app.core import scanner
+    from app.core.ignore import Ignore
+    from app.core.index import Index
+
+    root = tmp_path / "f"
+    (root / "Docs").mkdir(parents=True)
+    (root / "Docs" / "README.md").write_bytes(b"r")
+    (root / "\u00dcber.txt").write_bytes(b"u")
+    index = Index(tmp_path / "i.db", "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE")
+    scanner.scan(root, index, Ignore(root), names=WINDOWS)
+    (root / "Docs" / "README.md").rename(root / "Docs" / "readme.md")
+    (root / "Docs").rename(root / "docs")
+    (root / "\u00dcber.txt").rename(root / "\u00fcber.txt")
+    scanner.scan(root, index, Ignore(root), names=WINDOWS)  # new ctimes: hashed, same
+    assert scanner.scan(root, index, Ignore(root), names=WINDOWS).changed == []
+    live = sorted(e.path for e in index.all_local() if not e.deleted)
+    assert live == ["Docs", "Docs/README.md", "\u00dcber.txt"]
+    assert sorted(index.case_variants(namerules.case_forms(["docs/readme.md", "\u00fcber.txt"]))) \
+        == [("Docs/README.md", 0), ("\u00dcber.txt", 0)]
+    plan = index._main.execute("EXPLAIN QUERY PLAN SELECT path FROM files "
+                               "WHERE lower(path) IN (lower(?))", ("x",)).fetchall()
+    assert "files_lower" in str(plan)

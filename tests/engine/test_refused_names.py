@@ -91,3 +91,52 @@ def test_a_refused_name_is_never_fetched_nor_retried(tmp_path, monkeypatch):
             await a.stop()
 
     asyncio.run(main())
+
+
+def test_a_move_to_a_name_refused_here_is_the_old_name_deleted_alone(tmp_path):
+    """The assessment pairs a deletion with a new name of the same content as a move; where
+    the new name cannot be here, B deletes the old name (kept in its versions folder) and
+    the new one is an error, while A keeps its file; a move in case only waits for the old
+    name to go, then comes in."""
+    async def main() -> None:
+        (tmp_path / "A").mkdir()
+        for name in ("ok.txt", "Readme.md"):
+            (tmp_path / "A" / name).write_bytes(f"content of {name}\n".encode())
+        a = _node("A", tmp_path / "A", tmp_path / "cfgA", listen=True)
+        b = _node("B", tmp_path / "B", tmp_path / "cfgB", listen=False)
+        await a.start()
+        await b.start()
+        b.name_rules = b.puller.names = WINDOWS
+        moves: list = []
+        run_round = b.puller.run_round
+
+        async def counted(actions, renames=()):
+            moves.extend((old.path, new.path) for old, new in renames)
+            return await run_round(actions, renames)
+
+        b.puller.run_round = counted
+        peer = [("127.0.0.1", a.listen_address[1])]
+        try:
+            await sync_once(b, peer, 30)
+            assert (tmp_path / "B" / "ok.txt").exists()
+            (tmp_path / "A" / "ok.txt").rename(tmp_path / "A" / "a:b")
+            (tmp_path / "A" / "Readme.md").rename(tmp_path / "A" / "README.md")
+            await a.scan_now()  # B, still connected, hears of it and pulls
+            for _ in range(300):
+                names = sorted(p.name for p in (tmp_path / "B").iterdir())
+                if names == [".p2psync", "README.md"] and "a:b" in b.index.failures():
+                    break
+                await asyncio.sleep(0.1)
+            assert ("ok.txt", "a:b") in moves  # the plan's move, not two unrelated paths
+            assert sorted(p.name for p in (tmp_path / "B").iterdir()) == [".p2psync",
+                                                                         "README.md"]
+            assert (tmp_path / "B" / "README.md").read_bytes() == b"content of Readme.md\n"
+            kept = [p for p in (tmp_path / "B" / ".p2psync" / "versions").rglob("ok*")]
+            assert [p.read_bytes() for p in kept] == [b"content of ok.txt\n"]
+            assert (tmp_path / "A" / "a:b").read_bytes() == b"content of ok.txt\n"
+            assert b.index.failures() == {"a:b": "':' is not allowed in names on this device"}
+        finally:
+            await b.stop()
+            await a.stop()
+
+    asyncio.run(main())
