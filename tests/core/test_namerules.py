@@ -257,3 +257,6 @@ def test_a_scan_keeps_the_index_spelling_by_asking_the_index_per_directory(tmp_p
     plan = index._main.execute("EXPLAIN QUERY PLAN SELECT path FROM files "
                                "WHERE lower(path) IN (lower(?))", ("x",)).fetchall()
     assert "files_lower" in str(plan)
+    generation = index.generation
+    scanner.scan(root, index, Ignore(root), names=WINDOWS)
+    assert index.generation == generation  # no write per scan: plans stay cached
