@@ -165,7 +165,7 @@ def version_name(rel: str, when: float, root: Path | None = None, n: int = 0) ->
 def matches_disk(root: Path, entry: FileEntry | None, rel: str) -> bool:
     """True when the disk holds what the index says: nothing, or that very file."""
     try:
-        st = os.lstat(root / rel)
+        st = os.lstat(root / paths.on_disk(root, rel))
     except FileNotFoundError:
         st = None
     return stat_matches(entry, st)
@@ -225,7 +225,7 @@ def archive(root: Path, rel: str, when: float | None = None, by: str = "",
     Where the file system has no hard links, it is moved as without `keep`.
     """
     when = time.time() if when is None else when
-    src = root / rel
+    src = root / paths.on_disk(root, rel)  # stored NFD, say: that very file
     size = os.lstat(src).st_size
     n = 0
     while True:

@@ -490,6 +490,7 @@ class Index:
         self._path = os.fspath(db_path)
         self._readers: list[tuple[sqlite3.Connection, _Devices, threading.Lock]] = []
         self._closed = False
+        self._case_indexed = False  # see index_case
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
         self._main = sqlite3.connect(
             self._path, check_same_thread=False, isolation_level=None, timeout=30
@@ -823,6 +824,34 @@ class Index:
             "SELECT path FROM files WHERE inode = ? AND kind = 1 AND NOT deleted LIMIT 1",
             (inode_to_db(inode),)).fetchone()
         return None if row is None else row[0]
+
+    @_locked
+    def index_case(self) -> None:
+        """Index the paths by lower(path), once, where the folder's file system ignores
+        case (app/core/namerules.py): `case_variants` then never reads the whole table.
+        Devices where case counts never pay for it. Made on a first call, which reads
+        the table once: call it off the event loop. No write (nor generation) after."""
+        if self._case_indexed:
+            return
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' "
+                            "AND name = 'files_lower'").fetchone() is None:
+            with self._tx():
+                self._db.execute("CREATE INDEX IF NOT EXISTS files_lower "
+                                 "ON files (lower(path))")
+        self._case_indexed = True
+
+    @_reads
+    def case_variants(self, paths: list[str]) -> list[tuple[str, bool]]:
+        """(path, deleted) of the entries whose path is one of `paths` but for the case
+        of its ASCII letters (SQLite's lower()): the candidates a caller keys itself.
+        Through `index_case`'s index: a few rows per path asked."""
+        out: list[tuple[str, bool]] = []
+        for i in range(0, len(paths), 500):
+            chunk = paths[i:i + 500]
+            out += self._db.execute(
+                "SELECT path, deleted FROM files WHERE lower(path) IN "
+                f"({', '.join(['lower(?)'] * len(chunk))})", chunk).fetchall()
+        return out
 
     @_locked
     def put_local(self, entries: Iterable[FileEntry]) -> None:

@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 import stat
+import unicodedata
 from pathlib import Path
 
 import blake3
@@ -129,6 +130,8 @@ def short_hash(text: str) -> str:
 def safe_join(root: Path, rel: str) -> Path:
     """Validate `rel` and return root/rel, refusing parents that are not real directories.
 
+    rel as the disk spells it (`on_disk`): a file stored NFD is reached by its NFC path.
+
     A parent directory that is a symlink (or a file) could redirect a write outside
     the folder, so every parent component that exists must be a real directory
     (checked with lstat). Missing parents are fine: the caller creates them. The last
@@ -136,6 +139,7 @@ def safe_join(root: Path, rel: str) -> Path:
     replace.
     """
     validate(rel)
+    rel = on_disk(root, rel)
     parts = rel.split("/")
     cur = Path(root)
     for part in parts[:-1]:
@@ -148,6 +152,32 @@ def safe_join(root: Path, rel: str) -> Path:
             kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
             raise BadPath(f"parent {cur} of {rel!r} is {kind}")
     return Path(root) / rel
+
+
+def on_disk(root: Path | str, rel: str) -> str:
+    """rel as the disk spells it: where a name is stored in another Unicode form.
+
+    Names are indexed and travel NFC; a file copied from a Mac onto Linux may be
+    stored NFD, and Linux keeps the bytes as given, so the NFC path does not reach it.
+    Each non-ASCII component that is not there as spelled is looked for in its other
+    form (one lstat); from the first one found in neither form on, rel's own spelling
+    (a new path, in the folders that are there).
+    """
+    if rel.isascii() or os.path.lexists(os.path.join(root, rel)):
+        return rel
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        here = "/".join(parts[:i + 1])
+        if part.isascii() or os.path.lexists(os.path.join(root, here)):
+            continue
+        for form in ("NFD", "NFC"):
+            other = unicodedata.normalize(form, part)
+            if other != part and os.path.lexists(os.path.join(root, *parts[:i], other)):
+                parts[i] = other
+                break
+        else:
+            break  # not on the disk in either form: the rest is new
+    return "/".join(parts)
 
 
 def link_escapes(rel: str, target: str) -> bool:

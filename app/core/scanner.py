@@ -50,12 +50,14 @@ from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
 from app.core.model import FileEntry, Kind
+from app.core.namerules import LINUX, NameRules, Spelling
 from app.core.paths import (
     META_DIR,
     TEMP_PREFIX,
     BadPath,
     is_temp_name,
     link_escapes,
+    on_disk,
     safe_join,
     validate,
     validate_child,
@@ -100,11 +102,14 @@ def scan(
     ignore: Ignore,
     subpaths: Iterable[str] | None = None,
     settle: float = 0.0,
+    names: NameRules = LINUX,
 ) -> ScanResult:
     """Scan the whole folder, or only `subpaths` (relative; each with all beneath it).
 
     `settle` > 0: files changed within that many seconds are not picked up yet (see
     the module docstring); the engine's watching nodes pass it, a one-shot scan not.
+    `names`: the folder's file-name rules, by which a listed name is indexed under the
+    spelling the index already holds for it (see app.core.namerules.Spelling).
 
     Does not reload the ignore file: the engine calls `ignore.reload_if_changed()`
     so that it also learns when the rules changed.
@@ -112,7 +117,9 @@ def scan(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"folder root is missing or not a directory: {root}")
-    job = _Scan(root, index, ignore, full=subpaths is None, settle=settle)
+    if not names.case_sensitive:
+        index.index_case()  # what Spelling looks names up by (made once, here: a thread)
+    job = _Scan(root, index, ignore, full=subpaths is None, settle=settle, names=names)
     if subpaths is None:
         job.run_full()
     else:
@@ -184,7 +191,7 @@ class _Scan:
     """The state of one scan; methods are the steps, `commit` writes what is left."""
 
     def __init__(self, root: Path, index: Index, ignore: Ignore, full: bool,
-                 settle: float = 0.0) -> None:
+                 settle: float = 0.0, names: NameRules = LINUX) -> None:
         self.root = root
         self.settle = settle
         self.index = index
@@ -204,6 +211,7 @@ class _Scan:
         self.skipped: dict[str, str] = {}  # what could not be indexed: path shown -> why
         self.skipped_more = 0  # beyond SKIPPED_KEPT
         self.scanned: list[str] = []  # the subpaths of a partial scan
+        self.spelling = Spelling(names, index.case_variants, self._indexed_alive)
 
     # --- entry points
 
@@ -215,7 +223,8 @@ class _Scan:
 
     def run_subpaths(self, subpaths: list[str]) -> None:
         self.start_seq = self.index.max_seq()
-        self.scanned = _outermost(subpaths)
+        # where case does not count, "README" asked is the indexed "Readme"
+        self.scanned = _outermost([self.spelling.indexed(sp) for sp in subpaths])
         for sp in self.scanned:
             self._scan_subpath(sp)
 
@@ -289,16 +298,16 @@ class _Scan:
         """Put a directory's entries on the walk; an unlistable one protects its subtree."""
         try:
             with os.scandir(abs_dir) as it:
-                for de in it:
-                    if not rel_dir and de.name == META_DIR:
-                        continue
-                    try:
-                        rel = validate_child(rel_dir, de.name)
-                    except BadPath as exc:
-                        log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
-                        self._bad_name(rel_dir, de)
-                        continue
-                    walk.push(rel, de.path, de)
+                listed = [de for de in it if rel_dir or de.name != META_DIR]
+            # as the index spells them (a case-insensitive disk, a name stored NFD)
+            for de, name in zip(listed, self.spelling.names(rel_dir, listed), strict=True):
+                try:
+                    rel = validate_child(rel_dir, name)
+                except BadPath as exc:
+                    log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
+                    self._bad_name(rel_dir, de)
+                    continue
+                walk.push(rel, de.path, de)
         except FileNotFoundError:
             if root:
                 raise
@@ -373,7 +382,7 @@ class _Scan:
     def _visit_ancestor(self, anc: str) -> bool:
         """Record a parent of a subpath (new parents need entries too); False if not a dir."""
         try:
-            st = os.lstat(self.root / anc)
+            st = os.lstat(self.root / on_disk(self.root, anc))
         except OSError:
             return False
         if not stat.S_ISDIR(st.st_mode):
@@ -381,11 +390,13 @@ class _Scan:
         if anc not in self.visited_dirs and not self.ignore.matches(anc, is_dir=True):
             self.visited_dirs.add(anc)
             old = self.index.get(anc)
-            self._dir(anc, st, _brief_of(old) if old is not None else None)
+            brief = _brief_of(old) if old is not None else None
+            self._dir(anc, self.spelling.shown(st, brief), brief)
         return True
 
     def _visit(self, rel: str, abs_path: str, st: os.stat_result, brief: Brief | None) -> bool:
         """Handle one existing path; True when it is a directory to descend into."""
+        st = self.spelling.shown(st, brief)  # a disk without modes: the index's bits
         is_dir = stat.S_ISDIR(st.st_mode)
         name = rel[rel.rfind("/") + 1 :]
         if not is_dir and name.startswith(TEMP_PREFIX) and is_temp_name(name):
@@ -411,6 +422,10 @@ class _Scan:
             if brief is not None:
                 self._gone(brief)
         return False
+
+    def _indexed_alive(self, rel: str) -> bool:
+        old = self.index.get(rel)
+        return old is not None and not old.deleted
 
     def _protect(self, rel: str) -> None:
         self.protected.append(rel)
@@ -520,9 +535,9 @@ class _Scan:
                 self._defer(rel, time.time())
             return True
         old = self.index.get(rel) if brief is not None else None
-        if _live(old, Kind.FILE) and (old.hash, old.size, old.mtime_ns) == (
-            h, size, st.st_mtime_ns
-        ) and modes.same_synced_bits(old.mode, _perm(st)):
+        if _live(old, Kind.FILE) and (old.hash, old.size) == (h, size) \
+                and self.spelling.rules.same_time(old.mtime_ns, st.st_mtime_ns) \
+                and modes.same_synced_bits(old.mode, _perm(st)):
             self._same_file(old, st)  # other permission bits are this device's business
             return True
         self._new_version(
@@ -581,10 +596,15 @@ class _Scan:
         )
 
     def _same_file(self, old: FileEntry, st: os.stat_result) -> None:
-        """Same content and metadata: no new version, only bookkeeping if needed."""
-        if old.error:
+        """Same content and metadata: no new version, only bookkeeping if needed.
+
+        The mtime too, where the disk keeps it coarser than it was set (NTFS: 100 ns):
+        the same time as far as this disk can tell, recorded as the disk has it.
+        """
+        if old.error or old.mtime_ns != st.st_mtime_ns:
             self._write(dataclasses.replace(old, error="", inode=st.st_ino,
-                                            ctime_ns=st.st_ctime_ns, mode=_perm(st)))
+                                            ctime_ns=st.st_ctime_ns, mode=_perm(st),
+                                            mtime_ns=st.st_mtime_ns))
         elif (old.inode, old.ctime_ns, old.mode) != (st.st_ino, st.st_ctime_ns, _perm(st)):
             self._stat(old.path, st.st_ino, st.st_ctime_ns, _perm(st))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.aio import cancel_and_wait
-from app.core import marker, paths, scanner, versionstore
+from app.core import marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
 from app.core.index import BRIEF_DELETED, Index
@@ -166,6 +166,7 @@ class Node:
         self.puller = Puller(self.root, self.index, self.disk_lock,
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
+        self.name_rules = namerules.os_default()  # until start() probes the folder
         self.listen_address: tuple[str, int] | None = None
         self.failures: dict[str, str] = {}  # path -> why it could not be synced (last round)
         # the failures that will not go away by themselves: a full disk, a name refused...
@@ -231,6 +232,7 @@ class Node:
     async def start(self) -> None:
         self._spawn(self.loop_lag.run())
         await self._check_folder()  # before anything may scan or write there
+        await asyncio.to_thread(self._learn_names)
         if self.opts.watch:  # before the first scan: no change may fall in between
             self._start_watcher()
             self._spawn(self._periodic_rescan())
@@ -305,7 +307,7 @@ class Node:
             await self._reload_ignore()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None,
-                                             self._settle())
+                                             self._settle(), self.name_rules)
             if subpaths is None:
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
@@ -556,10 +558,19 @@ class Node:
 
     def _hello_extra(self) -> dict:
         if self.roles is None:
-            return {"role": "oneshot", "port": 0, SAME_KEY: 1}
+            return {"role": "oneshot", "port": 0, SAME_KEY: 1,
+                    "names": self.name_rules.to_wire()}
         extra = self.roles.announcement()
         del extra["device"], extra["name"]  # the hello carries those already
-        return {**extra, SAME_KEY: 1}
+        return {**extra, SAME_KEY: 1, "names": self.name_rules.to_wire()}
+
+    def _learn_names(self) -> None:
+        """The names this folder's file system holds (app/core/namerules.py), once."""
+        self.name_rules = self.puller.names = namerules.probe(self.root)
+        if self.name_rules != namerules.LINUX:
+            log.info("names here: %s", self.name_rules.describe())
+        if not self.name_rules.case_sensitive:
+            self.index.index_case()  # what case twins are looked up by (a thread: once O(n))
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> object:

@@ -26,7 +26,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from app.core import apply, batchwrite, cannotwrite, diskio, hashing, holes, modes, paths, platform
+from app.core import (
+    apply,
+    batchwrite,
+    cannotwrite,
+    diskio,
+    hashing,
+    holes,
+    modes,
+    namerules,
+    paths,
+    platform,
+)
 from app.core.dirfds import DirFds
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
@@ -95,6 +106,8 @@ class Puller:
         self.on_indexed: Callable[[], None] = lambda: None  # entries went into the index
         # device -> the data links to fetch from it over (app/engine/linkfetch.py), if any
         self.links_for: Callable[[str], Fetcher | None] = lambda device: None
+        self.names = namerules.LINUX  # the names this folder holds (the node probes them)
+        self._asked_as: dict[str, str] = {}  # a case twin's copy -> the peer's path of it
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -122,7 +135,7 @@ class Puller:
                         renames: list[tuple[Action, Action]] = ()) -> RoundResult:
         """Carry out a plan: `renames` are (deletion, fetch) pairs of one content, moves."""
         result = RoundResult()
-        rest = actions
+        rest, renames = self._screen_plan(actions, renames, result)
         order = {ADOPT: 0, MKDIR: 1, FETCH: 3, LINK: 3, META: 3}
         early = sorted((a for a in rest if a.op in (ADOPT, MKDIR)),
                        key=lambda a: (order[a.op], a.path))
@@ -202,6 +215,91 @@ class Puller:
             log.warning("could not sync %s: %s", rel, why)
             self.emit("error", {"path": rel, "reason": why})
 
+    # --- names this device cannot hold (app/core/namerules.py) ------------------------
+    def _screen_plan(self, actions: list[Action], renames: list[tuple[Action, Action]],
+                     result: RoundResult) -> tuple[list[Action], list[tuple[Action, Action]]]:
+        """`_screen_names` over the plan and both halves of its moves: a move whose new
+        name cannot be here (or must wait) is its deletion alone, as without the move."""
+        if not self.names.strict and self.names.case_sensitive:
+            return actions, list(renames)
+        kept = self._screen_names([*actions, *(a for pair in renames for a in pair)], result)
+        ids = {id(a) for a in kept}
+        moves = [(old, new) for old, new in renames if id(old) in ids and id(new) in ids]
+        paired = {id(a) for pair in moves for a in pair}
+        return [a for a in kept if id(a) not in paired], moves
+
+    def _screen_names(self, actions: list[Action], result: RoundResult) -> list[Action]:
+        """The plan without what this device cannot hold, which becomes an error here.
+
+        Never fetched, and not retried every few seconds (blocked, not failed): the
+        path is planned again when its entry changes. A file whose name only differs
+        in case from one we hold comes in as a conflict copy beside it instead.
+        """
+        if not self.names.strict and self.names.case_sensitive:
+            return actions
+        self._asked_as.clear()
+        made = {a.path for a in actions if a.op in (FETCH, MKDIR, LINK) and not a.target.deleted}
+        local = self.index.get_many(list(made))
+
+        def creates(a: Action) -> bool:
+            mine = local.get(a.path)
+            return a.path in made and (mine is None or mine.deleted)
+
+        screened = namerules.screen(self.names, actions, creates, self._held_keys)
+        for path, why in screened.refused.items():
+            self._refuse(path, why, result)
+        kept = screened.actions
+        twins = {a.path: a for a in actions if a.path in screened.twins}
+        for path, holder in screened.twins.items():
+            copy = self._twin_copy(twins[path], holder, result)
+            if copy is not None:
+                kept.append(copy)
+        result.waiting += screened.later
+        return kept
+
+    def _held_keys(self, paths: list[str]) -> dict[str, str]:
+        """key -> our live path under that name, for these paths (a plan's worth, looked
+        up by case in the index: never the whole folder)."""
+        return {self.names.key(rel): rel
+                for rel, deleted in self.index.case_variants(namerules.case_forms(paths))
+                if not deleted}
+
+    def _twin_copy(self, a: Action, holder: str, result: RoundResult) -> Action | None:
+        """The fetch of a case twin's content into its conflict copy (None: kept already).
+
+        A copy someone deleted (the conflict resolved on a device that holds both
+        names) is not made again: that version stays where it is, an error here.
+        """
+        copy = apply.conflict_name(a.path, a.target.mtime_ns,
+                                   a.target.modified_by or self.index.device_id)
+        mine = self.index.get(copy)
+        if mine is not None and mine.deleted:
+            self._refuse(a.path, f"same name here as {holder!r} (this device ignores case)",
+                         result)
+            return None
+        kept = mine is not None and not mine.deleted and mine.hash == a.target.hash
+        if not kept:
+            copy = self._free_conflict_name(a.path, a.target)
+        self._refuse(a.path, f"same name here as {holder!r} (this device ignores case); "
+                     f"its content is kept as {copy!r}", result)
+        if kept:
+            return None
+        self._asked_as[copy] = a.path
+        target = replace(a.target, path=copy, version=self._fresh_version(copy),
+                         modified_by=self.index.device_id)
+        return Action(FETCH, copy, target, a.sources)
+
+    def _asked(self, a: Action) -> str:
+        """The path to ask the peers for: a twin's copy is their file under its own name."""
+        return self._asked_as.get(a.path, a.path)
+
+    def _refuse(self, path: str, why: str, result: RoundResult) -> None:
+        result.blocked[path] = why
+        if self._reported.get(path) != why:  # say it once, not at every round
+            self._reported[path] = why
+            log.warning("cannot sync %s here: %s", path, why)
+            self.emit("error", {"path": path, "reason": why})
+
     # --- renames ---------------------------------------------------------------------
     async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
                            ) -> None:
@@ -238,8 +336,9 @@ class Puller:
             for old, new in pairs:
                 try:
                     mine = local.get(old.path)
-                    odir, _, oname = old.path.rpartition("/")
-                    ndir, _, nname = new.path.rpartition("/")
+                    # as the disk spells them (a name stored NFD): one lstat, beyond ASCII
+                    odir, _, oname = paths.on_disk(self.root, old.path).rpartition("/")
+                    ndir, _, nname = paths.on_disk(self.root, new.path).rpartition("/")
                     ofd = olds.open(odir)
                     if mine is None or not apply.stat_matches(mine, platform.stat_in(ofd, oname)):
                         raise apply.DiskChanged
@@ -261,7 +360,7 @@ class Puller:
                         finally:
                             os.close(fd)
                     entries += [new.target.recorded(st.st_ino, st.st_ctime_ns,
-                                                    st.st_mode & 0o777),
+                                                    _mode_kept(st)),
                                 old.target.recorded()]
                     out.append(None)
                 except (apply.DiskChanged, OSError, paths.BadPath) as e:
@@ -503,7 +602,7 @@ class Puller:
                 continue
             room -= target.size
             conn = sources[len(asked) % len(sources)]
-            asked.append((a, conn.request_block(a.path, 0, target.size, target.blocks),
+            asked.append((a, conn.request_block(self._asked(a), 0, target.size, target.blocks),
                           conn.info.name))
         retry = []
         for a, fut, name in asked:
@@ -554,7 +653,7 @@ class Puller:
         """On the writer thread: the batch written to temp files and flushed."""
         local = self.index.get_many([a.path for a, _, _ in ready])
         return batchwrite.stage(self.root, [batchwrite.SmallFile(
-            a.path, data, a.target.blocks,
+            paths.on_disk(self.root, a.path), data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
@@ -565,7 +664,8 @@ class Puller:
         their index entries."""
         outcomes = staged.publish()
         self.index.put_local([
-            a.target.recorded(out.inode, out.ctime_ns, out.mode)
+            a.target.recorded(out.inode, out.ctime_ns,
+                              out.mode if self.names.keeps_modes else None)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
             if isinstance(out, batchwrite.Placed)])
         return outcomes
@@ -609,7 +709,7 @@ class Puller:
         """The block and the name of the peer that gave it."""
         for conn in self._live_sources(a):
             async with self._slots:
-                data = await conn.request_block(a.path, 0, size, h)
+                data = await conn.request_block(self._asked(a), 0, size, h)
             if data is not None and len(data) == size and hashing.block_hash(data) == h:
                 return data, conn.info.name
         raise NoSource(f"no connected peer could give {a.path}")
@@ -632,7 +732,7 @@ class Puller:
         """Our live version at rel into the versions folder (`keep`: see apply.archive)."""
         if local is not None and local.kind == Kind.DIR:
             os.rmdir(self.root / rel)  # fails (and keeps everything) unless empty
-        elif os.path.lexists(self.root / rel):
+        elif os.path.lexists(paths.safe_join(self.root, rel)):
             apply.archive(self.root, rel, by=by, keep=keep)
 
     def _keep_conflict_copy(self, local: FileEntry | None, rel: str, by: str,
@@ -714,8 +814,8 @@ class Puller:
                 missing.append(i)
         if ranges:
             local = self.index.get(a.path)
-            copied = await asyncio.to_thread(_copy_ranges, self.root / a.path, fd, ranges,
-                                             target.size)
+            copied = await asyncio.to_thread(_copy_ranges, paths.safe_join(self.root, a.path),
+                                             fd, ranges, target.size)
             if not apply.matches_disk(self.root, local, a.path):
                 raise apply.DiskChanged  # edited while we copied from it: start over later
             result.bytes_reused += copied
@@ -801,7 +901,7 @@ class Puller:
                     await self._slots.acquire()
                     queue.pop()
                     conn = options[i % len(options)]
-                    fut = conn.request_block(a.path, i * BLOCK_SIZE,
+                    fut = conn.request_block(self._asked(a), i * BLOCK_SIZE,
                                              _block_size(target.size, i), hashes[i])
                     fut.is_write = False  # type: ignore[attr-defined]
                     fut.add_done_callback(completed.put_nowait)
@@ -871,7 +971,7 @@ class Puller:
         if not fetchers:
             return missing, set(), 0
         done = self.in_progress.get(a.path, (0, target.size))[0]
-        job = FetchJob(fd, direct, a.path, target.size, hashes,
+        job = FetchJob(fd, direct, self._asked(a), target.size, hashes,
                        lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
         job.share(fetchers, missing)
         await job.wait(fetchers)
@@ -919,10 +1019,19 @@ def _batches(items: list[T], key: Callable[[T], tuple[str, ...]] = lambda a: (a.
     return out
 
 
-def _on_disk(full: Path) -> tuple[int, int, int]:
-    """The stat bookkeeping an entry keeps of what was just written: inode, ctime, mode."""
+def _on_disk(full: Path) -> tuple[int, int, int | None]:
+    """The stat bookkeeping an entry keeps of what was just written: inode, ctime, mode.
+
+    No mode where the disk has none to show (its 0777 would make every file
+    executable): the entry keeps the one it came with.
+    """
     st = os.lstat(full)
-    return st.st_ino, st.st_ctime_ns, st.st_mode & 0o777
+    return st.st_ino, st.st_ctime_ns, _mode_kept(st)
+
+
+def _mode_kept(st: os.stat_result) -> int | None:
+    """st's permission bits, or None on a disk that shows one fixed mode (see _on_disk)."""
+    return st.st_mode & 0o777 if namerules.modes_kept(st) else None
 
 
 def _file_mode(local: FileEntry | None) -> int | None:

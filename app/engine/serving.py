@@ -23,6 +23,7 @@ class OpenFiles:
 
     def __init__(self, root: Path, index: Index, rescan: Callable[[str], None],
                  items: list) -> None:
+        self.root = root
         self.index = index
         self.rescan = rescan
         wanted = {i[1] for i in items if well_formed_request(i)}
@@ -45,7 +46,8 @@ class OpenFiles:
             self.open[rel] = None
             if rel in self.sizes:
                 try:
-                    parent, _, name = paths.validate(rel).rpartition("/")
+                    paths.validate(rel)
+                    parent, _, name = paths.on_disk(self.root, rel).rpartition("/")
                     self.open[rel] = platform.open_in(self.dirs.open(parent), name,
                                                       platform.READ_FLAGS)
                 except (OSError, paths.BadPath):

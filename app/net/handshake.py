@@ -59,7 +59,9 @@ class PeerInfo:
     device_id: str
     name: str
     cert_der: bytes
-    extra: dict  # the peer's non-standard hello keys (e.g. "listen", "role")
+    # the peer's non-standard hello keys (e.g. "listen", "role"; "names": its file-name
+    # rules, app.core.namerules.from_wire, absent from older peers)
+    extra: dict
 
 
 async def handshake(
