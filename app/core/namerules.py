@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from app.core import platform
 from app.core.model import Kind
 from app.core.modes import dir_mode, file_mode
 from app.core.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, META_DIR
@@ -274,10 +275,7 @@ def _probe_form(where: Path, tag: str, made: list[Path]) -> str:
 
 
 def _name_max(where: Path) -> int:
-    try:
-        return min(MAX_NAME_BYTES, os.statvfs(where).f_namemax) or MAX_NAME_BYTES
-    except (OSError, AttributeError):
-        return MAX_NAME_BYTES
+    return min(MAX_NAME_BYTES, platform.name_max(where) or MAX_NAME_BYTES)
 
 
 class Spelling:

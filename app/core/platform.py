@@ -584,3 +584,15 @@ def long_path(path: str, *, windows: bool = WINDOWS) -> str:
     if len(path) > 2 and path[1] == ":":
         return "\\\\?\\" + path.replace("/", "\\")
     return path
+
+
+# --- file systems --------------------------------------------------------------------------
+def name_max(path: Path | str) -> int | None:
+    """The longest name (bytes) the file system at path takes, where the system says
+    (statvfs); None where it does not (Windows: NTFS takes 255 UTF-16 units)."""
+    if sys.platform == "win32":
+        return None
+    try:
+        return os.statvfs(path).f_namemax or None
+    except OSError:
+        return None
