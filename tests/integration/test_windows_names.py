@@ -101,7 +101,7 @@ def test_names_windows_refuses_are_errors_here_and_untouched_there(tmp_path, ntf
         assert {n: after[n] for n in before} == before
         assert {n: m for n, m in _modes(a).items() if n in modes} == modes
         a_rows = {f["path"]: f for f in status_json(a, tmp_path / "cfgA")["files"]}
-        assert all(not a_rows[n].get("why", "").startswith("deleted") for n in files)
+        assert all(not (a_rows[n].get("why") or "").startswith("deleted") for n in files)
 
         # nothing is fetched again while nothing changed: a second sync says the same
         r2 = sync(ntfs_folder, tmp_path / "cfgB", node_a.address, timeout=60)
