@@ -47,6 +47,7 @@ from app.engine.node import NodeOptions
 from app.errors import P2PError
 from app.gui import autostart
 from app.gui.activity import ActivityLog
+from app.gui.columns import PathKeepsRoom
 from app.gui.conflicts import ConflictsPanel
 from app.gui.details import DetailsPane
 from app.gui.dialogs import AboutDialog, SettingsDialog
@@ -361,10 +362,13 @@ class MainWindow(QMainWindow):
         h.setHighlightSections(False)
         h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         fm = self.fontMetrics()
+        widths = {}
         for col, sample in ((1, "1023.9 MB  "), (2, "2026-12-31 23:59  "),
                             (3, "Error: link leads outside the folder ")):
             h.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
-            h.resizeSection(col, fm.horizontalAdvance(sample) + 28)
+            widths[col] = fm.horizontalAdvance(sample) + 28
+            h.resizeSection(col, widths[col])
+        self._columns = PathKeepsRoom(self.files_view, {3: widths[3], 2: widths[2]})
         self.details = DetailsPane()
         self.details.wanted.connect(lambda p: self.worker and self.worker.load_details(p))
         v.addWidget(self.details.beside(self.files_view), 1)

@@ -143,6 +143,9 @@ def main() -> int:
             step["n"] = 3  # the video, re-encoded on the laptop: all new content
         elif step["n"] == 3 and iso is not None and 0.1 <= (iso[5] or 0) <= 0.95 \
                 and m.state_of("videos/holiday.mp4") == "local_change":
+            step["n"] = 3.5
+            w.files_view.selectRow(m.row_of("backup/disk image.iso"))  # its details pane
+        elif step["n"] == 3.5 and not w.details.why.isHidden() and w.details.why.text():
             step["n"] = 4
             shoot(out)
             w.tabs.setCurrentIndex(1)
