@@ -147,8 +147,7 @@ class Puller:
                 files.append(a)
         deletes = sorted((a for a in rest if a.op == DELETE),
                          key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
-        for a in early:
-            await self._run_one(a, result)
+        await self._run_in_turn(early, result)
         await self._run_renames(renames, result)
         sem = asyncio.Semaphore(FILE_CONCURRENCY)
 
@@ -158,11 +157,18 @@ class Puller:
 
         await asyncio.gather(self._fetch_small_files(small, result),
                              *(limited(a) for a in files))
-        for a in deletes:
-            await self._run_one(a, result)
+        await self._run_in_turn(deletes, result)
         async with self.lock:
             self.flush()
         return result
+
+    async def _run_in_turn(self, actions: list[Action], result: RoundResult) -> None:
+        """One after the other, giving the loop a turn after each: a step takes the disk
+        lock, which does not yield when free, and 10,000 directories removed in a row
+        blocked the loop for 14 s (the peer dropped us for not answering)."""
+        for a in actions:
+            await self._run_one(a, result)
+            await asyncio.sleep(0)
 
     async def _run_one(self, a: Action, result: RoundResult) -> None:
         try:
