@@ -183,21 +183,42 @@ def _ask(peer, yes: bool, answer) -> None:
     if yes:
         answer(True)
         return
+    print(f"Do the same words show on {peer.name}? Pair with it? [y/N] ", end="",
+          file=sys.stderr, flush=True)  # here, not in the thread: before any outcome's line
+    _PROMPT.open = True
 
     def read() -> None:
-        print(f"Do the same words show on {peer.name}? Pair with it? [y/N] ", end="",
-              file=sys.stderr, flush=True)
         try:
             line = sys.stdin.readline()
             typed = sys.stdin.isatty()
         except (OSError, ValueError):
             line, typed = "", False
-        if not typed:  # a terminal echoed the answer; a pipe did not: end the line
-            print(line.strip() or "(no answer: pass --yes to pair without asking)",
-                  file=sys.stderr, flush=True)
+        with _PROMPT.lock:
+            if not _PROMPT.open:
+                return  # the pairing ended meanwhile (the other side declined)
+            _PROMPT.open = False
+            if not typed:  # a terminal echoed the answer; a pipe did not: end the line
+                print(line.strip() or "(no answer: pass --yes to pair without asking)",
+                      file=sys.stderr, flush=True)
         answer(line.strip().lower() in ("y", "yes"))
 
     threading.Thread(target=read, name="p2psync-confirm", daemon=True).start()
+
+
+class _PROMPT:
+    """Whether the question waits for its answer on stderr's current line."""
+
+    lock = threading.Lock()
+    open = False
+
+
+def _close_prompt() -> None:
+    """End a question nobody answered (the pairing ended first) with its line, so the
+    line that says how it ended is a line of its own."""
+    with _PROMPT.lock:
+        if _PROMPT.open:
+            _PROMPT.open = False
+            print(file=sys.stderr, flush=True)
 
 
 async def _interruptible(work) -> int:
@@ -212,6 +233,8 @@ async def _interruptible(work) -> int:
         if not stopped:
             raise
         raise P2PError("interrupted: the pairing is cancelled") from None
+    finally:
+        _close_prompt()
 
 
 def _span(seconds: float) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import os
 import socket
@@ -44,6 +45,7 @@ from app.net.connection import MAX_DATA_BYTES, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake
 
 log = logging.getLogger(__name__)
+NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSON, as on the wire)
 
 INDEX_BATCH = 1000
 SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
@@ -565,8 +567,11 @@ class Node:
         return {**extra, SAME_KEY: 1, "names": self.name_rules.to_wire()}
 
     def _learn_names(self) -> None:
-        """The names this folder's file system holds (app/core/namerules.py), once."""
+        """The names this folder's file system holds (app/core/namerules.py), once; kept
+        in the index for what may not write in the folder (a dry run)."""
         self.name_rules = self.puller.names = namerules.probe(self.root)
+        with contextlib.suppress(sqlite3.Error):
+            self.index.set_meta(NAME_RULES_KEY, json.dumps(self.name_rules.to_wire()))
         if self.name_rules != namerules.LINUX:
             log.info("names here: %s", self.name_rules.describe())
         if not self.name_rules.case_sensitive:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -34,7 +35,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import marker
+from app.core import marker, namerules
 from app.core.apply import conflict_name
 from app.core.hashing import zero_hash
 from app.core.index import Index
@@ -43,7 +44,7 @@ from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.paths import META_DIR
 from app.core.planner import ADOPT, DELETE, FETCH, MKDIR, Action, plan_path
 from app.engine.assessment import Assessment, Inputs, assess
-from app.engine.node import Node, PeerState
+from app.engine.node import NAME_RULES_KEY, Node, PeerState
 
 PEER_BATCH = 2000  # our entries planned from a peer's side at a time
 MOVE_REACH = 8  # how far apart (in seqs) the scanner may record the two halves of a move
@@ -353,6 +354,16 @@ class PreviewNode(Node):
 
     async def _send_index(self, peer: PeerState) -> None:
         self.have[peer.conn.device_id] = peer.sent_seq  # what it holds of ours: its `have`
+
+    def _learn_names(self) -> None:
+        """The rules the last real node found here (a probe writes in `.p2psync/`, and a
+        dry run writes nothing); the OS defaults before any node ran."""
+        try:
+            saved = json.loads(self.index.get_meta(NAME_RULES_KEY) or "null")
+        except ValueError:
+            saved = None
+        self.name_rules = self.puller.names = \
+            namerules.os_default() if saved is None else namerules.from_wire(saved)
 
     async def _pull_loop(self) -> None:
         await asyncio.Future()  # nothing is fetched; stop() cancels this
