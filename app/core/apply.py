@@ -254,8 +254,7 @@ def hard_link(src: Path, dest: Path) -> bool:
     try:
         platform.hard_link(src, dest)
     except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS,
-                           errno.EXDEV):
+        if e.errno not in platform.NO_HARD_LINKS:
             raise
         return False
     return True

@@ -13,7 +13,6 @@ directory is resolved once per batch and no step can be sent through a link.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -226,8 +225,7 @@ def _publish(dfd: Dir, fd: int, temp: str | None, name: str) -> None:
     except FileExistsError:
         raise apply.DiskChanged from None
     except OSError as e:
-        if temp is None or e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS,
-                                           errno.EMLINK):
+        if temp is None or e.errno not in platform.NO_HARD_LINKS:
             raise
         platform.rename_in(dfd, temp, name)
         return

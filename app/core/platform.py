@@ -224,6 +224,12 @@ def link_in(d: Dir, src: str, dst: str) -> None:
         hard_link(d.join(src), d.join(dst))
 
 
+# What link() says where the file system has no hard links (FAT, some network shares,
+# across devices): callers fall back to a rename, or to a plain move.
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
+                           errno.EXDEV})
+
+
 def move_between(src_d: Dir, src: str, dst_d: Dir, dst: str) -> None:
     """Give src (in src_d) the name dst (in dst_d), never over anything there (a user's
     new file): a hard link then an unlink; a rename where the file system has no hard
@@ -233,11 +239,8 @@ def move_between(src_d: Dir, src: str, dst_d: Dir, dst: str) -> None:
             os.link(src, dst, src_dir_fd=src_d.fd, dst_dir_fd=dst_d.fd, follow_symlinks=False)
         else:
             hard_link(src_d.join(src), dst_d.join(dst))
-    except FileExistsError:
-        raise
     except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK,
-                           errno.EXDEV):
+        if e.errno not in NO_HARD_LINKS:  # FileExistsError too: something is at dst
             raise
         if stat_in(dst_d, dst) is not None:
             raise FileExistsError(errno.EEXIST, "in the way", dst) from None
