@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from peakrss import PeakRss
+
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "TESTS-HARE7-KEY4X-NQ2ZW"
 DIRS = 100
@@ -103,12 +105,13 @@ def timed_dry_run(work: Path, port: int) -> tuple[float, float, int]:
         start = time.monotonic()
         proc = subprocess.Popen(cmd(*b_args(work, port, "--dry-run", "--json")), stdout=f,
                                 stderr=subprocess.PIPE, env=env())
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = PeakRss(proc.pid)
+        _, status = os.waitpid(proc.pid, 0)
         took = time.monotonic() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"the dry run failed: {proc.stderr.read().decode()}")
     actions = len(json.loads(out.read_text())["actions"])
-    return took, usage.ru_maxrss / 1024, actions
+    return took, peak.stop_mib(), actions
 
 
 def scenario(name: str, work: Path, port: int, runs: int) -> None:

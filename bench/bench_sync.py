@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+from peakrss import PeakRss
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-share-key"
@@ -112,6 +113,15 @@ class BenchFailure(Exception):
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+LOG_DIR: Path | None = None  # --logs: every process's stderr is kept there
+
+
+def keep_log(name: str, text: str) -> None:
+    if LOG_DIR is not None:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+        (LOG_DIR / f"{time.strftime('%H%M%S')}-{slug}.log").write_text(text)
 
 
 def app_env() -> dict[str, str]:
@@ -186,15 +196,16 @@ class ProcResult:
 
 
 def run_measured(cmd: list[str], timeout: float) -> ProcResult:
-    """Run cmd to completion; wall time and this child's own peak RSS (os.wait4)."""
+    """Run cmd to completion; wall time and this child's own peak RSS (VmHWM)."""
     with tempfile.TemporaryFile("w+") as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=app_env())
+        peak = PeakRss(proc.pid)
         pidfd = os.pidfd_open(proc.pid)  # a kill after the reap cannot hit a reused pid
         killer = threading.Timer(timeout, _kill_quietly, args=(pidfd,))
         killer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status = os.waitpid(proc.pid, 0)
         finally:
             killer.cancel()
             killer.join()
@@ -202,7 +213,7 @@ def run_measured(cmd: list[str], timeout: float) -> ProcResult:
         wall = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it again
         err.seek(0)
-        return ProcResult(proc.returncode, wall, usage.ru_maxrss / 1024, err.read())
+        return ProcResult(proc.returncode, wall, peak.stop_mib(), err.read())
 
 
 def _kill_quietly(pidfd: int) -> None:
@@ -222,6 +233,7 @@ class RunNode:
 
     def __init__(self, folder: Path, config: Path, *extra: str, name: str = "A") -> None:
         self.started = time.monotonic()
+        self.name = name
         self.proc = subprocess.Popen(
             app_cmd("run", "--folder", str(folder), "--config-dir", str(config),
                     "--listen", "127.0.0.1:0", "--no-discovery", "--secret", SECRET,
@@ -284,6 +296,7 @@ class RunNode:
             self.proc.kill()
             self.proc.wait()
         time.sleep(0.1)  # the pump reads the last lines
+        keep_log(f"run node {self.name}", self.log_text())
 
     def loop_lag(self) -> tuple[float, int] | None:
         """(worst wake-up delay in ms, stalls over 100 ms) from the summary A logs at stop."""
@@ -496,6 +509,7 @@ class Ctx:
     def sync(self, b: Path, b_cfg: Path, node: RunNode, what: str) -> ProcResult:
         res = run_measured(sync_cmd(b, b_cfg, node.address, self.timeout),
                            self.timeout + 60)
+        keep_log(f"sync {what}", res.stderr)
         res.check(what)
         return res
 
@@ -745,6 +759,7 @@ def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
         proc = subprocess.Popen(app_cmd("status", "--folder", str(folder), "--config-dir",
                                         str(config), "--json"),
                                 stdout=subprocess.PIPE, stderr=err, env=app_env())
+        peak = PeakRss(proc.pid)
         killer = threading.Timer(timeout, proc.kill)
         killer.start()
         try:
@@ -752,7 +767,7 @@ def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
             first = proc.stdout.read(1)
             first_at = time.monotonic()
             out = first + proc.stdout.read()
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status = os.waitpid(proc.pid, 0)
         finally:
             killer.cancel()
         wall = time.monotonic() - start
@@ -766,7 +781,7 @@ def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
     for row in report["files"][:1]:
         if not {"path", "size", "hash", "mtime", "state"} <= set(row):
             raise BenchFailure(f"status --json row {row}")
-    return StatusResult(first_at - start, wall, usage.ru_maxrss / 1024, len(report["files"]))
+    return StatusResult(first_at - start, wall, peak.stop_mib(), len(report["files"]))
 
 
 def count_files(root: Path) -> int:
@@ -887,6 +902,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=600.0, help="per sync / wait (s)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--keep", action="store_true", help="keep the temp dirs")
+    p.add_argument("--logs", type=Path,
+                   help="keep every process's stderr (-v) in this directory")
     p.add_argument("--runs", type=int, default=1,
                    help="first syncs of the big file, each on a new B (default 1)")
     p.add_argument("--compare", action="store_true",
@@ -919,6 +936,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare and shutil.which("rsync") is None:
         log("--compare needs rsync (apt-get install rsync)")
         return 2
+    global LOG_DIR
+    if args.logs:
+        LOG_DIR = args.logs
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="p2psync-bench-", dir=args.workdir))
     precompile()
     figures = Figures()
