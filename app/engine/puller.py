@@ -789,8 +789,11 @@ class Puller:
         raise OSError(f"no free conflict-copy name for {rel}")
 
     def _live_sources(self, a: Action) -> list:
+        """The connected peers that have it and may be asked now: one that is resting
+        after leaving our requests unanswered is not (its files wait, they do not fail
+        and spin a round a second; the node is woken when it may be asked again)."""
         conns = self.connections()
-        return [conns[d] for d in a.sources if d in conns]
+        return [c for d in a.sources if (c := conns.get(d)) is not None and not c.resting]
 
     def _all_local(self, a: Action) -> bool:
         local = self.index.get(a.path)

@@ -195,10 +195,15 @@ class PeerConnection:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.stream.drain()
 
+    @property
+    def resting(self) -> bool:
+        """Not asked for blocks now: it left every request of ours unanswered (`_stalled`)."""
+        return time.monotonic() < self._stalled_until
+
     def request_block(self, path: str, offset: int, size: int, h: bytes) -> asyncio.Future:
         """Ask for one block; resolves to its bytes, or None if the peer lacks it."""
         fut = asyncio.get_running_loop().create_future()
-        if self.closed.is_set() or time.monotonic() < self._stalled_until:
+        if self.closed.is_set() or self.resting:
             fut.set_result(None)
             return fut
         if not self._pending:
@@ -327,7 +332,7 @@ class PeerConnection:
     def stalled_elsewhere(self) -> None:
         """A data link to this peer went unanswered as long (app/engine/linkfetch.py): the
         peer is taken to have nothing to send here either."""
-        if time.monotonic() >= self._stalled_until:
+        if not self.resting:
             self._stalled(f"{self.info.name} has answered nothing over a data link for "
                           f"{REQUEST_STALL:.0f} s")
 
