@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 import msgpack
 
 from app.core import private, versions
+from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
 
@@ -188,6 +189,8 @@ def _migrate_3(db: sqlite3.Connection) -> None:
 
 Migration = str | Callable[[sqlite3.Connection], None]
 
+_UNREADABLE = "NOT deleted AND error LIKE 'cannot read:%'"  # our files the scanner could not read
+
 # Numbered migrations: MIGRATIONS[i] brings schema_version i to i + 1. Append only;
 # never edit one that has shipped. A migration is an SQL script, or a function that
 # gets the connection (inside the migration's transaction).
@@ -220,6 +223,9 @@ MIGRATIONS: list[Migration] = [
     """,
     # 3: a million files in a few hundred bytes each (see the module docstring)
     _migrate_3,
+    # 4: `unreadable` (asked at the end of every `sync`) finds the few such files at once
+    # instead of reading every row: 250-330 ms on the event loop at a million files
+    f"CREATE INDEX files_unreadable ON files (path) WHERE {_UNREADABLE};",
 ]
 
 _V2_COLS = ("path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
@@ -500,9 +506,12 @@ class Index:
             _set_wal(self._main)
             self._main.execute("PRAGMA synchronous=NORMAL")
             self._main.execute("PRAGMA journal_size_limit=67108864")  # a big WAL shrinks back
+            self._checkpoints = Checkpointer(self._path, self._main)
             self._migrate()
             self.index_id: bytes = self._init_identity()
         except BaseException:
+            if hasattr(self, "_checkpoints"):
+                self._checkpoints.stop()
             self._main.close()
             raise
 
@@ -568,6 +577,7 @@ class Index:
     def close(self) -> None:
         """Close the database; the object is unusable afterwards. A read still running in
         another thread (a worker the event loop no longer waits for) is waited for."""
+        self._checkpoints.stop()
         with self._lock:
             self._closed = True
             for db, _, busy in self._readers:
@@ -635,6 +645,7 @@ class Index:
             raise
         self._db.execute("COMMIT")
         self.generation += 1
+        self._checkpoints.poke()
 
     # --- meta
 
@@ -1381,7 +1392,7 @@ class Index:
     def unreadable(self, limit: int = 50) -> tuple[list[tuple[str, str]], int]:
         """Our files the scanner could not read: the first `limit` (path, why), and how
         many there are (for `sync`'s exit 5)."""
-        where = "FROM files WHERE NOT deleted AND error LIKE 'cannot read:%'"
+        where = f"FROM files WHERE {_UNREADABLE}"  # word for word the partial index's
         rows = self._db.execute(f"SELECT path, error {where} ORDER BY path LIMIT ?",
                                 (limit,)).fetchall()
         count = len(rows) if len(rows) < limit else \

@@ -28,7 +28,7 @@ from app.core.model import Kind
 log = logging.getLogger(__name__)
 
 BATCH = 500
-KNOWN_SCHEMA = 3  # the index schema whose columns these queries read
+KNOWN_SCHEMAS = (3, 4)  # 4 only adds an index; the index schema whose columns these queries read
 
 # a peer holding exactly our version has a `remote_same` row; one holding another version
 # we do not dominate, a `remote_files` row; one holding a version ours beats, no row
@@ -98,7 +98,7 @@ class Completion:
         except sqlite3.Error as e:
             log.info("no completion of the peers (%s)", e)
             return None
-        if row is None or int(row[0]) != KNOWN_SCHEMA:
+        if row is None or int(row[0]) not in KNOWN_SCHEMAS:
             db.close()
             log.info("index schema %s: no completion of the peers", row)
             return None

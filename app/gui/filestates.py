@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # path, size, mtime (seconds), state, why ("" when synced)
 Row = tuple[str, int, float, str, str]
-KNOWN_SCHEMA = 3  # device numbers, remote_same: see app/core/index.py
+KNOWN_SCHEMAS = (3, 4)  # 4 only adds an index; device numbers, remote_same: see app/core/index.py
 BATCH = 500
 
 _LOCAL_SQL = """
@@ -93,7 +93,7 @@ class StateTracker:
         try:
             db = sqlite3.connect(os.fspath(db_path), check_same_thread=False, timeout=30)
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if version is not None and int(version[0]) == KNOWN_SCHEMA:
+            if version is not None and int(version[0]) in KNOWN_SCHEMAS:
                 self._db = db
             else:
                 db.close()
