@@ -67,15 +67,23 @@ class LoopLag:
                 next_report = now + REPORT_EVERY
 
     def _watch(self, loop_thread: int) -> None:
-        """Log the loop thread's stack while it has not ticked for over STALL."""
+        """Log the loop thread's stack while it has not ticked for over STALL, and the
+        other threads' innermost frames: a loop waiting in `select` is waiting for the
+        GIL, and one of them has it."""
+        me = threading.get_ident()
         while True:
             time.sleep(STALL / 2)
             if time.monotonic() - self._beat > STALL:
-                frame = sys._current_frames().get(loop_thread)
-                if frame is not None:
-                    log.warning("event loop busy for %.0f ms in:\n%s",
-                                (time.monotonic() - self._beat) * 1000,
-                                "".join(traceback.format_stack(frame)[-12:]))
+                frames = sys._current_frames()
+                frame = frames.get(loop_thread)
+                if frame is None:
+                    continue
+                others = "".join(
+                    f"  [{tid}] " + "  ".join(traceback.format_stack(f)[-3:]).lstrip()
+                    for tid, f in frames.items() if tid not in (loop_thread, me))
+                log.warning("event loop busy for %.0f ms in:\n%s  other threads:\n%s",
+                            (time.monotonic() - self._beat) * 1000,
+                            "".join(traceback.format_stack(frame)[-12:]), others)
 
     def note(self, delay: float) -> None:
         """Count one measured delay (seconds)."""
