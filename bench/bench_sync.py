@@ -196,7 +196,13 @@ class ProcResult:
 
 
 def run_measured(cmd: list[str], timeout: float) -> ProcResult:
-    """Run cmd to completion; wall time and this child's own peak RSS (VmHWM)."""
+    """Run cmd to completion; wall time and this child's own peak RSS (VmHWM).
+
+    The disk's write-back of whatever ran before is done first (`os.sync`): else a
+    run pays for the one before it (rsync after a first sync took 14 s or 33 s as
+    the sync's dirty pages were still being written or not).
+    """
+    os.sync()
     with tempfile.TemporaryFile("w+") as err:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=app_env())
