@@ -143,6 +143,9 @@ class RequestQueue:
         self._ready.set()
 
 
+_DATA_PREFIX = framing.encode_message({"t": "data", "items": []})[4:12]  # {"t": "data", ...}
+
+
 def _rid_of(item: object) -> int:
     return item[0] if isinstance(item, list) and item and type(item[0]) is int else 0
 
@@ -177,6 +180,7 @@ class PeerConnection:
         self.requests = RequestQueue()  # the peer's block requests, for the node to serve
         self._paused_for_requests = False
         self.stream.lost.add_done_callback(lambda _: self.requests.close())
+        self.stream.urgent = self._urgent
 
     @property
     def device_id(self) -> str:
@@ -275,6 +279,26 @@ class PeerConnection:
         elif t not in ("index", "state", "role", "links"):
             raise ProtocolError(f"unknown message type {t!r}")
         await handler(self, msg)
+
+    def _urgent(self, body: bytes | bytearray) -> bool:
+        """Block data is taken as it arrives, ahead of the frames queued before it.
+
+        Answers only resolve our requests, in any order; queued behind a peer's index
+        (which comes faster than it is stored) they waited so long that the peer was
+        taken for stalled. Anything not plainly a well-formed `data` frame is left to
+        the queue, whose reader says what is wrong with it.
+        """
+        if self.state != "READY" or not body.startswith(_DATA_PREFIX):
+            return False
+        try:
+            msg = framing.decode_body(body)
+            if msg.get("t") != "data":
+                return False
+            self._on_data(msg)
+        except (framing.FrameError, ProtocolError):
+            return False
+        self._last_seen = time.monotonic()
+        return True
 
     def _on_data(self, msg: dict) -> None:
         items = msg.get("items")

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 from app.net import framing
 
 STAGING = 256 * 1024
-MAX_QUEUED_BYTES = 16 * 1024 * 1024  # stop reading the socket past this much unread
+# Stop reading the socket past this much unread. Small: what waits here delays every
+# frame behind it (block data excepted, see `urgent`), and a peer's index comes
+# faster than it is stored: at 16 MiB, a million-file index kept block answers
+# waiting over 10 s.
+MAX_QUEUED_BYTES = 2 * 1024 * 1024
 WRITE_BUFFER = 8 * 1024 * 1024
 
 
@@ -38,6 +43,9 @@ class FrameStream(asyncio.BufferedProtocol):
         self._write_paused = False
         self._drainers: list[asyncio.Future] = []
         self.lost = asyncio.get_running_loop().create_future()
+        # the owner's taker of frames that must not wait behind the queued ones: called
+        # with each body as it arrives; True: taken, it is not queued
+        self.urgent: Callable[[bytes | bytearray], bool] | None = None
 
     # --- taking over from a StreamReader ------------------------------------------------
     @classmethod
@@ -134,6 +142,8 @@ class FrameStream(asyncio.BufferedProtocol):
             self._fill = rest
 
     def _push(self, body: bytes | bytearray) -> None:
+        if self.urgent is not None and self.urgent(body):
+            return
         self._frames.append(body)
         self._queued += len(body)
         if self._queued > MAX_QUEUED_BYTES and self.transport.is_reading():
