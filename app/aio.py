@@ -19,3 +19,24 @@ async def cancel_and_wait(task: asyncio.Task) -> None:
         await asyncio.wait({task}, timeout=0.1)
     with contextlib.suppress(BaseException):
         task.result()  # retrieved: never "exception was never retrieved"
+
+
+class Pulse:
+    """A counted event: a task that reads `count`, then looks at what changed (awaiting
+    meanwhile), then waits with `wait_beyond(count)`, cannot miss a change that came
+    while it looked. (An Event cleared after the look loses that one: a peer was then
+    never sent our newest entries, and its sync timed out.)
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self.count += 1
+        self._event.set()  # wakes whoever waits now; later waiters get a fresh event
+        self._event = asyncio.Event()
+
+    async def wait_beyond(self, count: int) -> None:
+        while self.count == count:
+            await self._event.wait()

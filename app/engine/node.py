@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.aio import cancel_and_wait
+from app.aio import Pulse, cancel_and_wait
 from app.core import marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
@@ -186,7 +186,7 @@ class Node:
         self._rescan_paths: set[str] | None = set()  # None = full rescan
         self._rescan_wake = asyncio.Event()
         self._pull_wake = asyncio.Event()
-        self._local_changed = asyncio.Event()
+        self._local_changed = Pulse()
         # Fetched files reach the peers' view of our index while the round goes on.
         self.puller.on_indexed = self._local_changed.set
         self.links = LinkHub(self.identity, self.root, self.index, self.request_rescan)
@@ -831,17 +831,17 @@ class Node:
         # what it got from us goes back as "what you have" (see Index.announce_since)
         to = conn.device_id if conn.info.extra.get(SAME_KEY) == 1 else None
         while not conn.closed.is_set():
+            changes = self._local_changed.count
             # read in a worker thread: 100-280 ms a page on the loop at a million files
             items, last = await asyncio.to_thread(self.index.announce_since, peer.sent_seq,
                                                   INDEX_BATCH, to)
             if last == peer.sent_seq:
-                self._local_changed.clear()
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
                     self._send_state(peer)  # the latest assessment's word
                     self.assessed_now()  # and, if the index moved since, a new one says more
-                await self._local_changed.wait()
+                await self._local_changed.wait_beyond(changes)
                 continue
             peer.sent_seq = last
             await conn.send({

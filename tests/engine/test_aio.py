@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.aio import cancel_and_wait
+from app.aio import Pulse, cancel_and_wait
 
 
 def test_a_task_that_swallows_a_cancellation_still_ends():
@@ -41,3 +41,24 @@ def test_a_task_that_failed_or_finished_is_left_as_it_is():
         assert isinstance(task.exception(), ValueError)
 
     asyncio.run(main())
+
+
+def test_a_pulse_that_came_while_a_task_looked_is_not_missed():
+    async def main() -> bool:
+        pulse = Pulse()
+        seen = pulse.count
+        await asyncio.sleep(0)  # the look (a read in a worker thread, say)...
+        pulse.set()  # ...during which a change comes in
+        try:
+            await asyncio.wait_for(pulse.wait_beyond(seen), 1.0)
+        except TimeoutError:
+            return False
+        seen = pulse.count
+        waiter = asyncio.create_task(pulse.wait_beyond(seen))
+        await asyncio.sleep(0.01)
+        assert not waiter.done()  # nothing new: it waits
+        pulse.set()
+        await asyncio.wait_for(waiter, 1.0)
+        return True
+
+    assert asyncio.run(main())
