@@ -14,6 +14,10 @@ import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
+ARENAS = 2  # glibc gives each thread an arena of its own (up to 8 per core), each keeping
+# up to TRIM_ABOVE of freed buffers: with four serving threads, a node serving tiny files
+# grew from 72 to 109 MB. The GIL lets one thread allocate at a time anyway.
 MMAP_ABOVE = 4 * 1024 * 1024  # larger single allocations still get their own mapping
 TRIM_ABOVE = 32 * 1024 * 1024  # free heap top kept before it is returned
 
@@ -28,7 +32,7 @@ def keep_freed_buffers() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE))
+        bool(mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)) and bool(mallopt(M_ARENA_MAX, ARENAS))
 
 
 def trim() -> bool:
