@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 from app.core import hashing, paths, platform
@@ -54,16 +55,26 @@ async def _answer(conn: PeerConnection, items: list, open_files: Callable[[list]
                   pool: Executor, slots: asyncio.Semaphore) -> None:
     loop = asyncio.get_running_loop()
     try:
-        files = await loop.run_in_executor(pool, open_files, items)
+        opening = pool.submit(open_files, items)
+        try:
+            files = await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:  # what a thread still opens is closed once open
+            opening.add_done_callback(_close_opened)
+            raise
         try:
             start = 0
             while start < len(items) and not conn.closed.is_set():
                 out, start = await loop.run_in_executor(pool, files.read_some, items, start)
                 await conn.send({"t": "data", "items": out})
         finally:
-            files.__exit__()
+            files.__exit__()  # waits for a read still running in its thread
     finally:
         slots.release()
+
+
+def _close_opened(opening: Future) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().__exit__()
 
 
 class OpenFiles:
@@ -79,15 +90,24 @@ class OpenFiles:
         self.dirs = DirFds(root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
         self.stale: set[str] = set()
+        # `read_some` runs in a serving thread that may still be reading when the task
+        # that waited for it is cancelled and closes this: the close waits for the read
+        # (a descriptor closed under a read could be reused for another file meanwhile)
+        self._using = threading.Lock()
+        self._closed = False
 
     def __enter__(self) -> OpenFiles:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fd in self.open.values():
-            if fd is not None:
-                os.close(fd)
-        self.dirs.__exit__()
+        with self._using:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in self.open.values():
+                if fd is not None:
+                    os.close(fd)
+            self.dirs.__exit__()
 
     def _file(self, rel: str) -> int | None:
         if rel not in self.open:
@@ -125,11 +145,14 @@ class OpenFiles:
         out: list[list] = []
         size = 0
         i = start
-        while i < len(items) and size < MAX_DATA_BYTES:
-            answer = self.read_block(items[i])
-            out.append([items[i][0], answer])  # the queue left [rid] of a malformed one
-            size += len(answer) if answer else 0
-            i += 1
+        with self._using:
+            if self._closed:
+                return out, len(items)
+            while i < len(items) and size < MAX_DATA_BYTES:
+                answer = self.read_block(items[i])
+                out.append([items[i][0], answer])  # the queue left [rid] of a malformed one
+                size += len(answer) if answer else 0
+                i += 1
         return out, i
 
     def read_into(self, item: list, view: memoryview) -> bool:

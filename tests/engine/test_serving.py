@@ -1,0 +1,63 @@
+"""Answering block requests in serving threads (app/engine/serving.py)."""
+
+from __future__ import annotations
+
+import threading
+
+from app.core import scanner
+from app.core.hashing import block_hash
+from app.core.ignore import Ignore
+from app.core.index import Index
+from app.engine.serving import OpenFiles
+
+ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+
+
+def _shared(tmp_path, n: int):
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(n):
+        (root / f"f{i}.txt").write_bytes(b"content %d" % i)
+    index = Index(tmp_path / "index.db", ME)
+    scanner.scan(root, index, Ignore(root))
+    items = [[i, f"f{i}.txt", 0, len(b"content %d" % i), block_hash(b"content %d" % i)]
+             for i in range(n)]
+    return root, index, items
+
+
+def test_read_some_answers_each_request_and_says_where_the_next_frame_starts(tmp_path):
+    root, index, items = _shared(tmp_path, 20)
+    with index, OpenFiles(root, index, lambda rel: None, items) as files:
+        out, nxt = files.read_some(items, 5)
+    assert nxt == 20
+    assert out == [[i, b"content %d" % i] for i in range(5, 20)]
+
+
+def test_a_close_waits_for_the_read_in_flight_and_later_reads_get_nothing(tmp_path):
+    root, index, items = _shared(tmp_path, 3)
+    with index:
+        files = OpenFiles(root, index, lambda rel: None, items)
+        reading = threading.Event()
+        release = threading.Event()
+        real = files.read_block
+
+        def slow(item):
+            reading.set()
+            release.wait(5)
+            return real(item)
+
+        files.read_block = slow
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(files.read_some(items, 0)))
+        reader.start()
+        assert reading.wait(5)
+        closer = threading.Thread(target=files.__exit__)
+        closer.start()
+        closer.join(0.2)
+        assert closer.is_alive()  # the descriptors stay open while the read runs
+        release.set()
+        reader.join(5)
+        closer.join(5)
+        assert got[0][0][0] == [0, b"content 0"]  # the read finished on open files
+        assert files.read_some(items, 0) == ([], 3)  # nothing after the close
+        files.__exit__()  # twice: nothing to do
