@@ -562,6 +562,10 @@ class Index:
                                      isolation_level=None, timeout=30)
                 try:
                     db.execute("PRAGMA query_only=1")
+                    # the first read opens the -wal and -shm files: out of descriptors,
+                    # that fails here (the read then waits for the main connection)
+                    # rather than in the middle of a caller's query
+                    db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
                 except sqlite3.Error:
                     db.close()
                     raise
