@@ -957,8 +957,17 @@ class Puller:
             if writes:  # never let the caller close fd under a running write
                 await asyncio.wait(writes)
             if direct is not None:
-                os.close(direct)
+                self._close_off_loop(direct)
 
+
+    def _close_off_loop(self, fd: int) -> None:
+        """Close on the writer thread: ext4 starts writing back the file's dirty pages at
+        the close of a file it was asked to replace (1 GiB of copied blocks: a 180-440 ms
+        stall on the loop). Nothing is awaited, so no cancellation can leak the fd."""
+        try:
+            self._writer.submit(_close_quietly, fd)
+        except RuntimeError:  # shut down: close here
+            _close_quietly(fd)
 
     async def _fetch_linked(self, fd: int, direct: int | None, a: Action, hashes: list[bytes],
                             missing: list[int], tried: dict[int, set[str]],
@@ -990,6 +999,11 @@ class Puller:
         for i, device in job.refused.items():
             tried.setdefault(i, set()).add(device)
         return sorted(job.lost + list(job.refused)), job.sources, job.fetched
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):  # written and checked already: nothing is lost
+        os.close(fd)
 
 
 def _own_copy(rel: str, mine: FileEntry | None, h: bytes) -> tuple[str, int] | None:
