@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(task: asyncio.Task) -> None:
@@ -40,3 +45,17 @@ class Pulse:
     async def wait_beyond(self, count: int) -> None:
         while self.count == count:
             await self._event.wait()
+
+
+async def opened_in_thread(executor: Executor | None, opener: Callable[[], T],
+                           close: Callable[[T], object]) -> T:
+    """opener() in a worker thread, and what it opened; if the wait is cancelled, that
+    is closed once the thread is done (a thread cannot be stopped half-way, and what it
+    opens would otherwise be left open: descriptors, a watcher's threads)."""
+    opening = asyncio.get_running_loop().run_in_executor(executor, opener)
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(
+            lambda f: f.cancelled() or f.exception() is not None or close(f.result()))
+        raise

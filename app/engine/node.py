@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.aio import Pulse, cancel_and_wait
+from app.aio import Pulse, cancel_and_wait, opened_in_thread
 from app.core import marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
@@ -466,13 +466,7 @@ class Node:
             watcher.start()
             return watcher
 
-        starting = loop.run_in_executor(None, start)
-        try:
-            self._watcher = await asyncio.shield(starting)
-        except asyncio.CancelledError:  # stopped meanwhile: the watcher goes once it is up
-            starting.add_done_callback(
-                lambda f: f.cancelled() or f.exception() or f.result().stop())
-            raise
+        self._watcher = await opened_in_thread(None, start, FolderWatcher.stop)
 
     def _take_watched(self) -> None:
         if self._watcher is not None:

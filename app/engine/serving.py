@@ -11,9 +11,10 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
 from pathlib import Path
 
+from app.aio import opened_in_thread
 from app.core import hashing, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
@@ -55,12 +56,7 @@ async def _answer(conn: PeerConnection, items: list, open_files: Callable[[list]
                   pool: Executor, slots: asyncio.Semaphore) -> None:
     loop = asyncio.get_running_loop()
     try:
-        opening = pool.submit(open_files, items)
-        try:
-            files = await asyncio.wrap_future(opening)
-        except asyncio.CancelledError:  # what a thread still opens is closed once open
-            opening.add_done_callback(_close_opened)
-            raise
+        files = await opened_in_thread(pool, lambda: open_files(items), OpenFiles.__exit__)
         try:
             start = 0
             while start < len(items) and not conn.closed.is_set():
@@ -70,11 +66,6 @@ async def _answer(conn: PeerConnection, items: list, open_files: Callable[[list]
             files.__exit__()  # waits for a read still running in its thread
     finally:
         slots.release()
-
-
-def _close_opened(opening: Future) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        opening.result().__exit__()
 
 
 class OpenFiles:

@@ -4,8 +4,9 @@ asyncio.wait_for can, and the app once hung on SIGTERM that way)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from app.aio import Pulse, cancel_and_wait
+from app.aio import Pulse, cancel_and_wait, opened_in_thread
 
 
 def test_a_task_that_swallows_a_cancellation_still_ends():
@@ -62,3 +63,29 @@ def test_a_pulse_that_came_while_a_task_looked_is_not_missed():
         return True
 
     assert asyncio.run(main())
+
+
+def test_what_a_thread_opens_for_a_cancelled_wait_is_closed_once_open():
+    closed: list[str] = []
+    release = threading.Event()
+
+    def opener() -> str:
+        release.wait(5)  # still opening when the wait is cancelled
+        return "thing"
+
+    async def main() -> None:
+        waiter = asyncio.create_task(opened_in_thread(None, opener, closed.append))
+        await asyncio.sleep(0.05)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert closed == []  # not open yet: nothing to close
+        release.set()
+        for _ in range(100):
+            if closed:
+                break
+            await asyncio.sleep(0.01)
+        assert closed == ["thing"]
+        assert await opened_in_thread(None, lambda: "kept", closed.append) == "kept"
+        assert closed == ["thing"]  # a wait that ends keeps what was opened
+
+    asyncio.run(main())
