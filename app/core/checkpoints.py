@@ -27,7 +27,6 @@ class Checkpointer:
 
     def __init__(self, path: str, writer: sqlite3.Connection) -> None:
         self._path = path
-        self._writer = writer
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -959,7 +959,6 @@ class Puller:
             if direct is not None:
                 self._close_off_loop(direct)
 
-
     def _close_off_loop(self, fd: int) -> None:
         """Close on the writer thread: ext4 starts writing back the file's dirty pages at
         the close of a file it was asked to replace (1 GiB of copied blocks: a 180-440 ms

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from app.core import versions
 from app.core.model import Kind
+from app.gui.filestates import KNOWN_SCHEMAS  # the schemas whose columns these queries read
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-KNOWN_SCHEMAS = (3, 4)  # 4 only adds an index; the index schema whose columns these queries read
 
 # a peer holding exactly our version has a `remote_same` row; one holding another version
 # we do not dominate, a `remote_files` row; one holding a version ours beats, no row
