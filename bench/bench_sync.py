@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
-from peakrss import PeakRss
+from peakrss import PeakRss, vmhwm_kib
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "bench-share-key"
@@ -287,11 +287,10 @@ class RunNode:
         return f"127.0.0.1:{self.port}"
 
     def vmhwm_mib(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
-        if m is None:
+        kib = vmhwm_kib(self.proc.pid)
+        if kib is None:
             raise BenchFailure("no VmHWM in /proc/PID/status of A")
-        return int(m.group(1)) / 1024
+        return kib / 1024
 
     def stop(self) -> None:
         if self.proc.poll() is None:

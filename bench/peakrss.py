@@ -15,11 +15,20 @@ from pathlib import Path
 _HWM = re.compile(rb"^VmHWM:\s+(\d+) kB", re.M)
 
 
+def vmhwm_kib(pid: int) -> int | None:
+    """The process's peak RSS so far, in KiB; None once it is gone (or a zombie)."""
+    try:
+        m = _HWM.search(Path(f"/proc/{pid}/status").read_bytes())
+    except OSError:
+        return None
+    return int(m.group(1)) if m else None
+
+
 class PeakRss:
     """Polls /proc/PID/status VmHWM every `every` seconds until the process exits."""
 
     def __init__(self, pid: int, every: float = 0.005) -> None:
-        self._path = Path(f"/proc/{pid}/status")
+        self._pid = pid
         self._every = every
         self._kib = 0
         self._done = threading.Event()
@@ -28,13 +37,10 @@ class PeakRss:
 
     def _poll(self) -> None:
         while not self._done.is_set():
-            try:
-                m = _HWM.search(self._path.read_bytes())
-            except OSError:  # reaped
+            kib = vmhwm_kib(self._pid)
+            if kib is None:  # exited
                 return
-            if m is None:  # a zombie has no mm any more
-                return
-            self._kib = max(self._kib, int(m.group(1)))
+            self._kib = max(self._kib, kib)
             self._done.wait(self._every)
 
     def stop_mib(self) -> float:
