@@ -9,8 +9,10 @@ never checkpoints (below its backstop), the thread does, and closing stops it.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
+from types import SimpleNamespace
 
 from app.core import checkpoints
 from app.core.index import Index
@@ -47,3 +49,27 @@ def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(tmp_path, monkeypat
     assert not any(t.name == "p2psync-checkpoint" for t in threading.enumerate())
     with Index(db_path, DEV) as again:
         assert again.get("d/f019999.txt") is not None
+
+
+def test_without_a_connection_of_its_own_the_writer_checkpoints_itself(tmp_path, monkeypatch):
+    """Out of descriptors, the checkpoint thread cannot connect: it ends, and the index
+    goes on (its writer checkpoints past the backstop) and closes cleanly."""
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    # the checkpoint thread's sqlite3 alone: the index's own connections still open
+    monkeypatch.setattr(checkpoints, "sqlite3", SimpleNamespace(connect=refuse,
+                                                                Error=sqlite3.Error))
+    db_path = tmp_path / "index.db"
+    with Index(db_path, DEV) as index:
+        index.put_local(_entries(0, 500))
+        deadline = time.monotonic() + 10
+        while any(t.name == "p2psync-checkpoint" for t in threading.enumerate()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == "p2psync-checkpoint" for t in threading.enumerate())
+        index.put_local(_entries(500, 500))  # commits go on, and poke no dead thread
+        assert index.get("d/f000999.txt") is not None
+    monkeypatch.undo()
+    with Index(db_path, DEV) as again:
+        assert again.get("d/f000999.txt") is not None
