@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import faulthandler
 import logging
 import os
 import sys
@@ -26,6 +28,20 @@ from app.net.keystrength import cli_warning
 log = logging.getLogger("p2psync")
 
 DEFAULT_LISTEN = ("0.0.0.0", 22100)
+SLOW_STOP_S = 8.0  # a stop still going after this long prints every thread's stack
+
+
+def stacks_if_stop_hangs() -> None:
+    """Arm a dump of every thread's stack to stderr, should the process outlive SLOW_STOP_S.
+
+    A stop that hangs (a thread the engine waits for, an executor joined at exit) is
+    otherwise a silent log ending at "stopping". faulthandler's timer runs in C, so it
+    prints even when a thread holds the GIL; it is never disarmed: a hang after
+    `asyncio.run` returns (at the interpreter's exit) is covered too, and a process that
+    exits in time prints nothing.
+    """
+    with contextlib.suppress(AttributeError, ValueError, OSError, RuntimeError):  # no stderr
+        faulthandler.dump_traceback_later(SLOW_STOP_S, exit=False)
 
 
 def resolve_secret(config: Config, folder, given: str | None, *, create: bool) -> str:
@@ -100,6 +116,7 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("stopping")
     finally:
+        stacks_if_stop_hangs()
         await control.stop()
         await node.stop()
     return 0
@@ -130,6 +147,7 @@ async def _sync(opts: NodeOptions, args: argparse.Namespace) -> int:
         work.uncancel()
         raise P2PError("interrupted before the folders agreed") from None
     finally:
+        stacks_if_stop_hangs()
         await node.stop()
     return 0
 
