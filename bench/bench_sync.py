@@ -18,6 +18,11 @@ Scenarios (see bench/README.md):
 small_noop needs small_files and big_edit needs big_file: asking for one runs both (and
 the same for the tiny and million groups).
 
+With --compare, rsync copies the same data over loopback right after p2psync (rsync
+only hands its writes to the page cache), and again with --fsync for the big file and
+the small files: the durable reference, since a p2psync file is on the disk before it
+is renamed into place.
+
 Usage:  PYTHONPATH=. python bench/bench_sync.py [--files N] [--big-mib N] [--tiny N]
             [--runs N] [--only small_files,small_noop,...] [--json] [--keep] [--compare]
 """
@@ -545,6 +550,9 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
         if ref := rsync_reference(ctx, a, "small"):
             fig.add("small_files.rsync_s", ref.wall_s)
             fig.add("small_files.vs_rsync", res.wall_s / ref.wall_s)
+        if ref := rsync_reference(ctx, a, "small", "--fsync"):
+            fig.add("small_files.rsync_fsync_s", ref.wall_s)
+            fig.add("small_files.vs_rsync_fsync", res.wall_s / ref.wall_s)
         if "small_noop" in want:
             small_noop(ctx, node, b, b_cfg)
         if "small_run" in want:
@@ -620,7 +628,7 @@ def big_group(ctx: Ctx, want: set[str]) -> None:
     node = RunNode(a, a_cfg)
     try:
         fig.add("big_file.a_scan_s", node.wait_ready(ctx.timeout))
-        walls, refs = [], []
+        walls, refs, durable = [], [], []
         for run in range(ctx.runs):
             if run:  # a new, empty B: the first sync again
                 for d in (b, b_cfg):
@@ -632,6 +640,8 @@ def big_group(ctx: Ctx, want: set[str]) -> None:
             verify_same_file(big, b / big.name)
             if ref := rsync_reference(ctx, a, "big"):  # right after, on the same data
                 refs.append(ref.wall_s)
+            if ref := rsync_reference(ctx, a, "big", "--fsync"):
+                durable.append(ref.wall_s)
         add_spread(fig, "big_file.first_sync_s", walls)
         fig.add("big_file.mb_per_s", ctx.big_mib * MIB / 1e6 / statistics.median(walls))
         add_sync_figures(fig, "big_file", res)
@@ -641,6 +651,10 @@ def big_group(ctx: Ctx, want: set[str]) -> None:
             fig.add("big_file.rsync_mb_per_s", ctx.big_mib * MIB / 1e6 / statistics.median(refs))
             add_spread(fig, "big_file.ratio_to_rsync",
                        [w / r for w, r in zip(walls, refs, strict=True)])
+        if durable:
+            add_spread(fig, "big_file.rsync_fsync_s", durable)
+            add_spread(fig, "big_file.ratio_to_rsync_fsync",
+                       [w / r for w, r in zip(walls, durable, strict=True)])
         if "big_edit" in want:
             big_edit(ctx, node, big, b, b_cfg)
     finally:
