@@ -33,6 +33,7 @@ from watchdog.observers import Observer
 try:  # Linux: ask inotify for exactly the events below
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
     from watchdog.observers.inotify_c import InotifyConstants as _IN
+    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 except ImportError:  # other platforms: watchdog's own observer, filtered by event type
     InotifyObserver = None  # type: ignore[assignment,misc]
 
@@ -69,6 +70,8 @@ class _Handler(FileSystemEventHandler):
         return rel
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_synthetic:  # one per entry below a moved directory: its scan finds them
+            return
         rels = [rel for p in (event.src_path, getattr(event, "dest_path", ""))
                 if p and (rel := self._rel(p)) is not None]
         if not rels:
@@ -93,9 +96,33 @@ if InotifyObserver is not None:
     CHANGE_MASK = (_IN.IN_CREATE | _IN.IN_DELETE | _IN.IN_DELETE_SELF | _IN.IN_MOVE
                    | _IN.IN_MOVE_SELF | _IN.IN_CLOSE_WRITE | _IN.IN_ATTRIB | _IN.IN_DONT_FOLLOW)
 
+    # watchdog adds a DirModifiedEvent for the parent of every entry made, removed or
+    # moved: here that is never news (the entry's own event names it), and the scan of a
+    # parent is the scan of its whole subtree.
+    INOTIFY_CHANGES = [c for c in CHANGES if c is not DirModifiedEvent]
+
     class _ChangesEmitter(InotifyEmitter):
         def get_event_mask_from_filter(self):  # type: ignore[no-untyped-def]
             return CHANGE_MASK
+
+        def build_and_queue_event(self, event, *, full_events=False):  # type: ignore[no-untyped-def]
+            """A directory moved (or moved in) is one event, as inotify reports it.
+
+            watchdog walks such a directory and adds a "moved" or "created" event for
+            every entry below it: a million events and two million paths held for a
+            renamed directory of a million files, to tell the node what the scan of the
+            directory finds by itself.
+            """
+            if not isinstance(event, PathedInotifyEvent):  # a paired move
+                move_from, move_to = event
+                if move_from.ev.is_directory:
+                    self.queue_event(DirMovedEvent(self._decode_path(move_from.path),
+                                                   self._decode_path(move_to.path)))
+                    return
+            elif event.ev.is_moved_to and event.ev.is_directory:  # in from outside
+                self.queue_event(DirCreatedEvent(self._decode_path(event.path)))
+                return
+            super().build_and_queue_event(event, full_events=full_events)
 
     class _ChangesObserver(InotifyObserver):
         def __init__(self) -> None:
@@ -114,7 +141,8 @@ class FolderWatcher:
         self.handler = _Handler(root, wake)
         self.observer = _observer()
         self.observer.schedule(self.handler, os.fsdecode(root), recursive=True,
-                              event_filter=CHANGES)
+                              event_filter=CHANGES if InotifyObserver is None
+                              else INOTIFY_CHANGES)
 
     def changed(self) -> set[str]:
         """The relative paths reported since the last call."""

@@ -71,3 +71,45 @@ def test_a_burst_of_changes_wakes_the_node_once_per_burst_not_per_event(tmp_path
         assert woken < 100  # not one per event: a wake-up waits for the node to drain
     finally:
         watcher.stop()
+
+
+def test_a_renamed_directory_is_reported_as_itself_not_entry_by_entry(tmp_path: Path) -> None:
+    """The scan of the two names finds what moved; a path per entry below (watchdog's
+    walk of the moved tree) cost memory and time in proportion to the directory."""
+    tree = tmp_path / "photos" / "2024"
+    tree.mkdir(parents=True)
+    for i in range(2000):
+        (tree / f"img{i:04d}.jpg").write_bytes(b"x")
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
+    watcher.start()
+    try:
+        time.sleep(0.3)  # the watches are set
+        (tmp_path / "photos").rename(tmp_path / "pictures")
+        (tmp_path / "pictures" / "new.txt").write_text("made after the move")
+        wait_until(lambda: "pictures/new.txt" in reports.paths, 5, 0.02)
+        time.sleep(0.5)  # anything else watchdog would report has come by now
+        assert set(reports.paths) == {"photos", "pictures", "pictures/new.txt"}
+    finally:
+        watcher.stop()
+
+
+def test_a_directory_moved_in_is_reported_as_itself(tmp_path: Path) -> None:
+    watched, outside = tmp_path / "watched", tmp_path / "outside"
+    watched.mkdir()
+    (outside / "album").mkdir(parents=True)
+    for i in range(500):
+        (outside / "album" / f"{i}.jpg").write_bytes(b"x")
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(watched, reports)
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        (outside / "album").rename(watched / "album")
+        wait_until(lambda: "album" in reports.paths, 5, 0.02)
+        (watched / "album" / "later.jpg").write_bytes(b"y")  # its watch is set
+        wait_until(lambda: "album/later.jpg" in reports.paths, 5, 0.02)
+        time.sleep(0.5)
+        assert set(reports.paths) == {"album", "album/later.jpg"}
+    finally:
+        watcher.stop()
