@@ -23,13 +23,18 @@ STAGING = 256 * 1024
 # faster than it is stored: at 16 MiB, a million-file index kept block answers
 # waiting over 10 s.
 MAX_QUEUED_BYTES = 2 * 1024 * 1024
-WRITE_BUFFER = 8 * 1024 * 1024
+# Outgoing frames buffered before `drain` waits: room for the next batch of blocks
+# while the last is sent. asyncio's TLS layers hold up to four copies of it (app data,
+# records, the transport's buffer): at 8 MiB that was 33 MB of a run node's peak while
+# it sent a renamed directory's index, and 10,000 small files went no faster
+# (bench_sync.py --only small_files, four runs each, alternated: median 3.3 s at 8 MiB,
+# 3.2 s at 2).
+WRITE_BUFFER = 2 * 1024 * 1024
 
 
 class FrameStream(asyncio.BufferedProtocol):
     def __init__(self, transport: asyncio.Transport, max_size: int = framing.MAX_FRAME) -> None:
         self.transport = transport
-        # room for the next batch of blocks while the previous one is still being sent
         transport.set_write_buffer_limits(high=WRITE_BUFFER, low=WRITE_BUFFER // 4)
         self.max_size = max_size
         self._stage = bytearray(STAGING)
