@@ -467,6 +467,7 @@ class Node:
             return watcher
 
         self._watcher = await opened_in_thread(None, start, FolderWatcher.stop)
+        log.debug("watching %s for changes", self.root)
 
     def _take_watched(self) -> None:
         if self._watcher is not None:
