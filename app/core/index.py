@@ -705,6 +705,16 @@ class Index:
         return out
 
     @_reads
+    def briefs_of(self, paths: list[str]) -> dict[str, Brief]:
+        """path -> brief for those of `paths` the index has: a query per 500 paths."""
+        out: dict[str, Brief] = {}
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            for r in self._db.execute(f"{_BRIEF_SQL} WHERE path IN ({marks})", chunk):
+                out[r[0]] = r
+        return out
+
+    @_reads
     def shared_sizes(self, paths: list[str]) -> dict[str, int]:
         """path -> size for those of `paths` that are files we share now (live, readable).
 

@@ -225,8 +225,31 @@ class _Scan:
         self.start_seq = self.index.max_seq()
         # where case does not count, "README" asked is the indexed "Readme"
         self.scanned = _outermost([self.spelling.indexed(sp) for sp in subpaths])
-        for sp in self.scanned:
+        for sp in self._maybe_changed(self.scanned):
             self._scan_subpath(sp)
+
+    def _maybe_changed(self, subpaths: list[str]) -> Iterator[str]:
+        """The subpaths less the indexed files whose lstat is the indexed one.
+
+        A watching node is told of every file it wrote itself (three inotify events
+        each); the scan of a subpath reads its ancestors and a range of the index, and
+        for a pull of 10,000 files that work took as long as the pull. One query for all
+        of them and an lstat each tells the same files apart, by the test of a full scan
+        (`_unchanged_file`).
+        """
+        briefs = self.index.briefs_of(subpaths)
+        for sp in subpaths:
+            brief = briefs.get(sp)
+            if brief is not None and brief[1] == _FILE:
+                try:
+                    st = os.lstat(safe_join(self.root, sp))
+                except (OSError, BadPath):
+                    pass  # the scan of sp says what it is now
+                else:
+                    if stat.S_ISREG(st.st_mode) and \
+                            self._unchanged_file(sp, self.spelling.shown(st, brief), brief):
+                        continue
+            yield sp
 
     def commit(self) -> None:
         """Deletions of the vanished directories (what moved out of them is written

@@ -737,3 +737,50 @@ def test_an_unlistable_directory_is_listed_as_skipped(folder, monkeypatch):
     monkeypatch.undo()
     folder.scan()
     assert folder.index.skipped() == {}
+
+
+# --- subpaths that are unchanged files (what a watching node is told of its own writes)
+def test_unchanged_files_asked_for_are_passed_by_without_a_range_read(folder, monkeypatch):
+    for i in range(50):
+        folder.write(f"docs/{i:02d}.txt", b"same")
+    folder.scan()
+    ranges = []
+    real = folder.index.brief_range
+    monkeypatch.setattr(folder.index, "brief_range",
+                        lambda *a, **k: ranges.append(a) or real(*a, **k))
+    before = folder.index.max_seq()
+    result = folder.scan([f"docs/{i:02d}.txt" for i in range(50)])
+    assert changed_paths(result) == []
+    assert ranges == []  # no subpath was scanned: each was told apart by one lstat
+    assert folder.index.max_seq() == before
+
+
+@pytest.mark.parametrize("change", ["rewritten, same size and mtime", "replaced", "chmod",
+                                    "removed", "made a directory", "made a link"])
+def test_a_subpath_whose_file_changed_is_still_scanned(folder, change):
+    p = folder.write("docs/a.txt", b"version one")
+    folder.write("docs/b.txt", b"untouched")
+    folder.scan()
+    st = os.lstat(p)
+    time.sleep(0.01)  # the ctime clock moves on
+    if change == "rewritten, same size and mtime":
+        with open(p, "r+b") as fh:
+            fh.write(b"version two")
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif change == "replaced":
+        new = folder.write("docs/new.tmp", b"version two")
+        os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(new, p)
+    elif change == "chmod":
+        p.chmod(st.st_mode & 0o777 | 0o111)  # made executable: a change every device takes
+    elif change == "removed":
+        p.unlink()
+    elif change == "made a directory":
+        p.unlink()
+        p.mkdir()
+    else:
+        p.unlink()
+        p.symlink_to("b.txt")
+    result = folder.scan(["docs/a.txt", "docs/b.txt"])
+    assert "docs/a.txt" in changed_paths(result)  # a new version, or a deletion
+    assert "docs/b.txt" not in changed_paths(result)
