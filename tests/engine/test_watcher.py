@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from app.engine.watcher import FolderWatcher
 from tests.procs import wait_until
@@ -111,5 +114,39 @@ def test_a_directory_moved_in_is_reported_as_itself(tmp_path: Path) -> None:
         wait_until(lambda: "album/later.jpg" in reports.paths, 5, 0.02)
         time.sleep(0.5)
         assert set(reports.paths) == {"album", "album/later.jpg"}
+    finally:
+        watcher.stop()
+
+
+def test_a_file_written_unnamed_and_linked_is_reported_by_its_name_only(tmp_path: Path) -> None:
+    """What the puller does (O_TMPFILE, times set, linked): the events under the unnamed
+    file's "#<inode>" name are not paths to scan; the name it gets is."""
+    from app.core import platform
+    from app.core.dirfds import DirFds
+
+    if not platform.UNNAMED_TEMPS:
+        pytest.skip("no unnamed temp files here")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "#12").write_text("a user's file of such a name")
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        with DirFds(tmp_path, create=False) as dirs:
+            d = dirs.open("sub")
+            for i in range(20):
+                fd, name = platform.open_temp(d, f".p2psync-{i}.tmp", 0o644)
+                assert name is None  # unnamed
+                try:
+                    os.write(fd, b"pulled")
+                    platform.set_times_in(d, None, fd, 1_000_000_000)
+                    platform.link_unnamed(d, fd, f"pulled{i:02d}.txt")
+                finally:
+                    os.close(fd)
+        (tmp_path / "sub" / "#12").write_text("edited")  # reported: it exists
+        wait_until(lambda: "sub/#12" in reports.paths, 5, 0.02)
+        time.sleep(0.3)
+        assert set(reports.paths) == {f"sub/pulled{i:02d}.txt" for i in range(20)} | {"sub/#12"}
     finally:
         watcher.stop()
