@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 PING_INTERVAL = 1.5
 DEAD_AFTER = 6.0
+CLOSE_WAIT = 1.0  # seconds a closing connection waits for its last frames to be read
 MAX_REQ_ITEMS = 4096
 MAX_DATA_BYTES = 1024 * 1024  # per `data` frame: small enough to keep the pipeline moving
 # What one peer may have waiting to be served. An honest puller keeps at most a few
@@ -388,12 +389,21 @@ class PeerConnection:
             if not fut.done():
                 fut.set_result(None)
         self._pending.clear()
-        self.stream.transport.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(self.stream.lost), 1.0)
+        self.stream.transport.close()  # after what is buffered is sent...
+        try:
+            await asyncio.wait_for(asyncio.shield(self.stream.lost), CLOSE_WAIT)
+        except TimeoutError:  # ...which a peer that reads nothing never lets happen
+            self.stream.transport.abort()
+        except Exception:  # noqa: BLE001 - lost with an error: closed all the same
+            pass
 
     async def leave(self) -> None:
-        """Close politely: the peer logs that we left, not that we vanished."""
+        """Close politely: the peer logs that we left, not that we vanished.
+
+        The bye waits for room in the send buffer at most CLOSE_WAIT: a peer that sends
+        but reads nothing (hostile, or frozen) never makes room, and held the node's
+        stop for good.
+        """
         with contextlib.suppress(Exception):
-            await self.send({"t": "bye"})
+            await asyncio.wait_for(self.send({"t": "bye"}), CLOSE_WAIT)
         await self.close("we left")

@@ -13,6 +13,7 @@ The attacker is written with the project's own identity / framing / handshake mo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import ssl
@@ -675,3 +676,42 @@ def test_huge_version_counter_is_refused(world):
     assert not any("Traceback" in line for line in w.node.lines), w.node.log()
     w.assert_alive()
     w.honest_sync("after-maxed")
+
+
+# --- a peer that stops reading does not hold the node's stop -----------------------------
+def test_a_peer_that_never_reads_does_not_keep_the_node_from_stopping(world):
+    """Saying bye waits for room in the connection's buffer; a peer that reads nothing
+    never makes any, and the node must stop anyway (a service stop, a quit)."""
+    big = os.urandom(BLOCK_SIZE * 128)  # 16 MiB: more than every buffer on the way
+
+    def prepare(share: Path, sentinel: Path) -> None:
+        (share / "big.bin").write_bytes(big)
+
+    w = world(prepare)
+
+    async def clog():
+        s = await hostile.connect(w.node.port, hostile.new_identity(w.tmp), name="clog",
+                                  pump=False)  # reads nothing, ever
+        await s.send_start()
+        items = [("big.bin", i * BLOCK_SIZE, BLOCK_SIZE) for i in range(128)]
+        hashes = {it: block_hash(big[it[1]: it[1] + it[2]]) for it in items}
+        for k in range(0, 128, 16):
+            await s.request(items[k: k + 16], hashes)
+        async def pings():  # it seems alive: the node hears from it, all along
+            with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
+                while True:
+                    await s.send({"t": "ping"})
+                    await asyncio.sleep(0.5)
+
+        pinger = asyncio.create_task(pings())
+        await asyncio.sleep(2.0)  # the node answers until its buffers are full
+        started = time.monotonic()
+        rc = await asyncio.to_thread(w.node.stop)
+        took = time.monotonic() - started
+        pinger.cancel()
+        await s.close()
+        return rc, took
+
+    rc, took = run(clog())
+    assert rc == 0, w.node.log()
+    assert took < 8, w.node.log()
