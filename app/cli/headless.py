@@ -184,5 +184,6 @@ async def _preview(opts: NodeOptions, args: argparse.Namespace) -> int:
         work.uncancel()
         raise P2PError("interrupted: nothing was changed") from None
     finally:
+        stacks_if_stop_hangs()
         await node.stop()
     return 0
