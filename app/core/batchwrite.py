@@ -3,7 +3,7 @@
 A first sync of 10,000 small files is bound by per-file costs, not by bytes, so the
 puller hands a whole batch of fetched contents to this function on its writer
 thread while the event loop receives the next batch. Every file still follows the
-safe path: content checked against its hash, temp file beside it, mode and mtime
+safe path: content checked against its hash, temp file (`_Staging`), mode and mtime
 set, whatever the index says is at the final path checked and archived, then the
 finished file appears at its name in one step (a hard link, see `_publish`). The
 work is done relative to directory descriptors (`app.core.dirfds`), so each
@@ -78,6 +78,7 @@ class Staged:
         self.out: list[Placed | Exception | None] = [None] * len(files)
         self.staged: dict[int, _Temp] = {}
         self.dirs = DirFds(root, create=True)
+        self.staging = _Staging(self.dirs)
         try:
             self._write(diskio.room(root) if room is None else room)
         except BaseException:
@@ -87,7 +88,7 @@ class Staged:
     def _write(self, left: int) -> None:
         for i, f in enumerate(self.files):
             try:
-                self.staged[i] = _stage(self.dirs, f, left)
+                self.staged[i] = _stage(self.dirs, self.staging, f, left)
                 left -= len(f.data)
             except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
                 self.out[i] = e
@@ -111,6 +112,7 @@ class Staged:
 
     def close(self) -> None:
         _discard(self.staged, self.out)
+        self.staging.close()
         self.dirs.__exit__()
 
     def __enter__(self) -> Staged:
@@ -148,7 +150,7 @@ def _discard(staged: dict[int, _Temp], out: list) -> list:
     return out
 
 
-def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
+def _stage(dirs: DirFds, staging: _Staging, f: SmallFile, room: int) -> _Temp:
     """Check the content and the space, then write it to a temp file beside its place."""
     if (hashing.block_hash(f.data) if f.data else b"") != f.block_hash:
         raise BadContent(f"{f.rel}: the bytes do not match their hash")
@@ -159,7 +161,7 @@ def _stage(dirs: DirFds, f: SmallFile, room: int) -> _Temp:
     # Where nothing is expected, the link that publishes it finds out (`_publish`).
     if _expected(f.local) and not apply.stat_matches(f.local, _lstat(dfd, name)):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
-    fd, temp = _open_temp(dfd, f.temp_name, f.mode & 0o777)
+    fd, temp = staging.open_temp(dfd, f.temp_name, f.mode & 0o777)
     t = _Temp(fd, dfd, temp)
     try:
         diskio.write_all(fd, f.data, 0)  # every byte, or an exception
@@ -250,7 +252,61 @@ def _replace(dfd: Dir, fd: int, temp: str | None, temp_name: str, name: str) -> 
         raise
 
 
-def _open_temp(dfd: Dir, name: str, mode: int = 0o600) -> tuple[int, str | None]:
-    """(fd, temp name): an unnamed O_TMPFILE where the system has one (made with its final
-    `mode` at once: nobody ever sees it), else a named file, made 0600."""
-    return platform.open_temp(dfd, name, mode)
+STAGING = f"{paths.META_DIR}/staging"
+
+
+class _Staging:
+    """Where a batch's unnamed temp files are made: in `.p2psync/staging`, which the
+    folder's watcher does not watch, wherever a file made there is the file made beside
+    its place (`platform.makes_alike`); else beside it.
+
+    Made beside its place, an unnamed file's times and close reach the watching node as
+    two inotify events under a name that exists nowhere ("#<inode>"): two thirds of the
+    30,000 events a pull of 10,000 files made, each through watchdog's three threads
+    while the pull competes with them for the interpreter. The link that names the file
+    is the one event left. `.p2psync` itself is never made here: gone, it means the
+    folder is not there (app.core.marker), so then every temp file is made beside its place.
+    """
+
+    def __init__(self, dirs: DirFds) -> None:
+        self.dirs = dirs
+        self.opened: list[Dir] = []
+        self.dir: Dir | None = None
+        self.tried = False
+        self.alike: dict[str, bool] = {}
+
+    def open_temp(self, dfd: Dir, name: str, mode: int) -> tuple[int, str | None]:
+        """(fd, temp name): an unnamed O_TMPFILE where the system has one (made with its
+        final `mode` at once: nobody ever sees it), else a named file beside its place,
+        made 0600."""
+        home = self._home()
+        if home is not None and self._alike(home, dfd):
+            fd = platform.open_unnamed(home, mode)
+            if fd is not None:
+                return fd, None
+        return platform.open_temp(dfd, name, mode)
+
+    def _home(self) -> Dir | None:
+        if not self.tried:
+            self.tried = True
+            if platform.UNNAMED_TEMPS:
+                try:
+                    meta = platform.open_dir(self.dirs.root, paths.META_DIR, self.dirs.open(""),
+                                             create=False)
+                    self.opened.append(meta)
+                    self.dir = platform.open_dir(self.dirs.root, STAGING, meta, create=True)
+                    self.opened.append(self.dir)
+                except (OSError, paths.BadPath):
+                    self.dir = None  # missing, a link, unwritable: beside its place
+        return self.dir
+
+    def _alike(self, home: Dir, dfd: Dir) -> bool:
+        alike = self.alike.get(dfd.rel)
+        if alike is None:
+            alike = self.alike[dfd.rel] = platform.makes_alike(home, dfd)
+        return alike
+
+    def close(self) -> None:
+        for d in self.opened:
+            d.close()
+        self.opened.clear()

@@ -272,18 +272,63 @@ def open_temp(d: Dir, name: str, unnamed_mode: int = 0o600) -> tuple[int, str | 
     left behind, so it may have its final mode (`unnamed_mode`) at once; a leftover under
     the temp name (or a planted link) is removed.
     """
-    if UNNAMED_TEMPS and d.fd is not None:
-        try:
-            return os.open(".", os.O_WRONLY | _TMPFILE | CLOEXEC, unnamed_mode,
-                           dir_fd=d.fd), None
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
-                raise
+    fd = open_unnamed(d, unnamed_mode)
+    if fd is not None:
+        return fd, None
     try:
         return open_in(d, name, TEMP_FLAGS, 0o600), name
     except FileExistsError:
         unlink_in(d, name)
         return open_in(d, name, TEMP_FLAGS, 0o600), name
+
+
+def open_unnamed(d: Dir, mode: int) -> int | None:
+    """An unnamed O_TMPFILE in d, made with `mode`; None where the system has none."""
+    if not UNNAMED_TEMPS or d.fd is None:
+        return None
+    try:
+        return os.open(".", os.O_WRONLY | _TMPFILE | CLOEXEC, mode, dir_fd=d.fd)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            raise
+        return None
+
+
+def makes_alike(a: Dir, b: Dir) -> bool:
+    """Whether a file made in directory a is the file made in b, and can be linked into b.
+
+    True only on one mount (a link across mounts fails), where neither directory is
+    setgid (a new file takes its group) nor has a default ACL (a new file takes its
+    entries): then owner, group and mode come from the process alone.
+    """
+    if sys.platform != "linux" or a.fd is None or b.fd is None:
+        return False
+    try:
+        return (_mount_id(a.fd) == _mount_id(b.fd)
+                and not (os.fstat(a.fd).st_mode | os.fstat(b.fd).st_mode) & stat.S_ISGID
+                and not _default_acl(a.fd) and not _default_acl(b.fd))
+    except OSError:
+        return False
+
+
+def _mount_id(fd: int) -> int:
+    """The mount fd lies on (/proc/self/fdinfo's mnt_id)."""
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+        for line in f:
+            if line.startswith(b"mnt_id:"):
+                return int(line.split()[1])
+    raise OSError(errno.ENOTSUP, "no mnt_id in fdinfo")
+
+
+def _default_acl(fd: int) -> bool:
+    if sys.platform != "linux":
+        return False
+    try:
+        return "system.posix_acl_default" in os.listxattr(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise
 
 
 def link_unnamed(d: Dir, fd: int, name: str) -> None:

@@ -31,7 +31,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 
 try:  # Linux: ask inotify for exactly the events below
-    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver
+    from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
     from watchdog.observers.inotify_c import InotifyConstants as _IN
     from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
 except ImportError:  # other platforms: watchdog's own observer, filtered by event type
@@ -116,9 +116,28 @@ if InotifyObserver is not None:
     # parent is the scan of its whole subtree.
     INOTIFY_CHANGES = [c for c in CHANGES if c is not DirModifiedEvent]
 
+    class _FolderWatches(InotifyWatchGroup):
+        """The folder's directories less `.p2psync`, whose events are never news.
+
+        Its staging directory is where the puller makes every new file before linking it
+        into place (app.core.batchwrite): watched, each file would cost two more events.
+        """
+
+        def _add_callback(self, path: bytes) -> None:
+            meta = os.path.join(self.path, os.fsencode(paths.META_DIR))
+            if path == meta or path.startswith(meta + b"/"):
+                return
+            super()._add_callback(path)
+
     class _ChangesEmitter(InotifyEmitter):
         def get_event_mask_from_filter(self):  # type: ignore[no-untyped-def]
             return CHANGE_MASK
+
+        def on_thread_start(self) -> None:
+            self._inotify = _FolderWatches(
+                self._inotify_fd, os.fsencode(self.watch.path),
+                is_recursive=self.watch.is_recursive, event_mask=self.get_event_mask_from_filter(),
+                follow_symlink=self.watch.follow_symlink)
 
         def build_and_queue_event(self, event, *, full_events=False):  # type: ignore[no-untyped-def]
             """A directory moved (or moved in) is one event, as inotify reports it.

@@ -150,3 +150,39 @@ def test_a_file_written_unnamed_and_linked_is_reported_by_its_name_only(tmp_path
         assert set(reports.paths) == {f"sub/pulled{i:02d}.txt" for i in range(20)} | {"sub/#12"}
     finally:
         watcher.stop()
+
+
+def test_a_pulled_batch_costs_the_watcher_one_event_a_file(tmp_path: Path) -> None:
+    """The puller makes each file in `.p2psync/staging`, which is not watched, and links
+    it into place: the link is the one event; the unnamed file's times and close (two
+    more events each, under "#<inode>") are never reported."""
+    from app.core import hashing, paths, platform
+    from app.core.batchwrite import SmallFile, write_small_files
+
+    if not platform.UNNAMED_TEMPS:
+        pytest.skip("no unnamed temp files here")
+    (tmp_path / paths.META_DIR).mkdir()
+    (tmp_path / "sub").mkdir()
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
+    seen: list[str] = []
+    dispatched = watcher.handler.on_any_event
+
+    def every_event(event):  # type: ignore[no-untyped-def]
+        seen.append(os.path.relpath(event.src_path, tmp_path))
+        dispatched(event)
+
+    watcher.handler.on_any_event = every_event  # type: ignore[method-assign]
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        names = [f"sub/pulled{i:02d}.txt" for i in range(20)]
+        write_small_files(tmp_path, [
+            SmallFile(n, b"pulled", hashing.block_hash(b"pulled"), 0o644, 1_000_000_000,
+                      paths.temp_name_for(n, b"h" * 32).rpartition("/")[2], None)
+            for n in names])
+        wait_until(lambda: set(reports.paths) == set(names), 5, 0.02)
+        time.sleep(0.3)
+        assert sorted(seen) == sorted(names)
+    finally:
+        watcher.stop()
