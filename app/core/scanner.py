@@ -238,11 +238,17 @@ class _Scan:
         (`_unchanged_file`).
         """
         briefs = self.index.briefs_of(subpaths)
+        real_dirs: set[str] = set()  # parents safe_join found real (once each, not per file)
         for sp in subpaths:
             brief = briefs.get(sp)
             if brief is not None and brief[1] == _FILE:
+                parent = sp.rpartition("/")[0]
                 try:
-                    st = os.lstat(safe_join(self.root, sp))
+                    if parent in real_dirs and sp.isascii():
+                        st = os.lstat(os.path.join(self.root, sp))
+                    else:
+                        st = os.lstat(safe_join(self.root, sp))
+                        real_dirs.add(parent)
                 except (OSError, BadPath):
                     pass  # the scan of sp says what it is now
                 else:

@@ -784,3 +784,15 @@ def test_a_subpath_whose_file_changed_is_still_scanned(folder, change):
     result = folder.scan(["docs/a.txt", "docs/b.txt"])
     assert "docs/a.txt" in changed_paths(result)  # a new version, or a deletion
     assert "docs/b.txt" not in changed_paths(result)
+
+
+def test_subpaths_below_a_directory_made_a_link_are_still_scanned(folder):
+    """The same files, reached through a link: their lstat is the indexed one, but they
+    are no longer in the folder (a link is not followed)."""
+    for name in ("a.txt", "b.txt"):
+        folder.write(f"docs/{name}", b"same")
+    folder.scan()
+    os.rename(folder.root / "docs", folder.root / "elsewhere")
+    os.symlink("elsewhere", folder.root / "docs")
+    result = folder.scan(["docs/a.txt", "docs/b.txt"])
+    assert {"docs/a.txt", "docs/b.txt"} <= set(changed_paths(result))
