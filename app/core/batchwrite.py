@@ -13,6 +13,7 @@ directory is resolved once per batch and no step can be sent through a link.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from dataclasses import dataclass
@@ -104,11 +105,31 @@ class Staged:
         it now is or why it is not."""
         for i, t in self.staged.items():
             try:
-                self.out[i] = _place(self.root, self.dirs, self.files[i], t)
+                try:
+                    self.out[i] = _place(self.root, self.dirs, self.files[i], t)
+                except OSError as e:
+                    if e.errno != errno.EXDEV or t.name is not None:
+                        raise
+                    self.staged[i] = t = self._beside(self.files[i], t)
+                    self.out[i] = _place(self.root, self.dirs, self.files[i], t)
             except (OSError, paths.BadPath, apply.DiskChanged) as e:
                 self.out[i] = e
         _discard(self.staged, self.out)
         return self.out  # type: ignore[return-value]
+
+    def _beside(self, f: SmallFile, t: _Temp) -> _Temp:
+        """f written again, beside its place: the staging directory's file could not be
+        linked there (EXDEV: a bind mount, a project quota), and neither can the next."""
+        os.close(t.fd)
+        t.fd = -1
+        self.staging.alike[t.dfd.rel] = False
+        again = _stage(self.dirs, self.staging, f, len(f.data))
+        try:
+            diskio.flush_fs([again.fd])
+        except BaseException:
+            _discard({0: again}, [])
+            raise
+        return again
 
     def close(self) -> None:
         _discard(self.staged, self.out)
@@ -151,7 +172,7 @@ def _discard(staged: dict[int, _Temp], out: list) -> list:
 
 
 def _stage(dirs: DirFds, staging: _Staging, f: SmallFile, room: int) -> _Temp:
-    """Check the content and the space, then write it to a temp file beside its place."""
+    """Check the content and the space, then write it to a temp file (`_Staging`)."""
     if (hashing.block_hash(f.data) if f.data else b"") != f.block_hash:
         raise BadContent(f"{f.rel}: the bytes do not match their hash")
     if len(f.data) > room:

@@ -3,6 +3,7 @@ wherever a file made there is the one made beside its place; else beside it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -124,3 +125,25 @@ def test_files_below_another_mount_are_made_there(share, mounted, made_in):
     assert all(isinstance(o, Placed) for o in out), out
     assert (mounted / "in.txt").read_bytes() == b"in"
     assert made_in == ["mnt", batchwrite.STAGING]
+
+
+def test_a_file_that_cannot_be_linked_from_staging_is_written_again_beside(share, made_in,
+                                                                          monkeypatch):
+    """EXDEV where makes_alike saw nothing against it (a bind mount of the same mount's
+    file system, an ext4 project quota): written again beside its place, and so are the
+    next files of that directory."""
+    real = platform.link_unnamed
+    refused: list[str] = []
+
+    def across(d, fd, name):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(share / batchwrite.STAGING)):
+            refused.append(name)
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real(d, fd, name)
+
+    monkeypatch.setattr(platform, "link_unnamed", across)
+    out = write_small_files(share, [small("q/a.txt", b"a"), small("q/b.txt", b"b")])
+    assert all(isinstance(o, Placed) for o in out), out
+    assert (share / "q/a.txt").read_bytes() == b"a" and (share / "q/b.txt").read_bytes() == b"b"
+    assert refused == ["a.txt", "b.txt"] and made_in == [batchwrite.STAGING] * 2 + ["q"] * 2
+    assert sorted(os.listdir(share / "q")) == ["a.txt", "b.txt"]  # no temp file left
