@@ -111,10 +111,16 @@ class Puller:
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
-        """Record what is now on disk; written in batches (call under the disk lock)."""
+        """Record what is now on disk; written in batches (call under the disk lock):
+        `_run_one` writes them once there are COMMIT_BATCH, `run_round` at its end."""
         self._pending.extend(entries)
+
+    async def _flush_if_full(self) -> None:
+        """The pending entries into the index once there are COMMIT_BATCH, on the writer
+        thread: a COMMIT waits for the disk, and on the loop it stalled it 100-136 ms."""
         if len(self._pending) >= COMMIT_BATCH:
-            self.flush()
+            async with self.lock:
+                await self._on_writer(self.flush)
 
     def flush(self) -> None:
         """Write pending entries; the node calls this before any scan (under the lock)."""
@@ -159,8 +165,18 @@ class Puller:
                              *(limited(a) for a in files))
         await self._run_in_turn(deletes, result)
         async with self.lock:
-            self.flush()
+            await self._on_writer(self.flush)  # a COMMIT on the loop stalled it 105 ms
         return result
+
+    async def _on_writer(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) on the writer thread; cancelled, it still waits for fn to finish, so
+        that the disk lock the caller holds is kept until the disk work is done."""
+        job = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            raise
 
     async def _run_in_turn(self, actions: list[Action], result: RoundResult) -> None:
         """One after the other, giving the loop a turn after each: a step takes the disk
@@ -184,6 +200,7 @@ class Puller:
             self._failed(a, e, result)
         finally:
             self.in_progress.pop(a.path, None)
+        await self._flush_if_full()
 
     def _failed(self, a: Action, e: Exception, result: RoundResult) -> None:
         if isinstance(e, apply.DiskChanged):
@@ -310,12 +327,10 @@ class Puller:
     async def _run_renames(self, pairs: list[tuple[Action, Action]], result: RoundResult
                            ) -> None:
         """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
-        loop = asyncio.get_running_loop()
         for chunk in _batches(pairs, key=lambda pair: (pair[0].path, pair[1].path), size=None,
                               files=RENAME_BATCH):
             async with self.lock:
-                self.flush()  # what the index says is on disk, before it is checked
-                outcomes = await loop.run_in_executor(self._writer, self._rename_many, chunk)
+                outcomes = await self._on_writer(self._rename_many, chunk)
             self.on_indexed()
             for (old, new), out in zip(chunk, outcomes, strict=True):
                 if out is None:
@@ -335,6 +350,7 @@ class Puller:
         followed), a hard link to the new name (which never replaces anything there)
         and the old name's unlink: a few system calls per file.
         """
+        self.flush()  # what the index says is on disk, before it is checked
         local = self.index.get_many([old.path for old, _ in pairs])
         entries: list[FileEntry] = []
         out: list[Exception | None] = []
@@ -633,12 +649,7 @@ class Puller:
         staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
         try:
             async with self.lock:
-                job = loop.run_in_executor(self._writer, self._publish_small, ready, staged)
-                try:
-                    outcomes = await asyncio.shield(job)
-                except asyncio.CancelledError:
-                    await asyncio.wait([job])  # the lock stays held until the disk work is done
-                    raise
+                outcomes = await self._on_writer(self._publish_small, ready, staged)
         finally:
             staged.close()
         self.on_indexed()
