@@ -9,7 +9,9 @@ yields must get a turn between the steps.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 from app.core import scanner
 from app.core.ignore import Ignore
@@ -24,21 +26,29 @@ ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 PEER = "PEER000-0000000-0000000-0000000-0000000"
 
 
+def deletions_of_dirs(root: Path, index: Index, count: int) -> list[Action]:
+    """count directories made in root and indexed, and a peer's deletion of each."""
+    for i in range(count):
+        (root / f"d{i:03}").mkdir(parents=True)
+    scanner.scan(root, index, Ignore(root))
+    dirs = [e for e in index.all_local() if e.kind == Kind.DIR]
+    assert len(dirs) == count
+    return [Action(DELETE, e.path, replace(e, deleted=True, modified_by=PEER,
+                                           version=bump(e.version, PEER)))
+            for e in dirs]
+
+
+def new_puller(root: Path, index: Index) -> Puller:
+    return Puller(root, index, asyncio.Lock(), dict, lambda rel: None, lambda kind, data: None)
+
+
 def test_removing_many_directories_yields_between_them(tmp_path):
     root = tmp_path / "folder"
-    for i in range(300):
-        (root / f"d{i:03}").mkdir(parents=True)
     with Index(tmp_path / "index.db", ME) as index:
-        scanner.scan(root, index, Ignore(root))
-        dirs = [e for e in index.all_local() if e.kind == Kind.DIR]
-        assert len(dirs) == 300
-        actions = [Action(DELETE, e.path, replace(e, deleted=True, modified_by=PEER,
-                                                  version=bump(e.version, PEER)))
-                   for e in dirs]
+        actions = deletions_of_dirs(root, index, 300)
 
         async def main() -> tuple[int, int]:
-            puller = Puller(root, index, asyncio.Lock(), dict, lambda rel: None,
-                            lambda kind, data: None)
+            puller = new_puller(root, index)
             turns = 0
 
             async def other_work() -> None:
@@ -64,17 +74,9 @@ def test_removing_many_directories_yields_between_them(tmp_path):
 def test_the_index_write_that_ends_a_round_is_not_done_on_the_loop(tmp_path, monkeypatch):
     """A COMMIT waits for the disk: on the loop, the index writes of a million-file
     round held it for 100-136 ms."""
-    import threading
-
     root = tmp_path / "folder"
-    for i in range(20):
-        (root / f"d{i:02}").mkdir(parents=True)
     with Index(tmp_path / "index.db", ME) as index:
-        scanner.scan(root, index, Ignore(root))
-        dirs = [e for e in index.all_local() if e.kind == Kind.DIR]
-        actions = [Action(DELETE, e.path, replace(e, deleted=True, modified_by=PEER,
-                                                  version=bump(e.version, PEER)))
-                   for e in dirs]
+        actions = deletions_of_dirs(root, index, 20)
         monkeypatch.setattr(puller_module, "COMMIT_BATCH", 6)  # three writes during the round
         writers: list[str] = []
         real = index.put_local
@@ -82,8 +84,7 @@ def test_the_index_write_that_ends_a_round_is_not_done_on_the_loop(tmp_path, mon
             threading.current_thread().name) or real(entries))
 
         async def main() -> None:
-            puller = Puller(root, index, asyncio.Lock(), dict, lambda rel: None,
-                            lambda kind, data: None)
+            puller = new_puller(root, index)
             try:
                 await puller.run_round(actions)
             finally:
