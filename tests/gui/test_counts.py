@@ -52,7 +52,8 @@ def problems(w) -> list[str]:
         out.append(f"'Up to date' with {c.incoming} to come and peers {connected}")
     if head.startswith("Sending"):
         out.append(f"headline {head!r}")
-    if w.progress.isEnabled() != head.startswith("Receiving"):
+    busy = head.startswith(("Receiving", "Reading the folder", "Sync now: rescanning"))
+    if w.progress.isEnabled() != busy:  # blue or moving while working, grey otherwise
         out.append(f"bar enabled={w.progress.isEnabled()} beside {head!r}")
     own = next(p for p in peers if p.get("self")) if peers else None
     if own is not None and completion_text(own) != \
