@@ -13,8 +13,8 @@ Built for a million files in a few hundred bytes each (schema 3):
   blobs without decoding them) and as authors;
 * a one-block file's content hash is not stored: it is the hash of its block list
   (`hashing.file_hash_from_blocks`), worked out when the row is read. Its block is
-  found by an index on the first bytes of `blocks`; the `blocks` table holds only
-  the blocks of larger files;
+  found by the first bytes of `blocks` (app.core.contentindex); the `blocks` table
+  holds only the blocks of larger files;
 * what a peer announced is kept in full (`remote_files`) only while it differs
   from our entry. A peer that holds exactly our version costs one small row in
   `remote_same` (invariant: only ever our current version; `put_local` drops the
@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from app.core import private, versions
+from app.core import contentindex, private, versions
 from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
@@ -226,6 +226,9 @@ MIGRATIONS: list[Migration] = [
     # 4: `unreadable` (asked at the end of every `sync`) finds the few such files at once
     # instead of reading every row: 250-330 ms on the event loop at a million files
     f"CREATE INDEX files_unreadable ON files (path) WHERE {_UNREADABLE};",
+    # 5: content found through levels written in sorted batches, not through an index of
+    # random keys (26 of the 27 GB a million-file first sync wrote; see contentindex)
+    contentindex.create,
 ]
 
 _V2_COLS = ("path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
@@ -901,11 +904,12 @@ class Index:
                   f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
             self._write_blocks(batch)
             self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
+            contentindex.merge(self._db)
         for e, s in zip(batch, seqs, strict=True):
             e.seq = s
 
     def _write_blocks(self, batch: list[FileEntry]) -> None:
-        """Blocks of files of more than one block (one-block files: see files_content)."""
+        """Blocks of files of more than one block (one-block files: see contentindex)."""
         _where_in(self._db, "DELETE FROM blocks", "path", [(e.path,) for e in batch])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
         self._db.executemany(
@@ -1003,12 +1007,10 @@ class Index:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}
         for chunk in _chunks(hashes):
-            marks = ", ".join("?" * len(chunk))
             prefixes = [h[:8] for h in chunk]
-            for path, first in self._db.execute(
-                    f"SELECT path, substr(blocks, 1, 32) FROM files "
-                    f"WHERE substr(blocks, 1, 8) IN ({marks}) "
-                    "AND kind = 0 AND NOT deleted AND blocks != x''", prefixes):
+            for path, first in self._db.execute(contentindex.local_files(
+                    f"prefix IN ({_numbered(len(chunk))})", "f.path, substr(f.blocks, 1, 32)"),
+                    prefixes):
                 out.setdefault(bytes(first), (path, 0))
             left = [h for h in chunk if h not in out]
             if not left:
@@ -1026,10 +1028,8 @@ class Index:
         out: dict[bytes, list[str]] = {}
         wanted = set(blocks)
         for chunk in _chunks(sorted({b[:8] for b in blocks if b})):
-            marks = ", ".join("?" * len(chunk))
-            for path, b in self._db.execute(
-                    f"SELECT path, blocks FROM files WHERE substr(blocks, 1, 8) IN ({marks}) "
-                    "AND kind = 0 AND NOT deleted AND blocks != x''", chunk):
+            for path, b in self._db.execute(contentindex.local_files(
+                    f"prefix IN ({_numbered(len(chunk))})", "f.path, f.blocks"), chunk):
                 if bytes(b) in wanted:
                     out.setdefault(bytes(b), []).append(path)
         return out
@@ -1045,13 +1045,10 @@ class Index:
                 by_blocks.setdefault(bytes(e.blocks), []).append(e.path)
         out: set[str] = set()
         for chunk in _chunks(sorted({b[:8] for b in by_blocks})):
-            marks = ", ".join("?" * len(chunk))
-            for path, b in self._db.execute(
-                    f"SELECT r.path, r.blocks FROM remote_files r "
-                    f"WHERE substr(r.blocks, 1, 8) IN ({marks}) AND r.pending "
-                    "AND NOT r.deleted AND r.blocks != x'' AND NOT EXISTS (SELECT 1 FROM files "
-                    "f WHERE f.path = r.path AND NOT f.deleted AND f.blocks = r.blocks)",
-                    chunk):
+            for path, b in self._db.execute(contentindex.pending_remote(
+                    f"prefix IN ({_numbered(len(chunk))})", "r.path, r.blocks")
+                    + " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.path = r.path "
+                    "AND NOT f.deleted AND f.blocks = r.blocks)", chunk):
                 out.update(p for p in by_blocks.get(bytes(b), ()) if p != path)
         return out
 
@@ -1094,6 +1091,7 @@ class Index:
                 usage = [row[1], row[2]]
             refused = self._store_remote(ref, batch, usage)
             self._store_ours(ref, same, usage)
+            contentindex.merge(self._db)
             self._db.execute(
                 "INSERT OR REPLACE INTO remotes (device, index_id, max_seq, entries, bytes) "
                 "VALUES (?, ?, ?, ?, ?)", (device, index_id, max_seq, *usage))
@@ -1353,10 +1351,9 @@ class Index:
                 "SELECT r.modified_by, COUNT(DISTINCT r.path) FROM remote_files r "
                 "JOIN files f ON f.path = r.path WHERE r.pending AND r.deleted "
                 f"AND r.device NOT IN ({', '.join(map(str, skip))}) "
-                "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS (SELECT 1 FROM remote_files "
-                "n WHERE substr(n.blocks, 1, 8) = substr(f.blocks, 1, 8) AND n.pending AND NOT "
-                "n.deleted AND n.blocks != x'' AND n.blocks = f.blocks AND n.path != f.path) "
-                "GROUP BY r.modified_by"):
+                "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS ("
+                + contentindex.pending_remote("prefix = substr(f.blocks, 1, 8)", "1", "n")
+                + " AND n.blocks = f.blocks AND n.path != f.path) GROUP BY r.modified_by"):
             device = self._devices.id(ref)
             out[device] = out.get(device, 0) + n
         return out
@@ -1596,6 +1593,11 @@ _UNDER = "(path = ? OR (path >= ? AND path < ?))"
 
 def _under_args(under: str) -> tuple[str, str, str]:
     return under, under + "/", under + "0"
+
+
+def _numbered(n: int) -> str:
+    """?1, ..., ?n: marks a statement can use more than once (contentindex's levels)."""
+    return ", ".join(f"?{i}" for i in range(1, n + 1))
 
 
 def _chunks(items: list[T]) -> Iterator[list[T]]:

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from app.core import contentindex
 from app.core import index as index_mod
 from app.core.index import MIGRATIONS, Index, IndexTooNew
 from app.core.model import FileEntry, Kind
@@ -125,14 +126,10 @@ def test_find_block_uses_index(idx):
         "EXPLAIN QUERY PLAN SELECT path, idx FROM blocks WHERE hash = ? LIMIT 1", (b"x",)
     ).fetchall()
     assert "blocks_hash" in str(plan)
-    plan = idx._db.execute(
-        "EXPLAIN QUERY PLAN SELECT path FROM files WHERE substr(blocks, 1, 8) IN (?) "
-        "AND kind = 0 AND NOT deleted AND blocks != x''", (b"x",)).fetchall()
-    assert "files_content" in str(plan)
-    plan = idx._db.execute(
-        "EXPLAIN QUERY PLAN SELECT r.path FROM remote_files r WHERE substr(r.blocks, 1, 8) "
-        "IN (?) AND r.pending AND NOT r.deleted AND r.blocks != x''", (b"x",)).fetchall()
-    assert "remote_content" in str(plan)
+    for sql in (contentindex.local_files("prefix IN (?1)", "f.path"),
+                contentindex.pending_remote("prefix IN (?1)", "r.path")):
+        plan = str(idx._db.execute("EXPLAIN QUERY PLAN " + sql, (b"x",)).fetchall())
+        assert "SCAN" not in plan.replace("SCAN c", ""), plan  # every level, every row: probed
 
 
 def test_remote_state_and_entries(idx):

@@ -1,0 +1,122 @@
+"""Where each content is, by the first 8 bytes of its block list, in three levels.
+
+An SQL index on `substr(blocks, 1, 8)` (schema 3 and 4) cost more than the rest of
+the index together at scale: its keys are random, so each new entry lands on its own
+page of a B-tree that at a million files is thousands of pages, and a commit of 500
+entries wrote ~500 pages to the WAL (and the checkpoint wrote them again). The index
+work of a 1,000,000-file first sync wrote 27 GB in 106 s with the two content indexes,
+1.3 GB in 28 s without them (/work/prof/index_scale.py, kept in docs/architecture.md).
+
+So entries go in levels, as in an LSM tree: triggers put each new one in `content0`
+(a few thousand entries, a few dozen pages rewritten per commit); once it holds
+LEVEL0 entries they move to `content1` in sorted order, and once that holds LEVEL1
+they move to `content2`, so each page of a larger level takes many entries at once.
+A lookup asks all three levels.
+
+An entry is never removed when its row changes (that would be a random write again):
+every lookup checks each candidate against its row (the row has that prefix, and is
+live), so a stale entry is only dead weight. content2 is built again from the rows
+when it holds more than twice the entries they could give (`merge`).
+
+Entries: src 0 is a local file, k1 its `files` rowid (k2 0); src 1 is a peer's row in
+`remote_files`, (k1, k2) = (device, seq): that pair is how `remote_todo` finds it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+LEVEL0 = 4096  # content0 moves to content1 at this many entries
+LEVEL1 = 65536  # content1 moves to content2 at this many
+LOCAL, REMOTE = 0, 1  # src
+
+_LEVELS = ("content0", "content1", "content2")
+_LIVE_FILE = "{t}.kind = 0 AND NOT {t}.deleted AND {t}.blocks != x''"
+_LIVE_REMOTE = "NOT {t}.deleted AND {t}.blocks != x''"
+_FILE_KEY = "0, substr({t}.blocks, 1, 8), {t}.rowid, 0"
+_REMOTE_KEY = "1, substr({t}.blocks, 1, 8), {t}.device, {t}.seq"
+
+_SCHEMA = [
+    *(f"CREATE TABLE {t} (src INTEGER NOT NULL, prefix BLOB NOT NULL, k1 INTEGER NOT NULL, "
+      "k2 INTEGER NOT NULL, PRIMARY KEY (src, prefix, k1, k2)) WITHOUT ROWID" for t in _LEVELS),
+    f"""CREATE TRIGGER content_file_new AFTER INSERT ON files
+        WHEN {_LIVE_FILE.format(t='new')}
+        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_FILE_KEY.format(t='new')}); END""",
+    f"""CREATE TRIGGER content_file_changed AFTER UPDATE OF kind, deleted, blocks ON files
+        WHEN {_LIVE_FILE.format(t='new')} AND NOT ({_LIVE_FILE.format(t='old')}
+            AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8))
+        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_FILE_KEY.format(t='new')}); END""",
+    f"""CREATE TRIGGER content_remote_new AFTER INSERT ON remote_files
+        WHEN {_LIVE_REMOTE.format(t='new')}
+        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_REMOTE_KEY.format(t='new')}); END""",
+    f"""CREATE TRIGGER content_remote_changed AFTER UPDATE OF deleted, blocks, device, seq
+        ON remote_files WHEN {_LIVE_REMOTE.format(t='new')} AND NOT ({_LIVE_REMOTE.format(t='old')}
+            AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8)
+            AND old.device = new.device AND old.seq = new.seq)
+        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_REMOTE_KEY.format(t='new')}); END""",
+]
+
+
+def create(db: sqlite3.Connection) -> None:
+    """Schema 5: the levels and their triggers in place of the two content indexes."""
+    db.execute("DROP INDEX IF EXISTS files_content")
+    db.execute("DROP INDEX IF EXISTS remote_content")
+    for stmt in _SCHEMA:
+        db.execute(stmt)
+    rebuild(db)
+
+
+def merge(db: sqlite3.Connection) -> None:
+    """Move full levels down; inside the writer's transaction, after its writes."""
+    if _count(db, "content0") < LEVEL0:
+        return
+    _move(db, "content0", "content1")
+    if _count(db, "content1") < LEVEL1:
+        return
+    _move(db, "content1", "content2")
+    rows = db.execute("SELECT count(*) FROM files").fetchone()[0] + \
+        db.execute("SELECT coalesce(sum(entries), 0) FROM remotes").fetchone()[0]
+    if _count(db, "content2") > 2 * rows + LEVEL1:
+        rebuild(db)
+
+
+def rebuild(db: sqlite3.Connection) -> None:
+    """Every level from the rows: what is left is exactly the live entries, in content2."""
+    for t in _LEVELS:
+        db.execute(f"DELETE FROM {t}")
+    db.execute(f"INSERT OR IGNORE INTO content2 SELECT {_FILE_KEY.format(t='f')} FROM files f "
+               f"WHERE {_LIVE_FILE.format(t='f')} UNION ALL "
+               f"SELECT {_REMOTE_KEY.format(t='r')} FROM remote_files r "
+               f"WHERE {_LIVE_REMOTE.format(t='r')} ORDER BY 1, 2, 3, 4")
+
+
+def candidates(src: int, where: str) -> str:
+    """A subquery of (prefix, k1, k2) of every level's entries of `src` whose prefix
+    meets `where` (say "prefix IN (?1, ?2)"): candidates, to check against their rows."""
+    return " UNION ".join(f"SELECT prefix, k1, k2 FROM {t} WHERE src = {src} AND {where}"
+                          for t in _LEVELS)
+
+
+def local_files(where: str, cols: str) -> str:
+    """SELECT `cols` (of `f`, a live local file) of the files whose prefix meets `where`."""
+    return (f"SELECT {cols} FROM ({candidates(LOCAL, where)}) c CROSS JOIN files f "
+            f"ON f.rowid = c.k1 WHERE substr(f.blocks, 1, 8) = c.prefix "
+            f"AND {_LIVE_FILE.format(t='f')}")
+
+
+def pending_remote(where: str, cols: str, alias: str = "r") -> str:
+    """SELECT `cols` (of `alias`, a pending live remote row) of the peers' rows whose
+    prefix meets `where`. Found through `remote_todo`, which holds pending rows only."""
+    return (f"SELECT {cols} FROM ({candidates(REMOTE, where)}) c CROSS JOIN remote_files "
+            f"{alias} INDEXED BY remote_todo ON {alias}.device = c.k1 AND {alias}.deleted = 0 "
+            f"AND {alias}.seq = c.k2 WHERE {alias}.pending "
+            f"AND substr({alias}.blocks, 1, 8) = c.prefix AND {alias}.blocks != x''")
+
+
+def _count(db: sqlite3.Connection, table: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def _move(db: sqlite3.Connection, src: str, dst: str) -> None:
+    db.execute(f"INSERT OR IGNORE INTO {dst} SELECT * FROM {src}")
+    db.execute(f"DELETE FROM {src}")
