@@ -5,7 +5,7 @@ the index together at scale: its keys are random, so each new entry lands on its
 page of a B-tree that at a million files is thousands of pages, and a commit of 500
 entries wrote ~500 pages to the WAL (and the checkpoint wrote them again). The index
 work of a 1,000,000-file first sync wrote 27 GB in 106 s with the two content indexes,
-1.3 GB in 28 s without them (/work/prof/index_scale.py, kept in docs/architecture.md).
+1.3 GB in 28 s without them (bench/bench_index.py).
 
 So entries go in levels, as in an LSM tree: triggers put each new one in `content0`
 (a few thousand entries, a few dozen pages rewritten per commit); once it holds
@@ -33,27 +33,42 @@ LOCAL, REMOTE = 0, 1  # src
 _LEVELS = ("content0", "content1", "content2")
 _LIVE_FILE = "{t}.kind = 0 AND NOT {t}.deleted AND {t}.blocks != x''"
 _LIVE_REMOTE = "NOT {t}.deleted AND {t}.blocks != x''"
-_FILE_KEY = "0, substr({t}.blocks, 1, 8), {t}.rowid, 0"
-_REMOTE_KEY = "1, substr({t}.blocks, 1, 8), {t}.device, {t}.seq"
+_FILE_KEY = ("0", "substr({t}.blocks, 1, 8)", "{t}.rowid", "0")  # (src, prefix, k1, k2)
+_REMOTE_KEY = ("1", "substr({t}.blocks, 1, 8)", "{t}.device", "{t}.seq")
+
+
+def _key(key: tuple[str, ...], t: str) -> str:
+    return ", ".join(part.format(t=t) for part in key)
+
+
+def _add(key: tuple[str, ...]) -> str:
+    """A trigger's insert of the new row's entry into content0, unless it is there. Not
+    INSERT OR IGNORE: the statement that fires a trigger imposes its own conflict policy
+    on it, and an upsert's aborts on the entry of a file deleted and brought back."""
+    cols = zip(("src", "prefix", "k1", "k2"), (part.format(t="new") for part in key),
+               strict=True)
+    return (f"INSERT INTO content0 SELECT {_key(key, 'new')} WHERE NOT EXISTS (SELECT 1 "
+            f"FROM content0 WHERE {' AND '.join(f'{c} = {v}' for c, v in cols)});")
+
 
 _SCHEMA = [
     *(f"CREATE TABLE {t} (src INTEGER NOT NULL, prefix BLOB NOT NULL, k1 INTEGER NOT NULL, "
       "k2 INTEGER NOT NULL, PRIMARY KEY (src, prefix, k1, k2)) WITHOUT ROWID" for t in _LEVELS),
     f"""CREATE TRIGGER content_file_new AFTER INSERT ON files
         WHEN {_LIVE_FILE.format(t='new')}
-        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_FILE_KEY.format(t='new')}); END""",
+        BEGIN {_add(_FILE_KEY)} END""",
     f"""CREATE TRIGGER content_file_changed AFTER UPDATE OF kind, deleted, blocks ON files
         WHEN {_LIVE_FILE.format(t='new')} AND NOT ({_LIVE_FILE.format(t='old')}
             AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8))
-        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_FILE_KEY.format(t='new')}); END""",
+        BEGIN {_add(_FILE_KEY)} END""",
     f"""CREATE TRIGGER content_remote_new AFTER INSERT ON remote_files
         WHEN {_LIVE_REMOTE.format(t='new')}
-        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_REMOTE_KEY.format(t='new')}); END""",
+        BEGIN {_add(_REMOTE_KEY)} END""",
     f"""CREATE TRIGGER content_remote_changed AFTER UPDATE OF deleted, blocks, device, seq
         ON remote_files WHEN {_LIVE_REMOTE.format(t='new')} AND NOT ({_LIVE_REMOTE.format(t='old')}
             AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8)
             AND old.device = new.device AND old.seq = new.seq)
-        BEGIN INSERT OR IGNORE INTO content0 VALUES ({_REMOTE_KEY.format(t='new')}); END""",
+        BEGIN {_add(_REMOTE_KEY)} END""",
 ]
 
 
@@ -84,9 +99,9 @@ def rebuild(db: sqlite3.Connection) -> None:
     """Every level from the rows: what is left is exactly the live entries, in content2."""
     for t in _LEVELS:
         db.execute(f"DELETE FROM {t}")
-    db.execute(f"INSERT OR IGNORE INTO content2 SELECT {_FILE_KEY.format(t='f')} FROM files f "
+    db.execute(f"INSERT OR IGNORE INTO content2 SELECT {_key(_FILE_KEY, 'f')} FROM files f "
                f"WHERE {_LIVE_FILE.format(t='f')} UNION ALL "
-               f"SELECT {_REMOTE_KEY.format(t='r')} FROM remote_files r "
+               f"SELECT {_key(_REMOTE_KEY, 'r')} FROM remote_files r "
                f"WHERE {_LIVE_REMOTE.format(t='r')} ORDER BY 1, 2, 3, 4")
 
 

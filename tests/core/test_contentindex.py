@@ -47,6 +47,20 @@ def test_every_level_is_asked_and_a_stale_entry_is_never_an_answer(idx):
         content["f002"]: ["f002"]}
 
 
+def test_a_file_deleted_and_brought_back_is_found_again(idx):
+    """Its entry is still in content0: the trigger must not add it twice (an upsert
+    makes a duplicate an error, whatever the trigger says)."""
+    b = os.urandom(32)
+    idx.put_local([entry("a", b)])
+    idx.put_local([replace(entry("a", b, 2), deleted=True)])
+    assert idx.find_blocks([b]) == {}
+    idx.put_local([entry("a", b, 3), entry("a", b, 4)])  # and twice in one batch
+    assert idx.find_blocks([b]) == {b: ("a", 0)}
+    theirs = replace(entry("r", b), version={PEER: 1}, seq=7)
+    idx.put_remote(PEER, b"id", [theirs, theirs], 7)  # the same row announced twice
+    assert idx.wanted_elsewhere([entry("a", b, 4)]) == {"a"}
+
+
 def test_a_pending_remote_row_is_found_until_we_hold_it(idx):
     """wanted_elsewhere: the other half of a move, through every level."""
     mine = [entry(f"old/{i:03d}", os.urandom(32), seq=i + 1) for i in range(60)]
