@@ -504,7 +504,6 @@ class MainWindow(QMainWindow):
         w.files_reset.connect(self.files_model.reset_rows)
         w.files_update.connect(self.files_model.apply_update)
         w.progress.connect(self._on_progress)
-        w.peers.connect(self.peers_model.set_peers)
         w.peers.connect(self._on_peers)
         w.status.connect(self._on_status)
         w.activity.connect(self.activity.add)
@@ -569,6 +568,9 @@ class MainWindow(QMainWindow):
             self._check_join()
 
     def _on_peers(self, peers: list[dict]) -> None:
+        """The devices view and every count beside it in one slot: as two queued slots, the
+        view said "offline" while the header still counted the device connected."""
+        self.peers_model.set_peers(peers)
         self.conflicts_panel.set_device_names(
             {p["device_id"][:7]: p["name"] for p in peers if p.get("device_id")})
         self._refresh_overall()
