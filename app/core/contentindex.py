@@ -20,6 +20,8 @@ when it holds more than twice the entries they could give (`merge`).
 
 Entries: src 0 is a local file, k1 its `files` rowid (k2 0); src 1 is a peer's row in
 `remote_files`, (k1, k2) = (device, seq): that pair is how `remote_todo` finds it.
+(The rowid of `files` is not an alias: a VACUUM may renumber it. Nothing here runs
+one; whatever does must `rebuild` after it.)
 """
 
 from __future__ import annotations
