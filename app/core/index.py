@@ -1030,8 +1030,9 @@ class Index:
         for chunk in _chunks(sorted({b[:8] for b in blocks if b})):
             for path, b in self._db.execute(contentindex.local_files(
                     f"prefix IN ({_numbered(len(chunk))})", "f.path, f.blocks"), chunk):
-                if bytes(b) in wanted:
-                    out.setdefault(bytes(b), []).append(path)
+                paths = out.setdefault(bytes(b), []) if bytes(b) in wanted else None
+                if paths is not None and path not in paths:  # a file may come twice
+                    paths.append(path)
         return out
 
     @_reads
@@ -1046,9 +1047,9 @@ class Index:
         out: set[str] = set()
         for chunk in _chunks(sorted({b[:8] for b in by_blocks})):
             for path, b in self._db.execute(contentindex.pending_remote(
-                    f"prefix IN ({_numbered(len(chunk))})", "r.path, r.blocks")
-                    + " AND NOT EXISTS (SELECT 1 FROM files f WHERE f.path = r.path "
-                    "AND NOT f.deleted AND f.blocks = r.blocks)", chunk):
+                    f"prefix IN ({_numbered(len(chunk))})", "r.path, r.blocks",
+                    also="AND NOT EXISTS (SELECT 1 FROM files f WHERE f.path = r.path "
+                    "AND NOT f.deleted AND f.blocks = r.blocks)"), chunk):
                 out.update(p for p in by_blocks.get(bytes(b), ()) if p != path)
         return out
 
@@ -1352,8 +1353,9 @@ class Index:
                 "JOIN files f ON f.path = r.path WHERE r.pending AND r.deleted "
                 f"AND r.device NOT IN ({', '.join(map(str, skip))}) "
                 "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS ("
-                + contentindex.pending_remote("prefix = substr(f.blocks, 1, 8)", "1", "n")
-                + " AND n.blocks = f.blocks AND n.path != f.path) GROUP BY r.modified_by"):
+                + contentindex.pending_remote("prefix = substr(f.blocks, 1, 8)", "1", "n",
+                                              "AND n.blocks = f.blocks AND n.path != f.path")
+                + ") GROUP BY r.modified_by"):
             device = self._devices.id(ref)
             out[device] = out.get(device, 0) + n
         return out
