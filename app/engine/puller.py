@@ -119,8 +119,7 @@ class Puller:
         """The pending entries into the index once there are COMMIT_BATCH, on the writer
         thread: a COMMIT waits for the disk, and on the loop it stalled it 100-136 ms."""
         if len(self._pending) >= COMMIT_BATCH:
-            async with self.lock:
-                await self._on_writer(self.flush)
+            await self._on_writer(self.flush)
 
     def flush(self) -> None:
         """Write pending entries; the node calls this before any scan (under the lock)."""
@@ -164,19 +163,19 @@ class Puller:
         await asyncio.gather(self._fetch_small_files(small, result),
                              *(limited(a) for a in files))
         await self._run_in_turn(deletes, result)
-        async with self.lock:
-            await self._on_writer(self.flush)  # a COMMIT on the loop stalled it 105 ms
+        await self._on_writer(self.flush)  # a COMMIT on the loop stalled it 105 ms
         return result
 
     async def _on_writer(self, fn: Callable[..., T], *args: object) -> T:
-        """fn(*args) on the writer thread; cancelled, it still waits for fn to finish, so
-        that the disk lock the caller holds is kept until the disk work is done."""
-        job = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
-        try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:
-            await asyncio.wait([job])
-            raise
+        """fn(*args) on the writer thread, under the disk lock; cancelled, it still waits
+        for fn to finish, so that the lock is kept until the disk work is done."""
+        async with self.lock:
+            job = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait([job])
+                raise
 
     async def _run_in_turn(self, actions: list[Action], result: RoundResult) -> None:
         """One after the other, giving the loop a turn after each: a step takes the disk
@@ -329,8 +328,7 @@ class Puller:
         """Carry out the moves, a batch at a time on the writer thread (no data moves)."""
         for chunk in _batches(pairs, key=lambda pair: (pair[0].path, pair[1].path), size=None,
                               files=RENAME_BATCH):
-            async with self.lock:
-                outcomes = await self._on_writer(self._rename_many, chunk)
+            outcomes = await self._on_writer(self._rename_many, chunk)
             self.on_indexed()
             for (old, new), out in zip(chunk, outcomes, strict=True):
                 if out is None:
@@ -402,8 +400,7 @@ class Puller:
     # mkdir, chmod, rmdir and the archive's rename wait for the file system's journal:
     # on the writer thread, not the loop (a renamed million's mkdirs held it 136 ms)
     async def _do_mkdir(self, a: Action, result: RoundResult) -> None:
-        async with self.lock:
-            await self._on_writer(self._mkdir, a)
+        await self._on_writer(self._mkdir, a)
 
     def _mkdir(self, a: Action) -> None:
         local = self.index.get(a.path)
@@ -418,8 +415,7 @@ class Puller:
         self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_meta(self, a: Action, result: RoundResult) -> None:
-        async with self.lock:
-            await self._on_writer(self._meta, a)
+        await self._on_writer(self._meta, a)
 
     def _meta(self, a: Action) -> None:
         local = self.index.get(a.path)
@@ -430,9 +426,7 @@ class Puller:
         self._commit(a.target.recorded(*_on_disk(full)))
 
     async def _do_delete(self, a: Action, result: RoundResult) -> None:
-        async with self.lock:
-            deleted = await self._on_writer(self._delete, a)
-        if deleted:
+        if await self._on_writer(self._delete, a):
             self.emit("deleted", {"path": a.path})
 
     def _delete(self, a: Action) -> bool:
@@ -662,8 +656,7 @@ class Puller:
         loop = asyncio.get_running_loop()
         staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
         try:
-            async with self.lock:
-                outcomes = await self._on_writer(self._publish_small, ready, staged)
+            outcomes = await self._on_writer(self._publish_small, ready, staged)
         finally:
             staged.close()
         self.on_indexed()
