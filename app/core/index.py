@@ -1030,8 +1030,10 @@ class Index:
         for chunk in _chunks(sorted({b[:8] for b in blocks if b})):
             for path, b in self._db.execute(contentindex.local_files(
                     f"prefix IN ({_numbered(len(chunk))})", "f.path, f.blocks"), chunk):
-                paths = out.setdefault(bytes(b), []) if bytes(b) in wanted else None
-                if paths is not None and path not in paths:  # a file may come twice
+                if bytes(b) not in wanted:
+                    continue
+                paths = out.setdefault(bytes(b), [])
+                if path not in paths:  # a file may come twice (in two levels)
                     paths.append(path)
         return out
 
@@ -1092,10 +1094,10 @@ class Index:
                 usage = [row[1], row[2]]
             refused = self._store_remote(ref, batch, usage)
             self._store_ours(ref, same, usage)
-            contentindex.merge(self._db)
             self._db.execute(
                 "INSERT OR REPLACE INTO remotes (device, index_id, max_seq, entries, bytes) "
                 "VALUES (?, ?, ?, ?, ?)", (device, index_id, max_seq, *usage))
+            contentindex.merge(self._db)  # after `remotes`: its count of rows is current
         return refused
 
     def _store_remote(self, ref: int, batch: list[FileEntry], usage: list[int]) -> int:
