@@ -53,8 +53,9 @@ class HeldDeletions:
         return {"deletes": self.deletes, "of": self.of, "from": self.device}
 
 
-def _counts(e: FileEntry | None) -> bool:
-    """A live file or link: what "the folder's files" counts."""
+def counted(e: FileEntry | None) -> bool:
+    """A live file or link: what "the folder's files" counts (directories never trip
+    the guard: emptied, they hold nothing to lose)."""
     return e is not None and not e.deleted and e.kind != Kind.DIR
 
 
@@ -87,7 +88,7 @@ def hold_mass_deletions(
             moved[mine.hash] -= 1  # a move: the content stays in the folder
             continue
         held.append(a)
-        if _counts(mine):
+        if counted(mine):
             by[a.target.modified_by or (a.sources[0] if a.sources else "")] += 1
     by.update(more or {})
     deletes = sum(by.values())
