@@ -60,7 +60,10 @@ class Checkpointer:
             log.debug("no checkpoint thread (%s): the writer checkpoints itself", e)
             return
         try:
-            while True:
+            # Checked at each turn, not only in the gather: a `stop` between the gather's
+            # end and the clear below has its wake cleared, and the next wait would be
+            # for ever (a node's exit hung on it, 29 times in 2,000 tries).
+            while not self._stop.is_set():
                 self._wake.wait()
                 if self._stop.wait(GATHER_S):
                     return

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import pytest
-
 from app.core.ignore import Ignore
 from app.core.index import Index, RemoteLimits
 from app.core.model import FileEntry, Kind

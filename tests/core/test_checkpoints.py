@@ -73,3 +73,32 @@ def test_without_a_connection_of_its_own_the_writer_checkpoints_itself(tmp_path,
     monkeypatch.undo()
     with Index(db_path, DEV) as again:
         assert again.get("d/f000999.txt") is not None
+
+
+def test_a_stop_as_the_gather_ends_still_ends_the_thread(tmp_path, monkeypatch):
+    """`stop` landing between the gather's end and the clearing of the wake-up: its
+    wake-up is cleared, and the thread must still see the stop (a node's exit hung here,
+    29 times in 2,000 tries with a short gather)."""
+    monkeypatch.setattr(checkpoints, "GATHER_S", 0.01)
+    db_path = str(tmp_path / "x.db")
+    writer = sqlite3.connect(db_path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    cp = checkpoints.Checkpointer(db_path, writer)
+    stopper = threading.Thread(target=cp.stop, daemon=True)
+
+    class StopLandsHere(threading.Event):
+        def clear(self) -> None:
+            if not stopper.is_alive() and not cp._stop.is_set():
+                stopper.start()  # sets the stop, then the wake-up, then joins us
+                cp._stop.wait(5)
+                time.sleep(0.05)  # its wake-up too
+            super().clear()
+
+    cp._wake = StopLandsHere()
+    cp.poke()
+    stopper_started = time.monotonic()
+    while not stopper.is_alive() and time.monotonic() - stopper_started < 5:
+        time.sleep(0.01)
+    stopper.join(5)
+    assert not stopper.is_alive(), "stop() waits for ever for the checkpoint thread"
+    writer.close()
