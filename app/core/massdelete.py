@@ -44,9 +44,11 @@ class HeldDeletions:
     def key(self) -> tuple:
         """Equal for the same held deletions: report a change once, not every round.
 
-        Not the file count: it moves whenever other files arrive.
+        Not the file count: it moves whenever other files arrive. The number of held
+        paths: a directory whose deletion arrived after its files' is held with them,
+        and the app's list of what is held must show it too.
         """
-        return (self.reason, self.by)
+        return (self.reason, self.by, len(self.paths))
 
     def as_json(self) -> dict:
         """The contract's `held_back` object of `sync --dry-run --json`."""

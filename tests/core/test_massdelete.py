@@ -121,7 +121,7 @@ def test_confirmed_paths_run_and_do_not_count():
 
 def test_unmounted_message_names_this_device():
     held = unmounted(300, 300, ME)
-    assert held.reason == UNMOUNTED and held.key() == (UNMOUNTED, ((ME, 300),))
+    assert held.reason == UNMOUNTED and held.key() == (UNMOUNTED, ((ME, 300),), 0)
     assert describe(held, names) == ("the folder looks unmounted or emptied (its .p2psync "
                                      "marker is gone): 300 of 300 files are missing on this "
                                      "device, me (MEMEMEM); nothing was deleted")
@@ -132,6 +132,9 @@ def test_key_ignores_the_file_count():
     _, one = hold_mass_deletions(actions, local, 25)
     _, two = hold_mass_deletions(actions, local, 30)
     assert one.key() == two.key() and one.of != two.of
+    dirs = [delete("d", kind=Kind.DIR)]
+    _, three = hold_mass_deletions([*actions, *dirs], {**local, "d": live("d", kind=Kind.DIR)}, 30)
+    assert three.key() != two.key() and three.deletes == two.deletes  # a directory joined
 
 
 # --- the marker -----------------------------------------------------------------------------
