@@ -72,7 +72,6 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
             if needed and rel in deleting:
                 deleting[rel][1].append(device)
     index.settle(settled)
-    actions = _not_done_meanwhile(index, actions, deleting)
     renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
     actions, held = _guard(index, actions, deleting, inputs)
@@ -80,30 +79,6 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
     return Assessment(key, actions, counts, held, frozenset(deleting), renames)
-
-
-def _not_done_meanwhile(index: Index, actions: list[Action],
-                        deleting: dict[str, tuple[FileEntry | None, list[str]]]
-                        ) -> list[Action]:
-    """The plan without the deletions of entries of ours that changed since the window
-    was read: the assessment runs beside a pull, which may have moved or deleted them by
-    now, and the next assessment plans them from what is there.
-
-    Planned again, the deletion half of a move the pull just made has no other half
-    left to pair with: a lone deletion, which the mass-deletion guard weighs by counting
-    every pending deletion of the folder (4 s at a million files: in 20-odd of a renamed
-    million's 207 windows, half of their time).
-    """
-    paths = [a.path for a in actions if a.op == DELETE]
-    if not paths:
-        return actions
-    now = index.get_many(paths)
-    changed = {p for p in paths if _seq(now.get(p)) != _seq(deleting[p][0])}
-    return [a for a in actions if a.op != DELETE or a.path not in changed]
-
-
-def _seq(e: FileEntry | None) -> int | None:
-    return e.seq if e is not None else None
 
 
 def _pair_renames(index: Index, actions: list[Action], ignore: Ignore
@@ -184,8 +159,9 @@ def _guard(index: Index, actions: list[Action],
     pending deletion of the folder, so it is made only for a plan that deletes a file
     or a link: a directory is planned for deletion only once nothing below it waits
     for a deletion outside the plan (`_wait_for_moves`), so holding back a plan of
-    directories alone would keep nothing but empty directories, and the count reads
-    every pending deletion of the folder (4 s at a million).
+    directories alone would keep nothing but empty directories. Counting anyway made a
+    renamed million files' sync count up to a million pending deletions for each of
+    its windows that removed the emptied old directories (half of its time).
     """
     approved = inputs.approved
     if inputs.allow_mass_delete or not any(a.op == DELETE and a.path not in approved

@@ -55,34 +55,3 @@ def test_the_same_deletion_with_the_files_is_held_with_them(tmp_path):
         assert out.actions == []
         assert out.held is not None and out.held.deletes == FILES
         assert {"a", "k"} <= out.held.paths
-
-
-def test_a_move_a_pull_made_meanwhile_is_not_a_mass_deletion(tmp_path, monkeypatch):
-    """The assessment runs beside a pull: the window read before the pull renamed the
-    files still has their deletions, whose other halves are done by the time they are
-    paired. They are not planned again, nor weighed by the mass-deletion guard."""
-    with Index(tmp_path / "index.db", ME) as ix:
-        ours = [FileEntry(f"t/f{i:02d}", size=10, blocks=os.urandom(32), hash=os.urandom(32),
-                          version={ME: 1}, modified_by=ME) for i in range(FILES)]
-        ix.put_local(ours)
-        moved = [replace(e, path="n" + e.path[1:], version={PEER: 1}, modified_by=PEER)
-                 for e in ours]
-        gone = [replace(e, version={ME: 1, PEER: 1}, modified_by=PEER, deleted=True)
-                for e in ix.get_many([e.path for e in ours]).values()]
-        rows = [replace(e, seq=n + 1) for n, e in enumerate(gone + moved)]
-        ix.put_remote(PEER, b"id", rows, len(rows))
-        window = ix.differing_entries
-
-        def read_then_pull():
-            read = window()
-            ix.put_local([*gone, *moved])  # what the pull's renames record, meanwhile
-            return read
-
-        monkeypatch.setattr(ix, "differing_entries", read_then_pull)
-        asked = []
-        count = ix.pending_deletions
-        monkeypatch.setattr(ix, "pending_deletions",
-                            lambda *a, **kw: asked.append(1) or count(*a, **kw))
-        out = assess(ix, (), inputs(tmp_path))
-        assert out.held is None and asked == []
-        assert [a.path for a in out.actions if a.op == DELETE] == []
