@@ -159,9 +159,8 @@ def _guard(index: Index, actions: list[Action],
     pending deletion of the folder, so it is made only for a plan that deletes a file
     or a link: a directory is planned for deletion only once nothing below it waits
     for a deletion outside the plan (`_wait_for_moves`), so holding back a plan of
-    directories alone would keep nothing but empty directories. Counting anyway made a
-    renamed million files' sync count up to a million pending deletions for each of
-    its windows that removed the emptied old directories (half of its time).
+    directories alone would keep nothing but empty directories, and the count reads
+    every pending deletion of the folder (4 s at a million).
     """
     approved = inputs.approved
     if inputs.allow_mass_delete or not any(a.op == DELETE and a.path not in approved
