@@ -251,6 +251,7 @@ class RunNode:
                     "--name", name, "-v", *extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=app_env())
         self.lines: list[tuple[float, str]] = []
+        self.next_line = 0  # after the line the last wait_for matched
         threading.Thread(target=self._pump, daemon=True).start()
         self.port = 0
 
@@ -273,6 +274,7 @@ class RunNode:
                 at, line = self.lines[seen]
                 seen += 1
                 if m := rx.search(line):
+                    self.next_line = seen  # where a wait for the next such line starts
                     return at, m
             if self.proc.poll() is not None:
                 raise BenchFailure(f"run node A exited {self.proc.returncode}; log:\n"
@@ -839,7 +841,7 @@ def many_group(ctx: Ctx, want: set[str], group: str, count: int) -> None:
             if st.files != count:
                 raise BenchFailure(f"status --json listed {st.files} files, not {count}")
         if f"{group}_rename" in want:
-            many_rename(ctx, node, a, b, b_cfg, group)
+            many_rename(ctx, node, a, b, b_cfg, group, count)
     finally:
         node.stop()
         add_loop_figures(fig, f"{group}_files", "a", node.log_text())
@@ -869,14 +871,25 @@ def many_noop(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str
         fig.add(f"{group}_noop.vs_rsync", statistics.median(walls) / statistics.median(ref))
 
 
-def many_rename(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
-    """The directory holding every tiny file is renamed on A; B syncs the rename."""
+def many_rename(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str,
+                count: int) -> None:
+    """The directory holding every tiny file is renamed on A; B syncs the rename.
+
+    B starts once A's scans have recorded the move of every file (a deletion and a new
+    entry each): a smaller scan of A's before that (one run had one) started B's sync
+    while A was still rescanning, and it measured A's rescan as much as B's sync.
+    """
     fig = ctx.figures
     mark = len(node.lines)
     log("renaming the directory of every tiny file on A; waiting for A's rescan")
     renamed = time.monotonic()
     os.rename(a / TINY_TOP, a / f"{TINY_TOP}-renamed")
-    at, _ = node.wait_for(r"scan: \d+ local change\(s\)", after=mark, timeout=ctx.timeout)
+    recorded = 0
+    while recorded < 2 * count:
+        at, m = node.wait_for(r"scan: (\d+) local change\(s\)", after=mark,
+                              timeout=max(1.0, ctx.timeout - (time.monotonic() - renamed)))
+        recorded += int(m.group(1))
+        mark = node.next_line
     fig.add(f"{group}_rename.a_rescan_s", at - renamed)
     res = ctx.sync(b, b_cfg, node, "sync of the renamed directory")
     fig.add(f"{group}_rename.sync_s", res.wall_s)
