@@ -156,16 +156,14 @@ def _guard(index: Index, actions: list[Action],
     The window holds a few tens of thousands of deletions at most: the guard counts
     every pending one of our live files (`Index.pending_deletions`), so a mass
     deletion larger than a window is still seen as what it is. That count reads every
-    pending deletion of the folder, so it is made only for a plan that deletes a file
-    or a link: a directory is planned for deletion only once nothing below it waits
-    for a deletion outside the plan (`_wait_for_moves`), so holding back a plan of
-    directories alone would keep nothing but empty directories, and the count reads
-    every pending deletion of the folder (4 s at a million).
+    pending deletion of the folder (4 s at a million), so it is made only for a plan
+    that deletes a file or a link: a directory is planned for deletion only once
+    nothing below it waits for a deletion outside the plan (`_wait_for_moves`), so
+    holding back a plan of directories alone would keep nothing but empty directories.
     """
-    approved = inputs.approved
-    if inputs.allow_mass_delete or not any(a.op == DELETE and a.path not in approved
-                                           for a in actions):
+    if inputs.allow_mass_delete:
         return actions, None
+    approved = inputs.approved
     streaming = inputs.streaming
     if streaming:
         # A peer is halfway through sending its index (a first exchange, or thousands
