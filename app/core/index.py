@@ -558,6 +558,28 @@ class Index:
             finally:
                 tls.reading = False
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this thread inside sees the index as it was at the first one.
+
+        A plan is made of several reads (its window, then the moves it pairs and the
+        deletions it waits for or counts), and the pull writes beside it: between two
+        reads a move can be made, and its old half then looks like a lone deletion (at
+        a million renamed files, 20-30 windows weighed by the mass-deletion guard, 4-6 s
+        each). This thread's own writes inside go through (the main connection) and its
+        reads do not see them.
+        """
+        with self._reading():
+            db = self._db
+            if not self._on_reader() or db.in_transaction:
+                yield  # under the lock (nobody writes meanwhile), or inside a snapshot
+                return
+            db.execute("BEGIN")
+            try:
+                yield
+            finally:
+                db.execute("COMMIT")
+
     def _reader(self) -> tuple[sqlite3.Connection, _Devices, threading.Lock]:
         r = getattr(self._tls, "reader", None)
         if r is None:
@@ -1345,19 +1367,33 @@ class Index:
                              "WHERE f.path = remote_files.path))")
 
     @_reads
-    def pending_deletions(self, exclude: Collection[str] = ()) -> dict[str, int]:
+    def pending_deletions(self, exclude: Collection[str] = (),
+                          skip: Collection[str] = ()) -> dict[str, int]:
         """author -> our live files and links announced as deleted by it, pending a plan
-        (not by the `exclude`d devices; not the halves of a move: see wanted_elsewhere)."""
+        (not by the `exclude`d devices; not the halves of a move: see wanted_elsewhere;
+        not the `skip`ped paths: those a plan settled, still pending in its snapshot)."""
+        out = self._pending_deletions(exclude, [])
+        paths = sorted(skip)
+        for i in range(0, len(paths), _ROWS_PER_STATEMENT):
+            for device, n in self._pending_deletions(
+                    exclude, paths[i:i + _ROWS_PER_STATEMENT]).items():
+                out[device] -= n
+        return {device: n for device, n in out.items() if n > 0}
+
+    def _pending_deletions(self, exclude: Collection[str], among: list[str]
+                           ) -> dict[str, int]:
+        """pending_deletions, of the paths `among` if any."""
         skip = {ref for d in exclude if (ref := self._devices.find(d)) is not None}
+        where = f"AND r.path IN ({', '.join('?' * len(among))}) " if among else ""
         out: dict[str, int] = {}
         for ref, n in self._db.execute(
                 "SELECT r.modified_by, COUNT(DISTINCT r.path) FROM remote_files r "
                 "JOIN files f ON f.path = r.path WHERE r.pending AND r.deleted "
-                f"AND r.device NOT IN ({', '.join(map(str, skip))}) "
+                f"AND r.device NOT IN ({', '.join(map(str, skip))}) {where}"
                 "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS ("
                 + contentindex.pending_remote("prefix = substr(f.blocks, 1, 8)", "1", "n",
                                               "AND n.blocks = f.blocks AND n.path != f.path")
-                + ") GROUP BY r.modified_by"):
+                + ") GROUP BY r.modified_by", among):
             device = self._devices.id(ref)
             out[device] = out.get(device, 0) + n
         return out

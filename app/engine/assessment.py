@@ -5,7 +5,9 @@ The node asks for an assessment whenever the index, its peers or the rules chang
 thousands of rows, read a chunk at a time), so a folder of a million files costs
 the loop nothing but the hand-off. It gives the plan, how many paths each peer
 still has for us, and the deletions the mass-deletion guard holds back. Rows that
-planned to nothing are settled in the index, so the next window moves on.
+planned to nothing are settled in the index, so the next window moves on. Every
+read of one assessment sees one snapshot of the index (`Index.snapshot`): the pull
+writes beside it, and half a move made between two reads would look like a deletion.
 
 Deletions also wait for moves: a file whose content a peer announces at another
 path stays until that path is fetched, which then renames it (see the puller) and
@@ -50,15 +52,23 @@ class Assessment:
 
 
 def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
-    """Plan the index's window (call in a worker thread)."""
+    """Plan the index's window (call in a worker thread), from one snapshot of it."""
+    with index.snapshot():
+        return _assess(index, key, inputs)
+
+
+def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     actions: list[Action] = []
     counts = dict.fromkeys(inputs.peers, 0)
     deleting: dict[str, tuple[FileEntry | None, list[str]]] = {}  # -> (ours, who counts it)
     settled: list[tuple[str, str, int]] = []
+    quiet: list[str] = []  # deletions that planned to nothing: pending in the snapshot
     for rel, local, remotes in index.differing_entries():
         action = None if inputs.ignore.matches(rel) else plan_path(local, remotes)
         if action is None:  # nothing comes of these rows until our entry changes
             settled.extend((device, rel, r.seq) for device, r in remotes.items())
+            if any(r.deleted for r in remotes.values()):
+                quiet.append(rel)
             continue
         actions.append(action)
         if action.op == DELETE:
@@ -74,7 +84,7 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     index.settle(settled)
     renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
-    actions, held = _guard(index, actions, deleting, inputs)
+    actions, held = _guard(index, actions, deleting, quiet, inputs)
     for rel in held.paths if held is not None else ():
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
@@ -149,8 +159,8 @@ def _wait_for_moves(index: Index, actions: list[Action],
 
 
 def _guard(index: Index, actions: list[Action],
-           deleting: dict[str, tuple[FileEntry | None, list]], inputs: Inputs
-           ) -> tuple[list[Action], HeldDeletions | None]:
+           deleting: dict[str, tuple[FileEntry | None, list]], settled: Collection[str],
+           inputs: Inputs) -> tuple[list[Action], HeldDeletions | None]:
     """The plan without the deletions the mass-deletion guard holds back, and those.
 
     The window holds a few tens of thousands of deletions at most: the guard counts
@@ -160,6 +170,7 @@ def _guard(index: Index, actions: list[Action],
     that deletes a file or a link: a directory is planned for deletion only once
     nothing below it waits for a deletion outside the plan (`_wait_for_moves`), so
     holding back a plan of directories alone would keep nothing but empty directories.
+    The deletions this plan `settled` are not counted: its snapshot still sees them.
     """
     if inputs.allow_mass_delete:
         return actions, None
@@ -179,14 +190,14 @@ def _guard(index: Index, actions: list[Action],
         return actions, None  # directories alone never trip the guard: see the docstring
     local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
     return hold_mass_deletions(actions, local, index.live_file_count(), allowed=approved,
-                               more=_beyond_window(index, actions, streaming, approved))
+                               more=_beyond_window(index, actions, streaming, approved, settled))
 
 
 def _beyond_window(index: Index, actions: list[Action], streaming: Collection[str],
-                   approved: Collection[str]) -> dict[str, int]:
+                   approved: Collection[str], settled: Collection[str]) -> dict[str, int]:
     """device -> its pending deletions of our live files that the plan does not hold."""
     planned = Counter(a.target.modified_by or (a.sources[0] if a.sources else "")
                       for a in actions if a.op == DELETE and a.path not in approved)
     return {device: n - planned[device]
-            for device, n in index.pending_deletions(exclude=streaming).items()
+            for device, n in index.pending_deletions(exclude=streaming, skip=settled).items()
             if n > planned[device]}

@@ -55,3 +55,68 @@ def test_the_same_deletion_with_the_files_is_held_with_them(tmp_path):
         assert out.actions == []
         assert out.held is not None and out.held.deletes == FILES
         assert {"a", "k"} <= out.held.paths
+
+
+def renamed(path, moved_meanwhile: int) -> tuple[Index, list[str]]:
+    """Ours: `old/f00`..`f29`. The peer announced 20 new files of its own, then the
+    directory renamed to `new` (its files first, then the old ones' deletions). A window
+    of 30 live rows and 30 deletions: the new files' 20, the renamed first 10; all 30
+    deletions, the last 20 with no fetch in the plan to pair with (they wait)."""
+    ix = Index(path, ME, RemoteLimits(planned=30))
+    ours = [FileEntry(f"old/f{i:02d}", size=10, blocks=os.urandom(32), hash=os.urandom(32),
+                      version={ME: 1}, modified_by=ME) for i in range(FILES)]
+    ix.put_local(ours)
+    theirs = [FileEntry(f"z/n{i:02d}", size=10, blocks=os.urandom(32), hash=os.urandom(32),
+                        version={PEER: 1}, modified_by=PEER) for i in range(20)]
+    theirs += [replace(e, path="new" + e.path[3:], version={PEER: 2}, modified_by=PEER)
+               for e in ours]
+    theirs += [replace(e, version={ME: 1, PEER: 2}, modified_by=PEER, deleted=True)
+               for e in ours]
+    theirs = [replace(e, seq=n + 1) for n, e in enumerate(theirs)]
+    ix.put_remote(PEER, b"id", theirs, len(theirs))
+    return ix, [e.path for e in ours[FILES - moved_meanwhile:]]
+
+
+def test_a_move_made_while_the_plan_is_made_is_no_deletion(tmp_path, monkeypatch):
+    """The pull beside the assessment moves the last 20 files (both halves in the index)
+    after the window was read: the plan still sees them wait for their move, not as 20
+    lone deletions of 30 files that the guard would hold back (and count the folder's
+    pending deletions for: 4-6 s a window at a million)."""
+    ix, moved = renamed(tmp_path / "index.db", moved_meanwhile=20)
+    with ix:
+        remote = ix.remote_entries(moved + ["new" + p[3:] for p in moved])
+        find = ix.live_with_content
+
+        def pull_beside(blocks):  # as puller._rename_many records a move
+            ix.put_local([e for p in moved for e in (remote["new" + p[3:]][PEER],
+                                                     remote[p][PEER])])
+            return find(blocks)
+
+        monkeypatch.setattr(ix, "live_with_content", pull_beside)
+        out = assess(ix, (), inputs(tmp_path))
+        assert out.held is None
+        assert sorted(a.path for _, a in out.renames) == [f"new/f{i:02d}" for i in range(10)]
+        assert [a.op for a in out.actions] == ["fetch"] * 20  # z/n00..n19; no deletion
+        monkeypatch.undo()
+        again = assess(ix, (), inputs(tmp_path))  # the moves made are seen now
+        assert again.held is None and len(again.renames) == 10
+        assert sorted(a.path for a in again.actions) == [f"z/n{i:02d}" for i in range(20)]
+
+
+def test_deletions_a_plan_settles_are_not_counted_by_its_guard(tmp_path):
+    """We edited 20 of 30 files the peer deleted: our edits win, those 20 deletions plan
+    to nothing (settled). The 10 others run (no more than MIN_DELETES): the guard must
+    not count the settled 20 that its snapshot still sees pending."""
+    ix = Index(tmp_path / "index.db", ME, RemoteLimits(planned=25))
+    with ix:
+        ours = [FileEntry(f"k/f{i:02d}", size=10, blocks=os.urandom(32), hash=os.urandom(32),
+                          version={ME: 1}, modified_by=ME) for i in range(FILES)]
+        ix.put_local(ours)
+        gone = [replace(e, version={ME: 1, PEER: 1}, modified_by=PEER, deleted=True, seq=n + 1)
+                for n, e in enumerate(ours)]
+        ix.put_remote(PEER, b"id", gone, len(gone))
+        ix.put_local([replace(e, version={ME: 2}, mtime_ns=1) for e in ours[:20]])
+        out = assess(ix, (), inputs(tmp_path))  # the window: the 20 edited, 5 more
+        assert out.held is None
+        assert sorted(a.path for a in out.actions) == [f"k/f{i:02d}" for i in range(20, 25)]
+        assert ix.pending_deletions() == {PEER: 10}  # settled: the 20 are counted no more

@@ -439,3 +439,40 @@ def test_a_thread_that_cannot_open_a_reader_reads_on_the_main_connection(idx, mo
     t.start()
     t.join()
     assert out and out[0] is not None and out[0].path == "a.txt"
+
+
+def test_a_snapshot_reads_one_state_while_writes_go_on(idx):
+    """Reads inside see the index as at the first; writes (another thread's, this one's)
+    go through meanwhile and are seen once it ends; a snapshot inside one is the same."""
+    idx.put_local([entry("a")])
+    with idx.snapshot():
+        assert idx.get("a") is not None
+        t = threading.Thread(target=idx.put_local, args=([entry("b")],))
+        t.start()
+        t.join(10)
+        idx.put_local([entry("c")])
+        with idx.snapshot():
+            assert idx.get_many(["a", "b", "c"]).keys() == {"a"}
+        assert idx.get("b") is None and idx.live_file_count() == 1
+    assert idx.get_many(["a", "b", "c"]).keys() == {"a", "b", "c"}
+
+
+def test_a_snapshot_without_a_reader_reads_under_the_lock(idx, monkeypatch):
+    """Out of descriptors: the reads (and this thread's writes) use the main connection."""
+    idx.put_local([entry("a")])
+
+    def no_descriptor(*args, **kwargs):
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(index_mod.sqlite3, "connect", no_descriptor)
+    out = []
+
+    def snap():
+        with idx.snapshot():
+            idx.put_local([entry("b")])
+            out.append(sorted(idx.get_many(["a", "b"])))
+
+    t = threading.Thread(target=snap)
+    t.start()
+    t.join(10)
+    assert out == [["a", "b"]]
