@@ -243,7 +243,7 @@ class Node:
         if self.opts.elect:
             await self.scan_now()
         else:  # a one-shot sync scans while it connects; it cannot agree before the scan ends
-            self._first_scan = self._spawn(self.scan_now())
+            self._first_scan = self._spawn(self._scan_first())
         if self.opts.listen is not None:
             await self._start_server()
         self._disk_tasks = [self._spawn(self._scan_loop()), self._spawn(self._pull_loop())]
@@ -328,6 +328,13 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    async def _scan_first(self) -> None:
+        """The first scan of a node that connects meanwhile. Its peers hear where it is
+        after it (`_send_state`): before, its index tells of an empty folder, and a peer
+        would agree with that."""
+        await self.scan_now()
+        self._pull_wake.set()  # the round's end tells every peer
 
     def _settle(self) -> float:
         """How long a file must have been still to be picked up: SETTLE once a watching
@@ -864,6 +871,8 @@ class Node:
         """Where we are with this peer, as the latest assessment saw it: `need` counts
         what we need of everything in `seen` (both read before it ran), so a peer's
         sync can end on it."""
+        if self._first_scan is not None and not self._first_scan.done():
+            return  # see _scan_first
         device = peer.conn.device_id
         assessed = self._assessed
         peer.state_sent = time.monotonic()

@@ -1,0 +1,44 @@
+"""A node that connects while its first scan runs says nothing of where it is before
+the scan ends: its index is still empty, and a peer would agree with an empty folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from app.core import scanner
+from app.engine.config import Config
+from app.engine.node import Node, NodeOptions
+from app.engine.oneshot import sync_once
+
+
+def test_a_peer_does_not_agree_with_a_folder_still_being_scanned(tmp_path, monkeypatch):
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    (tmp_path / "A" / "one.txt").write_text("one")
+    (tmp_path / "A" / "two.txt").write_text("two")
+    scan = scanner.scan
+
+    def slow_for_a(root, *args, **kwargs):  # A's first scan ends after B has A's index
+        if root.name == "A":
+            time.sleep(1.5)
+        return scan(root, *args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan", slow_for_a)
+
+    async def main() -> None:
+        a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
+                             secret="k", name="alpha", listen=("127.0.0.1", 0)))
+        b = Node(NodeOptions(folder=tmp_path / "B", config=Config(tmp_path / "cfgB"),
+                             secret="k", name="beta"))
+        await a.start()
+        try:
+            await b.start()
+            await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
+        finally:
+            await b.stop()
+            await a.stop()
+
+    asyncio.run(main())
+    assert sorted(p.name for p in (tmp_path / "B").iterdir() if p.name != ".p2psync") == \
+        ["one.txt", "two.txt"]
