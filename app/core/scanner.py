@@ -488,12 +488,13 @@ class _Scan:
         before = "\U0010ffff"
         while True:
             chunk = self.index.brief_range_desc(before, top, BRIEF_CHUNK)
-            for b in chunk:
-                if b[1] == BRIEF_DELETED or self._is_protected(b[0]):
-                    continue
-                old = self.index.get(b[0])
+            live = [b[0] for b in chunk
+                    if b[1] != BRIEF_DELETED and not self._is_protected(b[0])]
+            olds = self.index.get_many(live)
+            for rel in live:
+                old = olds.get(rel)
                 if old is None or old.deleted or \
-                        self.ignore.matches(b[0], is_dir=old.kind == Kind.DIR):
+                        self.ignore.matches(rel, is_dir=old.kind == Kind.DIR):
                     continue
                 self._delete(old)
             if len(chunk) < BRIEF_CHUNK:

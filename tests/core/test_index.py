@@ -476,3 +476,26 @@ def test_a_snapshot_without_a_reader_reads_under_the_lock(idx, monkeypatch):
     t.start()
     t.join(10)
     assert out == [["a", "b"]]
+
+
+def test_brief_ranges_hold_a_directory_and_what_is_below_it_only(idx):
+    """A chunk at a time, either way, and never the siblings that sort between `t` and
+    `t/` (`t-x/...`, `t.a`): read as two ranges, not one OR (see brief_range)."""
+    paths = ["s", "t", "t-x", "t-x/a", "t.a", "t/a", "t/b", "t/b/c", "t/b/d", "t0", "u"]
+    idx.put_local([entry(p) for p in paths])
+    under_t = ["t", "t/a", "t/b", "t/b/c", "t/b/d"]
+    for limit in (1, 2, 3, 10):
+        got, after = [], ""
+        while chunk := idx.brief_range(after, "t", limit):
+            got += [b[0] for b in chunk]
+            after = chunk[-1][0]
+        assert got == under_t
+        got, before = [], "\U0010ffff"
+        while chunk := idx.brief_range_desc(before, "t", limit):
+            got += [b[0] for b in chunk]
+            before = chunk[-1][0]
+        assert got == under_t[::-1]
+    assert [b[0] for b in idx.brief_range("t/a", "t")] == ["t/b", "t/b/c", "t/b/d"]
+    assert [b[0] for b in idx.brief_range("", "t/b/c")] == ["t/b/c"]
+    assert [b[0] for b in idx.brief_range_desc("t/b/c", "t")] == ["t/b", "t/a", "t"]
+    assert [b[0] for b in idx.brief_range("", "t-x")] == ["t-x", "t-x/a"]
