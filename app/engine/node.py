@@ -43,7 +43,7 @@ from app.engine.serving import SERVE_IN_FLIGHT, OpenFiles, answer_requests
 from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import PeerConnection, ProtocolError
-from app.net.handshake import HandshakeError, PeerInfo, handshake
+from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
 
 log = logging.getLogger(__name__)
 NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSON, as on the wire)
@@ -237,6 +237,7 @@ class Node:
         self._spawn(self.loop_lag.run())
         await self._check_folder()  # before anything may scan or write there
         await asyncio.to_thread(self._learn_names)
+        await asyncio.to_thread(self._ready_for_handshakes)
         if self.opts.watch:  # before the first scan: no change may fall in between
             await self._start_watcher()
             self._spawn(self._periodic_rescan())
@@ -328,6 +329,11 @@ class Node:
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
+
+    def _ready_for_handshakes(self) -> None:
+        """What a first handshake would load on the event loop, loaded in a thread."""
+        warm_up()
+        self.identity.load_key()
 
     async def _scan_first(self) -> None:
         """The first scan of a node that connects meanwhile. Its peers hear where it is

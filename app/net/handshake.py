@@ -252,6 +252,12 @@ async def _tell_peer(writer: asyncio.StreamWriter, error: HandshakeError) -> Non
         await asyncio.wait_for(write_message(writer, msg), 1.0)
 
 
+def warm_up() -> None:
+    """Import spake2 (and through it cryptography) now, in a worker thread: the first
+    handshake would otherwise import it on the event loop (190 ms while a scan ran)."""
+    import spake2  # noqa: F401
+
+
 def _spake(initiator: bool, secret: str) -> Any:
     """SPAKE2 side A for the connecting side, B for the accepting side.
 

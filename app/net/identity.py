@@ -55,6 +55,14 @@ class Identity:
 
         return self._private_key().sign(data, ec.ECDSA(hashes.SHA256()))
 
+    def load_key(self) -> None:
+        """Load the key and the signing code now, in a worker thread: a first handshake
+        would otherwise import them on the event loop (190 ms while a scan ran)."""
+        from cryptography.hazmat.primitives import hashes  # noqa: F401
+        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401
+
+        self._private_key()
+
     def _private_key(self) -> Any:
         """Load the key on first use only: most runs never sign anything."""
         if self._key is None:
