@@ -1394,13 +1394,13 @@ class Index:
     def _pending_deletions(self, exclude: Collection[str], among: list[str]
                            ) -> dict[str, int]:
         """pending_deletions, of the paths `among` if any."""
-        skip = {ref for d in exclude if (ref := self._devices.find(d)) is not None}
+        refs = {ref for d in exclude if (ref := self._devices.find(d)) is not None}
         where = f"AND r.path IN ({', '.join('?' * len(among))}) " if among else ""
         out: dict[str, int] = {}
         for ref, n in self._db.execute(
                 "SELECT r.modified_by, COUNT(DISTINCT r.path) FROM remote_files r "
                 "JOIN files f ON f.path = r.path WHERE r.pending AND r.deleted "
-                f"AND r.device NOT IN ({', '.join(map(str, skip))}) {where}"
+                f"AND r.device NOT IN ({', '.join(map(str, refs))}) {where}"
                 "AND NOT f.deleted AND f.kind != 1 AND NOT EXISTS ("
                 + contentindex.pending_remote("prefix = substr(f.blocks, 1, 8)", "1", "n",
                                               "AND n.blocks = f.blocks AND n.path != f.path")
