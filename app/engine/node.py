@@ -842,7 +842,11 @@ class Node:
                         for b in blocked)):
             raise ProtocolError("malformed 'state'")
         peer.last_state = msg
-        if peer.index_streaming:  # it sends its state once it has no more index to send
+        # Its index ends once we stored it up to the seq its state tells of: a state can
+        # come between two pages (its assessment ended meanwhile), and its deletions
+        # must not be judged on the first page alone (the guard would see too few).
+        if peer.index_streaming and \
+                msg["seq"] <= self.index.remote_state(peer.conn.device_id)[1]:
             peer.index_streaming = False
             self._pull_wake.set()
         self.changed.set()
