@@ -248,7 +248,7 @@ class Session:
         self._seq = max([self._seq, *(e.seq for e in entries)])
         await self.send({"t": "index", "index_id": index_id,
                          "entries": [e.to_wire() for e in entries],
-                         "max_seq": self._seq, "done": True})
+                         "max_seq": self._seq, "more": False})
 
     async def request(self, items: list[tuple[str, int, int]],
                       hashes: dict[tuple, bytes] | None = None) -> dict[int, tuple]:

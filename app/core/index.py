@@ -804,12 +804,14 @@ class Index:
 
     @_reads
     def announce_since(self, seq: int, limit: int, to: str | None = None
-                       ) -> tuple[list[list], int]:
-        """One page of our index for a peer, as wire items, and the seq it ends at.
+                       ) -> tuple[list[list], int, bool]:
+        """One page of our index for a peer, as wire items; the seq it ends at; and
+        whether more may follow (the page was cut at `limit` rows).
 
         An entry the peer `to` announced back to us exactly is sent as `[path, seq, its
         seq]` ("what you have"): the page costs neither side a full entry of the files
-        it just got from us. Entries with an error set are not sent (their seq counts).
+        it just got from us. Entries with an error set are not sent (their seq counts),
+        so a cut page can hold fewer than `limit` items: only the flag says it was cut.
         """
         ref = self._devices.find(to) if to is not None else None
         rows = self._db.execute(
@@ -819,7 +821,7 @@ class Index:
         dev = self._devices
         items = [[r[0], r[8], r[15]] if r[15] is not None else self._entry(r, dev).to_wire()
                  for r in rows if not r[11]]
-        return items, rows[-1][8] if rows else seq
+        return items, rows[-1][8] if rows else seq, len(rows) == limit
 
     @_reads
     def paths_changed_since(self, seq: int) -> set[str]:

@@ -96,7 +96,7 @@ class PeerState:
     sender: asyncio.Task | None = None
     links: PeerLinks | None = None  # its data links (app/engine/links.py)
     server: asyncio.Task | None = None
-    index_streaming: bool = False  # its last index batch was full: more of it follows
+    index_streaming: bool = False  # its last index page said more of it follows
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
 
 
@@ -807,7 +807,8 @@ class Node:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
                           f"({limits.entries:,} paths, {limits.bytes // 2**20} MiB)", over)
-        peer.index_streaming = len(entries) == INDEX_BATCH
+        more = msg.get("more")  # a device of an earlier release says it by a full page
+        peer.index_streaming = more if isinstance(more, bool) else len(entries) == INDEX_BATCH
         self._pull_wake.set()
         self.changed.set()
 
@@ -858,8 +859,8 @@ class Node:
         while not conn.closed.is_set():
             changes = self._local_changed.count
             # read in a worker thread: 100-280 ms a page on the loop at a million files
-            items, last = await asyncio.to_thread(self.index.announce_since, peer.sent_seq,
-                                                  INDEX_BATCH, to)
+            items, last, more = await asyncio.to_thread(self.index.announce_since,
+                                                        peer.sent_seq, INDEX_BATCH, to)
             if last == peer.sent_seq:
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
@@ -874,6 +875,7 @@ class Node:
                 "index_id": self.index.index_id,
                 "entries": items,
                 "max_seq": peer.sent_seq,
+                "more": more,
             })
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 

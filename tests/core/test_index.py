@@ -499,3 +499,15 @@ def test_brief_ranges_hold_a_directory_and_what_is_below_it_only(idx):
     assert [b[0] for b in idx.brief_range("", "t/b/c")] == ["t/b/c"]
     assert [b[0] for b in idx.brief_range_desc("t/b/c", "t")] == ["t/b", "t/a", "t"]
     assert [b[0] for b in idx.brief_range("", "t-x")] == ["t-x", "t-x/a"]
+
+
+def test_a_page_cut_at_its_limit_says_more_follows_though_errors_made_it_short(idx):
+    """Entries with an error set are not sent: a page of `limit` rows holding one comes
+    short, and only its flag tells the peer that more of the index follows."""
+    idx.put_local([entry("a"), replace(entry("b"), error="cannot read"), entry("c"),
+                   entry("d")])
+    items, last, more = idx.announce_since(0, 3)
+    assert [i[0] for i in items] == ["a", "c"] and last == 3 and more
+    items, last, more = idx.announce_since(last, 3)
+    assert [i[0] for i in items] == ["d"] and last == 4 and not more
+    assert idx.announce_since(last, 3) == ([], 4, False)
