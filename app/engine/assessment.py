@@ -61,14 +61,14 @@ def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     actions: list[Action] = []
     counts = dict.fromkeys(inputs.peers, 0)
     deleting: dict[str, tuple[FileEntry | None, list[str]]] = {}  # -> (ours, who counts it)
-    settled: list[tuple[str, str, int]] = []
-    quiet: list[str] = []  # deletions that planned to nothing: pending in the snapshot
+    settled_rows: list[tuple[str, str, int]] = []
+    settled_deletions: list[str] = []  # planned to nothing: still pending in the snapshot
     for rel, local, remotes in index.differing_entries():
         action = None if inputs.ignore.matches(rel) else plan_path(local, remotes)
         if action is None:  # nothing comes of these rows until our entry changes
-            settled.extend((device, rel, r.seq) for device, r in remotes.items())
+            settled_rows.extend((device, rel, r.seq) for device, r in remotes.items())
             if any(r.deleted for r in remotes.values()):
-                quiet.append(rel)
+                settled_deletions.append(rel)
             continue
         actions.append(action)
         if action.op == DELETE:
@@ -81,10 +81,10 @@ def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
             counts[device] += needed
             if needed and rel in deleting:
                 deleting[rel][1].append(device)
-    index.settle(settled)
+    index.settle(settled_rows)
     renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
-    actions, held = _guard(index, actions, deleting, quiet, inputs)
+    actions, held = _guard(index, actions, deleting, settled_deletions, inputs)
     for rel in held.paths if held is not None else ():
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
@@ -159,7 +159,8 @@ def _wait_for_moves(index: Index, actions: list[Action],
 
 
 def _guard(index: Index, actions: list[Action],
-           deleting: dict[str, tuple[FileEntry | None, list]], settled: Collection[str],
+           deleting: dict[str, tuple[FileEntry | None, list]],
+           settled_deletions: Collection[str],
            inputs: Inputs) -> tuple[list[Action], HeldDeletions | None]:
     """The plan without the deletions the mass-deletion guard holds back, and those.
 
@@ -170,7 +171,8 @@ def _guard(index: Index, actions: list[Action],
     that deletes a file or a link: a directory is planned for deletion only once
     nothing below it waits for a deletion outside the plan (`_wait_for_moves`), so
     holding back a plan of directories alone would keep nothing but empty directories.
-    The deletions this plan `settled` are not counted: its snapshot still sees them.
+    The deletions this plan settled (`settled_deletions`) are not counted: its
+    snapshot still sees them.
     """
     if inputs.allow_mass_delete:
         return actions, None
@@ -190,14 +192,16 @@ def _guard(index: Index, actions: list[Action],
         return actions, None  # directories alone never trip the guard: see the docstring
     local = {rel: e for rel, (e, _) in deleting.items() if e is not None}
     return hold_mass_deletions(actions, local, index.live_file_count(), allowed=approved,
-                               more=_beyond_window(index, actions, streaming, approved, settled))
+                               more=_beyond_window(index, actions, streaming, approved,
+                                                   settled_deletions))
 
 
 def _beyond_window(index: Index, actions: list[Action], streaming: Collection[str],
-                   approved: Collection[str], settled: Collection[str]) -> dict[str, int]:
+                   approved: Collection[str], settled_deletions: Collection[str]
+                   ) -> dict[str, int]:
     """device -> its pending deletions of our live files that the plan does not hold."""
     planned = Counter(a.target.modified_by or (a.sources[0] if a.sources else "")
                       for a in actions if a.op == DELETE and a.path not in approved)
-    return {device: n - planned[device]
-            for device, n in index.pending_deletions(exclude=streaming, skip=settled).items()
+    pending = index.pending_deletions(exclude=streaming, skip=settled_deletions)
+    return {device: n - planned[device] for device, n in pending.items()
             if n > planned[device]}

@@ -20,6 +20,11 @@ def idx(tmp_path):
         yield ix
 
 
+def _no_descriptor(*args, **kwargs):
+    """sqlite3.connect out of file descriptors."""
+    raise sqlite3.OperationalError("unable to open database file")
+
+
 def entry(path, n=1, **kw):
     blocks = kw.pop("blocks", os.urandom(32) * n)
     return FileEntry(path, blocks=blocks, hash=os.urandom(32), version={DEV: n}, **kw)
@@ -429,11 +434,7 @@ def test_batched_statements_use_the_indexes(idx):
 def test_a_thread_that_cannot_open_a_reader_reads_on_the_main_connection(idx, monkeypatch):
     """Out of descriptors, a worker thread's first read crashed the pull round."""
     idx.put_local([entry("a.txt")])
-
-    def no_descriptor(*args, **kwargs):
-        raise sqlite3.OperationalError("unable to open database file")
-
-    monkeypatch.setattr(index_mod.sqlite3, "connect", no_descriptor)
+    monkeypatch.setattr(index_mod.sqlite3, "connect", _no_descriptor)
     out = []
     t = threading.Thread(target=lambda: out.append(idx.get("a.txt")))
     t.start()
@@ -460,11 +461,7 @@ def test_a_snapshot_reads_one_state_while_writes_go_on(idx):
 def test_a_snapshot_without_a_reader_reads_under_the_lock(idx, monkeypatch):
     """Out of descriptors: the reads (and this thread's writes) use the main connection."""
     idx.put_local([entry("a")])
-
-    def no_descriptor(*args, **kwargs):
-        raise sqlite3.OperationalError("unable to open database file")
-
-    monkeypatch.setattr(index_mod.sqlite3, "connect", no_descriptor)
+    monkeypatch.setattr(index_mod.sqlite3, "connect", _no_descriptor)
     out = []
 
     def snap():

@@ -3,13 +3,10 @@ the scan ends: its index is still empty, and a peer would agree with an empty fo
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from app.core import scanner
-from app.engine.config import Config
-from app.engine.node import Node, NodeOptions
-from app.engine.oneshot import sync_once
+from tests.twonodes import sync_beta_with_alpha
 
 
 def test_a_peer_does_not_agree_with_a_folder_still_being_scanned(tmp_path, monkeypatch):
@@ -26,19 +23,6 @@ def test_a_peer_does_not_agree_with_a_folder_still_being_scanned(tmp_path, monke
 
     monkeypatch.setattr(scanner, "scan", slow_for_a)
 
-    async def main() -> None:
-        a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
-                             secret="k", name="alpha", listen=("127.0.0.1", 0)))
-        b = Node(NodeOptions(folder=tmp_path / "B", config=Config(tmp_path / "cfgB"),
-                             secret="k", name="beta"))
-        await a.start()
-        try:
-            await b.start()
-            await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
-        finally:
-            await b.stop()
-            await a.stop()
-
-    asyncio.run(main())
+    sync_beta_with_alpha(tmp_path)
     assert sorted(p.name for p in (tmp_path / "B").iterdir() if p.name != ".p2psync") == \
         ["one.txt", "two.txt"]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from app.engine.config import Config
-from app.engine.node import Node, NodeOptions
-from app.engine.oneshot import sync_once
+from tests.twonodes import sync_beta_with_alpha
 
 
 def test_fetched_events_name_the_peer_that_sent_the_file(tmp_path):
@@ -16,21 +12,7 @@ def test_fetched_events_name_the_peer_that_sent_the_file(tmp_path):
     (tmp_path / "A" / "big.bin").write_bytes(bytes(range(256)) * 4096)  # 8 blocks
     events: list[tuple[str, dict]] = []
 
-    async def main() -> None:
-        a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
-                             secret="k", name="alpha", listen=("127.0.0.1", 0)))
-        b = Node(NodeOptions(folder=tmp_path / "B", config=Config(tmp_path / "cfgB"),
-                             secret="k", name="beta"),
-                 on_event=lambda kind, data: events.append((kind, data)))
-        await a.start()
-        try:
-            await b.start()
-            await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
-        finally:
-            await b.stop()
-            await a.stop()
-
-    asyncio.run(main())
+    sync_beta_with_alpha(tmp_path, on_event=lambda kind, data: events.append((kind, data)))
     fetched = {d["path"]: d for kind, d in events if kind == "fetched"}
     assert set(fetched) == {"small.txt", "big.bin"}
     assert fetched["small.txt"]["from"] == "alpha"
