@@ -600,25 +600,25 @@ class Puller:
 
     async def _small_batch(self, batch: list[Action], result: RoundResult) -> list[Action]:
         """Fetch and write one batch; returns the actions to retry one by one."""
-        local = self.index.get_many([a.path for a in batch])
-        found = self.index.find_blocks([a.target.blocks for a in batch if a.target.size])
-        ready: list[tuple[Action, bytes, str]] = []  # (action, content, the peer it came from)
-        asked: list[tuple[Action, asyncio.Future, str]] = []
-        room = self._room()  # never fetch what could not be written
+        well_formed = []
         for a in batch:
-            target = a.target
             try:
                 paths.validate(a.path)
-                _check_blocks(target)
+                _check_blocks(a.target)
             except (paths.BadPath, ValueError) as e:
                 self._failed(a, e, result)
                 continue
+            well_formed.append(a)
+        have = await asyncio.to_thread(self._local_copies, well_formed)
+        ready: list[tuple[Action, bytes, str]] = []  # (action, content, the peer it came from)
+        asked: list[tuple[Action, asyncio.Future, str]] = []
+        room = self._room()  # never fetch what could not be written
+        for a in well_formed:
+            target = a.target
             if not target.size:
                 ready.append((a, b"", ""))
                 continue
-            where = _own_copy(a.path, local.get(a.path), target.blocks) or \
-                found.get(target.blocks)
-            data = self._read_verified(where, target.size, target.blocks)
+            data = have.get(a.path)
             if data is not None:
                 ready.append((a, data, ""))
                 result.bytes_reused += len(data)
@@ -644,6 +644,24 @@ class Puller:
         if ready:
             retry += await self._write_small(ready, result)
         return retry
+
+    def _local_copies(self, batch: list[Action]) -> dict[str, bytes]:
+        """path -> its wanted content where a file here holds it (verified), in a worker
+        thread: a batch's index reads let go of the GIL at every row, and on the loop
+        each could wait for a busy writer thread's switch interval."""
+        local = self.index.get_many([a.path for a in batch])
+        found = self.index.find_blocks([a.target.blocks for a in batch if a.target.size])
+        have = {}
+        for a in batch:
+            target = a.target
+            if not target.size:
+                continue
+            where = _own_copy(a.path, local.get(a.path), target.blocks) or \
+                found.get(target.blocks)
+            data = self._read_verified(where, target.size, target.blocks)
+            if data is not None:
+                have[a.path] = data
+        return have
 
     async def _write_small(self, ready: list[tuple[Action, bytes, str]],
                            result: RoundResult) -> list[Action]:
