@@ -4,7 +4,7 @@
 #   scripts/setup.sh          system libraries for Qt offscreen + tests, .venv, Python packages
 #   scripts/setup.sh --gui    the same, plus the X11/xcb libraries a real Qt window needs
 #
-# 1. Missing system libraries (and iproute2, python3-venv) are installed with apt-get
+# 1. Missing system libraries (and iproute2, acl, python3-venv) are installed with apt-get
 #    (through sudo when not root). Where that is impossible it prints what to install and
 #    exits 1.
 # 2. .venv is created in the repo root when missing.
@@ -55,6 +55,7 @@ BASE_PKGS=(
     "libglib2.0-0 libglib-2.0.so.0"
     "libdbus-1-3 libdbus-1.so.3"
     "iproute2 cmd:ip"
+    "acl cmd:setfacl"  # the test of batched writes into a directory with a default ACL
 )
 GUI_PKGS=(
     "libxcb-cursor0 libxcb-cursor.so.0"
