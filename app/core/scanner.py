@@ -45,7 +45,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import modes, statahead, versions
+from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
@@ -92,7 +92,6 @@ class ScanResult:
 
 
 FLUSH_EVERY = 2000  # entries written per index transaction
-STAT_AHEAD = os.name == "posix"  # a full scan's lstat thread (elsewhere a listing has them)
 BRIEF_CHUNK = 2000  # index entries read at a time
 CHANGED_KEPT = 10_000  # changed entries a result lists (the count is exact)
 
@@ -121,13 +120,10 @@ def scan(
     if not names.case_sensitive:
         index.index_case()  # what Spelling looks names up by (made once, here: a thread)
     job = _Scan(root, index, ignore, full=subpaths is None, settle=settle, names=names)
-    try:
-        if subpaths is None:
-            job.run_full()
-        else:
-            job.run_subpaths([subpaths] if isinstance(subpaths, str) else list(subpaths))
-    finally:
-        job.close()
+    if subpaths is None:
+        job.run_full()
+    else:
+        job.run_subpaths([subpaths] if isinstance(subpaths, str) else list(subpaths))
     job.commit()
     return job.result
 
@@ -179,20 +175,16 @@ class _SortedWalk:
     """
 
     def __init__(self) -> None:
-        self.heap: list[tuple[str, str, os.DirEntry[str] | None, _Slot | None]] = []
+        self.heap: list[tuple[str, str, os.DirEntry[str] | None]] = []
 
-    def push(self, rel: str, abs_path: str, de: os.DirEntry[str] | None = None,
-             slot: _Slot | None = None) -> None:
-        heapq.heappush(self.heap, (rel, abs_path, de, slot))
+    def push(self, rel: str, abs_path: str, de: os.DirEntry[str] | None = None) -> None:
+        heapq.heappush(self.heap, (rel, abs_path, de))
 
     def peek(self) -> str | None:
         return self.heap[0][0] if self.heap else None
 
-    def pop(self) -> tuple[str, str, os.DirEntry[str] | None, _Slot | None]:
+    def pop(self) -> tuple[str, str, os.DirEntry[str] | None]:
         return heapq.heappop(self.heap)
-
-
-_Slot = tuple[statahead.Batch, int]  # where a listed entry's lstat comes ahead of its visit
 
 
 class _Scan:
@@ -220,18 +212,11 @@ class _Scan:
         self.skipped_more = 0  # beyond SKIPPED_KEPT
         self.scanned: list[str] = []  # the subpaths of a partial scan
         self.spelling = Spelling(names, index.case_variants, self._indexed_alive)
-        self.ahead: statahead.StatAhead | None = None  # a full scan's lstat thread
-
-    def close(self) -> None:
-        if self.ahead is not None:
-            self.ahead.close()
 
     # --- entry points
 
     def run_full(self) -> None:
         self.start_seq = self.index.max_seq()
-        if STAT_AHEAD:
-            self.ahead = statahead.StatAhead()
         walk = _SortedWalk()
         self._list_into(walk, os.fspath(self.root), "", root=True)
         self._merge(walk, None)
@@ -320,8 +305,8 @@ class _Scan:
             here = None
             if brief is not None and brief[0] == disk:
                 here, brief = brief, next(briefs, None)
-            rel, abs_path, de, slot = walk.pop()
-            self._visit_dirent(walk, rel, abs_path, de, here, slot)
+            rel, abs_path, de = walk.pop()
+            self._visit_dirent(walk, rel, abs_path, de, here)
 
     def _briefs(self, under: str | None) -> Iterator[Brief]:
         """The index's briefs in path order, read a chunk at a time; the subtrees of
@@ -344,20 +329,14 @@ class _Scan:
             with os.scandir(abs_dir) as it:
                 listed = [de for de in it if rel_dir or de.name != META_DIR]
             # as the index spells them (a case-insensitive disk, a name stored NFD)
-            good = []
             for de, name in zip(listed, self.spelling.names(rel_dir, listed), strict=True):
                 try:
-                    good.append((validate_child(rel_dir, name), de))
+                    rel = validate_child(rel_dir, name)
                 except BadPath as exc:
                     log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
                     self._bad_name(rel_dir, de)
-            if self.ahead is None:
-                for rel, de in good:
-                    walk.push(rel, de.path, de)
-                return
-            batches = self.ahead.submit([de.path for _, de in good])
-            for k, (rel, de) in enumerate(good):
-                walk.push(rel, de.path, de, (batches[k // statahead.BATCH], k % statahead.BATCH))
+                    continue
+                walk.push(rel, de.path, de)
         except FileNotFoundError:
             if root:
                 raise
@@ -390,13 +369,9 @@ class _Scan:
         self._skip(shown, f"not synced: {why}; rename it")
 
     def _visit_dirent(self, walk: _SortedWalk, rel: str, abs_path: str,
-                      de: os.DirEntry[str] | None, brief: Brief | None,
-                      slot: _Slot | None = None) -> None:
+                      de: os.DirEntry[str] | None, brief: Brief | None) -> None:
         try:
-            if slot is not None and self.ahead is not None:
-                st = self.ahead.lstat(slot[0], slot[1], abs_path)
-            else:
-                st = de.stat(follow_symlinks=False) if de is not None else os.lstat(abs_path)
+            st = de.stat(follow_symlinks=False) if de is not None else os.lstat(abs_path)
         except FileNotFoundError:
             if brief is not None:
                 self._gone(brief)
