@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
+import pytest
+
 from app.core.model import FileEntry
 from app.engine.config import Config
 from app.engine.node import INDEX_BATCH, Node, NodeOptions, PeerState
@@ -15,26 +17,35 @@ from app.engine.node import INDEX_BATCH, Node, NodeOptions, PeerState
 PEER = "PPPPPPP-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 
 
-def state(seq: int) -> dict:
-    return {"t": "state", "seq": seq, "seen": 0, "need": 0}
-
-
-def test_a_state_between_two_pages_does_not_end_the_index(tmp_path):
+@pytest.fixture
+def node(tmp_path):
     (tmp_path / "A").mkdir()
     node = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfg"),
                             secret="k", name="a"))
     try:
-        conn = SimpleNamespace(device_id=PEER, info=SimpleNamespace(name="peer"))
-        peer = PeerState(conn=conn, index_streaming=True)  # type: ignore[arg-type]
-        page = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1)
-                for i in range(3)]
-        node.index.put_remote(PEER, b"id", page, 3)  # the first page, up to seq 3
-        node._on_state(peer, state(5))  # it has up to 5: a page is still to come
-        assert peer.index_streaming
-        node._on_state(peer, state(3))  # all of it stored
-        assert not peer.index_streaming
+        yield node
     finally:
         node.index.close()
+
+
+def peer_state(**kw) -> PeerState:
+    conn = SimpleNamespace(device_id=PEER, info=SimpleNamespace(name="peer"))
+    return PeerState(conn=conn, **kw)  # type: ignore[arg-type]
+
+
+def state(seq: int) -> dict:
+    return {"t": "state", "seq": seq, "seen": 0, "need": 0}
+
+
+def test_a_state_between_two_pages_does_not_end_the_index(node):
+    peer = peer_state(index_streaming=True)
+    page = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1)
+            for i in range(3)]
+    node.index.put_remote(PEER, b"id", page, 3)  # the first page, up to seq 3
+    node._on_state(peer, state(5))  # it has up to 5: a page is still to come
+    assert peer.index_streaming
+    node._on_state(peer, state(3))  # all of it stored
+    assert not peer.index_streaming
 
 
 def index_page(entries: list[FileEntry], max_seq: int, **more) -> dict:
@@ -42,27 +53,20 @@ def index_page(entries: list[FileEntry], max_seq: int, **more) -> dict:
             "max_seq": max_seq, **more}
 
 
-def test_a_short_page_that_says_more_follows_keeps_the_index_streaming(tmp_path):
+def test_a_short_page_that_says_more_follows_keeps_the_index_streaming(node):
     """A page cut at its limit comes short when it held entries with an error (they are
     not sent): its `more` flag, not its length, says whether the index goes on."""
-    (tmp_path / "A").mkdir()
-    node = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfg"),
-                            secret="k", name="a"))
-    try:
-        conn = SimpleNamespace(device_id=PEER, info=SimpleNamespace(name="peer"))
-        peer = PeerState(conn=conn)  # type: ignore[arg-type]
-        page = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1)
-                for i in range(3)]
-        asyncio.run(node._on_index(peer, index_page(page[:2], 3, more=True)))
-        assert peer.index_streaming
-        asyncio.run(node._on_index(peer, index_page(page[2:], 4, more=False)))
-        assert not peer.index_streaming
-        # a device of an earlier release sends no flag: a full page says more follows
-        full = [FileEntry(f"g{i}", version={PEER: 2}, modified_by=PEER, seq=10 + i)
-                for i in range(INDEX_BATCH)]
-        asyncio.run(node._on_index(peer, index_page(full, 10 + INDEX_BATCH)))
-        assert peer.index_streaming
-        asyncio.run(node._on_index(peer, index_page(page[:1], 20 + INDEX_BATCH)))
-        assert not peer.index_streaming
-    finally:
-        node.index.close()
+    peer = peer_state()
+    page = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1)
+            for i in range(3)]
+    asyncio.run(node._on_index(peer, index_page(page[:2], 3, more=True)))
+    assert peer.index_streaming
+    asyncio.run(node._on_index(peer, index_page(page[2:], 4, more=False)))
+    assert not peer.index_streaming
+    # a device of an earlier release sends no flag: a full page says more follows
+    full = [FileEntry(f"g{i}", version={PEER: 2}, modified_by=PEER, seq=10 + i)
+            for i in range(INDEX_BATCH)]
+    asyncio.run(node._on_index(peer, index_page(full, 10 + INDEX_BATCH)))
+    assert peer.index_streaming
+    asyncio.run(node._on_index(peer, index_page(page[:1], 20 + INDEX_BATCH)))
+    assert not peer.index_streaming
