@@ -70,3 +70,15 @@ def test_a_short_page_that_says_more_follows_keeps_the_index_streaming(node):
     assert peer.index_streaming
     asyncio.run(node._on_index(peer, index_page(page[:1], 20 + INDEX_BATCH)))
     assert not peer.index_streaming
+
+
+def test_a_more_flag_that_is_no_bool_counts_as_absent(node):
+    """A peer that sends junk in `more` gets the rule of a device without the flag."""
+    peer = peer_state()
+    short = [FileEntry("f", version={PEER: 1}, modified_by=PEER, seq=1)]
+    asyncio.run(node._on_index(peer, index_page(short, 1, more="yes")))
+    assert not peer.index_streaming
+    full = [FileEntry(f"g{i}", version={PEER: 1}, modified_by=PEER, seq=2 + i)
+            for i in range(INDEX_BATCH)]
+    asyncio.run(node._on_index(peer, index_page(full, 1 + INDEX_BATCH, more=0)))
+    assert peer.index_streaming
