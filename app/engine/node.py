@@ -32,7 +32,7 @@ from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import FETCH, Action
-from app.engine import malloc
+from app.engine import collector, malloc
 from app.engine.assessment import Assessment, Inputs, assess
 from app.engine.config import Config
 from app.engine.invites import Invites
@@ -151,6 +151,7 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
 class Node:
     def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
         malloc.keep_freed_buffers()
+        collector.collect_less_often()
         keep_loop_responsive()
         self.opts = opts
         self.root = opts.folder.resolve()
