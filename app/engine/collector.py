@@ -8,8 +8,9 @@ in all, each one holding the GIL while the writer threads and the event loop wai
 Collecting a few times less often, with what the imports made set aside for good
 (`gc.freeze`: a full collection no longer walks every module's objects), took that to
 0.02 s; the same first sync went from 13.1 to 12.3 s (medians of four runs alternated
-with the defaults, faster in each pair; /work/prof/ab_tiny.py) and B's CPU from 14.5 to
-13.3 s, and its peak memory did not move (90-93 MB).
+with the defaults, faster in each pair) and B's CPU from 14.5 to 13.3 s, and its peak
+memory did not move (90-93 MB). Once per process: a second freeze would set aside for
+good whatever garbage the first node left (tests and the app make several nodes).
 """
 
 from __future__ import annotations
