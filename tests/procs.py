@@ -106,20 +106,25 @@ def sync(folder: Path, config: Path, *peers: str, secret: str = SECRET,
 
 
 def tree(folder: Path) -> dict[str, bytes | str]:
-    """Relative path -> content (files), "<dir>" (dirs), "-> target" (links); no .p2psync."""
+    """Relative path -> content (files), "<dir>" (dirs), "-> target" (links); no .p2psync.
+
+    An entry gone between the listing and its read is left out: polled while a sync
+    runs, the walk meets temp files that are renamed into place a moment later (such a
+    tree is then short of the file, so it equals no finished one).
+    """
     out: dict[str, bytes | str] = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         rel_dir = os.path.relpath(dirpath, folder)
         if rel_dir == ".":
             dirnames[:] = [d for d in dirnames if d != ".p2psync"]
-        for d in dirnames:
-            rel = os.path.normpath(os.path.join(rel_dir, d))
-            p = os.path.join(dirpath, d)
-            out[rel] = f"-> {os.readlink(p)}" if os.path.islink(p) else "<dir>"
-        for f in filenames:
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            p = os.path.join(dirpath, f)
-            out[rel] = f"-> {os.readlink(p)}" if os.path.islink(p) else Path(p).read_bytes()
+        for name, is_dir in [(d, True) for d in dirnames] + [(f, False) for f in filenames]:
+            p = os.path.join(dirpath, name)
+            try:
+                out[os.path.normpath(os.path.join(rel_dir, name))] = (
+                    f"-> {os.readlink(p)}" if os.path.islink(p)
+                    else "<dir>" if is_dir else Path(p).read_bytes())
+            except FileNotFoundError:
+                continue
     return out
 
 
