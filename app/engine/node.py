@@ -307,6 +307,12 @@ class Node:
         self._rescan_wake.set()
 
     async def scan_now(self, subpaths: set[str] | None = None) -> scanner.ScanResult:
+        if subpaths:  # most are files this node just wrote: told apart without the lock
+            subpaths = set(await asyncio.to_thread(scanner.maybe_changed, self.root, self.index,
+                                                   self.ignore, subpaths, self.name_rules))
+            if not subpaths:
+                self.changed.set()
+                return scanner.ScanResult()
         async with self.disk_lock:
             self.puller.flush()  # the scan must see the index of what is on disk
             if not await self._check_folder():
@@ -485,7 +491,11 @@ class Node:
 
     def _take_watched(self) -> None:
         if self._watcher is not None:
-            for rel in self._watcher.changed():
+            changed = self._watcher.changed()
+            if changed is None:
+                log.warning("the folder watcher lost events: rescanning the whole folder")
+                self.request_rescan(None)
+            for rel in changed or ():
                 self.request_rescan(rel)
 
     # --- connections -----------------------------------------------------------------

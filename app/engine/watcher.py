@@ -1,8 +1,10 @@
 """watchdog -> rescan requests: changed paths, never transfers.
 
-The observer thread only collects which relative paths changed and wakes the node
-once per burst; the node debounces them into one subpath scan, so a burst of writes
-costs one scan and an edit reaches the peers well under a second later.
+The inotify thread (watchdog's threads, for moves and on other systems) only collects
+which relative paths changed and wakes the node once per burst; the node debounces
+them into one subpath scan, so a burst of writes costs one scan and an edit reaches
+the peers well under a second later. Lost events (the kernel's queue overflowed) make
+the node rescan the whole folder.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from watchdog.observers import Observer
 try:  # Linux: ask inotify for exactly the events below
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
     from watchdog.observers.inotify_c import InotifyConstants as _IN
-    from watchdog.observers.inotify_move_event_grouper import PathedInotifyEvent
+    from watchdog.observers.inotify_move_event_grouper import (
+        InotifyMoveEventGrouper,
+        PathedInotifyEvent,
+    )
 except ImportError:  # other platforms: watchdog's own observer, filtered by event type
     InotifyObserver = None  # type: ignore[assignment,misc]
 
@@ -70,12 +75,18 @@ class _Handler(FileSystemEventHandler):
 
     def __init__(self, root: Path, wake: Callable[[], None]) -> None:
         self.root = os.fsdecode(root)
+        self.below = os.path.join(self.root, "")
         self.wake = wake
         self.lock = threading.Lock()
         self.pending: set[str] = set()
+        self.lost = False  # events were lost (the kernel's queue overflowed)
 
     def _rel(self, p: str | bytes) -> str | None:
-        rel = os.path.relpath(os.fsdecode(p), self.root).replace(os.sep, "/")
+        path = os.fsdecode(p)
+        if path.startswith(self.below):  # how watchdog names what is below the folder
+            rel = path[len(self.below):].replace(os.sep, "/")  # (relpath: 3 us an event)
+        else:
+            rel = os.path.relpath(path, self.root).replace(os.sep, "/")
         if rel == "." or rel.startswith("../") or rel == ".." or rel.split("/")[0] == ".p2psync":
             return None
         if paths.is_temp_name(rel.rpartition("/")[2]):
@@ -87,20 +98,38 @@ class _Handler(FileSystemEventHandler):
             return
         if isinstance(event, FileAttribEvent | FileClosedEvent) and _unnamed(event.src_path):
             return
-        rels = [rel for p in (event.src_path, getattr(event, "dest_path", ""))
-                if p and (rel := self._rel(p)) is not None]
+        self._add([rel for p in (event.src_path, getattr(event, "dest_path", ""))
+                   if p and (rel := self._rel(p)) is not None])
+
+    def take(self, path: bytes, may_be_unnamed: bool) -> None:
+        """An event's path straight from the inotify thread (see `_Direct`)."""
+        if may_be_unnamed and _unnamed(path):
+            return
+        if (rel := self._rel(path)) is not None:
+            self._add([rel])
+
+    def overflowed(self) -> None:
+        """The kernel dropped events: which paths changed is unknown, so all may have."""
+        with self.lock:
+            first = not self.pending and not self.lost
+            self.lost = True
+        if first:
+            self.wake()
+
+    def _add(self, rels: list[str]) -> None:
         if not rels:
             return
         with self.lock:
-            first = not self.pending
+            first = not self.pending and not self.lost
             self.pending.update(rels)
         if first:
             self.wake()
 
-    def drain(self) -> set[str]:
+    def drain(self) -> set[str] | None:
         with self.lock:
             out, self.pending = self.pending, set()
-        return out
+            lost, self.lost = self.lost, False
+        return None if lost else out
 
 
 if InotifyObserver is not None:
@@ -116,12 +145,49 @@ if InotifyObserver is not None:
     # parent is the scan of its whole subtree.
     INOTIFY_CHANGES = [c for c in CHANGES if c is not DirModifiedEvent]
 
+    class _Direct(InotifyMoveEventGrouper):
+        """Only moves wait in watchdog's queue (to be paired, 0.5 s at most) and go the
+        long way to the handler: the emitter's thread, then the observer's. Every other
+        event goes to the handler at once, on the thread that read it.
+
+        The long way is three threads and two queues an event, each thread taking the
+        interpreter from the pull's writers. A watching node pulling 10,000 small files
+        (10,000 IN_CREATE) took 2.88 s (median of four runs) against 2.27 s with no
+        watcher; 2.54 s with this and the rescans told apart outside the disk lock
+        (`scanner.maybe_changed`). Paths are all the handler keeps, so what it misses
+        of watchdog's way is only the order of moves against other events.
+        """
+
+        def __init__(self, handler: _Handler) -> None:
+            super().__init__()
+            self.handler = handler
+
+        def put_event(self, event: PathedInotifyEvent) -> None:
+            ev = event.ev
+            if ev.is_create or ev.is_delete or ev.is_attrib or ev.is_close_write:
+                self.handler.take(event.path, not ev.is_directory
+                                  and (ev.is_attrib or ev.is_close_write))
+            else:  # moves (paired), the folder itself gone or moved: watchdog's way
+                super().put_event(event)
+
     class _FolderWatches(InotifyWatchGroup):
         """The folder's directories less `.p2psync`, whose events are never news.
 
         Its staging directory is where the puller makes every new file before linking it
         into place (app.core.batchwrite): watched, each file would cost two more events.
         """
+
+        def __init__(self, handler: _Handler, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            self.handler = handler
+            super().__init__(*args, **kwargs)
+
+        def __post_init__(self) -> None:
+            self._move_event_grouper = _Direct(self.handler)  # before any watch is added
+            super().__post_init__()
+
+        def on_queue_overflow(self) -> None:
+            super().on_queue_overflow()
+            self.handler.overflowed()
 
         def _add_callback(self, path: bytes) -> None:
             meta = os.path.join(self.path, os.fsencode(paths.META_DIR))
@@ -130,12 +196,16 @@ if InotifyObserver is not None:
             super()._add_callback(path)
 
     class _ChangesEmitter(InotifyEmitter):
+        def __init__(self, *args, handler: _Handler, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            super().__init__(*args, **kwargs)
+            self.handler = handler
+
         def get_event_mask_from_filter(self):  # type: ignore[no-untyped-def]
             return CHANGE_MASK
 
         def on_thread_start(self) -> None:
             self._inotify = _FolderWatches(
-                self._inotify_fd, os.fsencode(self.watch.path),
+                self.handler, self._inotify_fd, os.fsencode(self.watch.path),
                 is_recursive=self.watch.is_recursive, event_mask=self.get_event_mask_from_filter(),
                 follow_symlink=self.watch.follow_symlink)
 
@@ -159,13 +229,14 @@ if InotifyObserver is not None:
             super().build_and_queue_event(event, full_events=full_events)
 
     class _ChangesObserver(InotifyObserver):
-        def __init__(self) -> None:
+        def __init__(self, handler: _Handler) -> None:
             super().__init__()
             self._emitter_class = _ChangesEmitter
+            self._emitter_kwargs["handler"] = handler
 
 
-def _observer():  # type: ignore[no-untyped-def]
-    return _ChangesObserver() if InotifyObserver is not None else Observer()
+def _observer(handler: _Handler):  # type: ignore[no-untyped-def]
+    return _ChangesObserver(handler) if InotifyObserver is not None else Observer()
 
 
 class FolderWatcher:
@@ -173,13 +244,14 @@ class FolderWatcher:
 
     def __init__(self, root: Path, wake: Callable[[], None]) -> None:
         self.handler = _Handler(root, wake)
-        self.observer = _observer()
+        self.observer = _observer(self.handler)
         self.observer.schedule(self.handler, os.fsdecode(root), recursive=True,
                               event_filter=CHANGES if InotifyObserver is None
                               else INOTIFY_CHANGES)
 
-    def changed(self) -> set[str]:
-        """The relative paths reported since the last call."""
+    def changed(self) -> set[str] | None:
+        """The relative paths reported since the last call; None: events were lost,
+        anything may have changed."""
         return self.handler.drain()
 
     def start(self) -> None:

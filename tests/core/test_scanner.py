@@ -781,6 +781,9 @@ def test_a_subpath_whose_file_changed_is_still_scanned(folder, change):
     else:
         p.unlink()
         p.symlink_to("b.txt")
+    # what a watching node asks before it takes the disk lock: a.txt may have changed
+    assert scanner.maybe_changed(folder.root, folder.index, folder.ignore,
+                                 ["docs/b.txt", "docs/a.txt"]) == ["docs/a.txt"]
     result = folder.scan(["docs/a.txt", "docs/b.txt"])
     assert "docs/a.txt" in changed_paths(result)  # a new version, or a deletion
     assert "docs/b.txt" not in changed_paths(result)
@@ -794,5 +797,22 @@ def test_subpaths_below_a_directory_made_a_link_are_still_scanned(folder):
     folder.scan()
     os.rename(folder.root / "docs", folder.root / "elsewhere")
     os.symlink("elsewhere", folder.root / "docs")
+    assert scanner.maybe_changed(folder.root, folder.index, folder.ignore,
+                                 ["docs/a.txt", "docs/b.txt"]) == ["docs/a.txt", "docs/b.txt"]
     result = folder.scan(["docs/a.txt", "docs/b.txt"])
     assert {"docs/a.txt", "docs/b.txt"} <= set(changed_paths(result))
+
+
+def test_maybe_changed_keeps_what_is_not_a_known_unchanged_file(folder):
+    """Directories (their scan is of all below them), new files and paths not on disk are
+    never left out; paths below another one asked are covered by it, and a bad path is
+    dropped (as the scan drops it, with a warning)."""
+    folder.write("docs/a.txt", b"same")
+    folder.scan()
+    folder.write("docs/new.txt", b"new")
+    asked = ["docs/a.txt", "docs", "docs/new.txt", "gone.txt", "../outside", "docs/a.txt"]
+    assert scanner.maybe_changed(folder.root, folder.index, folder.ignore, asked) == [
+        "docs", "gone.txt"]
+    asked = ["docs/a.txt", "docs/new.txt", "gone.txt"]
+    assert scanner.maybe_changed(folder.root, folder.index, folder.ignore, asked) == [
+        "docs/new.txt", "gone.txt"]
