@@ -33,7 +33,7 @@ from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import FETCH, Action
 from app.engine import collector, malloc
-from app.engine.assessment import Assessment, Inputs, assess
+from app.engine.assessment import Assessment, Inputs, assess, without_deletions
 from app.engine.config import Config
 from app.engine.invites import Invites
 from app.engine.links import LinkHub, PeerLinks
@@ -204,6 +204,7 @@ class Node:
         self._assessed: Assessment | None = None
         self._assessing: asyncio.Task | None = None
         self._assess_lock = asyncio.Lock()
+        self._pages_stored = 0  # counts each index page stored: before and after (_on_index)
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
@@ -812,14 +813,22 @@ class Node:
                                 peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
-        over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id, index_id,
-                                       good, max_seq, ours)
+        more = msg.get("more")  # a device of an earlier release says it by a full page
+        streaming = more if isinstance(more, bool) else len(entries) == INDEX_BATCH
+        # Said before the page can be in the index: an assessment whose snapshot holds
+        # it judges its deletions with the rest (see `assess`). Ended after it is stored.
+        peer.index_streaming |= streaming
+        self._pages_stored += 1
+        try:
+            over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id,
+                                           index_id, good, max_seq, ours)
+        finally:
+            self._pages_stored += 1
         if over:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
                           f"({limits.entries:,} paths, {limits.bytes // 2**20} MiB)", over)
-        more = msg.get("more")  # a device of an earlier release says it by a full page
-        peer.index_streaming = more if isinstance(more, bool) else len(entries) == INDEX_BATCH
+        peer.index_streaming = streaming
         self._pull_wake.set()
         self.changed.set()
 
@@ -970,7 +979,10 @@ class Node:
             inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                             frozenset(self._approved), self.opts.allow_mass_delete)
             seen = {d: self.index.remote_state(d)[1] for d in self.peers}  # read before it
+            pages = self._pages_stored
             result = await asyncio.to_thread(assess, self.index, key, inputs)
+            if self._pages_stored != pages:
+                result = without_deletions(result)
             result.seen = seen
             self._approved &= result.deleting  # confirmed deletions that ran wait no longer
             self._assessed = result

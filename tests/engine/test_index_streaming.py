@@ -82,3 +82,48 @@ def test_a_more_flag_that_is_no_bool_counts_as_absent(node):
             for i in range(INDEX_BATCH)]
     asyncio.run(node._on_index(peer, index_page(full, 1 + INDEX_BATCH, more=0)))
     assert peer.index_streaming
+
+
+def test_pages_stored_while_an_assessment_runs_do_not_let_their_deletions_through(
+        node, monkeypatch):
+    """The race `sync` lost one run in ten (tests/integration/test_mass_delete.py): the
+    assessment's inputs were read before a peer's first page came (not streaming), its
+    snapshot was taken after that page was stored and before the next one, and the
+    guard let the first page's deletions through (10 of 20 files: MIN_DELETES) without
+    the second's (15 of 20: held)."""
+    from app.core.planner import DELETE
+    from app.engine import node as node_mod
+
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None  # the state messages each assessment sends
+    node.peers[PEER] = peer  # connected, not streaming: its index was all here
+    gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
+            for i, f in enumerate(files[:15])]
+    real = node_mod.assess
+    on: dict = {}  # the node's event loop
+
+    def store(msg: dict) -> None:  # a page, on the node's loop, as it comes from the peer
+        asyncio.run_coroutine_threadsafe(node._on_index(peer, msg), on["loop"]).result()
+
+    def pages_come_meanwhile(index, key, inputs):  # type: ignore[no-untyped-def]
+        store(index_page(gone[:10], 30, more=True))  # before the snapshot
+        try:
+            return real(index, key, inputs)
+        finally:
+            store(index_page(gone[10:], 35, more=False))  # after it
+
+    async def main():  # type: ignore[no-untyped-def]
+        on["loop"] = asyncio.get_running_loop()
+        monkeypatch.setattr(node_mod, "assess", pages_come_meanwhile)
+        first = await node.assess()
+        monkeypatch.setattr(node_mod, "assess", real)
+        return first, await node.assess()
+
+    first, then = asyncio.run(main())
+    assert [a.path for a in first.actions if a.op == DELETE] == []
+    assert then.held is not None and then.held.deletes == 15
+    assert [a.path for a in then.actions if a.op == DELETE] == []
