@@ -64,10 +64,11 @@ def without_deletions(assessed: Assessment) -> Assessment:
     The snapshot may then hold a page of a peer that was not streaming when the
     inputs were read: its deletions would be judged without the pages still to come
     (1,000 of 1,500 deleted files went through the guard that way, one run in ten).
-    They wait for the next assessment, which the new pages start anyway.
+    They wait for the next assessment: this one's key (made of the inputs) is no key
+    the node makes, so it is not kept as up to date for them.
     """
-    return replace(assessed, actions=[a for a in assessed.actions
-                                   if a.op != DELETE])
+    return replace(assessed, key=(), actions=[a for a in assessed.actions
+                                              if a.op != DELETE])
 
 
 def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:

@@ -6,6 +6,7 @@ page alone."""
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -127,3 +128,50 @@ def test_pages_stored_while_an_assessment_runs_do_not_let_their_deletions_throug
     assert [a.path for a in first.actions if a.op == DELETE] == []
     assert then.held is not None and then.held.deletes == 15
     assert [a.path for a in then.actions if a.op == DELETE] == []
+
+
+def test_a_round_that_deleted_nothing_for_a_page_is_not_kept_as_the_plan(node, monkeypatch):
+    """The page was in the index when the assessment's key was read, but not yet counted
+    as stored: the plan without deletions must not be kept for that key, or the
+    deletions would wait until something else changed (a sync timed out on one)."""
+    import threading
+
+    from app.core.planner import DELETE
+    from app.engine import node as node_mod
+
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None
+    node.peers[PEER] = peer
+    gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
+            for i, f in enumerate(files[:3])]
+    committed, assessing = threading.Event(), threading.Event()
+    real_put, real_assess = node.index.put_remote, node_mod.assess
+
+    def put_then_wait(*args):  # type: ignore[no-untyped-def]
+        out = real_put(*args)
+        committed.set()
+        assessing.wait(5)  # the loop hears it is stored only once the assessment runs
+        return out
+
+    def assess_once_started(index, key, inputs):  # type: ignore[no-untyped-def]
+        assessing.set()
+        time.sleep(0.2)  # the page's storing ends meanwhile
+        return real_assess(index, key, inputs)
+
+    async def main():  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(node.index, "put_remote", put_then_wait)
+        monkeypatch.setattr(node_mod, "assess", assess_once_started)
+        storing = asyncio.create_task(node._on_index(peer, index_page(gone, 30, more=False)))
+        await asyncio.to_thread(committed.wait, 5)
+        first = await node.assess()
+        await storing
+        monkeypatch.setattr(node_mod, "assess", real_assess)
+        return first, await node.assess()
+
+    first, then = asyncio.run(main())
+    assert [a.path for a in first.actions if a.op == DELETE] == []
+    assert sorted(a.path for a in then.actions if a.op == DELETE) == ["f00", "f01", "f02"]

@@ -10,6 +10,8 @@ def _log_of_a_watched_write(tmp_path, *verbosity: str) -> str:
     try:
         node.wait_for_log(r"watching .* for changes")  # the watches are set
         (tmp_path / "A" / "new.txt").write_text("hello")
+        # a move: the events watchdog pairs (and logs); the others skip its queues
+        (tmp_path / "A" / "new.txt").rename(tmp_path / "A" / "moved.txt")
         node.wait_for_log(r"scan: \d+ local change")
     finally:
         assert node.stop() == 0, node.log()
