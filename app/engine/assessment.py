@@ -57,18 +57,20 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
         return _assess(index, key, inputs)
 
 
-def without_deletions(assessed: Assessment) -> Assessment:
-    """The plan less its deletions (moves stay), for a round whose peers' index pages
-    were stored while it was made.
+def without_deletions(assessed: Assessment, paged: Collection[str]) -> Assessment:
+    """The plan less the deletions announced by `paged` (moves stay): peers an index
+    page of which was stored while it was made.
 
     The snapshot may then hold a page of a peer that was not streaming when the
     inputs were read: its deletions would be judged without the pages still to come
     (1,000 of 1,500 deleted files went through the guard that way, one run in ten).
     They wait for the next assessment: this one's key (made of the inputs) is no key
-    the node makes, so it is not kept as up to date for them.
+    the node makes, so it is not kept as up to date for them. Only theirs, as with a
+    peer still streaming its index (`_guard`): a peer that sends pages without end
+    delays its own deletions, not the others'.
     """
-    return replace(assessed, key=(), actions=[a for a in assessed.actions
-                                              if a.op != DELETE])
+    return replace(assessed, key=(), actions=[
+        a for a in assessed.actions if a.op != DELETE or not set(a.sources) & set(paged)])
 
 
 def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:

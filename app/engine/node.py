@@ -97,6 +97,7 @@ class PeerState:
     links: PeerLinks | None = None  # its data links (app/engine/links.py)
     server: asyncio.Task | None = None
     index_streaming: bool = False  # its last index page said more of it follows
+    pages: int = 0  # its index pages stored, counted before and after each (`_on_index`)
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
 
 
@@ -204,7 +205,6 @@ class Node:
         self._assessed: Assessment | None = None
         self._assessing: asyncio.Task | None = None
         self._assess_lock = asyncio.Lock()
-        self._pages_stored = 0  # counts each index page stored: before and after (_on_index)
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
@@ -818,12 +818,12 @@ class Node:
         # Said before the page can be in the index: an assessment whose snapshot holds
         # it judges its deletions with the rest (see `assess`). Ended after it is stored.
         peer.index_streaming |= streaming
-        self._pages_stored += 1
+        peer.pages += 1
         try:
             over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id,
                                            index_id, good, max_seq, ours)
         finally:
-            self._pages_stored += 1
+            peer.pages += 1
         if over:
             limits = self.index.remote_limits
             self._refused(peer, "budget", f"more entries than one device may have here "
@@ -979,10 +979,10 @@ class Node:
             inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                             frozenset(self._approved), self.opts.allow_mass_delete)
             seen = {d: self.index.remote_state(d)[1] for d in self.peers}  # read before it
-            pages = self._pages_stored
+            pages = {d: p.pages for d, p in self.peers.items()}
             result = await asyncio.to_thread(assess, self.index, key, inputs)
-            if self._pages_stored != pages:
-                result = without_deletions(result)
+            if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
+                result = without_deletions(result, paged)
             result.seen = seen
             self._approved &= result.deleting  # confirmed deletions that ran wait no longer
             self._assessed = result

@@ -175,3 +175,42 @@ def test_a_round_that_deleted_nothing_for_a_page_is_not_kept_as_the_plan(node, m
     first, then = asyncio.run(main())
     assert [a.path for a in first.actions if a.op == DELETE] == []
     assert sorted(a.path for a in then.actions if a.op == DELETE) == ["f00", "f01", "f02"]
+
+
+def test_a_peer_whose_pages_keep_coming_delays_its_own_deletions_only(node, monkeypatch):
+    """A member that sends index pages all the time (a hostile one, or a folder that
+    never rests) must not hold back the deletions the others announced."""
+    from app.core.planner import DELETE
+    from app.engine import node as node_mod
+
+    busy = "QQQQQQQ-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    node.index.put_remote(busy, b"id2", files, 20)
+    peers = {}
+    for device in (PEER, busy):
+        conn = SimpleNamespace(device_id=device, info=SimpleNamespace(name=device[:1]),
+                               send_nowait=lambda msg: None)
+        peers[device] = node.peers[device] = PeerState(conn=conn)  # type: ignore[arg-type]
+    node.index.put_remote(PEER, b"id", [FileEntry("f00", deleted=True, version={PEER: 2},
+                                                  modified_by=PEER, seq=21)], 21)
+    its_deletion = FileEntry("f10", deleted=True, version={PEER: 1, busy: 1}, modified_by=busy,
+                             seq=21)
+    real = node_mod.assess
+    on: dict = {}
+
+    def a_page_comes_meanwhile(index, key, inputs):  # type: ignore[no-untyped-def]
+        asyncio.run_coroutine_threadsafe(node._on_index(peers[busy], {
+            "t": "index", "index_id": b"id2", "entries": [its_deletion.to_wire()],
+            "max_seq": 21, "more": False}), on["loop"]).result()
+        return real(index, key, inputs)
+
+    async def main():  # type: ignore[no-untyped-def]
+        on["loop"] = asyncio.get_running_loop()
+        monkeypatch.setattr(node_mod, "assess", a_page_comes_meanwhile)
+        return await node.assess()
+
+    first = asyncio.run(main())
+    assert [a.path for a in first.actions if a.op == DELETE] == ["f00"]
