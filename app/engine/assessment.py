@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from app.core.ignore import Ignore
@@ -57,7 +58,7 @@ def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
         return _assess(index, key, inputs)
 
 
-def without_deletions(assessed: Assessment, paged: Collection[str]) -> Assessment:
+def without_deletions(assessed: Assessment, paged: AbstractSet[str]) -> Assessment:
     """The plan less the deletions announced by `paged` (moves stay): peers an index
     page of which was stored while it was made.
 
@@ -70,7 +71,7 @@ def without_deletions(assessed: Assessment, paged: Collection[str]) -> Assessmen
     delays its own deletions, not the others'.
     """
     return replace(assessed, key=(), actions=[
-        a for a in assessed.actions if a.op != DELETE or not set(a.sources) & set(paged)])
+        a for a in assessed.actions if a.op != DELETE or paged.isdisjoint(a.sources)])
 
 
 def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:

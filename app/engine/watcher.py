@@ -98,7 +98,7 @@ class _Handler(FileSystemEventHandler):
             return
         if isinstance(event, FileAttribEvent | FileClosedEvent) and _unnamed(event.src_path):
             return
-        self._add([rel for p in (event.src_path, getattr(event, "dest_path", ""))
+        self._note([rel for p in (event.src_path, getattr(event, "dest_path", ""))
                    if p and (rel := self._rel(p)) is not None])
 
     def take(self, path: bytes, may_be_unnamed: bool) -> None:
@@ -106,22 +106,20 @@ class _Handler(FileSystemEventHandler):
         if may_be_unnamed and _unnamed(path):
             return
         if (rel := self._rel(path)) is not None:
-            self._add([rel])
+            self._note([rel])
 
     def overflowed(self) -> None:
         """The kernel dropped events: which paths changed is unknown, so all may have."""
-        with self.lock:
-            first = not self.pending and not self.lost
-            self.lost = True
-        if first:
-            self.wake()
+        self._note([], lost=True)
 
-    def _add(self, rels: list[str]) -> None:
-        if not rels:
+    def _note(self, rels: list[str], lost: bool = False) -> None:
+        """Keep what was reported; wake the node if nothing waited for it yet."""
+        if not rels and not lost:
             return
         with self.lock:
             first = not self.pending and not self.lost
             self.pending.update(rels)
+            self.lost |= lost
         if first:
             self.wake()
 
