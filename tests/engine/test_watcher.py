@@ -225,13 +225,22 @@ def test_events_lost_to_a_full_queue_are_reported_as_anything_may_have_changed(
     paths changed is then unknown, and `changed()` says so (None) rather than return
     the paths it happened to get. The watcher goes on reporting afterwards."""
     got: list[set[str] | None] = []
+    written = threading.Event()
+
+    def wake() -> None:
+        # on the watcher's reader thread: held, it reads nothing and the queue fills
+        # (without it the reader sometimes kept up with the writes: no overflow)
+        written.wait(10)
+        got.append(watcher.changed())
+
     with tiny_event_queue():  # the queue's size is fixed when the instance is made
-        watcher = FolderWatcher(tmp_path, lambda: got.append(watcher.changed()))
+        watcher = FolderWatcher(tmp_path, wake)
     watcher.start()
     try:
         time.sleep(0.2)
         for i in range(2000):  # 4,000 events
             (tmp_path / f"f{i:04d}").write_bytes(b"x")
+        written.set()
         wait_until(lambda: None in got, 10, 0.02, f"no overflow reported: {len(got)} wake-ups")
         (tmp_path / "after.txt").write_text("y")
         wait_until(lambda: any(g and "after.txt" in g for g in got), 5, 0.02)
@@ -240,21 +249,35 @@ def test_events_lost_to_a_full_queue_are_reported_as_anything_may_have_changed(
 
 
 def test_a_watching_node_rescans_the_whole_folder_when_events_were_lost(
-        tmp_path: Path, tiny_event_queue, caplog) -> None:
+        tmp_path: Path, tiny_event_queue, caplog, monkeypatch) -> None:
     """Without it the files whose events the kernel dropped would wait for the periodic
     full rescan (FULL_RESCAN_EVERY, a minute) to reach the peers."""
     import asyncio
 
+    from app.engine import watcher as watcher_module
     from app.engine.config import Config
     from app.engine.node import FULL_RESCAN_EVERY, Node, NodeOptions
 
     root = tmp_path / "A"
     root.mkdir()
     names = [f"f{i:04d}" for i in range(2000)]
+    written = threading.Event()
+
+    class HeldWatcher(FolderWatcher):
+        """Its reader waits at the first wake-up until all is written: the queue fills."""
+
+        def __init__(self, folder: Path, wake) -> None:
+            def held() -> None:
+                written.wait(10)
+                wake()
+            super().__init__(folder, held)
+
+    monkeypatch.setattr(watcher_module, "FolderWatcher", HeldWatcher)  # the node's import
 
     def write_all() -> None:
         for name in names:
             (root / name).write_bytes(b"x")
+        written.set()
 
     async def main() -> list[str]:
         node = Node(NodeOptions(folder=root, config=Config(tmp_path / "cfg"), secret="k",
