@@ -521,6 +521,11 @@ class Index:
             self._main.close()
             raise
 
+    @property
+    def path(self) -> str:
+        """The database file (other processes open it read-only: app/core/survey.py)."""
+        return self._path
+
     def _on_reader(self) -> bool:
         return getattr(self._tls, "reading", False) and \
             not self._lock._is_owned()  # type: ignore[attr-defined]

@@ -44,6 +44,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
@@ -62,6 +63,9 @@ from app.core.paths import (
     validate,
     validate_child,
 )
+
+if TYPE_CHECKING:
+    from app.core.survey import Survey
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,13 @@ def scan(
         index.index_case()  # what Spelling looks names up by (made once, here: a thread)
     job = _Scan(root, index, ignore, full=subpaths is None, settle=settle, names=names)
     if subpaths is None:
-        job.run_full()
+        from app.core import survey  # it builds on this module
+
+        found = survey.survey(root, index, ignore, names)
+        if found is None:
+            job.run_full()
+        else:
+            job.run_surveyed(found)
     else:
         job.run_subpaths([subpaths] if isinstance(subpaths, str) else list(subpaths))
     job.commit()
@@ -236,6 +246,15 @@ class _Scan:
         self._list_into(walk, os.fspath(self.root), "", root=True)
         self._merge(walk, None)
 
+    def run_surveyed(self, found: Survey) -> None:
+        """A full scan of what a survey found different (the rest is as indexed)."""
+        self.result.ignored += found.ignored
+        self.result.temps += found.temps
+        for rel, why in found.skipped.items():
+            self._skip(rel, why)
+        self.skipped_more += found.skipped_more
+        self.run_subpaths(found.dirty)
+
     def run_subpaths(self, subpaths: list[str]) -> None:
         self.start_seq = self.index.max_seq()
         # where case does not count, "README" asked is the indexed "Readme"
@@ -305,12 +324,20 @@ class _Scan:
 
     # --- the merge of disk and index
 
-    def _merge(self, walk: _SortedWalk, under: str | None) -> None:
-        """Walk and index side by side, in path order (below `under`, or everything)."""
-        briefs = self._briefs(under)
+    def _merge(self, walk: _SortedWalk, under: str | None, after: str = "",
+               upto: str | None = None) -> None:
+        """Walk and index side by side, in path order (below `under`, or everything).
+
+        Only the paths past `after` and up to `upto` are looked at (a survey's share,
+        app/core/survey.py): the directories before `after` are only ways down to it,
+        and the walk stops past `upto`, after which nothing comes back into the range.
+        """
+        briefs = self._briefs(under, after, upto)
         brief = next(briefs, None)
         while True:
             disk = walk.peek()
+            if disk is not None and upto is not None and disk > upto:
+                disk = None
             if disk is None and brief is None:
                 return
             if brief is not None and (disk is None or brief[0] < disk):
@@ -321,15 +348,21 @@ class _Scan:
             if brief is not None and brief[0] == disk:
                 here, brief = brief, next(briefs, None)
             rel, abs_path, de = walk.pop()
+            if rel <= after:
+                if after < rel + "0" and de is not None and de.is_dir(follow_symlinks=False):
+                    self._list_into(walk, abs_path, rel)  # the range starts below it
+                continue
             self._visit_dirent(walk, rel, abs_path, de, here)
 
-    def _briefs(self, under: str | None) -> Iterator[Brief]:
+    def _briefs(self, under: str | None, after: str = "", upto: str | None = None
+                ) -> Iterator[Brief]:
         """The index's briefs in path order, read a chunk at a time; the subtrees of
         vanished directories are skipped (`commit` deletes them)."""
-        after = ""
         while True:
             chunk = self.index.brief_range(after, under, BRIEF_CHUNK)
             for b in chunk:
+                if upto is not None and b[0] > upto:
+                    return
                 if self.gone_dirs and b[0].startswith(self.gone_dirs[-1] + "/"):
                     continue
                 yield b
@@ -442,13 +475,7 @@ class _Scan:
         """Handle one existing path; True when it is a directory to descend into."""
         st = self.spelling.shown(st, brief)  # a disk without modes: the index's bits
         is_dir = stat.S_ISDIR(st.st_mode)
-        name = rel[rel.rfind("/") + 1 :]
-        if not is_dir and name.startswith(TEMP_PREFIX) and is_temp_name(name):
-            self.result.temps.append(rel)
-            return False
-        if self.ignore.matches(rel, is_dir):
-            if self.full:
-                self.result.ignored.append(rel)
+        if self._passed_over(rel, is_dir):
             return False
         if stat.S_ISREG(st.st_mode):
             if not self._unchanged_file(rel, st, brief) and \
@@ -465,6 +492,18 @@ class _Scan:
             log.debug("skipping special file %s", rel)
             if brief is not None:
                 self._gone(brief)
+        return False
+
+    def _passed_over(self, rel: str, is_dir: bool) -> bool:
+        """Our temp files and ignored paths: noted in the result, not indexed."""
+        name = rel[rel.rfind("/") + 1 :]
+        if not is_dir and name.startswith(TEMP_PREFIX) and is_temp_name(name):
+            self.result.temps.append(rel)
+            return True
+        if self.ignore.matches(rel, is_dir):
+            if self.full:
+                self.result.ignored.append(rel)
+            return True
         return False
 
     def _indexed_alive(self, rel: str) -> bool:

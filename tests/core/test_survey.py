@@ -1,0 +1,182 @@
+"""The survey that splits a big folder's full scan across processes (app/core/survey.py).
+
+What it must hold: a surveyed full scan writes the same index, and reports the same
+ignored paths, temp files and skipped names, as a scan that walks everything itself;
+each path is looked at by exactly one share wherever the ranges are cut; and any
+failure leaves the scan to walk everything.
+"""
+
+import logging
+import os
+import shutil
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from app.core import scanner, survey
+from app.core.ignore import IGNORE_FILE, Ignore
+from app.core.index import Index
+from app.core.namerules import LINUX, NameRules
+
+DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+TEMP = ".p2psync-0123456789abcdef.tmp"
+
+
+def write(root, rel, data=b"x"):
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+    return p
+
+
+def scan(root, db, surveyed, monkeypatch):
+    """A full scan of root into the index at db, surveyed first or not."""
+    monkeypatch.setattr(survey, "SURVEY_FROM", 0 if surveyed else 10**12)
+    spied = []
+    real = survey.survey
+
+    def spy(*args):
+        spied.append(real(*args))
+        return spied[-1]
+
+    monkeypatch.setattr(survey, "survey", spy)
+    with Index(db, DEV) as index:
+        result = scanner.scan(root, index, Ignore(root))
+        entries = [replace(e, seq=0) for e in index.all_local()]
+        return result, entries, index.skipped(), sorted(result.ignored), spied[0]
+
+
+def a_folder_indexed(tmp_path, monkeypatch):
+    root = tmp_path / "f"
+    for d in ("a", "a b", "a0", "keep/deep/er", "gone", "moved", "mode", "ign"):
+        for i in range(3):
+            write(root, f"{d}/f{i}.txt", d.encode())
+    write(root, "top.txt")
+    os.symlink("top.txt", root / "link")
+    write(root, IGNORE_FILE, b"ign/\n*.log\n")
+    scan(root, tmp_path / "base.db", False, monkeypatch)
+    return root
+
+
+def change_everything(root):
+    (root / "a" / "f0.txt").write_bytes(b"longer now")  # size
+    st = os.lstat(root / "a b" / "f1.txt")
+    os.utime(root / "a b" / "f1.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # mtime
+    (root / "a0" / "f2.txt").unlink()
+    shutil.rmtree(root / "gone")
+    os.rename(root / "moved", root / "now here")
+    (root / "mode").chmod(0o700)
+    write(root, "new/dir/n.txt")
+    write(root, "keep/deep/er/new.txt")
+    write(root, "keep/x.log")  # ignored
+    write(root, f"keep/{TEMP}")
+    write(root, "bad\\name.txt")
+    os.unlink(root / "link")
+    os.symlink("a/f1.txt", root / "link")
+
+
+def test_a_surveyed_scan_indexes_what_a_whole_scan_does(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    change_everything(root)
+    shutil.copy(tmp_path / "base.db", tmp_path / "whole.db")
+    shutil.copy(tmp_path / "base.db", tmp_path / "surveyed.db")
+
+    whole = scan(root, tmp_path / "whole.db", False, monkeypatch)
+    surveyed = scan(root, tmp_path / "surveyed.db", True, monkeypatch)
+
+    assert whole[4] is None and surveyed[4] is not None  # the two ways were taken
+    assert surveyed[1] == whole[1]  # the same entries, versions and hashes
+    assert surveyed[2] == whole[2] == {"bad\\name.txt": surveyed[2]["bad\\name.txt"]}
+    assert surveyed[3] == whole[3] == ["ign", "keep/x.log"]
+    for res in (whole[0], surveyed[0]):
+        assert res.temps == [f"keep/{TEMP}"]
+    assert sorted(e.path for e in surveyed[0].changed) == \
+        sorted(e.path for e in whole[0].changed)
+    # the moved directory was seen as a move: no file of it read again
+    assert surveyed[0].hashed_bytes == whole[0].hashed_bytes
+    paths = {e.path: e for e in surveyed[1]}
+    assert paths["moved/f0.txt"].deleted and not paths["now here/f0.txt"].deleted
+
+
+def test_an_unchanged_folder_surveys_to_nothing(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    result, _, _, ignored, found = scan(root, tmp_path / "base.db", True, monkeypatch)
+    # only the link (its ctime is not indexed: the scan reads it again) is left to look at
+    assert found.dirty == ["link"] and result.changed_count == 0
+    assert ignored == ["ign"]
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_each_path_is_looked_at_by_one_share_wherever_the_cut(tmp_path, monkeypatch, changed):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    if changed:
+        change_everything(root)
+    db = os.fspath(tmp_path / "base.db")
+    all_paths = [r[0] for r in sqlite3.connect(db).execute("SELECT path FROM files")]
+
+    def run(after, upto):
+        return survey._survey_range(os.fspath(root), db, DEV, ["ign/", "*.log"], LINUX,
+                                    after, upto)
+
+    def seen(*parts):
+        """What the scan is left to do (a share may name a path below one that another
+        share names: the scan looks at the outermost), and what is noted on the way."""
+        return (scanner._outermost([p for s in parts for p in s.dirty]),
+                sorted(p for s in parts for p in s.ignored + s.temps + list(s.skipped)))
+
+    one = seen(run("", None))
+    for cut in sorted(all_paths) + ["a/", "a/f1", "new/dir", "zz"]:
+        assert seen(run("", cut), run(cut, None)) == one, cut
+
+
+def test_too_many_differences_leave_the_whole_scan(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    for i in range(5):
+        write(root, f"more{i}/x.txt")
+    monkeypatch.setattr(survey, "MAX_DIRTY", 3)
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert found is None
+
+
+def test_a_survey_that_cannot_start_leaves_the_whole_scan(tmp_path, monkeypatch, caplog):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    write(root, "a/new.txt")
+
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(survey, "ProcessPoolExecutor", NoProcesses)
+    with caplog.at_level(logging.DEBUG, logger="app.core.survey"):
+        result, entries, *_, found = scan(root, tmp_path / "base.db", True, monkeypatch)
+    assert found is None and "no survey" in caplog.text
+    assert [e.path for e in result.changed] == ["a/new.txt"]
+
+
+def test_an_unlistable_directory_is_left_to_the_scan(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    real = os.scandir
+
+    def failing(path):
+        if os.fspath(path).endswith(os.sep + "keep"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(scanner.os, "scandir", failing)
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert "keep" in found.dirty  # the scan lists it again, protects it and says why
+
+
+def test_no_survey_where_it_would_not_pay(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    with Index(tmp_path / "base.db", DEV) as index:
+        monkeypatch.setattr(survey, "SURVEY_FROM", 10**6)
+        assert survey.survey(root, index, Ignore(root), LINUX) is None  # a small index
+        monkeypatch.setattr(survey, "SURVEY_FROM", 0)
+        assert survey.survey(root, index, Ignore(root),
+                             NameRules(case_sensitive=False)) is None
+        monkeypatch.setattr(survey.os, "cpu_count", lambda: 1)
+        assert survey.survey(root, index, Ignore(root), LINUX) is None
