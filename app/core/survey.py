@@ -50,16 +50,16 @@ class Survey:
 def survey(root: Path, index: Index, ignore: Ignore, names: NameRules) -> Survey | None:
     """The differences of the folder with its index, found by one process a range;
     None where a survey does not pay or failed (see the module docstring)."""
-    shares = min(os.cpu_count() or 1, MAX_SHARES)
+    shares = min(_cores(), MAX_SHARES)
     if shares < 2 or not names.case_sensitive:
         return None
-    bounds = _bounds(index.path, shares)
-    if bounds is None:
-        return None
-    ranges = list(zip(["", *bounds], [*bounds, None], strict=True))
-    args = [(os.fspath(root), index.path, index.device_id, ignore.patterns, names, after, upto)
-            for after, upto in ranges]
     try:
+        bounds = _bounds(index.path, shares)
+        if bounds is None:
+            return None
+        ranges = list(zip(["", *bounds], [*bounds, None], strict=True))
+        args = [(os.fspath(root), index.path, index.device_id, ignore.patterns, names,
+                 after, upto) for after, upto in ranges]
         with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("spawn")
                                  ) as pool:
             parts = list(pool.map(_survey_range, *zip(*args, strict=True)))
@@ -77,6 +77,14 @@ def survey(root: Path, index: Index, ignore: Ignore, names: NameRules) -> Survey
         whole.skipped.update(p.skipped)
         whole.skipped_more += p.skipped_more
     return whole
+
+
+def _cores() -> int:
+    """The cores this process may run on (a container's limit, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _bounds(db_path: str, shares: int) -> list[str] | None:
@@ -100,7 +108,7 @@ def _bounds(db_path: str, shares: int) -> list[str] | None:
 
 
 def _reader(db_path: str) -> sqlite3.Connection:
-    return sqlite3.connect(f"{Path(db_path).as_uri()}?mode=ro", uri=True, timeout=30)
+    return sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
 
 
 class _TooMany(Exception):

@@ -365,18 +365,11 @@ def test_unreadable_file_real_permissions(folder):
         p.chmod(0o644)
 
 
-def test_unlistable_dir_protects_its_entries(folder, monkeypatch, caplog):
+def test_unlistable_dir_protects_its_entries(folder, monkeypatch, caplog, unlistable):
     folder.write("d/a.txt")
     folder.write("d/e/b.txt")
     folder.scan()
-    real = os.scandir
-
-    def failing(path):
-        if os.fspath(path).endswith(os.sep + "d"):
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(scanner.os, "scandir", failing)
+    unlistable("d")
     with caplog.at_level(logging.WARNING):
         r = folder.scan()
     monkeypatch.undo()
@@ -718,17 +711,10 @@ def test_skipped_names_are_bounded(folder, monkeypatch, caplog):
     assert "2 more path(s) could not be indexed" in caplog.text
 
 
-def test_an_unlistable_directory_is_listed_as_skipped(folder, monkeypatch):
+def test_an_unlistable_directory_is_listed_as_skipped(folder, monkeypatch, unlistable):
     folder.write("locked/a.txt")
     folder.scan()
-    real = os.scandir
-
-    def failing(path):
-        if os.fspath(path).endswith(os.sep + "locked"):
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(scanner.os, "scandir", failing)
+    unlistable("locked")
     folder.scan()
     assert folder.index.skipped() == {
         "locked": "cannot be read here: this user may not list this directory (permission "

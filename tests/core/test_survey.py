@@ -155,16 +155,9 @@ def test_a_survey_that_cannot_start_leaves_the_whole_scan(tmp_path, monkeypatch,
     assert [e.path for e in result.changed] == ["a/new.txt"]
 
 
-def test_an_unlistable_directory_is_left_to_the_scan(tmp_path, monkeypatch):
+def test_an_unlistable_directory_is_left_to_the_scan(tmp_path, monkeypatch, unlistable):
     root = a_folder_indexed(tmp_path, monkeypatch)
-    real = os.scandir
-
-    def failing(path):
-        if os.fspath(path).endswith(os.sep + "keep"):
-            raise PermissionError(13, "Permission denied")
-        return real(path)
-
-    monkeypatch.setattr(scanner.os, "scandir", failing)
+    unlistable("keep")
     found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
                                  [], LINUX, "", None)
     assert "keep" in found.dirty  # the scan lists it again, protects it and says why
@@ -178,5 +171,21 @@ def test_no_survey_where_it_would_not_pay(tmp_path, monkeypatch):
         monkeypatch.setattr(survey, "SURVEY_FROM", 0)
         assert survey.survey(root, index, Ignore(root),
                              NameRules(case_sensitive=False)) is None
-        monkeypatch.setattr(survey.os, "cpu_count", lambda: 1)
+        monkeypatch.setattr(survey, "_cores", lambda: 1)
         assert survey.survey(root, index, Ignore(root), LINUX) is None
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_directories_listed_by_descriptor_are_all_closed(tmp_path, monkeypatch):
+    """The scan lists by descriptor and keeps each one until the directory's last entry
+    is visited: a walk stopped at a range's end or by an error must close the rest."""
+    root = a_folder_indexed(tmp_path, monkeypatch)
+    change_everything(root)
+    db = os.fspath(tmp_path / "base.db")
+    before = len(os.listdir("/proc/self/fd"))
+    for cut in ("a", "keep/deep", "mode/f1.txt"):
+        survey._survey_range(os.fspath(root), db, DEV, [], LINUX, "", cut)
+    monkeypatch.setattr(survey, "MAX_DIRTY", 1)
+    assert survey._survey_range(os.fspath(root), db, DEV, [], LINUX, "", None) is None
+    scan(root, tmp_path / "base.db", False, monkeypatch)
+    assert len(os.listdir("/proc/self/fd")) == before
