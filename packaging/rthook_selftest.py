@@ -10,14 +10,18 @@ check and exits (0: all good, 1: something is wrong) instead of starting p2psync
 - `importlib.resources.files("resources")` (what app.resources uses) resolves inside the
   bundle and holds the app icon and the state icons;
 - Qt's plugins come from the bundle and can read the PNG and SVG icons (offscreen);
-- where the log file goes (platformdirs' user_log_dir).
+- where the log file goes (platformdirs' user_log_dir);
+- a big folder's scan can start its survey processes (this bundle again, run by
+  `multiprocessing.freeze_support` in packaging/p2psync_main.py).
 
 Without the variable this hook does nothing. packaging/smoke.sh runs it.
 """
 
 import os
+import sys
 
-if os.environ.get("P2PSYNC_BUNDLE_SELFTEST"):
+# not in the processes the self-test's survey starts (the bundle again, with arguments)
+if os.environ.get("P2PSYNC_BUNDLE_SELFTEST") and len(sys.argv) == 1:
 
     def _selftest() -> int:  # noqa: C901 - one linear list of checks
         import importlib.resources
@@ -85,12 +89,42 @@ if os.environ.get("P2PSYNC_BUNDLE_SELFTEST"):
         check(not stray, f"sys.path inside the bundle ({len(sys.path)} entries)"
               + (f" (outside: {stray})" if stray else ""))
 
+        _check_survey(check)
+
         from platformdirs import user_log_dir
 
         print(f"selftest: log dir {user_log_dir('p2psync', appauthor=False)}", flush=True)
         print(f"selftest: {'FAILED: ' + '; '.join(failed) if failed else 'all checks passed'}",
               flush=True)
         return 1 if failed else 0
+
+    def _check_survey(check) -> None:
+        """A big folder's full scan starts processes of this very bundle to survey it
+        (app/core/survey.py): they must run their share, not start p2psync."""
+        import tempfile
+        from pathlib import Path
+
+        from app.core import scanner, survey
+        from app.core.ignore import Ignore
+        from app.core.index import Index
+        from app.core.namerules import LINUX
+
+        if survey._cores() < 2:
+            print("selftest: skip a scan's survey (one core: never surveyed)", flush=True)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp, "folder")
+            (root / "d").mkdir(parents=True)
+            for i in range(3):
+                (root / "d" / f"{i}.txt").write_text("x")
+            with Index(Path(tmp, "index.db"), "SELFTEST") as index:
+                scanner.scan(root, index, Ignore(root))
+                (root / "d" / "new.txt").write_text("y")
+                survey.SURVEY_FROM = 0
+                found = survey.survey(root, index, Ignore(root), LINUX)
+        check(found is not None and found.dirty == ["d/new.txt"],
+              f"a scan's survey in {survey._cores()} processes of this bundle: "
+              f"{found.dirty if found else 'did not run'}")
 
     try:
         _code = _selftest()
