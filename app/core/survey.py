@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sqlite3
 import stat
 from concurrent.futures import ProcessPoolExecutor
@@ -60,8 +61,8 @@ def survey(root: Path, index: Index, ignore: Ignore, names: NameRules) -> Survey
         ranges = list(zip(["", *bounds], [*bounds, None], strict=True))
         args = [(os.fspath(root), index.path, index.device_id, ignore.patterns, names,
                  after, upto) for after, upto in ranges]
-        with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("spawn")
-                                 ) as pool:
+        with ProcessPoolExecutor(len(ranges), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_deaf_to_ctrl_c) as pool:
             parts = list(pool.map(_survey_range, *zip(*args, strict=True)))
     except Exception as exc:  # noqa: BLE001 - any failure: the scan walks everything
         log.debug("no survey (%s: %s); scanning the whole folder", type(exc).__name__, exc)
@@ -191,6 +192,12 @@ class _Survey(_Scan):
         super()._list_into(walk, abs_dir, rel_dir, root)
         if len(self.protected) > before:
             self._note(rel_dir)
+
+
+def _deaf_to_ctrl_c() -> None:
+    """Ctrl-C reaches the whole process group: the node that started us stops, and we
+    end with it (a traceback from each process would be all the user saw)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _survey_range(root: str, db_path: str, device_id: str, patterns: list[str],
