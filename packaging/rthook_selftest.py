@@ -104,12 +104,12 @@ if os.environ.get("P2PSYNC_BUNDLE_SELFTEST") and len(sys.argv) == 1:
         import tempfile
         from pathlib import Path
 
-        from app.core import scanner, survey
+        from app.core import platform, scanner, survey
         from app.core.ignore import Ignore
         from app.core.index import Index
         from app.core.namerules import LINUX
 
-        if survey._cores() < 2:
+        if platform.usable_cores() < 2:
             print("selftest: skip a scan's survey (one core: never surveyed)", flush=True)
             return
         with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +123,7 @@ if os.environ.get("P2PSYNC_BUNDLE_SELFTEST") and len(sys.argv) == 1:
                 survey.SURVEY_FROM = 0
                 found = survey.survey(root, index, Ignore(root), LINUX)
         check(found is not None and found.dirty == ["d/new.txt"],
-              f"a scan's survey in {survey._cores()} processes of this bundle: "
+              f"a scan's survey in {platform.usable_cores()} processes of this bundle: "
               f"{found.dirty if found else 'did not run'}")
 
     try:

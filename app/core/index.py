@@ -748,17 +748,20 @@ class Index:
         return out
 
     @_reads
-    def shared_sizes(self, paths: list[str]) -> dict[str, int]:
-        """path -> size for those of `paths` that are files we share now (live, readable).
+    def shared_stats(self, paths: list[str]) -> dict[str, tuple[int, int, int, int]]:
+        """path -> (size, mtime_ns, inode, ctime_ns) as indexed, for those of `paths`
+        that are files we share now (live, readable).
 
         What serving a batch of block requests needs, without decoding whole entries.
         """
-        out: dict[str, int] = {}
+        out: dict[str, tuple[int, int, int, int]] = {}
         for chunk in _chunks(paths):
             marks = ", ".join("?" * len(chunk))
-            out.update(self._db.execute(
-                f"SELECT path, size FROM files WHERE path IN ({marks}) "
-                "AND kind = ? AND NOT deleted AND error = ''", (*chunk, _FILE)))
+            for path, size, mtime_ns, inode, ctime_ns in self._db.execute(
+                    f"SELECT path, size, mtime_ns, inode, ctime_ns FROM files "
+                    f"WHERE path IN ({marks}) AND kind = ? AND NOT deleted AND error = ''",
+                    (*chunk, _FILE)):
+                out[path] = (size, mtime_ns, _inode_from_db(inode), ctime_ns)
         return out
 
     def all_local(self) -> list[FileEntry]:

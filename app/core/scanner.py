@@ -36,7 +36,6 @@ first (so the moved ones can still be looked up until then).
 from __future__ import annotations
 
 import dataclasses
-import errno
 import heapq
 import logging
 import os
@@ -241,7 +240,7 @@ class _Scan:
         # its lstat alone (`_visit_dirent`), the hot path of a rescan
         self.plain = names.keeps_modes and not ignore.patterns
         self.dir_fds: dict[str, int] = {}  # last entry listed -> its directory (`_open_dir`)
-        self.dir_fds_ok = platform.DIR_FDS and names.case_sensitive and not names.form
+        self.dir_fds_ok = names.case_sensitive and not names.form
 
     # --- entry points
 
@@ -431,17 +430,9 @@ class _Scan:
     def _open_dir(self, abs_dir: str) -> int | None:
         """A descriptor of the directory to list, where entries are then looked at
         relative to it (`fstatat`: the path's components are not walked again for each
-        one, ~0.7 us of a rescan's 7 an entry); None where there are none, where names
-        may be spelled twice alike (two entries would be visited last) or when this
-        process is out of descriptors (the path is listed instead)."""
-        if not self.dir_fds_ok:
-            return None
-        try:
-            return os.open(abs_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE):
-                return None
-            raise
+        one); None where there are none, where names may be spelled twice alike (two
+        entries would be visited last) or when this process is out of descriptors."""
+        return platform.open_to_list(abs_dir) if self.dir_fds_ok else None
 
     def _bad_name(self, rel_dir: str, de: os.DirEntry[str]) -> None:
         """A name no device could take as it is: listed (shown with U+FFFD for the bytes

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core import platform
 from app.core.ignore import Ignore, Rules
 from app.core.index import _BRIEF_SQL, BRIEF_DELETED, Brief, Index
 from app.core.namerules import NameRules
@@ -51,7 +52,7 @@ class Survey:
 def survey(root: Path, index: Index, ignore: Ignore, names: NameRules) -> Survey | None:
     """The differences of the folder with its index, found by one process a range;
     None where a survey does not pay or failed (see the module docstring)."""
-    shares = min(_cores(), MAX_SHARES)
+    shares = min(platform.usable_cores(), MAX_SHARES)
     if shares < 2 or not names.case_sensitive:
         return None
     try:
@@ -78,14 +79,6 @@ def survey(root: Path, index: Index, ignore: Ignore, names: NameRules) -> Survey
         whole.skipped.update(p.skipped)
         whole.skipped_more += p.skipped_more
     return whole
-
-
-def _cores() -> int:
-    """The cores this process may run on (a container's limit, not the machine's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _bounds(db_path: str, shares: int) -> list[str] | None:

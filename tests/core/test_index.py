@@ -304,14 +304,15 @@ def test_generation_moves_with_every_write_only(idx):
     assert idx.generation == g + 2
 
 
-def test_shared_sizes_only_for_live_readable_files(idx):
+def test_shared_stats_only_for_live_readable_files(idx):
     idx.put_local([
-        entry("ok", size=7),
+        replace(entry("ok", size=7), mtime_ns=5, inode=2**64 - 1, ctime_ns=9),
         replace(entry("gone", size=3), deleted=True),
         replace(entry("unreadable", size=5), error="cannot read"),
         FileEntry("dir", Kind.DIR, version={DEV: 1}),
     ])
-    assert idx.shared_sizes(["ok", "gone", "unreadable", "dir", "never"]) == {"ok": 7}
+    assert idx.shared_stats(["ok", "gone", "unreadable", "dir", "never"]) == {
+        "ok": (7, 5, 2**64 - 1, 9)}  # the inode as st_ino has it (unsigned)
 
 
 # --- schema 3: what a file costs, and the way there from schema 2

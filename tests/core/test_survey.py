@@ -171,7 +171,7 @@ def test_no_survey_where_it_would_not_pay(tmp_path, monkeypatch):
         monkeypatch.setattr(survey, "SURVEY_FROM", 0)
         assert survey.survey(root, index, Ignore(root),
                              NameRules(case_sensitive=False)) is None
-        monkeypatch.setattr(survey, "_cores", lambda: 1)
+        monkeypatch.setattr(survey.platform, "usable_cores", lambda: 1)
         assert survey.survey(root, index, Ignore(root), LINUX) is None
 
 

@@ -61,3 +61,33 @@ def test_a_close_waits_for_the_read_in_flight_and_later_reads_get_nothing(tmp_pa
         assert got[0][0][0] == [0, b"content 0"]  # the read finished on open files
         assert files.read_some(items, 0) == ([], 3)  # nothing after the close
         files.__exit__()  # twice: nothing to do
+
+
+def test_a_block_of_a_file_as_indexed_is_not_hashed_again_a_changed_one_is(tmp_path,
+                                                                          monkeypatch):
+    """The stat after the read is the indexed one: the block is what was indexed (the
+    receiver checks it anyway). A rewrite that keeps size and mtime (cp -p) moves the
+    ctime: that block is hashed, refused, and the file handed to a rescan."""
+    import os
+
+    from app.engine import serving
+
+    if not serving.TRUST_STAT:
+        import pytest
+        pytest.skip("ctime is no change time here")
+    root, index, items = _shared(tmp_path, 2)
+    hashed: list[int] = []
+    real = serving.hashing.block_hash
+    monkeypatch.setattr(serving.hashing, "block_hash",
+                        lambda data: hashed.append(len(data)) or real(data))
+    rescanned: list[str] = []
+    f1 = root / "f1.txt"
+    st = os.stat(f1)
+    with index, OpenFiles(root, index, rescanned.append, items) as files:
+        assert files.read_block(items[0]) == b"content 0"
+        assert hashed == []
+        f1.write_bytes(b"CONTENT 1")  # same size
+        os.utime(f1, ns=(st.st_atime_ns, st.st_mtime_ns))  # and mtime, as cp -p leaves it
+        assert files.read_block(items[1]) is None  # not what was asked for
+    assert hashed == [9]
+    assert rescanned == ["f1.txt"]
