@@ -1038,6 +1038,13 @@ class Index:
         return self.find_blocks([h]).get(h)
 
     @_reads
+    def file_blocks(self, path: str) -> bytes:
+        """The block hashes of a live file, as indexed (b"": none, or no such file)."""
+        row = self._db.execute("SELECT blocks FROM files WHERE path = ? AND kind = 0 "
+                               "AND NOT deleted", (path,)).fetchone()
+        return bytes(row[0]) if row is not None else b""
+
+    @_reads
     def block_hash_at(self, path: str, idx: int) -> bytes | None:
         """The hash our index holds for block idx of path (None: no such block)."""
         row = self._db.execute(

@@ -18,7 +18,7 @@ from app.aio import opened_in_thread
 from app.core import hashing, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
-from app.core.model import BLOCK_SIZE
+from app.core.model import BLOCK_SIZE, HASH_LEN
 from app.net.connection import MAX_DATA_BYTES, PeerConnection, well_formed_request
 
 # Request frames read at once, each in a thread of the pool: never on the event loop.
@@ -80,6 +80,7 @@ class OpenFiles:
         self.rescan = rescan
         wanted = {i[1] for i in items if well_formed_request(i)}
         self.shared = index.shared_stats(list(wanted))  # only files we share now
+        self.blocks: dict[str, bytes] = {}  # rel -> its indexed block list, read once
         self.dirs = DirFds(root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
         self.stale: set[str] = set()
@@ -162,17 +163,15 @@ class OpenFiles:
                     h: bytes) -> bool:
         """Whether the block just read is the one asked for (whose hash is h).
 
-        Where the file's stat after the read is the indexed one (size, mtime, inode and
-        a ctime that no tool sets: the scanner's test of an unchanged file), it is, and
-        is not hashed again: BLAKE3 of every block sent was a quarter of the serving
-        side's CPU for a 1 GiB file. The receiver checks every block anyway; this check
-        is for telling a file changed behind our back (`_maybe_stale`). A request for a
-        block of a version we no longer have (a peer that has not heard of our newer
-        one yet) then gets this version's bytes, which it takes as it takes no answer:
-        not from us (app.engine.puller, linkfetch). The peers have our index, so any
-        block they can ask for this way they could ask for by its hash.
+        Where h is the hash the index holds for that block and the file's stat after
+        the read is the indexed one (size, mtime, inode and a ctime no tool sets: the
+        scanner's test of an unchanged file), it is, and is not hashed again: BLAKE3 of
+        every block sent was a quarter of the serving side's CPU for a 1 GiB file. Else
+        it is hashed: a request for a hash we do not hold there gets nothing, and a
+        file changed behind our back is rescanned (`_maybe_stale`). The receiver checks
+        every block anyway.
         """
-        if TRUST_STAT:
+        if TRUST_STAT and self._indexed_hash(rel, offset, len(data)) == h:
             try:
                 st = os.fstat(fd)
             except OSError:
@@ -184,6 +183,19 @@ class OpenFiles:
             return True
         self._maybe_stale(rel, offset, h)
         return False
+
+    def _indexed_hash(self, rel: str, offset: int, size: int) -> bytes | None:
+        """The indexed hash of the whole block at offset (None for any other range).
+
+        A file's block list is read once for the batch, and only for a file whose
+        blocks are asked for whole (SQLite reads the whole list for any part of it)."""
+        if offset % BLOCK_SIZE or size != min(BLOCK_SIZE, self.shared[rel][0] - offset):
+            return None
+        blocks = self.blocks.get(rel)
+        if blocks is None:
+            blocks = self.blocks[rel] = self.index.file_blocks(rel)
+        at = offset // BLOCK_SIZE * HASH_LEN
+        return blocks[at : at + HASH_LEN] or None
 
     def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
         """The file changed since we indexed it, in a way its size, mtime and inode do

@@ -91,3 +91,18 @@ def test_a_block_of_a_file_as_indexed_is_not_hashed_again_a_changed_one_is(tmp_p
         assert files.read_block(items[1]) is None  # not what was asked for
     assert hashed == [9]
     assert rescanned == ["f1.txt"]
+
+
+def test_a_hash_we_do_not_hold_there_gets_nothing_even_from_a_file_as_indexed(tmp_path):
+    """The stat says the file is as indexed, not that the asked hash is the indexed one:
+    a block asked by a hash we never announced at that offset (a hostile peer's guess,
+    or an older version's) is refused, and does not send the file to a rescan."""
+    root, index, items = _shared(tmp_path, 2)
+    rescanned: list[str] = []
+    wrong = [[7, "f0.txt", 0, len(b"content 0"), block_hash(b"content 1")],
+             [8, "f0.txt", 1, len(b"content 0") - 1, block_hash(b"ontent 1")]]  # a part
+    with index, OpenFiles(root, index, rescanned.append, items + wrong) as files:
+        assert files.read_block(wrong[0]) is None
+        assert files.read_block(wrong[1]) is None
+        assert files.read_block(items[0]) == b"content 0"
+    assert rescanned == []
