@@ -302,9 +302,9 @@ class Spelling:
         self.variants = variants  # paths -> (indexed path, deleted) that may match them
         self.is_live = is_live  # whether the index holds rel, alive
 
-    def names(self, rel_dir: str, entries: list[os.DirEntry[str]], abs_dir: str) -> list[str]:
-        """The names to index for the entries listed in abs_dir, in their order."""
-        names = [self._composed(e, abs_dir) for e in entries]
+    def names(self, rel_dir: str, entries: list[os.DirEntry[str]]) -> list[str]:
+        """The names to index for a directory's listed entries, in their order."""
+        names = [self._composed(e) for e in entries]
         if self.rules.case_sensitive or not names:
             return names  # Linux: nothing to look up
         rels = [f"{rel_dir}/{n}" if rel_dir else n for n in names]
@@ -342,11 +342,11 @@ class Spelling:
             perm = dir_mode() if kind == Kind.DIR else file_mode(0)
         return _Shown(st, stat.S_IFMT(st.st_mode) | perm)  # type: ignore[return-value]
 
-    def _composed(self, entry: os.DirEntry[str], abs_dir: str) -> str:
+    def _composed(self, entry: os.DirEntry[str]) -> str:
         name = entry.name
         if not name.isascii():
             nfc = unicodedata.normalize("NFC", name)
-            if nfc != name and _alone_or_same(entry, os.path.join(abs_dir, nfc)):
+            if nfc != name and _alone_or_same(entry, nfc):
                 return nfc
         return name
 
@@ -378,10 +378,9 @@ class _Shown:
 
 
 def _alone_or_same(entry: os.DirEntry[str], other: str) -> bool:
-    """Whether the path `other` is nothing or the very file entry is (entry.path is
-    only its name when its directory was listed by descriptor)."""
+    """Whether `other`, in entry's directory, is nothing or the very file entry is."""
     try:
-        st = os.lstat(other)
+        st = os.lstat(os.path.join(os.path.dirname(entry.path), other))
     except FileNotFoundError:
         return True
     except OSError:

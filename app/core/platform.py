@@ -140,20 +140,6 @@ def _check_inside(root: Path, path: str) -> None:
         raise OSError(errno.ENOTDIR, "not a directory", path)
 
 
-def open_to_list(path: str) -> int | None:
-    """A descriptor of the directory at path to list and stat relative to (the scanner,
-    `os.scandir(fd)`); None where there are none (`DIR_FDS`) or this process has no
-    descriptor left (then listed by path). Follows a link, as listing by path does."""
-    if not DIR_FDS:
-        return None
-    try:
-        return os.open(path, os.O_RDONLY | _DIRECTORY | CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.EMFILE, errno.ENFILE):
-            return None
-        raise
-
-
 def usable_cores() -> int:
     """The cores this process may run on (a container's or taskset's limit, not the
     machine's: os.cpu_count)."""

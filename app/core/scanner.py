@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.core import modes, platform, versions
+from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
@@ -239,8 +239,6 @@ class _Scan:
         # no ignore rule and modes as the disk has them: an unchanged file is told by
         # its lstat alone (`_visit_dirent`), the hot path of a rescan
         self.plain = names.keeps_modes and not ignore.patterns
-        self.dir_fds: dict[str, int] = {}  # last entry listed -> its directory (`_open_dir`)
-        self.dir_fds_ok = names.case_sensitive and not names.form
 
     # --- entry points
 
@@ -337,18 +335,8 @@ class _Scan:
         and the walk stops past `upto`, after which nothing comes back into the range.
         """
         briefs = self._briefs(under, after, upto)
-        try:
-            self._merge_walk(walk, briefs, after, upto)
-        finally:  # the walk stopped short (a range's end, an error): close what is open
-            for fd in self.dir_fds.values():
-                os.close(fd)
-            self.dir_fds.clear()
-
-    def _merge_walk(self, walk: _SortedWalk, briefs: Iterator[Brief], after: str,
-                    upto: str | None) -> None:
         brief = next(briefs, None)
         heap = walk.heap  # peek and pop by hand: a million entries pay for every call
-        dir_fds = self.dir_fds
         while True:
             disk = heap[0][0] if heap else None
             if disk is not None and upto is not None and disk > upto:
@@ -367,8 +355,6 @@ class _Scan:
                 self._visit_dirent(walk, rel, abs_path, de, here)
             elif after < rel + "0" and de is not None and de.is_dir(follow_symlinks=False):
                 self._list_into(walk, abs_path, rel)  # the range starts below it
-            if rel in dir_fds:  # the last entry of its directory: nothing stats in it now
-                os.close(dir_fds.pop(rel))
 
     def _briefs(self, under: str | None, after: str = "", upto: str | None = None
                 ) -> Iterator[Brief]:
@@ -390,30 +376,17 @@ class _Scan:
                    root: bool = False) -> None:
         """Put a directory's entries on the walk; an unlistable one protects its subtree."""
         try:
-            fd = self._open_dir(abs_dir)
-            try:
-                with os.scandir(abs_dir if fd is None else fd) as it:
-                    listed = [de for de in it if rel_dir or de.name != META_DIR]
-            except BaseException:
-                if fd is not None:
-                    os.close(fd)
-                raise
-            last = ""
+            with os.scandir(abs_dir) as it:
+                listed = [de for de in it if rel_dir or de.name != META_DIR]
             # as the index spells them (a case-insensitive disk, a name stored NFD)
-            for de, name in zip(listed, self.spelling.names(rel_dir, listed, abs_dir), strict=True):
+            for de, name in zip(listed, self.spelling.names(rel_dir, listed), strict=True):
                 try:
                     rel = validate_child(rel_dir, name)
                 except BadPath as exc:
                     log.warning("skipping %r: %s", _join(rel_dir, de.name), exc)
                     self._bad_name(rel_dir, de)
                     continue
-                walk.push(rel, de.path if fd is None else f"{abs_dir}/{de.name}", de)
-                last = max(last, rel)
-            if fd is not None:
-                if last:
-                    self.dir_fds[last] = fd  # closed once that entry is visited
-                else:
-                    os.close(fd)
+                walk.push(rel, de.path, de)
         except FileNotFoundError:
             if root:
                 raise
@@ -426,13 +399,6 @@ class _Scan:
             self._skip(rel_dir, f"cannot be read here: this user may not list this directory "
                                 f"({(exc.strerror or str(exc)).lower()}); give it read access, "
                                 f"or add it to {IGNORE_FILE}")
-
-    def _open_dir(self, abs_dir: str) -> int | None:
-        """A descriptor of the directory to list, where entries are then looked at
-        relative to it (`fstatat`: the path's components are not walked again for each
-        one); None where there are none, where names may be spelled twice alike (two
-        entries would be visited last) or when this process is out of descriptors."""
-        return platform.open_to_list(abs_dir) if self.dir_fds_ok else None
 
     def _bad_name(self, rel_dir: str, de: os.DirEntry[str]) -> None:
         """A name no device could take as it is: listed (shown with U+FFFD for the bytes

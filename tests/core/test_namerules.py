@@ -158,7 +158,7 @@ def _spelling(rules: NameRules, brief: dict) -> Spelling:
 
 
 def _name(spell: Spelling, folder, name) -> str:
-    return spell.names("", [_entry(folder, name)], str(folder))[0]
+    return spell.names("", [_entry(folder, name)])[0]
 
 
 def test_a_name_listed_in_another_case_keeps_the_index_spelling(tmp_path):

@@ -174,18 +174,3 @@ def test_no_survey_where_it_would_not_pay(tmp_path, monkeypatch):
         monkeypatch.setattr(survey.platform, "usable_cores", lambda: 1)
         assert survey.survey(root, index, Ignore(root), LINUX) is None
 
-
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
-def test_directories_listed_by_descriptor_are_all_closed(tmp_path, monkeypatch):
-    """The scan lists by descriptor and keeps each one until the directory's last entry
-    is visited: a walk stopped at a range's end or by an error must close the rest."""
-    root = a_folder_indexed(tmp_path, monkeypatch)
-    change_everything(root)
-    db = os.fspath(tmp_path / "base.db")
-    before = len(os.listdir("/proc/self/fd"))
-    for cut in ("a", "keep/deep", "mode/f1.txt"):
-        survey._survey_range(os.fspath(root), db, DEV, [], LINUX, "", cut)
-    monkeypatch.setattr(survey, "MAX_DIRTY", 1)
-    assert survey._survey_range(os.fspath(root), db, DEV, [], LINUX, "", None) is None
-    scan(root, tmp_path / "base.db", False, monkeypatch)
-    assert len(os.listdir("/proc/self/fd")) == before
