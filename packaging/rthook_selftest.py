@@ -121,7 +121,16 @@ if os.environ.get("P2PSYNC_BUNDLE_SELFTEST") and len(sys.argv) == 1:
                 scanner.scan(root, index, Ignore(root))
                 (root / "d" / "new.txt").write_text("y")
                 survey.SURVEY_FROM = 0
-                found = survey.survey(root, index, Ignore(root), LINUX)
+                # this hook is __main__ while it runs, and the new processes would run
+                # it again by its path, which is not a file in the bundle (p2psync_main
+                # is, and the processes of a real scan find it as their own __main__)
+                main = sys.modules["__main__"]
+                path = main.__dict__.pop("__file__", None)
+                try:
+                    found = survey.survey(root, index, Ignore(root), LINUX)
+                finally:
+                    if path is not None:
+                        main.__file__ = path
         check(found is not None and found.dirty == ["d/new.txt"],
               f"a scan's survey in {platform.usable_cores()} processes of this bundle: "
               f"{found.dirty if found else 'did not run'}")
