@@ -210,7 +210,6 @@ class _SortedWalk:
         heapq.heappush(self.heap, (rel, abs_path, de))
 
 
-
 class _Scan:
     """The state of one scan; methods are the steps, `commit` writes what is left."""
 
@@ -430,9 +429,7 @@ class _Scan:
             log.warning("cannot stat %s: %s", rel, exc)
             self._protect(rel)
             return
-        if self.plain and brief is not None and brief == (
-                rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
-                inode_to_db(st.st_ino), st.st_ctime_ns) and stat.S_ISREG(st.st_mode) \
+        if self.plain and stat.S_ISREG(st.st_mode) and self._unchanged_file(rel, st, brief) \
                 and not rel.startswith(TEMP_PREFIX, rel.rfind("/") + 1):
             return  # `_visit` would find it unchanged: no rule to ignore it, not a temp
         if self._visit(rel, abs_path, st, brief):

@@ -99,7 +99,7 @@ class _Handler(FileSystemEventHandler):
         if isinstance(event, FileAttribEvent | FileClosedEvent) and _unnamed(event.src_path):
             return
         self._note([rel for p in (event.src_path, getattr(event, "dest_path", ""))
-                   if p and (rel := self._rel(p)) is not None])
+                    if p and (rel := self._rel(p)) is not None])
 
     def take(self, path: bytes, may_be_unnamed: bool) -> None:
         """An event's path straight from the inotify thread (see `_Direct`)."""
