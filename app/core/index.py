@@ -1045,14 +1045,6 @@ class Index:
         return bytes(row[0]) if row is not None else b""
 
     @_reads
-    def block_hash_at(self, path: str, idx: int) -> bytes | None:
-        """The hash our index holds for block idx of path (None: no such block)."""
-        row = self._db.execute(
-            "SELECT substr(blocks, ? * 32 + 1, 32) FROM files WHERE path = ? AND kind = 0 "
-            "AND NOT deleted", (idx, path)).fetchone()
-        return bytes(row[0]) if row is not None and len(row[0]) == HASH_LEN else None
-
-    @_reads
     def find_blocks(self, hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
         """find_block for many hashes at once; hashes found nowhere are left out."""
         out: dict[bytes, tuple[str, int]] = {}

@@ -185,17 +185,20 @@ class OpenFiles:
         return False
 
     def _indexed_hash(self, rel: str, offset: int, size: int) -> bytes | None:
-        """The indexed hash of the whole block at offset (None for any other range).
-
-        A file's block list is read once for the batch, and only for a file whose
-        blocks are asked for whole (SQLite reads the whole list for any part of it)."""
+        """The indexed hash of the whole block at offset (None for any other range)."""
         if offset % BLOCK_SIZE or size != min(BLOCK_SIZE, self.shared[rel][0] - offset):
             return None
+        return self._indexed_at(rel, offset) or None
+
+    def _indexed_at(self, rel: str, offset: int) -> bytes:
+        """The hash the index holds for the block at offset (a multiple of BLOCK_SIZE;
+        b"": none). A file's block list is read once for the batch: SQLite reads the
+        whole list for any part of it."""
         blocks = self.blocks.get(rel)
         if blocks is None:
             blocks = self.blocks[rel] = self.index.file_blocks(rel)
         at = offset // BLOCK_SIZE * HASH_LEN
-        return blocks[at : at + HASH_LEN] or None
+        return blocks[at : at + HASH_LEN]
 
     def _maybe_stale(self, rel: str, offset: int, h: bytes) -> None:
         """The file changed since we indexed it, in a way its size, mtime and inode do
@@ -206,7 +209,7 @@ class OpenFiles:
         """
         if rel in self.stale or offset % BLOCK_SIZE:
             return
-        if self.index.block_hash_at(rel, offset // BLOCK_SIZE) != h:
+        if self._indexed_at(rel, offset) != h:
             return
         self.stale.add(rel)
         self.index.set_inode(rel, 0)
