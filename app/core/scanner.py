@@ -86,6 +86,7 @@ class ScanResult:
     # content is unknown, so they get no new version)
     errors: list[FileEntry] = field(default_factory=list)
     changed_count: int = 0  # all of them (`changed` lists the first CHANGED_KEPT)
+    written: int = 0  # rows written, with a new version or without (an error cleared...)
     ignore_file_changed: bool = False  # .p2psyncignore is among them
     # files left alone because they changed within `settle` seconds (the first
     # CHANGED_KEPT of them; `unsettled_count` counts all), and when the first of them
@@ -792,6 +793,7 @@ class _Scan:
             if self.writes:
                 self.index.put_local(self.writes)
                 self.own.append((self.writes[0].seq, self.writes[-1].seq))
+                self.result.written += len(self.writes)
         self.writes, self.stats = [], []
         self._versioned = set()
 

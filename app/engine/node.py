@@ -329,11 +329,12 @@ class Node:
         if subpaths is None:
             self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
+        if result.written:  # every row moves our max_seq, which a peer must have seen
+            self._local_changed.set()  # to be in sync with us (`in_sync_with`)
         if result.changed_count:
             if result.ignore_file_changed:
                 await self._reload_ignore()
             log.info("scan: %d local change(s)", result.changed_count)
-            self._local_changed.set()
             self._pull_wake.set()
             self.emit("local_changes", {"paths": [e.path for e in result.changed]})
         return result
