@@ -47,14 +47,17 @@ def scan(root, db, surveyed, monkeypatch):
         return result, entries, index.skipped(), sorted(result.ignored), spied[0]
 
 
-def a_folder_indexed(tmp_path, monkeypatch):
+def a_folder_indexed(tmp_path, monkeypatch, rules=True):
+    """A folder of every kind of entry, indexed; with ignore rules or without (a
+    survey then compares a directory at a time: `_Survey._walk_plain`)."""
     root = tmp_path / "f"
     for d in ("a", "a b", "a0", "keep/deep/er", "gone", "moved", "mode", "ign"):
         for i in range(3):
             write(root, f"{d}/f{i}.txt", d.encode())
     write(root, "top.txt")
     os.symlink("top.txt", root / "link")
-    write(root, IGNORE_FILE, b"ign/\n*.log\n")
+    if rules:
+        write(root, IGNORE_FILE, b"ign/\n*.log\n")
     scan(root, tmp_path / "base.db", False, monkeypatch)
     return root
 
@@ -76,8 +79,9 @@ def change_everything(root):
     os.symlink("a/f1.txt", root / "link")
 
 
-def test_a_surveyed_scan_indexes_what_a_whole_scan_does(tmp_path, monkeypatch):
-    root = a_folder_indexed(tmp_path, monkeypatch)
+@pytest.mark.parametrize("rules", [True, False])
+def test_a_surveyed_scan_indexes_what_a_whole_scan_does(tmp_path, monkeypatch, rules):
+    root = a_folder_indexed(tmp_path, monkeypatch, rules)
     change_everything(root)
     shutil.copy(tmp_path / "base.db", tmp_path / "whole.db")
     shutil.copy(tmp_path / "base.db", tmp_path / "surveyed.db")
@@ -88,7 +92,7 @@ def test_a_surveyed_scan_indexes_what_a_whole_scan_does(tmp_path, monkeypatch):
     assert whole[4] is None and surveyed[4] is not None  # the two ways were taken
     assert surveyed[1] == whole[1]  # the same entries, versions and hashes
     assert surveyed[2] == whole[2] == {"bad\\name.txt": surveyed[2]["bad\\name.txt"]}
-    assert surveyed[3] == whole[3] == ["ign", "keep/x.log"]
+    assert surveyed[3] == whole[3] == (["ign", "keep/x.log"] if rules else [])
     for res in (whole[0], surveyed[0]):
         assert res.temps == [f"keep/{TEMP}"]
     assert sorted(e.path for e in surveyed[0].changed) == \
@@ -99,25 +103,28 @@ def test_a_surveyed_scan_indexes_what_a_whole_scan_does(tmp_path, monkeypatch):
     assert paths["moved/f0.txt"].deleted and not paths["now here/f0.txt"].deleted
 
 
-def test_an_unchanged_folder_surveys_to_nothing(tmp_path, monkeypatch):
-    root = a_folder_indexed(tmp_path, monkeypatch)
+@pytest.mark.parametrize("rules", [True, False])
+def test_an_unchanged_folder_surveys_to_nothing(tmp_path, monkeypatch, rules):
+    root = a_folder_indexed(tmp_path, monkeypatch, rules)
     result, _, _, ignored, found = scan(root, tmp_path / "base.db", True, monkeypatch)
     # only the link (its ctime is not indexed: the scan reads it again) is left to look at
     assert found.dirty == ["link"] and result.changed_count == 0
-    assert ignored == ["ign"]
+    assert ignored == (["ign"] if rules else [])
 
 
+@pytest.mark.parametrize("rules", [True, False])
 @pytest.mark.parametrize("changed", [False, True])
-def test_each_path_is_looked_at_by_one_share_wherever_the_cut(tmp_path, monkeypatch, changed):
-    root = a_folder_indexed(tmp_path, monkeypatch)
+def test_each_path_is_looked_at_by_one_share_wherever_the_cut(tmp_path, monkeypatch, changed,
+                                                              rules):
+    root = a_folder_indexed(tmp_path, monkeypatch, rules)
     if changed:
         change_everything(root)
     db = os.fspath(tmp_path / "base.db")
     all_paths = [r[0] for r in sqlite3.connect(db).execute("SELECT path FROM files")]
 
     def run(after, upto):
-        return survey._survey_range(os.fspath(root), db, DEV, ["ign/", "*.log"], LINUX,
-                                    after, upto)
+        return survey._survey_range(os.fspath(root), db, DEV,
+                                    ["ign/", "*.log"] if rules else [], LINUX, after, upto)
 
     def seen(*parts):
         """What the scan is left to do (a share may name a path below one that another
@@ -174,3 +181,23 @@ def test_no_survey_where_it_would_not_pay(tmp_path, monkeypatch):
         monkeypatch.setattr(survey.platform, "usable_cores", lambda: 1)
         assert survey.survey(root, index, Ignore(root), LINUX) is None
 
+
+
+def test_deleted_entries_and_names_spelled_otherwise_on_disk(tmp_path, monkeypatch):
+    """Tombstones are not differences, a file made again where one is, is; a directory
+    named in NFD on disk (the index holds NFC) is walked once and surveys to nothing."""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    nfd = "cafe\u0301"
+    write(root, f"{nfd}/menu.txt")
+    write(root, f"{nfd}/sub/deeper.txt")
+    shutil.rmtree(root / "gone")
+    db = tmp_path / "base.db"
+    scan(root, db, False, monkeypatch)
+    with Index(db, DEV) as index:
+        assert index.get("café/menu.txt") is not None
+        assert index.get("gone/f0.txt").deleted
+
+    assert scan(root, db, True, monkeypatch)[4].dirty == ["link"]
+    write(root, "gone/f0.txt", b"back")
+    found = scan(root, db, True, monkeypatch)[4]
+    assert found.dirty == ["gone", "link"]
