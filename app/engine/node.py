@@ -61,7 +61,8 @@ CONNECT_RETRIES = 3  # when the other side was busy, or closed before the handsh
 # how OpenSSL names the TLS alerts the listener turns connections away with
 THROTTLED_ALERT = "TLSV1_ALERT_ACCESS_DENIED"
 BUSY_ALERT = "TLSV1_ALERT_USER_CANCELLED"
-FULL_RESCAN_EVERY = 60.0
+FULL_RESCAN_EVERY = 60.0  # at least; a folder whose full scan is long waits longer:
+FULL_RESCAN_SHARE = 0.02  # a watching node spends at most this share of its time on them
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
@@ -210,6 +211,7 @@ class Node:
         self._pruned_days: float | None = None  # the retention the last prune applied
         self.settling: set[str] = set()  # files still being written: scanned once still
         self._scanned = False  # the first scan is done (see _settle)
+        self._full_scan_s = 0.0  # how long the last full scan took
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
         self._approved: set[str] = set()  # held deletions the user confirmed ("Delete them")
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
@@ -319,10 +321,12 @@ class Node:
             if not await self._check_folder():
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
             await self._reload_ignore()
+            started = time.monotonic()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None,
                                              self._settle(), self.name_rules)
             if subpaths is None:
+                self._full_scan_s = time.monotonic() - started
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
         self._track_settling(subpaths, result)
@@ -471,9 +475,15 @@ class Node:
             await self.scan_now(todo)
 
     async def _periodic_rescan(self) -> None:
+        """A full rescan now and then, for what the watcher cannot see (a change made
+        while an event queue overflowed, a network disk's). It holds the disk lock, so
+        pulls wait for it: a million files' scan, ~3 s, comes every 150 s, not every 60."""
         while True:
-            await asyncio.sleep(FULL_RESCAN_EVERY)
+            await asyncio.sleep(self.full_rescan_every())
             self.request_rescan(None)
+
+    def full_rescan_every(self) -> float:
+        return max(FULL_RESCAN_EVERY, self._full_scan_s / FULL_RESCAN_SHARE)
 
     async def _start_watcher(self) -> None:
         """In a worker thread: watchdog walks the whole tree to watch every directory, in
