@@ -16,6 +16,7 @@ would not start), it says None and the scan walks everything itself.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SURVEY_FROM = 200_000  # indexed paths from which a full scan is surveyed first
 MAX_DIRTY = 20_000  # differences past which a share gives up: the scan walks it all
 MAX_SHARES = 4
+PLAIN_DIR_MAX = 50_000  # entries of a directory compared whole (`_walk_plain`): ~80 MB
 
 
 @dataclass
@@ -191,10 +193,18 @@ class _Survey(_Scan):
 
     def _listing(self, rel_dir: str, abs_dir: str) -> list[os.DirEntry[str]] | None:
         """A directory's entries; [] when it is gone (its briefs are then all gone),
-        None when it cannot be listed (the scan lists it again and says why)."""
+        None when it cannot be listed (the scan lists it again and says why) or is too
+        big to compare whole in bounded memory (the scan merges it, entry by entry)."""
         try:
             with os.scandir(abs_dir) as it:
-                return [de for de in it if rel_dir or de.name != META_DIR]
+                listed = [de for de in itertools.islice(it, PLAIN_DIR_MAX + 1)
+                          if rel_dir or de.name != META_DIR]
+            if len(listed) <= PLAIN_DIR_MAX:
+                return listed
+            if not rel_dir:
+                raise _TooMany
+            self._note(rel_dir)
+            return None
         except FileNotFoundError:
             if not rel_dir:
                 raise

@@ -201,3 +201,18 @@ def test_deleted_entries_and_names_spelled_otherwise_on_disk(tmp_path, monkeypat
     write(root, "gone/f0.txt", b"back")
     found = scan(root, db, True, monkeypatch)[4]
     assert found.dirty == ["gone", "link"]
+
+
+def test_a_directory_too_big_to_compare_whole_is_left_to_the_scan(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    for i in range(15):
+        write(root, f"keep/deep/er/more{i}.txt")  # 18 files, and the folder's top holds 10
+    monkeypatch.setattr(survey, "PLAIN_DIR_MAX", 12)
+
+    def run():
+        return survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                    [], LINUX, "", None)
+
+    assert sorted(run().dirty) == ["keep/deep/er", "link"]
+    monkeypatch.setattr(survey, "PLAIN_DIR_MAX", 9)  # the folder's top too: no survey
+    assert run() is None
