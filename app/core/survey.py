@@ -338,6 +338,9 @@ def _lstat_tuples(pre: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
 
 
 def _tuples(pre: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
+    """The fields `_Scan._unchanged_file` compares, inline: a call a file is what the
+    directory-at-a-time comparison saves (the inode as lstat gives it, not as SQLite
+    keeps one past 2**63: `_Survey._differing` looks at that one)."""
     return [(pre + de.name, ((m := (s := de.stat(follow_symlinks=False)).st_mode) & 0o170000)
              - stat.S_IFREG, s.st_size, s.st_mtime_ns, m & 0o777, s.st_ino, s.st_ctime_ns)
             for de in listed]
