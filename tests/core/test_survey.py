@@ -216,3 +216,22 @@ def test_a_directory_too_big_to_compare_whole_is_left_to_the_scan(tmp_path, monk
     assert sorted(run().dirty) == ["keep/deep/er", "link"]
     monkeypatch.setattr(survey, "PLAIN_DIR_MAX", 9)  # the folder's top too: no survey
     assert run() is None
+
+
+def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypatch):
+    """Only that entry, indexed or new: the rest of its directory is compared as usual.
+    (As root, an lstat is not refused for want of permission: the refusal is injected.)"""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    write(root, "a/new.txt")
+    refused = {"f1.txt", "new.txt"}
+    real = survey._tuples
+
+    def refusing(pre, listed):
+        if pre == "a/" and any(de.name in refused for de in listed):
+            raise PermissionError(13, "Permission denied")
+        return real(pre, listed)
+
+    monkeypatch.setattr(survey, "_tuples", refusing)
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert sorted(found.dirty) == ["a/f1.txt", "a/new.txt", "link"]
