@@ -32,10 +32,8 @@ bit (`EXEC_BIT`), paths longer than MAX_PATH (`long_path`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import signal
@@ -45,6 +43,10 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported by the survey's processes, which need no event loop
+    import asyncio
 
 PORTABLE = os.environ.get("P2PSYNC_PORTABLE", "").strip() not in ("", "0")
 WINDOWS = sys.platform == "win32"
@@ -461,14 +463,12 @@ def flush_data(fd: int) -> None:
 def _load_syncfs() -> Callable[[int], int] | None:
     if PORTABLE or sys.platform != "linux":
         return None
-    name = ctypes.util.find_library("c")
-    try:
-        fn = ctypes.CDLL(name, use_errno=True).syncfs if name else None
+    try:  # the process's own symbols hold libc's: no `ctypes.util` (it imports subprocess)
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
-    if fn is not None:
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
     return fn
 
 
