@@ -267,6 +267,7 @@ NAMES_KEY = "device_names"  # meta: JSON {device ID: name} of the devices seen l
 SEEN_KEY = "device_seen"  # meta: JSON {device ID: epoch seconds} when last connected
 SKIPPED_KEY = "skipped_local"  # meta: JSON {path: why} of local files the scanner skips
 SKIPPED_KEPT = 1000  # skipped local files listed at most (a count says how many more)
+IGNORED_RULES_KEY = "ignored_rules"  # meta: JSON [line, ...], the rules `ignored` was found by
 
 
 @dataclass(frozen=True)
@@ -1513,13 +1514,31 @@ class Index:
     # --- ignored paths (for status)
 
     @_locked
-    def set_ignored(self, paths: list[str]) -> None:
-        """Replace the list of ignored paths seen by the last full scan."""
+    def set_ignored(self, paths: list[str], rules: list[str] | None = None) -> None:
+        """Replace the list of ignored paths seen by the last full scan, and the ignore
+        rules it matched them by (None: not known, or not those of every scan since).
+
+        While the rules stay those, an indexed file unchanged since is ignored exactly
+        when it is listed here: a survey need not match it again (app/core/survey.py).
+        Nothing is written when nothing changed: a write moves `generation`, and every
+        cached plan with it, at each periodic rescan.
+        """
+        stored = None if rules is None else json.dumps(rules)
+        if self._get_meta(IGNORED_RULES_KEY) == stored and sorted(set(paths)) == [
+                r[0] for r in self._db.execute("SELECT path FROM ignored ORDER BY path")]:
+            return
         with self._tx():
             self._db.execute("DELETE FROM ignored")
             self._db.executemany(
                 "INSERT OR IGNORE INTO ignored (path) VALUES (?)", ((p,) for p in paths)
             )
+            self._set_meta((IGNORED_RULES_KEY, stored))
+
+    @_locked
+    def forget_ignored_rules(self) -> None:
+        """The rules changed: files may be indexed by others than the listed ones'."""
+        with self._tx():
+            self._set_meta((IGNORED_RULES_KEY, None))
 
     @_reads
     def ignored(self) -> list[str]:

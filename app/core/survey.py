@@ -3,8 +3,8 @@
 A full scan of an unchanged million files is a million lstats and comparisons with
 the index, on one core (the GIL: threads did not help): 7.6 s here. A survey splits the
 folder's path order into one range a process, each of which walks its range beside
-the index, as the scan does (`_Scan._merge`) or, where no rule ignores anything, a
-directory at a time (`_Survey._walk_plain`), but writes nothing: it lists the paths
+the index, a directory at a time (`_Survey._walk_plain`) or, where that cannot be
+trusted, as the scan does (`_Scan._merge`), but writes nothing: it lists the paths
 whose disk and index differ. The scan then looks at those (as subpaths) and nothing
 else. A path is left out only when disk and index agreed when it was looked at: what
 changes after that is the next scan's, as in a scan that passed it.
@@ -17,6 +17,7 @@ would not start), it says None and the scan walks everything itself.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,14 @@ from pathlib import Path
 
 from app.core import platform
 from app.core.ignore import Ignore, Rules
-from app.core.index import _BRIEF_SQL, BRIEF_DELETED, Brief, Index, inode_to_db
+from app.core.index import (
+    _BRIEF_SQL,
+    BRIEF_DELETED,
+    IGNORED_RULES_KEY,
+    Brief,
+    Index,
+    inode_to_db,
+)
 from app.core.namerules import NameRules
 from app.core.paths import META_DIR, TEMP_PREFIX, BadPath, validate_child
 from app.core.scanner import _DIR, _FILE, _perm, _Scan, _SortedWalk
@@ -40,6 +48,7 @@ SURVEY_FROM = 200_000  # indexed paths from which a full scan is surveyed first
 MAX_DIRTY = 20_000  # differences past which a share gives up: the scan walks it all
 MAX_SHARES = 4
 PLAIN_DIR_MAX = 50_000  # entries of a directory compared whole (`_walk_plain`): ~80 MB
+IGNORED_HELD_MAX = 100_000  # listed ignored paths a share holds to walk a directory at a time
 
 
 @dataclass
@@ -149,6 +158,21 @@ class _Briefs:
             rows += self.db.execute(sql, args).fetchall()
         return rows
 
+    def ignored_by(self, patterns: list[str], after: str, upto: str | None
+                   ) -> set[str] | None:
+        """The paths of the range the last full scan found ignored, if it matched them
+        by these very rules (`Index.set_ignored`) and they are few enough to hold; else
+        None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?",
+                              (IGNORED_RULES_KEY,)).fetchone()
+        if row is None or row[0] is None or json.loads(row[0]) != patterns:
+            return None
+        sql, args = "SELECT path FROM ignored WHERE path > ?", (after,)
+        if upto is not None:
+            sql, args = sql + " AND path <= ?", (after, upto)
+        rows = self.db.execute(sql + " LIMIT ?", (*args, IGNORED_HELD_MAX + 1)).fetchall()
+        return {r[0] for r in rows} if len(rows) <= IGNORED_HELD_MAX else None
+
     def case_variants(self, paths: list[str]) -> list[tuple[str, bool]]:
         raise AssertionError("surveys are made only where case counts")
 
@@ -159,11 +183,17 @@ class _Survey(_Scan):
     def __init__(self, root: Path, reader: _Briefs, ignore: Ignore, names: NameRules) -> None:
         super().__init__(root, reader, ignore, full=True, names=names)  # type: ignore[arg-type]
         self.reader = reader
+        self.keeps_modes = names.keeps_modes
         self.dirty: list[str] = []
+        self.was_ignored: set[str] | None = set()
 
     def run_range(self, after: str, upto: str | None) -> Survey:
         self.after, self.upto = after, upto
-        if self.plain:
+        patterns = self.ignore.patterns
+        # the ignored among the files a directory-at-a-time walk does not look at one by one
+        self.was_ignored = set() if not patterns else \
+            self.reader.ignored_by(patterns, after, upto)
+        if self.keeps_modes and self.was_ignored is not None:
             self._walk_plain()
         else:
             walk = _SortedWalk()
@@ -172,17 +202,23 @@ class _Survey(_Scan):
         return Survey(self.dirty, self.result.ignored, self.result.temps, self.skipped,
                       self.skipped_more)
 
-    # --- where nothing is ignored and the disk keeps modes: a directory at a time
+    # --- where the disk keeps modes and the ignore rules are known: a directory at a time
 
     def _walk_plain(self) -> None:
         """The range's directories, each compared whole with its children's briefs.
 
-        Where no rule ignores anything and modes are the disk's, an unchanged file is
-        one whose lstat tuple is its brief (`_Scan._unchanged_file`): the tuples of a
-        directory's entries and the briefs of its children are compared as two sets,
-        and only what differs is looked at one by one. The merge's heap, its name
-        checks (a name as indexed was checked when it was) and a Python step a file are
-        what this saves: a third of a share's time (half of what is left is lstats).
+        Where modes are the disk's, an unchanged file is one whose lstat tuple is its
+        brief (`_Scan._unchanged_file`): the tuples of a directory's entries and the
+        briefs of its children are compared as two sets, and only what differs is
+        looked at one by one. The merge's heap, its name checks (a name as indexed was
+        checked when it was) and a Python step a file are what this saves: a third of a
+        share's time (half of what is left is lstats).
+
+        Ignore rules are matched against what differs only (`_differing`). An unchanged
+        file is ignored only if it was indexed before a rule came to ignore it; the last
+        full scan, by the same rules, found exactly those (`was_ignored`, see
+        `Index.set_ignored`): with a `.p2psyncignore` a share would otherwise match
+        every path against every pattern (pathspec: a regular expression each).
         """
         stack = [("", os.fspath(self.root))]
         while stack:
@@ -230,6 +266,10 @@ class _Survey(_Scan):
             disk = [t for t in disk if after < t[0] and (upto is None or t[0] <= upto)]
         rows = self.reader.children(pre, subdirs, after, upto)
         differ = set(disk).difference(rows)  # with every temp file: no row is one
+        if self.was_ignored:
+            for t in disk:
+                if t[0] in self.was_ignored and t not in differ:
+                    self._passed_over(t[0], False)  # (to the ignored list, as a scan does)
         if not differ and len(rows) == len(disk):
             return down
         by_path = {r[0]: r for r in set(rows).difference(disk)}

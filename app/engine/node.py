@@ -331,7 +331,6 @@ class Node:
         self.changed.set()  # a waiter may have been waiting for this scan to end
         self._track_settling(subpaths, result)
         if subpaths is None:
-            self.index.set_ignored(result.ignored)
             self.temps = set(result.temps)
         if result.written:  # every row moves our max_seq, which a peer must have seen
             self._local_changed.set()  # to be in sync with us (`in_sync_with`)
@@ -402,6 +401,8 @@ class Node:
         """
         if not self.ignore.reload_if_changed():
             return False
+        # files indexed from now on are by these rules, not by those of the ignored list
+        await asyncio.to_thread(self.index.forget_ignored_rules)
         self.request_rescan(None)
         rules, before_rules = self.ignore.rules, self.ignore.previous
         total, before, after = await asyncio.to_thread(self._count_ignored, before_rules, rules)

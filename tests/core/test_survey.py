@@ -235,3 +235,42 @@ def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypat
     found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
                                  [], LINUX, "", None)
     assert sorted(found.dirty) == ["a/f1.txt", "a/new.txt", "link"]
+
+
+def test_ignore_rules_of_the_last_full_scan_let_a_share_walk_a_directory_at_a_time(
+        tmp_path, monkeypatch):
+    """With the rules the last full scan matched by, a share compares a directory at a
+    time and matches only what differs: an indexed file a rule came to ignore later is
+    listed as ignored from that scan's list, as a whole scan lists it. With other rules
+    it merges, entry by entry (it cannot tell which unchanged files they ignore)."""
+    root = a_folder_indexed(tmp_path, monkeypatch)  # ign/, *.log
+    write(root, IGNORE_FILE, b"ign/\n*.log\nf1.txt\n")  # files indexed before the rule
+    db = tmp_path / "base.db"
+    scan(root, db, False, monkeypatch)  # the full scan that finds them ignored
+    write(root, "a/new.txt")
+    write(root, "a/f1.txt", b"changed, and still ignored")
+    shutil.copy(db, tmp_path / "whole.db")
+    shutil.copy(db, tmp_path / "surveyed.db")
+
+    whole = scan(root, tmp_path / "whole.db", False, monkeypatch)
+    surveyed = scan(root, tmp_path / "surveyed.db", True, monkeypatch)
+    assert surveyed[3] == whole[3] == ["a b/f1.txt", "a/f1.txt", "a0/f1.txt", "gone/f1.txt",
+                                       "ign", "keep/deep/er/f1.txt", "mode/f1.txt",
+                                       "moved/f1.txt"]
+    assert surveyed[1] == whole[1] and surveyed[4].dirty == ["a/new.txt", "link"]
+
+    merged = []
+    real_merge = survey._Survey._merge
+    monkeypatch.setattr(survey._Survey, "_merge",
+                        lambda self, *a: merged.append(a) or real_merge(self, *a))
+    rules = ["ign/", "*.log", "f1.txt"]
+    share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, rules, LINUX, "", None)
+    assert not merged and "a b/f1.txt" in share.ignored
+    share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, [*rules, "*.md"], LINUX,
+                                 "", None)
+    assert merged and "a b/f1.txt" in share.ignored
+    with Index(db, DEV) as index:
+        index.forget_ignored_rules()  # the rules changed since (the node says so)
+    merged.clear()
+    share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, rules, LINUX, "", None)
+    assert merged and "a b/f1.txt" in share.ignored
