@@ -12,8 +12,10 @@ Scenarios (see bench/README.md):
   tiny_noop     the same again, nothing changed (median of 5)
   tiny_status   `status --json` on B: first byte, whole answer, peak RSS
   tiny_rename   the directory holding all tiny files renamed on A, then sync B
+  tiny_ignore   a `.p2psyncignore` of usual rules (ignoring none of the files) on A;
+                once B has it, the no-op again (median of 5)
   sparse_file   first sync of a 2 GiB sparse file holding 2 MiB of data
-  million_*     the same four with --million files (default 1,000,000; not in the default set)
+  million_*     the same five with --million files (default 1,000,000; not in the default set)
 
 small_noop needs small_files and big_edit needs big_file: asking for one runs both (and
 the same for the tiny and million groups).
@@ -66,7 +68,8 @@ SPARSE_PIECES = 16
 TINY_MIN, TINY_MAX = 50, 200
 TINY_PER_DIR = 100
 TINY_TOP = "t"  # every tiny file is below this one directory (tiny_rename renames it)
-MANY = ("files", "noop", "status", "rename")  # the scenarios of the tiny and million groups
+MANY = ("files", "noop", "status", "rename", "ignore")  # the tiny and million groups' scenarios
+IGNORE_RULES = "*.tmp\nbuild/\nnode_modules/\n*.pyc\n.cache/\n"  # a folder's usual rules
 
 SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit",
              "sparse_file",
@@ -93,6 +96,7 @@ TARGETS.update({
     "small_files.vs_rsync": ("<=", 1.0),
     "small_run.vs_sync": ("<=", 1.2),
     "million_noop.sync_s": ("<=", 3.0),
+    "million_ignore.sync_s": ("<=", 3.0),
     "million_status.first_byte_s": ("<=", 1.0),
     "tiny_rename.bytes_fetched": ("<=", 0),
     "tiny_rename.bytes_reused": ("<=", 0),
@@ -842,6 +846,8 @@ def many_group(ctx: Ctx, want: set[str], group: str, count: int) -> None:
                 raise BenchFailure(f"status --json listed {st.files} files, not {count}")
         if f"{group}_rename" in want:
             many_rename(ctx, node, a, b, b_cfg, group, count)
+        if f"{group}_ignore" in want:
+            many_ignore(ctx, node, a, b, b_cfg, group)
     finally:
         node.stop()
         add_loop_figures(fig, f"{group}_files", "a", node.log_text())
@@ -869,6 +875,27 @@ def many_noop(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str
             daemon.stop()
         fig.add(f"{group}_noop.rsync_s", statistics.median(ref))
         fig.add(f"{group}_noop.vs_rsync", statistics.median(walls) / statistics.median(ref))
+
+
+def many_ignore(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
+    """The no-op under ignore rules: a survey matches them against what differs only
+    (app/core/survey.py). The rules reach B by a sync first, and B's rescan under them."""
+    fig = ctx.figures
+    mark = len(node.lines)
+    (a / ".p2psyncignore").write_text(IGNORE_RULES)
+    node.wait_for(r"\.p2psyncignore changed", mark, ctx.timeout)
+    ctx.sync(b, b_cfg, node, "sync of the ignore file")
+    if not (b / ".p2psyncignore").is_file():
+        raise BenchFailure("B did not get A's .p2psyncignore")
+    log(f"no-op sync under ignore rules x{NOOP_RUNS}")
+    runs = [ctx.sync(b, b_cfg, node, "no-op sync under ignore rules") for _ in range(NOOP_RUNS)]
+    walls = [r.wall_s for r in runs]
+    fig.add(f"{group}_ignore.sync_s", statistics.median(walls))
+    fig.add(f"{group}_ignore.sync_s_min", min(walls))
+    fig.add(f"{group}_ignore.sync_s_max", max(walls))
+    fig.add(f"{group}_ignore.sync_rss_mib", max(r.maxrss_mib for r in runs))
+    add_loop_figures(fig, f"{group}_ignore", "sync",
+                     max((r.stderr for r in runs), key=lambda t: (loop_lag(t) or (0, 0))[0]))
 
 
 def many_rename(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str,
