@@ -1520,13 +1520,8 @@ class Index:
 
         While the rules stay those, an indexed file unchanged since is ignored exactly
         when it is listed here: a survey need not match it again (app/core/survey.py).
-        Nothing is written when nothing changed: a write moves `generation`, and every
-        cached plan with it, at each periodic rescan.
         """
         stored = None if rules is None else json.dumps(rules)
-        if self._get_meta(IGNORED_RULES_KEY) == stored and sorted(set(paths)) == [
-                r[0] for r in self._db.execute("SELECT path FROM ignored ORDER BY path")]:
-            return
         with self._tx():
             self._db.execute("DELETE FROM ignored")
             self._db.executemany(

@@ -125,7 +125,6 @@ def scan(
     if not names.case_sensitive:
         index.index_case()  # what Spelling looks names up by (made once, here: a thread)
     job = _Scan(root, index, ignore, full=subpaths is None, settle=settle, names=names)
-    rules = ignore.rules  # the engine may load new ones meanwhile
     if subpaths is None:
         from app.core import survey  # it builds on this module
 
@@ -141,8 +140,6 @@ def scan(
     else:
         job.run_subpaths([subpaths] if isinstance(subpaths, str) else list(subpaths))
     job.commit()
-    if subpaths is None:  # what `status` shows as ignored, and what the next survey trusts
-        index.set_ignored(job.result.ignored, rules.lines if ignore.rules is rules else None)
     return job.result
 
 

@@ -321,6 +321,7 @@ class Node:
             if not await self._check_folder():
                 return scanner.ScanResult()  # missing files of an unmounted folder: no deletions
             await self._reload_ignore()
+            rules = self.ignore.rules
             started = time.monotonic()
             result = await asyncio.to_thread(scanner.scan, self.root, self.index, self.ignore,
                                              sorted(subpaths) if subpaths else None,
@@ -330,7 +331,9 @@ class Node:
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
         self._track_settling(subpaths, result)
-        if subpaths is None:
+        if subpaths is None:  # and the rules it was matched by, for the next survey
+            self.index.set_ignored(result.ignored,
+                                   rules.lines if self.ignore.rules is rules else None)
             self.temps = set(result.temps)
         if result.written:  # every row moves our max_seq, which a peer must have seen
             self._local_changed.set()  # to be in sync with us (`in_sync_with`)

@@ -42,7 +42,9 @@ def scan(root, db, surveyed, monkeypatch):
 
     monkeypatch.setattr(survey, "survey", spy)
     with Index(db, DEV) as index:
-        result = scanner.scan(root, index, Ignore(root))
+        ignore = Ignore(root)
+        result = scanner.scan(root, index, ignore)
+        index.set_ignored(result.ignored, ignore.patterns)  # as the node does
         entries = [replace(e, seq=0) for e in index.all_local()]
         return result, entries, index.skipped(), sorted(result.ignored), spied[0]
 
