@@ -567,15 +567,30 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
         node.stop()
 
 
+def noop_syncs(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path, prefix: str, what: str
+               ) -> list[ProcResult]:
+    """NOOP_RUNS syncs of B with nothing to do; adds their median, min and max wall time
+    and their largest peak RSS under `prefix`."""
+    fig = ctx.figures
+    log(f"{what} x{NOOP_RUNS}")
+    runs = [ctx.sync(b, b_cfg, node, what) for _ in range(NOOP_RUNS)]
+    walls = [r.wall_s for r in runs]
+    fig.add(f"{prefix}.sync_s", statistics.median(walls))
+    fig.add(f"{prefix}.sync_s_min", min(walls))
+    fig.add(f"{prefix}.sync_s_max", max(walls))
+    fig.add(f"{prefix}.sync_rss_mib", max(r.maxrss_mib for r in runs))
+    return runs
+
+
+def add_worst_loop_figures(fig: Figures, prefix: str, runs: list[ProcResult]) -> None:
+    """The loop figures of the run whose event loop was held up the longest."""
+    add_loop_figures(fig, prefix, "sync",
+                     max((r.stderr for r in runs), key=lambda t: (loop_lag(t) or (0, 0))[0]))
+
+
 def small_noop(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path) -> None:
     fig = ctx.figures
-    log(f"no-op sync x{NOOP_RUNS}")
-    runs = [ctx.sync(b, b_cfg, node, "no-op sync") for _ in range(NOOP_RUNS)]
-    walls = [r.wall_s for r in runs]
-    fig.add("small_noop.sync_s", statistics.median(walls))
-    fig.add("small_noop.sync_s_min", min(walls))
-    fig.add("small_noop.sync_s_max", max(walls))
-    fig.add("small_noop.sync_rss_mib", max(r.maxrss_mib for r in runs))
+    runs = noop_syncs(ctx, node, b, b_cfg, "small_noop", "no-op sync")
     received, sent = traffic(runs[-1].stderr)
     fig.add("small_noop.block_bytes_received", received)
     fig.add("small_noop.bytes_sent", sent)
@@ -855,15 +870,9 @@ def many_group(ctx: Ctx, want: set[str], group: str, count: int) -> None:
 
 def many_noop(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
     fig = ctx.figures
-    log(f"no-op sync x{NOOP_RUNS}")
-    runs = [ctx.sync(b, b_cfg, node, "no-op sync") for _ in range(NOOP_RUNS)]
+    runs = noop_syncs(ctx, node, b, b_cfg, f"{group}_noop", "no-op sync")
     walls = [r.wall_s for r in runs]
-    fig.add(f"{group}_noop.sync_s", statistics.median(walls))
-    fig.add(f"{group}_noop.sync_s_min", min(walls))
-    fig.add(f"{group}_noop.sync_s_max", max(walls))
-    fig.add(f"{group}_noop.sync_rss_mib", max(r.maxrss_mib for r in runs))
-    add_loop_figures(fig, f"{group}_noop", "sync",
-                     max((r.stderr for r in runs), key=lambda t: (loop_lag(t) or (0, 0))[0]))
+    add_worst_loop_figures(fig, f"{group}_noop", runs)
     fig.add(f"{group}_noop.a_rss_mib", node.vmhwm_mib())
     if ctx.compare:  # rsync again into its own copy: nothing to send
         daemon = RsyncDaemon(a, ctx.workdir)
@@ -887,15 +896,8 @@ def many_ignore(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: s
     ctx.sync(b, b_cfg, node, "sync of the ignore file")
     if not (b / ".p2psyncignore").is_file():
         raise BenchFailure("B did not get A's .p2psyncignore")
-    log(f"no-op sync under ignore rules x{NOOP_RUNS}")
-    runs = [ctx.sync(b, b_cfg, node, "no-op sync under ignore rules") for _ in range(NOOP_RUNS)]
-    walls = [r.wall_s for r in runs]
-    fig.add(f"{group}_ignore.sync_s", statistics.median(walls))
-    fig.add(f"{group}_ignore.sync_s_min", min(walls))
-    fig.add(f"{group}_ignore.sync_s_max", max(walls))
-    fig.add(f"{group}_ignore.sync_rss_mib", max(r.maxrss_mib for r in runs))
-    add_loop_figures(fig, f"{group}_ignore", "sync",
-                     max((r.stderr for r in runs), key=lambda t: (loop_lag(t) or (0, 0))[0]))
+    runs = noop_syncs(ctx, node, b, b_cfg, f"{group}_ignore", "no-op sync under ignore rules")
+    add_worst_loop_figures(fig, f"{group}_ignore", runs)
 
 
 def many_rename(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str,
