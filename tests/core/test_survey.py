@@ -271,6 +271,14 @@ def test_ignore_rules_of_the_last_full_scan_let_a_share_walk_a_directory_at_a_ti
     share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, [*rules, "*.md"], LINUX,
                                  "", None)
     assert merged and "a b/f1.txt" in share.ignored
+    monkeypatch.setattr(survey, "IGNORED_HELD_MAX", 7)  # more listed than a share holds
+    merged.clear()
+    share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, rules, LINUX, "", None)
+    assert merged and "a b/f1.txt" in share.ignored
+    monkeypatch.setattr(survey, "IGNORED_HELD_MAX", 8)
+    merged.clear()
+    survey._survey_range(os.fspath(root), os.fspath(db), DEV, rules, LINUX, "", None)
+    assert not merged
     with Index(db, DEV) as index:
         index.forget_ignored_rules()  # the rules changed since (the node says so)
     merged.clear()
