@@ -35,7 +35,8 @@ def _files(n: int) -> list[tuple[str, bytes]]:
 
 def _write_all(root: Path, files: list[tuple[str, bytes]]) -> float:
     small = [batchwrite.SmallFile(rel, data, hashing.block_hash(data), 0o644, 1_700_000_000,
-                                  paths.temp_name_for(rel, b"x").rpartition("/")[2], None)
+                                  paths.temp_name_for(rel, b"x").rpartition("/")[2], None,
+                                  {"PEER": 1})
              for rel, data in files]
     started = time.perf_counter()
     for i in range(0, len(small), BATCH):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from app.core import paths, platform, versionstore
 from app.core.model import FileEntry, Kind
+from app.core.versions import Order, Vector, compare
 
 META_DIR = paths.META_DIR
 VERSIONS_DIR = versionstore.VERSIONS_DIR
@@ -160,6 +161,18 @@ def version_name(rel: str, when: float, root: Path | None = None, n: int = 0) ->
         raise OSError(errno.ENAMETOOLONG, f"no name for a version of {rel} fits below "
                       f"PATH_MAX in the versions folder", str(root))
     return f"{VERSIONS_DIR}/{flat}"
+
+
+def check_planned(local: FileEntry | None, brings: Vector) -> None:
+    """Raise DiskChanged unless the version a plan brings supersedes the index's entry.
+
+    A plan is made from the index as it was. A scan may record a local edit before
+    the plan is carried out, and the file then matches its new entry on disk:
+    replacing it would file that edit as a replaced version where it is a conflict.
+    The path is rescanned and planned again instead.
+    """
+    if local is not None and compare(brings, local.version) != Order.NEWER:
+        raise DiskChanged
 
 
 def matches_disk(root: Path, entry: FileEntry | None, rel: str) -> bool:

@@ -23,6 +23,7 @@ from app.core import apply, diskio, hashing, modes, paths, platform
 from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 from app.core.platform import Dir
+from app.core.versions import Vector
 
 
 @dataclass
@@ -34,6 +35,7 @@ class SmallFile:
     mtime_ns: int
     temp_name: str  # the temp file's name, in rel's directory
     local: FileEntry | None  # what the index says is at rel now
+    brings: Vector  # the version it is (it must supersede local's: `apply.check_planned`)
     by: str = ""  # the device whose version this is (for the versions index)
 
 
@@ -178,6 +180,7 @@ def _stage(dirs: DirFds, staging: _Staging, f: SmallFile, room: int) -> _Temp:
     if len(f.data) > room:
         raise diskio.NoSpace(len(f.data), room)
     parent, _, name = f.rel.rpartition("/")
+    apply.check_planned(f.local, f.brings)
     dfd = dirs.open(parent)
     # Where nothing is expected, the link that publishes it finds out (`_publish`).
     if _expected(f.local) and not apply.stat_matches(f.local, _lstat(dfd, name)):

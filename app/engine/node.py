@@ -357,6 +357,9 @@ class Node:
         await self.scan_now()
         self._pull_wake.set()  # the round's end tells every peer
 
+    def _first_scan_done(self) -> bool:
+        return self._first_scan is None or self._first_scan.done()
+
     def _settle(self) -> float:
         """How long a file must have been still to be picked up: SETTLE once a watching
         node runs. Its first scan takes the folder as it finds it (a node is told about
@@ -918,7 +921,7 @@ class Node:
         """Where we are with this peer, as the latest assessment saw it: `need` counts
         what we need of everything in `seen` (both read before it ran), so a peer's
         sync can end on it."""
-        if self._first_scan is not None and not self._first_scan.done():
+        if not self._first_scan_done():
             return  # see _scan_first
         device = peer.conn.device_id
         assessed = self._assessed
@@ -1027,8 +1030,8 @@ class Node:
         while True:
             await self._pull_wake.wait()
             self._pull_wake.clear()
-            if self.paused:
-                continue
+            if self.paused or not self._first_scan_done():
+                continue  # (a plan of an index still being filled: `_scan_first` wakes us)
             self._pulling = True
             try:
                 await self._pull_once()
@@ -1306,7 +1309,7 @@ class Node:
         peer = self.peers.get(device)
         if peer is None or peer.last_state is None or self._pulling or self.disk_lock.locked():
             return False
-        if self._first_scan is not None and not self._first_scan.done():
+        if not self._first_scan_done():
             return False
         if not self.assessed_now():
             return False

@@ -393,7 +393,7 @@ class PreviewNode(Node):
 
     def exchanged(self, devices: list[str]) -> bool:
         """Whether our first scan is done and we hold each peer's whole index."""
-        if self._first_scan is not None and not self._first_scan.done():
+        if not self._first_scan_done():
             return False
         for device in devices:
             peer = self.peers.get(device)

@@ -356,6 +356,7 @@ class Puller:
             for old, new in pairs:
                 try:
                     mine = local.get(old.path)
+                    apply.check_planned(mine, old.target.version)
                     # as the disk spells them (a name stored NFD): one lstat, beyond ASCII
                     odir, _, oname = paths.on_disk(self.root, old.path).rpartition("/")
                     ndir, _, nname = paths.on_disk(self.root, new.path).rpartition("/")
@@ -388,10 +389,17 @@ class Puller:
         self.index.put_local(entries)
         return out
 
+    def _planned_local(self, a: Action) -> FileEntry | None:
+        """The index's entry at a's path, if it is still the one a was planned against
+        (`apply.check_planned`); the caller holds the disk lock."""
+        local = self.index.get(a.path)
+        apply.check_planned(local, a.target.version)
+        return local
+
     # --- simple operations -----------------------------------------------------------
     async def _do_adopt(self, a: Action, result: RoundResult) -> None:
         async with self.lock:
-            local = self.index.get(a.path)
+            local = self._planned_local(a)
             if not apply.matches_disk(self.root, local, a.path) and not (
                     local is not None and not local.deleted):
                 raise apply.DiskChanged
@@ -403,7 +411,7 @@ class Puller:
         await self._on_writer(self._mkdir, a)
 
     def _mkdir(self, a: Action) -> None:
-        local = self.index.get(a.path)
+        local = self._planned_local(a)
         full = paths.safe_join(self.root, a.path)
         if a.conflict_copy:
             self._keep_conflict_copy(local, a.path, a.target.modified_by)
@@ -418,7 +426,7 @@ class Puller:
         await self._on_writer(self._meta, a)
 
     def _meta(self, a: Action) -> None:
-        local = self.index.get(a.path)
+        local = self._planned_local(a)
         if not apply.matches_disk(self.root, local, a.path):
             raise apply.DiskChanged
         full = paths.safe_join(self.root, a.path)
@@ -431,7 +439,7 @@ class Puller:
 
     def _delete(self, a: Action) -> bool:
         """False: a directory kept, holding files the deleting side never saw."""
-        local = self.index.get(a.path)
+        local = self._planned_local(a)
         full = paths.safe_join(self.root, a.path)
         if not apply.matches_disk(self.root, local, a.path):
             raise apply.DiskChanged
@@ -456,7 +464,7 @@ class Puller:
         if paths.link_escapes(a.path, a.target.target):
             raise paths.BadPath("link leads outside the folder")
         async with self.lock:
-            local = self.index.get(a.path)
+            local = self._planned_local(a)
             full = paths.safe_join(self.root, a.path)
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
             tmp = paths.safe_join(self.root, paths.temp_name_for(a.path, a.target.hash))
@@ -527,7 +535,7 @@ class Puller:
 
     def _put_in_place(self, a: Action, tmp: Path, full: Path) -> None:
         """Move a finished temp file to its final path (the caller holds the disk lock)."""
-        local = self.index.get(a.path)
+        local = self._planned_local(a)
         self._make_room(local, a)
         apply.set_meta(tmp, modes.file_mode(a.target.mode, _file_mode(local)),
                        a.target.mtime_ns)
@@ -698,7 +706,8 @@ class Puller:
             paths.on_disk(self.root, a.path), data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
             paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
-            local.get(a.path), a.target.modified_by) for a, data, _ in ready], self._room())
+            local.get(a.path), a.target.version, a.target.modified_by)
+            for a, data, _ in ready], self._room())
 
     def _publish_small(self, ready: list[tuple[Action, bytes, str]],
                        staged: batchwrite.Staged) -> list[batchwrite.Placed | Exception]:

@@ -10,6 +10,7 @@ import pytest
 from app.core import apply, batchwrite, hashing, paths, platform
 from app.core.batchwrite import BadContent, Placed, SmallFile, write_small_files
 from app.core.model import FileEntry, Kind
+from app.core.versions import bump
 
 MTIME = 1_600_000_000_123_456_789
 
@@ -32,7 +33,7 @@ def temp_kind(request, monkeypatch):
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
     temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
     return SmallFile(rel, data, hashing.block_hash(data) if data else b"", mode, MTIME, temp,
-                     local)
+                     local, bump(local.version if local else {}, "PEER"))
 
 
 def indexed(root: Path, rel: str) -> FileEntry:

@@ -14,6 +14,7 @@ import pytest
 from app.core import apply, batchwrite, hashing, paths, platform
 from app.core.batchwrite import Placed, SmallFile, write_small_files
 from app.core.model import FileEntry, Kind
+from app.core.versions import bump
 
 pytestmark = pytest.mark.skipif(not platform.UNNAMED_TEMPS, reason="no O_TMPFILE here")
 
@@ -22,7 +23,8 @@ MTIME = 1_600_000_000_123_456_789
 
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
     temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
-    return SmallFile(rel, data, hashing.block_hash(data), mode, MTIME, temp, local)
+    return SmallFile(rel, data, hashing.block_hash(data), mode, MTIME, temp, local,
+                     bump(local.version if local else {}, "PEER"))
 
 
 @pytest.fixture

@@ -3,9 +3,12 @@ the scan ends: its index is still empty, and a peer would agree with an empty fo
 
 from __future__ import annotations
 
+import os
 import time
 
 from app.core import scanner
+from app.core.apply import VERSIONS_DIR
+from app.engine.puller import Puller
 from tests.twonodes import sync_beta_with_alpha
 
 
@@ -26,3 +29,51 @@ def test_a_peer_does_not_agree_with_a_folder_still_being_scanned(tmp_path, monke
     sync_beta_with_alpha(tmp_path)
     assert sorted(p.name for p in (tmp_path / "B").iterdir() if p.name != ".p2psync") == \
         ["one.txt", "two.txt"]
+
+
+
+def test_an_edit_found_by_the_first_scan_is_a_conflict_not_a_replaced_version(
+        tmp_path, monkeypatch):
+    """A's index arrives while B's first scan runs: B plans nothing before the scan has
+    recorded B's own edit. A plan from before it would replace the edit, and if the
+    scan ended before the round reached the file, the file matched its new entry:
+    the edit was filed as a replaced version, with no conflict copy."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    b.mkdir()
+    hour_ago = time.time() - 3600
+    (a / "f.txt").write_text("first")
+    os.utime(a / "f.txt", (hour_ago, hour_ago))
+    sync_beta_with_alpha(tmp_path)
+    assert (b / "f.txt").read_text() == "first"
+
+    (a / "f.txt").write_text("edit made on A")
+    os.utime(a / "f.txt", (hour_ago + 200, hour_ago + 200))
+    (b / "f.txt").write_text("edit made on B")
+    os.utime(b / "f.txt", (hour_ago + 100, hour_ago + 100))
+    scan, run_round = scanner.scan, Puller.run_round
+    scanned, rounds = [], []
+
+    def slow_for_b(root, *args, **kwargs):  # B's first scan ends after B has A's index
+        if root.name == "B":
+            time.sleep(1.5)
+        try:
+            return scan(root, *args, **kwargs)
+        finally:
+            scanned.append((root.name, time.monotonic()))
+
+    def timed_round(self, *args, **kwargs):
+        rounds.append((self.root.name, time.monotonic()))
+        return run_round(self, *args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan", slow_for_b)
+    monkeypatch.setattr(Puller, "run_round", timed_round)
+    sync_beta_with_alpha(tmp_path)
+
+    first_scan_of_b = min(t for name, t in scanned if name == "B")
+    assert rounds and all(t > first_scan_of_b for name, t in rounds if name == "B"), rounds
+    assert (b / "f.txt").read_text() == "edit made on A"
+    [copy] = [p for p in b.iterdir() if p.name.startswith("f.") and p.name != "f.txt"]
+    assert copy.read_text() == "edit made on B"
+    kept = b / VERSIONS_DIR
+    assert not any(p.read_text() == "edit made on B" for p in kept.rglob("*") if p.is_file())
