@@ -641,7 +641,9 @@ class _Scan:
         """A new path in a moved directory whose old entry matches it: the old one's
         deletion and its content at the new path, without reading it."""
         was = self._moved_from(rel)
-        old = self.index.get(was) if was is not None else None
+        if was is None or was in self._versioned:  # a new file took the old path, and this
+            return False  # scan recorded it already (not flushed: the index still has
+        old = self.index.get(was)  # the moved one there, and its deletion would win)
         if not _live(old, Kind.FILE) or old.error or (
                 old.size, old.mtime_ns, old.inode, old.ctime_ns, old.mode) != (
                 st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, _perm(st)):

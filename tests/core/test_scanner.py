@@ -645,6 +645,24 @@ def test_a_directory_replaced_by_another_is_no_move(folder, monkeypatch):
     assert folder.get("a/x.txt").deleted
 
 
+@pytest.mark.parametrize("moved_to", ["g", "a"], ids=["after", "before"])
+def test_a_new_file_at_a_moved_directory_s_old_path_stays(folder, moved_to):
+    """d moved to moved_to, then a new d/c.txt: both files are live. Found by the
+    property test (d moved to g): the new d/c.txt was recorded first, and the move's
+    deletion of the old d/c.txt, read from the index the scan had not written yet,
+    came after it and won; the peer deleted its d/c.txt."""
+    folder.write("d/c.txt", b"")
+    folder.scan()
+    os.rename(folder.root / "d", folder.root / moved_to)
+    folder.write("d/c.txt", b"")
+    folder.scan()
+    assert not folder.get("d/c.txt").deleted
+    assert not folder.get(f"{moved_to}/c.txt").deleted
+    assert folder.get("d/c.txt").inode == os.lstat(folder.root / "d/c.txt").st_ino
+    folder.scan()  # and the next scan finds nothing to change
+    assert folder.scan().changed_count == 0
+
+
 def test_a_scan_writes_in_bounded_batches_and_reads_the_index_a_chunk_at_a_time(
         folder, monkeypatch):
     for i in range(95):
