@@ -224,7 +224,8 @@ class _Scan:
         self.device = index.device_id
         self.protected: list[str] = []  # dirs whose indexed subtree must be kept
         self.gone_dirs: list[str] = []  # indexed dirs gone from disk: deleted at the end
-        self.moves: list[tuple[str, str]] = []  # (new dir, old dir) of directories moved
+        # (new dir, old dir, whether another directory has the old name) of dirs moved
+        self.moves: list[tuple[str, str, bool]] = []
         self.writes: list[FileEntry] = []
         self.stats: list[tuple[str, int, int, int]] = []  # (path, inode, ctime_ns, mode)
         self.result = ScanResult()
@@ -577,18 +578,26 @@ class _Scan:
         try:
             if os.lstat(self.root / old).st_ino == st.st_ino:
                 return  # still there: a coincidence of inode numbers, not a move
+            taken = True
         except OSError:
-            pass
-        self.moves.append((rel, old))
+            taken = False
+        self.moves.append((rel, old, taken))
 
     def _moved_from(self, rel: str) -> str | None:
-        """Where the file at rel was before its directory moved, if it did."""
+        """Where the file at rel was before its directory moved, if it did.
+
+        Not where a directory made since under the old name holds a file at that
+        name: the index's entry there is that file's now, decided by its own visit
+        (before or after this one, and maybe still in an unwritten batch), never this
+        move's deletion.
+        """
         while self.moves and not rel.startswith(self.moves[-1][0] + "/"):
             self.moves.pop()
         if not self.moves:
             return None
-        new, old = self.moves[-1]
-        return old + rel[len(new):]
+        new, old, taken = self.moves[-1]
+        was = old + rel[len(new):]
+        return None if taken and os.path.lexists(self.root / was) else was
 
     # --- the three kinds
 
@@ -641,9 +650,7 @@ class _Scan:
         """A new path in a moved directory whose old entry matches it: the old one's
         deletion and its content at the new path, without reading it."""
         was = self._moved_from(rel)
-        if was is None or was in self._versioned:  # a new file took the old path, and this
-            return False  # scan recorded it already (not flushed: the index still has
-        old = self.index.get(was)  # the moved one there, and its deletion would win)
+        old = self.index.get(was) if was is not None else None
         if not _live(old, Kind.FILE) or old.error or (
                 old.size, old.mtime_ns, old.inode, old.ctime_ns, old.mode) != (
                 st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns, _perm(st)):

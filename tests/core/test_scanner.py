@@ -645,16 +645,22 @@ def test_a_directory_replaced_by_another_is_no_move(folder, monkeypatch):
     assert folder.get("a/x.txt").deleted
 
 
+@pytest.mark.parametrize("copied", [False, True], ids=["new", "copy-p"])
 @pytest.mark.parametrize("moved_to", ["g", "a"], ids=["after", "before"])
-def test_a_new_file_at_a_moved_directory_s_old_path_stays(folder, moved_to):
-    """d moved to moved_to, then a new d/c.txt: both files are live. Found by the
-    property test (d moved to g): the new d/c.txt was recorded first, and the move's
-    deletion of the old d/c.txt, read from the index the scan had not written yet,
-    came after it and won; the peer deleted its d/c.txt."""
+def test_a_new_file_at_a_moved_directory_s_old_path_stays(folder, moved_to, copied):
+    """d moved to moved_to, then a new d/c.txt (or a copy keeping its time, `cp -p`):
+    both files are live. Found by the property test (d moved to g): the new d/c.txt
+    was recorded first, and the move's deletion of the old d/c.txt, read from the
+    index the scan had not written yet, came after it and won; the peer deleted its
+    d/c.txt. The old path holds a file of its own: no move is taken from there."""
     folder.write("d/c.txt", b"")
     folder.scan()
     os.rename(folder.root / "d", folder.root / moved_to)
-    folder.write("d/c.txt", b"")
+    if copied:
+        (folder.root / "d").mkdir()
+        shutil.copy2(folder.root / moved_to / "c.txt", folder.root / "d/c.txt")
+    else:
+        folder.write("d/c.txt", b"")
     folder.scan()
     assert not folder.get("d/c.txt").deleted
     assert not folder.get(f"{moved_to}/c.txt").deleted
