@@ -23,6 +23,7 @@ from app.core.apply import VERSIONS_DIR
 from app.core.ignore import Ignore
 from app.core.index import Index
 from app.core.model import BLOCK_SIZE, FileEntry
+from app.core.paths import META_DIR, TEMP_PREFIX
 from app.core.planner import DELETE, FETCH, Action
 from app.core.versions import Order, bump, compare
 from app.engine.puller import Puller
@@ -52,15 +53,21 @@ def peers_version(index: Index, rel: str, content_of: str) -> FileEntry:
 
 
 def run_round(root: Path, index: Index, actions: list[Action]):
+    """The round's result, and the temp files the puller keeps for a resume."""
     async def main():
         puller = Puller(root, index, asyncio.Lock(), dict, lambda rel: None,
                         lambda kind, data: None)
         try:
-            return await puller.run_round(actions)
+            return await puller.run_round(actions), set(puller.temps)
         finally:
             puller.close()
 
     return asyncio.run(main())
+
+
+def temp_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob(f"{TEMP_PREFIX}*")
+            if META_DIR not in p.relative_to(root).parts}
 
 
 @pytest.mark.parametrize("size", [100, 3 * BLOCK_SIZE + 7], ids=["small", "blocks"])
@@ -87,9 +94,11 @@ def test_an_edit_recorded_after_the_plan_is_not_replaced(tmp_path, size, planned
         mine = index.get("f.bin")
         assert compare(action.target.version, mine.version) == Order.CONCURRENT
 
-        result = run_round(root, index, [action])
+        result, kept = run_round(root, index, [action])
 
         assert (root / "f.bin").read_bytes() == b"my edit " * (size // 8)
+        # nothing left behind but a large file's temp, kept (and listed) for a resume
+        assert temp_files(root) == kept and (not kept or size > BLOCK_SIZE)
         assert index.get("f.bin") == mine
         assert "f.bin" in result.failed and result.done == 0
         assert not (root / VERSIONS_DIR).exists() or not os.listdir(root / VERSIONS_DIR)
@@ -104,7 +113,7 @@ def test_a_plan_that_still_holds_is_carried_out(tmp_path):
     with Index(tmp_path / "index.db", ME) as index:
         scan(root, index)
         action = Action(FETCH, "f.bin", peers_version(index, "f.bin", "theirs.bin"), [PEER])
-        result = run_round(root, index, [action])
+        result, _ = run_round(root, index, [action])
         assert result.done == 1 and not result.failed
         assert (root / "f.bin").read_bytes() == b"t" * 100
         assert index.get("f.bin").version == action.target.version
