@@ -92,6 +92,12 @@ def _pump(proc: subprocess.Popen, lines: list[str]) -> None:
         lines.append(line.rstrip("\n"))
 
 
+# The latest `sync` runs (folder, exit code, log), for a failing test's report: a
+# flaky failure on a CI machine is understood from these or not at all.
+SYNCS: list[tuple[str, int, str]] = []
+SYNCS_KEPT = 6
+
+
 def sync(folder: Path, config: Path, *peers: str, secret: str = SECRET,
          timeout: float = 60, extra: tuple[str, ...] = (),
          discovery: bool = False) -> subprocess.CompletedProcess:
@@ -101,8 +107,11 @@ def sync(folder: Path, config: Path, *peers: str, secret: str = SECRET,
     for p in peers:
         args += ["--peer", p]
     folder.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(p2psync_cmd(*args), capture_output=True, text=True, env=env(),
-                          timeout=timeout + 30)
+    r = subprocess.run(p2psync_cmd(*args), capture_output=True, text=True, env=env(),
+                       timeout=timeout + 30)
+    SYNCS.append((str(folder), r.returncode, r.stderr))
+    del SYNCS[:-SYNCS_KEPT]
+    return r
 
 
 def tree(folder: Path) -> dict[str, bytes | str]:

@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import pytest
 
+from tests import procs
 from tests.procs import start_run
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the logs of its run nodes and latest syncs."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.failed_call = report.failed
+        if report.failed:
+            for folder, code, log in procs.SYNCS:
+                report.sections.append((f"sync of {folder} (exit {code})", log))
+
+
+@pytest.fixture(autouse=True)
+def _syncs_of_this_test():
+    procs.SYNCS.clear()
+    yield
+
+
 @pytest.fixture
-def run_node(tmp_path):
+def run_node(request, tmp_path):
     """Start a `run` node on tmp_path/NAME (config tmp_path/cfgNAME); always stopped.
 
-    Its exit code must be 0: a node that crashed during the test fails it.
+    Its exit code must be 0: a node that crashed during the test fails it. A failing
+    test prints every node's log.
     """
     nodes = []
 
@@ -22,4 +42,7 @@ def run_node(tmp_path):
 
     yield start
     for node in nodes:
-        assert node.stop() == 0, node.log()
+        code = node.stop()
+        if getattr(request.node, "failed_call", False):
+            print(f"--- log of the run node on {node.folder} (exit {code}):\n{node.log()}")
+        assert code == 0, node.log()
