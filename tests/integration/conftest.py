@@ -13,11 +13,11 @@ def pytest_runtest_makereport(item, call):
     """A failing test's report carries the logs of its run nodes and latest syncs."""
     outcome = yield
     report = outcome.get_result()
-    if report.when == "call":
-        item.failed_call = report.failed
-        if report.failed:
-            for folder, code, log in procs.SYNCS:
-                report.sections.append((f"sync of {folder} (exit {code})", log))
+    if report.when == "call" and report.failed:
+        for folder, code, log in procs.SYNCS:
+            report.sections.append((f"sync of {folder} (exit {code})", log))
+        for node in getattr(item, "run_nodes", []):
+            report.sections.append((f"run node on {node.folder}", node.log()))
 
 
 @pytest.fixture(autouse=True)
@@ -31,9 +31,9 @@ def run_node(request, tmp_path):
     """Start a `run` node on tmp_path/NAME (config tmp_path/cfgNAME); always stopped.
 
     Its exit code must be 0: a node that crashed during the test fails it. A failing
-    test prints every node's log.
+    test's report carries every node's log (`pytest_runtest_makereport`).
     """
-    nodes = []
+    nodes = request.node.run_nodes = []
 
     def start(name: str = "A", *extra: str):
         node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra)
@@ -42,7 +42,4 @@ def run_node(request, tmp_path):
 
     yield start
     for node in nodes:
-        code = node.stop()
-        if getattr(request.node, "failed_call", False):
-            print(f"--- log of the run node on {node.folder} (exit {code}):\n{node.log()}")
-        assert code == 0, node.log()
+        assert node.stop() == 0, node.log()
