@@ -64,6 +64,8 @@ NOFOLLOW = 0 if PORTABLE else _NOFOLLOW
 DIR_FDS = not PORTABLE and not WINDOWS and os.open in os.supports_dir_fd
 READ_FLAGS = os.O_RDONLY | BINARY | CLOEXEC | NOFOLLOW
 TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY | CLOEXEC | NOFOLLOW
+# A directory to read through (where DIR_FDS): never one a link was swapped in for.
+DIR_READ_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | CLOEXEC
 
 # Windows has no executable bit: a file's mode there says nothing about it.
 EXEC_BIT = not WINDOWS

@@ -16,6 +16,7 @@ would not start), it says None and the scan walks everything itself.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -24,6 +25,7 @@ import os
 import signal
 import sqlite3
 import stat
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,7 +258,7 @@ class _Survey(_Scan):
         """Note what differs among a directory's children; the subdirectories to walk."""
         pre = rel_dir + "/" if rel_dir else ""
         after, upto = self.after, self.upto
-        disk = _lstat_tuples(pre, listed)
+        disk = _lstat_tuples(pre, abs_dir, listed)
         subdirs = sorted(t[0] + "/" for t in disk if t[1] == _DIR_TYPE)
         down = []
         if after > pre:  # some children are before the range, maybe ways down to it
@@ -359,31 +361,53 @@ _DIR_TYPE = stat.S_IFDIR - stat.S_IFREG
 _UNSTATED = -stat.S_IFREG - 1  # could not be stat-ed: noted (the scan says why)
 
 
-def _lstat_tuples(pre: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
+def _lstat_tuples(pre: str, abs_dir: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
     """(path, kind, size, mtime, permissions, inode, ctime) of each entry, a brief's
     shape; an entry gone meanwhile is left out."""
-    try:
-        return _tuples(pre, listed)
-    except OSError:
-        pass
-    out = []
-    for de in listed:  # one at a time, to tell which
+    with _opened(abs_dir if listed else None) as dir_fd:
         try:
-            out += _tuples(pre, [de])
-        except FileNotFoundError:
-            continue
+            return _tuples(pre, listed, dir_fd)
         except OSError:
-            out.append((pre + de.name, _UNSTATED, 0, 0, 0, 0, 0))
-    return out
+            pass
+        out = []
+        for de in listed:  # one at a time, to tell which
+            try:
+                out += _tuples(pre, [de], dir_fd)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                out.append((pre + de.name, _UNSTATED, 0, 0, 0, 0, 0))
+        return out
 
 
-def _tuples(pre: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
+def _tuples(pre: str, listed: list[os.DirEntry[str]], dir_fd: int | None) -> list[tuple]:
     """The fields `_Scan._unchanged_file` compares, inline: a call a file is what the
     directory-at-a-time comparison saves (the inode as lstat gives it, not as SQLite
     keeps one past 2**63: `_Survey._differing` looks at that one)."""
-    return [(pre + de.name, ((m := (s := de.stat(follow_symlinks=False)).st_mode) & 0o170000)
-             - stat.S_IFREG, s.st_size, s.st_mtime_ns, m & 0o777, s.st_ino, s.st_ctime_ns)
-            for de in listed]
+    if dir_fd is None:
+        stats = [de.stat(follow_symlinks=False) for de in listed]
+    else:
+        stats = [os.stat(de.name, dir_fd=dir_fd, follow_symlinks=False) for de in listed]
+    return [(pre + de.name, ((m := s.st_mode) & 0o170000) - stat.S_IFREG, s.st_size,
+             s.st_mtime_ns, m & 0o777, s.st_ino, s.st_ctime_ns)
+            for de, s in zip(listed, stats, strict=True)]
+
+
+@contextlib.contextmanager
+def _opened(abs_dir: str | None) -> Iterator[int | None]:
+    """A descriptor of the directory (None where there is none to have): its entries
+    are stat-ed by name relative to it. By path, each lstat walks every component from
+    the root again: 3.1 against 2.6 us an entry, a sixth of a no-op's survey of a
+    million files (bench million_noop)."""
+    fd = None
+    if abs_dir is not None and platform.DIR_FDS:
+        with contextlib.suppress(OSError):  # gone, a link now: by path, as the listing
+            fd = os.open(abs_dir, platform.DIR_READ_FLAGS)
+    try:
+        yield fd
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _deaf_to_ctrl_c() -> None:

@@ -228,15 +228,40 @@ def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypat
     refused = {"f1.txt", "new.txt"}
     real = survey._tuples
 
-    def refusing(pre, listed):
+    def refusing(pre, listed, dir_fd):
         if pre == "a/" and any(de.name in refused for de in listed):
             raise PermissionError(13, "Permission denied")
-        return real(pre, listed)
+        return real(pre, listed, dir_fd)
 
     monkeypatch.setattr(survey, "_tuples", refusing)
     found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
                                  [], LINUX, "", None)
     assert sorted(found.dirty) == ["a/f1.txt", "a/new.txt", "link"]
+
+
+def test_entries_stat_ed_through_their_directory_or_by_path_differ_alike(tmp_path, monkeypatch):
+    """Where directories are opened (`platform.DIR_FDS`), a share stats each entry by
+    name relative to its directory; elsewhere, by path: the same differences either way."""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    change_everything(root)
+    opened = []
+    real_open = os.open
+
+    def counting(path, flags, *args, **kwargs):
+        opened.append(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    found = {}
+    for dir_fds in (True, False):
+        monkeypatch.setattr(survey.platform, "DIR_FDS", dir_fds)
+        monkeypatch.setattr(survey.os, "open", counting)
+        opened.clear()
+        found[dir_fds] = sorted(survey._survey_range(
+            os.fspath(root), os.fspath(tmp_path / "base.db"), DEV, [], LINUX, "", None).dirty)
+        monkeypatch.setattr(survey.os, "open", real_open)
+        assert (os.fspath(root / "a") in opened) == dir_fds
+    assert found[True] == found[False]
+    assert {"a/f0.txt", "a b/f1.txt", "a0/f2.txt", "gone", "link", "new"} <= set(found[True])
 
 
 def test_ignore_rules_of_the_last_full_scan_let_a_share_walk_a_directory_at_a_time(
