@@ -397,8 +397,8 @@ def _tuples(pre: str, listed: list[os.DirEntry[str]], dir_fd: int | None) -> lis
 def _opened(abs_dir: str | None) -> Iterator[int | None]:
     """A descriptor of the directory (None where there is none to have): its entries
     are stat-ed by name relative to it. By path, each lstat walks every component from
-    the root again: 3.1 against 2.6 us an entry, a sixth of a no-op's survey of a
-    million files (bench million_noop)."""
+    the root again: 3.1 against 2.6 us an entry listed and stat-ed, a tenth of a share's
+    time at a million files (bench million_noop: 2.95 -> 2.77 s)."""
     fd = None
     if abs_dir is not None and platform.DIR_FDS:
         with contextlib.suppress(OSError):  # gone, a link now: by path, as the listing
