@@ -502,6 +502,7 @@ class Index:
         self._tls = threading.local()  # per thread: its reader connection, and whether reading
         self._path = os.fspath(db_path)
         self._readers: list[tuple[sqlite3.Connection, _Devices, threading.Lock]] = []
+        self._reader_gen = 0  # bumped by `renew_readers`: every reader is opened again
         self._closed = False
         self._case_indexed = False  # see index_case
         private.sqlite_files(Path(db_path))  # 0600, and so SQLite's -wal and -shm
@@ -516,6 +517,7 @@ class Index:
             self._checkpoints = Checkpointer(self._path, self._main)
             self._migrate()
             self.index_id: bytes = self._init_identity()
+            self._committed_seq = self._max_seq()  # see max_seq
         except BaseException:
             if hasattr(self, "_checkpoints"):
                 self._checkpoints.stop()
@@ -550,6 +552,8 @@ class Index:
             yield
             return
         try:
+            if getattr(tls, "gen", self._reader_gen) != self._reader_gen:
+                self._drop_reader()
             busy = self._reader()[2]
         except sqlite3.OperationalError:  # no descriptor left for a reader of its own:
             with self._lock:              # this read waits for the main connection
@@ -604,8 +608,29 @@ class Index:
                     db.close()
                     raise
                 r = self._tls.reader = (db, _Devices(db), threading.Lock())
+                self._tls.gen = self._reader_gen
                 self._readers.append(r)
         return r
+
+    def renew_readers(self) -> None:
+        """Have every thread's next read open its reader connection again.
+
+        For a reader found behind the index's latest commit outside any snapshot of its
+        own (see Node.assess): whatever keeps it there (a statement left running holds a
+        WAL reader at its snapshot), a new connection does not have it.
+        """
+        self._reader_gen += 1
+
+    def _drop_reader(self) -> None:
+        r = getattr(self._tls, "reader", None)
+        if r is None:
+            return
+        self._tls.reader = None
+        with self._lock:
+            if r in self._readers:
+                self._readers.remove(r)
+        with r[2]:
+            r[0].close()
 
     @property
     def lock(self) -> threading.RLock:
@@ -795,9 +820,13 @@ class Index:
             "SELECT COUNT(*) FROM files WHERE NOT deleted AND kind != ?", (_DIR,)
         ).fetchone()[0]
 
-    @_reads
     def max_seq(self) -> int:
-        return self._max_seq()
+        """The seq of our latest committed local change: what a peer must have seen to be
+        in sync with us (state messages). Kept as each commit ends, not read: a reader
+        left behind the latest commit would tell a peer an older, smaller number, and a
+        peer that holds that much would agree with an index we no longer have."""
+        with self._reading():
+            return max(self._committed_seq, self._max_seq())
 
     def _max_seq(self) -> int:
         return self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM files").fetchone()[0]
@@ -949,6 +978,7 @@ class Index:
             self._write_blocks(batch)
             self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
             contentindex.merge(self._db)
+        self._committed_seq = max(self._committed_seq, seqs[-1])
         for e, s in zip(batch, seqs, strict=True):
             e.seq = s
 

@@ -49,13 +49,15 @@ class Assessment:
     held: HeldDeletions | None = None  # deletions the mass-deletion guard took out of actions
     deleting: frozenset[str] = frozenset()  # paths the plan would delete (held ones too)
     renames: list[tuple[Action, Action]] = field(default_factory=list)  # (deletion, fetch)
-    seen: dict[str, int] = field(default_factory=dict)  # device -> its seq we had read by then
+    seen: dict[str, int] = field(default_factory=dict)  # device -> its seq this plan holds
 
 
 def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     """Plan the index's window (call in a worker thread), from one snapshot of it."""
     with index.snapshot():
-        return _assess(index, key, inputs)
+        result = _assess(index, key, inputs)
+        result.seen = {d: index.remote_state(d)[1] for d in inputs.peers}
+        return result
 
 
 def without_deletions(assessed: Assessment, paged: AbstractSet[str]) -> Assessment:

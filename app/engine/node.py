@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -1001,7 +1002,9 @@ class Node:
             result = await asyncio.to_thread(assess, self.index, key, inputs)
             if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
                 result = without_deletions(result, paged)
-            result.seen = seen
+            if behind := [d for d, n in seen.items() if result.seen.get(d, 0) < n]:
+                self._stale_plan(behind)
+                result = dataclasses.replace(result, key=())  # not current: the next one asks again
             self._approved &= result.deleting  # confirmed deletions that ran wait no longer
             self._assessed = result
             self.changed.set()
@@ -1009,6 +1012,15 @@ class Node:
                 for peer in list(self.peers.values()):
                     self._send_state(peer)
             return result
+
+    def _stale_plan(self, behind: list[str]) -> None:
+        """A plan whose snapshot held less of a peer's index than was stored before it
+        began: its reader connection was left behind (a `sync` that trusted it ended
+        "in sync" without a file, twice on CI). Every reader is opened again."""
+        log.warning("the index read for a plan was behind its latest write (%s); "
+                    "reading it afresh", ", ".join(self.peers[d].conn.info.name
+                                                  for d in behind if d in self.peers))
+        self.index.renew_readers()
 
     def _streaming(self) -> frozenset[str]:
         """The peers halfway through sending their index."""
@@ -1314,9 +1326,11 @@ class Node:
         if not self.assessed_now():
             return False
         st = peer.last_state
-        their_seq = self.index.remote_state(device)[1]
+        assessed = self._assessed
+        # what our up-to-date plan was made from holds all the peer told of
         return (st["seen"] >= self.index.max_seq() and st["need"] == 0
-                and st["seq"] <= their_seq and self.need_count(device) == 0
+                and assessed is not None and st["seq"] <= assessed.seen.get(device, 0)
+                and self.need_count(device) == 0
                 and not st.get("settling") and not self.settling)
 
     def progress_text(self, device: str) -> str:

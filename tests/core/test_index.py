@@ -476,6 +476,42 @@ def test_a_snapshot_without_a_reader_reads_under_the_lock(idx, monkeypatch):
     assert out == [["a", "b"]]
 
 
+def _pin_reader(idx):
+    """This thread's reader held at the index as it is now: a statement left running
+    keeps a WAL reader at its snapshot (sqlite3's `in_transaction` says nothing of it)."""
+    with idx._reading():
+        cursor = idx._db.execute("SELECT path FROM files")
+        assert cursor.fetchone() is not None  # more rows left: the statement runs on
+    return cursor
+
+
+def test_max_seq_is_the_latest_commit_even_to_a_reader_left_behind(idx):
+    """A peer that holds our index up to the seq our state tells agrees with us: a seq
+    read on a reader left behind would let it agree with an index we no longer have."""
+    idx.put_local([entry("a"), entry("b")])
+    pinned = _pin_reader(idx)
+    t = threading.Thread(target=idx.put_local, args=([entry("c")],))
+    t.start()
+    t.join(10)
+    assert idx.get("c") is None  # this thread's reader is behind
+    assert idx.max_seq() == 3
+    del pinned
+
+
+def test_renewed_readers_read_the_latest_commit(idx):
+    idx.put_local([entry("a"), entry("b")])
+    pinned = _pin_reader(idx)
+    idx.put_local([entry("c")])  # through the main connection, this thread's own write
+    assert idx.get("c") is None
+    idx.renew_readers()
+    assert idx.get("c") is not None and idx.remote_state("X") == (b"", 0)
+    with idx.snapshot():  # a renewal asked for inside a read waits for its end
+        idx.renew_readers()
+        assert idx.get("c") is not None
+    assert len(idx._readers) == 1
+    del pinned
+
+
 def test_brief_ranges_hold_a_directory_and_what_is_below_it_only(idx):
     """A chunk at a time, either way, and never the siblings that sort between `t` and
     `t/` (`t-x/...`, `t.a`): read as two ranges, not one OR (see brief_range)."""

@@ -214,3 +214,41 @@ def test_a_peer_whose_pages_keep_coming_delays_its_own_deletions_only(node, monk
 
     first = asyncio.run(main())
     assert [a.path for a in first.actions if a.op == DELETE] == ["f00"]
+
+
+def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
+    """A worker thread's reader left behind (a statement of it still running) plans
+    from an index without the peer's page: that plan needs nothing, and a `sync` that
+    trusted it ended "in sync" without the file (CI, twice). The node sees the plan
+    held less of the peer than was stored before it began, keeps it as not current,
+    and every reader is opened again: the next plan needs the file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node.peers[PEER] = peer_state()
+    sent: list[dict] = []
+    node.peers[PEER].conn.send_nowait = sent.append  # each plan's word to the peer
+    node.index.put_local([FileEntry("mine.txt", version={"X": 1})])
+    worker = ThreadPoolExecutor(1)  # the one thread every `to_thread` of the node uses
+
+    def pin():
+        with node.index._reading():
+            cursor = node.index._db.execute("SELECT path FROM files UNION ALL SELECT 'x'")
+            cursor.fetchone()
+        return cursor
+
+    async def scenario():
+        asyncio.get_running_loop().set_default_executor(worker)
+        pinned = await asyncio.to_thread(pin)
+        node.index.put_remote(PEER, b"id", [FileEntry("theirs.txt", version={PEER: 1},
+                                                      modified_by=PEER, seq=1)], 1)
+        stale = await node.assess()
+        fresh = await node.assess()
+        del pinned
+        return stale, fresh
+
+    stale, fresh = asyncio.run(scenario())
+    worker.shutdown()
+    assert stale.key == () and stale.counts.get(PEER, 0) == 0 and stale.seen[PEER] == 0
+    assert "behind its latest write" in caplog.text
+    assert fresh.key == node._assess_key() and fresh.counts[PEER] == 1
+    assert fresh.seen[PEER] == 1 and sent[-1]["seen"] == 1 and sent[-1]["need"] == 1
