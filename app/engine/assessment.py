@@ -50,14 +50,17 @@ class Assessment:
     deleting: frozenset[str] = frozenset()  # paths the plan would delete (held ones too)
     renames: list[tuple[Action, Action]] = field(default_factory=list)  # (deletion, fetch)
     seen: dict[str, int] = field(default_factory=dict)  # device -> its seq this plan holds
+    ids: dict[str, bytes] = field(default_factory=dict)  # device -> the index id of that seq
 
 
 def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     """Plan the index's window (call in a worker thread), from one snapshot of it."""
     with index.snapshot():
         result = _assess(index, key, inputs)
-        result.seen = {d: index.remote_state(d)[1] for d in inputs.peers}
-        return result
+        held = {d: index.remote_state(d) for d in inputs.peers}
+    result.ids = {d: h[0] for d, h in held.items()}
+    result.seen = {d: h[1] for d, h in held.items()}
+    return result
 
 
 def without_deletions(assessed: Assessment, paged: AbstractSet[str]) -> Assessment:

@@ -997,12 +997,15 @@ class Node:
                 key = self._assess_key()
             inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                             frozenset(self._approved), self.opts.allow_mass_delete)
-            seen = {d: self.index.remote_state(d)[1] for d in self.peers}  # read before it
+            before = {d: self.index.remote_state(d) for d in self.peers}
             pages = {d: p.pages for d, p in self.peers.items()}
             result = await asyncio.to_thread(assess, self.index, key, inputs)
             if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
                 result = without_deletions(result, paged)
-            if behind := [d for d, n in seen.items() if result.seen.get(d, 0) < n]:
+            # less of a peer's index (or none of it) than was stored before: a stale read
+            # (not a peer that started its index over, whose seqs begin again)
+            if behind := [d for d, (iid, n) in before.items()
+                          if result.ids.get(d) in (iid, b"") and result.seen.get(d, 0) < n]:
                 self._stale_plan(behind)
                 result = dataclasses.replace(result, key=())  # not current: the next one asks again
             self._approved &= result.deleting  # confirmed deletions that ran wait no longer

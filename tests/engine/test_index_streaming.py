@@ -252,3 +252,24 @@ def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
     assert "behind its latest write" in caplog.text
     assert fresh.key == node._assess_key() and fresh.counts[PEER] == 1
     assert fresh.seen[PEER] == 1 and sent[-1]["seen"] == 1 and sent[-1]["need"] == 1
+
+
+def test_a_peer_that_started_its_index_over_meanwhile_is_no_stale_read(node, caplog,
+                                                                       monkeypatch):
+    """Its new index's seqs begin again, lower than what was stored of the old one."""
+    from app.engine import node as node_mod
+
+    node.peers[PEER] = peer_state()
+    node.peers[PEER].conn.send_nowait = lambda msg: None
+    old = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1) for i in range(5)]
+    node.index.put_remote(PEER, b"old", old, 5)
+    real = node_mod.assess
+
+    def new_index_first(index, key, inputs):  # stored after the node read where it was
+        index.put_remote(PEER, b"new", old[:1], 1)
+        return real(index, key, inputs)
+
+    monkeypatch.setattr(node_mod, "assess", new_index_first)
+    result = asyncio.run(node.assess())
+    assert result.seen[PEER] == 1 and result.ids[PEER] == b"new"
+    assert "behind its latest write" not in caplog.text
