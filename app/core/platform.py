@@ -64,7 +64,8 @@ NOFOLLOW = 0 if PORTABLE else _NOFOLLOW
 DIR_FDS = not PORTABLE and not WINDOWS and os.open in os.supports_dir_fd
 READ_FLAGS = os.O_RDONLY | BINARY | CLOEXEC | NOFOLLOW
 TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | BINARY | CLOEXEC | NOFOLLOW
-# A directory to read through (where DIR_FDS): never one a link was swapped in for.
+# A directory to work in through its descriptor (where DIR_FDS): never one a link
+# was swapped in for (`open_dir`, the survey's stat of a directory's entries).
 DIR_READ_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | CLOEXEC
 
 # Windows has no executable bit: a file's mode there says nothing about it.
@@ -119,15 +120,14 @@ def open_dir(root: Path, rel: str, parent: Dir | None, create: bool) -> Dir:
         return Dir(root, rel, os.open(root, os.O_RDONLY | _DIRECTORY | CLOEXEC))
     assert parent.fd is not None
     name = rel.rpartition("/")[2]
-    flags = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | CLOEXEC
     try:
-        fd = os.open(name, flags, dir_fd=parent.fd)
+        fd = os.open(name, DIR_READ_FLAGS, dir_fd=parent.fd)
     except FileNotFoundError:
         if not create:
             raise
         with contextlib.suppress(FileExistsError):  # made meanwhile: open it below
             os.mkdir(name, dir_fd=parent.fd)
-        fd = os.open(name, flags, dir_fd=parent.fd)
+        fd = os.open(name, DIR_READ_FLAGS, dir_fd=parent.fd)
     return Dir(root, rel, fd)
 
 
