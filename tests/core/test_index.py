@@ -476,12 +476,13 @@ def test_a_snapshot_without_a_reader_reads_under_the_lock(idx, monkeypatch):
     assert out == [["a", "b"]]
 
 
-def _pin_reader(idx):
+def pin_reader(idx):
     """This thread's reader held at the index as it is now: a statement left running
-    keeps a WAL reader at its snapshot (sqlite3's `in_transaction` says nothing of it)."""
+    keeps a WAL reader at its snapshot (sqlite3's `in_transaction` says nothing of it).
+    Keep the cursor returned as long as it must stay pinned."""
     with idx._reading():
-        cursor = idx._db.execute("SELECT path FROM files")
-        assert cursor.fetchone() is not None  # more rows left: the statement runs on
+        cursor = idx._db.execute("SELECT path FROM files UNION ALL SELECT ''")
+        assert cursor.fetchone() is not None  # a row left at least: the statement runs on
     return cursor
 
 
@@ -489,7 +490,7 @@ def test_max_seq_is_the_latest_commit_even_to_a_reader_left_behind(idx):
     """A peer that holds our index up to the seq our state tells agrees with us: a seq
     read on a reader left behind would let it agree with an index we no longer have."""
     idx.put_local([entry("a"), entry("b")])
-    pinned = _pin_reader(idx)
+    pinned = pin_reader(idx)
     t = threading.Thread(target=idx.put_local, args=([entry("c")],))
     t.start()
     t.join(10)
@@ -500,7 +501,7 @@ def test_max_seq_is_the_latest_commit_even_to_a_reader_left_behind(idx):
 
 def test_renewed_readers_read_the_latest_commit(idx):
     idx.put_local([entry("a"), entry("b")])
-    pinned = _pin_reader(idx)
+    pinned = pin_reader(idx)
     idx.put_local([entry("c")])  # through the main connection, this thread's own write
     assert idx.get("c") is None
     idx.renew_readers()

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
 
 from app.core.model import FileEntry
+from app.engine import node as node_mod
 from app.engine.config import Config
 from app.engine.node import INDEX_BATCH, Node, NodeOptions, PeerState
+from tests.core.test_index import pin_reader
 
 PEER = "PPPPPPP-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 
@@ -222,23 +225,15 @@ def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
     trusted it ended "in sync" without the file (CI, twice). The node sees the plan
     held less of the peer than was stored before it began, keeps it as not current,
     and every reader is opened again: the next plan needs the file."""
-    from concurrent.futures import ThreadPoolExecutor
-
     node.peers[PEER] = peer_state()
     sent: list[dict] = []
     node.peers[PEER].conn.send_nowait = sent.append  # each plan's word to the peer
     node.index.put_local([FileEntry("mine.txt", version={"X": 1})])
     worker = ThreadPoolExecutor(1)  # the one thread every `to_thread` of the node uses
 
-    def pin():
-        with node.index._reading():
-            cursor = node.index._db.execute("SELECT path FROM files UNION ALL SELECT 'x'")
-            cursor.fetchone()
-        return cursor
-
     async def scenario():
         asyncio.get_running_loop().set_default_executor(worker)
-        pinned = await asyncio.to_thread(pin)
+        pinned = await asyncio.to_thread(pin_reader, node.index)
         node.index.put_remote(PEER, b"id", [FileEntry("theirs.txt", version={PEER: 1},
                                                       modified_by=PEER, seq=1)], 1)
         stale = await node.assess()
@@ -257,8 +252,6 @@ def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
 def test_a_peer_that_started_its_index_over_meanwhile_is_no_stale_read(node, caplog,
                                                                        monkeypatch):
     """Its new index's seqs begin again, lower than what was stored of the old one."""
-    from app.engine import node as node_mod
-
     node.peers[PEER] = peer_state()
     node.peers[PEER].conn.send_nowait = lambda msg: None
     old = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1) for i in range(5)]
