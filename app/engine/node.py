@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSON, as on the wire)
 
 INDEX_BATCH = 1000
+STALE_PLAN_TRIES = 2  # a plan read behind is made again at once, on renewed readers
 SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
 REFUSED_PATHS_LOGGED = 20  # a peer's refused paths logged one by one, per connection
@@ -997,24 +998,34 @@ class Node:
                 key = self._assess_key()
             inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                             frozenset(self._approved), self.opts.allow_mass_delete)
-            before = {d: self.index.remote_state(d) for d in self.peers}
-            pages = {d: p.pages for d, p in self.peers.items()}
-            result = await asyncio.to_thread(assess, self.index, key, inputs)
-            if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
-                result = without_deletions(result, paged)
-            # less of a peer's index (or none of it) than was stored before: a stale read
-            # (not a peer that started its index over, whose seqs begin again)
-            if behind := [d for d, (iid, n) in before.items()
-                          if result.ids.get(d) in (iid, b"") and result.seen.get(d, 0) < n]:
-                self._stale_plan(behind)
-                result = dataclasses.replace(result, key=())  # not current: the next one asks again
-            self._approved &= result.deleting  # confirmed deletions that ran wait no longer
+            for _ in range(STALE_PLAN_TRIES):
+                result, stale = await self._plan(key, inputs)
+                if not stale:
+                    break
+            if not stale:  # a plan read behind may miss a deletion that has not run yet
+                self._approved &= result.deleting  # confirmed deletions that ran wait no longer
             self._assessed = result
             self.changed.set()
             if not self._pulling:  # news for peers waiting on our word (mid-round: see above)
                 for peer in list(self.peers.values()):
                     self._send_state(peer)
             return result
+
+    async def _plan(self, key: tuple, inputs: Inputs) -> tuple[Assessment, bool]:
+        """One plan, in a worker thread, and whether it was read behind (then it is not
+        current: its `key` is `()`)."""
+        before = {d: self.index.remote_state(d) for d in self.peers}
+        pages = {d: p.pages for d, p in self.peers.items()}
+        result = await asyncio.to_thread(assess, self.index, key, inputs)
+        if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
+            result = without_deletions(result, paged)
+        # less of a peer's index (or none of it) than was stored before: a stale read
+        # (not a peer that started its index over, whose seqs begin again)
+        if behind := [d for d, (iid, n) in before.items()
+                      if result.ids.get(d) in (iid, b"") and result.seen.get(d, 0) < n]:
+            self._stale_plan(behind)
+            return dataclasses.replace(result, key=()), True  # the next one asks again
+        return result, False
 
     def _stale_plan(self, behind: list[str]) -> None:
         """A plan whose snapshot held less of a peer's index than was stored before it

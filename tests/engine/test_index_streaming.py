@@ -6,6 +6,7 @@ page alone."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -223,30 +224,59 @@ def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
     """A worker thread's reader left behind (a statement of it still running) plans
     from an index without the peer's page: that plan needs nothing, and a `sync` that
     trusted it ended "in sync" without the file (CI, twice). The node sees the plan
-    held less of the peer than was stored before it began, keeps it as not current,
-    and every reader is opened again: the next plan needs the file."""
+    held less of the peer than was stored before it began, opens every reader again
+    and plans again at once: the plan it keeps needs the file."""
     node.peers[PEER] = peer_state()
     sent: list[dict] = []
     node.peers[PEER].conn.send_nowait = sent.append  # each plan's word to the peer
     node.index.put_local([FileEntry("mine.txt", version={"X": 1})])
     worker = ThreadPoolExecutor(1)  # the one thread every `to_thread` of the node uses
+    plans = []
+    real = node_mod.assess
+
+    def counted(index, key, inputs):
+        plans.append(real(index, key, inputs))
+        return plans[-1]
 
     async def scenario():
         asyncio.get_running_loop().set_default_executor(worker)
         pinned = await asyncio.to_thread(pin_reader, node.index)
         node.index.put_remote(PEER, b"id", [FileEntry("theirs.txt", version={PEER: 1},
                                                       modified_by=PEER, seq=1)], 1)
-        stale = await node.assess()
-        fresh = await node.assess()
+        node_mod.assess = counted
+        try:
+            kept = await node.assess()
+        finally:
+            node_mod.assess = real
         del pinned
-        return stale, fresh
+        return kept
 
-    stale, fresh = asyncio.run(scenario())
+    kept = asyncio.run(scenario())
     worker.shutdown()
-    assert stale.key == () and stale.counts.get(PEER, 0) == 0 and stale.seen[PEER] == 0
+    assert len(plans) == 2 and plans[0].counts.get(PEER, 0) == 0 and plans[0].seen[PEER] == 0
     assert "behind its latest write" in caplog.text
-    assert fresh.key == node._assess_key() and fresh.counts[PEER] == 1
-    assert fresh.seen[PEER] == 1 and sent[-1]["seen"] == 1 and sent[-1]["need"] == 1
+    assert kept.key == node._assess_key() and kept.counts[PEER] == 1
+    assert kept.seen[PEER] == 1 and sent[-1]["seen"] == 1 and sent[-1]["need"] == 1
+
+
+def test_a_plan_read_behind_twice_is_kept_for_its_round_only(node, caplog, monkeypatch):
+    """A plan still behind after the readers were renewed is used by the round that
+    asked (every step is checked when carried out) but never as current, and a
+    confirmed deletion it may not show keeps its approval."""
+    node.peers[PEER] = peer_state()
+    node.peers[PEER].conn.send_nowait = lambda msg: None
+    node.index.put_remote(PEER, b"id", [FileEntry("theirs.txt", version={PEER: 1},
+                                                  modified_by=PEER, seq=1)], 1)
+    node._approved = {"gone.txt"}
+    real = node_mod.assess
+    behind = dataclasses.replace(real(node.index, node._assess_key(), node_mod.Inputs(
+        frozenset(), (), node.ignore, frozenset(), frozenset(), False)),
+                                 seen={PEER: 0}, ids={PEER: b""})
+    monkeypatch.setattr(node_mod, "assess", lambda index, key, inputs: dataclasses.replace(
+        behind, key=key))
+    result = asyncio.run(node.assess())
+    assert result.key == () and caplog.text.count("behind its latest write") == 2
+    assert node._approved == {"gone.txt"}
 
 
 def test_a_peer_that_started_its_index_over_meanwhile_is_no_stale_read(node, caplog,
