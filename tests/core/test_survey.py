@@ -6,6 +6,7 @@ each path is looked at by exactly one share wherever the ranges are cut; and any
 failure leaves the scan to walk everything.
 """
 
+import errno
 import logging
 import os
 import shutil
@@ -241,7 +242,8 @@ def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypat
 
 def test_entries_stat_ed_through_their_directory_or_by_path_differ_alike(tmp_path, monkeypatch):
     """Where directories are opened (`platform.DIR_FDS`), a share stats each entry by
-    name relative to its directory; elsewhere, by path: the same differences either way."""
+    name relative to its directory; elsewhere, or where the open fails, by path: the
+    same differences every way."""
     root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
     change_everything(root)
     opened = []
@@ -251,17 +253,22 @@ def test_entries_stat_ed_through_their_directory_or_by_path_differ_alike(tmp_pat
         opened.append(path)
         return real_open(path, flags, *args, **kwargs)
 
+    def refusing(path, flags, *args, **kwargs):  # gone, or a link swapped in, meanwhile
+        opened.append(path)
+        raise OSError(errno.ELOOP, "a link")
+
     found = {}
-    for dir_fds in (True, False):
+    for how, dir_fds, opens in (("fds", True, counting), ("paths", False, counting),
+                                ("refused", True, refusing)):
         monkeypatch.setattr(survey.platform, "DIR_FDS", dir_fds)
-        monkeypatch.setattr(survey.os, "open", counting)
+        monkeypatch.setattr(survey.os, "open", opens)
         opened.clear()
-        found[dir_fds] = sorted(survey._survey_range(
+        found[how] = sorted(survey._survey_range(
             os.fspath(root), os.fspath(tmp_path / "base.db"), DEV, [], LINUX, "", None).dirty)
         monkeypatch.setattr(survey.os, "open", real_open)
         assert (os.fspath(root / "a") in opened) == dir_fds
-    assert found[True] == found[False]
-    assert {"a/f0.txt", "a b/f1.txt", "a0/f2.txt", "gone", "link", "new"} <= set(found[True])
+    assert found["fds"] == found["paths"] == found["refused"]
+    assert {"a/f0.txt", "a b/f1.txt", "a0/f2.txt", "gone", "link", "new"} <= set(found["fds"])
 
 
 def test_ignore_rules_of_the_last_full_scan_let_a_share_walk_a_directory_at_a_time(
