@@ -220,7 +220,7 @@ def test_a_peer_whose_pages_keep_coming_delays_its_own_deletions_only(node, monk
     assert [a.path for a in first.actions if a.op == DELETE] == ["f00"]
 
 
-def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
+def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog, monkeypatch):
     """A worker thread's reader left behind (a statement of it still running) plans
     from an index without the peer's page: that plan needs nothing, and a `sync` that
     trusted it ended "in sync" without the file (CI, twice). The node sees the plan
@@ -243,14 +243,11 @@ def test_a_plan_read_behind_the_stored_index_is_not_trusted(node, caplog):
         pinned = await asyncio.to_thread(pin_reader, node.index)
         node.index.put_remote(PEER, b"id", [FileEntry("theirs.txt", version={PEER: 1},
                                                       modified_by=PEER, seq=1)], 1)
-        node_mod.assess = counted
-        try:
-            kept = await node.assess()
-        finally:
-            node_mod.assess = real
+        kept = await node.assess()
         del pinned
         return kept
 
+    monkeypatch.setattr(node_mod, "assess", counted)
     kept = asyncio.run(scenario())
     worker.shutdown()
     assert len(plans) == 2 and plans[0].counts.get(PEER, 0) == 0 and plans[0].seen[PEER] == 0
