@@ -822,9 +822,10 @@ class Index:
 
     def max_seq(self) -> int:
         """The seq of our latest committed local change: what a peer must have seen to be
-        in sync with us (state messages). Kept as each commit ends, not read: a reader
-        left behind the latest commit would tell a peer an older, smaller number, and a
-        peer that holds that much would agree with an index we no longer have."""
+        in sync with us (state messages). Kept as each of our commits ends, and never
+        less than a read says (another process's writes): a reader left behind the latest
+        commit would tell a peer an older, smaller number, and a peer that holds that
+        much would agree with an index we no longer have."""
         with self._reading():
             return max(self._committed_seq, self._max_seq())
 
