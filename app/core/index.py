@@ -46,7 +46,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -863,9 +863,11 @@ class Index:
         return items, rows[-1][8] if rows else seq, len(rows) == limit
 
     @_reads
-    def paths_changed_since(self, seq: int) -> set[str]:
-        """Paths whose local entry was written after `seq` (cheap: uses the seq index)."""
-        return {r[0] for r in self._db.execute("SELECT path FROM files WHERE seq > ?", (seq,))}
+    def paths_changed_since(self, seq: int, limit: int = -1) -> set[str]:
+        """Paths whose local entry was written after `seq` (cheap: uses the seq index);
+        of the first `limit` such writes only, if given."""
+        return {r[0] for r in self._db.execute(
+            "SELECT path FROM files WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))}
 
     @_locked
     def changed_since(self, seq: int, paths: list[str]) -> dict[str, int]:
@@ -1356,27 +1358,37 @@ class Index:
             after = rows[-1]
 
     @_reads
-    def differing_entries(self) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
+    def differing_entries(self, after: Mapping[tuple[str, bool], int] | None = None,
+                          ends: dict[tuple[str, bool], int] | None = None
+                          ) -> list[tuple[str, FileEntry | None, dict[str, FileEntry]]]:
         """(path, local entry or None, device -> remote entry) for what to plan now.
 
         The window of every device: its oldest pending rows (at most
         `remote_limits.planned` and `planned_bytes`, one at least), live ones and
         deletions each, in the order it announced them. Only the rows kept in full
         are given: a peer that holds exactly our version changes no plan.
+
+        `after`: (device, deleted) -> a seq: that window starts past it (the next
+        window, planned while the rows of this one are still being fetched: see
+        Node._plan_ahead). `ends` is given the seq each window ends at.
         """
         window: set[str] = set()
         limits = self.remote_limits
         for ref in self._devices_with_rows():
-            for deleted in (0, 1):
+            device = self._devices.id(ref)
+            for deleted in (False, True):
                 total = 0
-                for n, (path, cost) in enumerate(self._db.execute(
-                        "SELECT path, cost FROM remote_files INDEXED BY remote_todo "
-                        "WHERE device = ? AND deleted = ? AND pending ORDER BY seq LIMIT ?",
-                        (ref, deleted, limits.planned))):
+                since = after.get((device, deleted), -1) if after else -1
+                for n, (path, cost, seq) in enumerate(self._db.execute(
+                        "SELECT path, cost, seq FROM remote_files INDEXED BY remote_todo "
+                        "WHERE device = ? AND deleted = ? AND pending AND seq > ? "
+                        "ORDER BY seq LIMIT ?", (ref, deleted, since, limits.planned))):
                     total += cost
                     if n and total > limits.planned_bytes:
                         break
                     window.add(path)
+                    if ends is not None:
+                        ends[(device, deleted)] = seq
         paths = sorted(window)
         local = self.get_many(paths)
         remote = self._remote_full(paths)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
@@ -51,12 +51,16 @@ class Assessment:
     renames: list[tuple[Action, Action]] = field(default_factory=list)  # (deletion, fetch)
     seen: dict[str, int] = field(default_factory=dict)  # device -> its seq this plan holds
     ids: dict[str, bytes] = field(default_factory=dict)  # device -> the index id of that seq
+    # (device, deleted) -> the seq its window ended at: the next window starts past it
+    ends: dict[tuple[str, bool], int] = field(default_factory=dict)
 
 
-def assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
-    """Plan the index's window (call in a worker thread), from one snapshot of it."""
+def assess(index: Index, key: tuple, inputs: Inputs,
+           after: Mapping[tuple[str, bool], int] | None = None) -> Assessment:
+    """Plan the index's window (call in a worker thread), from one snapshot of it;
+    `after`: the window that follows the one of that plan's `ends` (Node._plan_ahead)."""
     with index.snapshot():
-        result = _assess(index, key, inputs)
+        result = _assess(index, key, inputs, after)
         held = {d: index.remote_state(d) for d in inputs.peers}
     result.ids = {d: h[0] for d, h in held.items()}
     result.seen = {d: h[1] for d, h in held.items()}
@@ -79,13 +83,25 @@ def without_deletions(assessed: Assessment, paged: AbstractSet[str]) -> Assessme
         a for a in assessed.actions if a.op != DELETE or paged.isdisjoint(a.sources)])
 
 
-def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
+def arrivals_only(assessed: Assessment) -> bool:
+    """Whether a plan only brings things in: it deletes, moves and holds back nothing.
+
+    Such a plan can be made while the round before it runs (Node._plan_ahead): what a
+    deletion waits for, or what the mass-deletion guard counts, depends on that round.
+    """
+    return not assessed.renames and assessed.held is None and \
+        all(a.op != DELETE for a in assessed.actions)
+
+
+def _assess(index: Index, key: tuple, inputs: Inputs,
+            after: Mapping[tuple[str, bool], int] | None) -> Assessment:
+    ends: dict[tuple[str, bool], int] = {}
     actions: list[Action] = []
     counts = dict.fromkeys(inputs.peers, 0)
     deleting: dict[str, tuple[FileEntry | None, list[str]]] = {}  # -> (ours, who counts it)
     settled_rows: list[tuple[str, str, int]] = []
     settled_deletions: list[str] = []  # planned to nothing: still pending in the snapshot
-    for rel, local, remotes in index.differing_entries():
+    for rel, local, remotes in index.differing_entries(after, ends):
         action = None if inputs.ignore.matches(rel) else plan_path(local, remotes)
         if action is None:  # nothing comes of these rows until our entry changes
             settled_rows.extend((device, rel, r.seq) for device, r in remotes.items())
@@ -110,7 +126,7 @@ def _assess(index: Index, key: tuple, inputs: Inputs) -> Assessment:
     for rel in held.paths if held is not None else ():
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
-    return Assessment(key, actions, counts, held, frozenset(deleting), renames)
+    return Assessment(key, actions, counts, held, frozenset(deleting), renames, ends=ends)
 
 
 def _pair_renames(index: Index, actions: list[Action], ignore: Ignore

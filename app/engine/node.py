@@ -34,7 +34,7 @@ from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import FETCH, Action
 from app.engine import collector, malloc
-from app.engine.assessment import Assessment, Inputs, assess, without_deletions
+from app.engine.assessment import Assessment, Inputs, arrivals_only, assess, without_deletions
 from app.engine.config import Config
 from app.engine.invites import Invites
 from app.engine.links import LinkHub, PeerLinks
@@ -207,6 +207,7 @@ class Node:
         self._serving = ThreadPoolExecutor(SERVE_IN_FLIGHT, thread_name_prefix="p2psync-serve")
         self._assessed: Assessment | None = None
         self._assessing: asyncio.Task | None = None
+        self._ahead: _Ahead | None = None  # the next window's plan, made during a round
         self._assess_lock = asyncio.Lock()
         self._ignore_seen: tuple | None = None  # the ignore patterns rows were settled under
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
@@ -1076,8 +1077,12 @@ class Node:
         if self.unmounted is not None:
             return  # nothing is written into a folder that looks unmounted
         started = time.monotonic()
-        assessed = await self.assess()
-        log.debug("assessed in %.2f s: %d action(s), %d move(s)", time.monotonic() - started,
+        assessed = await self._planned_ahead()
+        ahead = assessed is not None
+        if assessed is None:
+            assessed = await self.assess()
+        log.debug("assessed in %.2f s%s: %d action(s), %d move(s)", time.monotonic() - started,
+                  " (planned during the last round)" if ahead else "",
                   len(assessed.actions), len(assessed.renames))
         actions = assessed.actions
         self._report_held()
@@ -1088,7 +1093,11 @@ class Node:
             return
         started = time.monotonic()
         actions, renames = self._ignore_file_first(actions, assessed.renames)
+        if len(actions) == len(assessed.actions):
+            self._plan_ahead(assessed)
         result = await self.puller.run_round(actions, renames)
+        if result.failed or result.waiting:  # those rows are planned again first
+            self._ahead = None
         if self._assessed is assessed:  # done with: hold none of it meanwhile, and plan
             assessed.actions, assessed.renames = [], []  # again even if nothing changed
             assessed.key = ()  # (a round that failed for every file is retried in 2 s)
@@ -1103,6 +1112,53 @@ class Node:
             self._pull_wake.set()  # more may be possible now
         elif result.failed:
             self._spawn(self._retry_later())
+
+    def _plan_ahead(self, assessed: Assessment) -> None:
+        """Plan the next window while this one's round runs (a pull of tiny files spent
+        a tenth of its time between rounds, planning, with nothing fetched).
+
+        Only where the rounds cannot touch each other: one peer (its rows of one path
+        are in one window), and a plan that only brings files in (what a deletion or a
+        move waits for, and what the guard counts, depend on the round before it).
+        `_planned_ahead` takes it only if nothing else changed meanwhile.
+        """
+        self._ahead = None
+        if len(self.peers) != 1 or not assessed.ends or not arrivals_only(assessed):
+            return
+        key = self._assess_key()
+        inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
+                        frozenset(self._approved), self.opts.allow_mass_delete)
+        plan = self._spawn(asyncio.to_thread(assess, self.index, (), inputs, assessed.ends))
+        plan.add_done_callback(lambda t: t.cancelled() or t.exception())  # maybe unused
+        self._ahead = _Ahead(plan, key[1:], {d: self.index.remote_state(d) for d in self.peers},
+                             self.index.max_seq(), frozenset(a.path for a in assessed.actions))
+
+    async def _planned_ahead(self) -> Assessment | None:
+        """The plan `_plan_ahead` made, as the current one, if it still holds: the same
+        peer, rules and confirmations; no index page of the peer stored since it began;
+        no local change but the round's own; and something to do (the plan that finds
+        nothing is always made afresh: a row the round left pending is in no window
+        past it). None where it does not (the caller plans as usual)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        try:
+            result = await ahead.plan
+        except Exception:  # noqa: BLE001 - a plan made afresh says what went wrong
+            return None
+        if not result.actions or not arrivals_only(result) or \
+                any(result.seen.get(d, 0) < n for d, (_, n) in ahead.remote.items()):
+            return None
+        async with self._assess_lock:
+            changed = await asyncio.to_thread(  # (one more than the round's: enough to tell)
+                self.index.paths_changed_since, ahead.local_seq, len(ahead.paths) + 1)
+            if self._assess_key()[1:] != ahead.key or not changed <= ahead.paths or \
+                    {d: self.index.remote_state(d) for d in self.peers} != ahead.remote:
+                return None
+            result.key = self._assess_key()
+            self._assessed = result
+        self.changed.set()
+        return result
 
     def _ignore_file_first(self, actions: list[Action], renames: list
                            ) -> tuple[list[Action], list]:
@@ -1372,6 +1428,17 @@ class Node:
     def node_info(self) -> dict:
         role = self.roles.role if self.roles is not None else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
+
+
+@dataclasses.dataclass
+class _Ahead:
+    """A plan of the next window, being made while a round runs (Node._plan_ahead)."""
+
+    plan: asyncio.Task[Assessment]
+    key: tuple  # the node's assessment key, less the index generation
+    remote: dict[str, tuple[bytes, int]]  # the peer's index as stored when it began
+    local_seq: int  # our latest local change when it began
+    paths: frozenset[str]  # those of the round under way
 
 
 def _is_ip(host: str) -> bool:

@@ -139,3 +139,25 @@ def test_the_planning_window_counts_bytes_too(tmp_path):
     with Index(tmp_path / "j.db", ME, RemoteLimits(planned_bytes=10)) as ix:
         ix.put_remote("P", b"i", wide, 4)  # one always goes, however large
         assert [p for p, _, _ in ix.differing_entries()] == ["w0"]
+
+
+def test_the_window_past_another_is_the_one_that_follows_it(tmp_path):
+    """`ends` gives where each device's windows (live rows, deletions) ended; `after`
+    those seqs gives the next ones, while the rows of the first are still pending: the
+    plan made during a round (Node._plan_ahead)."""
+    with Index(tmp_path / "i.db", ME, RemoteLimits(planned=3)) as ix:
+        mine = [FileEntry(f"mine{i}", version={ME: 1}, modified_by=ME) for i in range(4)]
+        ix.put_local(mine)
+        gone = [FileEntry(f"mine{i}", deleted=True, version={ME: 1, "P": 5},
+                          modified_by="P", seq=20 + i) for i in range(4)]
+        ix.put_remote("P", b"i", [entry(f"new{i}", 10 - i) for i in range(7)] + gone, 30)
+        ends: dict = {}
+        first = sorted(p for p, _, _ in ix.differing_entries(None, ends))
+        assert first == ["mine0", "mine1", "mine2", "new4", "new5", "new6"]
+        assert ends == {("P", False): 6, ("P", True): 22}
+        more: dict = {}
+        second = sorted(p for p, _, _ in ix.differing_entries(ends, more))
+        assert second == ["mine3", "new1", "new2", "new3"]
+        assert more == {("P", False): 9, ("P", True): 23}
+        assert sorted(p for p, _, _ in ix.differing_entries(more)) == ["new0"]
+        assert sorted(p for p, _, _ in ix.differing_entries()) == first  # all still pending
