@@ -1064,6 +1064,7 @@ class Node:
                 await self._pull_once()
             except Exception:
                 log.exception("pull round failed")
+                self._ahead = None  # what the round left is planned first
                 await asyncio.sleep(1)
             finally:
                 self._pulling = False
@@ -1123,8 +1124,9 @@ class Node:
         `_planned_ahead` takes it only if nothing else changed meanwhile.
         """
         self._ahead = None
-        if len(self.peers) != 1 or not assessed.ends or not arrivals_only(assessed):
-            return
+        if len(self.peers) != 1 or {d for d, _ in assessed.ends} != self.peers.keys() or \
+                not arrivals_only(assessed):
+            return  # (rows of a device gone: its window is planned too, paths in common)
         key = self._assess_key()
         inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
                         frozenset(self._approved), self.opts.allow_mass_delete)
@@ -1147,6 +1149,7 @@ class Node:
         except Exception:  # noqa: BLE001 - a plan made afresh says what went wrong
             return None
         if not result.actions or not arrivals_only(result) or \
+                any(a.path in ahead.paths for a in result.actions) or \
                 any(result.seen.get(d, 0) < n for d, (_, n) in ahead.remote.items()):
             return None
         async with self._assess_lock:

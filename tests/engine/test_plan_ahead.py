@@ -191,3 +191,20 @@ def test_no_plan_is_made_ahead_of_a_round_that_deletes(node):
     assert sorted(a.op for a in assessed.actions) == ["delete", "delete", "fetch", "fetch",
                                                       "fetch"]
     assert node._ahead is None
+
+
+def test_no_plan_is_made_ahead_while_a_device_that_is_gone_has_rows(node):
+    """Its window is planned beside the peer's, and a path in both windows would be in
+    the round and in the plan made ahead of it."""
+    other = "OOOOOOO-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+    node.index.put_remote(other, b"o", [FileEntry("f09", version={other: 1},
+                                                  modified_by=other, seq=1)], 1)
+
+    async def main():  # type: ignore[no-untyped-def]
+        node.index.put_remote(PEER, b"id", announced(8), 8)
+        assessed = await node.assess()
+        node._plan_ahead(assessed)
+        return assessed
+
+    assessed = asyncio.run(main())
+    assert "f09" in paths(assessed) and node._ahead is None
