@@ -997,8 +997,7 @@ class Node:
                     await asyncio.to_thread(self.index.unsettle)
                 self._ignore_seen = key[2]
                 key = self._assess_key()
-            inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
-                            frozenset(self._approved), self.opts.allow_mass_delete)
+            inputs = self._inputs(key)
             for _ in range(STALE_PLAN_TRIES):
                 result, stale = await self._plan(key, inputs)
                 if not stale:
@@ -1015,7 +1014,7 @@ class Node:
     async def _plan(self, key: tuple, inputs: Inputs) -> tuple[Assessment, bool]:
         """One plan, in a worker thread, and whether it was read behind (then it is not
         current: its `key` is `()`)."""
-        before = {d: self.index.remote_state(d) for d in self.peers}
+        before = self._remote_states()
         pages = {d: p.pages for d, p in self.peers.items()}
         result = await asyncio.to_thread(assess, self.index, key, inputs)
         if paged := {d for d, p in self.peers.items() if p.pages != pages.get(d)}:
@@ -1027,6 +1026,15 @@ class Node:
             self._stale_plan(behind)
             return dataclasses.replace(result, key=()), True  # the next one asks again
         return result, False
+
+    def _inputs(self, key: tuple) -> Inputs:
+        """What a plan of this key is made of, as the node knows it now."""
+        return Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
+                      frozenset(self._approved), self.opts.allow_mass_delete)
+
+    def _remote_states(self) -> dict[str, tuple[bytes, int]]:
+        """peer -> (its index id, the highest seq of it we stored)."""
+        return {d: self.index.remote_state(d) for d in self.peers}
 
     def _stale_plan(self, behind: list[str]) -> None:
         """A plan whose snapshot held less of a peer's index than was stored before it
@@ -1128,12 +1136,11 @@ class Node:
                 not arrivals_only(assessed):
             return  # (rows of a device gone: its window is planned too, paths in common)
         key = self._assess_key()
-        inputs = Inputs(frozenset(self.peers), key[4], self.ignore, frozenset(self.blocked),
-                        frozenset(self._approved), self.opts.allow_mass_delete)
-        plan = self._spawn(asyncio.to_thread(assess, self.index, (), inputs, assessed.ends))
+        plan = self._spawn(asyncio.to_thread(assess, self.index, (), self._inputs(key),
+                                             assessed.ends))
         plan.add_done_callback(lambda t: t.cancelled() or t.exception())  # maybe unused
-        self._ahead = _Ahead(plan, key[1:], {d: self.index.remote_state(d) for d in self.peers},
-                             self.index.max_seq(), frozenset(a.path for a in assessed.actions))
+        self._ahead = _Ahead(plan, key[1:], self._remote_states(), self.index.max_seq(),
+                             frozenset(a.path for a in assessed.actions))
 
     async def _planned_ahead(self) -> Assessment | None:
         """The plan `_plan_ahead` made, as the current one, if it still holds: the same
@@ -1156,7 +1163,7 @@ class Node:
             changed = await asyncio.to_thread(  # (one more than the round's: enough to tell)
                 self.index.paths_changed_since, ahead.local_seq, len(ahead.paths) + 1)
             if self._assess_key()[1:] != ahead.key or not changed <= ahead.paths or \
-                    {d: self.index.remote_state(d) for d in self.peers} != ahead.remote:
+                    self._remote_states() != ahead.remote:
                 return None
             result.key = self._assess_key()
             self._assessed = result
