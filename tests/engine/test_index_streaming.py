@@ -11,26 +11,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-import pytest
-
 from app.core.model import FileEntry
 from app.engine import node as node_mod
-from app.engine.config import Config
-from app.engine.node import INDEX_BATCH, Node, NodeOptions, PeerState
+from app.engine.node import INDEX_BATCH, PeerState
 from tests.core.test_index import pin_reader
 
 PEER = "PPPPPPP-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
-
-
-@pytest.fixture
-def node(tmp_path):
-    (tmp_path / "A").mkdir()
-    node = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfg"),
-                            secret="k", name="a"))
-    try:
-        yield node
-    finally:
-        node.index.close()
 
 
 def peer_state(**kw) -> PeerState:

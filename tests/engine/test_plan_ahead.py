@@ -9,34 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import SimpleNamespace
 
 import pytest
 
 from app.core import hashing
 from app.core.index import RemoteLimits
 from app.core.model import FileEntry
-from app.engine.config import Config
-from app.engine.node import Node, NodeOptions, PeerState
-from app.engine.oneshot import sync_once
+from app.engine.node import Node
 from app.engine.puller import RoundResult
-
-PEER = "PPPPPPP-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
+from tests.engine.test_index_streaming import PEER, peer_state
+from tests.twonodes import sync_beta_with_alpha
 
 
 @pytest.fixture
-def node(tmp_path):
-    (tmp_path / "A").mkdir()
-    node = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfg"),
-                            secret="k", name="a"))
+def node(node):
+    """The engine's node fixture (tests/engine/conftest.py), windows of three, one peer."""
     node.index.remote_limits = RemoteLimits(planned=3)
-    conn = SimpleNamespace(device_id=PEER, info=SimpleNamespace(name="peer"),
-                           send_nowait=lambda msg: None)
-    node.peers[PEER] = PeerState(conn=conn)  # type: ignore[arg-type]
-    try:
-        yield node
-    finally:
-        node.index.close()
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None
+    node.peers[PEER] = peer
+    return node
 
 
 def announced(n: int, first_seq: int = 1) -> list[FileEntry]:
@@ -149,22 +141,8 @@ def test_two_engines_plan_each_window_during_the_round_before(tmp_path, caplog):
     for i in range(60):
         (tmp_path / "A" / f"f{i:02d}.txt").write_bytes(b"content %d" % i)
 
-    async def main() -> None:
-        a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
-                             secret="k", name="alpha", listen=("127.0.0.1", 0)))
-        b = Node(NodeOptions(folder=tmp_path / "B", config=Config(tmp_path / "cfgB"),
-                             secret="k", name="beta"))
-        b.index.remote_limits = RemoteLimits(planned=5)
-        await a.start()
-        try:
-            await b.start()
-            await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
-        finally:
-            await b.stop()
-            await a.stop()
-
     with caplog.at_level(logging.DEBUG, logger="app.engine.node"):
-        asyncio.run(main())
+        sync_beta_with_alpha(tmp_path, beta_limits=RemoteLimits(planned=5))
     for i in range(60):
         assert (tmp_path / "B" / f"f{i:02d}.txt").read_bytes() == b"content %d" % i
     ahead = [r for r in caplog.records if "planned during the last round" in r.getMessage()]
