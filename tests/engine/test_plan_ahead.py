@@ -186,3 +186,28 @@ def test_no_plan_is_made_ahead_while_a_device_that_is_gone_has_rows(node):
 
     assessed = asyncio.run(main())
     assert "f09" in paths(assessed) and node._ahead is None
+
+
+def test_a_plan_ahead_that_failed_leaves_the_round_to_a_fresh_plan(node, monkeypatch):
+    """The worker thread's plan raised (the index closed under it, a bug): the node
+    plans afresh, and says so there if it fails again."""
+    from app.engine import node as node_mod
+
+    real = node_mod.assess
+
+    def fails_ahead(index, key, inputs, after=None):  # type: ignore[no-untyped-def]
+        if after is not None:
+            raise OSError("disk I/O error")
+        return real(index, key, inputs)
+
+    monkeypatch.setattr(node_mod, "assess", fails_ahead)
+
+    async def main():  # type: ignore[no-untyped-def]
+        first = await first_round(node, announced(8))
+        assert node._ahead is not None and node._ahead.plan.exception() is not None
+        fetched(node, paths(first))
+        return await node._planned_ahead(), await node.assess()
+
+    ahead, afresh = asyncio.run(main())
+    assert ahead is None and node._ahead is None
+    assert paths(afresh) == ["f04", "f05", "f06"]
