@@ -27,9 +27,12 @@ def test_changed_rules_are_forgotten_until_a_full_scan_matched_by_them(tmp_path:
         try:
             await node.scan_now()  # a full scan (a one-shot node's first runs beside it)
             seen = [node.index.get_meta(IGNORED_RULES_KEY), node.index.ignored()]
-            (root / IGNORE_FILE).write_text("*.log\n*.tmp\n")
-            assert await node._reload_ignore()
-            seen.append(node.index.get_meta(IGNORED_RULES_KEY))
+            # with the disk lock held, no full scan (the first one, or the one the change
+            # asks for) can match the files by the new rules before they are read
+            async with node.disk_lock:
+                (root / IGNORE_FILE).write_text("*.log\n*.tmp\n")
+                assert await node._reload_ignore()
+                seen.append(node.index.get_meta(IGNORED_RULES_KEY))
             await node.scan_now()
             seen.append(node.index.get_meta(IGNORED_RULES_KEY))
             return seen
