@@ -1162,10 +1162,11 @@ class Node:
         async with self._assess_lock:
             changed = await asyncio.to_thread(  # (one more than the round's: enough to tell)
                 self.index.paths_changed_since, ahead.local_seq, len(ahead.paths) + 1)
-            if self._assess_key()[1:] != ahead.key or not changed <= ahead.paths or \
+            key = self._assess_key()
+            if key[1:] != ahead.key or not changed <= ahead.paths or \
                     self._remote_states() != ahead.remote:
                 return None
-            result.key = self._assess_key()
+            result.key = key
             self._assessed = result
         self.changed.set()
         return result
