@@ -80,7 +80,8 @@ class OpenFiles:
         self.rescan = rescan
         wanted = {i[1] for i in items if well_formed_request(i)}
         self.shared = index.shared_stats(list(wanted))  # only files we share now
-        self.blocks: dict[str, bytes] = {}  # rel -> its indexed block list, read once
+        # rel -> its indexed block list, read once (a one-block file's came with its stat)
+        self.blocks = {rel: s.blocks for rel, s in self.shared.items() if s.blocks is not None}
         self.dirs = DirFds(root, create=False)
         self.open: dict[str, int | None] = {}  # rel -> fd, or None: refused
         self.stale: set[str] = set()
@@ -122,7 +123,7 @@ class OpenFiles:
             return None
         _, rel, offset, size, h = item
         fd = self._file(rel)
-        if fd is None or offset + size > self.shared[rel][0]:
+        if fd is None or offset + size > self.shared[rel].size:
             return None
         try:
             data = platform.pread(fd, size, offset)
@@ -150,7 +151,7 @@ class OpenFiles:
         """read_block into view (as long as the block asked): whether it is there now."""
         _, rel, offset, size, h = item
         fd = self._file(rel)
-        if fd is None or offset + size > self.shared[rel][0]:
+        if fd is None or offset + size > self.shared[rel].size:
             return False
         try:
             if platform.pread_into(fd, view, offset) != size:
@@ -176,7 +177,7 @@ class OpenFiles:
                 st = os.fstat(fd)
             except OSError:
                 return False
-            if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == self.shared[rel] \
+            if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == self.shared[rel].stat \
                     and st.st_ino and st.st_ctime_ns:
                 return True
         if hashing.block_hash(data) == h:
@@ -186,7 +187,7 @@ class OpenFiles:
 
     def _indexed_hash(self, rel: str, offset: int, size: int) -> bytes | None:
         """The indexed hash of the whole block at offset (None for any other range)."""
-        if offset % BLOCK_SIZE or size != min(BLOCK_SIZE, self.shared[rel][0] - offset):
+        if offset % BLOCK_SIZE or size != min(BLOCK_SIZE, self.shared[rel].size - offset):
             return None
         return self._indexed_at(rel, offset) or None
 

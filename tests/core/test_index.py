@@ -9,7 +9,7 @@ import pytest
 from app.core import contentindex
 from app.core import index as index_mod
 from app.core.index import MIGRATIONS, Index, IndexTooNew
-from app.core.model import FileEntry, Kind
+from app.core.model import BLOCK_SIZE, FileEntry, Kind
 
 DEV = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 
@@ -311,8 +311,18 @@ def test_shared_stats_only_for_live_readable_files(idx):
         replace(entry("unreadable", size=5), error="cannot read"),
         FileEntry("dir", Kind.DIR, version={DEV: 1}),
     ])
-    assert idx.shared_stats(["ok", "gone", "unreadable", "dir", "never"]) == {
-        "ok": (7, 5, 2**64 - 1, 9)}  # the inode as st_ino has it (unsigned)
+    shared = idx.shared_stats(["ok", "gone", "unreadable", "dir", "never"])
+    assert list(shared) == ["ok"]
+    assert shared["ok"].stat == (7, 5, 2**64 - 1, 9)  # the inode as st_ino has it (unsigned)
+
+
+def test_shared_stats_carry_the_block_list_of_one_block_files_only(idx):
+    one, two = entry("one", size=7), entry("two", 2, size=BLOCK_SIZE + 1)
+    idx.put_local([one, two])
+    shared = idx.shared_stats(["one", "two"])
+    assert shared["one"].blocks == one.blocks
+    assert shared["two"].blocks is None  # read when a block of it is asked
+    assert idx.file_blocks("two") == two.blocks
 
 
 # --- schema 3: what a file costs, and the way there from schema 2
