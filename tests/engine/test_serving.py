@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from app.core import scanner
@@ -106,3 +107,25 @@ def test_a_hash_we_do_not_hold_there_gets_nothing_even_from_a_file_as_indexed(tm
         assert files.read_block(wrong[1]) is None
         assert files.read_block(items[0]) == b"content 0"
     assert rescanned == []
+
+
+def test_a_batch_reads_no_block_list_of_a_one_block_file_and_a_longer_one_once(
+        tmp_path, monkeypatch):
+    """A one-block file's block list comes with its stat (one query for the batch); a
+    longer file's is read when a block of it is first asked, once for the batch."""
+    from app.core.model import BLOCK_SIZE
+
+    root, index, items = _shared(tmp_path, 5)
+    big = os.urandom(BLOCK_SIZE + 10)
+    (root / "big").write_bytes(big)
+    scanner.scan(root, index, Ignore(root))
+    items += [[90 + k, "big", k * BLOCK_SIZE, len(part), block_hash(part)]
+              for k, part in enumerate((big[:BLOCK_SIZE], big[BLOCK_SIZE:]))]
+    read: list[str] = []
+    real = index.file_blocks
+    monkeypatch.setattr(index, "file_blocks", lambda rel: read.append(rel) or real(rel))
+    with index, OpenFiles(root, index, lambda rel: None, items) as files:
+        out, _ = files.read_some(items, 0)
+    assert [data for _, data in out] == [b"content %d" % i for i in range(5)] + \
+        [big[:BLOCK_SIZE], big[BLOCK_SIZE:]]
+    assert read == ["big"]
