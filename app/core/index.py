@@ -780,8 +780,8 @@ class Index:
 
         What serving a batch of block requests needs, without decoding whole entries.
         The block list of a one-block file comes in the same query: read a file at a
-        time, it was 40% of the serving side's thread time in a first sync of 100,000
-        tiny files. A longer list is read when a block of it is asked (`file_blocks`).
+        time, it was nearly half of the serving threads' reading time in a first sync
+        of 100,000 tiny files. A longer list is read when a block of it is asked (`file_blocks`).
         """
         out: dict[str, Shared] = {}
         for chunk in _chunks(paths):

@@ -9,6 +9,7 @@ from app.core import scanner
 from app.core.hashing import block_hash
 from app.core.ignore import Ignore
 from app.core.index import Index
+from app.core.model import BLOCK_SIZE
 from app.engine.serving import OpenFiles
 
 ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
@@ -69,8 +70,6 @@ def test_a_block_of_a_file_as_indexed_is_not_hashed_again_a_changed_one_is(tmp_p
     """The stat after the read is the indexed one: the block is what was indexed (the
     receiver checks it anyway). A rewrite that keeps size and mtime (cp -p) moves the
     ctime: that block is hashed, refused, and the file handed to a rescan."""
-    import os
-
     from app.engine import serving
 
     if not serving.TRUST_STAT:
@@ -113,8 +112,6 @@ def test_a_batch_reads_no_block_list_of_a_one_block_file_and_a_longer_one_once(
         tmp_path, monkeypatch):
     """A one-block file's block list comes with its stat (one query for the batch); a
     longer file's is read when a block of it is first asked, once for the batch."""
-    from app.core.model import BLOCK_SIZE
-
     root, index, items = _shared(tmp_path, 5)
     big = os.urandom(BLOCK_SIZE + 10)
     (root / "big").write_bytes(big)
