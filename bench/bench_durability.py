@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.core import batchwrite, diskio, hashing, paths
+from app.core import batchwrite, diskio, hashing
 
 BATCH = 128
 
@@ -35,8 +35,7 @@ def _files(n: int) -> list[tuple[str, bytes]]:
 
 def _write_all(root: Path, files: list[tuple[str, bytes]]) -> float:
     small = [batchwrite.SmallFile(rel, data, hashing.block_hash(data), 0o644, 1_700_000_000,
-                                  paths.temp_name_for(rel, b"x").rpartition("/")[2], None,
-                                  {"PEER": 1})
+                                  None, {"PEER": 1})
              for rel, data in files]
     started = time.perf_counter()
     for i in range(0, len(small), BATCH):

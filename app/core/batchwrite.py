@@ -33,10 +33,16 @@ class SmallFile:
     block_hash: bytes  # what it must hash to (b"" for an empty file)
     mode: int  # the permission bits it gets here (app.core.modes.file_mode)
     mtime_ns: int
-    temp_name: str  # the temp file's name, in rel's directory
     local: FileEntry | None  # what the index says is at rel now
     brings: Vector  # the version it is (it must supersede local's: `apply.check_planned`)
     by: str = ""  # the device whose version this is (for the versions index)
+
+    @property
+    def temp_name(self) -> str:
+        """The temp file's name, in rel's directory: worked out only where a file is
+        written under a name (most are unnamed), as it cost ~3% of a tiny file's
+        receiving."""
+        return paths.temp_name_for(self.rel, self.block_hash).rpartition("/")[2]
 
 
 class BadContent(Exception):

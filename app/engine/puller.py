@@ -705,7 +705,6 @@ class Puller:
         return batchwrite.stage(self.root, [batchwrite.SmallFile(
             paths.on_disk(self.root, a.path), data, a.target.blocks,
             modes.file_mode(a.target.mode, _file_mode(local.get(a.path))), a.target.mtime_ns,
-            paths.temp_name_for(a.path, a.target.hash).rpartition("/")[2],
             local.get(a.path), a.target.version, a.target.modified_by)
             for a, data, _ in ready], self._room())
 

@@ -31,9 +31,8 @@ def temp_kind(request, monkeypatch):
 
 
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
-    temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
-    return SmallFile(rel, data, hashing.block_hash(data) if data else b"", mode, MTIME, temp,
-                     local, bump(local.version if local else {}, "PEER"))
+    return SmallFile(rel, data, hashing.block_hash(data) if data else b"", mode, MTIME, local,
+                     bump(local.version if local else {}, "PEER"))
 
 
 def indexed(root: Path, rel: str) -> FileEntry:

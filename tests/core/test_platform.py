@@ -163,9 +163,8 @@ def test_the_path_check_refuses_links_and_ways_out(tmp_path, portable):
 
 
 def _small(rel: str, data: bytes) -> SmallFile:
-    temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
     return SmallFile(rel, data, hashing.block_hash(data), 0o644, 1_600_000_000 * 10**9,
-                     temp, None, {"PEER": 1})
+                     None, {"PEER": 1})
 
 
 def test_a_file_in_use_by_another_program_is_retried_later_with_that_reason(

@@ -22,8 +22,7 @@ MTIME = 1_600_000_000_123_456_789
 
 
 def small(rel: str, data: bytes, local: FileEntry | None = None, mode: int = 0o640) -> SmallFile:
-    temp = paths.temp_name_for(rel, b"h" * 32).rpartition("/")[2]
-    return SmallFile(rel, data, hashing.block_hash(data), mode, MTIME, temp, local,
+    return SmallFile(rel, data, hashing.block_hash(data), mode, MTIME, local,
                      bump(local.version if local else {}, "PEER"))
 
 

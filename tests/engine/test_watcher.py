@@ -186,8 +186,8 @@ def test_a_pulled_batch_costs_the_watcher_one_event_a_file(tmp_path: Path) -> No
         time.sleep(0.3)
         names = [f"sub/pulled{i:02d}.txt" for i in range(20)]
         write_small_files(tmp_path, [
-            SmallFile(n, b"pulled", hashing.block_hash(b"pulled"), 0o644, 1_000_000_000,
-                      paths.temp_name_for(n, b"h" * 32).rpartition("/")[2], None, {"PEER": 1})
+            SmallFile(n, b"pulled", hashing.block_hash(b"pulled"), 0o644, 1_000_000_000, None,
+                      {"PEER": 1})
             for n in names])
         wait_until(lambda: set(reports.paths) == set(names), 5, 0.02)
         time.sleep(0.3)
