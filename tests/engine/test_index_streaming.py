@@ -15,13 +15,7 @@ from app.core.model import FileEntry
 from app.engine import node as node_mod
 from app.engine.node import INDEX_BATCH, PeerState
 from tests.core.test_index import pin_reader
-
-PEER = "PPPPPPP-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
-
-
-def peer_state(**kw) -> PeerState:
-    conn = SimpleNamespace(device_id=PEER, info=SimpleNamespace(name="peer"))
-    return PeerState(conn=conn, **kw)  # type: ignore[arg-type]
+from tests.engine.peerstate import PEER, peer_state
 
 
 def state(seq: int) -> dict:

@@ -17,7 +17,7 @@ from app.core.index import RemoteLimits
 from app.core.model import FileEntry
 from app.engine.node import Node
 from app.engine.puller import RoundResult
-from tests.engine.test_index_streaming import PEER, peer_state
+from tests.engine.peerstate import PEER, peer_state
 from tests.twonodes import sync_beta_with_alpha
 
 
