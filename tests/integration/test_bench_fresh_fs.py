@@ -15,24 +15,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_sync  # noqa: E402
 
 
-def _loop_devices_work(tmp_path: Path) -> bool:
+def _loop_mounts_work(tmp_path: Path) -> bool:
+    """Whether this machine lets us make, attach and mount a file system (a container
+    may have no loop devices, or may not mount)."""
     if os.geteuid() != 0 or not all(shutil.which(t) for t in ("mkfs.ext4", "losetup")):
         return False
-    probe = tmp_path / "probe.img"
-    probe.write_bytes(b"\0" * 1024 * 1024)
+    probe, mnt = tmp_path / "probe.img", tmp_path / "probe"
+    mnt.mkdir()
+    probe.write_bytes(b"\0" * 8 * 1024 * 1024)
+    if subprocess.run(["mkfs.ext4", "-q", "-F", str(probe)], capture_output=True).returncode:
+        return False
     done = subprocess.run(["losetup", "--find", "--show", str(probe)], capture_output=True,
                           text=True)
     if done.returncode:
         return False
-    subprocess.run(["losetup", "--detach", done.stdout.strip()], check=True)
+    dev = done.stdout.strip()
+    try:
+        if subprocess.run(["mount", dev, str(mnt)], capture_output=True).returncode:
+            return False
+        subprocess.run(["umount", str(mnt)], check=True)
+    finally:
+        subprocess.run(["losetup", "--detach", dev], check=True)
     probe.unlink()
+    mnt.rmdir()
     return True
 
 
 @pytest.fixture
 def parent(tmp_path, monkeypatch):
-    if not _loop_devices_work(tmp_path):
-        pytest.skip("needs root, mkfs.ext4 and loop devices")
+    if not _loop_mounts_work(tmp_path):
+        pytest.skip("needs root, mkfs.ext4, loop devices and mounts")
     monkeypatch.setattr(bench_sync, "FRESH_FS_BYTES", 256 * 1024 * 1024)
     return tmp_path
 
