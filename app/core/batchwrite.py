@@ -191,7 +191,7 @@ def _stage(dirs: DirFds, staging: _Staging, f: SmallFile, room: int) -> _Temp:
     # Where nothing is expected, the link that publishes it finds out (`_publish`).
     if _expected(f.local) and not apply.stat_matches(f.local, _lstat(dfd, name)):
         raise apply.DiskChanged  # changed since it was indexed: rescan, never overwrite
-    fd, temp = staging.open_temp(dfd, f.temp_name, f.mode & 0o777)
+    fd, temp = staging.open_temp(dfd, f)
     t = _Temp(fd, dfd, temp)
     try:
         diskio.write_all(fd, f.data, 0)  # every byte, or an exception
@@ -305,16 +305,17 @@ class _Staging:
         self.tried = False
         self.alike: dict[str, bool] = {}
 
-    def open_temp(self, dfd: Dir, name: str, mode: int) -> tuple[int, str | None]:
+    def open_temp(self, dfd: Dir, f: SmallFile) -> tuple[int, str | None]:
         """(fd, temp name): an unnamed O_TMPFILE where the system has one (made with its
-        final `mode` at once: nobody ever sees it), else a named file beside its place,
-        made 0600."""
+        final mode at once: nobody ever sees it), else a named file beside its place
+        (`f.temp_name`, worked out only then), made 0600."""
+        mode = f.mode & 0o777
         home = self._home()
-        if home is not None and self._alike(home, dfd):
-            fd = platform.open_unnamed(home, mode)
-            if fd is not None:
-                return fd, None
-        return platform.open_temp(dfd, name, mode)
+        fd = platform.open_unnamed(home if home is not None and self._alike(home, dfd)
+                                   else dfd, mode)
+        if fd is not None:
+            return fd, None
+        return platform.open_temp(dfd, f.temp_name, mode)
 
     def _home(self) -> Dir | None:
         if not self.tried:
