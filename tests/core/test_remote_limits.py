@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.core import versions
 from app.core.index import Index, RemoteLimits, entry_cost
 from app.core.model import BLOCK_SIZE, MAX_VECTOR, EntryRefused, FileEntry, Kind
 from app.core.planner import ADOPT, plan_path
@@ -19,6 +20,21 @@ def wire(path: str = "a", **kw) -> list:
 
 
 # --- per entry ------------------------------------------------------------------------
+@pytest.mark.parametrize("version", [
+    {}, {"P": 0}, {"P": 127}, {"P": 128}, {"P": 255}, {"P": 256}, {"P": 65535},
+    {"P": 65536}, {"P": 2**32 - 1}, {"P": 2**32}, {"P": 2**53}, {"P": 2**64 - 1},
+    {"P" * 31: 1, "Q" * 32: 300}, {"é" * 128: 5, "中" * 90: 70000},
+    {f"D{i:03d}" + "x" * i: i * 1000 for i in range(15)},
+    {f"D{i:03d}" + "x" * i: i * 1000 for i in range(16)},
+    {f"D{i}": i for i in range(256)}, {"r" * 70000: 1},
+])
+def test_an_entry_costs_its_vector_encoded_in_full(version):
+    """The length of the canonical encoding is counted, not encoded: it must be the same."""
+    e = FileEntry.from_wire(wire(version={"P": 1}))
+    e.version = version
+    assert entry_cost(e) == entry_cost(e, versions.encode(version))
+
+
 def test_a_vector_of_more_devices_than_the_limit_is_refused_not_malformed():
     ok = {f"D{i}": 1 for i in range(MAX_VECTOR)}
     assert len(FileEntry.from_wire(wire(version=ok)).version) == MAX_VECTOR
