@@ -44,43 +44,55 @@ def _key(key: tuple[str, ...], t: str) -> str:
 
 
 def _add(key: tuple[str, ...]) -> str:
-    """A trigger's insert of the new row's entry into content0, unless it is there. Not
-    INSERT OR IGNORE: the statement that fires a trigger imposes its own conflict policy
-    on it, and an upsert's aborts on the entry of a file deleted and brought back."""
-    cols = zip(("src", "prefix", "k1", "k2"), (part.format(t="new") for part in key),
-               strict=True)
-    return (f"INSERT INTO content0 SELECT {_key(key, 'new')} WHERE NOT EXISTS (SELECT 1 "
-            f"FROM content0 WHERE {' AND '.join(f'{c} = {v}' for c, v in cols)});")
+    """A trigger's insert of the new row's entry into content0, unless it is there.
+
+    An upsert's DO NOTHING, which holds whatever the statement that fires the trigger
+    says: an OR IGNORE in its place takes that statement's conflict policy, and an
+    upsert's aborted on the entry of a file deleted and brought back. Not a NOT EXISTS
+    probe either: that made an insert of a file's row cost three times a plain one
+    (schema 5: 7.7 us a row, 5.3 us this way, 2.5 us without the trigger)."""
+    return (f"INSERT INTO content0 SELECT {_key(key, 'new')} WHERE true "
+            "ON CONFLICT DO NOTHING;")
 
 
-_SCHEMA = [
-    *(f"CREATE TABLE {t} (src INTEGER NOT NULL, prefix BLOB NOT NULL, k1 INTEGER NOT NULL, "
-      "k2 INTEGER NOT NULL, PRIMARY KEY (src, prefix, k1, k2)) WITHOUT ROWID" for t in _LEVELS),
-    f"""CREATE TRIGGER content_file_new AFTER INSERT ON files
+_TABLES = [
+    f"CREATE TABLE {t} (src INTEGER NOT NULL, prefix BLOB NOT NULL, k1 INTEGER NOT NULL, "
+    "k2 INTEGER NOT NULL, PRIMARY KEY (src, prefix, k1, k2)) WITHOUT ROWID" for t in _LEVELS]
+_TRIGGERS = {
+    "content_file_new": f"""CREATE TRIGGER content_file_new AFTER INSERT ON files
         WHEN {_LIVE_FILE.format(t='new')}
         BEGIN {_add(_FILE_KEY)} END""",
-    f"""CREATE TRIGGER content_file_changed AFTER UPDATE OF kind, deleted, blocks ON files
+    "content_file_changed": f"""CREATE TRIGGER content_file_changed
+        AFTER UPDATE OF kind, deleted, blocks ON files
         WHEN {_LIVE_FILE.format(t='new')} AND NOT ({_LIVE_FILE.format(t='old')}
             AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8))
         BEGIN {_add(_FILE_KEY)} END""",
-    f"""CREATE TRIGGER content_remote_new AFTER INSERT ON remote_files
+    "content_remote_new": f"""CREATE TRIGGER content_remote_new AFTER INSERT ON remote_files
         WHEN {_LIVE_REMOTE.format(t='new')}
         BEGIN {_add(_REMOTE_KEY)} END""",
-    f"""CREATE TRIGGER content_remote_changed AFTER UPDATE OF deleted, blocks, device, seq
-        ON remote_files WHEN {_LIVE_REMOTE.format(t='new')} AND NOT ({_LIVE_REMOTE.format(t='old')}
+    "content_remote_changed": f"""CREATE TRIGGER content_remote_changed
+        AFTER UPDATE OF deleted, blocks, device, seq ON remote_files
+        WHEN {_LIVE_REMOTE.format(t='new')} AND NOT ({_LIVE_REMOTE.format(t='old')}
             AND substr(old.blocks, 1, 8) = substr(new.blocks, 1, 8)
             AND old.device = new.device AND old.seq = new.seq)
         BEGIN {_add(_REMOTE_KEY)} END""",
-]
+}
 
 
 def create(db: sqlite3.Connection) -> None:
     """Schema 5: the levels and their triggers in place of the two content indexes."""
     db.execute("DROP INDEX IF EXISTS files_content")
     db.execute("DROP INDEX IF EXISTS remote_content")
-    for stmt in _SCHEMA:
+    for stmt in [*_TABLES, *_TRIGGERS.values()]:
         db.execute(stmt)
     rebuild(db)
+
+
+def renew_triggers(db: sqlite3.Connection) -> None:
+    """Schema 6: the triggers of schema 5 made again with today's `_add`."""
+    for name, stmt in _TRIGGERS.items():
+        db.execute(f"DROP TRIGGER IF EXISTS {name}")
+        db.execute(stmt)
 
 
 def merge(db: sqlite3.Connection) -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from app.core import contentindex
+from app.core import index as index_mod
 from app.core.index import Index
 from app.core.model import FileEntry
 
@@ -110,3 +111,30 @@ def test_rebuilt_from_the_rows_it_holds_exactly_the_live_entries(idx):
     assert level_sizes(idx) == [0, 0, 20]  # 19 live files and the peer's row
     assert idx.find_blocks([e.blocks for e in live]) == {
         e.blocks: (e.path, 0) for e in live[1:]}
+
+
+def test_an_index_of_schema_5_gets_the_triggers_of_today(tmp_path, monkeypatch):
+    """Schema 6 made the triggers again: what one made before holds is still found,
+    and a new entry goes in the way `contentindex._add` adds it now."""
+    db = tmp_path / "i.db"
+    a, c = os.urandom(32), os.urandom(32)
+    monkeypatch.setattr(index_mod, "MIGRATIONS", index_mod.MIGRATIONS[:5])
+    with Index(db, DEV) as ix:
+        ix._main.execute("DROP TRIGGER content_file_new")  # as schema 5 shipped it
+        ix._main.execute(
+            "CREATE TRIGGER content_file_new AFTER INSERT ON files WHEN new.kind = 0 AND "
+            "NOT new.deleted AND new.blocks != x'' BEGIN INSERT INTO content0 SELECT 0, "
+            "substr(new.blocks, 1, 8), new.rowid, 0 WHERE NOT EXISTS (SELECT 1 FROM content0 "
+            "WHERE src = 0 AND prefix = substr(new.blocks, 1, 8) AND k1 = new.rowid "
+            "AND k2 = 0); END")
+        ix.put_local([entry("a", a)])
+    monkeypatch.undo()
+    with Index(db, DEV) as ix:
+        assert ix.schema_version == 6
+        triggers = dict(ix._main.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        assert set(triggers) == {"content_file_new", "content_file_changed",
+                                 "content_remote_new", "content_remote_changed"}
+        assert all("ON CONFLICT DO NOTHING" in sql for sql in triggers.values())
+        ix.put_local([entry("c", c)])
+        assert ix.find_blocks([a, c]) == {a: ("a", 0), c: ("c", 0)}

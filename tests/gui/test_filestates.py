@@ -184,3 +184,12 @@ def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path)
     assert mirror.rows["local.txt"][4] == "changed here; desktop can fetch it now (connected)"
     assert not tracker.poll()  # nothing moved: nothing is worked out again
     tracker.close()
+
+
+def test_the_index_of_today_is_read_directly(tmp_path):
+    """A schema the tracker does not know sends every refresh through file_states():
+    each new migration must be one it knows (their columns are the same since 3)."""
+    with Index(tmp_path / "i.db", "ME") as ix:
+        tracker = StateTracker(ix, tmp_path / "i.db", None)
+        assert tracker._db is not None
+        tracker.close()
