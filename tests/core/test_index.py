@@ -4,6 +4,7 @@ import threading
 import time
 from dataclasses import replace
 
+import msgpack
 import pytest
 
 from app.core import contentindex
@@ -562,8 +563,6 @@ def test_a_vector_is_stored_as_the_same_bytes_however_many_devices_it_names(tmp_
     """SQL compares stored vectors as blobs (ours against a peer's): a vector of one
     device (encoded on a shorter path) must come out as the general encoding would
     make it, which is also what older versions of p2psync stored."""
-    import msgpack
-
     with Index(tmp_path / "i.db", "ME") as idx:
         idx.put_local([FileEntry("a", version={"P": 300}, modified_by="P"),
                        FileEntry("b", version={"P": 2, "Q": 1}, modified_by="P")])
