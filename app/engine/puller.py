@@ -59,6 +59,7 @@ SMALL_BATCH_BYTES = 2 * 1024 * 1024
 SMALL_BATCHES_IN_FLIGHT = 4  # one being written while the next ones arrive
 LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links (where there are any)
 RENAME_BATCH = 1000  # moves carried out (and indexed) in one step of the writer thread
+MKDIR_BATCH = 1000  # directories made in one step of the writer thread
 BATCH_DIRS = 64  # directories one batch works in (a descriptor each, two batches at once)
 
 
@@ -152,7 +153,8 @@ class Puller:
                 files.append(a)
         deletes = sorted((a for a in rest if a.op == DELETE),
                          key=lambda a: (a.target.kind == Kind.DIR, -a.path.count("/"), a.path))
-        await self._run_in_turn(early, result)
+        await self._run_in_turn([a for a in early if a.op != MKDIR], result)
+        await self._run_mkdirs([a for a in early if a.op == MKDIR], result)
         await self._run_renames(renames, result)
         sem = asyncio.Semaphore(FILE_CONCURRENCY)
 
@@ -193,13 +195,18 @@ class Puller:
             await getattr(self, f"_do_{a.op}")(a, result)
             result.done += 1
         except Exception as e:  # noqa: BLE001 - one file's failure must not end the round
-            if not isinstance(e, apply.DiskChanged | NoSource | OSError | paths.BadPath
-                              | ValueError):
-                log.exception("unexpected failure syncing %s", a.path)
-            self._failed(a, e, result)
+            self._failed_unexpectedly(a, e, result)
         finally:
             self.in_progress.pop(a.path, None)
         await self._flush_if_full()
+
+    def _failed_unexpectedly(self, a: Action, e: Exception, result: RoundResult) -> None:
+        """`_failed`, with the traceback logged where e is none of the failures a round
+        expects (a bug, not a disk that changed or a peer that left)."""
+        if not isinstance(e, apply.DiskChanged | NoSource | OSError | paths.BadPath
+                          | ValueError):
+            log.exception("unexpected failure syncing %s", a.path, exc_info=e)
+        self._failed(a, e, result)
 
     def _failed(self, a: Action, e: Exception, result: RoundResult) -> None:
         if isinstance(e, apply.DiskChanged):
@@ -407,8 +414,31 @@ class Puller:
 
     # mkdir, chmod, rmdir and the archive's rename wait for the file system's journal:
     # on the writer thread, not the loop (a renamed million's mkdirs held it 136 ms)
-    async def _do_mkdir(self, a: Action, result: RoundResult) -> None:
-        await self._on_writer(self._mkdir, a)
+    async def _run_mkdirs(self, actions: list[Action], result: RoundResult) -> None:
+        """A round's directories, MKDIR_BATCH at a time on the writer thread (parents
+        first: the plan is in path order). One at a time, each waited for the writer
+        thread and the disk lock: a first sync of 100,000 tiny files spent 0.9 s of its
+        12 s making its 1,000 directories, with nothing fetched meanwhile."""
+        for i in range(0, len(actions), MKDIR_BATCH):
+            chunk = actions[i:i + MKDIR_BATCH]
+            outcomes = await self._on_writer(self._mkdir_many, chunk)
+            for a, out in zip(chunk, outcomes, strict=True):
+                if out is None:
+                    result.done += 1
+                else:
+                    self._failed_unexpectedly(a, out, result)
+            await self._flush_if_full()
+
+    def _mkdir_many(self, actions: list[Action]) -> list[Exception | None]:
+        """On the writer thread, under the disk lock: per directory, None or why not."""
+        out: list[Exception | None] = []
+        for a in actions:
+            try:
+                self._mkdir(a)
+                out.append(None)
+            except Exception as e:  # noqa: BLE001 - one directory's failure is its own
+                out.append(e)
+        return out
 
     def _mkdir(self, a: Action) -> None:
         local = self._planned_local(a)
