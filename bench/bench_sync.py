@@ -198,6 +198,8 @@ class ProcResult:
     wall_s: float
     maxrss_mib: float
     stderr: str
+    cpu_s: float = 0.0  # user + system time of the process (and its threads)
+    peer_cpu_s: float = 0.0  # what run node A used meanwhile (`Ctx.sync`)
 
     def check(self, what: str) -> None:
         if self.returncode != 0:
@@ -205,7 +207,7 @@ class ProcResult:
 
 
 def run_measured(cmd: list[str], timeout: float) -> ProcResult:
-    """Run cmd to completion; wall time and this child's own peak RSS (VmHWM).
+    """Run cmd to completion; wall time, CPU time and this child's own peak RSS (VmHWM).
 
     The disk's write-back of whatever ran before is done first (`os.sync`): else a
     run pays for the one before it (rsync after a first sync took 14 s or 33 s as
@@ -220,7 +222,7 @@ def run_measured(cmd: list[str], timeout: float) -> ProcResult:
         killer = threading.Timer(timeout, _kill_quietly, args=(pidfd,))
         killer.start()
         try:
-            _, status = os.waitpid(proc.pid, 0)
+            _, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
             killer.join()
@@ -228,7 +230,8 @@ def run_measured(cmd: list[str], timeout: float) -> ProcResult:
         wall = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not reap it again
         err.seek(0)
-        return ProcResult(proc.returncode, wall, peak.stop_mib(), err.read())
+        return ProcResult(proc.returncode, wall, peak.stop_mib(), err.read(),
+                          usage.ru_utime + usage.ru_stime)
 
 
 def _kill_quietly(pidfd: int) -> None:
@@ -296,6 +299,15 @@ class RunNode:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        """User + system time A has used so far (/proc/PID/stat, all its threads)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            raise BenchFailure("no /proc/PID/stat of A") from None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def vmhwm_mib(self) -> float:
         kib = vmhwm_kib(self.proc.pid)
@@ -523,8 +535,10 @@ class Ctx:
         return dirs  # type: ignore[return-value]
 
     def sync(self, b: Path, b_cfg: Path, node: RunNode, what: str) -> ProcResult:
+        before = node.cpu_s()
         res = run_measured(sync_cmd(b, b_cfg, node.address, self.timeout),
                            self.timeout + 60)
+        res.peer_cpu_s = node.cpu_s() - before
         keep_log(f"sync {what}", res.stderr)
         res.check(what)
         return res
@@ -533,6 +547,10 @@ class Ctx:
 def add_sync_figures(fig: Figures, prefix: str, res: ProcResult) -> None:
     received, sent = traffic(res.stderr)
     fig.add(f"{prefix}.sync_rss_mib", res.maxrss_mib)
+    # Wall time over CPU time: whether a side waited or worked (two cores: a wall
+    # close to B's CPU means B is the bound, and only less work on B makes it faster).
+    fig.add(f"{prefix}.sync_cpu_s", res.cpu_s)
+    fig.add(f"{prefix}.a_cpu_s", res.peer_cpu_s)
     add_loop_figures(fig, prefix, "sync", res.stderr)
     fig.add(f"{prefix}.block_bytes_received", received)
     fig.add(f"{prefix}.bytes_sent", sent)
@@ -807,7 +825,7 @@ def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
             first = proc.stdout.read(1)
             first_at = time.monotonic()
             out = first + proc.stdout.read()
-            _, status = os.waitpid(proc.pid, 0)
+            _, status, usage = os.wait4(proc.pid, 0)
         finally:
             killer.cancel()
         wall = time.monotonic() - start
