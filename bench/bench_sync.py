@@ -825,7 +825,7 @@ def measure_status(folder: Path, config: Path, timeout: float) -> StatusResult:
             first = proc.stdout.read(1)
             first_at = time.monotonic()
             out = first + proc.stdout.read()
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status = os.waitpid(proc.pid, 0)
         finally:
             killer.cancel()
         wall = time.monotonic() - start
