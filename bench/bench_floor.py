@@ -116,7 +116,7 @@ class Receiver:
         while (batch := self.queue.get()) is not None:
             try:
                 self._write(*batch)
-            except Exception as e:  # noqa: BLE001 - reported by run(), the reader goes on
+            except Exception as e:  # noqa: BLE001 - run_once reports it; the reader goes on
                 self.failed.append(e)
 
     def _write(self, entries: list[FileEntry], files: list[batchwrite.SmallFile]) -> None:
@@ -129,12 +129,12 @@ class Receiver:
         self.failed += [p for p in placed if not isinstance(p, batchwrite.Placed)]
         if self.index is None:
             return
-        done = [(e, e.seq, e.recorded(p.inode, p.ctime_ns))
+        done = [(e, e.recorded(p.inode, p.ctime_ns))  # e keeps the sender's seq
                 for e, p in zip(entries, placed, strict=True) if isinstance(p, batchwrite.Placed)]
-        self.index.put_local([r for _, _, r in done])
+        self.index.put_local([r for _, r in done])  # r gets ours
         if not self.bookkept:  # bookkept: put_local turned the pending rows into these
             self.index.put_remote("A", b"A" * 16, [], 0,
-                                  [(e.path, theirs, r.seq) for e, theirs, r in done])
+                                  [(e.path, e.seq, r.seq) for e, r in done])
 
 
 def run_once(src: Path, entries: list[FileEntry], dest: Path, ids: Path, bookkept: bool,
