@@ -40,12 +40,18 @@ import blake3
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_sync import RsyncDaemon, populate_small, populate_tiny  # noqa: E402
+from bench_sync import (  # noqa: E402
+    RsyncDaemon,
+    populate_small,
+    populate_tiny,
+    tree_digest,
+    walk_files,
+)
 
 from app.core import batchwrite, modes, paths  # noqa: E402
 from app.core.index import Index  # noqa: E402
 from app.core.model import FileEntry, Kind  # noqa: E402
-from app.net import identity  # noqa: E402
+from app.net import datalink, identity  # noqa: E402
 
 BATCH = 1000  # entries a frame: the size of an index page (INDEX_BATCH)
 _LEN = struct.Struct(">I")
@@ -54,7 +60,7 @@ _LEN = struct.Struct(">I")
 def entries_of(folder: Path) -> list[FileEntry]:
     """The sender's index, made before the clock starts (a `run` node has it)."""
     out = []
-    for seq, path in enumerate(sorted(p for p in folder.rglob("*") if p.is_file()), 1):
+    for seq, path in enumerate(sorted(walk_files(folder)), 1):
         data = path.read_bytes()
         block = blake3.blake3(data).digest()
         out.append(FileEntry(path.relative_to(folder).as_posix(), Kind.FILE, len(data),
@@ -72,14 +78,9 @@ def send(sock: socket.socket, folder: Path, entries: list[FileEntry]) -> None:
     sock.sendall(_LEN.pack(1) + msgpack.packb([]))
 
 
-def recv_exact(sock, n: int) -> bytearray:
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
     buf = bytearray(n)
-    view, got = memoryview(buf), 0
-    while got < n:
-        k = sock.recv_into(view[got:])
-        if not k:
-            raise EOFError("the sender closed mid-frame")
-        got += k
+    datalink.recv_exact(sock, memoryview(buf))
     return buf
 
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         for _ in range(args.runs):
             runs.append(run_once(src, entries, work / "b", work / "ids", args.bookkept,
                                  not args.no_index))
-            runs[-1]["same"] = _same_tree(src, work / "b" / "folder")
+            runs[-1]["same"] = tree_digest(src) == tree_digest(work / "b" / "folder")
             if args.compare:
                 runs[-1]["rsync_s"] = _rsync(src, work)
         figures = _figures(len(entries), runs)
@@ -220,12 +221,6 @@ def _rsync(src: Path, work: Path) -> float:
     finally:
         daemon.stop()
         shutil.rmtree(work / "r", ignore_errors=True)
-
-
-def _same_tree(a: Path, b: Path) -> bool:
-    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    return files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and \
-        all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 
 def _figures(count: int, runs: list[dict]) -> dict:
