@@ -21,7 +21,7 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
@@ -171,12 +171,7 @@ class Puller:
         """fn(*args) on the writer thread, under the disk lock; cancelled, it still waits
         for fn to finish, so that the lock is kept until the disk work is done."""
         async with self.lock:
-            job = asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
-            try:
-                return await asyncio.shield(job)
-            except asyncio.CancelledError:
-                await asyncio.wait([job])
-                raise
+            return await _until_done(self._writer, fn, *args)
 
     async def _run_in_turn(self, actions: list[Action], result: RoundResult) -> None:
         """One after the other, giving the loop a turn after each: a step takes the disk
@@ -188,7 +183,8 @@ class Puller:
 
     async def _run_one(self, a: Action, result: RoundResult) -> None:
         try:
-            if a.op == FETCH and not self._live_sources(a) and not self._all_local(a):
+            if a.op == FETCH and not self._live_sources(a) and \
+                    not await asyncio.to_thread(self._all_local, a):
                 result.waiting += 1
                 return
             await getattr(self, f"_do_{a.op}")(a, result)
@@ -869,6 +865,8 @@ class Puller:
         return [c for d in a.sources if (c := conns.get(d)) is not None and not c.resting]
 
     def _all_local(self, a: Action) -> bool:
+        """Whether every block of the target is here (in a worker thread: an index read
+        per block)."""
         local = self.index.get(a.path)
         have = set(local.block_hashes()) if local and not local.deleted else set()
         size = a.target.size
@@ -879,12 +877,38 @@ class Puller:
         """Write every block of the target into fd, cheapest source first.
 
         Returns the names of the peers that sent blocks (none when all were local).
+        Sorting the blocks and copying the ones found here run in worker threads: for a
+        file of gigabytes they are thousands of index reads and block copies, and a
+        512 MiB file copied on a peer held the loop 451 ms here (peers drop a node
+        that does not answer for 6 s).
         """
         target = a.target
         hashes = target.block_hashes()
-        # All-zero blocks are never fetched nor written: they stay holes of the temp file.
-        have = await asyncio.to_thread(_blocks_present, fd, hashes, target.size) if resume \
-            else _zero_blocks(target)
+        ranges, missing = await _until_done(None, self._sort_blocks, fd, a, hashes, resume)
+        if ranges:
+            local = self.index.get(a.path)
+            copied = await _until_done(None, _copy_ranges, paths.safe_join(self.root, a.path),
+                                       fd, ranges, target.size)
+            if not apply.matches_disk(self.root, local, a.path):
+                raise apply.DiskChanged  # edited while we copied from it: start over later
+            result.bytes_reused += copied
+        elsewhere = await _until_done(None, self._copy_found, fd, target, hashes, missing) \
+            if missing else []
+        result.bytes_reused += sum(_block_size(target.size, i) for i in elsewhere)
+        missing = sorted(set(missing) - set(elsewhere))
+        done = target.size - sum(_block_size(target.size, i) for i in missing)
+        self.in_progress[a.path] = (done, target.size)
+        if not missing:
+            return []
+        return await self._fetch_blocks(fd, a, missing, done, result)
+
+    def _sort_blocks(self, fd: int, a: Action, hashes: list[bytes], resume: bool
+                     ) -> tuple[list[int], list[int]]:
+        """In a worker thread: (blocks our current file holds at the same offset, blocks
+        to find elsewhere or fetch); the temp file's blocks and all-zero ones need
+        neither (zero blocks stay holes)."""
+        target = a.target
+        have = _blocks_present(fd, hashes, target.size) if resume else _zero_blocks(target)
         same_place = self._unchanged_blocks(a.path, hashes)
         ranges, missing = [], []
         for i in range(len(hashes)):
@@ -894,23 +918,15 @@ class Puller:
                 ranges.append(i)
             else:
                 missing.append(i)
-        if ranges:
-            local = self.index.get(a.path)
-            copied = await asyncio.to_thread(_copy_ranges, paths.safe_join(self.root, a.path),
-                                             fd, ranges, target.size)
-            if not apply.matches_disk(self.root, local, a.path):
-                raise apply.DiskChanged  # edited while we copied from it: start over later
-            result.bytes_reused += copied
-        found = self.index.find_blocks(list({hashes[i] for i in missing})) if missing else {}
-        elsewhere = [i for i in missing if hashes[i] in found
-                     and self._copy_from_elsewhere(fd, i, target, found[hashes[i]], hashes[i])]
-        result.bytes_reused += sum(_block_size(target.size, i) for i in elsewhere)
-        missing = sorted(set(missing) - set(elsewhere))
-        done = target.size - sum(_block_size(target.size, i) for i in missing)
-        self.in_progress[a.path] = (done, target.size)
-        if not missing:
-            return []
-        return await self._fetch_blocks(fd, a, missing, done, result)
+        return ranges, missing
+
+    def _copy_found(self, fd: int, target: FileEntry, hashes: list[bytes],
+                    missing: list[int]) -> list[int]:
+        """In a worker thread: the missing blocks some file here holds, each checked
+        against its hash as it is read, written into fd; returns which were."""
+        found = self.index.find_blocks(list({hashes[i] for i in missing}))
+        return [i for i in missing if hashes[i] in found
+                and self._copy_from_elsewhere(fd, i, target, found[hashes[i]], hashes[i])]
 
     def _unchanged_blocks(self, rel: str, hashes: list[bytes]) -> list[bool]:
         """Blocks our current file holds at the same offset, trusted while it is unchanged."""
@@ -1071,6 +1087,18 @@ class Puller:
         for i, device in job.refused.items():
             tried.setdefault(i, set()).add(device)
         return sorted(job.lost + list(job.refused)), job.sources, job.fetched
+
+
+async def _until_done(executor: Executor | None, fn: Callable[..., T], *args: object) -> T:
+    """fn(*args) in a worker thread; cancelled, this still waits for fn to end: what fn
+    holds (the disk lock, a temp file's descriptor that the caller closes once this
+    returns and that could be another file's by then) is given back only after it."""
+    job = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        await asyncio.wait([job])
+        raise
 
 
 def _close_quietly(fd: int) -> None:
