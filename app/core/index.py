@@ -1585,9 +1585,7 @@ class Index:
         stored = None if rules is None else json.dumps(rules)
         with self._tx():
             self._db.execute("DELETE FROM ignored")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO ignored (path) VALUES (?)", ((p,) for p in paths)
-            )
+            _many(self._db, "INSERT OR IGNORE INTO ignored (path)", [(p,) for p in paths])
             self._set_meta((IGNORED_RULES_KEY, stored))
 
     @_locked
