@@ -1006,15 +1006,11 @@ class Index:
         """Blocks of files of more than one block (one-block files: see contentindex)."""
         _where_in(self._db, "DELETE FROM blocks", "path", [(e.path,) for e in batch])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
-        self._db.executemany(
-            "INSERT INTO blocks (hash, path, idx) VALUES (?, ?, ?)",
-            (
-                (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
-                for e in latest.values()
-                if e.kind == Kind.FILE and not e.deleted and len(e.blocks) > HASH_LEN
-                for i in range(e.block_count())
-            ),
-        )
+        _many(self._db, "INSERT INTO blocks (hash, path, idx)", [
+            (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
+            for e in latest.values()
+            if e.kind == Kind.FILE and not e.deleted and len(e.blocks) > HASH_LEN
+            for i in range(e.block_count())])
 
     def _versions(self, paths: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
