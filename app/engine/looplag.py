@@ -50,29 +50,32 @@ class LoopLag:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_report = loop.time() + REPORT_EVERY
+        ended = threading.Event()
         if os.environ.get("P2PSYNC_STALL_STACKS"):  # a developer's aid: what blocks the loop
             self._beat = time.monotonic()
-            threading.Thread(target=self._watch, args=(threading.get_ident(),),
+            threading.Thread(target=self._watch, args=(threading.get_ident(), ended),
                              daemon=True).start()
-        while True:
-            asked = loop.time()
-            await asyncio.sleep(TICK)
-            now = loop.time()
-            self._beat = time.monotonic()
-            self.note(now - asked - TICK)
-            if now >= next_report:
-                log.debug("event loop: worst wake-up delay %.0f ms in the last minute",
-                          self._minute_worst * 1000)
-                self._minute_worst = 0.0
-                next_report = now + REPORT_EVERY
+        try:
+            while True:
+                asked = loop.time()
+                await asyncio.sleep(TICK)
+                now = loop.time()
+                self._beat = time.monotonic()
+                self.note(now - asked - TICK)
+                if now >= next_report:
+                    log.debug("event loop: worst wake-up delay %.0f ms in the last minute",
+                              self._minute_worst * 1000)
+                    self._minute_worst = 0.0
+                    next_report = now + REPORT_EVERY
+        finally:
+            ended.set()  # the watcher ends with the probe: that thread runs other things then
 
-    def _watch(self, loop_thread: int) -> None:
+    def _watch(self, loop_thread: int, ended: threading.Event) -> None:
         """Log the loop thread's stack while it has not ticked for over STALL, and the
         other threads' innermost frames: a loop waiting in `select` is waiting for the
         GIL, and one of them has it."""
         me = threading.get_ident()
-        while True:
-            time.sleep(STALL / 2)
+        while not ended.wait(STALL / 2):
             if time.monotonic() - self._beat > STALL:
                 frames = sys._current_frames()
                 frame = frames.get(loop_thread)

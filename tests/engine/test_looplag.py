@@ -1,0 +1,40 @@
+"""The loop-lag probe's developer aid (P2PSYNC_STALL_STACKS): it names what held the
+loop, and falls silent when the probe ends (in a test run, the thread that ran the
+loop goes on to run the next test, which is no stall of anyone's)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.engine.looplag import LoopLag
+
+
+def _hold_the_loop() -> None:
+    time.sleep(0.3)
+
+
+def test_the_stall_aid_names_what_held_the_loop_and_ends_with_the_probe(monkeypatch, caplog):
+    monkeypatch.setenv("P2PSYNC_STALL_STACKS", "1")
+    lag = LoopLag()
+
+    async def main() -> None:
+        probe = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.05)
+        _hold_the_loop()
+        await asyncio.sleep(0.05)
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
+
+    with caplog.at_level(logging.WARNING, logger="app.engine.looplag"):
+        asyncio.run(main())
+        during = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        time.sleep(0.4)  # the same thread, busy with no loop: nothing to report
+        after = [r.getMessage() for r in caplog.records]
+    assert any("event loop busy" in m and "_hold_the_loop" in m for m in during), during
+    assert lag.stalls == 1
+    assert after == []
