@@ -212,7 +212,7 @@ def test_a_large_files_blocks_found_here_are_sorted_and_copied_off_the_loop(tmp_
     thread, and the copy is still made from the file here, with no peer to ask."""
     root = tmp_path / "folder"
     root.mkdir()
-    data = os.urandom(3 * puller_module.BLOCK_SIZE + 1000)
+    data = os.urandom(9 * puller_module.BLOCK_SIZE + 1000)  # over OFFLOOP_WRITES: direct
     (root / "original.bin").write_bytes(data)
     with Index(tmp_path / "index.db", ME) as index:
         scanner.scan(root, index, Ignore(root))
@@ -230,8 +230,8 @@ def test_a_large_files_blocks_found_here_are_sorted_and_copied_off_the_loop(tmp_
 
         for name in ("find_block", "find_blocks"):
             monkeypatch.setattr(index, name, watched(name, getattr(index, name)))
-        monkeypatch.setattr(Puller, "_read_verified",
-                            watched("read", Puller._read_verified))
+        monkeypatch.setattr(puller_module._Sources, "read",
+                            watched("read", puller_module._Sources.read))
 
         async def main():
             puller = new_puller(root, index)  # no peers: only what is here can be used
@@ -270,3 +270,35 @@ def test_a_cancelled_wait_for_disk_work_ends_only_after_the_work():
         assert task.cancelled() and finished == [True]
 
     asyncio.run(main())
+
+
+def test_a_block_found_here_that_changed_since_it_was_indexed_is_not_copied(tmp_path):
+    """The index says where a block was; the file may have been edited since (and not
+    rescanned yet). Each block is checked as it is read: the edited one is not taken,
+    and with no peer to fetch it from, the copy waits for one (its name is not made)."""
+    root = tmp_path / "folder"
+    root.mkdir()
+    block = puller_module.BLOCK_SIZE
+    data = os.urandom(9 * block + 1000)
+    (root / "original.bin").write_bytes(data)
+    with Index(tmp_path / "index.db", ME) as index:
+        scanner.scan(root, index, Ignore(root))
+        _, file_hash, blocks = hashing.hash_file(root / "original.bin")
+        with open(root / "original.bin", "r+b") as f:  # edited after the scan
+            f.seek(4 * block)
+            f.write(os.urandom(block))
+        copy = Action(FETCH, "copy.bin", FileEntry(
+            "copy.bin", size=len(data), mode=0o644, hash=file_hash, blocks=blocks,
+            mtime_ns=1_700_000_000_000_000_000, version={PEER: 1}, modified_by=PEER))
+
+        async def main():
+            puller = new_puller(root, index)
+            try:
+                return await puller.run_round([copy])
+            finally:
+                puller.close()
+
+        result = asyncio.run(main())
+    assert result.done == 0 and result.waiting == 1 and not result.failed
+    assert result.bytes_reused == len(data) - block  # all but the edited block
+    assert not (root / "copy.bin").exists()
