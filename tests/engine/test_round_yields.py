@@ -230,8 +230,8 @@ def test_a_large_files_blocks_found_here_are_sorted_and_copied_off_the_loop(tmp_
 
         for name in ("find_block", "find_blocks"):
             monkeypatch.setattr(index, name, watched(name, getattr(index, name)))
-        monkeypatch.setattr(puller_module._Sources, "read",
-                            watched("read", puller_module._Sources.read))
+        monkeypatch.setattr(Puller, "_read_verified",
+                            watched("read", Puller._read_verified))
 
         async def main():
             puller = new_puller(root, index)  # no peers: only what is here can be used
