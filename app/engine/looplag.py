@@ -76,7 +76,8 @@ class LoopLag:
         GIL, and one of them has it."""
         me = threading.get_ident()
         while not ended.wait(STALL / 2):
-            if time.monotonic() - self._beat > STALL:
+            held = time.monotonic() - self._beat
+            if held > STALL:
                 frames = sys._current_frames()
                 frame = frames.get(loop_thread)
                 if frame is None:
@@ -84,8 +85,8 @@ class LoopLag:
                 others = "".join(
                     f"  [{tid}] " + "  ".join(traceback.format_stack(f)[-3:]).lstrip()
                     for tid, f in frames.items() if tid not in (loop_thread, me))
-                log.warning("event loop busy for %.0f ms in:\n%s  other threads:\n%s",
-                            (time.monotonic() - self._beat) * 1000,
+                log.warning("event loop busy for %.0f ms so far in:\n%s  other threads:\n%s",
+                            held * 1000,
                             "".join(traceback.format_stack(frame)[-12:]), others)
 
     def note(self, delay: float) -> None:
