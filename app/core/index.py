@@ -1070,11 +1070,13 @@ class Index:
         Bookkeeping only (no new version, no new seq): a file's identity on disk, or
         permission bits that do not sync (all but the executable bit).
         """
+        latest = {p: (p, inode_to_db(i), c, m) for p, i, c, m in items}  # the last counts
         with self._tx():
-            self._db.executemany(
-                "UPDATE files SET inode = ?, ctime_ns = ?, mode = ? WHERE path = ?",
-                ((inode_to_db(i), c, m, p) for p, i, c, m in items),
-            )
+            self._db.execute(_STATS_TABLE)
+            _many(self._db, "INSERT INTO temp.stats_in (path, inode, ctime_ns, mode)",
+                  list(latest.values()))
+            self._db.execute(_SET_STATS)
+            self._db.execute("DELETE FROM temp.stats_in")
 
     @_reads
     def find_block(self, h: bytes) -> tuple[str, int] | None:
@@ -1736,6 +1738,19 @@ def _chunks(items: list[T]) -> Iterator[list[T]]:
 
 
 _ROWS_PER_STATEMENT = 400
+
+
+# What a scan saw of unchanged entries goes in through a temporary table, a few hundred
+# rows a statement (`_many`), and from there into `files` in one statement: one
+# executemany step a row let go of the GIL each time, and 2,000 rows held the index's
+# lock 0.86 s beside a busy thread. (UPDATE ... FROM would do it too, from SQLite 3.33.)
+_STATS_TABLE = ("CREATE TEMP TABLE IF NOT EXISTS stats_in (path TEXT PRIMARY KEY, "
+                "inode INTEGER, ctime_ns INTEGER, mode INTEGER) WITHOUT ROWID")
+_SET_STATS = (
+    "UPDATE files SET inode = (SELECT inode FROM temp.stats_in s WHERE s.path = files.path), "
+    "ctime_ns = (SELECT ctime_ns FROM temp.stats_in s WHERE s.path = files.path), "
+    "mode = (SELECT mode FROM temp.stats_in s WHERE s.path = files.path) "
+    "WHERE path IN (SELECT path FROM temp.stats_in)")
 
 
 def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:

@@ -571,3 +571,23 @@ def test_a_vector_is_stored_as_the_same_bytes_however_many_devices_it_names(tmp_
         stored = dict(db.execute("SELECT path, version FROM files"))
     assert stored["a"] == msgpack.packb(sorted([(refs["P"], 300)]))
     assert stored["b"] == msgpack.packb(sorted([(refs["P"], 2), (refs["Q"], 1)]))
+
+
+def test_stats_of_unchanged_entries_are_bookkeeping_only(idx):
+    """What a scan saw of unchanged files (inode, ctime, mode), a few hundred rows a
+    statement: the last word for a path counts, a path not indexed is left out, an
+    inode past 2**63 (as some file systems give) keeps its value, and no entry gets a
+    new version or seq (peers are told nothing)."""
+    idx.put_local([entry(f"d/f{i:04}") for i in range(1000)])
+    before = {e.path: (e.seq, e.version) for e in idx.all_local()}
+    huge = 2**64 - 5
+    idx.set_stats([(f"d/f{i:04}", 10_000 + i, 7, 0o600) for i in range(0, 1000, 2)]
+                  + [("d/f0002", huge, 8, 0o640), ("not/indexed", 1, 1, 0o644)])
+    got = {e.path: e for e in idx.all_local()}
+    assert (got["d/f0000"].inode, got["d/f0000"].ctime_ns, got["d/f0000"].mode) == \
+        (10_000, 7, 0o600)
+    assert (got["d/f0002"].inode, got["d/f0002"].ctime_ns, got["d/f0002"].mode) == \
+        (huge, 8, 0o640)
+    assert got["d/f0001"].inode == entry("d/f0001").inode  # not in the scan's stats
+    assert "not/indexed" not in got
+    assert {p: (e.seq, e.version) for p, e in got.items()} == before
