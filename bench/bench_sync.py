@@ -716,40 +716,42 @@ def add_spread(fig: Figures, name: str, values: list[float]) -> None:
 
 
 def big_edit(ctx: Ctx, node: RunNode, big: Path, b: Path, b_cfg: Path) -> None:
-    fig = ctx.figures
     offset = min(EDIT_OFFSET_MIB, ctx.big_mib // 2) * MIB
-    mark = len(node.lines)
     log(f"overwriting {EDIT_MIB} MiB at {offset // MIB} MiB; waiting for A's rescan")
     edited = time.monotonic()
-    overwrite(big, offset, EDIT_MIB * MIB)
-    at, _ = node.wait_for(r"scan: 1 local change\(s\)", after=mark, timeout=ctx.timeout)
-    fig.add("big_edit.a_rescan_s", at - edited)
-    res = ctx.sync(b, b_cfg, node, "sync after the 1 MiB edit")
-    fig.add("big_edit.sync_s", res.wall_s)
-    add_sync_figures(fig, "big_edit", res)
-    _, fetched, reused = pulled(res.stderr)
-    fig.add("big_edit.bytes_fetched", fetched)
-    fig.add("big_edit.bytes_reused", reused)
-    fig.add("big_edit.a_rss_mib", node.vmhwm_mib())
+    at = resync(ctx, node, b, b_cfg, "big_edit", "sync after the 1 MiB edit",
+                lambda: overwrite(big, offset, EDIT_MIB * MIB))
+    ctx.figures.add("big_edit.a_rescan_s", at - edited)
+    ctx.figures.add("big_edit.a_rss_mib", node.vmhwm_mib())
     verify_same_file(big, b / big.name)
 
 
 def big_copy(ctx: Ctx, node: RunNode, big: Path, b: Path, b_cfg: Path) -> None:
     """Every block of the copy is in B's own file: found, read, checked and written
     there, which must not hold B's event loop (a 512 MiB copy once held it 451 ms)."""
-    fig = ctx.figures
     copy = big.with_name("copy.bin")
-    mark = len(node.lines)
     log("copying the big file on A; waiting for A's rescan")
-    shutil.copyfile(big, copy)
-    node.wait_for(r"scan: 1 local change\(s\)", after=mark, timeout=ctx.timeout)
-    res = ctx.sync(b, b_cfg, node, "sync after the copy")
-    fig.add("big_copy.sync_s", res.wall_s)
-    add_sync_figures(fig, "big_copy", res)
-    _, fetched, reused = pulled(res.stderr)
-    fig.add("big_copy.bytes_fetched", fetched)
-    fig.add("big_copy.bytes_reused", reused)
+    resync(ctx, node, b, b_cfg, "big_copy", "sync after the copy",
+           lambda: shutil.copyfile(big, copy))
     verify_same_file(copy, b / copy.name)
+
+
+def resync(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path, prefix: str, what: str,
+           change: Callable[[], object]) -> float:
+    """One change made in A's folder, A's rescan of it awaited, B synced again: the
+    sync's figures and B's bytes fetched and reused under `prefix`. Returns when A's
+    scan line came (monotonic)."""
+    fig = ctx.figures
+    mark = len(node.lines)
+    change()
+    at, _ = node.wait_for(r"scan: 1 local change\(s\)", after=mark, timeout=ctx.timeout)
+    res = ctx.sync(b, b_cfg, node, what)
+    fig.add(f"{prefix}.sync_s", res.wall_s)
+    add_sync_figures(fig, prefix, res)
+    _, fetched, reused = pulled(res.stderr)
+    fig.add(f"{prefix}.bytes_fetched", fetched)
+    fig.add(f"{prefix}.bytes_reused", reused)
+    return at
 
 
 def sparse_group(ctx: Ctx, want: set[str]) -> None:
