@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from app.core.model import FileEntry, Kind
 from app.core.planner import DELETE, FETCH, MKDIR, Action
 from app.core.versions import bump
 from app.engine import puller as puller_module
-from app.engine.puller import Puller
+from app.engine.puller import Puller, RoundResult
 
 ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 PEER = "PEER000-0000000-0000000-0000000-0000000"
@@ -42,6 +43,39 @@ def deletions_of_dirs(root: Path, index: Index, count: int) -> list[Action]:
 
 def new_puller(root: Path, index: Index) -> Puller:
     return Puller(root, index, asyncio.Lock(), dict, lambda rel: None, lambda kind, data: None)
+
+
+def run_round(root: Path, index: Index, actions: list[Action]) -> RoundResult:
+    """One round of a puller with no peers: only what is here can be used."""
+    async def main() -> RoundResult:
+        puller = new_puller(root, index)
+        try:
+            return await puller.run_round(actions)
+        finally:
+            puller.close()
+
+    return asyncio.run(main())
+
+
+def noting_threads(where: list[tuple[str, str]]) -> Callable:
+    """watched(name, fn): fn, noting (name, the thread it runs on) in `where` first."""
+    def watched(name: str, fn: Callable) -> Callable:
+        def call(*args, **kw):
+            where.append((name, threading.current_thread().name))
+            return fn(*args, **kw)
+        return call
+    return watched
+
+
+def copy_of_a_file_here(root: Path, index: Index, data: bytes) -> Action:
+    """original.bin holding data, scanned into index; and what a peer's copy of it
+    plans here: copy.bin, of the same content."""
+    (root / "original.bin").write_bytes(data)
+    scanner.scan(root, index, Ignore(root))
+    _, file_hash, blocks = hashing.hash_file(root / "original.bin")
+    return Action(FETCH, "copy.bin", FileEntry(
+        "copy.bin", size=len(data), mode=0o644, hash=file_hash, blocks=blocks,
+        mtime_ns=1_700_000_000_000_000_000, version={PEER: 1}, modified_by=PEER))
 
 
 def test_removing_many_directories_yields_between_them(tmp_path):
@@ -108,13 +142,7 @@ def test_mkdir_and_rmdir_of_a_round_are_not_done_on_the_loop(tmp_path, monkeypat
                                                    version={PEER: 1}, modified_by=PEER))
                 for i in range(5)]
         where: list[tuple[str, str]] = []
-
-        def watched(name, fn):
-            def call(*args, **kw):
-                where.append((name, threading.current_thread().name))
-                return fn(*args, **kw)
-            return call
-
+        watched = noting_threads(where)
         monkeypatch.setattr(puller_module.os, "rmdir", watched("rmdir", os.rmdir))
         monkeypatch.setattr(puller_module.apply, "ensure_dirs",
                             watched("mkdir", puller_module.apply.ensure_dirs))
@@ -191,15 +219,7 @@ def test_a_batch_of_small_files_looks_for_their_content_here_off_the_loop(tmp_pa
             real = getattr(index, name)
             monkeypatch.setattr(index, name, lambda arg, real=real: readers.append(
                 threading.current_thread().name) or real(arg))
-
-        async def main():
-            puller = new_puller(root, index)  # no peers: only what is here can be used
-            try:
-                return await puller.run_round(actions)
-            finally:
-                puller.close()
-
-        result = asyncio.run(main())
+        result = run_round(root, index, actions)  # no peers: only what is here
     assert result.done == 10 and result.bytes_reused == sum(map(len, contents))
     assert [(root / "new" / f"{i}.txt").read_bytes() for i in range(10)] == contents
     assert readers and threading.main_thread().name not in readers, readers
@@ -212,35 +232,16 @@ def test_a_large_files_blocks_found_here_are_sorted_and_copied_off_the_loop(tmp_
     thread, and the copy is still made from the file here, with no peer to ask."""
     root = tmp_path / "folder"
     root.mkdir()
-    data = os.urandom(9 * puller_module.BLOCK_SIZE + 1000)  # over OFFLOOP_WRITES: direct
-    (root / "original.bin").write_bytes(data)
+    data = os.urandom(9 * puller_module.BLOCK_SIZE + 1000)  # more than one block: a large file
     with Index(tmp_path / "index.db", ME) as index:
-        scanner.scan(root, index, Ignore(root))
-        _, file_hash, blocks = hashing.hash_file(root / "original.bin")
-        copy = Action(FETCH, "copy.bin", FileEntry(
-            "copy.bin", size=len(data), mode=0o644, hash=file_hash, blocks=blocks,
-            mtime_ns=1_700_000_000_000_000_000, version={PEER: 1}, modified_by=PEER))
+        copy = copy_of_a_file_here(root, index, data)
         where: list[tuple[str, str]] = []
-
-        def watched(name, fn):
-            def call(*args, **kw):
-                where.append((name, threading.current_thread().name))
-                return fn(*args, **kw)
-            return call
-
+        watched = noting_threads(where)
         for name in ("find_block", "find_blocks"):
             monkeypatch.setattr(index, name, watched(name, getattr(index, name)))
         monkeypatch.setattr(Puller, "_read_verified",
                             watched("read", Puller._read_verified))
-
-        async def main():
-            puller = new_puller(root, index)  # no peers: only what is here can be used
-            try:
-                return await puller.run_round([copy])
-            finally:
-                puller.close()
-
-        result = asyncio.run(main())
+        result = run_round(root, index, [copy])
     assert result.done == 1 and result.bytes_reused == len(data)
     assert (root / "copy.bin").read_bytes() == data
     assert {name for name, _ in where} == {"find_block", "find_blocks", "read"}
@@ -280,25 +281,12 @@ def test_a_block_found_here_that_changed_since_it_was_indexed_is_not_copied(tmp_
     root.mkdir()
     block = puller_module.BLOCK_SIZE
     data = os.urandom(9 * block + 1000)
-    (root / "original.bin").write_bytes(data)
     with Index(tmp_path / "index.db", ME) as index:
-        scanner.scan(root, index, Ignore(root))
-        _, file_hash, blocks = hashing.hash_file(root / "original.bin")
+        copy = copy_of_a_file_here(root, index, data)
         with open(root / "original.bin", "r+b") as f:  # edited after the scan
             f.seek(4 * block)
             f.write(os.urandom(block))
-        copy = Action(FETCH, "copy.bin", FileEntry(
-            "copy.bin", size=len(data), mode=0o644, hash=file_hash, blocks=blocks,
-            mtime_ns=1_700_000_000_000_000_000, version={PEER: 1}, modified_by=PEER))
-
-        async def main():
-            puller = new_puller(root, index)
-            try:
-                return await puller.run_round([copy])
-            finally:
-                puller.close()
-
-        result = asyncio.run(main())
+        result = run_round(root, index, [copy])
     assert result.done == 0 and result.waiting == 1 and not result.failed
     assert result.bytes_reused == len(data) - block  # all but the edited block
     assert not (root / "copy.bin").exists()
