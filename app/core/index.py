@@ -775,6 +775,18 @@ class Index:
         return out
 
     @_reads
+    def unknown_paths(self, paths: list[str]) -> set[str]:
+        """Those of `paths` nothing here speaks of: no entry of ours, no row of any peer
+        (nothing planned or kept for them, so nothing can be at work on them)."""
+        known: set[str] = set()
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            known.update(r[0] for r in self._db.execute(
+                f"SELECT path FROM files WHERE path IN ({marks}) UNION ALL "
+                f"SELECT path FROM remote_files WHERE path IN ({marks})", chunk + chunk))
+        return set(paths) - known
+
+    @_reads
     def briefs_of(self, paths: list[str]) -> dict[str, Brief]:
         """path -> brief for those of `paths` the index has: a query per 500 paths."""
         out: dict[str, Brief] = {}
@@ -977,12 +989,15 @@ class Index:
         return out
 
     @_locked
-    def put_local(self, entries: Iterable[FileEntry]) -> None:
+    def put_local(self, entries: Iterable[FileEntry], held_by: str | None = None) -> None:
         """Store local changes in one transaction, each under a fresh sequence number.
 
         The seq is written back into each entry only once the transaction committed,
         so a failed write leaves the callers' objects as they were. What peers announced
-        of these paths is brought up to date too (see `_after_local`).
+        of these paths is brought up to date too (see `_after_local`). `held_by`: a
+        device that holds each of them exactly, under the seq the entry still carries
+        (its copies of its own entries): a `remote_same` row each, in the same
+        transaction, so that what we announce never tells it of them in full.
         """
         batch = list(entries)
         if not batch:
@@ -997,6 +1012,10 @@ class Index:
                   f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
             self._write_blocks(batch)
             self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
+            if held_by is not None:
+                ref = dev.ref(held_by)
+                _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)",
+                      [(e.path, ref, e.seq) for e in batch])
             contentindex.merge(self._db)
         self._committed_seq = max(self._committed_seq, seqs[-1])
         for e, s in zip(batch, seqs, strict=True):
@@ -1178,7 +1197,9 @@ class Index:
             ).fetchone()
             ref = self._devices.ref(device)
             usage = [0, 0]
-            if row is None or bytes(row[0]) != index_id:
+            if row is None:
+                pass  # its first page: what it holds of ours so far came with `put_local`
+            elif bytes(row[0]) != index_id:
                 self._db.execute("DELETE FROM remote_files WHERE device = ?", (ref,))
                 self._db.execute("DELETE FROM remote_same WHERE device = ?", (ref,))
             else:

@@ -19,6 +19,7 @@ import socket
 import sqlite3
 import ssl
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from app.engine.invites import Invites
 from app.engine.links import LinkHub, PeerLinks
 from app.engine.looplag import LoopLag, keep_loop_responsive
 from app.engine.puller import Puller
-from app.engine.serving import SERVE_IN_FLIGHT, OpenFiles, answer_requests
+from app.engine.serving import SERVE_IN_FLIGHT, OpenFiles, answer_requests, with_contents
 from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import PeerConnection, ProtocolError
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSON, as on the wire)
 
 INDEX_BATCH = 1000
+ARRIVALS_LOGGED = 5000  # files put in place with a peer's index: logged this many at a time
 STALE_PLAN_TRIES = 2  # a plan read behind is made again at once, on renewed readers
 SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
 STATE_BLOCKED_MAX = 50  # files we cannot sync, listed in a state message
@@ -102,6 +104,11 @@ class PeerState:
     index_streaming: bool = False  # its last index page said more of it follows
     pages: int = 0  # its index pages stored, counted before and after each (`_on_index`)
     refused: dict[str, int] = field(default_factory=dict)  # limit -> its entries refused
+    # Contents with the index pages (see _take_arrivals): we asked it for them; it asked us
+    # (until we sent it our whole index once)
+    asked_contents: bool = False
+    wants_contents: bool = False
+    arrivals: list = field(default_factory=lambda: [0, 0, 0.0])  # taken, bytes, s: not logged yet
 
 
 class ConnectFailure(Exception):
@@ -365,6 +372,16 @@ class Node:
 
     def _first_scan_done(self) -> bool:
         return self._first_scan is None or self._first_scan.done()
+
+    def _empty_here(self) -> bool:
+        """Whether the folder holds nothing but our own `.p2psync` (a new device's): then
+        a peer's first pages bring its small files' contents along (see _take_arrivals).
+        Only bytes depend on it: what is put in place that way is judged path by path."""
+        try:
+            with os.scandir(self.root) as found:
+                return all(e.name == paths.META_DIR for e in found)
+        except OSError:
+            return False
 
     def _settle(self) -> float:
         """How long a file must have been still to be picked up: SETTLE once a watching
@@ -690,6 +707,7 @@ class Node:
 
     async def _adopt_connection(self, reader, writer, info, outgoing: bool,
                                 address: str) -> PeerState:
+        empty = await asyncio.to_thread(self._empty_here)
         if info.device_id == self.device_id:
             writer.close()
             raise ConnectFailure(f"{address}: that is this device itself")
@@ -703,7 +721,7 @@ class Node:
                 return existing
             await existing.conn.close("replaced by a second connection")
         conn = PeerConnection(reader, writer, info, outgoing=outgoing, address=address)
-        peer = PeerState(conn)
+        peer = PeerState(conn, asked_contents=empty)
         self.peers[info.device_id] = peer
         if self.roles is not None:
             self.roles.link_up(info.device_id, {**info.extra, "name": info.name},
@@ -711,6 +729,7 @@ class Node:
         their_id, have = self.index.remote_state(info.device_id)
         peer.links = self.links.for_connection(conn)
         conn.send_nowait({"t": "start", "index_id": their_id, "have": have,
+                          **({"contents": True} if empty else {}),
                           **peer.links.start_fields()})
         peer.server = self._spawn(self._serve_requests(peer))
         self._spawn(self._run_connection(peer))
@@ -791,6 +810,7 @@ class Node:
         if not isinstance(index_id, bytes) or not isinstance(have, int) or have < 0:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
+        peer.wants_contents = msg.get("contents") is True
         if peer.links is not None:
             peer.links.heard_start(msg)
         peer.sender = self._spawn(self._send_index(peer))
@@ -802,16 +822,18 @@ class Node:
         self._saw(peer.conn.device_id)
 
     async def _on_index(self, peer: PeerState, msg: dict) -> None:
-        """Check a batch of a peer's index and store it (in a worker thread: the loop
-        goes on meanwhile, and the next message is read once it is stored)."""
+        """Check a batch of a peer's index and store it (in worker threads: the loop goes
+        on meanwhile, and the next message is read once it is stored)."""
         index_id, entries, max_seq = msg.get("index_id"), msg.get("entries"), msg.get("max_seq")
         if not (isinstance(index_id, bytes) and len(index_id) <= 64
                 and isinstance(entries, list) and len(entries) <= INDEX_BATCH
                 and isinstance(max_seq, int) and 0 <= max_seq <= MAX_INT):
             raise ProtocolError("malformed 'index'")
+        contents = _sent_contents(msg.get("contents"), len(entries))
+        sent: dict[str, bytes] = {}  # path -> the content that came with its entry
         good: list[FileEntry] = []
         ours: list[tuple[str, int, int]] = []
-        for item in entries:
+        for i, item in enumerate(entries):
             if isinstance(item, list) and len(item) == 3:  # "what you have"
                 if not (isinstance(item[0], str) and len(item[0]) <= 4096
                         and all(isinstance(n, int) and 0 <= n <= MAX_INT for n in item[1:])):
@@ -837,6 +859,8 @@ class Node:
                                 peer.conn.info.name, entry.path[:200], e)
                 continue
             good.append(entry)
+            if i in contents:
+                sent[entry.path] = contents[i]
         more = msg.get("more")  # a device of an earlier release says it by a full page
         streaming = more if isinstance(more, bool) else len(entries) == INDEX_BATCH
         # Said before the page can be in the index: an assessment whose snapshot holds
@@ -844,6 +868,8 @@ class Node:
         peer.index_streaming |= streaming
         peer.pages += 1
         try:
+            if peer.asked_contents:
+                good = await self._take_arrivals(peer, good, sent, streaming)
             over = await asyncio.to_thread(self.index.put_remote, peer.conn.device_id,
                                            index_id, good, max_seq, ours)
         finally:
@@ -855,6 +881,57 @@ class Node:
         peer.index_streaming = streaming
         self._pull_wake.set()
         self.changed.set()
+
+    async def _take_arrivals(self, peer: PeerState, entries: list[FileEntry],
+                             contents: dict[str, bytes], streaming: bool) -> list[FileEntry]:
+        """New directories and small files of a page put in place as it comes in, with
+        the contents the peer sent along (it does for a device whose folder was empty
+        when they connected: a new device's first sync). Returns the entries left to
+        store and plan as usual.
+
+        Only for paths nothing here speaks of (`Index.unknown_paths`: no entry of ours,
+        no row of any peer), so no plan could say anything but "fetch it" and no round
+        can be at work on them; only where names need no screening against each other
+        and nothing holds the pulls back (paused, a folder that looks unmounted). What
+        was put in place is indexed as ours and as what the peer holds: no plan,
+        request or round for it. Anything that fails here is left to the planner.
+        """
+        if self._first_scan is not None and not self._first_scan.done():
+            await asyncio.wait([self._first_scan])  # (a sync scans while it connects)
+        names = self.puller.names
+        if self.paused or self.unmounted is not None or names.strict or \
+                not names.case_sensitive:
+            return entries
+        twice = {p for p, n in Counter(e.path for e in entries).items() if n > 1}
+        dirs, files = [], []
+        for e in entries:
+            if e.deleted or e.path in twice or e.path == IGNORE_FILE or \
+                    self.ignore.matches(e.path, e.kind == Kind.DIR):
+                continue
+            if e.kind == Kind.DIR:
+                dirs.append(e)
+            elif e.kind == Kind.FILE and e.size <= BLOCK_SIZE:
+                data = contents.get(e.path, b"" if not e.size else None)
+                if data is not None and len(data) == e.size:
+                    files.append((e, data))
+        if not dirs and not files:
+            return entries
+        unknown = await asyncio.to_thread(self.index.unknown_paths,
+                                          [e.path for e in dirs] + [e.path for e, _ in files])
+        dirs = [e for e in dirs if e.path in unknown]
+        files = [(e, data) for e, data in files if e.path in unknown]
+        started = time.monotonic()
+        done = await self.puller.take_arrivals(dirs, files, peer.conn.device_id,
+                                               peer.conn.info.name)
+        peer.arrivals[0] += len(done)
+        peer.arrivals[1] += sum(len(data) for e, data in files if e.path in done)
+        peer.arrivals[2] += time.monotonic() - started
+        taken, size, took = peer.arrivals
+        if taken >= ARRIVALS_LOGGED or (taken and not streaming):
+            log.info("pulled %d change(s) in %.2f s (%d bytes fetched, 0 reused) with %s's "
+                     "index", taken, took, size, peer.conn.info.name)
+            peer.arrivals = [0, 0, 0.0]
+        return [e for e in entries if e.path not in done]
 
     def _refused(self, peer: PeerState, kind: str, what: str, n: int = 1,
                  say: bool = True) -> int:
@@ -903,9 +980,10 @@ class Node:
         while not conn.closed.is_set():
             changes = self._local_changed.count
             # read in a worker thread: 100-280 ms a page on the loop at a million files
-            items, last, more = await asyncio.to_thread(self.index.announce_since,
-                                                        peer.sent_seq, INDEX_BATCH, to)
+            items, last, more, contents = await asyncio.to_thread(
+                self._page, peer.sent_seq, to, self._rescanner() if peer.wants_contents else None)
             if last == peer.sent_seq:
+                peer.wants_contents = False  # it has our whole index: changes come as usual
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:
@@ -920,8 +998,23 @@ class Node:
                 "entries": items,
                 "max_seq": peer.sent_seq,
                 "more": more,
+                **({"contents": contents} if contents else {}),
             })
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
+
+    def _page(self, seq: int, to: str | None, rescan: Callable[[str], None] | None
+              ) -> tuple[list, int, bool, list]:
+        """A page of our index past seq (`Index.announce_since`), and where the peer asked
+        for them (`rescan` given), the contents of its small files (`with_contents`): then
+        the page ends where they fill it."""
+        items, last, more = self.index.announce_since(seq, INDEX_BATCH, to)
+        if rescan is None or not items:
+            return items, last, more, []
+        items, contents, cut = with_contents(self.root, self.index, rescan, items)
+        if cut:
+            tail = items[-1]
+            last, more = (tail[11] if len(tail) == 12 else tail[1]), True
+        return items, last, more, contents
 
     def _send_state(self, peer: PeerState) -> None:
         """Where we are with this peer, as the latest assessment saw it: `need` counts
@@ -951,14 +1044,19 @@ class Node:
         """Answer the peer's block requests, in their own task (see `answer_requests`)."""
         conn = peer.conn
         conn.on_answering = self._pull_wake.set  # a peer that stalled is asked again
-        loop = asyncio.get_running_loop()
-
-        def rescan(rel: str) -> None:  # from a serving thread
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self.request_rescan, rel)
-
+        rescan = self._rescanner()
         await answer_requests(conn, lambda items: OpenFiles(self.root, self.index, rescan,
                                                             items), self._serving)
+
+    def _rescanner(self) -> Callable[[str], None]:
+        """`request_rescan` for a serving thread (one that found a file changed)."""
+        loop = asyncio.get_running_loop()
+
+        def rescan(rel: str) -> None:
+            with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile)
+                loop.call_soon_threadsafe(self.request_rescan, rel)
+
+        return rescan
 
     # --- pulling ---------------------------------------------------------------------
     def plan(self) -> list[Action]:
@@ -1453,6 +1551,17 @@ class _Ahead:
     remote: dict[str, tuple[bytes, int]]  # the peer's index as stored when it began
     local_seq: int  # our latest local change when it began
     paths: frozenset[str]  # those of the round under way
+
+
+def _sent_contents(raw: object, n: int) -> dict[int, bytes]:
+    """The contents an index page of n entries came with: entry number -> its bytes."""
+    if raw is None:
+        return {}
+    if not (isinstance(raw, list) and len(raw) <= n and all(
+            isinstance(c, list) and len(c) == 2 and isinstance(c[0], int) and 0 <= c[0] < n
+            and isinstance(c[1], bytes) and len(c[1]) <= BLOCK_SIZE for c in raw)):
+        raise ProtocolError("malformed 'index' contents")
+    return {i: data for i, data in raw}
 
 
 def _is_ip(host: str) -> bool:

@@ -352,6 +352,9 @@ class PreviewNode(Node):
         self.have: dict[str, int] = {}
         return Index(copy, self.device_id)
 
+    def _empty_here(self) -> bool:
+        return False  # nothing is put in place: no contents come with the peers' pages
+
     async def _send_index(self, peer: PeerState) -> None:
         self.have[peer.conn.device_id] = peer.sent_seq  # what it holds of ours: its `have`
 

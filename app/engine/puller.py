@@ -698,19 +698,8 @@ class Puller:
 
     async def _write_small(self, ready: list[tuple[Action, bytes, str]],
                            result: RoundResult) -> list[Action]:
-        """Write a batch; returns the actions whose bytes failed their hash check.
-
-        Written and flushed first without the disk lock (the temp files are nobody's
-        yet), then published and indexed under it: one batch flushes while another is
-        put in place.
-        """
-        loop = asyncio.get_running_loop()
-        staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
-        try:
-            outcomes = await self._on_writer(self._publish_small, ready, staged)
-        finally:
-            staged.close()
-        self.on_indexed()
+        """Write a batch; returns the actions whose bytes failed their hash check."""
+        outcomes = await self._stage_and_publish(ready)
         retry = []
         for (a, data, source), out in zip(ready, outcomes, strict=True):
             if isinstance(out, batchwrite.BadContent):
@@ -724,6 +713,44 @@ class Puller:
                 self.emit("fetched", {"path": a.path, "size": a.target.size, "from": source})
         return retry
 
+    async def _stage_and_publish(self, ready: list[tuple[Action, bytes, str]],
+                                 dirs: list[FileEntry] = (), device: str | None = None
+                                 ) -> list:
+        """Written and flushed first without the disk lock (the temp files are nobody's
+        yet), then published and indexed under it, `dirs` made first: one batch
+        flushes while another is put in place. Returns what `_publish_small` does."""
+        loop = asyncio.get_running_loop()
+        staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
+        try:
+            outcomes = await self._on_writer(self._publish_small, ready, staged, dirs, device)
+        finally:
+            staged.close()
+        self.on_indexed()
+        return outcomes
+
+    async def take_arrivals(self, dirs: list[FileEntry], files: list[tuple[FileEntry, bytes]],
+                            device: str, name: str) -> set[str]:
+        """New directories and small files a peer sent with its index (see
+        Node._take_arrivals), put in place and indexed as they come: no plan, no
+        request, no round. Returns the paths done (indexed as what
+        `device` holds); the rest is planned as usual, so a failure here is no failure
+        yet (a name taken meanwhile, bytes that do not match their hash).
+        """
+        ready = []
+        for e, data in files:
+            try:
+                _check_blocks(e)
+            except ValueError:
+                continue
+            ready.append((Action(FETCH, e.path, e, [device]), data, name))
+        outcomes = await self._stage_and_publish(ready, dirs, device)
+        done = {e.path for e, made in zip(dirs, outcomes[len(ready):], strict=True) if made}
+        for (a, data, _), out in zip(ready, outcomes, strict=False):
+            if isinstance(out, batchwrite.Placed):
+                done.add(a.path)
+                self.emit("fetched", {"path": a.path, "size": len(data), "from": name})
+        return done
+
     def _stage_small(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
         """On the writer thread: the batch written to temp files and flushed."""
         local = self.index.get_many([a.path for a, _, _ in ready])
@@ -734,16 +761,26 @@ class Puller:
             for a, data, _ in ready], self._room())
 
     def _publish_small(self, ready: list[tuple[Action, bytes, str]],
-                       staged: batchwrite.Staged) -> list[batchwrite.Placed | Exception]:
-        """On the writer thread, under the disk lock: the files at their names, then
-        their index entries."""
+                       staged: batchwrite.Staged, dirs: list[FileEntry] = (),
+                       device: str | None = None) -> list:
+        """On the writer thread, under the disk lock: `dirs` made, the files at their
+        names, then all their index entries (`device`: as what it holds exactly).
+        Returns each file's outcome (where it now is or why not), then whether each
+        directory was made."""
+        made = []
+        for e in dirs:
+            try:
+                apply.ensure_dirs(self.root, e.path)  # this device's default mode
+                made.append(e.recorded(*_on_disk(paths.safe_join(self.root, e.path))))
+            except (OSError, paths.BadPath):
+                made.append(None)
         outcomes = staged.publish()
-        self.index.put_local([
+        self.index.put_local([e for e in made if e is not None] + [
             a.target.recorded(out.inode, out.ctime_ns,
                               out.mode if self.names.keeps_modes else None)
             for (a, _, _), out in zip(ready, outcomes, strict=True)
-            if isinstance(out, batchwrite.Placed)])
-        return outcomes
+            if isinstance(out, batchwrite.Placed)], held_by=device)
+        return [*outcomes, *(e is not None for e in made)]
 
     def _room(self) -> int:
         """Bytes this node may still write: free space above the reserve, less promises."""

@@ -18,7 +18,7 @@ from app.aio import opened_in_thread
 from app.core import hashing, paths, platform
 from app.core.dirfds import DirFds
 from app.core.index import Index
-from app.core.model import BLOCK_SIZE, HASH_LEN
+from app.core.model import BLOCK_SIZE, HASH_LEN, Kind
 from app.net.connection import MAX_DATA_BYTES, PeerConnection, well_formed_request
 
 # Request frames read at once, each in a thread of the pool: never on the event loop.
@@ -29,6 +29,31 @@ from app.net.connection import MAX_DATA_BYTES, PeerConnection, well_formed_reque
 SERVE_IN_FLIGHT = 4
 # ctime is the time of the last change only on POSIX (Windows: the file's creation)
 TRUST_STAT = os.name == "posix"
+# the contents one index page carries at most (`with_contents`): a page of 1,000 entries
+# of the larger small files is cut there, well below a frame's limit
+INLINE_PAGE_BYTES = 4 * 1024 * 1024
+
+
+def with_contents(root: Path, index: Index, rescan: Callable[[str], None], items: list
+                  ) -> tuple[list, list[list], bool]:
+    """An index page and the contents of its files of one block, for a peer that asked
+    for them (its folder was empty: see Node._take_arrivals): ([[i, bytes]...] for
+    items[i]), each read as a request for it would be (`OpenFiles`). Returns the
+    items, their contents, and whether the page was cut short where the contents
+    reached INLINE_PAGE_BYTES."""
+    asked = [[i, it[0], 0, it[2], it[6]] for i, it in enumerate(items)
+             if len(it) == 12 and it[1] == Kind.FILE and not it[10] and 0 < it[2] <= BLOCK_SIZE]
+    out: list[list] = []
+    total = 0
+    with OpenFiles(root, index, rescan, asked) as files:
+        for item in asked:
+            if total + item[3] > INLINE_PAGE_BYTES:
+                return items[:item[0]], out, True
+            data = files.read_block(item)
+            if data is not None:
+                out.append([item[0], data])
+                total += len(data)
+    return items, out, False
 
 
 async def answer_requests(conn: PeerConnection, open_files: Callable[[list], OpenFiles],

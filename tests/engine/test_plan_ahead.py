@@ -135,9 +135,11 @@ def test_a_round_with_a_failure_drops_the_plan_made_ahead(node, monkeypatch):
 
 def test_two_engines_plan_each_window_during_the_round_before(tmp_path, caplog):
     """Real engines on loopback, windows of five files: every window after the first
-    few is planned while the one before it is fetched, and every file arrives."""
+    few is planned while the one before it is fetched, and every file arrives. (B holds a
+    file of its own: into an empty folder, small files come with the index, unplanned.)"""
     (tmp_path / "A").mkdir()
     (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "mine").write_bytes(b"here first")
     for i in range(60):
         (tmp_path / "A" / f"f{i:02d}.txt").write_bytes(b"content %d" % i)
 

@@ -1,0 +1,171 @@
+"""A new device's first sync: a peer's index pages bring the contents of its small files,
+and what nothing here speaks of is put in place as the page comes in (Node._take_arrivals);
+everything else is stored and planned as before."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from app.core import hashing
+from app.core.model import BLOCK_SIZE, FileEntry, Kind
+from app.engine import serving
+from app.engine.node import INDEX_BATCH
+from app.net.connection import ProtocolError
+from tests.engine.peerstate import PEER, peer_state
+
+MTIME = 1_600_000_000_123_456_789
+
+
+def small(path: str, data: bytes, seq: int) -> FileEntry:
+    blocks = hashing.block_hash(data) if data else b""
+    return FileEntry(path, size=len(data), mtime_ns=MTIME, blocks=blocks,
+                     hash=hashing.file_hash_from_blocks(blocks), version={PEER: seq},
+                     modified_by=PEER, seq=seq)
+
+
+def page(entries: list[FileEntry], contents: dict[int, bytes], more: bool = False) -> dict:
+    return {"t": "index", "index_id": b"id", "entries": [e.to_wire() for e in entries],
+            "max_seq": max(e.seq for e in entries), "more": more,
+            "contents": [[i, data] for i, data in contents.items()]}
+
+
+def take(node, msg: dict, **peer) -> None:
+    asyncio.run(node._on_index(peer_state(**{"asked_contents": True, **peer}), msg))
+
+
+def pending(node) -> list[str]:
+    return node.index.differing_paths()
+
+
+def test_new_directories_and_small_files_are_in_place_once_their_page_is_stored(node):
+    root = node.root
+    big = FileEntry("big", size=BLOCK_SIZE + 1, mtime_ns=MTIME, blocks=b"\1" * 64,
+                    hash=hashing.file_hash_from_blocks(b"\1" * 64), version={PEER: 4},
+                    modified_by=PEER, seq=4)
+    entries = [FileEntry("d", Kind.DIR, version={PEER: 1}, modified_by=PEER, seq=1),
+               small("d/a", b"alpha", 2), small("empty", b"", 3), big]
+    take(node, page(entries, {1: b"alpha"}))
+    assert (root / "d/a").read_bytes() == b"alpha"
+    assert os.stat(root / "d/a").st_mtime_ns == MTIME
+    assert (root / "empty").read_bytes() == b""
+    assert not (root / "big").exists()
+    for e in entries[:3]:
+        assert node.index.get(e.path).version == {PEER: e.seq}
+    # only the file of two blocks is left to plan and fetch
+    assert pending(node) == ["big"]
+    # and what we announce back tells the peer it holds the rest, in three numbers each
+    items, _, _ = node.index.announce_since(0, 100, PEER)
+    assert sorted(i[0] for i in items if len(i) == 3) == ["d", "d/a", "empty"]
+    assert {i[0]: i[1] for i in items if len(i) == 3}["d/a"] == 2
+
+
+def test_a_file_made_here_meanwhile_is_never_overwritten(node):
+    (node.root / "x").write_bytes(b"mine")  # not indexed yet: the user was quicker
+    take(node, page([small("x", b"theirs", 1)], {0: b"theirs"}))
+    assert (node.root / "x").read_bytes() == b"mine"
+    assert node.index.get("x") is None
+    assert pending(node) == ["x"]  # the planner, with a scan's view of it, decides
+
+
+def test_paths_known_here_go_the_planned_way(node):
+    node.index.put_local([FileEntry("k", deleted=True, version={"ME": 1}, modified_by="ME")])
+    node.index.put_remote("OTHER-DEVICE", b"o", [small("o", b"other", 1)], 1)
+    take(node, page([small("k", b"k", 1), small("o", b"o", 2)], {0: b"k", 1: b"o"}))
+    assert not (node.root / "k").exists() and not (node.root / "o").exists()
+    assert pending(node) == ["k", "o"]
+
+
+def test_bytes_that_do_not_match_their_hash_are_not_taken(node):
+    take(node, page([small("f", b"right", 1)], {0: b"wrong"}))
+    assert not (node.root / "f").exists()
+    assert pending(node) == ["f"]
+
+
+@pytest.mark.parametrize("why", ["not asked", "paused", "ignored", "ignore file"])
+def test_nothing_is_taken_where_the_plan_must_decide(node, why):
+    entries = [small("a.log", b"log", 1), small(".p2psyncignore", b"*.tmp\n", 2)]
+    contents = {0: b"log", 1: b"*.tmp\n"}
+    if why == "paused":
+        node.paused = True
+    if why == "ignored":
+        (node.root / ".p2psyncignore").write_text("*.log\n")
+        node.ignore.reload_if_changed()
+        entries, contents = entries[:1], {0: b"log"}
+    if why == "ignore file":
+        entries, contents = entries[1:], {0: b"*.tmp\n"}
+    take(node, page(entries, contents), asked_contents=why != "not asked")
+    assert node.index.get(entries[0].path) is None
+    assert entries[0].path in pending(node)
+
+
+@pytest.mark.parametrize("contents", [
+    [[1, b"x"]],  # no entry 1
+    [[0, "x"]],  # no bytes
+    [[0, b"x" * (BLOCK_SIZE + 1)]],  # more than a block
+    [[0]],
+    {"0": b"x"},
+])
+def test_malformed_contents_break_the_protocol(node, contents):
+    msg = {**page([small("f", b"x", 1)], {}), "contents": contents}
+    with pytest.raises(ProtocolError):
+        take(node, msg)
+
+
+def test_a_page_brings_the_contents_of_its_small_files_as_indexed(node, monkeypatch):
+    root = node.root
+    (root / "sub").mkdir()
+    for i in range(5):
+        (root / f"sub/f{i}").write_bytes(b"%d" % i * 1000)
+    (root / "big").write_bytes(os.urandom(BLOCK_SIZE + 1))
+    (root / "empty").write_bytes(b"")
+    asyncio.run(node.scan_now())
+    with open(root / "sub/f4", "r+b") as f:  # changed behind the index's back, same stat
+        f.write(b"X")
+    os.utime(root / "sub/f4", ns=(MTIME, os.stat(root / "sub/f4").st_mtime_ns))
+    rescanned = []
+    items, _, _ = node.index.announce_since(0, INDEX_BATCH)
+    kept, contents, cut = serving.with_contents(root, node.index, rescanned.append, items)
+    assert kept == items and not cut
+    sent = {items[i][0]: data for i, data in contents}
+    assert sent == {f"sub/f{i}": b"%d" % i * 1000 for i in range(4)}  # not big, empty, f4
+    assert rescanned == ["sub/f4"]
+    # a page whose contents fill INLINE_PAGE_BYTES ends there (and says more follows)
+    monkeypatch.setattr(serving, "INLINE_PAGE_BYTES", 2500)
+    items, last, more, contents = node._page(0, None, rescanned.append)
+    assert len(contents) == 2 and more
+    assert [i[0] for i in items][-1] == "sub/f1"
+    assert last == items[-1][11]
+    assert node._page(0, None, None)[1] > last  # not asked: the whole page, no contents
+
+
+@pytest.mark.parametrize("b_empty", [True, False])
+def test_a_new_device_asks_for_no_small_file(tmp_path, monkeypatch, b_empty):
+    """Two engines over loopback: into an empty folder the small files come with the
+    index (only the file of several blocks is asked for); into one that holds a file
+    already, every file is asked for as before (and alpha asks for that one)."""
+    from app.net.connection import PeerConnection
+    from tests.twonodes import sync_beta_with_alpha
+
+    files = {"d/one": b"1" * 100, "two": os.urandom(5000), "empty": b"",
+             "big": os.urandom(3 * BLOCK_SIZE + 5)}
+    for rel, data in files.items():
+        (tmp_path / "A" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "A" / rel).write_bytes(data)
+    (tmp_path / "B").mkdir()
+    if not b_empty:
+        (tmp_path / "B" / "mine").write_bytes(b"here first")
+    asked = []
+    request = PeerConnection.request_block
+
+    def noted(self, path, offset, size, h):
+        asked.append(path)
+        return request(self, path, offset, size, h)
+
+    monkeypatch.setattr(PeerConnection, "request_block", noted)
+    sync_beta_with_alpha(tmp_path)
+    for rel, data in files.items():
+        assert (tmp_path / "B" / rel).read_bytes() == data
+    assert set(asked) == ({"big"} if b_empty else {"d/one", "two", "big", "mine"})
