@@ -108,6 +108,7 @@ class PeerState:
     # (until we sent it our whole index once)
     asked_contents: bool = False
     wants_contents: bool = False
+    page_rows: int = INDEX_BATCH  # rows of our index read for its next page (see _send_index)
     arrivals: list = field(default_factory=lambda: [0, 0, 0.0])  # taken, bytes, s: not logged yet
 
 
@@ -981,7 +982,11 @@ class Node:
             changes = self._local_changed.count
             # read in a worker thread: 100-280 ms a page on the loop at a million files
             items, last, more, contents = await asyncio.to_thread(
-                self._page, peer.sent_seq, to, self._rescanner() if peer.wants_contents else None)
+                self._page, peer.sent_seq, to, self._rescanner() if peer.wants_contents else None,
+                peer.page_rows)
+            # a page its contents cut short: the next reads about that many rows, not 1,000
+            peer.page_rows = min(INDEX_BATCH, 2 * len(items)) if contents and more \
+                and len(items) < INDEX_BATCH else INDEX_BATCH
             if last == peer.sent_seq:
                 peer.wants_contents = False  # it has our whole index: changes come as usual
                 # Mid-round, counting what we need is a full pass that is stale at once:
@@ -1002,12 +1007,12 @@ class Node:
             })
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 
-    def _page(self, seq: int, to: str | None, rescan: Callable[[str], None] | None
-              ) -> tuple[list, int, bool, list]:
-        """A page of our index past seq (`Index.announce_since`), and where the peer asked
-        for them (`rescan` given), the contents of its small files (`with_contents`): then
-        the page ends where they fill it."""
-        items, last, more = self.index.announce_since(seq, INDEX_BATCH, to)
+    def _page(self, seq: int, to: str | None, rescan: Callable[[str], None] | None,
+              rows: int = INDEX_BATCH) -> tuple[list, int, bool, list]:
+        """A page of our index past seq (`Index.announce_since`, at most `rows`), and where
+        the peer asked for them (`rescan` given), the contents of its small files
+        (`with_contents`): then the page ends where they fill it."""
+        items, last, more = self.index.announce_since(seq, rows, to)
         if rescan is None or not items:
             return items, last, more, []
         items, contents, cut = with_contents(self.root, self.index, rescan, items)
