@@ -20,7 +20,7 @@ import mmap
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -714,7 +714,7 @@ class Puller:
         return retry
 
     async def _stage_and_publish(self, ready: list[tuple[Action, bytes, str]],
-                                 dirs: list[FileEntry] = (), device: str | None = None
+                                 dirs: Sequence[FileEntry] = (), device: str | None = None
                                  ) -> list:
         """Written and flushed first without the disk lock (the temp files are nobody's
         yet), then published and indexed under it, `dirs` made first: one batch
@@ -732,9 +732,9 @@ class Puller:
                             device: str, name: str) -> set[str]:
         """New directories and small files a peer sent with its index (see
         Node._take_arrivals), put in place and indexed as they come: no plan, no
-        request, no round. Returns the paths done (indexed as what
-        `device` holds); the rest is planned as usual, so a failure here is no failure
-        yet (a name taken meanwhile, bytes that do not match their hash).
+        request, no round. Returns the paths done (indexed as what `device` holds);
+        the rest is planned as usual, so a failure here is no failure yet (a name
+        taken meanwhile, bytes that do not match their hash).
         """
         ready = []
         for e, data in files:
@@ -761,13 +761,13 @@ class Puller:
             for a, data, _ in ready], self._room())
 
     def _publish_small(self, ready: list[tuple[Action, bytes, str]],
-                       staged: batchwrite.Staged, dirs: list[FileEntry] = (),
+                       staged: batchwrite.Staged, dirs: Sequence[FileEntry] = (),
                        device: str | None = None) -> list:
         """On the writer thread, under the disk lock: `dirs` made, the files at their
         names, then all their index entries (`device`: as what it holds exactly).
         Returns each file's outcome (where it now is or why not), then whether each
         directory was made."""
-        made = []
+        made: list[FileEntry | None] = []
         for e in dirs:
             try:
                 apply.ensure_dirs(self.root, e.path)  # this device's default mode
