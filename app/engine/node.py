@@ -988,7 +988,8 @@ class Node:
             peer.page_rows = min(INDEX_BATCH, 2 * len(items)) if contents and more \
                 and len(items) < INDEX_BATCH else INDEX_BATCH
             if last == peer.sent_seq:
-                peer.wants_contents = False  # it has our whole index: changes come as usual
+                # it has our whole index (once our first scan made it): changes come as usual
+                peer.wants_contents &= not self._first_scan_done()
                 # Mid-round, counting what we need is a full pass that is stale at once:
                 # one every MID_ROUND_STATE seconds then (the round sends fresh ones at its end).
                 if not self._pulling or time.monotonic() - peer.state_sent > MID_ROUND_STATE:

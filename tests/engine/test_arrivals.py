@@ -122,7 +122,7 @@ def test_a_page_brings_the_contents_of_its_small_files_as_indexed(node, monkeypa
     (root / "big").write_bytes(os.urandom(BLOCK_SIZE + 1))
     (root / "empty").write_bytes(b"")
     asyncio.run(node.scan_now())
-    with open(root / "sub/f4", "r+b") as f:  # changed behind the index's back, same stat
+    with open(root / "sub/f4", "r+b") as f:  # changed behind the index's back (size, mtime kept)
         f.write(b"X")
     os.utime(root / "sub/f4", ns=(MTIME, os.stat(root / "sub/f4").st_mtime_ns))
     rescanned = []
