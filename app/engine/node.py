@@ -897,7 +897,7 @@ class Node:
         was put in place is indexed as ours and as what the peer holds: no plan,
         request or round for it. Anything that fails here is left to the planner.
         """
-        if self._first_scan is not None and not self._first_scan.done():
+        if not self._first_scan_done():
             await asyncio.wait([self._first_scan])  # (a sync scans while it connects)
         names = self.puller.names
         if self.paused or self.unmounted is not None or names.strict or \
@@ -986,7 +986,7 @@ class Node:
                 peer.page_rows)
             # a page its contents cut short: the next reads about that many rows, not 1,000
             peer.page_rows = min(INDEX_BATCH, 2 * len(items)) if contents and more \
-                and len(items) < INDEX_BATCH else INDEX_BATCH
+                else INDEX_BATCH
             if last == peer.sent_seq:
                 # it has our whole index (once our first scan made it): changes come as usual
                 peer.wants_contents &= not self._first_scan_done()
