@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import subprocess
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_di
         # a one-shot sync into the small disk: some files fit, the rest are listed
         r = sync(small_disk, tmp_path / "cfgB", node_a.address, timeout=60)
         assert r.returncode == 5, r.stderr
+        # the empty folder took small files with A's index: that path met the full disk too
+        assert re.search(r"pulled \d+ change\(s\) .* with \S+'s index", r.stderr), r.stderr
         lines = [ln for ln in r.stderr.splitlines() if "no space left here" in ln]
         assert lines, r.stderr
         assert all(" needed, " in ln for ln in lines)
