@@ -897,8 +897,8 @@ class Node:
         was put in place is indexed as ours and as what the peer holds: no plan,
         request or round for it. Anything that fails here is left to the planner.
         """
-        if not self._first_scan_done():
-            await asyncio.wait([self._first_scan])  # (a sync scans while it connects)
+        if (scan := self._first_scan) is not None and not scan.done():
+            await asyncio.wait([scan])  # (a sync scans while it connects)
         names = self.puller.names
         if self.paused or self.unmounted is not None or names.strict or \
                 not names.case_sensitive:
