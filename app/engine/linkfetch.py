@@ -11,8 +11,9 @@ every write checked to the last byte (diskio.write_all). The event loop only hea
 of each finished run.
 
 What the links could not bring goes back to the puller: blocks the peer did not have
-or sent wrong (`refused`, not asked of that peer again, as on a peer connection) and
-blocks lost with a link that broke (`lost`, asked again over the peer connection).
+or sent wrong (`refused`, not asked of that peer again, as on a peer connection; the
+wrong ones are also in `wrong`, which the puller remembers past the round) and blocks
+lost with a link that broke (`lost`, asked again over the peer connection).
 
 Memory is bounded: per link three RUN_BYTES buffers and DEPTH requests in flight (the
 rest of a transfer waits in the socket buffers and slows the sender down); a job
@@ -43,7 +44,7 @@ DEPTH = 4  # runs asked ahead per link (they wait in the socket buffers, not her
 STALL = 10.0  # seconds without a byte of an answer: the link is taken for dead
 RETRY = 30.0  # after links could not be opened, the peer connection alone for this long
 
-OK, REFUSED, LOST = "ok", "refused", "lost"
+OK, REFUSED, WRONG, LOST = "ok", "refused", "wrong", "lost"  # WRONG: refused, bytes sent
 
 
 class FetchJob:
@@ -66,6 +67,7 @@ class FetchJob:
         self.left = 0  # blocks handed out and not accounted for yet
         self.fetched = 0
         self.refused: dict[int, str] = {}  # block -> the device that could not give it
+        self.wrong: list[int] = []  # the refused blocks whose bytes did not match
         self.lost: list[int] = []
         self.sources: set[str] = set()  # names of the peers whose blocks were written
         self.error: OSError | None = None  # a write failed: the file cannot be finished
@@ -89,8 +91,10 @@ class FetchJob:
             if what == OK:
                 self.fetched += _block_size(self.size, i)
                 self.sources.add(fetcher.name)
-            elif what == REFUSED:
+            elif what in (REFUSED, WRONG):
                 self.refused[i] = fetcher.device
+                if what == WRONG:
+                    self.wrong.append(i)
             else:
                 self.lost.append(i)
         if error is not None and self.error is None:
@@ -327,8 +331,8 @@ class _Writer:
         while (item := self.todo.get()) is not None:
             job, run, view, sizes = item
             nbytes = sum(size for size in sizes if size)
-            outcome = [OK if size is not None and hashing.block_hash(
-                view[k * BLOCK_SIZE : k * BLOCK_SIZE + size]) == job.hashes[i] else REFUSED
+            outcome = [REFUSED if size is None else OK if hashing.block_hash(
+                view[k * BLOCK_SIZE : k * BLOCK_SIZE + size]) == job.hashes[i] else WRONG
                 for k, (i, size) in enumerate(zip(run, sizes, strict=True))]
             error = None
             if job.cancelled:

@@ -61,6 +61,7 @@ LINKED_MIN = 2 * 1024 * 1024  # a file missing this much comes over data links (
 RENAME_BATCH = 1000  # moves carried out (and indexed) in one step of the writer thread
 MKDIR_BATCH = 1000  # directories made in one step of the writer thread
 BATCH_DIRS = 64  # directories one batch works in (a descriptor each, two batches at once)
+WRONG_KEPT = 4096  # block hashes remembered per connection that sent wrong bytes for them
 
 
 class NoSource(Exception):
@@ -109,6 +110,10 @@ class Puller:
         self.links_for: Callable[[str], Fetcher | None] = lambda device: None
         self.names = namerules.LINUX  # the names this folder holds (the node probes them)
         self._asked_as: dict[str, str] = {}  # a case twin's copy -> the peer's path of it
+        # device -> (its connection, the hashes of blocks it sent wrong bytes for): never
+        # asked of it again while that connection lasts (a round's own memory ends with
+        # the round, and the next one resumes the temp file, which lacks just those)
+        self._sent_wrong: dict[str, tuple[object, set[bytes]]] = {}
 
     # --- index writes, batched ----------------------------------------------------------
     def _commit(self, *entries: FileEntry) -> None:
@@ -656,7 +661,7 @@ class Puller:
                 ready.append((a, data, ""))
                 result.bytes_reused += len(data)
                 continue
-            sources = self._live_sources(a)
+            sources = [c for c in self._live_sources(a) if self._may_ask(c, target.blocks)]
             if not sources:
                 result.waiting += 1
                 continue
@@ -820,10 +825,15 @@ class Puller:
     async def _request_one(self, a: Action, h: bytes, size: int) -> tuple[bytes, str]:
         """The block and the name of the peer that gave it."""
         for conn in self._live_sources(a):
+            if not self._may_ask(conn, h):
+                continue
             async with self._slots:
                 data = await conn.request_block(self._asked(a), 0, size, h)
-            if data is not None and len(data) == size and hashing.block_hash(data) == h:
+            if data is None:
+                continue
+            if len(data) == size and hashing.block_hash(data) == h:
                 return data, conn.info.name
+            self._wrong_from(conn, h, a.path)
         raise NoSource(f"no connected peer could give {a.path}")
 
     def _make_room(self, local: FileEntry | None, a: Action) -> None:
@@ -900,6 +910,29 @@ class Puller:
         and spin a round a second; the node is woken when it may be asked again)."""
         conns = self.connections()
         return [c for d in a.sources if (c := conns.get(d)) is not None and not c.resting]
+
+    def _may_ask(self, conn, h: bytes) -> bool:
+        """Whether conn may be asked for block h: not if it sent wrong bytes for it."""
+        were, wrong = self._sent_wrong.get(conn.device_id, (None, ()))
+        return were is not conn or h not in wrong
+
+    def _wrong_from(self, conn, h: bytes, rel: str) -> None:
+        """conn sent bytes that are not block h (of rel): it is not asked for h again
+        while it stays connected. Said once a connection: a device that works does not
+        do this (it serves what it indexed, read under a stat that shows any change),
+        so its disk is failing or it is hostile."""
+        were, wrong = self._sent_wrong.get(conn.device_id, (None, set()))
+        if were is not conn:
+            live = self.connections()
+            self._sent_wrong = {d: v for d, v in self._sent_wrong.items()
+                                if live.get(d) is v[0]}  # none of a gone connection
+            wrong = set()
+            self._sent_wrong[conn.device_id] = (conn, wrong)
+            log.warning("%s sent a block of %s that does not match its hash; it is not "
+                        "asked for such a block again while it stays connected",
+                        conn.info.name, rel)
+        if len(wrong) < WRONG_KEPT:
+            wrong.add(h)
 
     def _all_local(self, a: Action) -> bool:
         """Whether every block of the target is here (in a worker thread: an index read
@@ -1006,7 +1039,8 @@ class Puller:
             tried.setdefault(i, set()).add(device)
             queue.append(i)
 
-        def written(blocks: list[tuple[int, str]], oks: list[bool]) -> None:
+        def written(blocks: list[tuple[int, str]], oks: list[bool], sent: bool = True) -> None:
+            """`sent`: the peer gave bytes (a block not ok was wrong, not missing)."""
             nonlocal done_bytes, held
             for (i, device), ok in zip(blocks, oks, strict=True):
                 self._slots.release()
@@ -1016,6 +1050,8 @@ class Puller:
                     result.bytes_fetched += _block_size(target.size, i)
                     kept.add(device)
                 else:
+                    if sent and (conn := self.connections().get(device)) is not None:
+                        self._wrong_from(conn, hashes[i], a.path)
                     retry(i, device)
 
         try:
@@ -1028,7 +1064,8 @@ class Puller:
                 refill = held <= WINDOW_BLOCKS // 2  # in batches: fewer, fuller frames
                 while refill and queue and held < WINDOW_BLOCKS:
                     i = queue[-1]
-                    options = [c for c in sources if c.device_id not in tried.get(i, set())]
+                    options = [c for c in sources if c.device_id not in tried.get(i, set())
+                               and self._may_ask(c, hashes[i])]
                     if not options:
                         raise NoSource(f"no connected peer has block {i} of {a.path}")
                     if inflight and self._slots.locked():
@@ -1057,7 +1094,7 @@ class Puller:
                     [(i, device)] = blocks
                     data = fut.result()
                     if data is None or len(data) != _block_size(target.size, i):
-                        written(blocks, [False])
+                        written(blocks, [False], sent=data is not None)
                     else:
                         arrived.append((i, device, data))
                 if arrived:
@@ -1106,24 +1143,30 @@ class Puller:
         target = a.target
         if sum(_block_size(target.size, i) for i in missing) < LINKED_MIN:
             return missing, set(), 0
-        fetchers = []
+        fetchers, conns = [], {}
         for conn in self._live_sources(a):
             fetcher = self.links_for(conn.device_id)
             if fetcher is not None and await fetcher.ready():
                 fetchers.append(fetcher)
+                conns[conn.device_id] = conn
         if not fetchers:
             return missing, set(), 0
+        # blocks one of them sent wrong before: asked over the connections, of the others
+        held_back = [i for i in missing
+                     if not all(self._may_ask(c, hashes[i]) for c in conns.values())]
         done = self.in_progress.get(a.path, (0, target.size))[0]
         job = FetchJob(fd, direct, self._asked(a), target.size, hashes,
                        lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
-        job.share(fetchers, missing)
+        job.share(fetchers, sorted(set(missing) - set(held_back)))
         await job.wait(fetchers)
         result.bytes_fetched += job.fetched
+        for i in job.wrong:
+            self._wrong_from(conns[job.refused[i]], hashes[i], a.path)
         if job.error is not None:
             raise job.error
         for i, device in job.refused.items():
             tried.setdefault(i, set()).add(device)
-        return sorted(job.lost + list(job.refused)), job.sources, job.fetched
+        return sorted(job.lost + list(job.refused) + held_back), job.sources, job.fetched
 
 
 async def _until_done(executor: Executor | None, fn: Callable[..., T], *args: object) -> T:

@@ -24,6 +24,7 @@ class Conn:
     """What the puller uses of a connection: whether it rests, and the requests."""
 
     info = SimpleNamespace(name="peer")
+    device_id = PEER
 
     def __init__(self, resting: bool) -> None:
         self.resting = resting

@@ -195,31 +195,41 @@ def test_an_older_peer_without_links_is_fetched_from_over_the_peer_connection(tm
     assert "data link" not in a.log(), "nothing to say of links a peer never had"
 
 
-def test_wrong_blocks_over_a_link_are_refused_as_on_the_peer_connection(tmp_path, node):
+@pytest.mark.parametrize("bad_blocks", [[20], list(range(20, 40))],
+                         ids=["one block", "more than a link's worth"])
+def test_wrong_blocks_over_a_link_are_refused_as_on_the_peer_connection(tmp_path, node,
+                                                                      bad_blocks):
     a = node("A")
     real = os.urandom(6 * MIB + 100)
-    bad_block = 20
     served = bytearray(real)
-    served[bad_block * BLOCK_SIZE + 5] ^= 0xFF  # one byte of one block is wrong
+    for i in bad_blocks:
+        served[i * BLOCK_SIZE + 5] ^= 0xFF  # one byte of the block is wrong
+    offsets = {i * BLOCK_SIZE for i in bad_blocks}
 
     async def corrupter() -> tuple[list, list]:
         s = await hostile.connect(a.port, hostile.new_identity(tmp_path), name="corrupter")
         s.links = 2
         await s.send_start()
-        await s.announce([file_entry("victim.bin", real, s.device, mtime_ns=10**18)],
-                         {"victim.bin": bytes(served)})
-        await s.wait_for(lambda: any(r[2] == bad_block * BLOCK_SIZE
-                                     for r in s.link_requests), 20)
+        entry = file_entry("victim.bin", real, s.device, mtime_ns=10**18)
+        await s.announce([entry], {"victim.bin": bytes(served)})
+        await s.wait_for(lambda: offsets <= {r[2] for r in s.link_requests}, 20)
+        # A second round while we are still connected (our index again, stored during
+        # the first round or after it): it resumes the temp file, which lacks only the
+        # wrong blocks, and must not ask us for them either
+        await s.announce([entry])
         await asyncio.sleep(1.0)  # what the node does next
         await s.close()
         return s.link_requests, s.requests
 
     over_links, over_conn = run(corrupter())
     a.wait_for_log(r"fetching from corrupter over 2 data link\(s\)")
-    assert any(r[1] == "victim.bin" and r[2] == bad_block * BLOCK_SIZE for r in over_links)
+    a.wait_for_log(r"corrupter sent a block of victim.bin that does not match its hash")
+    assert offsets <= {r[2] for r in over_links if r[1] == "victim.bin"}
     assert not os.path.lexists(a.folder / "victim.bin"), "a file with a wrong block landed"
-    # refused: that peer is not asked for that block again, over links or the connection
-    assert [r[2] for r in over_links].count(bad_block * BLOCK_SIZE) == 1
+    # refused: that peer is not asked for those blocks again, over links or the
+    # connection, in that round or a later one
+    asked = [r[2] for r in over_links if r[2] in offsets]
+    assert sorted(asked) == sorted(offsets), asked
     assert not [r for r in over_conn if r[1] == "victim.bin"], over_conn
     assert a.proc.poll() is None
 

@@ -449,11 +449,16 @@ def test_wrong_block_data_never_reaches_the_final_path(world):
         await poll_no_escape(w, lambda: has_file(w.share / "ok.txt", b"control\n")()
                              and {"victim.txt", "small.txt", "short.txt"} <= asked())
         await asyncio.sleep(0.5)
+        first = len(s.requests)
+        await s.announce(entries)  # later rounds, while we stay connected
+        await asyncio.sleep(1.5)
         await s.close()
-        return asked()
+        return asked(), s.requests[first:]
 
-    asked = run(attack())
+    asked, later = run(attack())
     assert {"victim.txt", "small.txt", "short.txt"} <= asked, asked
+    assert later == [], "a block that came wrong was asked of that peer again"
+    w.log_has(r"corrupter sent a block of \w+\.txt that does not match its hash")
     assert "liar.txt" not in asked, "a block list that contradicts its hash is refused unread"
     for name in ("victim.txt", "small.txt", "short.txt", "liar.txt"):
         assert not os.path.lexists(w.share / name), f"{name} was put in place\n{w.node.log()}"
