@@ -73,7 +73,9 @@ class RunNode:
 
 
 def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
-              port: int = 0, discovery: bool = False) -> RunNode:
+              port: int = 0, discovery: bool = False, listen_wait: float = 10.0) -> RunNode:
+    """A `run` node; it listens once its first scan is done (`listen_wait` s at most:
+    a folder of many files needs more on a busy machine)."""
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         p2psync_cmd("run", "--folder", str(folder), "--config-dir", str(config),
@@ -82,7 +84,7 @@ def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env())
     node = RunNode(folder, config, proc)
     threading.Thread(target=_pump, args=(proc, node.lines), daemon=True).start()
-    m = node.wait_for_log(r"listening on [\d.]+:(\d+)")
+    m = node.wait_for_log(r"listening on [\d.]+:(\d+)", listen_wait)
     node.port = int(m.group(1))
     return node
 

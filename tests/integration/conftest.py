@@ -35,8 +35,9 @@ def run_node(request, tmp_path):
     """
     nodes = request.node.run_nodes = []
 
-    def start(name: str = "A", *extra: str):
-        node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra)
+    def start(name: str = "A", *extra: str, listen_wait: float = 10.0):
+        node = start_run(tmp_path / name, tmp_path / f"cfg{name}", *extra,
+                         listen_wait=listen_wait)
         nodes.append(node)
         return node
 

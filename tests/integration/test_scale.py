@@ -85,7 +85,7 @@ def test_a_first_sync_of_100000_files_converges_in_one_sync(tmp_path, run_node):
     sides are printed (the benchmark holds the targets, not this test)."""
     a, b = tmp_path / "A", tmp_path / "B"
     _write_many(a, 100_000)
-    node = run_node("A", "-v")
+    node = run_node("A", "-v", listen_wait=300)  # it listens once it scanned them
     node.wait_for_log(r"scan: \d+ local change", timeout=300)
 
     r = sync(b, tmp_path / "cfgB", node.address, timeout=600, extra=("-v",))
