@@ -288,7 +288,7 @@ STAGING = f"{paths.META_DIR}/staging"
 class _Staging:
     """Where a batch's unnamed temp files are made: in `.p2psync/staging`, which the
     folder's watcher does not watch, wherever a file made there is the file made beside
-    its place (`platform.makes_alike`); else beside it.
+    its place (`platform.traits_alike`); else beside it.
 
     Made beside its place, an unnamed file's times and close reach the watching node as
     two inotify events under a name that exists nowhere ("#<inode>"): two thirds of the
@@ -304,6 +304,7 @@ class _Staging:
         self.dir: Dir | None = None
         self.tried = False
         self.alike: dict[str, bool] = {}
+        self.home_traits: tuple[int, bool] | None = None  # of `dir`, asked once it opened
 
     def open_temp(self, dfd: Dir, f: SmallFile) -> tuple[int, str | None]:
         """(fd, temp name): an unnamed O_TMPFILE where the system has one (made with its
@@ -327,6 +328,7 @@ class _Staging:
                     self.opened.append(meta)
                     self.dir = platform.open_dir(self.dirs.root, STAGING, meta, create=True)
                     self.opened.append(self.dir)
+                    self.home_traits = platform.new_file_traits(self.dir)
                 except (OSError, paths.BadPath):
                     self.dir = None  # missing, a link, unwritable: beside its place
         return self.dir
@@ -334,7 +336,8 @@ class _Staging:
     def _alike(self, home: Dir, dfd: Dir) -> bool:
         alike = self.alike.get(dfd.rel)
         if alike is None:
-            alike = self.alike[dfd.rel] = platform.makes_alike(home, dfd)
+            alike = self.alike[dfd.rel] = platform.traits_alike(
+                self.home_traits, platform.new_file_traits(dfd))
         return alike
 
     def close(self) -> None:

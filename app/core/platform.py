@@ -306,21 +306,25 @@ def open_unnamed(d: Dir, mode: int) -> int | None:
         return None
 
 
-def makes_alike(a: Dir, b: Dir) -> bool:
-    """Whether a file made in directory a is the file made in b, and can be linked into b.
-
-    True only on one mount (a link across mounts fails), where neither directory is
-    setgid (a new file takes its group) nor has a default ACL (a new file takes its
-    entries): then owner, group and mode come from the process alone.
-    """
-    if sys.platform != "linux" or a.fd is None or b.fd is None:
-        return False
+def new_file_traits(d: Dir) -> tuple[int, bool] | None:
+    """What a file made in directory d takes from d: its mount, and whether it takes
+    more than the process gives (a setgid directory gives its group, a default ACL
+    its entries); None where that cannot be told. See `traits_alike`."""
+    if sys.platform != "linux" or d.fd is None:
+        return None
     try:
-        return (_mount_id(a.fd) == _mount_id(b.fd)
-                and not (os.fstat(a.fd).st_mode | os.fstat(b.fd).st_mode) & stat.S_ISGID
-                and not _default_acl(a.fd) and not _default_acl(b.fd))
+        return _mount_id(d.fd), bool(os.fstat(d.fd).st_mode & stat.S_ISGID) or \
+            _default_acl(d.fd)
     except OSError:
-        return False
+        return None
+
+
+def traits_alike(a: tuple[int, bool] | None, b: tuple[int, bool] | None) -> bool:
+    """Whether a file made in a directory with traits a is the file made in one with
+    traits b, and can be linked there: only on one mount (a link across mounts fails)
+    where neither gives more than the process (then owner, group and mode come from
+    the process alone). A batch asks its staging directory's traits once."""
+    return a is not None and b is not None and a[0] == b[0] and not a[1] and not b[1]
 
 
 def _mount_id(fd: int) -> int:

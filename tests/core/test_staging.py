@@ -130,7 +130,7 @@ def test_files_below_another_mount_are_made_there(share, mounted, made_in):
 
 def test_a_file_that_cannot_be_linked_from_staging_is_written_again_beside(share, made_in,
                                                                           monkeypatch):
-    """EXDEV where makes_alike saw nothing against it (a bind mount of the same mount's
+    """EXDEV where traits_alike saw nothing against it (a bind mount of the same mount's
     file system, an ext4 project quota): written again beside its place, and so are the
     next files of that directory."""
     real = platform.link_unnamed
