@@ -1153,11 +1153,12 @@ class Puller:
             return missing, set(), 0
         # blocks one of them sent wrong before: asked over the connections, of the others
         held_back = [i for i in missing
-                     if not all(self._may_ask(c, hashes[i]) for c in conns.values())]
+                     if not all(self._may_ask(c, hashes[i]) for c in conns.values())] \
+            if any(d in self._sent_wrong for d in conns) else []
         done = self.in_progress.get(a.path, (0, target.size))[0]
         job = FetchJob(fd, direct, self._asked(a), target.size, hashes,
                        lambda n: self.in_progress.__setitem__(a.path, (done + n, target.size)))
-        job.share(fetchers, sorted(set(missing) - set(held_back)))
+        job.share(fetchers, sorted(set(missing) - set(held_back)) if held_back else missing)
         await job.wait(fetchers)
         result.bytes_fetched += job.fetched
         for i in job.wrong:
