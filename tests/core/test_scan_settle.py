@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from types import SimpleNamespace
 
 from app.core import scanner
 from app.core.ignore import Ignore
@@ -12,7 +13,7 @@ from app.core.index import Index
 DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 
 
-def test_a_fresh_file_waits_and_a_still_one_is_taken(tmp_path):
+def test_a_fresh_file_waits_and_a_still_one_is_taken(tmp_path, monkeypatch):
     root = tmp_path / "folder"
     root.mkdir()
     index = Index(tmp_path / "index.db", DEV)
@@ -20,14 +21,20 @@ def test_a_fresh_file_waits_and_a_still_one_is_taken(tmp_path):
     (root / "old.txt").write_text("still")
     time.sleep(0.3)
     (root / "fresh.txt").write_text("being written")
+    fresh = os.lstat(root / "fresh.txt")
+    written = max(fresh.st_ctime, fresh.st_mtime)
 
-    before = time.time()
+    # The scan sees the clock 0.1 s after fresh.txt was written, however long this
+    # machine took to get here (a real clock failed this under load on CI).
+    now = written + 0.1
+    monkeypatch.setattr(scanner, "time", SimpleNamespace(time=lambda: now,
+                                                         monotonic=time.monotonic))
     result = scanner.scan(root, index, ignore, settle=0.25)
+    monkeypatch.undo()
     assert [e.path for e in result.changed] == ["old.txt"]
     assert result.unsettled == ["fresh.txt"] and result.unsettled_count == 1
-    ctime = os.lstat(root / "fresh.txt").st_ctime
-    assert result.settles_at == max(ctime, os.lstat(root / "fresh.txt").st_mtime) + 0.25
-    assert result.settles_at > before
+    assert result.settles_at == written + 0.25
+    assert result.settles_at > now
     assert index.get("fresh.txt") is None
 
     (root / "old.txt").write_text("changed, and at once scanned again")  # an indexed one
