@@ -171,3 +171,22 @@ def test_a_new_device_asks_for_no_small_file(tmp_path, monkeypatch, b_empty):
     for rel, data in files.items():
         assert (tmp_path / "B" / rel).read_bytes() == data
     assert set(asked) == ({"big"} if b_empty else set(files) - {"empty"} | {"mine"})
+
+
+@pytest.mark.parametrize("with_dir_entry", [True, False])
+def test_a_symlinked_directory_made_meanwhile_is_never_written_through(node, tmp_path,
+                                                                       with_dir_entry):
+    """The user (or anything) put a symlink to outside the folder where the page's
+    directory goes, after the node found the folder empty: nothing lands outside."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (node.root / "d").symlink_to(outside)
+    entries = [FileEntry("d", Kind.DIR, version={PEER: 1}, modified_by=PEER, seq=1)] \
+        if with_dir_entry else []
+    entries += [small("d/x", b"through", 2), small("y", b"fine", 3)]
+    take(node, page(entries, {len(entries) - 2: b"through", len(entries) - 1: b"fine"}))
+    assert list(outside.iterdir()) == []
+    assert (node.root / "d").is_symlink()  # left as it was, for the plan to decide on
+    assert node.index.get("d/x") is None
+    assert "d/x" in pending(node)
+    assert (node.root / "y").read_bytes() == b"fine"  # the rest of the page is taken
