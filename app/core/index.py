@@ -1010,8 +1010,10 @@ class Index:
             before = self._versions([r[0] for r in rows])
             _many(self._db, f"INSERT INTO files ({_FILE_COLS})", rows,
                   f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
-            self._write_blocks(batch)
-            self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]})
+            # rows of `blocks` and `remote_same` hang off an entry of ours: a path with
+            # none before (most of a first sync, a new folder's scan) has none to delete
+            self._write_blocks(batch, before)
+            self._after_local({r[0]: r[5] for r in rows if before.get(r[0]) != r[5]}, before)
             if held_by is not None:
                 ref = dev.ref(held_by)
                 _many(self._db, "INSERT OR REPLACE INTO remote_same (path, device, seq)",
@@ -1021,9 +1023,11 @@ class Index:
         for e, s in zip(batch, seqs, strict=True):
             e.seq = s
 
-    def _write_blocks(self, batch: list[FileEntry]) -> None:
-        """Blocks of files of more than one block (one-block files: see contentindex)."""
-        _where_in(self._db, "DELETE FROM blocks", "path", [(e.path,) for e in batch])
+    def _write_blocks(self, batch: list[FileEntry], indexed: Collection[str]) -> None:
+        """Blocks of files of more than one block (one-block files: see contentindex);
+        `indexed`: the paths that had an entry before, the only ones with blocks yet."""
+        _where_in(self._db, "DELETE FROM blocks", "path",
+                  [(e.path,) for e in batch if e.path in indexed])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
         _many(self._db, "INSERT INTO blocks (hash, path, idx)", [
             (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
@@ -1039,11 +1043,13 @@ class Index:
                 f"SELECT path, version FROM files WHERE path IN ({marks})", chunk))
         return out
 
-    def _after_local(self, versions_now: dict[str, bytes]) -> None:
+    def _after_local(self, versions_now: dict[str, bytes], indexed: Collection[str]) -> None:
         """Our entries of these paths changed to these versions: a peer's row that equals
         ours becomes a `remote_same` row, one ours dominates goes, the rest is planned
-        again; `remote_same` rows of an earlier version of ours go."""
-        _where_in(self._db, "DELETE FROM remote_same", "path", [(p,) for p in versions_now])
+        again; `remote_same` rows of an earlier version of ours (of `indexed` paths, the
+        ones we had an entry of) go."""
+        _where_in(self._db, "DELETE FROM remote_same", "path",
+                  [(p,) for p in versions_now if p in indexed])
         found = []
         for chunk in _chunks(list(versions_now)):
             marks = ", ".join("?" * len(chunk))
