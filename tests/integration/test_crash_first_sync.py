@@ -1,12 +1,13 @@
-"""`kill -9` of a new device in its first sync, while files come with the peer's index.
+"""`kill -9` in a new device's first sync, while files come with the peer's index.
 
 A device whose folder is empty asks its peer for the contents of its small files
 along with its index pages, and puts each page's new files in place as it comes in
 (Node._take_arrivals): written to temp files, flushed, linked at their names, then
 indexed. A kill can fall anywhere in that, between a name and its index entry too.
 Real processes over loopback: one `run` node A holds the files; each point is a new
-device B (empty folder, own config), a `run` node killed with SIGKILL once it has a
-random number of files, then started again. Every time:
+device B (empty folder, own config), a `run` node; once it has a random number of
+files, B or A (serving it the pages with their contents) is killed with SIGKILL, then
+started again. Every time:
 
 1. right after the kill, every file B has at a final path is whole: A's content at
    that path;
@@ -23,11 +24,12 @@ from __future__ import annotations
 import os
 import random
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
-from tests.procs import start_run, tree, wait_until
+from tests.procs import RunNode, start_run, tree, wait_until
 
-POINTS = int(os.environ.get("P2PSYNC_CRASH_POINTS", "5"))
+POINTS = int(os.environ.get("P2PSYNC_CRASH_POINTS", "6"))
 SEED = int(os.environ.get("P2PSYNC_CRASH_SEED", "7"))
 TINY = 2_000
 
@@ -68,26 +70,29 @@ def _count(root: Path) -> int:
     return sum(len(names) for _, _, names in os.walk(root))
 
 
-def _one_point(b: Path, cfg: Path, node_a, original: dict, rnd: random.Random) -> bool:
-    """One new device, one kill, one restart; returns whether the kill fell mid-transfer."""
+def _one_point(b: Path, cfg: Path, nodes: dict[str, RunNode], restart_a: Callable[[], RunNode],
+               victim: str, original: dict, rnd: random.Random) -> bool:
+    """One new device, one kill (of it or of A), one restart; returns whether the kill
+    fell mid-transfer."""
     files = _final_files_of(original)
-    peer = ("--peer", node_a.address)
-    node_b = start_run(b, cfg, *peer)
+    peer = ("--peer", nodes["A"].address)
+    nodes["B"] = start_run(b, cfg, *peer)
     arrived = rnd.randrange(1, len(files))
     try:
         wait_until(lambda: _count(b) >= arrived, 60, 0.002,
-                   f"B never got {arrived} files:\n{node_b.log()}")
-        node_b.proc.send_signal(signal.SIGKILL)
-        node_b.proc.wait(10)
+                   f"B never got {arrived} files:\n{nodes['B'].log()}")
+        nodes[victim].proc.send_signal(signal.SIGKILL)
+        nodes[victim].proc.wait(10)
         got = _final_files(b)
         wrong = [k for k, v in got.items() if files.get(k) != v]
-        assert not wrong, f"after the kill B holds files A never had: {wrong[:5]}"
-        node_b = start_run(b, cfg, *peer, listen_wait=60)
+        assert not wrong, f"after {victim}'s kill B holds files A never had: {wrong[:5]}"
+        nodes[victim] = start_run(b, cfg, *peer, listen_wait=60) if victim == "B" \
+            else restart_a()
         wait_until(lambda: tree(b) == original and not _temps(b), 90, 0.2,
-                   f"B did not converge after its kill at {arrived} files:\n"
-                   f"{node_b.log()}\nA:\n{node_a.log()}")
+                   f"B did not converge after {victim}'s kill at {arrived} files:\n"
+                   f"{nodes['B'].log()}\nA:\n{nodes['A'].log()}")
     finally:
-        node_b.stop()
+        nodes.pop("B").stop()
     return len(got) < len(files)
 
 
@@ -97,16 +102,24 @@ def test_kill_9_in_a_new_devices_first_sync_loses_and_invents_nothing(tmp_path):
     a.mkdir()
     _fill(a, rnd)
     original = tree(a)
-    node_a = start_run(a, tmp_path / "cfgA", listen_wait=60)
+    nodes = {"A": start_run(a, tmp_path / "cfgA", listen_wait=60)}
+    port = nodes["A"].port
+
+    def restart_a() -> RunNode:  # at its port: B dials it there again
+        return start_run(a, tmp_path / "cfgA", port=port, listen_wait=60)
+
     mid = 0
     try:
         for n in range(POINTS):
             b = tmp_path / f"B{n}"
-            mid += _one_point(b, tmp_path / f"cfgB{n}", node_a, original, rnd)
+            victim = "BA"[n % 2]  # the new device, then the one serving it
+            mid += _one_point(b, tmp_path / f"cfgB{n}", nodes, restart_a, victim, original, rnd)
             assert tree(a) == original, "A's folder changed"
             assert not _versions(b) and not _versions(a), \
                 f"versions archived: A {_versions(a)[:5]}, B {_versions(b)[:5]}"
     finally:
-        node_a.stop()
-    print(f"kill -9 in a first sync: {POINTS} points, {mid} of them mid-transfer")
+        for node in nodes.values():
+            node.stop()
+    print(f"kill -9 in a first sync: {POINTS} points (B and A in turn), {mid} of them "
+          "mid-transfer")
     assert mid >= POINTS // 2, "too few kills fell in the middle of the transfer to mean much"
