@@ -56,8 +56,9 @@ def _final_files_of(t: dict) -> dict[str, bytes]:
 
 
 def _temps(root: Path) -> list[str]:
+    """Temp files of a transfer left in the folder (of any name `.p2psync-*`)."""
     return [str(p.relative_to(root)) for p in root.rglob(".p2psync-*")
-            if ".p2psync/" not in str(p.relative_to(root)) and p.name != ".p2psync"]
+            if not str(p.relative_to(root)).startswith(".p2psync/")]
 
 
 def _versions(root: Path) -> list[str]:
