@@ -61,6 +61,7 @@ def _start_app(p2psync: Path, tmp_path: Path, *extra: str, env: dict | None = No
         env=env or _app_env(tmp_path), cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_pip_install_in_a_fresh_venv_runs_the_app_and_says_when_qt_is_missing(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

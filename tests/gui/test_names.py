@@ -27,11 +27,13 @@ def test_name_from_the_command_line_on_the_first_start(qtbot, tmp_path, make_win
         assert me_row(w)["name"] == "laptop-A"
         assert [p["name"] for p in live_node(b)["peers"]] == ["laptop-A"]  # as B sees it
         assert "laptop-A: " in w.subtitle.text()
+        # the activity line comes by its own signal (`activity`), not with the peer list
+        qtbot.waitUntil(lambda: any(t.startswith("desktop joined at ")
+                                    for t in w.activity.lines), timeout=WAIT)
         # names, never IDs, in what the window says
         b_id = next(p["device_id"] for p in w.peers_model.peers() if p["name"] == "desktop")
         texts = [w.subtitle.text(), w.progress_label.text(), w.files_count.text(),
                  *w.activity.lines]
         assert not [t for t in texts if b_id[:7] in t], texts
-        assert any(t.startswith("desktop joined at ") for t in w.activity.lines)
     finally:
         assert b.stop() == 0, b.log()

@@ -27,6 +27,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from tests.procs import start_run, sync, tree, wait_until
 
 POINTS = int(os.environ.get("P2PSYNC_CRASH_POINTS", "20"))
@@ -162,6 +164,7 @@ def _one_point(base: Path, rnd: random.Random) -> bool:
     return mid
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_never_leaves_a_partial_file_or_loses_an_edit(tmp_path):
     # Two points at a time (each its own pair, folders, ports and seed): a point spends
     # most of its time waiting for its processes, and twenty in a row took 150 s on CI.

@@ -27,6 +27,8 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.procs import RunNode, start_run, tree, wait_until
 
 POINTS = int(os.environ.get("P2PSYNC_CRASH_POINTS", "6"))
@@ -97,6 +99,7 @@ def _one_point(b: Path, cfg: Path, nodes: dict[str, RunNode], restart_a: Callabl
     return len(got) < len(files)
 
 
+@pytest.mark.slow
 def test_kill_9_in_a_new_devices_first_sync_loses_and_invents_nothing(tmp_path):
     rnd = random.Random(SEED)
     a = tmp_path / "A"

@@ -58,6 +58,7 @@ def assert_quiet(node, most_fd_lines: int = 3) -> None:
 
 
 # --- (a) 3,000 unauthenticated connections ------------------------------------------------
+@pytest.mark.slow
 def test_a_flood_of_unfinished_connections_costs_little_and_lets_honest_peers_in(tmp_path,
                                                                                  node):
     pid = node.proc.pid

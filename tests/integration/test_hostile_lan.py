@@ -117,6 +117,7 @@ def discovery_sync(tmp_path, name: str, port: int):
                 extra=("--discovery-port", str(port)), discovery=True)
 
 
+@pytest.mark.slow
 def test_a_replayed_or_forged_announcement_changes_no_role_and_stalls_no_sync(tmp_path, nodes):
     port = free_udp_port()
     # 1. a server of the share that later leaves: the attacker records its announcements

@@ -125,6 +125,7 @@ async def _flooder(port: int, ident, frames: list[bytes], seconds: float,
     return sent, got[0]
 
 
+@pytest.mark.slow
 def test_a_request_flood_keeps_memory_bounded_and_honest_peers_served(tmp_path, node):
     big = (node.folder / "big.bin").read_bytes()
     frames = _flood_frames(big)
@@ -180,6 +181,7 @@ def _junk_batches(device: str):
                                  deleted=False, size=3 * BLOCK_SIZE) for i in range(100)]
 
 
+@pytest.mark.slow
 def test_a_junk_index_flood_is_bounded_and_does_not_spread(tmp_path, node):
     before_took = honest_sync(tmp_path, node, "before")
     before_mem = hostile.memory_kib(node.proc.pid)

@@ -39,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
@@ -452,6 +453,7 @@ def _diff(x: dict[str, State], y: dict[str, State], all_: bool = False) -> str:
 
 @settings(max_examples=MAX_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
 @given(rounds=histories, swap=st.booleans())
 def test_random_histories_converge_without_loss(rounds, swap):
     base = Path(tempfile.mkdtemp(prefix="p2psync-prop-"))
@@ -463,6 +465,7 @@ def test_random_histories_converge_without_loss(rounds, swap):
 
 @settings(max_examples=MAX_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
 @given(rounds=histories_with_dirs, swap=st.booleans())
 def test_random_histories_with_directory_removal(rounds, swap):
     base = Path(tempfile.mkdtemp(prefix="p2psync-prop-"))
