@@ -11,31 +11,14 @@ from __future__ import annotations
 
 import asyncio
 
-from app.net.connection import PeerConnection
-from app.net.handshake import PeerInfo
+from tests.net.pairs import connected_pair
 
 H = b"h" * 32
 
 
-async def _pair() -> tuple[PeerConnection, PeerConnection]:
-    accepted: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    async def on_client(reader, writer):
-        accepted.set_result((reader, writer))
-
-    server = await asyncio.start_server(on_client, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    r1, w1 = await asyncio.open_connection("127.0.0.1", port)
-    r2, w2 = await accepted
-    server.close()
-    info = PeerInfo("PEER", "peer", b"", {})
-    return (PeerConnection(r1, w1, info, outgoing=True, address="a"),
-            PeerConnection(r2, w2, info, outgoing=False, address="b"))
-
-
 def test_an_answer_overtakes_the_index_frames_queued_before_it():
     async def main():
-        us, them = await _pair()
+        us, them = await connected_pair()
         handled: list[str] = []
 
         async def slow_handler(conn, msg):  # storing an index batch takes a while
@@ -62,7 +45,7 @@ def test_an_answer_overtakes_the_index_frames_queued_before_it():
 
 def test_a_malformed_data_frame_still_ends_the_connection():
     async def main():
-        us, them = await _pair()
+        us, them = await connected_pair()
 
         async def handler(conn, msg):
             pass
