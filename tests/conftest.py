@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from tests import procs
+
 # An empty QT_QPA_PLATFORM aborts Python; tests never need a real display.
 os.environ["QT_QPA_PLATFORM"] = os.environ.get("QT_QPA_PLATFORM") or "offscreen"
 
@@ -19,3 +21,21 @@ def pytest_collection_modifyitems(items: list) -> None:
     for item in items:
         if item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.xdist_group("slow"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report carries the logs of its run nodes and latest syncs."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for folder, code, log in procs.SYNCS:
+            report.sections.append((f"sync of {folder} (exit {code})", log))
+        for node in getattr(item, "run_nodes", []):
+            report.sections.append((f"run node on {node.folder}", node.log()))
+
+
+@pytest.fixture(autouse=True)
+def _syncs_of_this_test():
+    procs.SYNCS.clear()
+    yield

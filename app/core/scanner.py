@@ -456,11 +456,13 @@ class _Scan:
                 walk.push(sp, os.fspath(path))
                 self._merge(walk, sp)
                 return
-        for b in self.index.brief_range("", sp, limit=1):  # sp itself, or what is below it
-            if b[0] == sp:
-                self._gone(b)
-            elif not self._is_protected(sp):
-                self._gone_subtree(sp)
+        found = self.index.brief_range("", sp, limit=2)  # sp itself, the first below it
+        if found and found[0][0] == sp:
+            self._gone(found.pop(0))
+        # What is below goes too, even where sp itself is indexed as deleted: a pull
+        # makes a file's directory on disk before the directory's own entry comes.
+        if found and not self._is_protected(sp):
+            self._gone_subtree(sp)
 
     def _visit_ancestor(self, anc: str) -> bool:
         """Record a parent of a subpath (new parents need entries too); False if not a dir."""

@@ -532,6 +532,19 @@ def test_subpath_removed_dir_deletes_beneath(folder):
     assert folder.paths() == ["a", "a/bb.txt"]
 
 
+def test_subpath_removed_dir_indexed_as_deleted_still_deletes_beneath(folder):
+    # A pull puts a file in place (making its directory) before the directory's own
+    # entry comes: until then the index has the directory deleted, the file live.
+    folder.write("docs/f1.txt")
+    folder.write("docs/sub/f2.txt")
+    folder.scan()
+    folder.index.put_local([replace(folder.get("docs"), deleted=True)])
+    shutil.rmtree(folder.root / "docs")
+    r = folder.scan(["docs"])
+    assert changed_paths(r) == ["docs/f1.txt", "docs/sub", "docs/sub/f2.txt"]
+    assert folder.paths() == []
+
+
 def test_subpath_new_nested_file_adds_parents(folder):
     folder.write("x/y/z.txt")
     r = folder.scan(["x/y/z.txt"])

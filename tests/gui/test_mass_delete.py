@@ -42,12 +42,13 @@ def window(qtbot, tmp_path):
 
 
 @pytest.fixture
-def device_b(tmp_path):
-    nodes = []
+def device_b(request, tmp_path):
+    """B's `run`, logging what it scans (a failing test's report carries its log)."""
+    nodes = request.node.run_nodes = []
 
     def start(peer: str):
-        nodes.append(start_run(tmp_path / "B", tmp_path / "cfgB", "--name", "B", "--peer",
-                               peer, secret=KEY))
+        nodes.append(start_run(tmp_path / "B", tmp_path / "cfgB", "--name", "B", "-v",
+                               "--peer", peer, secret=KEY))
         return nodes[-1]
 
     yield start
