@@ -7,6 +7,7 @@ window's engine holds back and asks about.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def test_texts_of_the_question():
     assert "unmounted or emptied" in question and "200 of 300 files" in question
 
 
-def test_dialog_keep_brings_them_back_and_delete_deletes(qtbot, tmp_path, window, device_b):
+def test_dialog_keep_brings_them_back_and_delete_deletes(qtbot, tmp_path, window, device_b,
+                                                        caplog):
+    caplog.set_level(logging.DEBUG, logger="app")  # the window's engine, in a failure's report
     a, b = tmp_path / "A", tmp_path / "B"
     for rel in [*DOCS, *(f"f{i:02}.txt" for i in range(11))]:
         write(a / rel, f"content of {rel}\n")
