@@ -1470,10 +1470,11 @@ class Node:
                 if await self._accept_missing(marker.Missing(held.deletes, held.of)) is None:
                     self.unmounted = None
             self.request_rescan(None)  # records the deletions the marker check held back
+            self._report_held()
         else:
             log.info("deleting the %d held-back file(s), as confirmed", held.deletes)
             self._approved |= held.paths
-        self._report_held()
+            self._answered()
         self._pull_wake.set()
 
     async def keep_held(self) -> int:
@@ -1494,9 +1495,16 @@ class Node:
         for rel in held.paths.difference(e.path for e in kept):
             self.request_rescan(rel)  # changed on disk meanwhile: the scan says what it is
         self._local_changed.set()
-        self._report_held()
+        self._answered()
         self._pull_wake.set()
         return files
+
+    def _answered(self) -> None:
+        """The user answered what is held: the app asks no more, and whatever is held
+        after this is a new question, even where it looks the same (the same device
+        deleting as many files again after "Keep them": its key is the old one's)."""
+        self._held_said = None
+        self.emit("mass_delete_cleared", {})
 
     # --- agreement -------------------------------------------------------------------
     async def wait_idle(self) -> None:
