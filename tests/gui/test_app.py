@@ -189,8 +189,10 @@ def test_first_start_share_peer_sync_touch_and_close(qtbot, tmp_path, make_windo
     assert all(shown_state(w, p) == "Synced" for p in want)
     assert tree(folder) == tree(b.folder)
     qtbot.waitUntil(lambda: "Up to date" in w.progress_label.text(), timeout=WAIT)
-    assert any("B joined" in line for line in w.activity.lines)
-    assert any("Received from-b.txt" in line for line in w.activity.lines)
+    qtbot.waitUntil(lambda: any("B joined" in line for line in w.activity.lines),
+                    timeout=WAIT)
+    qtbot.waitUntil(lambda: any("Received from-b.txt" in line for line in w.activity.lines),
+                    timeout=WAIT)
 
     # touch a file on disk: its row changes, and syncs again without any click
     b.stop()
@@ -230,7 +232,8 @@ def test_conflict_is_listed_and_keep_both_works(qtbot, tmp_path, make_window, ru
     assert c is not None and c.original == "plan.txt"
     assert w.tabs.tabText(1) == "Conflicts (1)"
     assert w.files_model.state_of(copy) == "conflict"
-    assert any("Conflict on plan.txt" in line for line in w.activity.lines)
+    qtbot.waitUntil(lambda: any("Conflict on plan.txt" in line for line in w.activity.lines),
+                    timeout=WAIT)
     # both versions side by side, each with whose it is and when it was made
     qtbot.waitUntil(lambda: "their version" in panel.this_text.toPlainText()
                     and "my version" in panel.other_text.toPlainText(), timeout=WAIT)

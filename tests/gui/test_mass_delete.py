@@ -109,7 +109,9 @@ def test_dialog_keep_brings_them_back_and_delete_deletes(qtbot, tmp_path, window
     # our copies win: B fetches them back
     qtbot.waitUntil(lambda: files(b) == everything, timeout=WAIT)
     assert files(a) == everything
-    assert any("Kept 20 files" in line for line in w.activity.lines)
+    # (its own signal: under load the check of B's files can outlast its delivery)
+    qtbot.waitUntil(lambda: any("Kept 20 files" in line for line in w.activity.lines),
+                    timeout=WAIT)
 
     # B deletes them again; this time we confirm
     os.rename(b / "docs", tmp_path / "trash2")

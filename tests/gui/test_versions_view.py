@@ -76,7 +76,8 @@ def test_versions_listed_and_restored_reach_the_peer(qtbot, tmp_path, window,  #
     qtbot.waitUntil(lambda: d.model.rowCount() == 2, timeout=WAIT)
     assert [r[3] for r in shown(d)] == ["this device", "B"]
     assert d.status.text().startswith("Restored notes.txt as it was before ")
-    assert any("Restored notes.txt" in line for line in w.activity.lines)
+    qtbot.waitUntil(lambda: any("Restored notes.txt" in line for line in w.activity.lines),
+                    timeout=WAIT)
     d.close()
 
     # the whole folder, from the File menu
