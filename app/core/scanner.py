@@ -94,6 +94,9 @@ class ScanResult:
     unsettled: list[str] = field(default_factory=list)
     unsettled_count: int = 0
     settles_at: float = 0.0
+    # parents of subpaths found gone (or no directory now): nothing below them was
+    # recorded; the caller scans each as a whole later (see `_Scan._scan_subpath`)
+    parents_gone: list[str] = field(default_factory=list)
 
 
 FLUSH_EVERY = 2000  # entries written per index transaction
@@ -440,22 +443,30 @@ class _Scan:
     def _scan_subpath(self, sp: str) -> None:
         for anc in _ancestors(sp):
             if not self._visit_ancestor(anc):
-                break  # a parent is gone or not a real directory: sp is gone too
+                # A parent is gone or no directory now: what became of it is its own
+                # scan's to say, as one change. Taken here, path by path, a directory
+                # moved out of the folder (its files' events come before the move's,
+                # which the watcher holds to pair it) reached the peers as two sets of
+                # deletions, each too small for the mass-deletion guard; moved within
+                # the folder, its files lost their move; and a parent that could not
+                # be looked at (EACCES) had its files deleted.
+                if anc not in self.result.parents_gone:
+                    self.result.parents_gone.append(anc)
+                return
+        try:
+            path = safe_join(self.root, sp)
+            os.lstat(path)
+        except (BadPath, FileNotFoundError, NotADirectoryError):
+            pass  # missing: its indexed subtree becomes deletions
+        except OSError as exc:
+            log.warning("cannot stat %s: %s", sp, exc)
+            self._protect(sp)
+            return
         else:
-            try:
-                path = safe_join(self.root, sp)
-                os.lstat(path)
-            except (BadPath, FileNotFoundError, NotADirectoryError):
-                pass  # missing: its indexed subtree becomes deletions
-            except OSError as exc:
-                log.warning("cannot stat %s: %s", sp, exc)
-                self._protect(sp)
-                return
-            else:
-                walk = _SortedWalk()
-                walk.push(sp, os.fspath(path))
-                self._merge(walk, sp)
-                return
+            walk = _SortedWalk()
+            walk.push(sp, os.fspath(path))
+            self._merge(walk, sp)
+            return
         found = self.index.brief_range("", sp, limit=2)  # sp itself, the first below it
         if found and found[0][0] == sp:
             self._gone(found.pop(0))

@@ -70,6 +70,7 @@ FULL_RESCAN_SHARE = 0.02  # a watching node spends at most this share of its tim
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
+MOVE_PAIRED = 0.6  # watchdog holds a move's first half 0.5 s, to pair it with its second
 SETTLE = 1.0  # a watching node picks a file up once it has been still this long (scanner)
 
 Event = Callable[[str, dict], None]
@@ -347,6 +348,8 @@ class Node:
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
         self._track_settling(subpaths, result)
+        for rel in result.parents_gone:  # once the watcher told of their move, if any
+            asyncio.get_running_loop().call_later(MOVE_PAIRED, self.request_rescan, rel)
         if subpaths is None:
             self.temps = set(result.temps)
         if result.written:  # every row moves our max_seq, which a peer must have seen

@@ -545,6 +545,40 @@ def test_subpath_removed_dir_indexed_as_deleted_still_deletes_beneath(folder):
     assert folder.paths() == []
 
 
+def test_subpaths_below_a_vanished_directory_wait_for_its_own_scan(folder):
+    """Files whose events come before their directory's move (the watcher holds a move
+    to pair it) are not deleted one by one: the directory is scanned as a whole later,
+    so a peer learns of all of it at once (and its mass-deletion guard can see it)."""
+    for i in range(3):
+        folder.write(f"docs/sub/f{i}.txt")
+    folder.write("keep.txt")
+    folder.scan()
+    os.rename(folder.root / "docs", folder.root.parent / "trash")
+    r = folder.scan(["docs/sub/f0.txt", "docs/sub/f1.txt", "docs/sub"])
+    assert changed_paths(r) == [] and r.parents_gone == ["docs"]
+    assert not folder.get("docs/sub/f0.txt").deleted
+    r = folder.scan(r.parents_gone)
+    assert changed_paths(r) == ["docs", "docs/sub", *(f"docs/sub/f{i}.txt" for i in range(3))]
+    assert folder.paths() == ["keep.txt"]
+
+
+def test_a_parent_that_cannot_be_looked_at_deletes_nothing(folder, monkeypatch):
+    folder.write("docs/f.txt")
+    folder.scan()
+    real = os.lstat
+
+    def lstat(p, *a, **kw):  # type: ignore[no-untyped-def]
+        if str(p).endswith("/docs"):
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, *a, **kw)
+
+    monkeypatch.setattr(scanner.os, "lstat", lstat)
+    r = folder.scan(["docs/f.txt"])
+    assert changed_paths(r) == [] and r.parents_gone == ["docs"]
+    r = folder.scan(r.parents_gone)
+    assert changed_paths(r) == [] and not folder.get("docs/f.txt").deleted
+
+
 def test_subpath_new_nested_file_adds_parents(folder):
     folder.write("x/y/z.txt")
     r = folder.scan(["x/y/z.txt"])
@@ -574,8 +608,11 @@ def test_subpath_under_symlinked_parent_is_gone(folder, tmp_path):
     other.mkdir()
     (other / "f.txt").write_text("outside")
     (folder.root / "d").symlink_to(other)
-    r = folder.scan(["d/f.txt"])
-    assert changed_paths(r) == ["d/f.txt"] and folder.get("d/f.txt").deleted
+    r = folder.scan(["d/f.txt"])  # its parent is no directory now: the parent's scan says
+    assert changed_paths(r) == [] and r.parents_gone == ["d"]
+    r = folder.scan(r.parents_gone)
+    assert "d/f.txt" in changed_paths(r) and folder.get("d/f.txt").deleted
+    assert folder.get("d").kind == Kind.LINK
 
 
 # --- speed
@@ -823,6 +860,8 @@ def test_subpaths_below_a_directory_made_a_link_are_still_scanned(folder):
     assert scanner.maybe_changed(folder.root, folder.index, folder.ignore,
                                  ["docs/a.txt", "docs/b.txt"]) == ["docs/a.txt", "docs/b.txt"]
     result = folder.scan(["docs/a.txt", "docs/b.txt"])
+    assert result.parents_gone == ["docs"]  # scanned as a whole next
+    result = folder.scan(result.parents_gone)
     assert {"docs/a.txt", "docs/b.txt"} <= set(changed_paths(result))
 
 
