@@ -70,6 +70,10 @@ FULL_RESCAN_SHARE = 0.02  # a watching node spends at most this share of its tim
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
+# A peer's deletions of files we hold are judged once they stop coming: DELETIONS_SETTLE s
+# without one, DELETIONS_WAIT_MAX s at most (see Node._note_deletions)
+DELETIONS_SETTLE = 1.0
+DELETIONS_WAIT_MAX = 10.0
 MOVE_PAIRED = 0.6  # watchdog holds a move's first half 0.5 s, to pair it with its second
 SETTLE = 1.0  # a watching node picks a file up once it has been still this long (scanner)
 
@@ -111,6 +115,14 @@ class PeerState:
     wants_contents: bool = False
     page_rows: int = INDEX_BATCH  # rows of our index read for its next page (see _send_index)
     arrivals: list = field(default_factory=lambda: [0, 0, 0.0])  # taken, bytes, s: not logged yet
+    # its latest burst of deletions of files we hold: first and latest page (monotonic)
+    deletions_since: float = 0.0
+    deletions_last: float = 0.0
+
+    def deletions_arriving(self, now: float) -> bool:
+        """Whether its deletions may still be coming in (see Node._note_deletions)."""
+        return now - self.deletions_last < DELETIONS_SETTLE and \
+            now - self.deletions_since < DELETIONS_WAIT_MAX
 
 
 class ConnectFailure(Exception):
@@ -867,6 +879,10 @@ class Node:
                 sent[entry.path] = contents[i]
         more = msg.get("more")  # a device of an earlier release says it by a full page
         streaming = more if isinstance(more, bool) else len(entries) == INDEX_BATCH
+        gone = [e.path for e in good if e.deleted]
+        deleting = bool(gone) and await asyncio.to_thread(self._holds_live, gone)
+        if deleting:  # said before the page can be in the index, as streaming is
+            self._note_deletions(peer)
         # Said before the page can be in the index: an assessment whose snapshot holds
         # it judges its deletions with the rest (see `assess`). Ended after it is stored.
         peer.index_streaming |= streaming
@@ -883,6 +899,31 @@ class Node:
             self._refused(peer, "budget", f"more entries than one device may have here "
                           f"({limits.entries:,} paths, {limits.bytes // 2**20} MiB)", over)
         peer.index_streaming = streaming
+        if deleting:
+            self._note_deletions(peer)  # the quiet that ends its burst starts now
+        self._pull_wake.set()
+        self.changed.set()
+
+    def _holds_live(self, paths: list[str]) -> bool:
+        return any(b[1] != BRIEF_DELETED for b in self.index.briefs_of(paths).values())
+
+    def _note_deletions(self, peer: PeerState) -> None:
+        """A page of the peer deletes files we hold: its deletions wait until they stop
+        coming, then the mass-deletion guard judges them all together (as a peer's
+        streaming index: `_streaming`). A watching device records an `rm -rf` as it
+        goes, scan by scan, and sends it page by page, each page too small for the
+        guard: 212 of 1,000 files were deleted here before it held the other 788.
+        DELETIONS_WAIT_MAX bounds the wait for a device that deletes without pause."""
+        now = time.monotonic()
+        loop = asyncio.get_running_loop()
+        if not peer.deletions_arriving(now):
+            peer.deletions_since = now
+            loop.call_later(DELETIONS_WAIT_MAX, self._deletions_may_have_settled)
+        peer.deletions_last = now
+        loop.call_later(DELETIONS_SETTLE, self._deletions_may_have_settled)
+
+    def _deletions_may_have_settled(self) -> None:
+        """A plan again: one whose deletions waited may be due (its key says so)."""
         self._pull_wake.set()
         self.changed.set()
 
@@ -1156,8 +1197,11 @@ class Node:
         self.index.renew_readers()
 
     def _streaming(self) -> frozenset[str]:
-        """The peers halfway through sending their index."""
-        return frozenset(d for d, p in self.peers.items() if p.index_streaming)
+        """The peers halfway through sending their index, or a burst of deletions
+        (`_note_deletions`): their deletions are judged once all of them are here."""
+        now = time.monotonic()
+        return frozenset(d for d, p in self.peers.items()
+                         if p.index_streaming or p.deletions_arriving(now))
 
     def set_paused(self, paused: bool) -> None:
         """Pause: no more files are fetched (the ones in flight finish); resume wakes it."""
@@ -1522,8 +1566,8 @@ class Node:
             return False
         if not self._first_scan_done():
             return False
-        if not self.assessed_now():
-            return False
+        if not self.assessed_now() or peer.deletions_arriving(time.monotonic()):
+            return False  # (its deletions wait: no plan has them yet)
         st = peer.last_state
         assessed = self._assessed
         # what our up-to-date plan was made from holds all the peer told of

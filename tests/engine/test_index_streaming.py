@@ -33,6 +33,11 @@ def test_a_state_between_two_pages_does_not_end_the_index(node):
     assert not peer.index_streaming
 
 
+def settled(peer: PeerState) -> None:
+    """As if the peer's last deletions came long ago (`Node._note_deletions`)."""
+    peer.deletions_since = peer.deletions_last = 0.0
+
+
 def index_page(entries: list[FileEntry], max_seq: int, **more) -> dict:
     return {"t": "index", "index_id": b"id", "entries": [e.to_wire() for e in entries],
             "max_seq": max_seq, **more}
@@ -106,6 +111,7 @@ def test_pages_stored_while_an_assessment_runs_do_not_let_their_deletions_throug
         monkeypatch.setattr(node_mod, "assess", pages_come_meanwhile)
         first = await node.assess()
         monkeypatch.setattr(node_mod, "assess", real)
+        settled(peer)
         return first, await node.assess()
 
     first, then = asyncio.run(main())
@@ -154,6 +160,7 @@ def test_a_round_that_deleted_nothing_for_a_page_is_not_kept_as_the_plan(node, m
         first = await node.assess()
         await storing
         monkeypatch.setattr(node_mod, "assess", real_assess)
+        settled(peer)
         return first, await node.assess()
 
     first, then = asyncio.run(main())
@@ -273,3 +280,56 @@ def test_a_peer_that_started_its_index_over_meanwhile_is_no_stale_read(node, cap
     result = asyncio.run(node.assess())
     assert result.seen[PEER] == 1 and result.ids[PEER] == b"new"
     assert "behind its latest write" not in caplog.text
+
+
+def test_deletions_that_come_page_by_page_are_judged_once_they_stop(node):
+    """A watching device records an `rm -rf` scan by scan and sends it page by page,
+    none of which says more follows: 10 of 20 files (MIN_DELETES: through), then 5 more.
+    The first page's deletions wait until the peer's deletions stop coming
+    (DELETIONS_SETTLE), then all 15 are held together."""
+    from app.engine.node import DELETIONS_SETTLE
+
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None
+    node.peers[PEER] = peer
+    gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
+            for i, f in enumerate(files[:15])]
+
+    async def main() -> None:
+        await node._on_index(peer, index_page(gone[:10], 30, more=False))
+        first = await node.assess()
+        assert first.held is None and not [a for a in first.actions if a.op == "delete"]
+        assert not node.in_sync_with(PEER)  # nothing is over while they wait
+        await node._on_index(peer, index_page(gone[10:], 35, more=False))
+        assert (await node.assess()).held is None  # still coming
+        peer.deletions_last -= DELETIONS_SETTLE  # quiet since: they are all here
+        then = await node.assess()
+        assert then.held is not None and then.held.deletes == 15
+        assert not [a for a in then.actions if a.op == "delete"]
+
+    asyncio.run(main())
+
+
+def test_a_peer_that_deletes_without_pause_is_judged_after_the_longest_wait(node):
+    from app.engine.node import DELETIONS_WAIT_MAX
+
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None
+    node.peers[PEER] = peer
+
+    async def main() -> None:
+        gone = [FileEntry("f00", deleted=True, version={PEER: 2}, modified_by=PEER, seq=21)]
+        await node._on_index(peer, index_page(gone, 21, more=False))
+        assert not [a for a in (await node.assess()).actions if a.op == "delete"]
+        peer.deletions_since -= DELETIONS_WAIT_MAX  # its burst never paused since
+        assert [a.path for a in (await node.assess()).actions if a.op == "delete"] == ["f00"]
+
+    asyncio.run(main())

@@ -160,3 +160,21 @@ def test_deletions_announced_in_several_batches_are_judged_together(tmp_path, ru
     r = held_sync(tmp_path, node)
     assert "1500 of 2000 files deleted on" in r.stderr
     assert len(file_names(b)) == 2000
+
+
+def test_a_folder_emptied_while_watched_is_held_whole(tmp_path, run_node):
+    """`rm -rf` on a watching device is recorded scan by scan and sent page by page;
+    each page alone was under the bar (212 of 1,000 files went through before the rest
+    was held). The peer's deletions are judged once they stop coming: all held."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    rels = [rel for d in range(10) for rel in files(a, 100, f"d{d}/")]
+    node = run_node("A", "--name", "desk")
+    nb = run_node("B", "--peer", node.address)
+    wait_until(lambda: file_names(b) == set(rels), 60, 0.1, f"B never got A's files:\n"
+               f"{nb.log()}")
+    for d in range(10):
+        shutil.rmtree(a / f"d{d}")
+    nb.wait_for_log(HELD_RX + r": 1000 of 1000 files deleted on desk \(", 30)
+    assert file_names(b) == set(rels), nb.log()
+    assert not (b / ".p2psync" / "versions").exists() or \
+        not any((b / ".p2psync" / "versions").rglob("*.txt")), "B archived deletions"
