@@ -281,4 +281,6 @@ def test_a_mass_deletion_made_here_shows_as_held_back_by_the_peer(tmp_path, run_
     ok_sync(tmp_path, node)  # the peer holds the deletions back, and takes the rest
     changed, gone = changes(before, tree(a))
     assert changed == {"new.txt"} and gone == set()
-    node.wait_for_log("held back a mass deletion: 20 of 30 files")
+    # of 30 or 31: the deletions are judged once they stop coming (Node._note_deletions),
+    # by then new.txt may be in
+    node.wait_for_log(r"held back a mass deletion: 20 of 3[01] files")
