@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from app.core.model import FileEntry
 from app.engine import node as node_mod
-from app.engine.node import INDEX_BATCH, PeerState
+from app.engine.node import INDEX_BATCH, Node, PeerState
 from tests.core.test_index import pin_reader
 from tests.engine.peerstate import PEER, peer_state
 
@@ -41,6 +41,23 @@ def settled(peer: PeerState) -> None:
 def index_page(entries: list[FileEntry], max_seq: int, **more) -> dict:
     return {"t": "index", "index_id": b"id", "entries": [e.to_wire() for e in entries],
             "max_seq": max_seq, **more}
+
+
+def shared_files(node: Node) -> list[FileEntry]:
+    """20 files, ours and the peer's alike (indexed on both sides)."""
+    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
+                       modified_by=PEER, seq=i + 1) for i in range(20)]
+    node.index.put_local(files)
+    node.index.put_remote(PEER, b"id", files, 20)
+    return files
+
+
+def connected(node: Node) -> PeerState:
+    """The peer, connected to node; the state messages each assessment sends go nowhere."""
+    peer = peer_state()
+    peer.conn.send_nowait = lambda msg: None
+    node.peers[PEER] = peer
+    return peer
 
 
 def test_a_short_page_that_says_more_follows_keeps_the_index_streaming(node):
@@ -84,13 +101,8 @@ def test_pages_stored_while_an_assessment_runs_do_not_let_their_deletions_throug
     from app.core.planner import DELETE
     from app.engine import node as node_mod
 
-    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
-                       modified_by=PEER, seq=i + 1) for i in range(20)]
-    node.index.put_local(files)
-    node.index.put_remote(PEER, b"id", files, 20)
-    peer = peer_state()
-    peer.conn.send_nowait = lambda msg: None  # the state messages each assessment sends
-    node.peers[PEER] = peer  # connected, not streaming: its index was all here
+    files = shared_files(node)
+    peer = connected(node)  # not streaming: its index was all here
     gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
             for i, f in enumerate(files[:15])]
     real = node_mod.assess
@@ -129,13 +141,8 @@ def test_a_round_that_deleted_nothing_for_a_page_is_not_kept_as_the_plan(node, m
     from app.core.planner import DELETE
     from app.engine import node as node_mod
 
-    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
-                       modified_by=PEER, seq=i + 1) for i in range(20)]
-    node.index.put_local(files)
-    node.index.put_remote(PEER, b"id", files, 20)
-    peer = peer_state()
-    peer.conn.send_nowait = lambda msg: None
-    node.peers[PEER] = peer
+    files = shared_files(node)
+    peer = connected(node)
     gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
             for i, f in enumerate(files[:3])]
     committed, assessing = threading.Event(), threading.Event()
@@ -175,10 +182,7 @@ def test_a_peer_whose_pages_keep_coming_delays_its_own_deletions_only(node, monk
     from app.engine import node as node_mod
 
     busy = "QQQQQQQ-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
-    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
-                       modified_by=PEER, seq=i + 1) for i in range(20)]
-    node.index.put_local(files)
-    node.index.put_remote(PEER, b"id", files, 20)
+    files = shared_files(node)
     node.index.put_remote(busy, b"id2", files, 20)
     peers = {}
     for device in (PEER, busy):
@@ -289,13 +293,8 @@ def test_deletions_that_come_page_by_page_are_judged_once_they_stop(node):
     (DELETIONS_SETTLE), then all 15 are held together."""
     from app.engine.node import DELETIONS_SETTLE
 
-    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
-                       modified_by=PEER, seq=i + 1) for i in range(20)]
-    node.index.put_local(files)
-    node.index.put_remote(PEER, b"id", files, 20)
-    peer = peer_state()
-    peer.conn.send_nowait = lambda msg: None
-    node.peers[PEER] = peer
+    files = shared_files(node)
+    peer = connected(node)
     gone = [FileEntry(f.path, deleted=True, version={PEER: 2}, modified_by=PEER, seq=21 + i)
             for i, f in enumerate(files[:15])]
 
@@ -317,13 +316,8 @@ def test_deletions_that_come_page_by_page_are_judged_once_they_stop(node):
 def test_a_peer_that_deletes_without_pause_is_judged_after_the_longest_wait(node):
     from app.engine.node import DELETIONS_WAIT_MAX
 
-    files = [FileEntry(f"f{i:02d}", size=1, hash=b"h%02d" % i, version={PEER: 1},
-                       modified_by=PEER, seq=i + 1) for i in range(20)]
-    node.index.put_local(files)
-    node.index.put_remote(PEER, b"id", files, 20)
-    peer = peer_state()
-    peer.conn.send_nowait = lambda msg: None
-    node.peers[PEER] = peer
+    shared_files(node)
+    peer = connected(node)
 
     async def main() -> None:
         gone = [FileEntry("f00", deleted=True, version={PEER: 2}, modified_by=PEER, seq=21)]
