@@ -724,8 +724,7 @@ class Puller:
         """Written and flushed first without the disk lock (the temp files are nobody's
         yet), then published and indexed under it, `dirs` made first: one batch
         flushes while another is put in place. Returns what `_publish_small` does."""
-        loop = asyncio.get_running_loop()
-        staged = await loop.run_in_executor(self._writer, self._stage_small, ready)
+        staged = await self._stage(ready)
         try:
             outcomes = await self._on_writer(self._publish_small, ready, staged, dirs, device)
         finally:
@@ -755,6 +754,18 @@ class Puller:
                 done.add(a.path)
                 self.emit("fetched", {"path": a.path, "size": len(data), "from": name})
         return done
+
+    async def _stage(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
+        """The batch staged on the writer thread; cancelled meanwhile, the staging still
+        finishes and its descriptors are given back (a page's is up to a thousand)."""
+        job = asyncio.get_running_loop().run_in_executor(self._writer, self._stage_small, ready)
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            await asyncio.wait([job])
+            if not job.cancelled() and job.exception() is None:
+                job.result().close()
+            raise
 
     def _stage_small(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
         """On the writer thread: the batch written to temp files and flushed."""

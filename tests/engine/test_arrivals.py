@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 
 import pytest
 
-from app.core import hashing
+from app.core import batchwrite, hashing
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.engine import serving
 from app.engine.node import INDEX_BATCH
@@ -190,3 +191,39 @@ def test_a_symlinked_directory_made_meanwhile_is_never_written_through(node, tmp
     assert node.index.get("d/x") is None
     assert "d/x" in pending(node)
     assert (node.root / "y").read_bytes() == b"fine"  # the rest of the page is taken
+
+
+def test_a_page_cut_short_while_its_files_are_written_gives_every_descriptor_back(
+        node, monkeypatch):
+    """A connection that ends (or a node that stops) while a page's files are being
+    written and flushed: the staging finishes, and its temp files (a descriptor each,
+    unnamed: they hold disk space until closed) are closed, none put in place."""
+    entered, release = threading.Event(), threading.Event()
+    flush = batchwrite.diskio.flush_fs
+
+    def slow_flush(fds):
+        entered.set()
+        release.wait(10)
+        flush(fds)
+
+    monkeypatch.setattr(batchwrite.diskio, "flush_fs", slow_flush)
+    entries = [small(f"f{i}", b"x%d" % i, i + 1) for i in range(50)]
+
+    def temps() -> list[str]:
+        where = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                 if os.path.islink(f"/proc/self/fd/{fd}")]
+        return [w for w in where if w.startswith(str(node.root))]
+
+    async def main() -> None:
+        task = asyncio.create_task(node._on_index(
+            peer_state(asked_contents=True), page(entries, {i: b"x%d" % i for i in range(50)})))
+        assert await asyncio.to_thread(entered.wait, 10)
+        assert len([t for t in temps() if t.endswith(" (deleted)")]) == 50  # being flushed
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert temps() == []
+    assert not any((node.root / f"f{i}").exists() for i in range(50))
