@@ -39,7 +39,15 @@ class Action:
 
 
 def _rank(e: FileEntry) -> tuple:
-    return (not e.deleted, e.kind == Kind.DIR and not e.deleted, e.mtime_ns, e.modified_by)
+    """The rules' order, then what an entry holds: two different entries never tie.
+
+    Concurrent versions of one author and one mtime happen: A records a chmod (the
+    mtime stays) while B, not yet told, merges A's previous change with one of its own
+    and announces the result under A's name. Tied, each side took the other's: both
+    ended with one merged version and two modes, the chmod undone where it was made,
+    and equal versions are never planned again (found by fuzzing two watching nodes)."""
+    return (not e.deleted, e.kind == Kind.DIR and not e.deleted, e.mtime_ns, e.modified_by,
+            e.mode, bytes(e.hash), e.target)
 
 
 def beats(a: FileEntry, b: FileEntry) -> bool:
