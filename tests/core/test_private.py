@@ -154,12 +154,14 @@ def test_runtime_dir_of_another_user_is_not_used(tmp_path, monkeypatch):
 
 def test_a_long_config_path_puts_the_socket_in_the_runtime_dir(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    short = Config(tmp_path / "cfg").folder_paths(tmp_path / "A").control_socket
-    assert short.parent == tmp_path / "cfg" / "ctl"
-    long = Config(tmp_path / ("c" * 100)).folder_paths(tmp_path / "A").control_socket
-    assert long.parent == private.runtime_dir() and len(os.fsencode(long)) < 100
-    assert not long.parent.exists()  # computing the path makes nothing
+    with tempfile.TemporaryDirectory(dir="/tmp") as near:  # pytest's own can be too long
+        base = Path(near)
+        monkeypatch.setattr(tempfile, "tempdir", str(base / "tmp"))
+        short = Config(base / "cfg").folder_paths(tmp_path / "A").control_socket
+        assert short.parent == base / "cfg" / "ctl"
+        long = Config(tmp_path / ("c" * 100)).folder_paths(tmp_path / "A").control_socket
+        assert long.parent == private.runtime_dir() and len(os.fsencode(long)) < 100
+        assert not long.parent.exists()  # computing the path makes nothing
 
 
 # --- the socket itself ---------------------------------------------------------------
