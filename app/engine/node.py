@@ -546,6 +546,9 @@ class Node:
 
         self._watcher = await opened_in_thread(None, start, FolderWatcher.stop)
         log.debug("watching %s for changes", self.root)
+        # A wake-up while it started found no watcher here and was dropped; it wakes us
+        # only once its paths are taken, so until then no change would have.
+        self._take_watched()
 
     def _take_watched(self) -> None:
         if self._watcher is not None:

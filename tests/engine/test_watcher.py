@@ -334,3 +334,55 @@ def test_a_rescan_of_files_the_disk_and_index_agree_on_does_not_wait_for_the_dis
     finally:
         node.puller.close()
         node.index.close()
+
+
+def test_a_change_reported_while_the_watcher_starts_does_not_silence_it(
+        tmp_path: Path, monkeypatch) -> None:
+    """The watcher wakes the node once per burst: when its paths are taken, the next
+    burst wakes it again. A wake-up that came while the watcher was starting (in a
+    thread: the node did not hold it yet) was dropped, nothing took the paths, and so
+    no change woke the node again: every edit waited for the periodic full rescan."""
+    import asyncio
+
+    from app.engine import watcher as watcher_module
+    from app.engine.config import Config
+    from app.engine.node import FULL_RESCAN_EVERY, Node, NodeOptions
+
+    root = tmp_path / "A"
+    root.mkdir()
+
+    class EarlyWatcher(FolderWatcher):
+        """A change made, and its wake-up given, before `start` returns."""
+
+        def __init__(self, folder: Path, wake) -> None:
+            self.woken = threading.Event()
+
+            def noted() -> None:
+                wake()
+                self.woken.set()
+            super().__init__(folder, noted)
+
+        def start(self) -> None:
+            super().start()
+            (root / "early").write_bytes(b"x")
+            assert self.woken.wait(5)
+
+    monkeypatch.setattr(watcher_module, "FolderWatcher", EarlyWatcher)  # the node's import
+
+    async def main() -> float | None:
+        node = Node(NodeOptions(folder=root, config=Config(tmp_path / "cfg"), secret="k",
+                                name="a", watch=True))
+        await node.start()
+        try:
+            await asyncio.sleep(0.3)
+            (root / "late").write_bytes(b"y")
+            started = time.monotonic()
+            while time.monotonic() - started < FULL_RESCAN_EVERY / 4:
+                if node.index.get("late") is not None:
+                    return time.monotonic() - started
+                await asyncio.sleep(0.1)
+            return None
+        finally:
+            await node.stop()
+
+    assert asyncio.run(main()) is not None
