@@ -134,7 +134,10 @@ if InotifyObserver is not None:
     # What a change needs, and no more. Without IN_MODIFY a writer does not cost an
     # event per write() call (8,192 for a 1 GiB copy); a file is seen when it is
     # closed (IN_CLOSE_WRITE), renamed, made, removed or chmod-ed/touched (IN_ATTRIB).
-    # One written in place and never closed waits for the periodic full rescan.
+    # One written in place and never closed waits for the periodic full rescan, and so
+    # does one cut by truncate(2) on its path (`truncate -s`: IN_MODIFY alone). With
+    # IN_MODIFY taken as the other events are, 1 GiB written in 128 KiB pieces cost
+    # 6,500 events and took 0.80 s of CPU against 0.46 s (2026-12-02).
     CHANGE_MASK = (_IN.IN_CREATE | _IN.IN_DELETE | _IN.IN_DELETE_SELF | _IN.IN_MOVE
                    | _IN.IN_MOVE_SELF | _IN.IN_CLOSE_WRITE | _IN.IN_ATTRIB | _IN.IN_DONT_FOLLOW)
 
