@@ -386,3 +386,15 @@ def test_a_change_reported_while_the_watcher_starts_does_not_silence_it(
             await node.stop()
 
     assert asyncio.run(main()) is not None
+
+
+def test_watchdog_s_error_line_of_a_read_during_stop_is_not_shown(caplog) -> None:
+    import logging
+
+    import app.engine.watcher  # noqa: F401 - the filter comes with it
+
+    caplog.set_level("ERROR")
+    inotify_log = logging.getLogger("watchdog.observers.inotify")
+    inotify_log.error("InotifyEmitter.queue_events() called when the thread is inactive")
+    inotify_log.error("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
