@@ -5,7 +5,8 @@ differ and carries the answer out. The rules (see docs/architecture.md):
 
 * the best version among all announced ones is the one no other dominates; between
   concurrent versions a change beats a deletion, a directory beats a file, then the
-  newer mtime, then the larger device ID of its author (so every device picks the same);
+  newer mtime, then the larger device ID of its author, then what the entries hold (so
+  every device picks the same);
 * if that best version is ours, or older, nothing to do here (peers fetch from us);
 * if it dominates ours, take it;
 * if it is concurrent with ours and wins, we are the losing side: take it with the
