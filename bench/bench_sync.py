@@ -1077,8 +1077,19 @@ def fresh_fs(parent: Path, name: str) -> Iterator[Path]:
                 _run_tool("umount", str(mnt))
         finally:
             _run_tool("losetup", "--detach", dev)
+            _wait_detached(dev)
     finally:
         image.unlink()
+
+
+def _wait_detached(dev: str, timeout: float = 10.0) -> None:
+    """A busy loop device (udev still probing it after the umount) is detached only when
+    its last user lets go: `losetup --detach` returns before. Under load that took long
+    enough for the next look to find it still attached (a CI run, 2026-12-02)."""
+    backing = Path("/sys/block") / Path(dev).name / "loop" / "backing_file"
+    deadline = time.monotonic() + timeout
+    while backing.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _run_tool(*cmd: str) -> str:
