@@ -724,7 +724,10 @@ class Puller:
         """Written and flushed first without the disk lock (the temp files are nobody's
         yet), then published and indexed under it, `dirs` made first: one batch
         flushes while another is put in place. Returns what `_publish_small` does."""
-        staged = await self._stage(ready)
+        # cancelled meanwhile, the staging still finishes and gives its descriptors back
+        # (a page's are up to a thousand)
+        staged = await _until_done(self._writer, self._stage_small, ready,
+                                   release=batchwrite.Staged.close)
         try:
             outcomes = await self._on_writer(self._publish_small, ready, staged, dirs, device)
         finally:
@@ -754,18 +757,6 @@ class Puller:
                 done.add(a.path)
                 self.emit("fetched", {"path": a.path, "size": len(data), "from": name})
         return done
-
-    async def _stage(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
-        """The batch staged on the writer thread; cancelled meanwhile, the staging still
-        finishes and its descriptors are given back (a page's is up to a thousand)."""
-        job = asyncio.get_running_loop().run_in_executor(self._writer, self._stage_small, ready)
-        try:
-            return await asyncio.shield(job)
-        except asyncio.CancelledError:
-            await asyncio.wait([job])
-            if not job.cancelled() and job.exception() is None:
-                job.result().close()
-            raise
 
     def _stage_small(self, ready: list[tuple[Action, bytes, str]]) -> batchwrite.Staged:
         """On the writer thread: the batch written to temp files and flushed."""
@@ -1181,15 +1172,19 @@ class Puller:
         return sorted(job.lost + list(job.refused) + held_back), job.sources, job.fetched
 
 
-async def _until_done(executor: Executor | None, fn: Callable[..., T], *args: object) -> T:
+async def _until_done(executor: Executor | None, fn: Callable[..., T], *args: object,
+                      release: Callable[[T], object] | None = None) -> T:
     """fn(*args) in a worker thread; cancelled, this still waits for fn to end: what fn
     holds (the disk lock, a temp file's descriptor that the caller closes once this
-    returns and that could be another file's by then) is given back only after it."""
+    returns and that could be another file's by then) is given back only after it.
+    `release`: what gives back what fn returned, when nobody will have it."""
     job = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
         await asyncio.wait([job])
+        if release is not None and not job.cancelled() and job.exception() is None:
+            release(job.result())
         raise
 
 
