@@ -235,35 +235,35 @@ class Side:
         self.record(data, rel, "write")
         return ("write", rel, h(data)[:12], len(data))
 
-    def op_append(self):
+    def edit_in_place(self, op: str, edit):
+        """An existing file changed by edit(path); what it held counts as destroyed."""
         rel = self.pick_file(0.9)
         p = self.p(rel)
         if not p.is_file():
-            return ("append-skip", rel)
+            return (f"{op}-skip", rel)
         self.destroy_file(p)
-        add = f"+{self.name}{self.n}".encode()
-        self.n += 1
-        with open(p, "ab") as fh:
-            fh.write(add)
+        edit(p)
         data = p.read_bytes()
-        self.record(data, rel, "append")
-        return ("append", rel, h(data)[:12], len(data))
+        self.record(data, rel, op)
+        return (op, rel, h(data)[:12], len(data))
+
+    def op_append(self):
+        def append(p: Path):
+            add = f"+{self.name}{self.n}".encode()
+            self.n += 1
+            with open(p, "ab") as fh:
+                fh.write(add)
+        return self.edit_in_place("append", append)
 
     def op_truncate(self):
-        rel = self.pick_file(0.9)
-        p = self.p(rel)
-        if not p.is_file():
-            return ("truncate-skip", rel)
-        self.destroy_file(p)
-        size = p.stat().st_size
-        new = self.rng.randint(0, max(0, size - 1)) if size else 0
-        self.rng.random()  # (kept: the same random stream as before)
-        # no truncate(2) by path: it waits for the ~60 s full rescan (known, accepted)
-        with open(p, "r+b") as fh:
-            fh.truncate(new)
-        data = p.read_bytes()
-        self.record(data, rel, "truncate")
-        return ("truncate", rel, h(data)[:12], len(data))
+        def truncate(p: Path):
+            size = p.stat().st_size
+            new = self.rng.randint(0, max(0, size - 1)) if size else 0
+            self.rng.random()  # (kept: the same random stream as before)
+            # no truncate(2) by path: it waits for the ~60 s full rescan (known, accepted)
+            with open(p, "r+b") as fh:
+                fh.truncate(new)
+        return self.edit_in_place("truncate", truncate)
 
     def op_delete(self):
         rel = self.pick_file(0.95)
