@@ -93,7 +93,7 @@ def qt_problem() -> str | None:
         return ("no display to open the window on (DISPLAY is not set): start p2psync from "
                 "a desktop session, or use `p2psync run --folder DIR` for a node without a "
                 "window")
-    return _xcb_problem()
+    return _xcb_problem() or _display_problem(os.environ["DISPLAY"])
 
 
 def _xcb_problem() -> str | None:
@@ -114,3 +114,28 @@ def _xcb_problem() -> str | None:
         return (f"Qt cannot open a window on the X display: {what}; {hint} "
                 "(or run scripts/setup.sh --gui)")
     return None
+
+
+def _display_problem(display: str) -> str | None:
+    """Whether an X server answers at `display`, asked the way Qt's xcb plugin will ask
+    (libxcb: its socket, its authorization). A DISPLAY left from a session that is gone
+    (an ssh -X that ended, a stopped Xvfb) made Qt abort the process, saying that
+    libxcb-cursor0 was needed when it was installed."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return None  # (the plugin loaded, so it is there; if not, Qt says for itself)
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    conn = xcb.xcb_connect(os.fsencode(display), None)
+    try:
+        failed = xcb.xcb_connection_has_error(conn)
+    finally:
+        xcb.xcb_disconnect(conn)
+    if not failed:
+        return None
+    return (f"cannot open a window on the X display {display} (DISPLAY): no X server "
+            "answers there, or it refused us; start p2psync from a desktop session, or use "
+            "`p2psync run --folder DIR` for a node without a window")
