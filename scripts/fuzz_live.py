@@ -8,10 +8,11 @@ temp file left and no error logged. It found a chmod undone with both sides "syn
 
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
-           [--scenario plain|kill|stop|killa|stopa] [--big P]
+           [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3]
 
 (kill / stop: B is killed with SIGKILL / stopped mid-edits and started again; killa /
-stopa: the same for A, on its port.) Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (the
+stopa: the same for A, on its port. --nodes 3: a third node C dials A as B does, and
+edits too.) Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the
 nodes' stderr), RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
 2026-12-02: 85 runs found the two bugs above, then 60 runs over every mix and scenario
@@ -387,23 +388,29 @@ def editor(side: Side, nops: int, pace: float, stop: threading.Event, pause: thr
         time.sleep(side.rng.uniform(0, pace))
 
 
-def quiet(a: Path, b: Path, limit=60, still=5, late=None):
-    """Wait until both folders are identical (no .p2psync/) and unchanged for `still` s."""
+def quiet(roots: list[Path], limit=60, still=5, late=None):
+    """Wait until all folders are identical (no .p2psync/) and unchanged for `still` s."""
     t_start = time.time()
     t_end = time.time() + limit
     last, since = None, time.time()
     while time.time() < t_end:
-        sa, sb = snapshot(a), snapshot(b)
-        if late is not None and not late and time.time() - t_start > 15 and sa != sb:
-            late.extend(f"{k}: A={sa.get(k)} B={sb.get(k)}" for k in sorted(set(sa) | set(sb))
-                        if sa.get(k) != sb.get(k))
-        cur = (sa, sb)
-        if cur != last:
-            last, since = cur, time.time()
-        elif sa == sb and time.time() - since >= still:
-            return True, sa, sb
+        snaps = [snapshot(r) for r in roots]
+        same = all(s == snaps[0] for s in snaps[1:])
+        if late is not None and not late and time.time() - t_start > 15 and not same:
+            late.extend(_differences(roots, snaps))
+        if snaps != last:
+            last, since = snaps, time.time()
+        elif same and time.time() - since >= still:
+            return True, snaps
         time.sleep(0.5)
-    return False, last[0], last[1]
+    return False, last
+
+
+def _differences(roots: list[Path], snaps: list[dict]) -> list[str]:
+    keys = sorted(set().union(*snaps))
+    return [f"{k}: " + " ".join(f"{r.name.upper()}={s.get(k)}"
+                                for r, s in zip(roots, snaps, strict=True))
+            for k in keys if len({repr(s.get(k)) for s in snaps}) > 1]
 
 
 def main():
@@ -417,17 +424,23 @@ def main():
     ap.add_argument("--big", type=float, default=0.03)
     ap.add_argument("--keep", type=int, default=24, help="untouched files in keep/")
     ap.add_argument("--quiet", type=float, default=80)
+    ap.add_argument("--nodes", type=int, default=2, choices=(2, 3),
+                    help="3: C dials A too, so B's edits reach C through A")
     a = ap.parse_args()
     run = Path(a.run)
     if run.exists():
         shutil.rmtree(run)
-    for d in ["a", "b", "ac", "bc"]:
-        (run / d).mkdir(parents=True)
+    names = "ABC"[:a.nodes]
+    for n in names:
+        (run / n.lower()).mkdir(parents=True)
+        (run / (n.lower() + "c")).mkdir(parents=True)
     rng = random.Random(a.seed)
     # initial content on A (+ a keep/ dir nobody touches, to stay clear of the guard)
     oplog = open(run / "ops.jsonl", "w")  # noqa: SIM115 - the editors' threads write it to the end
-    A = Side("A", run / "a", random.Random(rng.random()), a.mix, a.big, oplog)
-    B = Side("B", run / "b", random.Random(rng.random()), a.mix, a.big, oplog)
+    sides = [Side(n, run / n.lower(), random.Random(rng.random()), a.mix, a.big, oplog)
+             for n in names]
+    A = sides[0]
+    roots = [s.root for s in sides]
     for i in range(a.keep):
         p = run / "a" / "keep" / f"k{i}.txt"
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -441,21 +454,23 @@ def main():
     na = Node(run, "A", None)
     na.start()
     port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-    na.listen = f"127.0.0.1:{port}"  # a restarted A listens where B looks for it
-    nb = Node(run, "B", port)
-    nb.start()
-    na.wait_for(r"connected to B")
-    nb.wait_for(r"connected to A")
-    ok, _, _ = quiet(run / "a", run / "b", limit=30, still=2)
+    na.listen = f"127.0.0.1:{port}"  # a restarted A listens where the others look for it
+    nodes = [na] + [Node(run, n, port) for n in names[1:]]
+    for n in nodes[1:]:
+        n.start()
+    for n in nodes[1:]:
+        na.wait_for(rf"connected to {n.side}")
+        n.wait_for(r"connected to A")
+    ok, _ = quiet(roots, limit=30, still=2)
     res = {"args": vars(a), "initial_sync": ok, "events": []}
     stop, pause = threading.Event(), threading.Event()
-    ta = threading.Thread(target=editor, args=(A, a.ops, a.pace / 1000, stop, pause))
-    tb = threading.Thread(target=editor, args=(B, a.ops, a.pace / 1000, stop, pause))
+    editors = [threading.Thread(target=editor, args=(s, a.ops, a.pace / 1000, stop, pause))
+               for s in sides]
     t0 = time.time()
-    ta.start()
-    tb.start()
+    for t in editors:
+        t.start()
     exits = []
-    if a.scenario in ("killa", "stopa"):  # the node B dials is the one that goes away
+    if a.scenario in ("killa", "stopa"):  # the node the others dial is the one that goes away
         est = a.ops * a.pace / 2000
         time.sleep(rng.uniform(0.2, 0.6) * est)
         sig = signal.SIGKILL if a.scenario == "killa" else signal.SIGTERM
@@ -467,6 +482,7 @@ def main():
         na.start()
         res["events"].append(f"restarted A at +{time.time()-t0:.2f}s")
     if a.scenario in ("kill", "stop"):
+        nb = nodes[1]
         est = a.ops * a.pace / 2000
         time.sleep(rng.uniform(0.2, 0.6) * est)
         if a.scenario == "kill":
@@ -481,11 +497,11 @@ def main():
             time.sleep(rng.uniform(2, 5))
             nb.start()
         res["events"].append(f"restarted B at +{time.time()-t0:.2f}s")
-    ta.join()
-    tb.join()
+    for t in editors:
+        t.join()
     res["edit_secs"] = round(time.time() - t0, 2)
-    late = []
-    ok, sa, sb = quiet(run / "a", run / "b", limit=a.quiet, late=late)
+    late: list[str] = []
+    ok, snaps = quiet(roots, limit=a.quiet, late=late)
     if late:
         res["events"].append("LATE (still different 15 s after edits stopped): "
                              + "; ".join(late[:6]))
@@ -497,35 +513,34 @@ def main():
     # --- checks
     problems = []
     if not ok:
-        diff = sorted(set(sa) ^ set(sb) | {k for k in set(sa) & set(sb) if sa[k] != sb[k]})
-        for k in diff:
-            problems.append(f"NONCONV {k}: A={sa.get(k)} B={sb.get(k)}")
-    # mode/mtime differences (content-equal)
-    for k in set(sa) & set(sb):
-        if sa[k][:3] == sb[k][:3] and sa[k][3] != sb[k][3]:
-            problems.append(f"XBIT {k}: A={sa[k][3]:o} B={sb[k][3]:o}")
-        if sa[k][:4] == sb[k][:4] and sa[k][4] != sb[k][4]:
-            problems.append(f"MTIME {k}: A={sa[k][4]} B={sb[k][4]}")
+        problems += [f"NONCONV {d}" for d in _differences(roots, snaps)]
+    sa = snaps[0]
+    # mode / mtime differences where the contents are equal
+    for sb, side in zip(snaps[1:], sides[1:], strict=True):
+        for k in set(sa) & set(sb):
+            if sa[k][:3] == sb[k][:3] and sa[k][3] != sb[k][3]:
+                problems.append(f"XBIT {k}: A={sa[k][3]:o} {side.name}={sb[k][3]:o}")
+            if sa[k][:4] == sb[k][:4] and sa[k][4] != sb[k][4]:
+                problems.append(f"MTIME {k}: A={sa[k][4]} {side.name}={sb[k][4]}")
     # content presence
-    present = {}
-    for side, root in (("A", run / "a"), ("B", run / "b")):
-        for rel, v in snapshot(root, with_meta=True).items():
+    present: dict[str, list[str]] = {}
+    for side in sides:
+        for rel, v in snapshot(side.root, with_meta=True).items():
             if v[0] == "file":
-                present.setdefault(v[1], []).append(f"{side}:{rel}")
-    for side in (A, B):
+                present.setdefault(v[1], []).append(f"{side.name}:{rel}")
+    for side in sides:
         for hs, info in side.written.items():
             if hs in side.destroyed:
                 continue
             if hs not in present:
                 problems.append(f"LOST written by {side.name}: {hs[:12]} {info}")
-    # where surviving content lives only outside versions / live (e.g. .p2psync/tmp)
     # temp files
-    for side, root in (("A", run / "a"), ("B", run / "b")):
-        for rel in snapshot(root):
+    for side in sides:
+        for rel in snapshot(side.root):
             if "p2psync" in rel and (rel.endswith(".tmp") or "p2psync-" in os.path.basename(rel)):
-                problems.append(f"TEMP {side}:{rel}")
+                problems.append(f"TEMP {side.name}:{rel}")
     # stop nodes, exit codes
-    for n in (na, nb):
+    for n in nodes:
         rc = n.stop(signal.SIGTERM)
         exits.append((n.side, "final SIGTERM", rc))
         if rc != 0:
@@ -533,7 +548,7 @@ def main():
     for side, what, rc in exits:
         if what == "SIGTERM" and rc != 0:
             problems.append(f"EXIT {side} mid-run SIGTERM rc={rc}")
-    for n in (na, nb):
+    for n in nodes:
         txt = n.text()
         for line in txt.splitlines():
             if re.search(r"Traceback|ERROR|[Ee]xception|CRITICAL", line):
@@ -542,14 +557,15 @@ def main():
                 res["events"].append(f"GUARD {n.side}: {line[:200]}")
     res["exits"] = exits
     res["problems"] = problems
-    res["written"] = {"A": len(A.written), "B": len(B.written)}
-    res["destroyed"] = {"A": len(A.destroyed), "B": len(B.destroyed)}
-    res["op_errors"] = {"A": A.errors, "B": B.errors}
+    res["written"] = {s.name: len(s.written) for s in sides}
+    res["destroyed"] = {s.name: len(s.destroyed) for s in sides}
+    res["op_errors"] = {s.name: s.errors for s in sides}
     res["final_files"] = sum(1 for v in sa.values() if v[0] == "file")
     res["conflict_copies"] = sum(1 for k in sa if "sync-conflict" in k)
     (run / "result.json").write_text(json.dumps(res, indent=1))
-    (run / "written.json").write_text(json.dumps({"A": A.written, "B": B.written,
-        "destroyedA": sorted(A.destroyed), "destroyedB": sorted(B.destroyed)}, indent=1))
+    (run / "written.json").write_text(json.dumps(
+        {**{s.name: s.written for s in sides},
+         **{f"destroyed{s.name}": sorted(s.destroyed) for s in sides}}, indent=1))
     summary = {k: res[k] for k in ("converged", "edit_secs", "quiet_after", "written",
                                    "final_files", "conflict_copies", "exits", "events")}
     print(json.dumps(summary))
