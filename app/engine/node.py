@@ -362,8 +362,7 @@ class Node:
         self._track_settling(subpaths, result)
         for rel in result.parents_gone:  # once the watcher told of their move, if any
             asyncio.get_running_loop().call_later(MOVE_PAIRED, self.request_rescan, rel)
-        if subpaths is None:
-            self.temps = set(result.temps)
+        self._saw_temps(result.temps, whole=subpaths is None)
         if result.written:  # every row moves our max_seq, which a peer must have seen
             self._local_changed.set()  # to be in sync with us (`in_sync_with`)
         if result.changed_count:
@@ -1397,6 +1396,18 @@ class Node:
     async def _retry_later(self) -> None:
         await asyncio.sleep(2)
         self._pull_wake.set()
+
+    def _saw_temps(self, seen: list[str], whole: bool) -> None:
+        """Temp files a scan passed over (`whole`: all there are). One nobody knew of
+        wakes a round, whose cleanup judges it: a directory renamed by its user while a
+        transfer into it was interrupted brings that transfer's temp file under a new
+        path, which no fetch will resume (its name hashes the old path). Left to the
+        minutely full scan, it stayed in a folder that had converged, as no round ran
+        after that scan."""
+        new = set(seen) - self.temps - self.puller.temps
+        self.temps = set(seen) if whole else self.temps | new
+        if new:
+            self._pull_wake.set()
 
     async def _cleanup_temps(self, actions: list[Action] | None = None) -> None:
         """Remove the temp files no transfer will resume.

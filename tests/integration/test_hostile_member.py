@@ -28,7 +28,7 @@ from app.core.model import BLOCK_SIZE
 from app.net import framing
 from tests import hostile
 from tests.integration.test_two_devices import wait_indexed
-from tests.procs import RunNode, env, p2psync_cmd, start_run, sync, tmpfs
+from tests.procs import RunNode, env, p2psync_cmd, start_run, sync, tmpfs, wait_until
 
 MIB = 1024 * 1024
 NODE_FILE = b"content the node shares\n" * 10
@@ -390,6 +390,35 @@ def test_temp_files_of_abandoned_transfers_are_removed(tmp_path, node):
     os.utime(node.folder / t2, (day_ago, day_ago))
     honest_sync(tmp_path, node, "a-day-later")
     assert hostile.temp_files(node.folder) == [], node.log()
+
+
+def test_a_temp_file_its_user_moved_with_a_directory_goes_without_a_full_scan(tmp_path, node):
+    """A transfer into d/ is cut off and the user renames d/: its temp file, now under
+    r/, is resumed by nothing (its name hashes the old path), so it must go as soon as
+    the watcher's scan of r/ passes it, not after the next full scan (found by
+    scripts/fuzz_live.py --nodes 3: it stayed in a folder that had converged)."""
+    data = random.Random(6).randbytes(3 * BLOCK_SIZE)
+
+    async def announce_and_leave() -> str:
+        s = await hostile.connect(node.port, hostile.new_identity(tmp_path), name="leaver")
+        await s.send_start()
+        e = hostile.file_entry("d/waiting.bin", data, s.device)
+        await s.announce([e], {"d/waiting.bin": data[:BLOCK_SIZE]})  # one block of three
+        temp = paths.temp_name_for("d/waiting.bin", e.hash)
+        assert await s.wait_for(lambda: (node.folder / temp).exists(), 10), node.log()
+        await s.close()
+        return temp
+
+    temp = run(announce_and_leave())
+    (node.folder / "d" / "mine.txt").write_bytes(b"the user's own file\n")
+    wait_indexed(node, "d/mine.txt")
+    (node.folder / "d").rename(node.folder / "r")
+    moved = "r/" + temp.rpartition("/")[2]
+    assert hostile.temp_files(node.folder) == [moved]
+    wait_indexed(node, "r/mine.txt", "d/mine.txt")
+    wait_until(lambda: hostile.temp_files(node.folder) == [], 10,
+               msg="the temp file moved with its directory stayed")
+    assert (node.folder / "r" / "mine.txt").read_bytes() == b"the user's own file\n"
 
 
 def test_leftover_temp_files_go_and_a_resumable_one_stays_when_the_node_stops(tmp_path):
