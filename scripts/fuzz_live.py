@@ -8,12 +8,13 @@ temp file left and no error logged. It found a chmod undone with both sides "syn
 
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
-           [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3]
+           [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3 [--c-sync]]
 
 (kill / stop: B is killed with SIGKILL / stopped mid-edits and started again; killa /
 stopa: the same for A, on its port. --nodes 3: a third node C dials A as B does, and
-edits too.) Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the
-nodes' stderr), RUNDIR/ops.jsonl (every operation on each side, with the hashes it
+edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script would.)
+Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the nodes' stderr),
+RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
 2026-12-02: 85 runs found the two bugs above, then 60 runs over every mix and scenario
 found nothing (a run takes 10-90 s; run one at a time on a small machine).
@@ -107,6 +108,21 @@ class Node:
             fh.flush()
             self.starts += 1
             self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=fh, stderr=fh)
+
+    def sync(self, timeout=30):
+        """One `p2psync sync` of this folder against A (for a node that runs none)."""
+        args = [PY, "-m", "app", "sync", "--folder", str(self.folder), "--config-dir",
+                str(self.cfg), "--no-discovery", "--secret", SECRET, "--name", self.side,
+                "--peer", f"127.0.0.1:{self.port_of_a}", "--timeout", str(timeout), "-v"]
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        with open(self.log, "ab") as fh:
+            fh.write(f"=== fuzz: sync #{self.starts} at {time.time():.3f}\n".encode())
+            fh.flush()
+            self.starts += 1
+            rc = subprocess.run(args, cwd=REPO, env=env, stdout=fh, stderr=fh,
+                                timeout=timeout + 60).returncode
+            fh.write(f"=== fuzz: sync exited {rc}\n".encode())
+        return rc
 
     def text(self):
         return self.log.read_text(errors="replace")
@@ -426,6 +442,9 @@ def main():
     ap.add_argument("--quiet", type=float, default=80)
     ap.add_argument("--nodes", type=int, default=2, choices=(2, 3),
                     help="3: C dials A too, so B's edits reach C through A")
+    ap.add_argument("--c-sync", action="store_true",
+                    help="with --nodes 3: C runs no node but one `sync` after another "
+                    "while it edits (a script's syncs), and syncs until all agree at the end")
     a = ap.parse_args()
     run = Path(a.run)
     if run.exists():
@@ -456,11 +475,15 @@ def main():
     port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
     na.listen = f"127.0.0.1:{port}"  # a restarted A listens where the others look for it
     nodes = [na] + [Node(run, n, port) for n in names[1:]]
+    oneshot = nodes.pop() if a.c_sync and a.nodes == 3 else None
     for n in nodes[1:]:
         n.start()
     for n in nodes[1:]:
         na.wait_for(rf"connected to {n.side}")
         n.wait_for(r"connected to A")
+    sync_rcs: list[int] = []
+    if oneshot is not None:
+        sync_rcs.append(oneshot.sync())
     ok, _ = quiet(roots, limit=30, still=2)
     res = {"args": vars(a), "initial_sync": ok, "events": []}
     stop, pause = threading.Event(), threading.Event()
@@ -470,6 +493,14 @@ def main():
     for t in editors:
         t.start()
     exits = []
+    syncing = None
+    if oneshot is not None:
+        def sync_while_editing():
+            while any(t.is_alive() for t in editors):
+                sync_rcs.append(oneshot.sync())
+                time.sleep(rng.uniform(0, 1))
+        syncing = threading.Thread(target=sync_while_editing)
+        syncing.start()
     if a.scenario in ("killa", "stopa"):  # the node the others dial is the one that goes away
         est = a.ops * a.pace / 2000
         time.sleep(rng.uniform(0.2, 0.6) * est)
@@ -501,6 +532,15 @@ def main():
         t.join()
     res["edit_secs"] = round(time.time() - t0, 2)
     late: list[str] = []
+    if syncing is not None:
+        syncing.join()
+        for _ in range(6):  # C hears of A's and B's last edits only when it syncs
+            quiet(roots[:2], limit=a.quiet / 2, still=3)
+            sync_rcs.append(oneshot.sync())
+            ok, snaps = quiet(roots, limit=8, still=3)
+            if ok:
+                break
+        res["sync_rcs"] = sync_rcs
     ok, snaps = quiet(roots, limit=a.quiet, late=late)
     if late:
         res["events"].append("LATE (still different 15 s after edits stopped): "
@@ -548,6 +588,10 @@ def main():
     for side, what, rc in exits:
         if what == "SIGTERM" and rc != 0:
             problems.append(f"EXIT {side} mid-run SIGTERM rc={rc}")
+    if oneshot is not None:
+        if sync_rcs[-1] != 0:
+            problems.append(f"EXIT C's last sync rc={sync_rcs[-1]}")
+        nodes.append(oneshot)
     for n in nodes:
         txt = n.text()
         for line in txt.splitlines():
@@ -567,7 +611,8 @@ def main():
         {**{s.name: s.written for s in sides},
          **{f"destroyed{s.name}": sorted(s.destroyed) for s in sides}}, indent=1))
     summary = {k: res[k] for k in ("converged", "edit_secs", "quiet_after", "written",
-                                   "final_files", "conflict_copies", "exits", "events")}
+                                   "final_files", "conflict_copies", "exits", "events",
+                                   "sync_rcs") if k in res}
     print(json.dumps(summary))
     print(f"{len(problems)} problem(s)")
     for p in problems[:40]:
