@@ -37,6 +37,9 @@ class Action:
     target: FileEntry  # the entry this path will have locally afterwards
     sources: list[str] = field(default_factory=list)  # devices that hold the content
     conflict_copy: bool = False  # keep our current content as a conflict copy first
+    # our directory at path gives way to a file or a link: it may hold what the peer
+    # that replaced it never saw (Puller._kept_dir)
+    replaces_dir: bool = False
 
 
 def _rank(e: FileEntry) -> tuple:
@@ -96,6 +99,13 @@ def _op_for(local: FileEntry | None, target: FileEntry) -> str:
     return FETCH
 
 
+def _replaces_dir(local: FileEntry, target: FileEntry) -> bool:
+    """A live directory of ours that the target (a file or a link) takes the place of.
+    Only a newer version does: a concurrent one loses to a directory (`_rank`)."""
+    return (local.kind == Kind.DIR and not local.deleted and not target.deleted
+            and target.kind != Kind.DIR)
+
+
 def plan_path(local: FileEntry | None, remotes: dict[str, FileEntry]) -> Action | None:
     found = best_remote(remotes)
     if found is None:
@@ -107,7 +117,8 @@ def plan_path(local: FileEntry | None, remotes: dict[str, FileEntry]) -> Action 
     if order in (Order.EQUAL, Order.OLDER):
         return None
     if order == Order.NEWER:
-        return Action(_op_for(local, best), best.path, best, holders)
+        return Action(_op_for(local, best), best.path, best, holders,
+                      replaces_dir=_replaces_dir(local, best))
     if beats(local, best):
         return None  # we win; the other side keeps its copy and merges
     target = replace(best, version=merge(local.version, best.version))

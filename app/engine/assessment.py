@@ -123,6 +123,9 @@ def _assess(index: Index, key: tuple, inputs: Inputs,
     renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
     actions, held = _guard(index, actions, deleting, settled_deletions, inputs)
+    if held is not None:  # a file or link waits, as for `_wait_for_moves`, for those inside
+        actions = [a for a in actions if not a.replaces_dir
+                   or not any(p.startswith(a.path + "/") for p in held.paths)]
     for rel in held.paths if held is not None else ():
         for device in deleting[rel][1]:  # held back is settled, not needed
             counts[device] -= 1
@@ -182,18 +185,22 @@ def _wait_for_moves(index: Index, actions: list[Action],
     * of files whose content is wanted at another path: the fetch of that path renames
       them, and nothing is copied or archived;
     * of directories that still hold entries whose deletion is pending and not in this
-      plan: removing one first would find it not empty, which means "keep it".
+      plan: removing one first would find it not empty, which means "keep it"; so too
+      the fetch of a file or link that replaces such a directory (`replaces_dir`).
     """
     mine = [e for e, _ in deleting.values() if e is not None and e.kind == Kind.FILE]
     waiting = index.wanted_elsewhere(mine) if mine else set()
     now = sorted(a.path for a in actions if a.op == DELETE and a.path not in waiting)
     dirs = [p for p in now if (e := deleting[p][0]) is not None and e.kind == Kind.DIR]
+    dirs += [a.path for a in actions if a.replaces_dir]
     for rel in sorted(dirs, key=lambda p: -p.count("/")):  # the deepest first
         below = bisect.bisect_left(now, rel + "0") - bisect.bisect_left(now, rel + "/")
         if index.pending_deletions_under(rel) > below:
             waiting.add(rel)
-            del now[bisect.bisect_left(now, rel)]
-    return [a for a in actions if a.op != DELETE or a.path not in waiting]
+            if (at := bisect.bisect_left(now, rel)) < len(now) and now[at] == rel:
+                del now[at]
+    return [a for a in actions if not (a.op == DELETE or a.replaces_dir)
+            or a.path not in waiting]
 
 
 def _guard(index: Index, actions: list[Action],

@@ -150,7 +150,10 @@ class Puller:
         adopts = sorted((a for a in rest if a.op == ADOPT), key=lambda a: a.path)
         mkdirs = sorted((a for a in rest if a.op == MKDIR), key=lambda a: a.path)  # parents first
         small, files = [], []
+        over_dirs = [a for a in rest if a.replaces_dir]  # once the deletions inside ran
         for a in rest:
+            if a.replaces_dir:
+                continue
             if a.op == FETCH and not a.conflict_copy and a.target.size <= BLOCK_SIZE:
                 small.append(a)
             elif a.op in (FETCH, LINK, META):
@@ -169,6 +172,7 @@ class Puller:
         await asyncio.gather(self._fetch_small_files(small, result),
                              *(limited(a) for a in files))
         await self._run_in_turn(deletes, result)
+        await self._run_in_turn(over_dirs, result)
         await self._on_writer(self.flush)  # a COMMIT on the loop stalled it 105 ms
         return result
 
@@ -192,7 +196,8 @@ class Puller:
                     not await asyncio.to_thread(self._all_local, a):
                 result.waiting += 1
                 return
-            await getattr(self, f"_do_{a.op}")(a, result)
+            if not (a.replaces_dir and await self._on_writer(self._kept_dir, a)):
+                await getattr(self, f"_do_{a.op}")(a, result)
             result.done += 1
         except Exception as e:  # noqa: BLE001 - one file's failure must not end the round
             self._failed_unexpectedly(a, e, result)
@@ -479,16 +484,41 @@ class Puller:
             except OSError as e:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
-                # Keep it, and say so with a version that beats the deletion, so the
-                # peers bring it back too.
-                kept = merge(local.version, a.target.version)
-                self._commit(replace(local, version=bump(kept, self.index.device_id),
-                                     modified_by=self.index.device_id))
+                self._keep_dir(local, a)
                 return False
         else:
             apply.archive(self.root, a.path, by=a.target.modified_by)
         self._commit(a.target.recorded())
         return True
+
+    def _kept_dir(self, a: Action) -> bool:
+        """Whether our directory stays where a peer put a file or a link (`replaces_dir`):
+        it does while it holds anything, as a deleted directory does (`_delete`). The
+        deletions planned inside it ran before (`run_round`), and those pending outside
+        the plan made it wait (`assessment._wait_for_moves`), so what is left is what
+        that peer never saw: its own user's new files, here. Replaced, they made the
+        action fail for ever, "directory not empty", and the devices never agreed
+        (found by scripts/fuzz_live.py --nodes 3). The file or link that loses the
+        place is kept on the devices that had it, in their versions folders."""
+        local = self._planned_local(a)
+        if local is None or local.deleted or local.kind != Kind.DIR:
+            return False
+        if not apply.matches_disk(self.root, local, a.path):
+            raise apply.DiskChanged
+        with os.scandir(paths.safe_join(self.root, a.path)) as entries:
+            if next(entries, None) is None:
+                return False
+        self._keep_dir(local, a)
+        log.info("kept %s: a directory that holds files %s never saw", a.path,
+                 a.target.modified_by[:7] or "the peer")
+        return True
+
+    def _keep_dir(self, local: FileEntry, a: Action) -> None:
+        """Our directory stays, under a version that beats a's, so the peers bring it
+        back too."""
+        kept = merge(local.version, a.target.version)
+        self._commit(replace(local, version=bump(kept, self.index.device_id),
+                             modified_by=self.index.device_id))
 
     async def _do_link(self, a: Action, result: RoundResult) -> None:
         if paths.link_escapes(a.path, a.target.target):

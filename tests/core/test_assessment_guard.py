@@ -9,7 +9,7 @@ from dataclasses import replace
 from app.core.ignore import Ignore
 from app.core.index import Index, RemoteLimits
 from app.core.model import FileEntry, Kind
-from app.core.planner import DELETE
+from app.core.planner import DELETE, FETCH
 from app.engine.assessment import Inputs, assess
 
 ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
@@ -120,3 +120,37 @@ def test_deletions_a_plan_settles_are_not_counted_by_its_guard(tmp_path):
         assert out.held is None
         assert sorted(a.path for a in out.actions) == [f"k/f{i:02d}" for i in range(20, 25)]
         assert ix.pending_deletions() == {PEER: 10}  # settled: the 20 are counted no more
+
+
+def replaced(path, planned: int) -> Index:
+    """Ours: a directory `k` of FILES files; the peer deleted them and made `k` a file."""
+    ix = Index(path, ME, RemoteLimits(planned=planned))
+    ours = [FileEntry("k", Kind.DIR, version={ME: 1}, modified_by=ME)]
+    ours += [FileEntry(f"k/f{i:02d}", size=10, blocks=os.urandom(32), hash=os.urandom(32),
+                       version={ME: 1}, modified_by=ME) for i in range(FILES)]
+    ix.put_local(ours)
+    theirs = [replace(e, version={ME: 1, PEER: 1}, modified_by=PEER, deleted=True)
+              for e in ours[1:]]
+    theirs.append(FileEntry("k", size=10, blocks=os.urandom(32), hash=os.urandom(32),
+                            version={ME: 1, PEER: 2}, modified_by=PEER))
+    ix.put_remote(PEER, b"id", [replace(e, seq=n + 1) for n, e in enumerate(theirs)],
+                  len(theirs))
+    return ix
+
+
+def test_a_file_replacing_a_directory_waits_for_the_deletions_inside_it(tmp_path):
+    """Until they are all in the plan: run before them, or with some of them held back,
+    it would find the directory not empty and keep it (Puller._kept_dir), bringing it
+    back on the peer that replaced it."""
+    with replaced(tmp_path / "window.db", planned=1) as ix:  # the window: "k" alone
+        assert assess(ix, (), inputs(tmp_path)).actions == []
+    with replaced(tmp_path / "held.db", planned=100) as ix:  # the guard holds them back
+        out = assess(ix, (), inputs(tmp_path))
+        assert out.actions == [] and out.held is not None and out.held.deletes == FILES
+    allowed = replace(inputs(tmp_path), allow_mass_delete=True)
+    with replaced(tmp_path / "all.db", planned=100) as ix:
+        actions = assess(ix, (), allowed).actions
+        assert sorted(a.path for a in actions if a.op == DELETE) == \
+            [f"k/f{i:02d}" for i in range(FILES)]
+        [k] = [a for a in actions if a.path == "k"]
+        assert k.op == FETCH and k.replaces_dir

@@ -68,3 +68,25 @@ def test_of_two_different_concurrent_entries_exactly_one_side_gives_way(one, oth
 
 def _fields(e: FileEntry) -> dict:
     return {f: getattr(e, f) for f in e.__slots__}
+
+
+def directory(version: dict, deleted: bool = False) -> FileEntry:
+    return FileEntry("f", Kind.DIR, 0, DAY, 0o755, b"", b"", version=version, modified_by=A,
+                     deleted=deleted)
+
+
+def test_a_file_that_replaced_our_directory_is_marked_so():
+    """A newer file where we hold a directory: the puller keeps the directory while it
+    holds anything (Puller._kept_dir), so the action says what it replaces."""
+    took = plan_path(directory({A: 1}), {B: file(b"x", version={A: 1, B: 1}, by=B)})
+    assert took is not None and took.replaces_dir and took.target.kind == Kind.FILE
+    gone = plan_path(directory({A: 1}, deleted=True), {B: file(b"x", version={A: 1, B: 1})})
+    assert gone is not None and not gone.replaces_dir  # nothing of ours is there
+    a_file = plan_path(file(b"y", version={A: 1}), {B: file(b"x", version={A: 1, B: 1})})
+    assert a_file is not None and not a_file.replaces_dir
+    deletion = plan_path(directory({A: 1}), {B: directory({A: 1, B: 1}, deleted=True)})
+    assert deletion is not None and not deletion.replaces_dir  # `_delete` keeps it then
+
+
+def test_a_concurrent_file_never_replaces_our_directory():
+    assert plan_path(directory({A: 2}), {B: file(b"x", version={A: 1, B: 1}, by=B)}) is None

@@ -372,6 +372,37 @@ def test_edit_wins_over_concurrent_deletion(tmp_path, run_node, deleted_on):
     assert_converged(a, b)
 
 
+@pytest.mark.parametrize("replaced_on", ["A", "B"])
+def test_a_directory_replaced_by_a_file_stays_while_it_holds_a_new_file(
+        tmp_path, run_node, replaced_on):
+    """One side replaces a directory by a file, the other adds a file inside it: the
+    directory and the new file stay on both, the file that lost the place is kept in its
+    side's versions, and the devices agree (found by scripts/fuzz_live.py: the side with
+    the new file tried to replace a directory that was not empty, for ever)."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    write(a / "g/old.txt", "in the directory", HOUR_AGO)
+    write(a / "other.txt", "untouched", HOUR_AGO)
+    node = run_node("A")
+    ok_sync(tmp_path, node)
+
+    replacer, adder = (a, b) if replaced_on == "A" else (b, a)
+    shutil.rmtree(replacer / "g")
+    write(replacer / "g", "a file where the directory was", HOUR_AGO + 100)
+    write(adder / "g/new.txt", "a file nobody may lose", HOUR_AGO + 50)
+    if replaced_on == "A":
+        wait_indexed(node, "g/old.txt", "g")
+    else:
+        wait_indexed(node, "g/new.txt")
+    ok_sync(tmp_path, node)
+    ok_sync(tmp_path, node)
+
+    for folder in (a, b):
+        assert (folder / "g/new.txt").read_text() == "a file nobody may lose"
+        assert not (folder / "g/old.txt").exists()
+    assert_converged(a, b)
+    assert b"a file where the directory was" in versions(replacer).values()
+
+
 # --- 5. renames --------------------------------------------------------------------------
 @pytest.mark.parametrize("renamed_on", ["B", "A"])
 def test_rename_is_not_sent_again(tmp_path, run_node, renamed_on):
