@@ -347,6 +347,8 @@ class Puller:
                     result.done += 2
                     self.emit("renamed", {"from": old.path, "to": new.path})
                 elif isinstance(out, apply.DiskChanged):
+                    log.debug("move of %s to %s: not as indexed (%s); rescanning",
+                              old.path, new.path, out or type(out).__name__)
                     self.request_rescan(old.path)
                     self._changed_on_disk(new.path, result)
                 else:
@@ -374,12 +376,12 @@ class Puller:
                     ndir, _, nname = paths.on_disk(self.root, new.path).rpartition("/")
                     ofd = olds.open(odir)
                     if mine is None or not apply.stat_matches(mine, platform.stat_in(ofd, oname)):
-                        raise apply.DiskChanged
+                        raise apply.DiskChanged("the old name is not as indexed")
                     nfd = news.open(ndir)
                     try:
                         platform.move_between(ofd, oname, nfd, nname)
                     except FileExistsError:
-                        raise apply.DiskChanged from None
+                        raise apply.DiskChanged("the new name is taken") from None
                     mode = modes.file_mode(new.target.mode, mine.mode)
                     st = platform.stat_in(nfd, nname)
                     if st is None:
