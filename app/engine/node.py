@@ -334,10 +334,15 @@ class Node:
         self._rescan_wake.set()
 
     async def scan_now(self, subpaths: set[str] | None = None) -> scanner.ScanResult:
+        asked = subpaths
         if subpaths:  # most are files this node just wrote: told apart without the lock
             subpaths = set(await asyncio.to_thread(scanner.maybe_changed, self.root, self.index,
                                                    self.ignore, subpaths, self.name_rules))
             if not subpaths:
+                # as the index says, so none is still being written: one a pull indexed
+                # meanwhile (its own conflict copy) stayed so until the next full scan,
+                # and every peer's `sync` waited for it
+                self._track_settling(asked, scanner.ScanResult())
                 self.changed.set()
                 return scanner.ScanResult()
         async with self.disk_lock:
@@ -359,7 +364,7 @@ class Node:
                                         rules.lines if self.ignore.rules is rules else None)
                 await self._prune_if_due()
         self.changed.set()  # a waiter may have been waiting for this scan to end
-        self._track_settling(subpaths, result)
+        self._track_settling(asked, result)
         for rel in result.parents_gone:  # once the watcher told of their move, if any
             asyncio.get_running_loop().call_later(MOVE_PAIRED, self.request_rescan, rel)
         self._saw_temps(result.temps, whole=subpaths is None)
