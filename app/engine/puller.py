@@ -374,7 +374,10 @@ class Puller:
                     # as the disk spells them (a name stored NFD): one lstat, beyond ASCII
                     odir, _, oname = paths.on_disk(self.root, old.path).rpartition("/")
                     ndir, _, nname = paths.on_disk(self.root, new.path).rpartition("/")
-                    ofd = olds.open(odir)
+                    try:
+                        ofd = olds.open(odir)
+                    except FileNotFoundError:  # moved or removed here since it was indexed
+                        raise apply.DiskChanged("the old name's directory is gone") from None
                     if mine is None or not apply.stat_matches(mine, platform.stat_in(ofd, oname)):
                         raise apply.DiskChanged("the old name is not as indexed")
                     nfd = news.open(ndir)

@@ -117,3 +117,38 @@ def test_a_plan_that_still_holds_is_carried_out(tmp_path):
         assert result.done == 1 and not result.failed
         assert (root / "f.bin").read_bytes() == b"t" * 100
         assert index.get("f.bin").version == action.target.version
+
+
+def test_a_move_whose_directory_went_here_meanwhile_is_rescanned_not_blocked(tmp_path):
+    """The peer moved r1/e/z.txt to r1/g/z.txt; here r1/e was renamed since the index
+    saw it (a `sync` watches nothing). The move found no old directory and blocked the
+    new path, "the directory `r1/g/` is missing and could not be made": a sentence about
+    the wrong directory, and a round every few milliseconds that failed the same way
+    until the sync timed out (found by scripts/fuzz_live.py --c-sync)."""
+    root = tmp_path / "folder"
+    (root / "r1/e").mkdir(parents=True)
+    put(root, "r1/e/z.txt", b"z" * 40, HOUR_AGO)
+    with Index(tmp_path / "index.db", ME) as index:
+        scan(root, index)
+        old = index.get("r1/e/z.txt")
+        gone = Action(DELETE, old.path, replace(old, deleted=True, version=bump(
+            old.version, PEER), modified_by=PEER), [PEER])
+        moved = Action(FETCH, "r1/g/z.txt", peers_version(index, "r1/g/z.txt", old.path),
+                       [PEER])
+        (root / "r1/e").rename(root / "r1/q")  # not scanned
+        rescans: list[str] = []
+
+        async def main():
+            puller = Puller(root, index, asyncio.Lock(), dict, rescans.append,
+                            lambda kind, data: None)
+            try:
+                return await puller.run_round([], [(gone, moved)])
+            finally:
+                puller.close()
+
+        result = asyncio.run(main())
+        assert result.blocked == {} and result.done == 0
+        assert "changed on disk" in result.failed["r1/g/z.txt"]
+        assert "r1/e/z.txt" in rescans
+        assert (root / "r1/q/z.txt").read_bytes() == b"z" * 40
+        assert not (root / "r1/g").exists() or not os.listdir(root / "r1/g")
