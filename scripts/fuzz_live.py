@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Adversarial data-safety fuzz of two live, watching p2psync nodes on loopback.
+"""Adversarial data-safety fuzz of two or three live p2psync devices on loopback.
 
-Both folders are edited at once while the nodes sync; once the edits stop, both must
+All folders are edited at once while the nodes sync; once the edits stop, all must
 converge with no content lost (live, a conflict copy or in `.p2psync/versions`), no
-temp file left and no error logged. It found a chmod undone with both sides "synced"
-(app/core/planner.py `_rank`) and a watcher silenced at start (Node._start_watcher).
+temp file left and no error logged. With two watching nodes it found a chmod undone
+with both sides "synced" (app/core/planner.py `_rank`) and a watcher silenced at start
+(Node._start_watcher); with a third device (`--nodes 3`, `--c-sync`) a temp file left
+in a renamed directory (Node._saw_temps), a directory replaced by a file that held a
+new file (Puller._kept_dir), a file "still being written" for ever (Node.scan_now) and
+a move whose old directory had gone blocked instead of rescanned (Puller._rename_many).
 
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
@@ -16,8 +20,9 @@ edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script wou
 Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the nodes' stderr),
 RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
-2026-12-02: 85 runs found the two bugs above, then 60 runs over every mix and scenario
-found nothing (a run takes 10-90 s; run one at a time on a small machine).
+2026-12-02: 85 runs found the first two, then 60 runs over every mix and scenario found
+nothing; 138 runs of three devices found the other four (a run takes 10-90 s; run one
+at a time on a small machine).
 """
 from __future__ import annotations
 
