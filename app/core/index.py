@@ -709,15 +709,22 @@ class Index:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One write transaction (BEGIN IMMEDIATE: take the write lock up front)."""
+        """One write transaction (BEGIN IMMEDIATE: take the write lock up front).
+
+        A COMMIT can fail too (a full disk: the WAL cannot grow), and SQLite has then
+        rolled back already: the device numbers made in it are forgotten all the same,
+        or the next device made would get the number of one that never was stored, and
+        the versions of both would read as one device's.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             self._main_devices.forget()
             raise
-        self._db.execute("COMMIT")
         self.generation += 1
         self._checkpoints.poke()
 
