@@ -44,7 +44,7 @@ from app.engine.puller import Puller
 from app.engine.serving import SERVE_IN_FLIGHT, OpenFiles, answer_requests, with_contents
 from app.errors import P2PError, RefusedError
 from app.net import identity
-from app.net.connection import PeerConnection, ProtocolError
+from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ FULL_RESCAN_SHARE = 0.02  # a watching node spends at most this share of its tim
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
+SCAN_RETRY = 2.0  # a scan that failed (a full disk: the index cannot grow) is tried again
 # A peer's deletions of files we hold are judged once they stop coming: DELETIONS_SETTLE s
 # without one, DELETIONS_WAIT_MAX s at most (see Node._note_deletions)
 DELETIONS_SETTLE = 1.0
@@ -219,6 +220,7 @@ class Node:
         self.puller.links_for = self._fetcher
         self.changed = asyncio.Event()  # anything a waiter might care about
         self._pulling = False
+        self._retry: asyncio.Task | None = None  # a round that failed, tried again soon
         self._stopping = False
         self.paused = False
         self._watcher = None
@@ -517,12 +519,20 @@ class Node:
             log.info("pruned %d version(s) older than %g days", len(pruned), days)
 
     async def _scan_loop(self) -> None:
+        said = ""
         while True:
             await self._rescan_wake.wait()
             await asyncio.sleep(DEBOUNCE)
             self._rescan_wake.clear()
             todo, self._rescan_paths = self._rescan_paths, set()
-            await self.scan_now(todo)
+            try:
+                await self.scan_now(todo)
+                said = ""
+            except Exception as e:  # noqa: BLE001 - no scan may end the scans for good
+                said = _scan_failed(e, said)
+                for rel in todo or (None,):  # asked again (an empty set: a full scan)
+                    self.request_rescan(rel)
+                await asyncio.sleep(SCAN_RETRY)
 
     async def _periodic_rescan(self) -> None:
         """A full rescan now and then, for what the watcher cannot see (a change made
@@ -819,7 +829,10 @@ class Node:
         if t == "start":
             self._on_start(peer, msg)
         elif t == "index":
-            await self._on_index(peer, msg)
+            try:
+                await self._on_index(peer, msg)
+            except sqlite3.Error as e:  # the index's disk may be the full one
+                raise LocalFailure(f"cannot store {conn.info.name}'s index here: {e}") from e
         elif t == "state":
             self._on_state(peer, msg)
         elif t == "links" and peer.links is not None:
@@ -1231,8 +1244,11 @@ class Node:
             self._pulling = True
             try:
                 await self._pull_once()
-            except Exception:
-                log.exception("pull round failed")
+            except Exception as e:  # noqa: BLE001 - the next round tries again
+                if isinstance(e, OSError | sqlite3.Error):  # the index's disk may be full
+                    log.warning("pull round failed: %s", e)
+                else:
+                    log.exception("pull round failed")
                 self._ahead = None  # what the round left is planned first
                 await asyncio.sleep(1)
             finally:
@@ -1280,8 +1296,9 @@ class Node:
                      result.bytes_reused)
             self._local_changed.set()
             self._pull_wake.set()  # more may be possible now
-        elif result.failed:
-            self._spawn(self._retry_later())
+        elif result.failed and (self._retry is None or self._retry.done()):
+            self._retry = self._spawn(self._retry_later())  # one at a time: one per round
+            # kept every round of a lasting failure (a full disk) 20 ms from the next
 
     def _plan_ahead(self, assessed: Assessment) -> None:
         """Plan the next window while this one's round runs (a pull of tiny files spent
@@ -1650,3 +1667,19 @@ def _is_ip(host: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def _scan_failed(e: Exception, said: str) -> str:
+    """Log a scan that failed, once per reason while it lasts; returns the reason.
+
+    The disk the index is on may be the full one: every scan fails until space comes
+    back, and then the changes it could not record are found again. Anything else is
+    a bug, logged with its traceback; the scans go on all the same.
+    """
+    why = str(e) or type(e).__name__
+    if not isinstance(e, OSError | sqlite3.Error):
+        log.exception("a scan failed; trying again in %g s", SCAN_RETRY, exc_info=e)
+    elif why != said:
+        log.warning("could not scan for local changes: %s (trying again every %g s)",
+                    why, SCAN_RETRY)
+    return why

@@ -63,6 +63,12 @@ class ProtocolError(Exception):
     """The peer broke the protocol; the connection closes with this reason."""
 
 
+class LocalFailure(Exception):
+    """This side cannot take what the peer sent (its index on a full disk, say): the
+    connection closes with this reason, told to the peer too. What was not stored is
+    sent again on the next connection."""
+
+
 Handler = Callable[["PeerConnection", dict], Awaitable[None]]
 
 
@@ -251,6 +257,10 @@ class PeerConnection:
             self.close_reason = f"protocol error: {e}"
             with contextlib.suppress(Exception):
                 await self.send({"t": "error", "code": "protocol", "msg": str(e)})
+        except LocalFailure as e:
+            self.close_reason = str(e)
+            with contextlib.suppress(Exception):
+                await self.send({"t": "error", "code": "local", "msg": str(e)})
         except (ConnectionError, OSError) as e:
             self.close_reason = self.close_reason or f"connection lost: {e}"
         finally:

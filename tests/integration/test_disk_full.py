@@ -95,3 +95,59 @@ def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_di
         assert _digests(a) == source
     finally:
         assert node_a.stop() == 0, node_a.log()
+
+
+def _fill(disk: Path) -> Path:
+    """Every byte left on the disk taken by one file outside the folder."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_an_index_on_the_full_disk_catches_up_once_space_is_back(tmp_path):
+    """Folder and config dir on one full disk (a home folder): the index cannot record
+    the user's new files nor the peer's pages. Both sides are told why, nothing is lost,
+    and once space is back what the scans could not record reaches the peer with no
+    restart: a failed scan once ended the node's scans for good, and its every round
+    after retried the same plan 40 times a second."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "from-a.txt").write_text("a")
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        with tmpfs(tmp_path / "disk", "8m") as disk:
+            b = disk / "folder"
+            node_b = start_run(b, disk / "config", "--peer", node_a.address)
+            try:
+                wait_until(lambda: (b / "from-a.txt").exists(), 20, 0.1, node_b.log())
+                filler = _fill(disk)
+                for i in range(200):
+                    (a / f"late{i:03}.txt").write_text(f"late {i}")
+                node_b.wait_for_log(r"disconnected from \S+: cannot store \S+'s index here: "
+                                    r"database or disk is full", timeout=30)
+                (b / "new").mkdir()
+                for i in range(3000):  # empty files need no data block, only index rows
+                    (b / f"new/{i:04}.txt").touch()
+                node_b.wait_for_log(r"could not scan for local changes: database or disk "
+                                    r"is full", timeout=30)
+                filler.unlink()
+                want = {f"new/{i:04}.txt" for i in range(3000)}
+                wait_until(lambda: want <= {str(p.relative_to(a)) for p in a.rglob("*.txt")},
+                           60, 0.2, f"B's new files never reached A; B's log:\n{node_b.log()}")
+                wait_until(lambda: all((b / f"late{i:03}.txt").exists() for i in range(200)),
+                           60, 0.2, f"A's files never reached B; B's log:\n{node_b.log()}")
+                (b / "after.txt").write_text("after")  # and the scans go on
+                wait_until(lambda: (a / "after.txt").exists(), 20, 0.1, node_b.log())
+            finally:
+                assert node_b.stop() == 0, node_b.log()
+            assert not re.search(r"Traceback|ERROR", node_b.log()), node_b.log()
+    finally:
+        assert node_a.stop() == 0, node_a.log()
+    assert not re.search(r"Traceback|ERROR", node_a.log()), node_a.log()
