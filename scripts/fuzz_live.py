@@ -13,10 +13,14 @@ a move whose old directory had gone blocked instead of rescanned (Puller._rename
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
            [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3 [--c-sync]]
+           [--full MIB]
 
 (kill / stop: B is killed with SIGKILL / stopped mid-edits and started again; killa /
 stopa: the same for A, on its port. --nodes 3: a third node C dials A as B does, and
-edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script would.)
+edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script would.
+--full: B's folder and config dir on a tmpfs of MIB, grown when the edits stop: its
+files, versions and index meet a full disk, then must catch up; left mounted at
+RUNDIR/bfs for a look, unmounted by the next run in RUNDIR.)
 Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the nodes' stderr),
 RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
@@ -91,10 +95,11 @@ def snapshot(root: Path, with_meta=False):
 
 
 class Node:
-    def __init__(self, run: Path, side: str, port_of_a: int | None, listen="127.0.0.1:0"):
+    def __init__(self, run: Path, side: str, port_of_a: int | None, listen="127.0.0.1:0",
+                 home: Path | None = None):
         self.run, self.side = run, side
-        self.folder = run / side.lower()
-        self.cfg = run / (side.lower() + "c")
+        self.folder = (home or run) / side.lower()
+        self.cfg = (home or run) / (side.lower() + "c")
         self.log = run / f"{side}.log"
         self.port_of_a = port_of_a
         self.listen = listen
@@ -450,18 +455,30 @@ def main():
     ap.add_argument("--c-sync", action="store_true",
                     help="with --nodes 3: C runs no node but one `sync` after another "
                     "while it edits (a script's syncs), and syncs until all agree at the end")
+    ap.add_argument("--full", type=float, default=0,
+                    help="MiB: B's folder and config dir on a tmpfs this small, grown to "
+                    "256 MiB once the edits stop (a disk that fills up, then is cleared)")
     a = ap.parse_args()
     run = Path(a.run)
+    tight = run / "bfs"  # B's home with --full
+    if os.path.ismount(tight):
+        subprocess.run(["umount", str(tight)], check=True)
     if run.exists():
         shutil.rmtree(run)
     names = "ABC"[:a.nodes]
+    homes = {n: run for n in names}
+    if a.full:
+        tight.mkdir(parents=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(a.full * 1024)}k",
+                        "tmpfs", str(tight)], check=True)
+        homes["B"] = tight
     for n in names:
-        (run / n.lower()).mkdir(parents=True)
-        (run / (n.lower() + "c")).mkdir(parents=True)
+        (homes[n] / n.lower()).mkdir(parents=True)
+        (homes[n] / (n.lower() + "c")).mkdir(parents=True)
     rng = random.Random(a.seed)
     # initial content on A (+ a keep/ dir nobody touches, to stay clear of the guard)
     oplog = open(run / "ops.jsonl", "w")  # noqa: SIM115 - the editors' threads write it to the end
-    sides = [Side(n, run / n.lower(), random.Random(rng.random()), a.mix, a.big, oplog)
+    sides = [Side(n, homes[n] / n.lower(), random.Random(rng.random()), a.mix, a.big, oplog)
              for n in names]
     A = sides[0]
     roots = [s.root for s in sides]
@@ -479,7 +496,7 @@ def main():
     na.start()
     port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
     na.listen = f"127.0.0.1:{port}"  # a restarted A listens where the others look for it
-    nodes = [na] + [Node(run, n, port) for n in names[1:]]
+    nodes = [na] + [Node(run, n, port, home=homes[n]) for n in names[1:]]
     oneshot = nodes.pop() if a.c_sync and a.nodes == 3 else None
     for n in nodes[1:]:
         n.start()
@@ -536,6 +553,10 @@ def main():
     for t in editors:
         t.join()
     res["edit_secs"] = round(time.time() - t0, 2)
+    if a.full:
+        free = shutil.disk_usage(tight).free
+        subprocess.run(["mount", "-o", "remount,size=256m", str(tight)], check=True)
+        res["events"].append(f"B's disk had {free} bytes free; grown to 256 MiB")
     late: list[str] = []
     if syncing is not None:
         syncing.join()
