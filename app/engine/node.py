@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import ssl
@@ -34,6 +35,7 @@ from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
 from app.core.planner import FETCH, Action
+from app.core.units import human_size
 from app.engine import collector, malloc
 from app.engine.assessment import Assessment, Inputs, arrivals_only, assess, without_deletions
 from app.engine.config import Config
@@ -188,11 +190,17 @@ class Node:
         self.device_id = self.identity.device_id
         self.fpaths = self.config.folder_paths(self.root)
         self.fpaths.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.index = self._open_index()
+        try:
+            self.index = self._open_index()
+        except sqlite3.Error as e:  # SQLite says "disk I/O error" where it cannot make its WAL
+            free = shutil.disk_usage(self.fpaths.db_path.parent).free
+            raise P2PError(f"cannot open the index {self.fpaths.db_path}: {e} "
+                           f"({human_size(free)} free on its disk)") from e
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
         self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run
+        self.left_because: dict[str, str] = {}  # device -> why its last connection closed
         self.puller = Puller(self.root, self.index, self.disk_lock,
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
@@ -786,6 +794,9 @@ class Node:
                 del self.peers[conn.device_id]
                 if self.roles is not None:
                     self.roles.link_down(conn.device_id)
+            self.left_because[conn.device_id] = conn.close_reason or ""
+            if len(self.left_because) > NAMES_KEPT:
+                del self.left_because[next(iter(self.left_because))]
             if not self._stopping:
                 log.info("disconnected from %s: %s", conn.info.name, conn.close_reason)
             self._saw(conn.device_id)

@@ -179,7 +179,9 @@ async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> 
             raise HeldBackError(node.held_message(node.unmounted))
         live = [d for d in devices if d in node.peers]
         if not live:
-            raise P2PError("lost the connection to the peer before the folders agreed")
+            raise P2PError("lost the connection before the folders agreed: " + "; ".join(
+                f"{node.names.get(d, d[:7])}: {node.left_because.get(d) or 'gone'}"
+                for d in devices))
         if all(node.in_sync_with(d) for d in live):
             await node.wait_idle()
             if all(node.in_sync_with(d) for d in live):

@@ -18,6 +18,7 @@ import errno
 import logging
 import mmap
 import os
+import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -138,8 +139,13 @@ class Puller:
                 raise
 
     def close(self) -> None:
-        self.flush()
-        self._writer.shutdown(wait=True)
+        try:
+            self.flush()
+        except (OSError, sqlite3.Error) as e:  # the index on a full disk: the files are
+            log.warning("could not record %d file(s) put in place: %s (the next scan "
+                        "will)", len(self._pending), e)  # in place, a scan finds them
+        finally:
+            self._writer.shutdown(wait=True)
 
     # --- a round -------------------------------------------------------------------
     async def run_round(self, actions: list[Action],
@@ -209,7 +215,7 @@ class Puller:
         """`_failed`, with the traceback logged where e is none of the failures a round
         expects (a bug, not a disk that changed or a peer that left)."""
         if not isinstance(e, apply.DiskChanged | NoSource | OSError | paths.BadPath
-                          | ValueError):
+                          | ValueError | sqlite3.Error):  # (the index on a full disk)
             log.exception("unexpected failure syncing %s", a.path, exc_info=e)
         self._failed(a, e, result)
 
@@ -662,7 +668,10 @@ class Puller:
                 async with slots:
                     retry = await self._small_batch(batch, result)
             except Exception as e:  # noqa: BLE001 - the other batches go on
-                log.exception("a batch of small files failed")
+                if isinstance(e, OSError | sqlite3.Error):  # a full disk: each file says so
+                    log.debug("a batch of small files failed: %s", e)
+                else:
+                    log.exception("a batch of small files failed")
                 for a in batch:
                     self._failed(a, e, result)
                 return

@@ -151,3 +151,27 @@ def test_an_index_on_the_full_disk_catches_up_once_space_is_back(tmp_path):
     finally:
         assert node_a.stop() == 0, node_a.log()
     assert not re.search(r"Traceback|ERROR", node_a.log()), node_a.log()
+
+
+def test_a_sync_whose_index_is_on_the_full_disk_says_why_in_one_line(tmp_path):
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "first.txt").write_text("first")
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        with tmpfs(tmp_path / "disk", "4m") as disk:
+            b, cfg = disk / "folder", disk / "config"
+            assert sync(b, cfg, node_a.address, timeout=20).returncode == 0
+            for i in range(300):
+                (a / f"more{i:03}.txt").write_text(f"more {i}")
+            filler = _fill(disk)
+            r = sync(b, cfg, node_a.address, timeout=20)
+            assert r.returncode == 1, r.stderr
+            assert re.search(r"^p2psync: cannot open the index \S+: .* \(0 B free on its "
+                             r"disk\)$", r.stderr, re.M), r.stderr
+            assert "Traceback" not in r.stderr
+            filler.unlink()
+            assert sync(b, cfg, node_a.address, timeout=30).returncode == 0
+            assert (b / "more299.txt").read_text() == "more 299"
+    finally:
+        assert node_a.stop() == 0, node_a.log()
