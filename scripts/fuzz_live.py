@@ -557,6 +557,11 @@ def main():
         free = shutil.disk_usage(tight).free
         subprocess.run(["mount", "-o", "remount,size=256m", str(tight)], check=True)
         res["events"].append(f"B's disk had {free} bytes free; grown to 256 MiB")
+        nb = nodes[1]
+        if nb.proc is not None and nb.proc.poll() is not None:  # a start on the full disk
+            exits.append(("B", "start on a full disk", nb.proc.returncode))  # fails (exit 1)
+            nb.start()
+            res["events"].append(f"B had exited {nb.proc.returncode}; started again")
     late: list[str] = []
     if syncing is not None:
         syncing.join()
@@ -614,6 +619,8 @@ def main():
     for side, what, rc in exits:
         if what == "SIGTERM" and rc != 0:
             problems.append(f"EXIT {side} mid-run SIGTERM rc={rc}")
+        if what == "start on a full disk" and rc != 1:
+            problems.append(f"EXIT {side} start on a full disk rc={rc}")
     if oneshot is not None:
         if sync_rcs[-1] != 0:
             problems.append(f"EXIT C's last sync rc={sync_rcs[-1]}")

@@ -193,9 +193,8 @@ class Node:
         try:
             self.index = self._open_index()
         except sqlite3.Error as e:  # SQLite says "disk I/O error" where it cannot make its WAL
-            free = shutil.disk_usage(self.fpaths.db_path.parent).free
             raise P2PError(f"cannot open the index {self.fpaths.db_path}: {e} "
-                           f"({human_size(free)} free on its disk)") from e
+                           f"({human_size(self._index_disk_free())} free on its disk)") from e
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
@@ -251,6 +250,9 @@ class Node:
         self._held_said: tuple | None = None  # the held deletions last logged and emitted
         self.loop_lag = LoopLag()
 
+    def _index_disk_free(self) -> int:
+        return shutil.disk_usage(self.fpaths.db_path.parent).free
+
     def _open_index(self) -> Index:
         """The folder's index (a preview opens a scratch copy: app/engine/preview.py)."""
         return Index(self.fpaths.db_path, self.device_id)
@@ -280,7 +282,12 @@ class Node:
             await self._start_watcher()
             self._spawn(self._periodic_rescan())
         if self.opts.elect:
-            await self.scan_now()
+            try:
+                await self.scan_now()
+            except (OSError, sqlite3.Error) as e:  # a full disk: the index cannot grow
+                raise P2PError(f"cannot record the scan of {self.root} in its index: {e} "
+                               f"({human_size(self._index_disk_free())} free on the "
+                               "index's disk)") from e
         else:  # a one-shot sync scans while it connects; it cannot agree before the scan ends
             self._first_scan = self._spawn(self._scan_first())
         if self.opts.listen is not None:

@@ -15,12 +15,13 @@ import hashlib
 import os
 import random
 import re
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.procs import start_run, status_json, sync, tmpfs, wait_until
+from tests.procs import SECRET, env, p2psync_cmd, start_run, status_json, sync, tmpfs, wait_until
 
 MIB = 1024 * 1024
 
@@ -175,3 +176,34 @@ def test_a_sync_whose_index_is_on_the_full_disk_says_why_in_one_line(tmp_path):
             assert (b / "more299.txt").read_text() == "more 299"
     finally:
         assert node_a.stop() == 0, node_a.log()
+
+
+def test_a_node_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path):
+    """Killed, then started again on a disk filled meanwhile: the index opens (its WAL
+    stayed) but cannot take the scan. Exit 1, one line, no traceback; once space is
+    back the same command starts and the new files reach the peer."""
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        b, cfg = disk / "folder", disk / "config"
+        node = start_run(b, cfg)
+        node.stop(signal.SIGKILL)
+        filler = _fill(disk)
+        (b / "new").mkdir()
+        for i in range(3000):
+            (b / f"new/{i:04}.txt").touch()
+        r = subprocess.run(p2psync_cmd("run", "--folder", str(b), "--config-dir", str(cfg),
+                                       "--listen", "127.0.0.1:0", "--no-discovery",
+                                       "--secret", SECRET),
+                           capture_output=True, text=True, env=env(), timeout=60)
+        assert r.returncode == 1, r.stderr
+        assert re.search(r"^p2psync: cannot record the scan of \S+ in its index: database or "
+                         r"disk is full \(\S+ \S+ free on the index's disk\)$", r.stderr,
+                         re.M), r.stderr
+        assert "Traceback" not in r.stderr
+        filler.unlink()
+        a = tmp_path / "A"
+        node = start_run(b, cfg)
+        try:
+            assert sync(a, tmp_path / "cfgA", node.address, timeout=30).returncode == 0
+            assert len(list((a / "new").iterdir())) == 3000
+        finally:
+            assert node.stop() == 0, node.log()
