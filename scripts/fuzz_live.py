@@ -559,9 +559,10 @@ def main():
         res["events"].append(f"B's disk had {free} bytes free; grown to 256 MiB")
         nb = nodes[1]
         if nb.proc is not None and nb.proc.poll() is not None:  # a start on the full disk
-            exits.append(("B", "start on a full disk", nb.proc.returncode))  # fails (exit 1)
+            rc = nb.proc.returncode
+            exits.append(("B", "start on a full disk", rc))  # fails (exit 1)
             nb.start()
-            res["events"].append(f"B had exited {nb.proc.returncode}; started again")
+            res["events"].append(f"B had exited {rc}; started again")
     late: list[str] = []
     if syncing is not None:
         syncing.join()
