@@ -200,6 +200,7 @@ class Node:
         self.peers: dict[str, PeerState] = {}
         self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run
         self.left_because: dict[str, str] = {}  # device -> why its last connection closed
+        self.trouble = ""  # why the last scan or round here failed as a whole, if it did
         self.puller = Puller(self.root, self.index, self.disk_lock,
                              lambda: {d: p.conn for d, p in self.peers.items()},
                              self.request_rescan, self.emit)
@@ -544,7 +545,7 @@ class Node:
                 await self.scan_now(todo)
                 said = ""
             except Exception as e:  # noqa: BLE001 - no scan may end the scans for good
-                said = _scan_failed(e, said)
+                said = self.trouble = _scan_failed(e, said)
                 for rel in todo or (None,):  # asked again (an empty set: a full scan)
                     self.request_rescan(rel)
                 await asyncio.sleep(SCAN_RETRY)
@@ -1262,9 +1263,11 @@ class Node:
             self._pulling = True
             try:
                 await self._pull_once()
+                self.trouble = ""
             except Exception as e:  # noqa: BLE001 - the next round tries again
                 if isinstance(e, OSError | sqlite3.Error):  # the index's disk may be full
                     log.warning("pull round failed: %s", e)
+                    self.trouble = str(e)
                 else:
                     log.exception("pull round failed")
                 self._ahead = None  # what the round left is planned first

@@ -200,7 +200,8 @@ async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> 
         if remaining <= 0:
             left = "; ".join(f"{node.peers[d].conn.info.name}: {node.progress_text(d)}"
                              for d in live)
-            raise P2PError(f"sync timed out after {timeout:g} s: {left}")
+            why = f" (here: {node.trouble})" if node.trouble else ""
+            raise P2PError(f"sync timed out after {timeout:g} s: {left}{why}")
         node.changed.clear()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(node.changed.wait(), min(0.2, remaining))
