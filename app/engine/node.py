@@ -192,8 +192,9 @@ class Node:
         self.fpaths.db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.index = self._open_index()
-        except sqlite3.Error as e:  # SQLite says "disk I/O error" where it cannot make its WAL
-            raise P2PError(f"cannot open the index {self.fpaths.db_path}: {e} "
+        except (OSError, sqlite3.Error) as e:  # SQLite says "disk I/O error" where it
+            why = e.strerror if isinstance(e, OSError) and e.strerror else e  # cannot make
+            raise P2PError(f"cannot open the index {self.fpaths.db_path}: {why} "  # its WAL
                            f"({human_size(self._index_disk_free())} free on its disk)") from e
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
@@ -234,6 +235,7 @@ class Node:
         self._watcher = None
         self.roles = None
         self._first_scan: asyncio.Task | None = None
+        self.first_scan_error: P2PError | None = None  # why `_scan_first` failed, if it did
         self._disk_tasks: list[asyncio.Task] = []
         self._serving = ThreadPoolExecutor(SERVE_IN_FLIGHT, thread_name_prefix="p2psync-serve")
         self._assessed: Assessment | None = None
@@ -286,9 +288,7 @@ class Node:
             try:
                 await self.scan_now()
             except (OSError, sqlite3.Error) as e:  # a full disk: the index cannot grow
-                raise P2PError(f"cannot record the scan of {self.root} in its index: {e} "
-                               f"({human_size(self._index_disk_free())} free on the "
-                               "index's disk)") from e
+                raise self._unscanned(e) from e
         else:  # a one-shot sync scans while it connects; it cannot agree before the scan ends
             self._first_scan = self._spawn(self._scan_first())
         if self.opts.listen is not None:
@@ -404,12 +404,23 @@ class Node:
     async def _scan_first(self) -> None:
         """The first scan of a node that connects meanwhile. Its peers hear where it is
         after it (`_send_state`): before, its index tells of an empty folder, and a peer
-        would agree with that."""
-        await self.scan_now()
+        would agree with that. One that fails leaves the node with no round to run:
+        `sync` ends with `first_scan_error`."""
+        try:
+            await self.scan_now()
+        except (OSError, sqlite3.Error) as e:  # a full disk: the index cannot grow
+            self.first_scan_error = self._unscanned(e)
+            self.changed.set()
+            return
         self._pull_wake.set()  # the round's end tells every peer
 
+    def _unscanned(self, e: Exception) -> P2PError:
+        return P2PError(f"cannot record the scan of {self.root} in its index: {e} "
+                        f"({human_size(self._index_disk_free())} free on the index's disk)")
+
     def _first_scan_done(self) -> bool:
-        return self._first_scan is None or self._first_scan.done()
+        return self._first_scan is None or (self._first_scan.done() and
+                                            self.first_scan_error is None)
 
     def _empty_here(self) -> bool:
         """Whether the folder holds nothing but our own `.p2psync` (a new device's): then
@@ -984,7 +995,7 @@ class Node:
             await asyncio.wait([scan])  # (a sync scans while it connects)
         names = self.puller.names
         if self.paused or self.unmounted is not None or names.strict or \
-                not names.case_sensitive:
+                not names.case_sensitive or self.first_scan_error is not None:
             return entries
         twice = {p for p, n in Counter(e.path for e in entries).items() if n > 1}
         dirs, files = [], []

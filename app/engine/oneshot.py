@@ -46,6 +46,8 @@ async def preview_once(node: PreviewNode, addresses: list[tuple[str, int]], time
     while not node.exchanged(devices):
         if node.unmounted is not None:
             break  # nothing would be synced: the preview says so
+        if node.first_scan_error is not None:
+            raise node.first_scan_error
         if not any(d in node.peers for d in devices):
             raise P2PError("lost the connection to the peer before the preview was ready")
         remaining = deadline - time.monotonic()
@@ -177,6 +179,8 @@ async def _wait_until_agreed(node: Node, devices: list[str], timeout: float) -> 
     while True:
         if node.unmounted is not None:  # nothing can be synced into that folder
             raise HeldBackError(node.held_message(node.unmounted))
+        if node.first_scan_error is not None:
+            raise node.first_scan_error
         live = [d for d in devices if d in node.peers]
         if not live:
             raise P2PError("lost the connection before the folders agreed: " + "; ".join(

@@ -347,10 +347,14 @@ class PreviewNode(Node):
     def _open_index(self) -> Index:
         self.scratch = Path(tempfile.mkdtemp(prefix="preview-", dir=self.config.dir))
         copy = self.scratch / "index.db"
-        if self.fpaths.db_path.exists():
-            _copy_database(self.fpaths.db_path, copy)
-        self.have: dict[str, int] = {}
-        return Index(copy, self.device_id)
+        try:
+            if self.fpaths.db_path.exists():
+                _copy_database(self.fpaths.db_path, copy)
+            self.have: dict[str, int] = {}
+            return Index(copy, self.device_id)
+        except BaseException:  # no stop() will remove it (a full disk, say)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            raise
 
     def _empty_here(self) -> bool:
         return False  # nothing is put in place: no contents come with the peers' pages

@@ -4,11 +4,15 @@ the scan ends: its index is still empty, and a peer would agree with an empty fo
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
+
+import pytest
 
 from app.core import scanner
 from app.core.apply import VERSIONS_DIR
 from app.engine.puller import Puller
+from app.errors import P2PError
 from tests.twonodes import sync_beta_with_alpha
 
 
@@ -77,3 +81,28 @@ def test_an_edit_found_by_the_first_scan_is_a_conflict_not_a_replaced_version(
     assert copy.read_text() == "edit made on B"
     kept = b / VERSIONS_DIR
     assert not any(p.read_text() == "edit made on B" for p in kept.rglob("*") if p.is_file())
+
+
+def test_a_sync_whose_first_scan_cannot_be_recorded_fails_saying_why(tmp_path, monkeypatch):
+    """The index on a full disk: B's first scan fails after B holds A's index. `sync`
+    ends at once with that reason; it neither waits out its timeout nor reports the
+    folders in sync while B's own files were never recorded."""
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    (tmp_path / "A" / "from-a.txt").write_text("a")
+    (tmp_path / "B" / "from-b.txt").write_text("b")
+    scan = scanner.scan
+
+    def full_for_b(root, *args, **kwargs):
+        if root.name == "B":
+            time.sleep(1.0)
+            raise sqlite3.OperationalError("database or disk is full")
+        return scan(root, *args, **kwargs)
+
+    monkeypatch.setattr(scanner, "scan", full_for_b)
+    started = time.monotonic()
+    with pytest.raises(P2PError, match=r"^cannot record the scan of \S+ in its index: "
+                                       r"database or disk is full \("):
+        sync_beta_with_alpha(tmp_path)
+    assert time.monotonic() - started < 20
+    assert not (tmp_path / "A" / "from-b.txt").exists()

@@ -207,3 +207,35 @@ def test_a_node_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path)
             assert len(list((a / "new").iterdir())) == 3000
         finally:
             assert node.stop() == 0, node.log()
+
+
+def test_a_sync_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path):
+    """As `run` above, for `sync` and its preview: they scan while they connect."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "first.txt").write_text("first")
+    node_a = start_run(a, tmp_path / "cfgA")
+    try:
+        with tmpfs(tmp_path / "disk", "4m") as disk:
+            b, cfg = disk / "folder", disk / "config"
+            node = start_run(b, cfg)
+            node.stop(signal.SIGKILL)  # its WAL stays: the index opens, then cannot grow
+            filler = _fill(disk)
+            (b / "new").mkdir()
+            for i in range(3000):
+                (b / f"new/{i:04}.txt").touch()
+            for extra in ((), ("--dry-run",)):
+                r = sync(b, cfg, node_a.address, timeout=30, extra=extra)
+                assert r.returncode == 1, r.stderr
+                # whichever the index met first: the scan, or the peer's index page
+                assert re.search(r"^p2psync: ((cannot record the scan of \S+ in its index|"
+                                 r"lost the connection .*cannot store \S+ index here): "
+                                 r"database or disk is full|cannot open the index \S+: No "
+                                 r"space left on device)", r.stderr, re.M), r.stderr
+                assert "Traceback" not in r.stderr
+            assert not list(cfg.glob("preview-*")), "the preview's scratch copy stayed"
+            filler.unlink()
+            assert sync(b, cfg, node_a.address, timeout=30).returncode == 0
+            assert len(list((a / "new").iterdir())) == 3000
+    finally:
+        assert node_a.stop() == 0, node_a.log()
