@@ -1329,8 +1329,9 @@ class Node:
             self._local_changed.set()
             self._pull_wake.set()  # more may be possible now
         elif result.failed and (self._retry is None or self._retry.done()):
-            self._retry = self._spawn(self._retry_later())  # one at a time: one per round
-            # kept every round of a lasting failure (a full disk) 20 ms from the next
+            # one at a time: one per round kept the rounds of a lasting failure (a full
+            # disk) 20 ms apart, every failed round adding a timer
+            self._retry = self._spawn(self._retry_later())
 
     def _plan_ahead(self, assessed: Assessment) -> None:
         """Plan the next window while this one's round runs (a pull of tiny files spent

@@ -142,8 +142,9 @@ class Puller:
         try:
             self.flush()
         except (OSError, sqlite3.Error) as e:  # the index on a full disk: the files are
+            # in place, and the next scan records them
             log.warning("could not record %d file(s) put in place: %s (the next scan "
-                        "will)", len(self._pending), e)  # in place, a scan finds them
+                        "will)", len(self._pending), e)
         finally:
             self._writer.shutdown(wait=True)
 
