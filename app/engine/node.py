@@ -862,6 +862,10 @@ class Node:
             try:
                 await self._on_index(peer, msg)
             except sqlite3.Error as e:  # the index's disk may be the full one
+                log.debug("cannot store %s's index page: %s", conn.info.name, e)
+                # closed at once, the next connection met the same full disk at once:
+                # 4 a second, each a handshake and an index exchange
+                await asyncio.sleep(SCAN_RETRY)
                 raise LocalFailure(f"cannot store {conn.info.name}'s index here: {e}") from e
         elif t == "state":
             self._on_state(peer, msg)
