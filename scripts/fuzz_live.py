@@ -13,14 +13,14 @@ a move whose old directory had gone blocked instead of rescanned (Puller._rename
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
            [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3 [--c-sync]]
-           [--full MIB]
+           [--full MIB [--full-on A|B]]
 
 (kill / stop: B is killed with SIGKILL / stopped mid-edits and started again; killa /
 stopa: the same for A, on its port. --nodes 3: a third node C dials A as B does, and
 edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script would.
---full: B's folder and config dir on a tmpfs of MIB, grown when the edits stop: its
-files, versions and index meet a full disk, then must catch up; left mounted at
-RUNDIR/bfs for a look, unmounted by the next run in RUNDIR.)
+--full: B's folder and config dir (A's with --full-on A) on a tmpfs of MIB, grown when
+the edits stop: its files, versions and index meet a full disk, then must catch up;
+left mounted at RUNDIR/bfs for a look, unmounted by the next run in RUNDIR.)
 Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the nodes' stderr),
 RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
@@ -458,9 +458,11 @@ def main():
     ap.add_argument("--full", type=float, default=0,
                     help="MiB: B's folder and config dir on a tmpfs this small, grown to "
                     "256 MiB once the edits stop (a disk that fills up, then is cleared)")
+    ap.add_argument("--full-on", default="B", choices=("A", "B"),
+                    help="with --full: whose disk it is (A: the node the others dial)")
     a = ap.parse_args()
     run = Path(a.run)
-    tight = run / "bfs"  # B's home with --full
+    tight = run / "bfs"  # the full side's home with --full
     if os.path.ismount(tight):
         subprocess.run(["umount", str(tight)], check=True)
     if run.exists():
@@ -471,7 +473,7 @@ def main():
         tight.mkdir(parents=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={int(a.full * 1024)}k",
                         "tmpfs", str(tight)], check=True)
-        homes["B"] = tight
+        homes[a.full_on] = tight
     for n in names:
         (homes[n] / n.lower()).mkdir(parents=True)
         (homes[n] / (n.lower() + "c")).mkdir(parents=True)
@@ -483,16 +485,16 @@ def main():
     A = sides[0]
     roots = [s.root for s in sides]
     for i in range(a.keep):
-        p = run / "a" / "keep" / f"k{i}.txt"
+        p = A.root / "keep" / f"k{i}.txt"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(f"keep{i}".encode())
     for rel in FILES_FILE[:6]:
-        p = run / "a" / rel
+        p = A.root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         data = A.content()
         p.write_bytes(data)
         A.record(data, rel, "init")
-    na = Node(run, "A", None)
+    na = Node(run, "A", None, home=homes["A"])
     na.start()
     port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
     na.listen = f"127.0.0.1:{port}"  # a restarted A listens where the others look for it
@@ -556,13 +558,13 @@ def main():
     if a.full:
         free = shutil.disk_usage(tight).free
         subprocess.run(["mount", "-o", "remount,size=256m", str(tight)], check=True)
-        res["events"].append(f"B's disk had {free} bytes free; grown to 256 MiB")
-        nb = nodes[1]
-        if nb.proc is not None and nb.proc.poll() is not None:  # a start on the full disk
-            rc = nb.proc.returncode
-            exits.append(("B", "start on a full disk", rc))  # fails (exit 1)
-            nb.start()
-            res["events"].append(f"B had exited {rc}; started again")
+        res["events"].append(f"{a.full_on}'s disk had {free} bytes free; grown to 256 MiB")
+        nf = na if a.full_on == "A" else nodes[1]
+        if nf.proc is not None and nf.proc.poll() is not None:  # a start on the full disk
+            rc = nf.proc.returncode
+            exits.append((a.full_on, "start on a full disk", rc))  # fails (exit 1)
+            nf.start()
+            res["events"].append(f"{a.full_on} had exited {rc}; started again")
     late: list[str] = []
     if syncing is not None:
         syncing.join()
