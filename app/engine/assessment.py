@@ -17,6 +17,8 @@ nothing is copied or archived.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import sqlite3
 from collections import Counter
 from collections.abc import Collection, Mapping
 from collections.abc import Set as AbstractSet
@@ -119,7 +121,8 @@ def _assess(index: Index, key: tuple, inputs: Inputs,
             counts[device] += needed
             if needed and rel in deleting:
                 deleting[rel][1].append(device)
-    index.settle(settled_rows)
+    with contextlib.suppress(sqlite3.Error):  # the index's disk full: planned again, later
+        index.settle(settled_rows)
     renames, actions = _pair_renames(index, actions, inputs.ignore)
     actions = _wait_for_moves(index, actions, deleting)
     actions, held = _guard(index, actions, deleting, settled_deletions, inputs)

@@ -1183,8 +1183,17 @@ class Node:
         if self._assessed is not None and self._assessed.key == self._assess_key():
             return True
         if self._assessing is None or self._assessing.done():
-            self._assessing = self._spawn(self.assess())
+            self._assessing = self._spawn(self._assess_soon())
         return False
+
+    async def _assess_soon(self) -> None:
+        """`assess` for those that only poll `assessed_now`: one that fails (it settles
+        rows, and the index's disk may be full) is tried again at the next poll."""
+        try:
+            await self.assess()
+        except (OSError, sqlite3.Error) as e:
+            log.debug("could not plan: %s", e)
+            self.trouble = str(e)
 
     async def assess(self) -> Assessment:
         """The plan, and what each peer has for us, over the index's planning window.
@@ -1290,7 +1299,12 @@ class Node:
             finally:
                 self._pulling = False
             if not self._pull_wake.is_set():  # done for now: say so (else the next round)
-                await self.assess()
+                try:
+                    await self.assess()
+                except (OSError, sqlite3.Error) as e:  # the index's disk may be full
+                    log.warning("could not plan: %s", e)
+                    self.trouble = str(e)
+                    self._retry_soon()
                 for peer in list(self.peers.values()):
                     self._send_state(peer)
             self.changed.set()
@@ -1332,9 +1346,13 @@ class Node:
                      result.bytes_reused)
             self._local_changed.set()
             self._pull_wake.set()  # more may be possible now
-        elif result.failed and (self._retry is None or self._retry.done()):
-            # one at a time: one per round kept the rounds of a lasting failure (a full
-            # disk) 20 ms apart, every failed round adding a timer
+        elif result.failed:
+            self._retry_soon()
+
+    def _retry_soon(self) -> None:
+        """A round in 2 s. One timer at a time: one per failed round kept the rounds of a
+        lasting failure (a full disk) 20 ms apart, every round adding a timer."""
+        if self._retry is None or self._retry.done():
             self._retry = self._spawn(self._retry_later())
 
     def _plan_ahead(self, assessed: Assessment) -> None:

@@ -8,7 +8,9 @@ its lock, and `rescan` is handed a function that is safe to call from any thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -238,6 +240,7 @@ class OpenFiles:
             return
         if self._indexed_at(rel, offset) != h:
             return
-        self.stale.add(rel)
-        self.index.set_inode(rel, 0)
+        with contextlib.suppress(sqlite3.Error):  # the index's disk full: the next
+            self.index.set_inode(rel, 0)  # request of a block of it tries again
+            self.stale.add(rel)
         self.rescan(rel)

@@ -154,3 +154,29 @@ def test_a_file_replacing_a_directory_waits_for_the_deletions_inside_it(tmp_path
             [f"k/f{i:02d}" for i in range(FILES)]
         [k] = [a for a in actions if a.path == "k"]
         assert k.op == FETCH and k.replaces_dir
+
+
+def test_a_window_whose_rows_cannot_be_settled_is_planned_all_the_same(tmp_path):
+    """Settling the rows that plan to nothing is an index write, only there so that no
+    later window reads them again: on a full disk it fails, and the plan goes on without
+    it (the failure once ended the plan, and the node's pulls with it)."""
+    import sqlite3
+
+    with Index(tmp_path / "index.db", ME) as ix:
+        ignored, new = (FileEntry(name, size=3, blocks=os.urandom(32), hash=os.urandom(32),
+                                  version={PEER: 1}, modified_by=PEER, seq=seq)
+                        for seq, name in ((1, "cache.tmp"), (2, "new.txt")))
+        ix.put_remote(PEER, b"id", [ignored, new], 2)
+        (tmp_path / "root").mkdir()
+        (tmp_path / "root" / ".p2psyncignore").write_text("*.tmp\n")  # planned to nothing
+        tried = []
+
+        def full(rows):
+            if rows := list(rows):
+                tried.append(rows)
+                raise sqlite3.OperationalError("database or disk is full")
+
+        ix.settle = full
+        out = assess(ix, (), inputs(tmp_path))
+        assert [(a.op, a.path) for a in out.actions] == [(FETCH, "new.txt")]
+        assert tried  # cache.tmp planned to nothing: it was to be settled

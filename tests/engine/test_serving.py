@@ -126,3 +126,33 @@ def test_a_batch_reads_no_block_list_of_a_one_block_file_and_a_longer_one_once(
     assert [data for _, data in out] == [b"content %d" % i for i in range(5)] + \
         [big[:BLOCK_SIZE], big[BLOCK_SIZE:]]
     assert read == ["big"]
+
+
+def test_a_changed_file_is_refused_and_rescanned_when_the_index_cannot_take_it(
+        tmp_path, monkeypatch):
+    """Forgetting the changed file's stat is an index write: on a full disk it fails.
+    The block is still refused and the file handed to a rescan; the answer goes on
+    (the failure once ended the whole answer with a task nobody awaited)."""
+    import sqlite3
+
+    from app.engine import serving
+
+    if not serving.TRUST_STAT:
+        import pytest
+        pytest.skip("ctime is no change time here")
+    root, index, items = _shared(tmp_path, 2)
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(index, "set_inode", full)
+    rescanned: list[str] = []
+    f0 = root / "f0.txt"
+    st = os.stat(f0)
+    with index, OpenFiles(root, index, rescanned.append, items) as files:
+        f0.write_bytes(b"CONTENT 0")  # same size
+        os.utime(f0, ns=(st.st_atime_ns, st.st_mtime_ns))
+        out, start = files.read_some(items, 0)
+    assert start == len(items)
+    assert out == [[0, None], [1, b"content 1"]]
+    assert rescanned == ["f0.txt"]
