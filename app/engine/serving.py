@@ -141,6 +141,9 @@ class OpenFiles:
                     parent, _, name = paths.on_disk(self.root, rel).rpartition("/")
                     self.open[rel] = platform.open_in(self.dirs.open(parent), name,
                                                       platform.READ_FLAGS)
+                except FileNotFoundError:  # gone since it was indexed: a node that
+                    self.rescan(rel)  # watches nothing (`sync`) learns it only so, and its
+                    # peer asked for it in vain until the sync timed out
                 except (OSError, paths.BadPath):
                     pass
         return self.open[rel]

@@ -156,3 +156,16 @@ def test_a_changed_file_is_refused_and_rescanned_when_the_index_cannot_take_it(
     assert start == len(items)
     assert out == [[0, None], [1, b"content 1"]]
     assert rescanned == ["f0.txt"]
+
+
+def test_a_file_gone_since_it_was_indexed_is_refused_and_rescanned(tmp_path):
+    """Moved away by its user during a `sync`, which watches nothing: only the rescan
+    this asks for tells the index (and so the peer, which asked for it in vain until
+    the sync timed out)."""
+    root, index, items = _shared(tmp_path, 2)
+    rescanned: list[str] = []
+    (root / "f0.txt").rename(root / "moved.txt")
+    with index, OpenFiles(root, index, rescanned.append, items) as files:
+        out, _ = files.read_some(items, 0)
+    assert out == [[0, None], [1, b"content 1"]]
+    assert rescanned == ["f0.txt"]
