@@ -17,14 +17,18 @@ refused until it timed out (OpenFiles._file).
 usage: .venv/bin/python scripts/fuzz_live.py RUNDIR --seed S [--ops N] [--pace MS]
            [--mix mixed|file|dir|clash|meta|hammer]
            [--scenario plain|kill|stop|killa|stopa] [--big P] [--nodes 2|3 [--c-sync]]
-           [--full MIB [--full-on A|B]]
+           [--full MIB [--full-on A|B]] [--bulk N]
 
 (kill / stop: B is killed with SIGKILL / stopped mid-edits and started again; killa /
 stopa: the same for A, on its port. --nodes 3: a third node C dials A as B does, and
 edits too; --c-sync: C runs `p2psync sync` after `sync` instead, as a script would.
 --full: B's folder and config dir (A's with --full-on A) on a tmpfs of MIB, grown when
 the edits stop: its files, versions and index meet a full disk, then must catch up;
-left mounted at RUNDIR/bfs for a look, unmounted by the next run in RUNDIR.)
+left mounted at RUNDIR/bfs for a look, unmounted by the next run in RUNDIR.
+--bulk N: A starts with N more files (bulk/dNNN/fNN, 50 a directory), and the others
+start only once A's edits did, and edit once connected: their first sync, a new
+device's (the small files come with A's index pages), runs while every folder is
+edited, bulk/ too.)
 Writes RUNDIR/{a,b,ac,bc}, RUNDIR/{A,B}.log (and c, cc, C.log; the nodes' stderr),
 RUNDIR/ops.jsonl (every operation on each side, with the hashes it
 wrote / destroyed), RUNDIR/result.json; prints the problems found (exit 1 if any).
@@ -453,6 +457,8 @@ def main():
     ap.add_argument("--scenario", default="plain")
     ap.add_argument("--big", type=float, default=0.03)
     ap.add_argument("--keep", type=int, default=24, help="untouched files in keep/")
+    ap.add_argument("--bulk", type=int, default=0,
+                    help="files in bulk/ on A, taken by the others' first sync while all edit")
     ap.add_argument("--quiet", type=float, default=80)
     ap.add_argument("--nodes", type=int, default=2, choices=(2, 3),
                     help="3: C dials A too, so B's edits reach C through A")
@@ -498,28 +504,46 @@ def main():
         data = A.content()
         p.write_bytes(data)
         A.record(data, rel, "init")
+    for i in range(a.bulk):  # what the others' first sync takes while everyone edits
+        p = A.root / "bulk" / f"d{i // 50:03d}" / f"f{i % 50:02d}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = A.content()
+        p.write_bytes(data)
+        A.record(data, str(p.relative_to(A.root)), "init")
     na = Node(run, "A", None, home=homes["A"])
     na.start()
-    port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    port = int(na.wait_for(r"listening on 127\.0\.0\.1:(\d+)", timeout=120).group(1))
     na.listen = f"127.0.0.1:{port}"  # a restarted A listens where the others look for it
     nodes = [na] + [Node(run, n, port, home=homes[n]) for n in names[1:]]
     oneshot = nodes.pop() if a.c_sync and a.nodes == 3 else None
-    for n in nodes[1:]:
-        n.start()
-    for n in nodes[1:]:
-        na.wait_for(rf"connected to {n.side}")
-        n.wait_for(r"connected to A")
+
+    def start_the_others() -> None:
+        for n in nodes[1:]:
+            n.start()
+        for n in nodes[1:]:
+            na.wait_for(rf"connected to {n.side}")
+            n.wait_for(r"connected to A")
+
     sync_rcs: list[int] = []
-    if oneshot is not None:
-        sync_rcs.append(oneshot.sync())
-    ok, _ = quiet(roots, limit=30, still=2)
+    ok = None
+    if not a.bulk:
+        start_the_others()
+        if oneshot is not None:
+            sync_rcs.append(oneshot.sync())
+        ok, _ = quiet(roots, limit=30, still=2)
     res = {"args": vars(a), "initial_sync": ok, "events": []}
     stop, pause = threading.Event(), threading.Event()
     editors = [threading.Thread(target=editor, args=(s, a.ops, a.pace / 1000, stop, pause))
                for s in sides]
     t0 = time.time()
-    for t in editors:
+    for t in editors[:1] if a.bulk else editors:
         t.start()
+    if a.bulk:  # a new device's first sync amid A's edits, then theirs (empty at the start:
+        time.sleep(rng.uniform(0, 1.5))  # the small files come with A's index pages)
+        start_the_others()
+        res["events"].append(f"the others started at +{time.time()-t0:.2f}s")
+        for t in editors[1:]:
+            t.start()
     exits = []
     syncing = None
     if oneshot is not None:
