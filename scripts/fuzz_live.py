@@ -202,7 +202,9 @@ class Side:
                 dns.remove(META)
             for d in dns:
                 rel = os.path.relpath(os.path.join(dp, d), self.root)
-                if rel != "keep" and not rel.startswith("keep/"):
+                # keep/ stays, bulk/ too (its directories go and move): a whole
+                # folder gone from A is a mass deletion the others rightly hold back
+                if rel not in ("keep", "bulk") and not rel.startswith("keep/"):
                     out.append(rel)
         return out
 
