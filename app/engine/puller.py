@@ -566,6 +566,8 @@ class Puller:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
         tmp_rel = paths.temp_name_for(a.path, target.hash)
         tmp = paths.safe_join(self.root, tmp_rel)
+        if not os.path.lexists(tmp):  # a file that cannot fit leaves not even a temp file
+            diskio.check_space(self.root, _data_bytes(target), self._promised)  # (the least)
         fd, existed = _open_temp(tmp)
         self.temps.add(tmp_rel)  # kept for a resume while wanted (Node._cleanup_temps)
         self.active.add(tmp_rel)

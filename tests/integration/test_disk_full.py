@@ -98,6 +98,41 @@ def test_a_full_disk_truncates_nothing_and_recovers_by_itself(tmp_path, small_di
         assert node_a.stop() == 0, node_a.log()
 
 
+def test_a_file_that_cannot_fit_never_gets_a_temp_file(tmp_path, small_disk):
+    """The space is checked before the temp file is made: every try at a file too big
+    for the disk made one and removed it at once, so a look at the folder (the user's,
+    another program's, a test's) could find a temp file of a file that never fits."""
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers import Observer
+
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "huge.bin").write_bytes(random.Random(7).randbytes(25 * MIB))
+    (a / "fits.txt").write_bytes(b"fits")
+    made: list[str] = []
+
+    class Made(FileSystemEventHandler):
+        def on_created(self, event):
+            if re.search(r"\.p2psync-\w+\.tmp$", str(event.src_path)):
+                made.append(str(event.src_path))
+
+    node_a = start_run(a, tmp_path / "cfgA")
+    watching = Observer()
+    watching.schedule(Made(), str(small_disk), recursive=True)
+    watching.start()
+    try:
+        r = sync(small_disk, tmp_path / "cfgB", node_a.address, timeout=60)
+        assert r.returncode == 5, r.stderr
+        assert re.search(r"huge\.bin: no space left here: 25\.0 MB needed", r.stderr), r.stderr
+        assert (small_disk / "fits.txt").read_bytes() == b"fits"
+    finally:
+        watching.stop()
+        watching.join()
+        assert node_a.stop() == 0, node_a.log()
+    assert made == []
+    assert _temps(small_disk) == []
+
+
 def _fill(disk: Path) -> Path:
     """Every byte left on the disk taken by one file outside the folder."""
     filler = disk / "filler"
