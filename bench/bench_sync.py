@@ -592,17 +592,20 @@ def small_group(ctx: Ctx, want: set[str]) -> None:
 
 def noop_syncs(ctx: Ctx, node: RunNode, b: Path, b_cfg: Path, prefix: str, what: str
                ) -> list[ProcResult]:
-    """NOOP_RUNS syncs of B with nothing to do; adds their median, min and max wall time
-    and their largest peak RSS under `prefix`."""
-    fig = ctx.figures
+    """NOOP_RUNS syncs of B with nothing to do, their figures added under `prefix`."""
     log(f"{what} x{NOOP_RUNS}")
     runs = [ctx.sync(b, b_cfg, node, what) for _ in range(NOOP_RUNS)]
+    add_noop_figures(ctx.figures, prefix, runs)
+    return runs
+
+
+def add_noop_figures(fig: Figures, prefix: str, runs: list[ProcResult]) -> None:
+    """The median, min and max wall time of no-op syncs and their largest peak RSS."""
     walls = [r.wall_s for r in runs]
     fig.add(f"{prefix}.sync_s", statistics.median(walls))
     fig.add(f"{prefix}.sync_s_min", min(walls))
     fig.add(f"{prefix}.sync_s_max", max(walls))
     fig.add(f"{prefix}.sync_rss_mib", max(r.maxrss_mib for r in runs))
-    return runs
 
 
 def add_worst_loop_figures(fig: Figures, prefix: str, runs: list[ProcResult]) -> None:
@@ -914,19 +917,28 @@ def many_group(ctx: Ctx, want: set[str], group: str, count: int) -> None:
 
 
 def many_noop(ctx: Ctx, node: RunNode, a: Path, b: Path, b_cfg: Path, group: str) -> None:
+    """The no-op syncs, each followed by an rsync no-op into its own copy (with
+    --compare): taken in turns, both meet the same minutes of a VM whose speed swings
+    from one minute to the next (Caveats in bench/README.md), where five of one and
+    then five of the other met different ones."""
     fig = ctx.figures
-    runs = noop_syncs(ctx, node, b, b_cfg, f"{group}_noop", "no-op sync")
-    walls = [r.wall_s for r in runs]
+    daemon = RsyncDaemon(a, ctx.workdir) if ctx.compare else None
+    runs: list[ProcResult] = []
+    ref: list[float] = []
+    try:
+        log(f"no-op sync x{NOOP_RUNS}" + (", each followed by rsync's" if daemon else ""))
+        for _ in range(NOOP_RUNS):
+            runs.append(ctx.sync(b, b_cfg, node, "no-op sync"))
+            if daemon is not None:
+                ref.append(daemon.copy_to(ctx.workdir / f"{group}-rsync").wall_s)
+    finally:
+        if daemon is not None:
+            daemon.stop()
+    add_noop_figures(fig, f"{group}_noop", runs)
     add_worst_loop_figures(fig, f"{group}_noop", runs)
     fig.add(f"{group}_noop.a_rss_mib", node.vmhwm_mib())
-    if ctx.compare:  # rsync again into its own copy: nothing to send
-        daemon = RsyncDaemon(a, ctx.workdir)
-        try:
-            log("rsync reference: no-op")
-            ref = [daemon.copy_to(ctx.workdir / f"{group}-rsync").wall_s
-                   for _ in range(NOOP_RUNS)]
-        finally:
-            daemon.stop()
+    if ref:
+        walls = [r.wall_s for r in runs]
         fig.add(f"{group}_noop.rsync_s", statistics.median(ref))
         fig.add(f"{group}_noop.vs_rsync", statistics.median(walls) / statistics.median(ref))
 

@@ -33,7 +33,6 @@ import socket
 from collections import deque
 from collections.abc import Callable
 
-import ifaddr
 import msgpack
 
 from app.core import platform
@@ -91,6 +90,8 @@ def interface_ipv4s(name: str) -> set[str]:
 
 def _ipv4_addresses() -> list[tuple[str, ipaddress.IPv4Network, str]]:
     """(interface, network, address) of every IPv4 address of this device."""
+    import ifaddr  # here: importing it runs `ldconfig -p` (18 ms), which most CLI runs never need
+
     out = []
     try:
         adapters = ifaddr.get_adapters()
