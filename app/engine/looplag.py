@@ -12,6 +12,8 @@ and a summary when the node stops (what bench/bench_sync.py reads).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 import os
 import sys
@@ -55,6 +57,7 @@ class LoopLag:
             self._beat = time.monotonic()
             threading.Thread(target=self._watch, args=(threading.get_ident(), ended),
                              daemon=True).start()
+            _log_long_collections()
         try:
             while True:
                 asked = loop.time()
@@ -69,6 +72,8 @@ class LoopLag:
                     next_report = now + REPORT_EVERY
         finally:
             ended.set()  # the watcher ends with the probe: that thread runs other things then
+            with contextlib.suppress(ValueError):
+                gc.callbacks.remove(_on_collection)
 
     def _watch(self, loop_thread: int, ended: threading.Event) -> None:
         """Log the loop thread's stack while it has not ticked for over STALL, and the
@@ -102,3 +107,25 @@ class LoopLag:
     def summary(self) -> str:
         return (f"event loop: worst wake-up delay {self.worst * 1000:.0f} ms, "
                 f"{self.stalls} over {STALL * 1000:.0f} ms")
+
+
+_collection_started: list[float] = []
+GC_LOGGED = 0.02  # seconds: collections longer than this are logged by the stall aid
+
+
+def _log_long_collections() -> None:
+    """Log every garbage collection over GC_LOGGED while the probe runs. A collection
+    holds the GIL throughout, so the stack watcher cannot run during one: a stall it
+    caused shows no stack, only this line."""
+    if _on_collection not in gc.callbacks:
+        gc.callbacks.append(_on_collection)
+
+
+def _on_collection(phase: str, info: dict) -> None:
+    if phase == "start":
+        _collection_started[:] = [time.perf_counter()]
+    elif _collection_started:
+        took = time.perf_counter() - _collection_started[0]
+        if took > GC_LOGGED:
+            log.warning("garbage collection of generation %d took %.0f ms (%d collected)",
+                        info["generation"], took * 1000, info["collected"])

@@ -38,3 +38,31 @@ def test_the_stall_aid_names_what_held_the_loop_and_ends_with_the_probe(monkeypa
     assert any("event loop busy" in m and "_hold_the_loop" in m for m in during), during
     assert lag.stalls == 1
     assert after == []
+
+
+def test_the_stall_aid_logs_long_garbage_collections_while_the_probe_runs(monkeypatch, caplog):
+    """A collection holds the GIL, so the stack watcher cannot see one: it is logged."""
+    import gc
+
+    from app.engine import looplag
+
+    monkeypatch.setenv("P2PSYNC_STALL_STACKS", "1")
+    monkeypatch.setattr(looplag, "GC_LOGGED", 0.0)
+    lag = LoopLag()
+
+    async def main() -> None:
+        probe = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.05)
+        gc.collect()
+        probe.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probe
+
+    with caplog.at_level(logging.WARNING, logger="app.engine.looplag"):
+        asyncio.run(main())
+        during = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        gc.collect()
+        after = [r.getMessage() for r in caplog.records]
+    assert any("garbage collection of generation 2 took" in m for m in during), during
+    assert after == []
