@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.aio import Pulse, cancel_and_wait, opened_in_thread
 from app.core import marker, namerules, paths, scanner, versionstore
@@ -48,6 +49,9 @@ from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
+
+if TYPE_CHECKING:  # imported where it starts, in a worker thread (see _start_watcher)
+    from app.engine.watcher import FolderWatcher
 
 log = logging.getLogger(__name__)
 NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSON, as on the wire)
@@ -574,18 +578,19 @@ class Node:
 
     async def _start_watcher(self) -> None:
         """In a worker thread: watchdog walks the whole tree to watch every directory, in
-        the thread that starts it (806 ms on the loop for 10,000 directories)."""
-        from app.engine.watcher import FolderWatcher
-
+        the thread that starts it (806 ms on the loop for 10,000 directories), and its
+        first import held the loop 129-769 ms (a million files' bench, its first minute)."""
         loop = asyncio.get_running_loop()
 
         def start() -> FolderWatcher:
+            from app.engine.watcher import FolderWatcher
+
             watcher = FolderWatcher(self.root,
                                     lambda: loop.call_soon_threadsafe(self._take_watched))
             watcher.start()
             return watcher
 
-        self._watcher = await opened_in_thread(None, start, FolderWatcher.stop)
+        self._watcher = await opened_in_thread(None, start, lambda w: w.stop())
         log.debug("watching %s for changes", self.root)
         # A wake-up while it started found no watcher here and was dropped; it wakes us
         # only once its paths are taken, so until then no change would have.
