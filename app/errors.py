@@ -6,6 +6,10 @@ line and exits with `error.exit_code`; nothing a user can cause shows a tracebac
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class P2PError(Exception):
     exit_code = 1
@@ -39,3 +43,19 @@ class HeldBackError(P2PError):
     """A mass deletion was held back: nothing was deleted (see the contract's guard)."""
 
     exit_code = 6
+
+
+def without_traceback(e: E) -> E:
+    """e without its tracebacks, to be kept as a value (one file's outcome in a list).
+
+    A traceback holds the frame that caught the exception, and so that frame's list
+    that holds it: a cycle that only the garbage collector frees. On a disk that ran out
+    of room every file of every page failed so, and the collector freed 60,000-90,000
+    such objects every half second, each time holding the event loop 40-117 ms."""
+    seen: BaseException | None = e
+    for _ in range(8):  # a chain is short; never follow one for ever
+        if seen is None:
+            break
+        seen.__traceback__ = None
+        seen = seen.__cause__ or seen.__context__
+    return e

@@ -167,13 +167,15 @@ def status_json(folder: Path, config: Path) -> dict:
 
 
 @contextlib.contextmanager
-def tmpfs(mnt: Path, size: str):
+def tmpfs(mnt: Path, size: str, inodes: int | None = None):
     """A tmpfs of `size` (e.g. "20m") mounted at mnt, unmounted after; skips the test
-    where mounting is refused (not root, no mount)."""
+    where mounting is refused (not root, no mount). `inodes`: at most so many files
+    and directories (the root among them)."""
     import pytest
 
     mnt.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")

@@ -24,6 +24,7 @@ from app.core.dirfds import DirFds
 from app.core.model import FileEntry
 from app.core.platform import Dir
 from app.core.versions import Vector
+from app.errors import without_traceback
 
 
 @dataclass
@@ -100,12 +101,12 @@ class Staged:
                 self.staged[i] = _stage(self.dirs, self.staging, f, left)
                 left -= len(f.data)
             except (BadContent, OSError, paths.BadPath, apply.DiskChanged) as e:
-                self.out[i] = e
+                self.out[i] = without_traceback(e)
         try:
             diskio.flush_fs([t.fd for t in self.staged.values()])
         except OSError as e:
             for i in self.staged:
-                self.out[i] = e
+                self.out[i] = without_traceback(e)
             _discard(self.staged, self.out)
 
     def publish(self) -> list[Placed | Exception]:
@@ -121,7 +122,7 @@ class Staged:
                     self.staged[i] = t = self._beside(self.files[i], t)
                     self.out[i] = _place(self.root, self.dirs, self.files[i], t)
             except (OSError, paths.BadPath, apply.DiskChanged) as e:
-                self.out[i] = e
+                self.out[i] = without_traceback(e)
         _discard(self.staged, self.out)
         return self.out  # type: ignore[return-value]
 

@@ -16,6 +16,7 @@ less) instead of filling the disk.
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -28,9 +29,9 @@ RESERVE_MAX = 100 * 1024 * 1024
 class NoSpace(OSError):
     """Not enough free space to write a file here; str() is the user-facing reason."""
 
-    def __init__(self, needed: int, free: int) -> None:
-        super().__init__(errno.ENOSPC, f"no space left here: {human_size(needed)} needed, "
-                         f"{human_size(max(free, 0))} free")
+    def __init__(self, needed: int, free: int, why: str | None = None) -> None:
+        super().__init__(errno.ENOSPC, why or f"no space left here: {human_size(needed)} "
+                         f"needed, {human_size(max(free, 0))} free")
         self.needed = needed
 
     def __str__(self) -> str:
@@ -94,6 +95,38 @@ def check_space(path: Path | str, needed: int, promised: int = 0) -> None:
     left = room(path) - promised
     if needed > left:
         raise NoSpace(needed, left)
+
+
+def refused(path: Path | str, needed: int, free: int, e: OSError) -> NoSpace:
+    """What the kernel's "no space" (ENOSPC, EDQUOT) meant, said as users need it.
+
+    Where the bytes would have fitted, the disk ran out of something else: of inodes
+    (a file system holds at most so many files, whatever their size), or of a quota.
+    "199 B needed, 13.1 GB free" was all a user learned of a million tiny files that
+    had taken every inode of a 20 GB disk."""
+    if needed > free:
+        return NoSpace(needed, free)
+    files = _files_left(path)
+    if files is not None and files[0] == 0:
+        return NoSpace(needed, free, f"no space left for more files here: all {files[1]:,} "
+                       f"of the disk's inodes are in use ({human_size(free)} free)")
+    if e.errno == errno.EDQUOT:
+        return NoSpace(needed, free, f"no space left in the disk quota here "
+                       f"({human_size(free)} free on the disk)")
+    return NoSpace(needed, free)
+
+
+def _files_left(path: Path | str) -> tuple[int, int] | None:
+    """(inodes free to us, inodes in all) of path's file system; None where that
+    cannot be told (no statvfs, or a file system that counts none)."""
+    statvfs = getattr(os, "statvfs", None)
+    if statvfs is None:
+        return None
+    try:
+        st = statvfs(path)
+    except OSError:
+        return None
+    return (st.f_favail, st.f_files) if st.f_files else None
 
 
 def is_no_space(e: BaseException) -> bool:

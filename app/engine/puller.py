@@ -45,6 +45,7 @@ from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.core.planner import ADOPT, DELETE, FETCH, LINK, META, MKDIR, Action
 from app.core.versions import bump, merge
 from app.engine.linkfetch import Fetcher, FetchJob
+from app.errors import without_traceback
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -228,7 +229,8 @@ class Puller:
             log.debug("%s: %s", a.path, e)
         else:
             if diskio.is_no_space(e) and not isinstance(e, diskio.NoSpace):
-                e = diskio.NoSpace(a.target.size, self._room())  # say it as users need it
+                assert isinstance(e, OSError)
+                e = diskio.refused(self.root, a.target.size, self._room(), e)  # as users need it
             self._blocked(a.path, self._reason(e, a.path), result)
 
     def _changed_on_disk(self, rel: str, result: RoundResult) -> None:
@@ -409,7 +411,7 @@ class Puller:
                                 old.target.recorded()]
                     out.append(None)
                 except (apply.DiskChanged, OSError, paths.BadPath) as e:
-                    out.append(e)
+                    out.append(without_traceback(e))
         self.index.put_local(entries)
         return out
 
@@ -454,7 +456,8 @@ class Puller:
                 self._mkdir(a)
                 out.append(None)
             except Exception as e:  # noqa: BLE001 - one directory's failure is its own
-                out.append(e)
+                # (a bug's exception keeps its traceback: it is logged whole)
+                out.append(without_traceback(e) if isinstance(e, OSError) else e)
         return out
 
     def _mkdir(self, a: Action) -> None:
