@@ -473,6 +473,9 @@ def main():
     ap.add_argument("--full-on", default="B", choices=("A", "B"),
                     help="with --full: whose disk it is (A: the node the others dial)")
     a = ap.parse_args()
+    if a.full and a.full_on == "A" and a.bulk:
+        ap.error("--bulk does not go with --full-on A: A's bulk files are written into "
+                 "its small disk before it starts")
     run = Path(a.run)
     tight = run / "bfs"  # the full side's home with --full
     if os.path.ismount(tight):
