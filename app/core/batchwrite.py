@@ -105,8 +105,9 @@ class Staged:
         try:
             diskio.flush_fs([t.fd for t in self.staged.values()])
         except OSError as e:
+            failed = without_traceback(e)
             for i in self.staged:
-                self.out[i] = without_traceback(e)
+                self.out[i] = failed
             _discard(self.staged, self.out)
 
     def publish(self) -> list[Placed | Exception]:

@@ -19,6 +19,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import TypeGuard
 
 from app.core import platform
 from app.core.units import human_size
@@ -129,5 +130,5 @@ def _files_left(path: Path | str) -> tuple[int, int] | None:
     return (st.f_favail, st.f_files) if st.f_files else None
 
 
-def is_no_space(e: BaseException) -> bool:
+def is_no_space(e: BaseException) -> TypeGuard[OSError]:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)

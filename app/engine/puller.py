@@ -229,7 +229,6 @@ class Puller:
             log.debug("%s: %s", a.path, e)
         else:
             if diskio.is_no_space(e) and not isinstance(e, diskio.NoSpace):
-                assert isinstance(e, OSError)
                 e = diskio.refused(self.root, a.target.size, self._room(), e)  # as users need it
             self._blocked(a.path, self._reason(e, a.path), result)
 
@@ -569,14 +568,15 @@ class Puller:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
         tmp_rel = paths.temp_name_for(a.path, target.hash)
         tmp = paths.safe_join(self.root, tmp_rel)
+        data = _data_bytes(target)  # the least it takes here
         if not os.path.lexists(tmp):  # a file that cannot fit leaves not even a temp file
-            diskio.check_space(self.root, _data_bytes(target), self._promised)  # (the least)
+            diskio.check_space(self.root, data, self._promised)
         fd, existed = _open_temp(tmp)
         self.temps.add(tmp_rel)  # kept for a resume while wanted (Node._cleanup_temps)
         self.active.add(tmp_rel)
         try:
             st = os.fstat(fd)
-            needed = _data_bytes(target) if self._holes_here(fd, existed) else target.size
+            needed = data if self._holes_here(fd, existed) else target.size
             with self._space_for(needed - platform.disk_bytes(st)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks

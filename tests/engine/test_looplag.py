@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from app.engine.looplag import LoopLag
 
@@ -16,21 +17,26 @@ def _hold_the_loop() -> None:
     time.sleep(0.3)
 
 
-def test_the_stall_aid_names_what_held_the_loop_and_ends_with_the_probe(monkeypatch, caplog):
-    monkeypatch.setenv("P2PSYNC_STALL_STACKS", "1")
-    lag = LoopLag()
+def _probe_around(lag: LoopLag, busy: Callable[[], object]) -> None:
+    """Run the probe in a loop of its own while `busy` holds that loop, then end it."""
 
     async def main() -> None:
         probe = asyncio.create_task(lag.run())
         await asyncio.sleep(0.05)
-        _hold_the_loop()
+        busy()
         await asyncio.sleep(0.05)
         probe.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await probe
 
+    asyncio.run(main())
+
+
+def test_the_stall_aid_names_what_held_the_loop_and_ends_with_the_probe(monkeypatch, caplog):
+    monkeypatch.setenv("P2PSYNC_STALL_STACKS", "1")
+    lag = LoopLag()
     with caplog.at_level(logging.WARNING, logger="app.engine.looplag"):
-        asyncio.run(main())
+        _probe_around(lag, _hold_the_loop)
         during = [r.getMessage() for r in caplog.records]
         caplog.clear()
         time.sleep(0.4)  # the same thread, busy with no loop: nothing to report
@@ -49,17 +55,8 @@ def test_the_stall_aid_logs_long_garbage_collections_while_the_probe_runs(monkey
     monkeypatch.setenv("P2PSYNC_STALL_STACKS", "1")
     monkeypatch.setattr(looplag, "GC_LOGGED", 0.0)
     lag = LoopLag()
-
-    async def main() -> None:
-        probe = asyncio.create_task(lag.run())
-        await asyncio.sleep(0.05)
-        gc.collect()
-        probe.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probe
-
     with caplog.at_level(logging.WARNING, logger="app.engine.looplag"):
-        asyncio.run(main())
+        _probe_around(lag, gc.collect)
         during = [r.getMessage() for r in caplog.records]
         caplog.clear()
         gc.collect()
