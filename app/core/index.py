@@ -54,7 +54,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
-from app.core import contentindex, private, versions
+from app.core import briefkeys, contentindex, private, versions
 from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
@@ -232,7 +232,11 @@ MIGRATIONS: list[Migration] = [
     # 6: their triggers add an entry with an upsert's DO NOTHING, not after a probe of
     # their own: a file's row inserted at 5.3 us instead of 7.7 (see contentindex._add)
     contentindex.renew_triggers,
+    # 7: a key of each entry's brief and their sums per directory: a survey compares a
+    # directory with one row instead of a row per file (see briefkeys)
+    briefkeys.create,
 ]
+_BRIEF_KEYS_SCHEMA = 7  # the schema from which rows have brief keys
 
 _V2_COLS = ("path, kind, size, mtime_ns, mode, hash, blocks, target, version, modified_by, "
             "deleted, seq, inode, error, ctime_ns")
@@ -485,6 +489,13 @@ def _file_row(devices: _Devices, e: FileEntry, seq: int) -> tuple:
             e.ctime_ns, e.error, e.target, _stored_hash(e), bytes(e.blocks))
 
 
+def _keyed_row(devices: _Devices, e: FileEntry, seq: int) -> tuple:
+    """A row of `files` with its brief key (see briefkeys)."""
+    row = _file_row(devices, e, seq)
+    return (*row, briefkeys.row_key(e.path, row[1], e.size, e.mtime_ns, e.mode, row[9],
+                                    e.ctime_ns, row[7], e.error))
+
+
 def _remote_row(devices: _Devices, device: int, e: FileEntry, pending: bool, cost: int,
                 blob: bytes | None = None) -> tuple:
     return (e.path, device, int(e.kind), e.size, e.mtime_ns, e.mode,
@@ -526,7 +537,9 @@ class Index:
             self._main.execute("PRAGMA synchronous=NORMAL")
             self._main.execute("PRAGMA journal_size_limit=67108864")  # a big WAL shrinks back
             self._checkpoints = Checkpointer(self._path, self._main)
+            briefkeys.register(self._main)
             self._migrate()
+            self._renew_brief_keys()
             self.index_id: bytes = self._init_identity()
             self._committed_seq = self._max_seq()  # see max_seq
         except BaseException:
@@ -696,6 +709,14 @@ class Index:
                     for stmt in _statements(step):
                         self._db.execute(stmt)
                 self._set_meta(("schema_version", current + 1))
+
+    def _renew_brief_keys(self) -> None:
+        """The brief keys made again where another interpreter made them (its hash of
+        a tuple may differ: a survey would then find every directory changed)."""
+        with self._lock, self._tx():
+            if int(self._get_meta("schema_version") or 0) >= _BRIEF_KEYS_SCHEMA \
+                    and self._get_meta(briefkeys.SCHEME_KEY) != briefkeys.SCHEME:
+                briefkeys.rebuild(self._db)
 
     def _init_identity(self) -> bytes:
         with self._lock, self._tx():
@@ -1013,9 +1034,9 @@ class Index:
             first = self._max_seq() + 1
             seqs = range(first, first + len(batch))
             dev = self._devices  # a property: once, not per row
-            rows = [_file_row(dev, e, s) for e, s in zip(batch, seqs, strict=True)]
+            rows = [_keyed_row(dev, e, s) for e, s in zip(batch, seqs, strict=True)]
             before = self._versions([r[0] for r in rows])
-            _many(self._db, f"INSERT INTO files ({_FILE_COLS})", rows,
+            _many(self._db, f"INSERT INTO files ({_FILE_COLS}, brief_key)", rows,
                   f"ON CONFLICT (path) DO UPDATE SET {_UPSERT}")
             # rows of `blocks` and `remote_same` hang off an entry of ours: a path with
             # none before (most of a first sync, a new folder's scan) has none to delete
@@ -1094,6 +1115,8 @@ class Index:
         with self._tx():
             self._db.execute("UPDATE files SET inode = ?, ctime_ns = ? WHERE path = ?",
                              (inode_to_db(inode), ctime_ns, path))
+            self._db.execute(f"UPDATE files SET brief_key = {briefkeys.ROW_KEY_SQL} "
+                             "WHERE path = ?", (path,))
 
     @_locked
     def set_stats(self, items: Iterable[tuple[str, int, int, int]]) -> None:
@@ -1108,6 +1131,8 @@ class Index:
             _many(self._db, "INSERT INTO temp.stats_in (path, inode, ctime_ns, mode)",
                   list(latest.values()))
             self._db.execute(_SET_STATS)
+            self._db.execute(f"UPDATE files SET brief_key = {briefkeys.ROW_KEY_SQL} "
+                             "WHERE path IN (SELECT path FROM temp.stats_in)")
             self._db.execute("DELETE FROM temp.stats_in")
 
     @_reads
@@ -1751,7 +1776,7 @@ class Index:
 
 
 _UPSERT = ", ".join(f"{c} = excluded.{c}" for c in
-                    (c.strip() for c in _FILE_COLS.split(",")) if c != "path")
+                    (c.strip() for c in f"{_FILE_COLS}, brief_key".split(",")) if c != "path")
 # "/" is 0x2F and "0" is 0x30: the range holds exactly the paths below `under`
 _UNDER = "(path = ? OR (path >= ? AND path < ?))"
 

@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import platform
+from app.core import briefkeys, platform
 from app.core.ignore import Ignore, Rules
 from app.core.index import (
     _BRIEF_SQL,
@@ -164,6 +164,9 @@ class _Briefs:
             rows += self.db.execute(sql, args).fetchall()
         return rows
 
+    def digest(self, pre: str) -> tuple[int, int] | None:
+        return briefkeys.digest(self.db, pre)
+
     def ignored_by(self, patterns: list[str], after: str, upto: str | None
                    ) -> set[str] | None:
         """The paths of the range the last full scan found ignored, if it matched them
@@ -270,6 +273,9 @@ class _Survey(_Scan):
                     if t[1] == _DIR_TYPE and t[0] <= after < t[0] + "0"]
         if after > pre or (upto is not None and not (pre and pre[:-1] + "0" <= upto)):
             disk = [t for t in disk if after < t[0] and (upto is None or t[0] <= upto)]
+        elif (indexed := self.reader.digest(pre)) is not None \
+                and indexed == _digest(len(pre), disk):
+            return self._as_indexed(rel_dir, listed, disk)
         rows = self.reader.children(pre, subdirs, after, upto)
         differ = set(disk).difference(rows)  # with every temp file: no row is one
         if self.was_ignored:
@@ -292,6 +298,27 @@ class _Survey(_Scan):
                 if (top := pre + r[0][len(pre):].partition("/")[0]) not in walked}
         for rel in sorted(gone):
             self._note(rel)
+        return down
+
+    def _as_indexed(self, rel_dir: str, listed: list[os.DirEntry[str]], disk: list[tuple]
+                    ) -> list[tuple[str, str]]:
+        """A directory whose entries are all as indexed (their digest is the index's,
+        see briefkeys): what the comparison row by row does with an unchanged one, its
+        ignored files passed over and its subdirectories walked."""
+        if self.was_ignored:
+            for t in disk:
+                if t[1] != _DIR_TYPE and t[0] in self.was_ignored:
+                    self._passed_over(t[0], False)
+        dirs = [t for t in disk if t[1] == _DIR_TYPE]
+        if not dirs:
+            return []
+        by_name = {de.name: de for de in listed}
+        down = []
+        for t in dirs:  # as `_differing` with its row, which has these very name and mode
+            de = by_name[t[0][t[0].rfind("/") + 1:]]
+            rel = self._differing(rel_dir, de, t, {t[0]: (t[0], _DIR, 0, 0, t[4], 0, 0)})
+            if rel is not None:
+                down.append((rel, de.path))
         return down
 
     def _differing(self, rel_dir: str, de: os.DirEntry[str], t: tuple,
@@ -363,6 +390,22 @@ class _Survey(_Scan):
 # the kind of an entry in an lstat tuple: a regular file's is _FILE (0); no brief has these
 _DIR_TYPE = stat.S_IFDIR - stat.S_IFREG
 _UNSTATED = -stat.S_IFREG - 1  # could not be stat-ed: noted (the scan says why)
+
+
+def _digest(pre_len: int, disk: list[tuple]) -> tuple[int, int] | None:
+    """(how many, the sum of their brief keys) of a directory's entries, as
+    `briefkeys.digest` gives the index's; None where one is neither a file nor a
+    directory, or is named as our temp files (the row-by-row comparison looks at those)."""
+    total = 0
+    for t in disk:
+        name = t[0][pre_len:]
+        if t[1] == _FILE and not name.startswith(TEMP_PREFIX):
+            total += briefkeys.file_key(name, t[2], t[3], t[4], t[5], t[6])
+        elif t[1] == _DIR_TYPE:
+            total += briefkeys.dir_key(name, t[4])
+        else:
+            return None
+    return (len(disk), total) if disk else None
 
 
 def _lstat_tuples(pre: str, abs_dir: str, listed: list[os.DirEntry[str]]) -> list[tuple]:

@@ -316,3 +316,60 @@ def test_ignore_rules_of_the_last_full_scan_let_a_share_walk_a_directory_at_a_ti
     merged.clear()
     share = survey._survey_range(os.fspath(root), os.fspath(db), DEV, rules, LINUX, "", None)
     assert merged and "a b/f1.txt" in share.ignored
+
+
+def test_a_directory_as_indexed_is_compared_by_its_digest_alone(tmp_path, monkeypatch):
+    """Only a directory whose digest its disk does not match is read row by row: here
+    the root, which holds a link (a row without a key, see briefkeys)."""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    read = []
+    real = survey._Briefs.children
+    monkeypatch.setattr(survey._Briefs, "children",
+                        lambda self, pre, *a: read.append(pre) or real(self, pre, *a))
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert found.dirty == ["link"] and read == [""]
+
+    read.clear()
+    (root / "keep" / "deep" / "er" / "f1.txt").write_bytes(b"K")  # same size
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert sorted(found.dirty) == ["keep/deep/er/f1.txt", "link"] and read == ["", "keep/deep/er/"]
+
+
+def test_names_swapped_in_a_directory_are_found(tmp_path, monkeypatch):
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    a = root / "a"
+    stats = {n: os.lstat(a / n) for n in ("f0.txt", "f1.txt")}
+    os.rename(a / "f0.txt", a / "swap")
+    os.rename(a / "f1.txt", a / "f0.txt")
+    os.rename(a / "swap", a / "f1.txt")
+    for n, st in stats.items():  # each name with the other's times: only names moved
+        os.utime(a / n, ns=(st.st_atime_ns, st.st_mtime_ns))
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert sorted(found.dirty) == ["a/f0.txt", "a/f1.txt", "link"]
+
+
+@pytest.mark.parametrize("unkeyed", ["link", "row written without its key"])
+def test_a_row_without_a_key_gone_from_disk_is_found(tmp_path, monkeypatch, unkeyed):
+    """Beside unchanged files whose keys match the disk's, a row with no key (a link, a
+    write that did not make one) must still be missed on disk."""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    db = tmp_path / "base.db"
+    if unkeyed == "link":
+        os.symlink("f0.txt", root / "a" / "ln")
+        scan(root, db, False, monkeypatch)
+        (root / "a" / "ln").unlink()
+        gone = "a/ln"
+    else:
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE files SET size = size WHERE path = 'a/f2.txt'")  # no change
+            conn.execute("UPDATE files SET error = '' , inode = inode + 0, ctime_ns = ctime_ns "
+                         "WHERE path = 'a/f2.txt'")
+            conn.execute("UPDATE files SET mtime_ns = mtime_ns + 1 WHERE path = 'a/f2.txt'")
+        conn.close()
+        (root / "a" / "f2.txt").unlink()
+        gone = "a/f2.txt"
+    found = survey._survey_range(os.fspath(root), os.fspath(db), DEV, [], LINUX, "", None)
+    assert gone in found.dirty
