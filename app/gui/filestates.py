@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # path, size, mtime (seconds), state, why ("" when synced)
 Row = tuple[str, int, float, str, str]
-KNOWN_SCHEMAS = (3, 4, 5, 6)  # 4-6 add indexes, tables, triggers (columns: app/core/index.py)
+KNOWN_SCHEMAS = (3, 4, 5, 6, 7)  # 4-7 add indexes, tables, triggers, a column (app/core/index.py)
 BATCH = 500
 
 _LOCAL_SQL = """
