@@ -373,3 +373,45 @@ def test_a_row_without_a_key_gone_from_disk_is_found(tmp_path, monkeypatch, unke
         gone = "a/f2.txt"
     found = survey._survey_range(os.fspath(root), os.fspath(db), DEV, [], LINUX, "", None)
     assert gone in found.dirty
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_edits_surveyed_as_a_whole_scan_finds_them(tmp_path, monkeypatch, seed):
+    """Edits a digest of a directory could be blind to if it bound less than it does
+    (same sizes, times put back, names swapped, modes, links) end in the same index
+    whether the scan is surveyed or not."""
+    import random
+    rng = random.Random(seed)
+    root = tmp_path / "f"
+    names = [f"d{i}/{n}" for i in range(4) for n in ("a", "b", "c")] + ["top"]
+    for rel in names:
+        write(root, rel, b"0123")
+    scan(root, tmp_path / "base.db", False, monkeypatch)
+    for _ in range(rng.randint(1, 6)):
+        rel = rng.choice(names)
+        p, other = root / rel, root / rng.choice(names)
+        if not p.is_file() or p.is_symlink():
+            continue
+        st = os.lstat(p)
+        op = rng.randrange(6)
+        if op == 0:  # the same size, the time put back
+            p.write_bytes(b"abcd")
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+        elif op == 1 and other.is_file() and other != p:  # names swapped
+            os.rename(p, root / "swap")
+            os.rename(other, p)
+            os.rename(root / "swap", other)
+        elif op == 2:
+            p.chmod(0o600 if st.st_mode & 0o777 != 0o600 else 0o644)
+        elif op == 3:
+            p.unlink()
+        elif op == 4:
+            p.unlink()
+            os.symlink("top", p)
+        else:
+            write(root, rel + "-new", b"0123")
+    shutil.copy(tmp_path / "base.db", tmp_path / "whole.db")
+    shutil.copy(tmp_path / "base.db", tmp_path / "surveyed.db")
+    whole = scan(root, tmp_path / "whole.db", False, monkeypatch)
+    surveyed = scan(root, tmp_path / "surveyed.db", True, monkeypatch)
+    assert surveyed[4] is not None and surveyed[1] == whole[1]
