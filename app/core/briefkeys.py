@@ -98,8 +98,8 @@ _TRIGGERS = {
             ({' OR '.join(f'old.{c} IS NOT new.{c}' for c in _BRIEF_COLS)})
         BEGIN UPDATE files SET brief_key = NULL WHERE rowid = new.rowid; END""",
 }
-# the SQL expression of a row's key, on a connection `register`ed
-ROW_KEY_SQL = ("p2psync_brief_key(path, kind, size, mtime_ns, mode, inode, ctime_ns, deleted, "
+# the SQL expression of a row's key (on a connection `register`ed)
+_ROW_KEY_SQL = ("p2psync_brief_key(path, kind, size, mtime_ns, mode, inode, ctime_ns, deleted, "
                "error)")
 
 
@@ -121,7 +121,7 @@ def rebuild(db: sqlite3.Connection) -> None:
     register(db)
     for name in _TRIGGERS:
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
-    db.execute(f"UPDATE files SET brief_key = {ROW_KEY_SQL}")
+    db.execute(f"UPDATE files SET brief_key = {_ROW_KEY_SQL}")
     db.execute("DELETE FROM dir_briefs")
     parent = _PARENT.format(t="files")
     db.execute(f"INSERT INTO dir_briefs (dir, n, lo, hi, unkeyed) SELECT {parent}, "

@@ -1113,10 +1113,10 @@ class Index:
     def set_inode(self, path: str, inode: int, ctime_ns: int = 0) -> None:
         """Update local bookkeeping only: no new version, no new seq."""
         with self._tx():
-            self._db.execute("UPDATE files SET inode = ?, ctime_ns = ? WHERE path = ?",
+            self._db.execute("UPDATE files SET inode = ?1, ctime_ns = ?2, brief_key = "
+                             "p2psync_brief_key(path, kind, size, mtime_ns, mode, ?1, ?2, "
+                             "deleted, error) WHERE path = ?3",
                              (inode_to_db(inode), ctime_ns, path))
-            self._db.execute(f"UPDATE files SET brief_key = {briefkeys.ROW_KEY_SQL} "
-                             "WHERE path = ?", (path,))
 
     @_locked
     def set_stats(self, items: Iterable[tuple[str, int, int, int]]) -> None:
@@ -1131,8 +1131,6 @@ class Index:
             _many(self._db, "INSERT INTO temp.stats_in (path, inode, ctime_ns, mode)",
                   list(latest.values()))
             self._db.execute(_SET_STATS)
-            self._db.execute(f"UPDATE files SET brief_key = {briefkeys.ROW_KEY_SQL} "
-                             "WHERE path IN (SELECT path FROM temp.stats_in)")
             self._db.execute("DELETE FROM temp.stats_in")
 
     @_reads
@@ -1805,11 +1803,14 @@ _ROWS_PER_STATEMENT = 400
 # lock 0.86 s beside a busy thread. (UPDATE ... FROM would do it too, from SQLite 3.33.)
 _STATS_TABLE = ("CREATE TEMP TABLE IF NOT EXISTS stats_in (path TEXT PRIMARY KEY, "
                 "inode INTEGER, ctime_ns INTEGER, mode INTEGER) WITHOUT ROWID")
+_STAT_IN = "(SELECT {} FROM temp.stats_in s WHERE s.path = files.path)"
+_NEW_MODE, _NEW_INODE, _NEW_CTIME = (_STAT_IN.format(c) for c in ("mode", "inode", "ctime_ns"))
+# the brief key of the new values in the same statement: one that left it would have it
+# dropped by a trigger and then need another statement to make it (see briefkeys)
 _SET_STATS = (
-    "UPDATE files SET inode = (SELECT inode FROM temp.stats_in s WHERE s.path = files.path), "
-    "ctime_ns = (SELECT ctime_ns FROM temp.stats_in s WHERE s.path = files.path), "
-    "mode = (SELECT mode FROM temp.stats_in s WHERE s.path = files.path) "
-    "WHERE path IN (SELECT path FROM temp.stats_in)")
+    f"UPDATE files SET inode = {_NEW_INODE}, ctime_ns = {_NEW_CTIME}, mode = {_NEW_MODE}, "
+    f"brief_key = p2psync_brief_key(path, kind, size, mtime_ns, {_NEW_MODE}, {_NEW_INODE}, "
+    f"{_NEW_CTIME}, deleted, error) WHERE path IN (SELECT path FROM temp.stats_in)")
 
 
 def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:
