@@ -23,6 +23,7 @@ again when not).
 from __future__ import annotations
 
 import sqlite3
+import sys
 import zlib
 
 KEY_MASK = (1 << 63) - 1
@@ -137,6 +138,8 @@ def rebuild(db: sqlite3.Connection) -> None:
 def digest(db: sqlite3.Connection, pre: str) -> tuple[int, int] | None:
     """(how many live rows, the sum of their keys) directly below the directory `pre`
     (with its "/"; "" for the root); None where it has none, or one without a key."""
+    if sys.hash_info.width < 64:  # a 32-bit interpreter's keys: too many would collide
+        return None
     row = db.execute("SELECT n, lo, hi, unkeyed FROM dir_briefs WHERE dir = ?",
                      (pre,)).fetchone()
     if row is None or row[3] or not row[0]:
