@@ -619,7 +619,8 @@ class _Scan:
 
         ctime cannot be set by user tools, so a rewrite that restores the mtime (cp -p,
         touch -r) still shows here. A survey compares the same fields a directory at a
-        time (`survey._tuples`): a field added here must be added there.
+        time (`survey._tuples`, `briefkeys.listing_digest`): a field added here must be
+        added there.
         """
         return brief == (
             rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,

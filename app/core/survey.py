@@ -242,8 +242,9 @@ class _Survey(_Scan):
         big to compare whole in bounded memory (the scan merges it, entry by entry)."""
         try:
             with os.scandir(abs_dir) as it:
-                listed = [de for de in itertools.islice(it, PLAIN_DIR_MAX + 1)
-                          if rel_dir or de.name != META_DIR]
+                listed = list(itertools.islice(it, PLAIN_DIR_MAX + 1))
+            if not rel_dir:
+                listed = [de for de in listed if de.name != META_DIR]
             if len(listed) <= PLAIN_DIR_MAX:
                 return listed
             if not rel_dir:
@@ -265,17 +266,19 @@ class _Survey(_Scan):
         """Note what differs among a directory's children; the subdirectories to walk."""
         pre = rel_dir + "/" if rel_dir else ""
         after, upto = self.after, self.upto
-        disk = _lstat_tuples(pre, abs_dir, listed)
+        listed, stats = _lstats(abs_dir, listed)
+        whole = not (after > pre or (upto is not None and not (pre and pre[:-1] + "0" <= upto)))
+        if whole and (indexed := self.reader.digest(pre)) is not None \
+                and indexed == briefkeys.listing_digest(listed, stats):
+            return self._as_indexed(rel_dir, pre, listed, stats)
+        disk = _tuples(pre, listed, stats)
         subdirs = sorted(t[0] + "/" for t in disk if t[1] == _DIR_TYPE)
         down = []
         if after > pre:  # some children are before the range, maybe ways down to it
             down = [(t[0], os.path.join(abs_dir, t[0][len(pre):])) for t in disk
                     if t[1] == _DIR_TYPE and t[0] <= after < t[0] + "0"]
-        if after > pre or (upto is not None and not (pre and pre[:-1] + "0" <= upto)):
+        if not whole:
             disk = [t for t in disk if after < t[0] and (upto is None or t[0] <= upto)]
-        elif (indexed := self.reader.digest(pre)) is not None \
-                and indexed == _digest(len(pre), disk):
-            return self._as_indexed(rel_dir, listed, disk)
         rows = self.reader.children(pre, subdirs, after, upto)
         differ = set(disk).difference(rows)  # with every temp file: no row is one
         if self.was_ignored:
@@ -300,22 +303,23 @@ class _Survey(_Scan):
             self._note(rel)
         return down
 
-    def _as_indexed(self, rel_dir: str, listed: list[os.DirEntry[str]], disk: list[tuple]
-                    ) -> list[tuple[str, str]]:
+    def _as_indexed(self, rel_dir: str, pre: str, listed: list[os.DirEntry[str]],
+                    stats: list[os.stat_result | None]) -> list[tuple[str, str]]:
         """A directory whose entries are all as indexed (their digest is the index's,
         see briefkeys): what the comparison row by row does with an unchanged one, its
         ignored files passed over and its subdirectories walked."""
         if self.was_ignored:
-            for t in disk:
-                if t[1] != _DIR_TYPE and t[0] in self.was_ignored:
-                    self._passed_over(t[0], False)
-        dirs = [t for t in disk if t[1] == _DIR_TYPE]
-        if not dirs:
+            for de, st in zip(listed, stats, strict=True):
+                if (path := pre + de.name) in self.was_ignored and st is not None \
+                        and not stat.S_ISDIR(st.st_mode):
+                    self._passed_over(path, False)
+        at = [i for i, st in enumerate(stats) if st is not None and stat.S_ISDIR(st.st_mode)]
+        if not at:
             return []
-        by_name = {de.name: de for de in listed}
+        dirs = [listed[i] for i in at]
         down = []
-        for t in dirs:  # as `_differing` with its row, which has these very name and mode
-            de = by_name[t[0][t[0].rfind("/") + 1:]]
+        for de, t in zip(dirs, _tuples(pre, dirs, [stats[i] for i in at]), strict=True):
+            # as `_differing` with its row, which has these very name and mode
             rel = self._differing(rel_dir, de, t, {t[0]: (t[0], _DIR, 0, 0, t[4], 0, 0)})
             if rel is not None:
                 down.append((rel, de.path))
@@ -392,51 +396,42 @@ _DIR_TYPE = stat.S_IFDIR - stat.S_IFREG
 _UNSTATED = -stat.S_IFREG - 1  # could not be stat-ed: noted (the scan says why)
 
 
-def _digest(pre_len: int, disk: list[tuple]) -> tuple[int, int] | None:
-    """(how many, the sum of their brief keys) of a directory's entries, as
-    `briefkeys.digest` gives the index's; None where one is neither a file nor a
-    directory, or is named as our temp files (the row-by-row comparison looks at those)."""
-    total = 0
-    for t in disk:
-        name = t[0][pre_len:]
-        if t[1] == _FILE and not name.startswith(TEMP_PREFIX):
-            total += briefkeys.file_key(name, t[2], t[3], t[4], t[5], t[6])
-        elif t[1] == _DIR_TYPE:
-            total += briefkeys.dir_key(name, t[4])
-        else:
-            return None
-    return (len(disk), total) if disk else None
-
-
-def _lstat_tuples(pre: str, abs_dir: str, listed: list[os.DirEntry[str]]) -> list[tuple]:
-    """(path, kind, size, mtime, permissions, inode, ctime) of each entry, a brief's
-    shape; an entry gone meanwhile is left out."""
+def _lstats(abs_dir: str, listed: list[os.DirEntry[str]]
+            ) -> tuple[list[os.DirEntry[str]], list[os.stat_result | None]]:
+    """The entries and their lstats, None where one could not be made (the scan says
+    why); an entry gone meanwhile is left out."""
     with _opened(abs_dir if listed else None) as dir_fd:
         try:
-            return _tuples(pre, listed, dir_fd)
+            return listed, _stats(listed, dir_fd)
         except OSError:
             pass
-        out = []
+        kept: list[os.DirEntry[str]] = []
+        stats: list[os.stat_result | None] = []
         for de in listed:  # one at a time, to tell which
             try:
-                out += _tuples(pre, [de], dir_fd)
+                stats += _stats([de], dir_fd)
             except FileNotFoundError:
                 continue
             except OSError:
-                out.append((pre + de.name, _UNSTATED, 0, 0, 0, 0, 0))
-        return out
+                stats.append(None)
+            kept.append(de)
+        return kept, stats
 
 
-def _tuples(pre: str, listed: list[os.DirEntry[str]], dir_fd: int | None) -> list[tuple]:
-    """The fields `_Scan._unchanged_file` compares, inline: a call a file is what the
-    directory-at-a-time comparison saves (the inode as lstat gives it, not as SQLite
-    keeps one past 2**63: `_Survey._differing` looks at that one)."""
+def _stats(listed: list[os.DirEntry[str]], dir_fd: int | None) -> list[os.stat_result | None]:
     if dir_fd is None:
-        stats = [de.stat(follow_symlinks=False) for de in listed]
-    else:
-        stats = [os.stat(de.name, dir_fd=dir_fd, follow_symlinks=False) for de in listed]
+        return [de.stat(follow_symlinks=False) for de in listed]
+    return [os.stat(de.name, dir_fd=dir_fd, follow_symlinks=False) for de in listed]
+
+
+def _tuples(pre: str, listed: list[os.DirEntry[str]], stats: list[os.stat_result | None]
+            ) -> list[tuple]:
+    """(path, kind, size, mtime, permissions, inode, ctime) of each entry: the fields
+    `_Scan._unchanged_file` compares, inline (the inode as lstat gives it, not as SQLite
+    keeps one past 2**63: `_Survey._differing` looks at that one)."""
     return [(pre + de.name, ((m := s.st_mode) & 0o170000) - stat.S_IFREG, s.st_size,
-             s.st_mtime_ns, m & 0o777, s.st_ino, s.st_ctime_ns)
+             s.st_mtime_ns, m & 0o777, s.st_ino, s.st_ctime_ns) if s is not None
+            else (pre + de.name, _UNSTATED, 0, 0, 0, 0, 0)
             for de, s in zip(listed, stats, strict=True)]
 
 

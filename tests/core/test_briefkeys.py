@@ -142,3 +142,44 @@ def test_keys_of_another_interpreter_are_made_again(tmp_path):
         assert sums_stored(db) == sums_of_rows(db) == \
             {"a/": (1, briefkeys.file_key("x", 3, 0, 0o644, 4, 5), 0)}
         assert ix.get_meta(briefkeys.SCHEME_KEY) == briefkeys.SCHEME
+
+
+def test_a_listing_s_digest_is_the_index_s_of_the_same_entries(tmp_path):
+    """The survey's side (`listing_digest`, the keys inline) against the index's
+    (`row_key` of rows as the scan wrote them): equal for unchanged entries, None for
+    what only the row-by-row comparison can judge."""
+    import os
+
+    from app.core import scanner
+    from app.core.ignore import Ignore
+    from app.core.paths import TEMP_PREFIX
+
+    root = tmp_path / "f"
+    (root / "d" / "sub").mkdir(parents=True)
+    for name in ("a", "b b", "é", "x" * 200):
+        (root / "d" / name).write_bytes(name.encode())
+    os.chmod(root / "d" / "a", 0o600)
+    os.chmod(root / "d" / "sub", 0o700)
+    with Index(tmp_path / "i.db", DEV) as ix:
+        scanner.scan(root, ix, Ignore(root))
+        indexed = briefkeys.digest(ix._main, "d/")
+
+    def listing() -> tuple[list[os.DirEntry[str]], list[os.stat_result | None]]:
+        listed = sorted(os.scandir(root / "d"), key=lambda de: de.name)
+        return listed, [os.lstat(de.path) for de in listed]
+
+    listed, stats = listing()
+    assert indexed is not None and briefkeys.listing_digest(listed, stats) == indexed
+    assert briefkeys.listing_digest(listed[::-1], stats[::-1]) == indexed  # any order
+    assert briefkeys.listing_digest([], []) is None
+    assert briefkeys.listing_digest(listed, [*stats[:-1], None]) is None  # not stat-ed
+
+    os.utime(root / "d" / "b b", ns=(1, 2))
+    assert briefkeys.listing_digest(*listing()) != indexed
+    for odd in (TEMP_PREFIX + "1.tmp", "link"):
+        if odd == "link":
+            os.symlink("a", root / "d" / odd)
+        else:
+            (root / "d" / odd).write_bytes(b"")
+        assert briefkeys.listing_digest(*listing()) is None
+        os.unlink(root / "d" / odd)

@@ -227,14 +227,14 @@ def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypat
     root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
     write(root, "a/new.txt")
     refused = {"f1.txt", "new.txt"}
-    real = survey._tuples
+    real = survey._stats
 
-    def refusing(pre, listed, dir_fd):
-        if pre == "a/" and any(de.name in refused for de in listed):
+    def refusing(listed, dir_fd):
+        if any(de.name in refused and de.path.endswith("/a/" + de.name) for de in listed):
             raise PermissionError(13, "Permission denied")
-        return real(pre, listed, dir_fd)
+        return real(listed, dir_fd)
 
-    monkeypatch.setattr(survey, "_tuples", refusing)
+    monkeypatch.setattr(survey, "_stats", refusing)
     found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
                                  [], LINUX, "", None)
     assert sorted(found.dirty) == ["a/f1.txt", "a/new.txt", "link"]
