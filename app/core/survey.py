@@ -25,10 +25,11 @@ import os
 import signal
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from app.core import briefkeys, platform
 from app.core.ignore import Ignore, Rules
@@ -270,7 +271,8 @@ class _Survey(_Scan):
         whole = not (after > pre or (upto is not None and not (pre and pre[:-1] + "0" <= upto)))
         if whole and (indexed := self.reader.digest(pre)) is not None \
                 and indexed == briefkeys.listing_digest(listed, stats):
-            return self._as_indexed(rel_dir, pre, listed, stats)
+            # (no lstat is None: the digest would be)
+            return self._as_indexed(rel_dir, pre, listed, cast("list[os.stat_result]", stats))
         disk = _tuples(pre, listed, stats)
         subdirs = sorted(t[0] + "/" for t in disk if t[1] == _DIR_TYPE)
         down = []
@@ -304,22 +306,18 @@ class _Survey(_Scan):
         return down
 
     def _as_indexed(self, rel_dir: str, pre: str, listed: list[os.DirEntry[str]],
-                    stats: list[os.stat_result | None]) -> list[tuple[str, str]]:
+                    stats: list[os.stat_result]) -> list[tuple[str, str]]:
         """A directory whose entries are all as indexed (their digest is the index's,
         see briefkeys): what the comparison row by row does with an unchanged one, its
         ignored files passed over and its subdirectories walked."""
         if self.was_ignored:
             for de, st in zip(listed, stats, strict=True):
-                if (path := pre + de.name) in self.was_ignored and st is not None \
-                        and not stat.S_ISDIR(st.st_mode):
+                if (path := pre + de.name) in self.was_ignored and not stat.S_ISDIR(st.st_mode):
                     self._passed_over(path, False)
-        at = [i for i, st in enumerate(stats) if st is not None and stat.S_ISDIR(st.st_mode)]
-        if not at:
-            return []
-        dirs = [listed[i] for i in at]
+        dirs = [(de, st) for de, st in zip(listed, stats, strict=True) if stat.S_ISDIR(st.st_mode)]
         down = []
-        for de, t in zip(dirs, _tuples(pre, dirs, [stats[i] for i in at]), strict=True):
-            # as `_differing` with its row, which has these very name and mode
+        for de, st in dirs:  # as `_differing` with its row, which has these very name and mode
+            t = _tuples(pre, [de], [st])[0]
             rel = self._differing(rel_dir, de, t, {t[0]: (t[0], _DIR, 0, 0, t[4], 0, 0)})
             if rel is not None:
                 down.append((rel, de.path))
@@ -418,14 +416,14 @@ def _lstats(abs_dir: str, listed: list[os.DirEntry[str]]
         return kept, stats
 
 
-def _stats(listed: list[os.DirEntry[str]], dir_fd: int | None) -> list[os.stat_result | None]:
+def _stats(listed: list[os.DirEntry[str]], dir_fd: int | None) -> list[os.stat_result]:
     if dir_fd is None:
         return [de.stat(follow_symlinks=False) for de in listed]
     return [os.stat(de.name, dir_fd=dir_fd, follow_symlinks=False) for de in listed]
 
 
-def _tuples(pre: str, listed: list[os.DirEntry[str]], stats: list[os.stat_result | None]
-            ) -> list[tuple]:
+def _tuples(pre: str, listed: Sequence[os.DirEntry[str]],
+            stats: Sequence[os.stat_result | None]) -> list[tuple]:
     """(path, kind, size, mtime, permissions, inode, ctime) of each entry: the fields
     `_Scan._unchanged_file` compares, inline (the inode as lstat gives it, not as SQLite
     keeps one past 2**63: `_Survey._differing` looks at that one)."""

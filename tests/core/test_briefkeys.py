@@ -6,15 +6,18 @@ that have no key. A survey trusts a directory whose sums its disk matches; a key
 sum gone wrong must only ever make that match fail.
 """
 
+import os
 import random
 import sqlite3
 
 import pytest
 
-from app.core import briefkeys
+from app.core import briefkeys, scanner
 from app.core import index as index_mod
+from app.core.ignore import Ignore
 from app.core.index import Index, inode_to_db
 from app.core.model import FileEntry, Kind
+from app.core.paths import TEMP_PREFIX
 
 DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 _COLS = "path, kind, size, mtime_ns, mode, inode, ctime_ns, deleted, error, brief_key"
@@ -148,12 +151,6 @@ def test_a_listing_s_digest_is_the_index_s_of_the_same_entries(tmp_path):
     """The survey's side (`listing_digest`, the keys inline) against the index's
     (`row_key` of rows as the scan wrote them): equal for unchanged entries, None for
     what only the row-by-row comparison can judge."""
-    import os
-
-    from app.core import scanner
-    from app.core.ignore import Ignore
-    from app.core.paths import TEMP_PREFIX
-
     root = tmp_path / "f"
     (root / "d" / "sub").mkdir(parents=True)
     for name in ("a", "b b", "é", "x" * 200):
