@@ -240,6 +240,25 @@ def test_an_entry_that_cannot_be_stat_ed_is_left_to_the_scan(tmp_path, monkeypat
     assert sorted(found.dirty) == ["a/f1.txt", "a/new.txt", "link"]
 
 
+def test_an_entry_gone_between_listing_and_lstat_is_noted_as_gone(tmp_path, monkeypatch):
+    """Deleted after its directory was listed, before its lstat: left out of the
+    listing (the rest of the directory is compared as usual) and, being indexed,
+    noted for the scan."""
+    root = a_folder_indexed(tmp_path, monkeypatch, rules=False)
+    real = survey._stats
+
+    def deleting_first(listed, dir_fd):
+        victim = root / "a" / "f1.txt"
+        if any(de.path == os.fspath(victim) for de in listed) and victim.exists():
+            victim.unlink()  # the real race, made to happen here
+        return real(listed, dir_fd)
+
+    monkeypatch.setattr(survey, "_stats", deleting_first)
+    found = survey._survey_range(os.fspath(root), os.fspath(tmp_path / "base.db"), DEV,
+                                 [], LINUX, "", None)
+    assert sorted(found.dirty) == ["a/f1.txt", "link"]
+
+
 def test_entries_stat_ed_through_their_directory_or_by_path_differ_alike(tmp_path, monkeypatch):
     """Where directories are opened (`platform.DIR_FDS`), a share stats each entry by
     name relative to its directory; elsewhere, or where the open fails, by path: the
