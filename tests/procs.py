@@ -62,6 +62,9 @@ class RunNode:
             time.sleep(0.02)
         raise AssertionError(f"no log line matching {pattern!r}; log:\n{self.log()}")
 
+    def wait_listening(self, timeout: float = 10.0) -> None:
+        self.port = int(self.wait_for_log(r"listening on [\d.]+:(\d+)", timeout).group(1))
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -76,6 +79,14 @@ def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
               port: int = 0, discovery: bool = False, listen_wait: float = 10.0) -> RunNode:
     """A `run` node; it listens once its first scan is done (`listen_wait` s at most:
     a folder of many files needs more on a busy machine)."""
+    node = spawn_run(folder, config, *extra, secret=secret, port=port, discovery=discovery)
+    node.wait_listening(listen_wait)
+    return node
+
+
+def spawn_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
+              port: int = 0, discovery: bool = False) -> RunNode:
+    """A `run` node just started: not listening yet."""
     folder.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         p2psync_cmd("run", "--folder", str(folder), "--config-dir", str(config),
@@ -84,8 +95,6 @@ def start_run(folder: Path, config: Path, *extra: str, secret: str = SECRET,
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env())
     node = RunNode(folder, config, proc)
     threading.Thread(target=_pump, args=(proc, node.lines), daemon=True).start()
-    m = node.wait_for_log(r"listening on [\d.]+:(\d+)", listen_wait)
-    node.port = int(m.group(1))
     return node
 
 
@@ -183,3 +192,17 @@ def tmpfs(mnt: Path, size: str, inodes: int | None = None):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Every byte left on the disk taken by one file outside the folder."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return filler

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.aio import Pulse, cancel_and_wait, opened_in_thread
-from app.core import marker, namerules, paths, scanner, versionstore
+from app.core import diskio, marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
 from app.core.index import BRIEF_DELETED, Index
@@ -289,10 +289,7 @@ class Node:
             await self._start_watcher()
             self._spawn(self._periodic_rescan())
         if self.opts.elect:
-            try:
-                await self.scan_now()
-            except (OSError, sqlite3.Error) as e:  # a full disk: the index cannot grow
-                raise self._unscanned(e) from e
+            await self._scan_before_meeting()
         else:  # a one-shot sync scans while it connects; it cannot agree before the scan ends
             self._first_scan = self._spawn(self._scan_first())
         if self.opts.listen is not None:
@@ -418,9 +415,48 @@ class Node:
             return
         self._pull_wake.set()  # the round's end tells every peer
 
+    async def _scan_before_meeting(self) -> None:
+        """The first scan of a node that elects (`run`, the app), before any peer hears
+        of it: its index must say where the folder is. When the index's disk is full it
+        waits for space, saying so once, and goes on by itself once there is some (a
+        node started as a service once exited instead, and stayed down). Anything else
+        the index cannot take ends the start: one line, exit 1."""
+        said = ""
+        while True:
+            try:
+                await self.scan_now()
+                return
+            except (OSError, sqlite3.Error) as e:
+                if not _index_full(e):
+                    raise self._unscanned(e) from e
+                if str(e) != said:  # once per reason while it lasts
+                    said = self.trouble = str(e)
+                    log.warning("%s; waiting for space (trying again every %g s)",
+                                self._unscanned(e), SCAN_RETRY)
+                    self.emit("scan_failed", {"reason": said})
+            await asyncio.sleep(SCAN_RETRY)
+
     def _unscanned(self, e: Exception) -> P2PError:
         return P2PError(f"cannot record the scan of {self.root} in its index: {e} "
                         f"({human_size(self._index_disk_free())} free on the index's disk)")
+
+    def _scan_failed(self, e: Exception, said: str) -> str:
+        """Log a scan that failed, once per reason while it lasts, and tell the window;
+        returns the reason.
+
+        The disk the index is on may be the full one: every scan fails until space comes
+        back, and then the changes it could not record are found again. Anything else is
+        a bug, logged with its traceback; the scans go on all the same.
+        """
+        why = str(e) or type(e).__name__
+        if not isinstance(e, OSError | sqlite3.Error):
+            log.exception("a scan failed; trying again in %g s", SCAN_RETRY, exc_info=e)
+        elif why != said:
+            log.warning("could not scan for local changes: %s (trying again every %g s)",
+                        why, SCAN_RETRY)
+        if why != said:
+            self.emit("scan_failed", {"reason": why})
+        return why
 
     def _first_scan_done(self) -> bool:
         return self._first_scan is None or (self._first_scan.done() and
@@ -560,7 +596,7 @@ class Node:
                 await self.scan_now(todo)
                 said = ""
             except Exception as e:  # noqa: BLE001 - no scan may end the scans for good
-                said = self.trouble = _scan_failed(e, said)
+                said = self.trouble = self._scan_failed(e, said)
                 for rel in todo or (None,):  # asked again (an empty set: a full scan)
                     self.request_rescan(rel)
                 await asyncio.sleep(SCAN_RETRY)
@@ -1729,17 +1765,7 @@ def _is_ip(host: str) -> bool:
         return False
 
 
-def _scan_failed(e: Exception, said: str) -> str:
-    """Log a scan that failed, once per reason while it lasts; returns the reason.
-
-    The disk the index is on may be the full one: every scan fails until space comes
-    back, and then the changes it could not record are found again. Anything else is
-    a bug, logged with its traceback; the scans go on all the same.
-    """
-    why = str(e) or type(e).__name__
-    if not isinstance(e, OSError | sqlite3.Error):
-        log.exception("a scan failed; trying again in %g s", SCAN_RETRY, exc_info=e)
-    elif why != said:
-        log.warning("could not scan for local changes: %s (trying again every %g s)",
-                    why, SCAN_RETRY)
-    return why
+def _index_full(e: Exception) -> bool:
+    """Whether e says the disk (of the folder or of the index) has no room left."""
+    return diskio.is_no_space(e) or (isinstance(e, sqlite3.Error) and getattr(
+        e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL)

@@ -431,6 +431,11 @@ class EngineWorker(QObject):
                 text = f"Could not sync {d['path']}: {d.get('reason', '')}"
                 out.append(Activity(now, "error", text))
                 self.notify.emit("Sync error", text)
+            elif kind == "scan_failed":  # once per reason while it lasts (the engine's)
+                text = (f"Could not record local changes: {d.get('reason', '')} (trying "
+                        "again until it can)")
+                out.append(Activity(now, "error", text))
+                self.notify.emit("Sync error", text)
             elif kind == "peer_connected":
                 where = f" at {d['address']}" if d.get("address") else ""
                 out.append(Activity(now, "peer", f"{self.book.name(node, d['device_id'])} "

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from pathlib import Path
 
 import pytest
 
 from app.core.index import Index
 from app.core.model import FileEntry
-from tests.procs import tmpfs
+from tests.procs import fill, tmpfs
 
 ME = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 X = "XXXXXXX-XXXXXXX-XXXXXXX-XXXXXXX-XXXXXXX"
@@ -32,25 +31,11 @@ def _entries(device: str, prefix: str, count: int) -> list[FileEntry]:
     return out
 
 
-def _fill(disk: Path) -> Path:
-    """Every byte left on the disk taken by one file."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_a_commit_the_full_disk_refused_forgets_the_device_numbers_made_in_it(tmp_path):
     with tmpfs(tmp_path / "disk", "2m") as disk, Index(disk / "index.db", ME) as ix:
         ix.put_remote(ME, b"seed", _entries(ME, "seed", 1), 1)
         ix._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the next commit must grow it
-        filler = _fill(disk)
+        filler = fill(disk)
         x = _entries(X, "x", 40)
         with pytest.raises(sqlite3.OperationalError, match="full"):
             ix.put_remote(X, b"id-x", x, len(x))

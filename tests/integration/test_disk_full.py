@@ -17,11 +17,13 @@ import random
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.procs import SECRET, env, p2psync_cmd, start_run, status_json, sync, tmpfs, wait_until
+from app.engine.node import SCAN_RETRY
+from tests.procs import fill, spawn_run, start_run, status_json, sync, tmpfs, wait_until
 
 MIB = 1024 * 1024
 
@@ -131,20 +133,6 @@ def test_a_file_that_cannot_fit_never_gets_a_temp_file(tmp_path, small_disk):
     assert _temps(small_disk) == []
 
 
-def _fill(disk: Path) -> Path:
-    """Every byte left on the disk taken by one file outside the folder."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_an_index_on_the_full_disk_catches_up_once_space_is_back(tmp_path):
     """Folder and config dir on one full disk (a home folder): the index cannot record
     the user's new files nor the peer's pages. Both sides are told why, nothing is lost,
@@ -161,7 +149,7 @@ def test_an_index_on_the_full_disk_catches_up_once_space_is_back(tmp_path):
             node_b = start_run(b, disk / "config", "--peer", node_a.address)
             try:
                 wait_until(lambda: (b / "from-a.txt").exists(), 20, 0.1, node_b.log())
-                filler = _fill(disk)
+                filler = fill(disk)
                 for i in range(200):
                     (a / f"late{i:03}.txt").write_text(f"late {i}")
                 node_b.wait_for_log(r"disconnected from \S+: cannot store \S+'s index here: "
@@ -198,7 +186,7 @@ def test_a_sync_whose_index_is_on_the_full_disk_says_why_in_one_line(tmp_path):
             assert sync(b, cfg, node_a.address, timeout=20).returncode == 0
             for i in range(300):
                 (a / f"more{i:03}.txt").write_text(f"more {i}")
-            filler = _fill(disk)
+            filler = fill(disk)
             r = sync(b, cfg, node_a.address, timeout=20)
             assert r.returncode == 1, r.stderr
             assert re.search(r"^p2psync: cannot open the index \S+: .* \(0 B free on its "
@@ -211,35 +199,42 @@ def test_a_sync_whose_index_is_on_the_full_disk_says_why_in_one_line(tmp_path):
         assert node_a.stop() == 0, node_a.log()
 
 
-def test_a_node_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path):
+def test_a_node_that_cannot_record_its_first_scan_waits_for_space(tmp_path):
     """Killed, then started again on a disk filled meanwhile: the index opens (its WAL
-    stayed) but cannot take the scan. Exit 1, one line, no traceback; once space is
-    back the same command starts and the new files reach the peer."""
+    stayed) but cannot take the scan. The node says why in one line, once, meets no
+    peer with an index that does not tell where its folder is, stops on SIGTERM with
+    exit 0, and once space is back goes on by itself and the new files reach the peer
+    (it once exited 1: a node started as a service stayed down)."""
+    full = (r"cannot record the scan of \S+ in its index: database or disk is full "
+            r"\(\S+ \S+ free on the index's disk\); waiting for space")
     with tmpfs(tmp_path / "disk", "4m") as disk:
         b, cfg = disk / "folder", disk / "config"
         node = start_run(b, cfg)
         node.stop(signal.SIGKILL)
-        filler = _fill(disk)
+        filler = fill(disk)
         (b / "new").mkdir()
         for i in range(3000):
             (b / f"new/{i:04}.txt").touch()
-        r = subprocess.run(p2psync_cmd("run", "--folder", str(b), "--config-dir", str(cfg),
-                                       "--listen", "127.0.0.1:0", "--no-discovery",
-                                       "--secret", SECRET),
-                           capture_output=True, text=True, env=env(), timeout=60)
-        assert r.returncode == 1, r.stderr
-        assert re.search(r"^p2psync: cannot record the scan of \S+ in its index: database or "
-                         r"disk is full \(\S+ \S+ free on the index's disk\)$", r.stderr,
-                         re.M), r.stderr
-        assert "Traceback" not in r.stderr
-        filler.unlink()
-        a = tmp_path / "A"
-        node = start_run(b, cfg)
+        node = spawn_run(b, cfg)
         try:
+            node.wait_for_log(full, timeout=60)
+        finally:
+            assert node.stop() == 0, node.log()
+        assert "Traceback" not in node.log() and "listening on" not in node.log(), node.log()
+        node = spawn_run(b, cfg)
+        try:
+            node.wait_for_log(full, timeout=60)
+            time.sleep(2 * SCAN_RETRY + 0.5)  # tried again meanwhile, said nothing more
+            assert len(re.findall(full, node.log())) == 1, node.log()
+            assert "listening on" not in node.log(), node.log()
+            filler.unlink()
+            node.wait_listening(timeout=60)
+            a = tmp_path / "A"
             assert sync(a, tmp_path / "cfgA", node.address, timeout=30).returncode == 0
             assert len(list((a / "new").iterdir())) == 3000
         finally:
             assert node.stop() == 0, node.log()
+        assert not re.search(r"Traceback|ERROR", node.log()), node.log()
 
 
 def test_a_sync_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path):
@@ -253,7 +248,7 @@ def test_a_sync_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path)
             b, cfg = disk / "folder", disk / "config"
             node = start_run(b, cfg)
             node.stop(signal.SIGKILL)  # its WAL stays: the index opens, then cannot grow
-            filler = _fill(disk)
+            filler = fill(disk)
             (b / "new").mkdir()
             for i in range(3000):
                 (b / f"new/{i:04}.txt").touch()

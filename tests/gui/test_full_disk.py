@@ -1,0 +1,39 @@
+"""The app started on a disk too full for its index: it says so and goes on once there
+is space.
+
+Folder and config dir on one small tmpfs (a home folder), filled while the engine was
+down (killed: its index's WAL stays, so the index opens, then cannot take the scan of
+the new files). The window must say why in its activity list, not close or show a
+failure dialog, and once space is back start by itself and list the files. Skips where
+mounting is refused.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from tests.gui.test_app import WAIT, make_window, started  # noqa: F401 - a fixture
+from tests.procs import fill, start_run, tmpfs
+
+KEY = "full-disk-key"
+
+
+def test_the_app_waits_for_space_to_record_its_first_scan(qtbot, tmp_path,
+                                                          make_window):  # noqa: F811
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        folder, cfg = disk / "folder", disk / "cfg"
+        start_run(folder, cfg, secret=KEY).stop(signal.SIGKILL)
+        filler = fill(disk)
+        (folder / "new").mkdir()
+        for i in range(3000):
+            (folder / f"new/{i:04}.txt").touch()
+        w = make_window(folder=folder, secret=KEY, config=cfg)
+        said = "Could not record local changes: database or disk is full (trying again"
+        qtbot.waitUntil(lambda: any(said in line for line in w.activity.lines),
+                        timeout=WAIT)
+        assert not w.info and w.worker is not None and w.worker.is_running()
+        filler.unlink()
+        started(qtbot, w)
+        qtbot.waitUntil(lambda: w.files_model.row_of("new/2999.txt") >= 0,
+                        timeout=WAIT)
+        assert sum(said in line for line in w.activity.lines) == 1, w.activity.lines
