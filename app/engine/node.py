@@ -425,6 +425,8 @@ class Node:
         while True:
             try:
                 await self.scan_now()
+                if said:
+                    self.trouble = ""
                 return
             except (OSError, sqlite3.Error) as e:
                 if not _index_full(e):

@@ -70,7 +70,10 @@ def summarize(c: Counts, status: dict, peers: list[dict], *, started: bool = Tru
     lacking = [p for p in connected if p.get("need_files")]
     paused = bool(status.get("paused"))
     mode = IDLE
-    if not started:
+    if not started and status.get("trouble"):  # the first scan waits for space
+        headline, mode = (f"Cannot record the folder's files: {status['trouble']} · "
+                          "waiting for space", IDLE)
+    elif not started:
         headline, mode = "Reading the folder…", UNKNOWN
     elif rescanning:
         headline, mode = "Sync now: rescanning the folder…", UNKNOWN

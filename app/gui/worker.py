@@ -385,6 +385,7 @@ class EngineWorker(QObject):
         failures = node.roles.dial_failures.items() if node.roles is not None else ()
         return {"role": role, "server": server, "server_name": server_name,
                 "paused": node.paused, "busy": node.busy(), "scanning": self._scanning,
+                "trouble": node.trouble,
                 "connected": len(node.peers), "rate_in": round(sum(r[0] for r in rates)),
                 "rate_out": round(sum(r[1] for r in rates)),
                 "ever_connected": self._ever_connected,

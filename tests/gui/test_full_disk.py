@@ -3,9 +3,9 @@ is space.
 
 Folder and config dir on one small tmpfs (a home folder), filled while the engine was
 down (killed: its index's WAL stays, so the index opens, then cannot take the scan of
-the new files). The window must say why in its activity list, not close or show a
-failure dialog, and once space is back start by itself and list the files. Skips where
-mounting is refused.
+the new files). The window must say why beside its progress bar and in its activity
+list, not close or show a failure dialog, and once space is back start by itself and
+list the files. Skips where mounting is refused.
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ def test_the_app_waits_for_space_to_record_its_first_scan(qtbot, tmp_path,
         qtbot.waitUntil(lambda: any(said in line for line in w.activity.lines),
                         timeout=WAIT)
         assert not w.info and w.worker is not None and w.worker.is_running()
+        qtbot.waitUntil(lambda: w.progress_label.text() == (
+            "Cannot record the folder's files: database or disk is full · waiting for "
+            "space"), timeout=WAIT)
         filler.unlink()
         started(qtbot, w)
         qtbot.waitUntil(lambda: w.files_model.row_of("new/2999.txt") >= 0,
                         timeout=WAIT)
         assert sum(said in line for line in w.activity.lines) == 1, w.activity.lines
+        assert "waiting for space" not in w.progress_label.text()
