@@ -19,7 +19,7 @@ from app.core import platform
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
 from app.engine.folder import checked_folder
-from app.engine.node import Node, NodeOptions
+from app.engine.node import Node, NodeOptions, node_once_there_is_space
 from app.engine.oneshot import discover_server, preview_once, sync_once
 from app.engine.preview import PreviewNode
 from app.errors import HeldBackError, P2PError, UsageError
@@ -105,10 +105,13 @@ async def open_control(node: Node, control: ControlServer) -> None:
 
 
 async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
-    node = Node(opts)
-    control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
     stop = asyncio.Event()
     platform.on_stop_signals(asyncio.get_running_loop(), stop.set)
+    node = await node_once_there_is_space(opts, stop)
+    if node is None:
+        log.info("stopping before the index could be opened")
+        return 0
+    control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
     try:
         await open_control(node, control)
         if not await _started_unless_stopped(node, stop):

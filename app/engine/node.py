@@ -77,6 +77,8 @@ PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full resca
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
 DEBOUNCE = 0.05
 SCAN_RETRY = 2.0  # a scan that failed (a full disk: the index cannot grow) is tried again
+INDEX_OPENS_WITH = 1024 * 1024  # free bytes: an index that fails to open with less is
+# taken to lack room for its WAL and shared memory (SQLite says "disk I/O error")
 # A peer's deletions of files we hold are judged once they stop coming: DELETIONS_SETTLE s
 # without one, DELETIONS_WAIT_MAX s at most (see Node._note_deletions)
 DELETIONS_SETTLE = 1.0
@@ -180,6 +182,47 @@ def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
     return f"{where}: {exc or type(exc).__name__}"
 
 
+class IndexDiskFull(P2PError):
+    """The index cannot be opened: the disk it is on is full."""
+
+    def __init__(self, message: str, free: int) -> None:
+        super().__init__(message)
+        self.free = free
+
+
+def index_disk_full(free: int) -> str:
+    """What a node waiting for space on its index's disk says in the window."""
+    return f"the disk that holds this folder's index is full ({human_size(free)} free)"
+
+
+async def node_once_there_is_space(opts: NodeOptions, stop: asyncio.Event,
+                                   on_event: Event | None = None,
+                                   on_wait: Callable[[str], None] | None = None
+                                   ) -> Node | None:
+    """The node of opts, once its index opens; None if stop is set first.
+
+    While the index's disk is full (a clean stop removed the index's WAL, which it
+    cannot make again) this waits for space, saying so once (`on_wait` too), and goes
+    on by itself once there is some: a `run` started as a service, or the app at
+    login, once exited instead and stayed down. Any other failure raises.
+    """
+    said = False
+    while True:
+        try:
+            return Node(opts, on_event)
+        except IndexDiskFull as e:
+            if not said:
+                said = True
+                log.warning("%s; waiting for space (trying again every %g s)", e,
+                            SCAN_RETRY)
+                if on_wait is not None:
+                    on_wait(index_disk_full(e.free))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), SCAN_RETRY)
+        if stop.is_set():
+            return None
+
+
 class Node:
     def __init__(self, opts: NodeOptions, on_event: Event | None = None) -> None:
         malloc.keep_freed_buffers()
@@ -198,8 +241,12 @@ class Node:
             self.index = self._open_index()
         except (OSError, sqlite3.Error) as e:  # SQLite says "disk I/O error" where it
             why = e.strerror if isinstance(e, OSError) and e.strerror else e  # cannot make
-            raise P2PError(f"cannot open the index {self.fpaths.db_path}: {why} "  # its WAL
-                           f"({human_size(self._index_disk_free())} free on its disk)") from e
+            free = self._index_disk_free()  # its WAL
+            said = (f"cannot open the index {self.fpaths.db_path}: {why} "
+                    f"({human_size(free)} free on its disk)")
+            if _index_full(e) or free < INDEX_OPENS_WITH:
+                raise IndexDiskFull(said, free) from e
+            raise P2PError(said) from e
         self.ignore = Ignore(self.root)
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
@@ -432,7 +479,7 @@ class Node:
                 if not _index_full(e):
                     raise self._unscanned(e) from e
                 if str(e) != said:  # once per reason while it lasts
-                    said = self.trouble = str(e)
+                    said, self.trouble = str(e), index_disk_full(self._index_disk_free())
                     log.warning("%s; waiting for space (trying again every %g s)",
                                 self._unscanned(e), SCAN_RETRY)
                     self.emit("scan_failed", {"reason": said})

@@ -70,9 +70,8 @@ def summarize(c: Counts, status: dict, peers: list[dict], *, started: bool = Tru
     lacking = [p for p in connected if p.get("need_files")]
     paused = bool(status.get("paused"))
     mode = IDLE
-    if not started and status.get("trouble"):  # the first scan waits for space
-        headline, mode = (f"Cannot record the folder's files: {status['trouble']} · "
-                          "waiting for space", IDLE)
+    if not started and status.get("trouble"):  # the index cannot open, or take the scan
+        headline, mode = f"Waiting for space: {status['trouble']}", IDLE
     elif not started:
         headline, mode = "Reading the folder…", UNKNOWN
     elif rescanning:

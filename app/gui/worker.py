@@ -30,7 +30,7 @@ from app.core.states import details
 from app.core.units import human_size
 from app.core.why import Devices
 from app.engine.control import ControlServer, NotPrivateError
-from app.engine.node import Node, NodeOptions
+from app.engine.node import Node, NodeOptions, node_once_there_is_space
 from app.engine.preview import live_preview
 from app.errors import P2PError
 from app.gui.completion import Completion
@@ -230,9 +230,13 @@ class EngineWorker(QObject):
             return
         opts = self._choose_listen(self.opts) if self.any_port_if_taken else self.opts
         try:
-            node = Node(opts, on_event=self._on_event)
+            node = await node_once_there_is_space(
+                opts, self._stop_event, self._on_event,
+                on_wait=lambda why: self.status.emit({"trouble": why}))
         except (P2PError, OSError) as e:
             self.failed.emit(str(e))
+            return
+        if node is None:  # closed while waiting for space
             return
         self.node = node
         control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.gui.test_app import WAIT, make_window, started  # noqa: F401 - a fixture
+from tests.gui.test_app import WAIT, close_and_wait, make_window, started  # noqa: F401 - a fixture
 from tests.procs import fill, start_run, tmpfs
 
 KEY = "full-disk-key"
@@ -33,11 +33,40 @@ def test_the_app_waits_for_space_to_record_its_first_scan(qtbot, tmp_path,
                         timeout=WAIT)
         assert not w.info and w.worker is not None and w.worker.is_running()
         qtbot.waitUntil(lambda: w.progress_label.text() == (
-            "Cannot record the folder's files: database or disk is full · waiting for "
-            "space"), timeout=WAIT)
+            "Waiting for space: the disk that holds this folder's index is full (0 B "
+            "free)"), timeout=WAIT)
         filler.unlink()
         started(qtbot, w)
         qtbot.waitUntil(lambda: w.files_model.row_of("new/2999.txt") >= 0,
                         timeout=WAIT)
         assert sum(said in line for line in w.activity.lines) == 1, w.activity.lines
         assert "waiting for space" not in w.progress_label.text()
+
+
+def test_the_app_waits_for_space_to_open_its_index(qtbot, tmp_path, make_window):  # noqa: F811
+    """Stopped cleanly, its index's WAL went; on the full disk SQLite cannot make it
+    again. The window says so and starts by itself once there is space."""
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        folder, cfg = disk / "folder", disk / "cfg"
+        assert start_run(folder, cfg, secret=KEY).stop() == 0
+        filler = fill(disk)
+        (folder / "new.txt").touch()
+        w = make_window(folder=folder, secret=KEY, config=cfg)
+        qtbot.waitUntil(lambda: w.progress_label.text() == (
+            "Waiting for space: the disk that holds this folder's index is full (0 B "
+            "free)"), timeout=WAIT)
+        assert not w.info and w.worker is not None and w.worker.is_running()
+        filler.unlink()
+        started(qtbot, w)
+        qtbot.waitUntil(lambda: w.files_model.row_of("new.txt") >= 0, timeout=WAIT)
+
+
+def test_the_app_closed_while_waiting_for_space_stops(qtbot, tmp_path, make_window):  # noqa: F811
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        folder, cfg = disk / "folder", disk / "cfg"
+        assert start_run(folder, cfg, secret=KEY).stop() == 0
+        fill(disk)
+        w = make_window(folder=folder, secret=KEY, config=cfg)
+        qtbot.waitUntil(lambda: w.progress_label.text().startswith("Waiting for space"),
+                        timeout=WAIT)
+        close_and_wait(qtbot, w)

@@ -237,6 +237,37 @@ def test_a_node_that_cannot_record_its_first_scan_waits_for_space(tmp_path):
         assert not re.search(r"Traceback|ERROR", node.log()), node.log()
 
 
+def test_a_node_whose_index_cannot_open_on_the_full_disk_waits_for_space(tmp_path):
+    """Stopped cleanly (its index's WAL goes), then started on a disk filled meanwhile:
+    SQLite cannot make the WAL again ("disk I/O error"). As above: one line, SIGTERM
+    ends the wait with exit 0, and once space is back the node starts by itself."""
+    full = (r"^p2psync: cannot open the index \S+: .* \(0 B free on its disk\); waiting "
+            r"for space")
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        b, cfg = disk / "folder", disk / "config"
+        assert start_run(b, cfg).stop() == 0
+        filler = fill(disk)
+        (b / "new.txt").touch()  # an empty file needs an inode, no byte
+        node = spawn_run(b, cfg)
+        try:
+            node.wait_for_log(full, timeout=60)
+        finally:
+            assert node.stop() == 0, node.log()
+        node = spawn_run(b, cfg)
+        try:
+            node.wait_for_log(full, timeout=60)
+            time.sleep(2 * SCAN_RETRY + 0.5)
+            assert len(re.findall(full, node.log(), re.M)) == 1, node.log()
+            filler.unlink()
+            node.wait_listening(timeout=60)
+            a = tmp_path / "A"
+            assert sync(a, tmp_path / "cfgA", node.address, timeout=30).returncode == 0
+            assert (a / "new.txt").exists()
+        finally:
+            assert node.stop() == 0, node.log()
+        assert not re.search(r"Traceback|ERROR", node.log()), node.log()
+
+
 def test_a_sync_that_cannot_record_its_first_scan_says_why_in_one_line(tmp_path):
     """As `run` above, for `sync` and its preview: they scan while they connect."""
     a = tmp_path / "A"
