@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from app.core.index import Index
+from app.core.index import OPEN_ERRORS, Index, why_not_opened
 from app.core.states import SYNCED, iter_file_states
 from app.core.why import Devices
 from app.engine import control
@@ -57,7 +57,10 @@ def stream(folder: Path, config_dir: Path | None, only: list[str] | None = None
             raise P2PError(f"{config.dir} holds an index of {folder} but no device identity "
                            f"({identity.KEY_FILE}, {identity.CERT_FILE}); `p2psync id "
                            f"--config-dir {config.dir}` makes a new one")
-        index = Index(fpaths.db_path, device_id)
+        try:
+            index = Index(fpaths.db_path, device_id)
+        except OPEN_ERRORS as e:
+            raise P2PError(why_not_opened(fpaths.db_path, e)[0]) from e
     try:
         # a socket not ours (a squatter's) is refused with one line, never believed
         node = control.query(fpaths.control_socket)

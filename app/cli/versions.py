@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import time
 
 from app.core import restore
-from app.core.index import Index
+from app.core.index import OPEN_ERRORS, Index
 from app.core.units import human_size
 from app.engine.config import Config
 from app.engine.folder import checked_folder
@@ -53,7 +52,7 @@ def _device_names(folder, config_dir) -> dict[str, str]:
     try:
         with Index(db, me.device_id) as index:
             return {**index.device_names(), me.device_id: "this device"}
-    except (OSError, sqlite3.Error):
+    except OPEN_ERRORS:  # names are a nicety: the versions are listed all the same
         return {}
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -58,6 +59,7 @@ from app.core import briefkeys, contentindex, private, versions
 from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, FileEntry, Kind
+from app.core.units import human_size
 
 _FILE, _DIR = int(Kind.FILE), int(Kind.DIR)
 _KINDS = {int(k): k for k in Kind}
@@ -334,6 +336,31 @@ def _full_len(version: dict[str, int]) -> int:
 
 class IndexTooNew(RuntimeError):
     """The database was written by a newer p2psync with migrations we do not know."""
+
+
+OPEN_ERRORS = (OSError, sqlite3.Error, IndexTooNew)  # what opening an Index may raise
+
+
+def why_not_opened(db_path: Path, e: BaseException) -> tuple[str, int | None]:
+    """One line for an index that would not open (one of OPEN_ERRORS), and the bytes
+    free on its disk (None when unknown or beside the point).
+
+    SQLite says "disk I/O error" where it cannot make its WAL (a full disk), so the
+    free space is said too; an index of a newer p2psync (one run after this build, then
+    this build again) says what to do.
+    """
+    if isinstance(e, IndexTooNew):
+        return (f"cannot open the index {db_path}: {e} (a newer p2psync wrote it: use that "
+                "version, or a newer one)"), None
+    why = e.strerror if isinstance(e, OSError) and e.strerror else e
+    if getattr(e, "sqlite_errorcode", None) in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return (f"cannot open the index {db_path}: {why} (damaged: move it away, and this "
+                "device indexes its folder again at its next start)"), None
+    try:
+        free: int | None = shutil.disk_usage(db_path.parent).free
+    except OSError:
+        return f"cannot open the index {db_path}: {why}", None
+    return f"cannot open the index {db_path}: {why} ({human_size(free)} free on its disk)", free
 
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -31,7 +31,7 @@ from app.aio import Pulse, cancel_and_wait, opened_in_thread
 from app.core import diskio, marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
 from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
-from app.core.index import BRIEF_DELETED, Index
+from app.core.index import BRIEF_DELETED, OPEN_ERRORS, Index, why_not_opened
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
 from app.core.model import BLOCK_SIZE, MAX_INT, EntryRefused, FileEntry, Kind
@@ -239,12 +239,9 @@ class Node:
         self.fpaths.db_path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.index = self._open_index()
-        except (OSError, sqlite3.Error) as e:  # SQLite says "disk I/O error" where it
-            why = e.strerror if isinstance(e, OSError) and e.strerror else e  # cannot make
-            free = self._index_disk_free()  # its WAL
-            said = (f"cannot open the index {self.fpaths.db_path}: {why} "
-                    f"({human_size(free)} free on its disk)")
-            if _index_full(e) or free < INDEX_OPENS_WITH:
+        except OPEN_ERRORS as e:
+            said, free = why_not_opened(self.fpaths.db_path, e)
+            if free is not None and (_index_full(e) or free < INDEX_OPENS_WITH):
                 raise IndexDiskFull(said, free) from e
             raise P2PError(said) from e
         self.ignore = Ignore(self.root)

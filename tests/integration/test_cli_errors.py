@@ -12,8 +12,10 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +179,46 @@ def test_run_exits_0_on_signal_and_leaves_no_temp_file(tmp_path, sig):
     r = p2psync("status", "--folder", str(a), "--config-dir", str(tmp_path / "cfgA"), "--json")
     assert r.returncode == 0, r.stderr
     assert '"node": null' in r.stdout
+
+
+def _index_of(config: Path) -> Path:
+    [db] = (config / "index").glob("*.db")
+    return db
+
+
+@pytest.mark.parametrize("damage", ["newer", "garbage"])
+def test_an_index_that_will_not_open_is_one_line_for_every_command(tmp_path, damage):
+    """An index written by a newer p2psync (this build run after it: a downgrade), or
+    one that is no database at all: `run`, `sync` and `status` said so with a
+    traceback. One line each, exit 1, saying what to do; the index is left as it is."""
+    a, cfg = tmp_path / "A", tmp_path / "cfgA"
+    a.mkdir()
+    assert start_run(a, cfg).stop() == 0
+    db = _index_of(cfg)
+    if damage == "newer":
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+        conn.close()
+        want = (r"^p2psync: cannot open the index \S+: index schema 99 is newer than this "
+                r"program's \d+ \(a newer p2psync wrote it: use that version, or a newer "
+                r"one\)$")
+    else:
+        for extra in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            extra.unlink(missing_ok=True)
+        db.write_bytes(os.urandom(8192))
+        want = (r"^p2psync: cannot open the index \S+: file is not a database \(damaged: "
+                r"move it away, and this device indexes its folder again at its next "
+                r"start\)$")
+    before = db.read_bytes()
+    common = ("--folder", str(a), "--config-dir", str(cfg))
+    for args in (("status", *common), ("status", "--json", *common),
+                 ("run", *common, "--listen", "127.0.0.1:0", "--no-discovery",
+                  "--secret", SECRET),
+                 ("sync", *common, "--peer", "127.0.0.1:9", "--no-discovery",
+                  "--secret", SECRET)):
+        line = assert_clean_error(p2psync(*args), 1)
+        assert re.match(want, line), (args[0], line)
+    assert db.read_bytes() == before
 
 
 def test_interrupted_sync_does_not_report_success(tmp_path):

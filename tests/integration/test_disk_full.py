@@ -23,7 +23,17 @@ from pathlib import Path
 import pytest
 
 from app.engine.node import SCAN_RETRY
-from tests.procs import fill, spawn_run, start_run, status_json, sync, tmpfs, wait_until
+from tests.procs import (
+    env,
+    fill,
+    p2psync_cmd,
+    spawn_run,
+    start_run,
+    status_json,
+    sync,
+    tmpfs,
+    wait_until,
+)
 
 MIB = 1024 * 1024
 
@@ -253,6 +263,11 @@ def test_a_node_whose_index_cannot_open_on_the_full_disk_waits_for_space(tmp_pat
             node.wait_for_log(full, timeout=60)
         finally:
             assert node.stop() == 0, node.log()
+        r = subprocess.run(p2psync_cmd("status", "--folder", str(b), "--config-dir", str(cfg)),
+                           capture_output=True, text=True, env=env(), timeout=60)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert re.search(r"^p2psync: cannot open the index \S+: .* \(0 B free on its disk\)$",
+                         r.stderr, re.M), r.stderr
         node = spawn_run(b, cfg)
         try:
             node.wait_for_log(full, timeout=60)
