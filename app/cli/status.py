@@ -123,7 +123,8 @@ def render_lines(report: dict) -> Iterator[str]:
     if node is None:
         lines.append("node:   not running")
     else:
-        lines.append(f"node:   running as {node['role']}")
+        lines.append("node:   running, electing a server" if node["role"] == "electing"
+                     else f"node:   running as {node['role']}")
         for p in node["peers"]:
             lines.append(f"  peer {p['name']} ({p['device_id'][:7]}) {p['address']} "
                          f"{p['role']} {p['state']}")

@@ -1777,7 +1777,10 @@ class Node:
         return {p: [done, size] for p, (done, size) in list(self.puller.in_progress.items())}
 
     def node_info(self) -> dict:
-        role = self.roles.role if self.roles is not None else "client"
+        # an electing node not electing yet (its first scan, or a wait for space) is no
+        # client: it has met no server
+        role = self.roles.role if self.roles is not None else \
+            "electing" if self.opts.elect else "client"
         return {"role": role, "peers": [self.peer_summary(p) for p in self.peers.values()]}
 
 

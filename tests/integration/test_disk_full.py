@@ -237,6 +237,8 @@ def test_a_node_that_cannot_record_its_first_scan_waits_for_space(tmp_path):
             time.sleep(2 * SCAN_RETRY + 0.5)  # tried again meanwhile, said nothing more
             assert len(re.findall(full, node.log())) == 1, node.log()
             assert "listening on" not in node.log(), node.log()
+            # no client of anyone: it has not met a server (it said "client" before)
+            assert status_json(b, cfg)["node"] == {"role": "electing", "peers": []}
             filler.unlink()
             node.wait_listening(timeout=60)
             a = tmp_path / "A"
