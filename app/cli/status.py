@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from app.core.configdir import ConfigDirError
 from app.core.index import OPEN_ERRORS, Index, why_not_opened
 from app.core.states import SYNCED, iter_file_states
 from app.core.why import Devices
@@ -45,6 +46,8 @@ def stream(folder: Path, config_dir: Path | None, only: list[str] | None = None
     device has no identity yet (no `id`, `run`, `sync` or app has run on the config dir).
     """
     config = Config(config_dir)
+    if config.dir.exists() and not config.dir.is_dir():  # else read as "nothing there yet"
+        raise ConfigDirError(f"the config dir {config.dir} is not a directory")
     fpaths = config.folder_paths(folder)
     # The index is looked for before the identity: a node creates its identity before
     # its index, so an index seen here always comes with the identity it belongs to.

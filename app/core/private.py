@@ -167,7 +167,7 @@ def check_socket(path: Path) -> bool:
         return path.exists()
     try:
         dst = os.lstat(path.parent)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, socket or dir
         return False
     if not stat.S_ISDIR(dst.st_mode):
         raise NotPrivateError(f"the control socket dir {path.parent} is not a directory "
@@ -205,7 +205,7 @@ def check_token_file(path: Path) -> bool:
         return path.is_file()  # the user's profile dir is private to the user already
     try:
         dst = os.lstat(path.parent)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
     if not stat.S_ISDIR(dst.st_mode) or dst.st_uid != _me() \
             or dst.st_mode & WRITABLE_BY_OTHERS:

@@ -64,13 +64,40 @@ class Identity:
         self._private_key()
 
     def _private_key(self) -> Any:
-        """Load the key on first use only: most runs never sign anything."""
-        if self._key is None:
-            from cryptography.hazmat.primitives import serialization
+        """Load the key on first use only: most runs never sign anything.
 
-            key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        A key that is damaged, or not the certificate's (a key.pem copied from another
+        config dir), is one line for the user (it was a traceback at every start), and
+        says how to make a new identity."""
+        if self._key is None:
+            key = _load_key(self.key_path, self.cert_der)
             object.__setattr__(self, "_key", key)  # frozen dataclass: cache by hand
         return self._key
+
+
+def _load_key(key_path: Path, cert_der: bytes) -> Any:
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    new_identity = (f"; to give this device a new identity (a new device ID), remove "
+                    f"{KEY_FILE} and {CERT_FILE} from {key_path.parent}")
+    try:
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    except OSError as e:
+        raise ConfigDirError(f"cannot read {key_path}: {e.strerror or e}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigDirError(f"{key_path} is not a usable private key{new_identity}") from None
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        cert_key = x509.load_der_x509_certificate(cert_der).public_key().public_bytes(*spki)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigDirError(f"{key_path.parent / CERT_FILE} is not a usable certificate"
+                             f"{new_identity}") from None
+    if key.public_key().public_bytes(*spki) != cert_key:
+        raise ConfigDirError(f"{key_path} is not the key of {CERT_FILE} beside it"
+                             f"{new_identity}")
+    return key
 
 
 def device_id_from_der(der: bytes) -> str:

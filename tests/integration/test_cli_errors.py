@@ -221,6 +221,38 @@ def test_an_index_that_will_not_open_is_one_line_for_every_command(tmp_path, dam
     assert db.read_bytes() == before
 
 
+@pytest.mark.parametrize("damage", ["garbage", "another device's"])
+def test_a_key_that_is_not_this_devices_is_one_line(tmp_path, damage):
+    """key.pem damaged, or copied from another config dir: every start of `run` and
+    `sync` ended in a traceback. One line saying how to make a new identity."""
+    a, cfg = tmp_path / "A", tmp_path / "cfgA"
+    a.mkdir()
+    assert p2psync("id", "--config-dir", str(cfg)).returncode == 0
+    if damage == "garbage":
+        (cfg / "key.pem").write_bytes(os.urandom(200))
+        want = "is not a usable private key"
+    else:
+        assert p2psync("id", "--config-dir", str(tmp_path / "other")).returncode == 0
+        (cfg / "key.pem").write_bytes((tmp_path / "other" / "key.pem").read_bytes())
+        want = "is not the key of cert.pem beside it"
+    common = ("--folder", str(a), "--config-dir", str(cfg), "--no-discovery",
+              "--secret", SECRET)
+    for args in (("run", *common, "--listen", "127.0.0.1:0"),
+                 ("sync", *common, "--peer", "127.0.0.1:9")):
+        line = assert_clean_error(p2psync(*args), 1)
+        assert line == (f"p2psync: {cfg / 'key.pem'} {want}; to give this device a new "
+                        f"identity (a new device ID), remove key.pem and cert.pem from {cfg}"
+                        ), line
+
+
+def test_status_with_a_config_dir_that_is_a_file_is_one_line(tmp_path):
+    (tmp_path / "A").mkdir()
+    (tmp_path / "cfg").write_text("not a dir")
+    line = assert_clean_error(p2psync("status", "--folder", str(tmp_path / "A"),
+                                      "--config-dir", str(tmp_path / "cfg")), 1)
+    assert line == f"p2psync: the config dir {tmp_path / 'cfg'} is not a directory", line
+
+
 def test_interrupted_sync_does_not_report_success(tmp_path):
     # a peer that never answers TLS keeps `sync` busy for its 5 s connect timeout
     with socket.socket() as s:

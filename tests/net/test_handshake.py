@@ -112,6 +112,8 @@ def test_wrong_secret(alice: Identity, bob: Identity) -> None:
 def test_impostor_client_claims_another_device(alice, bob, mallory) -> None:
     """Mallory knows the share key and sends Bob's ID and certificate, but not Bob's key."""
     fake_bob = dataclasses.replace(bob, key_path=mallory.key_path)
+    # a client of her own making: ours refuses to sign with a key not its certificate's
+    object.__setattr__(fake_bob, "_key", mallory._private_key())
 
     server, client = run_pair(alice, side(alice, initiator=False), side(fake_bob, initiator=True))
     assert codes(server) == ["identity"]
