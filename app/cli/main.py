@@ -43,6 +43,23 @@ def host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def port(text: str) -> int:
+    if not text.isdigit() or not (1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):  # nan and negatives too
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got "
+                                         f"{text!r}")
+    return value
+
+
 def _node_options(p: argparse.ArgumentParser, *, folder_required: bool,
                   secret: bool = True) -> None:
     p.add_argument("--folder", type=Path, required=folder_required, help="the shared folder")
@@ -53,7 +70,7 @@ def _node_options(p: argparse.ArgumentParser, *, folder_required: bool,
     p.add_argument("--peer", type=host_port, action="append", default=[], metavar="HOST:PORT",
                    help="a peer to reach directly, without discovery (repeatable)")
     p.add_argument("--no-discovery", action="store_true", help="only use --peer addresses")
-    p.add_argument("--discovery-port", type=int, default=22101, metavar="N",
+    p.add_argument("--discovery-port", type=port, default=22101, metavar="N",
                    help="UDP port of LAN discovery (default 22101)")
     if secret:
         p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the "
@@ -89,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="sync once with the peer(s), then exit",
                           epilog=EXAMPLES["sync"], formatter_class=fmt)
     _node_options(sync, folder_required=True)
-    sync.add_argument("--timeout", type=float, default=600.0, metavar="S",
+    sync.add_argument("--timeout", type=seconds, default=600.0, metavar="S",
                       help="give up after S seconds (default 600)")
     sync.add_argument("--dry-run", action="store_true", help="only show what the sync would "
                       "do (fetch, send, delete, rename, conflict), changing nothing")
@@ -108,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _node_options(join, folder_required=True, secret=False)
     join.add_argument("--yes", action="store_true",
                       help="pair without asking to compare the confirmation words")
-    join.add_argument("--timeout", type=float, default=600.0, metavar="S",
+    join.add_argument("--timeout", type=seconds, default=600.0, metavar="S",
                       help="give up the sync after S seconds (default 600)")
 
     status = sub.add_parser("status", help="the folder's files and their sync state",

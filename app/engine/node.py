@@ -357,8 +357,8 @@ class Node:
             self.listen_address = await self._listener.start(host, port)
         except OSError as e:
             self._listener.close()
-            raise P2PError(f"cannot listen on {host}:{port}: {e.strerror} "
-                           f"(is another p2psync using that port? pick one with --listen)") from e
+            raise P2PError(f"cannot listen on {host}:{port}: {e.strerror or e} "
+                           f"({_listen_hint(e, host)})") from e
         log.info("listening on %s:%d", *self.listen_address)
 
     async def stop(self) -> None:
@@ -1804,6 +1804,17 @@ def _sent_contents(raw: object, n: int) -> dict[int, bytes]:
             and isinstance(c[1], bytes) and len(c[1]) <= BLOCK_SIZE for c in raw)):
         raise ProtocolError("malformed 'index' contents")
     return {i: data for i, data in raw}
+
+
+def _listen_hint(e: OSError, host: str) -> str:
+    """What to do about an address this node cannot listen on."""
+    if isinstance(e, socket.gaierror):
+        return f"{host} is no name this machine knows: give one of its addresses"
+    if e.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; 0.0.0.0 listens on all of them"
+    if e.errno == errno.EACCES:
+        return "a port below 1024 needs more rights: pick another with --listen"
+    return "is another p2psync using that port? pick one with --listen"
 
 
 def _is_ip(host: str) -> bool:

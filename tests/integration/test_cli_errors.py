@@ -84,6 +84,37 @@ def test_bad_peer_syntax_is_usage_error(tmp_path, peer):
     assert len(error_lines(r.stderr)) == 1, r.stderr
 
 
+@pytest.mark.parametrize("option", [("--discovery-port", "70000"), ("--discovery-port", "0"),
+                                    ("--timeout", "-5"), ("--timeout", "nan")])
+def test_a_port_or_time_out_of_range_is_usage_error(tmp_path, option):
+    """--discovery-port 70000 ended in a traceback (OverflowError from bind)."""
+    (tmp_path / "B").mkdir()
+    r = p2psync("sync", "--folder", str(tmp_path / "B"), "--config-dir", str(tmp_path / "cfg"),
+                "--peer", "127.0.0.1:9", "--secret", "k", "--no-discovery", *option)
+    line = assert_clean_error(r, 2)
+    assert len(error_lines(r.stderr)) == 1 and f"argument {option[0]}: expected" in line, line
+
+
+@pytest.mark.parametrize(("listen", "why"), [
+    ("nosuchhost.invalid:0", r"nosuchhost\.invalid is no name this machine knows"),
+    ("192.0.2.1:0", r"192\.0\.2\.1 is not an address of this machine; 0\.0\.0\.0 listens "
+                    r"on all of them"),
+    ("127.0.0.1:{taken}", r"is another p2psync using that port\? pick one with --listen")])
+def test_an_address_it_cannot_listen_on_says_why(tmp_path, listen, why):
+    """Every failure said "is another p2psync using that port?", a name that does not
+    resolve and an address of another machine too. (192.0.2.1: TEST-NET, no packet is
+    sent: a bind fails on the spot.)"""
+    (tmp_path / "A").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = p2psync("run", "--folder", str(tmp_path / "A"), "--config-dir", str(tmp_path / "c"),
+                    "--listen", listen.format(taken=taken.getsockname()[1]),
+                    "--no-discovery", "--secret", SECRET)
+    line = assert_clean_error(r, 1)
+    assert re.match(r"^p2psync: cannot listen on \S+: .* \(" + why, line), line
+
+
 def test_unknown_option_is_usage_error(tmp_path):
     r = p2psync("sync", "--folder", str(tmp_path), "--bogus")
     assert_clean_error(r, 2)
