@@ -18,7 +18,7 @@ from app.aio import cancel_and_wait
 from app.core import platform
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
-from app.engine.folder import checked_folder
+from app.engine.folder import check_apart, checked_folder
 from app.engine.node import Node, NodeOptions, node_once_there_is_space
 from app.engine.oneshot import discover_server, preview_once, sync_once
 from app.engine.preview import PreviewNode
@@ -71,6 +71,7 @@ def warn_if_weak(typed: str | None) -> None:
 def build_options(args: argparse.Namespace, *, command: str) -> NodeOptions:
     folder = checked_folder(args.folder)
     config = Config(args.config_dir)
+    check_apart(folder, config.dir)
     secret = resolve_secret(config, folder, args.secret, create=command != "sync")
     warn_if_weak(args.secret or os.environ.get("P2PSYNC_SECRET"))
     # a one-shot sync only accepts peers when asked to

@@ -24,7 +24,7 @@ from dataclasses import replace
 from app.core import platform
 from app.engine.config import Config
 from app.engine.control import ControlServer
-from app.engine.folder import checked_folder
+from app.engine.folder import check_apart, checked_folder
 from app.engine.node import Node, NodeOptions
 from app.engine.oneshot import sync_once
 from app.errors import P2PError, RefusedError, UnreachableError, UsageError
@@ -111,6 +111,7 @@ def join(args: argparse.Namespace) -> int:
         raise UsageError("join needs to find the inviting device: leave LAN discovery on, "
                          "or pass --peer HOST:PORT")
     config = Config(args.config_dir)
+    check_apart(folder, config.dir)
     config.ensure_dir()
     name = args.name or config.device_name()
     return asyncio.run(_interruptible(_join(args, folder, config, name, nameplate, code)))

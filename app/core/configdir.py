@@ -40,6 +40,11 @@ class ConfigBusy(ConfigDirError):
     """Another process held the config dir's lock for too long (a hung p2psync)."""
 
 
+def of_index(db_path: str | Path) -> Path:
+    """The config dir an index lives in: CONFIG/index/NAME.db (app/engine/config.py)."""
+    return Path(db_path).parent.parent
+
+
 def private_dir(path: Path, what: str = "config dir", *, follow: bool = True,
                 holds: tuple[str, ...] | None = HOLDS) -> Path:
     """`path` as an existing directory only this user can reach (see app/core/private.py).

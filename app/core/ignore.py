@@ -75,8 +75,14 @@ class Ignore:
     peer must not stop all syncing silently).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, private: Path | None = None) -> None:
+        """`private`: this device's config dir. Where it lies inside the folder (a
+        shared home folder holds ~/.config) it is never synced, whatever the file
+        says: it holds the device's private key and the indexes. A peer's files at
+        that path are never taken either."""
         self.root = Path(root)
+        self._private = _private_rel(self.root, private)
+        self._private_line = _literal(self._private) if self._private else None
         self._key: tuple[int, int] | None = None
         self.rules = Rules([])
         self.previous: Rules | None = None  # the rules before the last change
@@ -84,8 +90,14 @@ class Ignore:
 
     @property
     def patterns(self) -> list[str]:
-        """The pattern lines in force (blank lines, comments and bad lines dropped)."""
+        """The pattern lines in force (blank lines, comments and bad lines dropped),
+        the config dir's last (see __init__): the last pattern that matches decides."""
         return list(self.rules.lines)
+
+    @property
+    def file_patterns(self) -> list[str]:
+        """The patterns of the ignore file alone."""
+        return [line for line in self.rules.lines if line != self._private_line]
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if its (mtime_ns, size) changed; True if the rules changed.
@@ -115,6 +127,8 @@ class Ignore:
         """Why rel is not synced, in a user's words ("ignored by `build/` in ...")."""
         if rel.partition("/")[0] == META_DIR:
             return f"p2psync's own folder ({META_DIR}) is never synced"
+        if self._private and (rel == self._private or rel.startswith(self._private + "/")):
+            return "this device's config dir (its key and indexes) is never synced"
         if is_temp_name(rel.rpartition("/")[2]):
             return "a temporary file of a transfer"
         pattern = self.rules.pattern_for(rel, is_dir)
@@ -141,7 +155,30 @@ class Ignore:
                 log.warning("cannot read %s: %s", IGNORE_FILE, exc)
                 raw = b""
             lines = _usable_lines(raw.decode("utf-8", errors="replace").splitlines())
+        if self._private_line is not None:
+            lines.append(self._private_line)
         self.rules = Rules(lines)
+
+
+def _private_rel(root: Path, private: Path | None) -> str | None:
+    """private's path relative to root ("/"-separated), when it lies inside root."""
+    if private is None:
+        return None
+    try:
+        rel = os.path.relpath(os.path.realpath(private), os.path.realpath(root))
+    except ValueError:  # another drive (Windows)
+        return None
+    if rel == "." or rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+        return None  # the folder itself (refused by the node) or outside it
+    return rel.replace(os.sep, "/")
+
+
+def _literal(rel_dir: str) -> str:
+    """A gitignore pattern matching exactly the directory rel_dir of the root."""
+    escaped = "".join("\\" + c if c in "\\[]*?!#" else c for c in rel_dir)
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return f"/{escaped}/"
 
 
 def count_ignored(rules: Rules | None, paths: list[str]) -> int:

@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from app.core import why
+from app.core import configdir, why
 from app.core.apply import conflict_original as _original_of
 from app.core.apply import is_conflict_copy
 from app.core.ignore import Ignore
@@ -74,7 +74,7 @@ class _Facts:
                  copies: dict[str, list[str]] | None = None) -> None:
         self.index = index
         self.root = root
-        self.ignore = Ignore(root) if root is not None else None
+        self.ignore = Ignore(root, configdir.of_index(index.path)) if root is not None else None
         self.failures = index.failures()
         self.copies = _originals(index) if copies is None else copies
         self.copy_of = {c: original for original, cs in self.copies.items() for c in cs}

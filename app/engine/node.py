@@ -40,6 +40,7 @@ from app.core.units import human_size
 from app.engine import collector, malloc
 from app.engine.assessment import Assessment, Inputs, arrivals_only, assess, without_deletions
 from app.engine.config import Config
+from app.engine.folder import check_apart
 from app.engine.invites import Invites
 from app.engine.links import LinkHub, PeerLinks
 from app.engine.looplag import LoopLag, keep_loop_responsive
@@ -232,6 +233,7 @@ class Node:
         self.root = opts.folder.resolve()
         self.on_event = on_event
         self.config = opts.config
+        check_apart(self.root, self.config.dir)
         self.config.ensure_dir()
         self.identity = identity.load_or_create(self.config.dir)
         self.device_id = self.identity.device_id
@@ -244,7 +246,7 @@ class Node:
             if free is not None and (_index_full(e) or free < INDEX_OPENS_WITH):
                 raise IndexDiskFull(said, free) from e
             raise P2PError(said) from e
-        self.ignore = Ignore(self.root)
+        self.ignore = Ignore(self.root, self.config.dir)  # the config dir: never synced
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
         self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run
@@ -577,11 +579,12 @@ class Node:
         who = "this device" if by == self.device_id else self.device_label(by)
         message = (f"{who}'s ignore file now ignores {after:,} of {total:,} files "
                    f"(before: {before:,}); those are no longer synced")
+        lines = self.ignore.file_patterns
         log.warning("%s (%s: %s)", message, IGNORE_FILE,
-                    ", ".join(rules.lines[:5]) + (", ..." if len(rules.lines) > 5 else ""))
+                    ", ".join(lines[:5]) + (", ..." if len(lines) > 5 else ""))
         self.emit("ignore_widened", {"device_id": by, "name": who, "ignored": after,
                                      "of": total, "before": before,
-                                     "patterns": rules.lines[:50], "message": message})
+                                     "patterns": lines[:50], "message": message})
         return True
 
     def _count_ignored(self, before: Rules | None, after: Rules | None) -> tuple[int, int, int]:

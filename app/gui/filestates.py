@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.core import why
+from app.core import configdir, why
 from app.core.apply import is_conflict_copy
 from app.core.ignore import Ignore
 from app.core.index import FAILURES_GEN_KEY, Index
@@ -353,7 +353,7 @@ class StateTracker:
     def _rules(self) -> Ignore:
         """The folder's ignore rules, as they were at the last snapshot."""
         if self._ignore is None:
-            self._ignore = Ignore(self.root)
+            self._ignore = Ignore(self.root, configdir.of_index(self.index.path))
         return self._ignore
 
     def _rules_changed(self) -> bool:

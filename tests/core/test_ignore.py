@@ -151,3 +151,27 @@ def test_a_change_keeps_the_previous_rules_to_compare(tmp_path):
     (tmp_path / IGNORE_FILE).write_text("*\n# same rules, other text\n")
     assert not ig.reload_if_changed()  # the rules did not change
     assert ig.previous.lines == ["*.log"]
+
+
+@pytest.mark.parametrize("name", [".config/p2psync", "we[ir]d *cfg!#", "trailing "])
+def test_the_config_dir_inside_the_folder_is_never_synced(tmp_path, name):
+    """A shared home folder holds ~/.config: the device's private key and indexes went
+    to every peer. Whatever the ignore file says (a `!` cannot take it back), however
+    its name reads as a pattern."""
+    (tmp_path / IGNORE_FILE).write_text("*.log\n!key.pem\n!**/key.pem\n")
+    ig = Ignore(tmp_path, tmp_path / name)
+    assert ig.matches(name, is_dir=True)
+    assert ig.matches(f"{name}/key.pem") and ig.matches(f"{name}/index/x.db")
+    assert not ig.matches(f"{name}x/key.pem") and not ig.matches("key.pem")
+    assert ig.matches("a.log") and not ig.matches("notes.txt")
+    assert ig.why(f"{name}/key.pem") == \
+        "this device's config dir (its key and indexes) is never synced"
+    assert ig.file_patterns == ["*.log", "!key.pem", "!**/key.pem"]
+    assert ig.patterns[:3] == ig.file_patterns and len(ig.patterns) == 4
+
+
+def test_a_config_dir_outside_the_folder_adds_no_rule(tmp_path):
+    (tmp_path / "folder").mkdir()
+    for private in (None, tmp_path / "cfg", tmp_path, tmp_path / "folder"):
+        ig = Ignore(tmp_path / "folder", private)
+        assert ig.patterns == [] and not ig.matches("cfg/key.pem")
