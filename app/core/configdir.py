@@ -40,6 +40,13 @@ class ConfigBusy(ConfigDirError):
     """Another process held the config dir's lock for too long (a hung p2psync)."""
 
 
+def default_log_dir() -> Path:
+    """Where the app keeps its log file (platformdirs' user log dir)."""
+    from platformdirs import user_log_dir
+
+    return Path(user_log_dir("p2psync", appauthor=False))
+
+
 def of_index(db_path: str | Path) -> Path:
     """The config dir an index lives in: CONFIG/index/NAME.db (app/engine/config.py)."""
     return Path(db_path).parent.parent

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+from app.core.configdir import default_log_dir
 from app.core.paths import META_DIR, TEMP_PREFIX, is_temp_name
 
 IGNORE_FILE = ".p2psyncignore"
@@ -75,14 +77,15 @@ class Ignore:
     peer must not stop all syncing silently).
     """
 
-    def __init__(self, root: Path, private: Path | None = None) -> None:
-        """`private`: this device's config dir. Where it lies inside the folder (a
-        shared home folder holds ~/.config) it is never synced, whatever the file
-        says: it holds the device's private key and the indexes. A peer's files at
-        that path are never taken either."""
+    def __init__(self, root: Path, own: Iterable[tuple[Path, str]] = ()) -> None:
+        """`own`: this device's own dirs, each with why it is not synced (`own_dirs`).
+        Where one lies inside the folder (a shared home folder holds ~/.config) it is
+        never synced, whatever the file says: the config dir holds the device's private
+        key and the indexes. A peer's files at such a path are never taken either."""
         self.root = Path(root)
-        self._private = _private_rel(self.root, private)
-        self._private_line = _literal(self._private) if self._private else None
+        self._own = [(rel, why) for d, why in own
+                     if (rel := _private_rel(self.root, d)) is not None]
+        self._own_lines = [_literal(rel) for rel, _ in self._own]
         self._key: tuple[int, int] | None = None
         self.rules = Rules([])
         self.previous: Rules | None = None  # the rules before the last change
@@ -91,13 +94,14 @@ class Ignore:
     @property
     def patterns(self) -> list[str]:
         """The pattern lines in force (blank lines, comments and bad lines dropped),
-        the config dir's last (see __init__): the last pattern that matches decides."""
+        this device's own dirs last (see __init__): the last pattern that matches
+        decides."""
         return list(self.rules.lines)
 
     @property
     def file_patterns(self) -> list[str]:
         """The patterns of the ignore file alone."""
-        return [line for line in self.rules.lines if line != self._private_line]
+        return self.rules.lines[:len(self.rules.lines) - len(self._own_lines)]
 
     def reload_if_changed(self) -> bool:
         """Re-read the file if its (mtime_ns, size) changed; True if the rules changed.
@@ -127,8 +131,9 @@ class Ignore:
         """Why rel is not synced, in a user's words ("ignored by `build/` in ...")."""
         if rel.partition("/")[0] == META_DIR:
             return f"p2psync's own folder ({META_DIR}) is never synced"
-        if self._private and (rel == self._private or rel.startswith(self._private + "/")):
-            return "this device's config dir (its key and indexes) is never synced"
+        for own, why in self._own:
+            if rel == own or rel.startswith(own + "/"):
+                return why
         if is_temp_name(rel.rpartition("/")[2]):
             return "a temporary file of a transfer"
         pattern = self.rules.pattern_for(rel, is_dir)
@@ -155,15 +160,22 @@ class Ignore:
                 log.warning("cannot read %s: %s", IGNORE_FILE, exc)
                 raw = b""
             lines = _usable_lines(raw.decode("utf-8", errors="replace").splitlines())
-        if self._private_line is not None:
-            lines.append(self._private_line)
-        self.rules = Rules(lines)
+        self.rules = Rules(lines + self._own_lines)  # last: the last match decides
 
 
-def _private_rel(root: Path, private: Path | None) -> str | None:
+CONFIG_WHY = "this device's config dir (its key and indexes) is never synced"
+LOG_WHY = "the app's log on this device is never synced"
+
+
+def own_dirs(config_dir: Path) -> list[tuple[Path, str]]:
+    """This device's p2psync dirs that a shared folder may hold (a home folder): the
+    config dir, and the app's log dir (a log changes all the time: each version would
+    be synced, and kept for 30 days on every peer)."""
+    return [(Path(config_dir), CONFIG_WHY), (default_log_dir(), LOG_WHY)]
+
+
+def _private_rel(root: Path, private: Path) -> str | None:
     """private's path relative to root ("/"-separated), when it lies inside root."""
-    if private is None:
-        return None
     try:
         rel = os.path.relpath(os.path.realpath(private), os.path.realpath(root))
     except ValueError:  # another drive (Windows)

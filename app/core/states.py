@@ -14,7 +14,7 @@ from pathlib import Path
 from app.core import configdir, why
 from app.core.apply import conflict_original as _original_of
 from app.core.apply import is_conflict_copy
-from app.core.ignore import Ignore
+from app.core.ignore import Ignore, own_dirs
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
 from app.core.planner import Action, plan_path
@@ -74,7 +74,8 @@ class _Facts:
                  copies: dict[str, list[str]] | None = None) -> None:
         self.index = index
         self.root = root
-        self.ignore = Ignore(root, configdir.of_index(index.path)) if root is not None else None
+        self.ignore = None if root is None else \
+            Ignore(root, own_dirs(configdir.of_index(index.path)))
         self.failures = index.failures()
         self.copies = _originals(index) if copies is None else copies
         self.copy_of = {c: original for original, cs in self.copies.items() for c in cs}

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from app.aio import Pulse, cancel_and_wait, opened_in_thread
 from app.core import diskio, marker, namerules, paths, scanner, versionstore
 from app.core import why as why_text
-from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored
+from app.core.ignore import IGNORE_FILE, Ignore, Rules, count_ignored, own_dirs
 from app.core.index import BRIEF_DELETED, OPEN_ERRORS, Index, why_not_opened
 from app.core.keep import keep_local
 from app.core.massdelete import UNMOUNTED, HeldDeletions, describe, unmounted
@@ -246,7 +246,7 @@ class Node:
             if free is not None and (_index_full(e) or free < INDEX_OPENS_WITH):
                 raise IndexDiskFull(said, free) from e
             raise P2PError(said) from e
-        self.ignore = Ignore(self.root, self.config.dir)  # the config dir: never synced
+        self.ignore = Ignore(self.root, own_dirs(self.config.dir))  # never synced
         self.disk_lock = asyncio.Lock()
         self.peers: dict[str, PeerState] = {}
         self.names: dict[str, str] = {}  # device -> the name it had, for devices seen this run

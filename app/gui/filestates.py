@@ -34,7 +34,7 @@ from pathlib import Path
 
 from app.core import configdir, why
 from app.core.apply import is_conflict_copy
-from app.core.ignore import Ignore
+from app.core.ignore import Ignore, own_dirs
 from app.core.index import FAILURES_GEN_KEY, Index
 from app.core.model import Kind
 from app.core.planner import Action, plan_path
@@ -353,7 +353,7 @@ class StateTracker:
     def _rules(self) -> Ignore:
         """The folder's ignore rules, as they were at the last snapshot."""
         if self._ignore is None:
-            self._ignore = Ignore(self.root, configdir.of_index(self.index.path))
+            self._ignore = Ignore(self.root, own_dirs(configdir.of_index(self.index.path)))
         return self._ignore
 
     def _rules_changed(self) -> bool:

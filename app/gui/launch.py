@@ -25,9 +25,9 @@ LOG_NAME = "p2psync.log"
 
 
 def log_dir() -> Path:
-    from platformdirs import user_log_dir
+    from app.core.configdir import default_log_dir
 
-    return Path(user_log_dir("p2psync", appauthor=False))
+    return default_log_dir()
 
 
 def setup_file_logging(directory: Path | None = None) -> Path | None:

@@ -2,7 +2,8 @@ import os
 
 import pytest
 
-from app.core.ignore import IGNORE_FILE, Ignore
+from app.core.configdir import default_log_dir
+from app.core.ignore import CONFIG_WHY, IGNORE_FILE, LOG_WHY, Ignore, own_dirs
 
 TEMP = ".p2psync-0123456789abcdef.tmp"
 
@@ -159,12 +160,12 @@ def test_the_config_dir_inside_the_folder_is_never_synced(tmp_path, name):
     to every peer. Whatever the ignore file says (a `!` cannot take it back), however
     its name reads as a pattern."""
     (tmp_path / IGNORE_FILE).write_text("*.log\n!key.pem\n!**/key.pem\n")
-    ig = Ignore(tmp_path, tmp_path / name)
+    ig = Ignore(tmp_path, [(tmp_path / name, CONFIG_WHY)])
     assert ig.matches(name, is_dir=True)
     assert ig.matches(f"{name}/key.pem") and ig.matches(f"{name}/index/x.db")
     assert not ig.matches(f"{name}x/key.pem") and not ig.matches("key.pem")
     assert ig.matches("a.log") and not ig.matches("notes.txt")
-    assert ig.why(f"{name}/key.pem") == \
+    assert ig.why(f"{name}/key.pem") == CONFIG_WHY == \
         "this device's config dir (its key and indexes) is never synced"
     assert ig.file_patterns == ["*.log", "!key.pem", "!**/key.pem"]
     assert ig.patterns[:3] == ig.file_patterns and len(ig.patterns) == 4
@@ -172,6 +173,22 @@ def test_the_config_dir_inside_the_folder_is_never_synced(tmp_path, name):
 
 def test_a_config_dir_outside_the_folder_adds_no_rule(tmp_path):
     (tmp_path / "folder").mkdir()
-    for private in (None, tmp_path / "cfg", tmp_path, tmp_path / "folder"):
-        ig = Ignore(tmp_path / "folder", private)
+    for own in ((), [(tmp_path / "cfg", CONFIG_WHY)], [(tmp_path, CONFIG_WHY)],
+                [(tmp_path / "folder", CONFIG_WHY)]):
+        ig = Ignore(tmp_path / "folder", own)
         assert ig.patterns == [] and not ig.matches("cfg/key.pem")
+
+
+def test_the_apps_log_in_a_shared_home_folder_is_never_synced(tmp_path, monkeypatch):
+    """It changes all the time: each version went to the peers, and each peer kept the
+    replaced ones for 30 days (a 1 MB log, synced every minute)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    ig = Ignore(home, own_dirs(home / ".config/p2psync"))
+    log_rel = (default_log_dir() / "p2psync.log").relative_to(home).as_posix()
+    assert log_rel.startswith(".local/state/")
+    assert ig.matches(log_rel) and ig.why(log_rel) == LOG_WHY
+    assert ig.matches(".config/p2psync/key.pem")
+    assert ig.why(".config/p2psync/key.pem") == CONFIG_WHY
+    assert not ig.matches(".local/state/other.log") and ig.file_patterns == []
