@@ -52,11 +52,14 @@ def setup_file_logging(directory: Path | None = None) -> Path | None:
 
 def launch_options(args: argparse.Namespace, log_file: Path | None = None):
     from app.engine.config import Config
-    from app.engine.folder import checked_folder
+    from app.engine.folder import check_apart, checked_folder
     from app.gui.window import LaunchOptions
     from app.net.sharekey import given_key
 
     folder = checked_folder(args.folder) if args.folder is not None else None
+    config = Config(args.config_dir)
+    if folder is not None:
+        check_apart(folder, config.dir)  # before the window writes a setting there
     secret = given_key(args.secret)  # a typo in a generated key: UsageError, exit 2
     if secret:  # a key a person typed: say so if it is easy to guess
         from app.engine.config import new_share_key
@@ -66,7 +69,7 @@ def launch_options(args: argparse.Namespace, log_file: Path | None = None):
         if line:
             print(line, file=sys.stderr)
     return LaunchOptions(
-        config=Config(args.config_dir), folder=folder, secret=secret,
+        config=config, folder=folder, secret=secret,
         name=args.name, listen=args.listen, peers=list(args.peer),
         discovery=not args.no_discovery, discovery_port=args.discovery_port,
         log_file=log_file, allow_mass_delete=args.allow_mass_delete,

@@ -48,7 +48,8 @@ def test_the_folder_itself_as_config_dir_is_refused_untouched(tmp_path):
     a = tmp_path / "A"
     a.mkdir(mode=0o755)
     a.chmod(0o755)
-    for args in (("run", "--listen", "127.0.0.1:0"), ("sync", "--peer", "127.0.0.1:9")):
+    for args in (("run", "--listen", "127.0.0.1:0"), ("sync", "--peer", "127.0.0.1:9"),
+                 ("gui",)):
         r = p2psync(*args, "--folder", str(a), "--config-dir", str(a), "--no-discovery",
                     "--secret", "ZG5HXC-GLGF77-JAYYXA-3UYU6A")
         line = assert_clean_error(r, 2)
