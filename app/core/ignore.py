@@ -125,15 +125,23 @@ class Ignore:
         cut = rel.rfind("/")
         if rel.startswith(TEMP_PREFIX, cut + 1) and is_temp_name(rel[cut + 1 :]):
             return True
+        if self._own and self._own_path(rel):  # a peer's *file* there too: the
+            return True  # patterns above name a directory
         return self.rules.matches(rel, is_dir)
+
+    def _own_path(self, rel: str) -> str | None:
+        """Why rel is not synced, if it is one of this device's own dirs or below one."""
+        for own, why in self._own:
+            if rel == own or rel.startswith(own + "/"):
+                return why
+        return None
 
     def why(self, rel: str, is_dir: bool = False) -> str:
         """Why rel is not synced, in a user's words ("ignored by `build/` in ...")."""
         if rel.partition("/")[0] == META_DIR:
             return f"p2psync's own folder ({META_DIR}) is never synced"
-        for own, why in self._own:
-            if rel == own or rel.startswith(own + "/"):
-                return why
+        if (why := self._own_path(rel)) is not None:
+            return why
         if is_temp_name(rel.rpartition("/")[2]):
             return "a temporary file of a transfer"
         pattern = self.rules.pattern_for(rel, is_dir)

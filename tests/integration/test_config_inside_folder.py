@@ -31,11 +31,11 @@ def test_a_config_dir_inside_the_folder_is_never_sent_nor_written(tmp_path):
         assert (b / ".config/p2psync/key.pem").read_text() == "not A's key"
         assert (cfg_a / "key.pem").read_bytes() == key
         assert not (cfg_a / "evil.txt").exists()
-        # the peer's files there: listed, never taken
+        # the dir (as an ignored dir is listed) and the peer's files there: never taken
         rows = {f["path"]: f for f in status_json(a, cfg_a)["files"]}
         assert {p: (r["state"], r["why"]) for p, r in rows.items()
                 if p.startswith(".config/")} == dict.fromkeys(
-            [".config/p2psync/evil.txt", ".config/p2psync/key.pem"],
+            [".config/p2psync", ".config/p2psync/evil.txt", ".config/p2psync/key.pem"],
             ("ignored", "this device's config dir (its key and indexes) is never synced"))
     finally:
         assert node_a.stop() == 0, node_a.log()
