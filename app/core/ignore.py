@@ -86,6 +86,7 @@ class Ignore:
         self._own = [(rel, why) for d, why in own
                      if (rel := _private_rel(self.root, d)) is not None]
         self._own_lines = [_literal(rel) for rel, _ in self._own]
+        self._own_folded = [(rel.casefold(), why) for rel, why in self._own]
         self._key: tuple[int, int] | None = None
         self.rules = Rules([])
         self.previous: Rules | None = None  # the rules before the last change
@@ -130,9 +131,13 @@ class Ignore:
         return self.rules.matches(rel, is_dir)
 
     def _own_path(self, rel: str) -> str | None:
-        """Why rel is not synced, if it is one of this device's own dirs or below one."""
-        for own, why in self._own:
-            if rel == own or rel.startswith(own + "/"):
+        """Why rel is not synced, if it is one of this device's own dirs or below one.
+
+        In any case: on a file system that ignores case (macOS, Windows), a peer's
+        `.Config/P2PSYNC/key.pem` is this device's key."""
+        folded = rel.casefold()
+        for own, why in self._own_folded:
+            if folded == own or folded.startswith(own + "/"):
                 return why
         return None
 

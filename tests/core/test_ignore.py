@@ -162,6 +162,8 @@ def test_the_config_dir_inside_the_folder_is_never_synced(tmp_path, name):
     (tmp_path / IGNORE_FILE).write_text("*.log\n!key.pem\n!**/key.pem\n")
     ig = Ignore(tmp_path, [(tmp_path / name, CONFIG_WHY)])
     assert ig.matches(name, is_dir=True) and ig.matches(name)  # a peer's file there too
+    # in any case: where case is ignored, a peer's other spelling is this very dir
+    assert ig.matches(f"{name.upper()}/KEY.PEM") and ig.matches(f"{name.title()}/x")
     assert ig.matches(f"{name}/key.pem") and ig.matches(f"{name}/index/x.db")
     assert not ig.matches(f"{name}x/key.pem") and not ig.matches("key.pem")
     assert ig.matches("a.log") and not ig.matches("notes.txt")
