@@ -123,6 +123,9 @@ class PeerState:
     # (until we sent it our whole index once)
     asked_contents: bool = False
     wants_contents: bool = False
+    # its index is the one whose entries it announced back to us ("what you have" items
+    # name them by its seqs); False once its `start` says its index is another one
+    same_index: bool = True
     page_rows: int = INDEX_BATCH  # rows of our index read for its next page (see _send_index)
     arrivals: list = field(default_factory=lambda: [0, 0, 0.0])  # taken, bytes, s: not logged yet
     # its latest burst of deletions of files we hold: first and latest page (monotonic)
@@ -864,9 +867,12 @@ class Node:
         existing = self.peers.get(info.device_id)
         if existing is not None:
             # Both dialled each other: keep the link the lower device ID made, on both ends.
+            # One side dialled twice: the new link wins, on both ends. That side let the
+            # old one go (a `sync` run again at once, a restart, a half-open link); the old
+            # one kept lost the new sync for "the peer closed the connection" (CI, loaded).
             dialer_of_new = self.device_id if outgoing else info.device_id
             dialer_of_old = self.device_id if existing.conn.outgoing else info.device_id
-            if dialer_of_old <= dialer_of_new:
+            if dialer_of_old < dialer_of_new:
                 writer.close()
                 return existing
             await existing.conn.close("replaced by a second connection")
@@ -879,6 +885,7 @@ class Node:
         their_id, have = self.index.remote_state(info.device_id)
         peer.links = self.links.for_connection(conn)
         conn.send_nowait({"t": "start", "index_id": their_id, "have": have,
+                          "mine": self.index.index_id,
                           **({"contents": True} if empty else {}),
                           **peer.links.start_fields()})
         peer.server = self._spawn(self._serve_requests(peer))
@@ -971,6 +978,15 @@ class Node:
             raise ProtocolError("malformed 'start'")
         peer.sent_seq = have if index_id == self.index.index_id else 0
         peer.wants_contents = msg.get("contents") is True
+        # Its index was made anew (moved away, a new folder of the same device): it
+        # holds nothing of what its old one announced back, and a "what you have" item
+        # it cannot find was dropped as stale (the file never came). Full entries until
+        # its pages replace the old index here (an earlier release says nothing: as
+        # before).
+        mine = msg.get("mine")
+        if isinstance(mine, bytes):
+            known = self.index.remote_state(peer.conn.device_id)[0]
+            peer.same_index = not known or known == mine
         if peer.links is not None:
             peer.links.heard_start(msg)
         peer.sender = self._spawn(self._send_index(peer))
@@ -1165,7 +1181,8 @@ class Node:
     async def _send_index(self, peer: PeerState) -> None:
         conn = peer.conn
         # what it got from us goes back as "what you have" (see Index.announce_since)
-        to = conn.device_id if conn.info.extra.get(SAME_KEY) == 1 else None
+        to = conn.device_id if conn.info.extra.get(SAME_KEY) == 1 and peer.same_index \
+            else None
         while not conn.closed.is_set():
             changes = self._local_changed.count
             # read in a worker thread: 100-280 ms a page on the loop at a million files

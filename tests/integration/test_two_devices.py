@@ -154,6 +154,54 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def test_a_device_whose_index_was_made_anew_gets_every_file_again(tmp_path, run_node):
+    """Its index moved away (what the app advises for a damaged one), a file gone
+    meanwhile: A still answered "you have y.txt, as you announced it" for the entries
+    the old index had announced back, the new index could not find them, and the
+    `sync` said "in sync" without y.txt, for good."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    (a / "x.txt").write_text("x")
+    (a / "y.txt").write_text("y")
+    node = run_node("A")
+    assert sync(b, tmp_path / "cfgB", node.address).returncode == 0
+    assert (b / "y.txt").read_text() == "y"
+    for db in (tmp_path / "cfgB" / "index").iterdir():
+        db.rename(tmp_path / db.name)
+    (b / "y.txt").unlink()
+    r = sync(b, tmp_path / "cfgB", node.address)
+    assert r.returncode == 0, r.stderr
+    assert tree(b) == tree(a)
+
+
+def test_a_device_that_dials_again_replaces_its_old_connection(tmp_path, run_node):
+    """A device dials again while its old connection still looks alive here (its
+    process stopped, a `sync` run again at once on a loaded machine): the new one
+    wins. The old one was kept and the new `sync` ended with "the peer closed the
+    connection" (CI, 2026-12-04)."""
+    a = tmp_path / "A"
+    a.mkdir()
+    (a / "x.txt").write_text("x")
+    node = run_node("A")
+    first = subprocess.Popen(p2psync_cmd(
+        "sync", "--folder", str(tmp_path / "B1"), "--config-dir", str(tmp_path / "cfgB"),
+        "--peer", node.address, "--no-discovery", "--secret", SECRET, "--timeout", "60"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
+    (tmp_path / "B1").mkdir()
+    try:
+        wait_until(lambda: "connected to vm" in node.log() or "connected to " in node.log(),
+                   20, 0.02, node.log())
+        first.send_signal(signal.SIGSTOP)  # its connection stays open, unanswered
+        r = sync(tmp_path / "B2", tmp_path / "cfgB", node.address, timeout=30)
+        assert r.returncode == 0, r.stderr + node.log()
+        assert (tmp_path / "B2" / "x.txt").read_text() == "x", r.stderr + node.log()
+        assert "replaced by a second connection" in node.log() or \
+            node.log().count("connected to ") >= 2
+    finally:
+        first.kill()
+        first.wait()
+
+
 # --- 1. files reach the other side -------------------------------------------------------
 def test_files_flow_both_ways(tmp_path, run_node):
     a, b = tmp_path / "A", tmp_path / "B"
