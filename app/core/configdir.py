@@ -87,6 +87,9 @@ def locked(config_dir: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     except Timeout:
         raise ConfigBusy(f"another p2psync has held {path} for over {timeout:.0f} s; "
                          "is one hung? stop it and try again") from None
+    except OSError as e:  # a read-only disk, a full one: a traceback at every start
+        raise ConfigDirError(f"cannot write in the config dir {config_dir}: "
+                             f"{e.strerror or e}") from None
     try:
         yield
     finally:

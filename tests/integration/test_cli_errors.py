@@ -276,6 +276,29 @@ def test_a_key_that_is_not_this_devices_is_one_line(tmp_path, damage):
                         ), line
 
 
+def test_a_read_only_config_dir_is_one_line(tmp_path):
+    """The config dir on a read-only mount: its lock file could not be opened, and
+    `run` and `sync` ended in a traceback. (A read-only bind mount; skips where
+    mounting is refused.)"""
+    a, cfg, ro = tmp_path / "A", tmp_path / "cfg", tmp_path / "ro"
+    for d in (a, ro):
+        d.mkdir()
+    assert p2psync("id", "--config-dir", str(cfg)).returncode == 0
+    if subprocess.run(["mount", "--bind", str(cfg), str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        common = ("--folder", str(a), "--config-dir", str(ro), "--no-discovery",
+                  "--secret", SECRET)
+        for args in (("run", *common, "--listen", "127.0.0.1:0"),
+                     ("sync", *common, "--peer", "127.0.0.1:9")):
+            line = assert_clean_error(p2psync(*args), 1)
+            assert line == (f"p2psync: cannot write in the config dir {ro}: Read-only file "
+                            "system"), line
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
 def test_status_with_a_config_dir_that_is_a_file_is_one_line(tmp_path):
     (tmp_path / "A").mkdir()
     (tmp_path / "cfg").write_text("not a dir")
