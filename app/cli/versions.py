@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from app.cli.status import relative_path
 from app.core import restore
 from app.core.index import OPEN_ERRORS, Index
 from app.core.units import human_size
@@ -18,7 +19,9 @@ from app.net import identity
 
 def versions(args: argparse.Namespace) -> int:
     folder = checked_folder(args.folder)
-    found = restore.kept_versions(folder, args.path)
+    if args.path:  # as `status` takes it: relative, or absolute inside the folder
+        args.path = relative_path(folder, args.path)
+    found = restore.kept_versions(folder, args.path or None)
     names = _device_names(folder, args.config_dir)
     if args.json:
         json.dump({"folder": str(folder), "versions": [

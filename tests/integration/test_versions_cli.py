@@ -62,3 +62,18 @@ def test_versions_listed_and_a_restore_reaches_the_peer(tmp_path):
                                     "in .p2psync/versions")
     finally:
         assert node.stop() == 0, node.log()
+
+
+def test_versions_takes_a_path_as_status_does(tmp_path):
+    """`versions ../x` answered "no earlier version of ../x is kept", exit 0, where
+    `status` and `restore` refuse a path outside the folder (exit 2); an absolute path
+    inside the folder is the same file as its relative one."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for outside in ("../x", "/etc/passwd"):
+        r = cli("versions", "--folder", str(folder), outside)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip() == f"p2psync: {outside} is not inside the folder {folder}"
+    r = cli("versions", "--folder", str(folder), str(folder / "a.txt"))
+    assert r.returncode == 0 and r.stdout.strip() == \
+        f"no earlier version of a.txt is kept in {folder}", r.stdout + r.stderr
