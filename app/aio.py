@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -24,6 +24,27 @@ async def cancel_and_wait(task: asyncio.Task) -> None:
         await asyncio.wait({task}, timeout=0.1)
     with contextlib.suppress(BaseException):
         task.result()  # retrieved: never "exception was never retrieved"
+
+
+async def unless_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Await work unless stop is set first: True when work ended first (its failure is
+    raised here), False when stop came first (work is cancelled and waited for).
+
+    A node's start may be long (a big folder's first scan) or wait for ever (an index on
+    a full disk waits for space): a stop must end it all the same.
+    """
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended = task.done()
+        await cancel_and_wait(stopping)
+        if not ended:
+            await cancel_and_wait(task)
+    if ended:
+        task.result()
+    return ended
 
 
 class Pulse:

@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 
-from app.aio import cancel_and_wait
+from app.aio import unless_stopped
 from app.core import platform
 from app.engine.config import Config, new_share_key
 from app.engine.control import ControlServer
@@ -115,7 +115,7 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
     control = ControlServer(node.fpaths.control_socket, node.node_info, node.transfers)
     try:
         await open_control(node, control)
-        if not await _started_unless_stopped(node, stop):
+        if not await unless_stopped(node.start(), stop):
             log.info("stopping before the start ended")
             return 0
         log.info("sharing %s as %s (device %s)", opts.folder, opts.name, node.device_id)
@@ -127,24 +127,6 @@ async def _run(opts: NodeOptions, args: argparse.Namespace) -> int:
         await control.stop()
         await node.stop()
     return 0
-
-
-async def _started_unless_stopped(node: Node, stop: asyncio.Event) -> bool:
-    """Whether the node started before a stop signal came. The start may take long (a
-    big folder's first scan) or wait for ever (an index on a full disk waits for
-    space): SIGTERM must end it all the same, with exit 0."""
-    starting = asyncio.ensure_future(node.start())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        started = starting.done()
-        await cancel_and_wait(stopping)
-        if not started:
-            await cancel_and_wait(starting)
-    if started:
-        starting.result()  # its failure, if it failed
-    return started
 
 
 # --- sync ----------------------------------------------------------------------------

@@ -83,10 +83,9 @@ class Ignore:
         never synced, whatever the file says: the config dir holds the device's private
         key and the indexes. A peer's files at such a path are never taken either."""
         self.root = Path(root)
-        self._own = [(rel, why) for d, why in own
-                     if (rel := _private_rel(self.root, d)) is not None]
-        self._own_lines = [_literal(rel) for rel, _ in self._own]
-        self._own_folded = [(rel.casefold(), why) for rel, why in self._own]
+        inside = [(rel, why) for d, why in own if (rel := _private_rel(self.root, d))]
+        self._own_lines = [_literal(rel) for rel, _ in inside]
+        self._own = [(rel.casefold(), why) for rel, why in inside]  # matched in any case
         self._key: tuple[int, int] | None = None
         self.rules = Rules([])
         self.previous: Rules | None = None  # the rules before the last change
@@ -136,7 +135,7 @@ class Ignore:
         In any case: on a file system that ignores case (macOS, Windows), a peer's
         `.Config/P2PSYNC/key.pem` is this device's key."""
         folded = rel.casefold()
-        for own, why in self._own_folded:
+        for own, why in self._own:
             if folded == own or folded.startswith(own + "/"):
                 return why
         return None

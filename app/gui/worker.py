@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from app.aio import cancel_and_wait
+from app.aio import cancel_and_wait, unless_stopped
 from app.core import conflicts, restore
 from app.core.states import details
 from app.core.units import human_size
@@ -260,24 +260,20 @@ class EngineWorker(QObject):
                 lambda: prepare_rows(tracker.snapshot())))
             self._ready.set()
             ticker = asyncio.create_task(self._tick_loop(node, tracker, completion))
-            starting = asyncio.create_task(node.start())
-            stopping = asyncio.create_task(self._stop_event.wait())
-            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if starting.done():
+            try:
+                started = await unless_stopped(node.start(), self._stop_event)
+            except P2PError as e:
                 self._scanning = False
-                try:
-                    starting.result()
-                except P2PError as e:
-                    self.failed.emit(str(e))
-                    return
+                self.failed.emit(str(e))
+                return
+            if started:
+                self._scanning = False
                 addr = node.listen_address
                 self.started.emit({"device_id": node.device_id, "name": opts.name,
                                    "folder": str(node.root),
                                    "listen": f"{addr[0]}:{addr[1]}" if addr else ""})
                 self._wake.set()
-                await stopping
-            else:
-                await cancel_and_wait(starting)
+                await self._stop_event.wait()
         finally:
             self._ready.clear()
             if ticker is not None:

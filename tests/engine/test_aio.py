@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from app.aio import Pulse, cancel_and_wait, opened_in_thread
+from app.aio import Pulse, cancel_and_wait, opened_in_thread, unless_stopped
 
 
 def test_a_task_that_swallows_a_cancellation_still_ends():
@@ -87,5 +87,35 @@ def test_what_a_thread_opens_for_a_cancelled_wait_is_closed_once_open():
         assert closed == ["thing"]
         assert await opened_in_thread(None, lambda: "kept", closed.append) == "kept"
         assert closed == ["thing"]  # a wait that ends keeps what was opened
+
+    asyncio.run(main())
+
+
+def test_unless_stopped_ends_long_work_at_a_stop_and_passes_on_its_failure():
+    """A start that waits for ever (an index on a full disk) ends at a stop, its
+    cleanup run; a start that fails first raises its own error, not a False."""
+    cleaned = []
+
+    async def waits_for_ever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append(True)
+
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        assert await asyncio.wait_for(unless_stopped(waits_for_ever(), stop), 5) is False
+        assert cleaned == [True]
+        assert await unless_stopped(asyncio.sleep(0), asyncio.Event()) is True
+        try:
+            await unless_stopped(fails(), asyncio.Event())
+        except ValueError as e:
+            assert str(e) == "boom"
+        else:
+            raise AssertionError("the failure was swallowed")
 
     asyncio.run(main())

@@ -32,6 +32,15 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.strip()]
 
 
+def starts(folder: Path, config: Path) -> list[tuple[str, ...]]:
+    """A `run` and a `sync` of folder on config that reach for no peer: the commands a
+    failure at start is checked with."""
+    common = ("--folder", str(folder), "--config-dir", str(config), "--no-discovery",
+              "--secret", SECRET)
+    return [("run", *common, "--listen", "127.0.0.1:0"),
+            ("sync", *common, "--peer", "127.0.0.1:9")]
+
+
 def assert_clean_error(r: subprocess.CompletedProcess, code: int) -> str:
     """Exit `code`, no traceback; returns the last stderr line (the error)."""
     assert r.returncode == code, (r.returncode, r.stdout, r.stderr)
@@ -242,11 +251,7 @@ def test_an_index_that_will_not_open_is_one_line_for_every_command(tmp_path, dam
                 r"start\)$")
     before = db.read_bytes()
     common = ("--folder", str(a), "--config-dir", str(cfg))
-    for args in (("status", *common), ("status", "--json", *common),
-                 ("run", *common, "--listen", "127.0.0.1:0", "--no-discovery",
-                  "--secret", SECRET),
-                 ("sync", *common, "--peer", "127.0.0.1:9", "--no-discovery",
-                  "--secret", SECRET)):
+    for args in (("status", *common), ("status", "--json", *common), *starts(a, cfg)):
         line = assert_clean_error(p2psync(*args), 1)
         assert re.match(want, line), (args[0], line)
     assert db.read_bytes() == before
@@ -266,10 +271,7 @@ def test_a_key_that_is_not_this_devices_is_one_line(tmp_path, damage):
         assert p2psync("id", "--config-dir", str(tmp_path / "other")).returncode == 0
         (cfg / "key.pem").write_bytes((tmp_path / "other" / "key.pem").read_bytes())
         want = "is not the key of cert.pem beside it"
-    common = ("--folder", str(a), "--config-dir", str(cfg), "--no-discovery",
-              "--secret", SECRET)
-    for args in (("run", *common, "--listen", "127.0.0.1:0"),
-                 ("sync", *common, "--peer", "127.0.0.1:9")):
+    for args in starts(a, cfg):
         line = assert_clean_error(p2psync(*args), 1)
         assert line == (f"p2psync: {cfg / 'key.pem'} {want}; to give this device a new "
                         f"identity (a new device ID), remove key.pem and cert.pem from {cfg}"
@@ -288,10 +290,7 @@ def test_a_read_only_config_dir_is_one_line(tmp_path):
         pytest.skip("cannot bind-mount here")
     try:
         subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
-        common = ("--folder", str(a), "--config-dir", str(ro), "--no-discovery",
-                  "--secret", SECRET)
-        for args in (("run", *common, "--listen", "127.0.0.1:0"),
-                     ("sync", *common, "--peer", "127.0.0.1:9")):
+        for args in starts(a, ro):
             line = assert_clean_error(p2psync(*args), 1)
             assert line == (f"p2psync: cannot write in the config dir {ro}: Read-only file "
                             "system"), line

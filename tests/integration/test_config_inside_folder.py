@@ -43,16 +43,15 @@ def test_a_config_dir_inside_the_folder_is_never_sent_nor_written(tmp_path):
 
 
 def test_the_folder_itself_as_config_dir_is_refused_untouched(tmp_path):
-    from tests.integration.test_cli_errors import assert_clean_error, p2psync
+    from tests.integration.test_cli_errors import assert_clean_error, p2psync, starts
 
     a = tmp_path / "A"
     a.mkdir(mode=0o755)
     a.chmod(0o755)
-    for args in (("run", "--listen", "127.0.0.1:0"), ("sync", "--peer", "127.0.0.1:9"),
-                 ("gui",)):
-        r = p2psync(*args, "--folder", str(a), "--config-dir", str(a), "--no-discovery",
-                    "--secret", "ZG5HXC-GLGF77-JAYYXA-3UYU6A")
-        line = assert_clean_error(r, 2)
+    gui = ("gui", "--folder", str(a), "--config-dir", str(a), "--no-discovery",
+           "--secret", "ZG5HXC-GLGF77-JAYYXA-3UYU6A")
+    for args in (*starts(a, a), gui):
+        line = assert_clean_error(p2psync(*args), 2)
         assert line == (f"p2psync: the config dir {a} is the shared folder itself: it holds "
                         "this device's key; pick another with --config-dir"), line
     assert list(a.iterdir()) == [] and a.stat().st_mode & 0o777 == 0o755
