@@ -467,17 +467,17 @@ class MainWindow(QMainWindow):
     def open_share(self, folder: Path, secret: str, name: str = "") -> bool:
         try:
             folder = checked_folder(folder)
+        except P2PError as e:
+            return self._back_to_setup(None, "", str(e))
+        try:
             if self.config.share_key(folder) != secret:
                 self.config.set_share_key(folder, secret)  # e.g. a damaged settings.json
             name = name.strip() or self.opts.name or self.config.device_name()
             if not self.opts.name and name != self.config.device_name():
                 self.config.set_device_name(name)
             prefs = Prefs.load(self.config)
-        except P2PError as e:
-            self.setup_page.set_folder(None)
-            self.setup_page.show_message(str(e))
-            self.pages.setCurrentIndex(0)
-            return False
+        except P2PError as e:  # the config dir's trouble (a full disk): the folder stays
+            return self._back_to_setup(folder, secret, str(e))
         self.settings.setValue("share/folder", str(folder))
         if self.settings.value("share/joining", "", str) not in ("", str(folder)):
             self.settings.remove("share/joining")  # another folder: that join is over
@@ -528,6 +528,20 @@ class MainWindow(QMainWindow):
         self._set_controls(False)
         w.start()
         return True
+
+    def _back_to_setup(self, folder: Path | None, secret: str, why: str) -> bool:
+        """The setup page, saying why the share did not open. A folder that is fine stays
+        chosen, and a key to join with stays typed, so that once the cause is gone (a
+        config dir on a full disk) one click opens it: a first start on a full disk
+        dropped the folder given with --folder."""
+        page = self.setup_page
+        page.set_folder(folder)
+        if folder is not None and secret and secret != getattr(page, "_new_key", None) \
+                and not page.key_edit.text().strip():
+            page.key_edit.setText(secret)
+        page.show_message(why)
+        self.pages.setCurrentIndex(0)
+        return False
 
     # --- the engine's reports -----------------------------------------------------------
     def _on_started(self, info: dict) -> None:

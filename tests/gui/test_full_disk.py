@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 
-from tests.gui.test_app import WAIT, close_and_wait, make_window, started  # noqa: F401 - a fixture
+from tests.gui.test_app import WAIT, click, close_and_wait, make_window, started  # noqa: F401 - a fixture
 from tests.procs import fill, start_run, tmpfs
 
 KEY = "full-disk-key"
@@ -70,3 +70,27 @@ def test_the_app_closed_while_waiting_for_space_stops(qtbot, tmp_path, make_wind
         qtbot.waitUntil(lambda: w.progress_label.text().startswith("Waiting for space"),
                         timeout=WAIT)
         close_and_wait(qtbot, w)
+
+
+def test_a_first_start_on_a_full_disk_keeps_the_folder_and_key(qtbot, tmp_path,
+                                                               make_window):  # noqa: F811
+    """Nothing of this device is on the disk yet, and its settings cannot be written:
+    the setup page says why with the folder given still chosen and the key still
+    typed, and once space is freed one click opens the share with that key (the
+    folder was dropped: chosen again, the key typed again)."""
+    with tmpfs(tmp_path / "disk", "4m") as disk:
+        folder, cfg = disk / "folder", disk / "cfg"
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine\n")
+        filler = fill(disk)
+        w = make_window(folder=folder, secret=KEY, config=cfg)
+        page = w.setup_page
+        assert w.pages.currentWidget() is page and w.worker is None
+        assert "No space left on device" in page.message.text()
+        assert page.folder_label.text() == str(folder.resolve())
+        assert page.key_edit.text() == KEY
+        filler.unlink()
+        click(qtbot, page.join_button)
+        started(qtbot, w)
+        assert w.config.share_key(folder.resolve()) == KEY
+        qtbot.waitUntil(lambda: w.files_model.row_of("notes.txt") >= 0, timeout=WAIT)
