@@ -35,12 +35,32 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def host_port(text: str) -> tuple[str, int]:
+def _address(text: str, *, any_host: bool) -> tuple[str, int]:
+    """HOST:PORT, an IPv6 address in brackets ([::1]:22100). `any_host`: where to
+    listen, so no host means every address and port 0 any free port; else a peer,
+    which has both."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+    low = 0 if any_host else 1
+    if not sep or not port.isdigit() or not (low <= int(port) <= 65535):
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT, the port from {low} to 65535, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT, an IPv6 address in brackets ([::1]:22100), got {text!r}")
+    if not host and not any_host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, the host's name or address "
+                                         f"before the colon, got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    return _address(text, any_host=True)
+
+
+def peer_address(text: str) -> tuple[str, int]:
+    return _address(text, any_host=False)
 
 
 def port(text: str) -> int:
@@ -65,9 +85,9 @@ def _node_options(p: argparse.ArgumentParser, *, folder_required: bool,
     p.add_argument("--folder", type=Path, required=folder_required, help="the shared folder")
     p.add_argument("--config-dir", type=Path, help="where this device keeps its key, "
                    "settings and index (default: the platform's config dir)")
-    p.add_argument("--listen", type=host_port, metavar="HOST:PORT",
+    p.add_argument("--listen", type=listen_address, metavar="HOST:PORT",
                    help="where to accept peers (port 0 = any free port; default 0.0.0.0:22100)")
-    p.add_argument("--peer", type=host_port, action="append", default=[], metavar="HOST:PORT",
+    p.add_argument("--peer", type=peer_address, action="append", default=[], metavar="HOST:PORT",
                    help="a peer to reach directly, without discovery (repeatable)")
     p.add_argument("--no-discovery", action="store_true", help="only use --peer addresses")
     p.add_argument("--discovery-port", type=port, default=22101, metavar="N",

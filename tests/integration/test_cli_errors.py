@@ -7,6 +7,7 @@ stderr, never a traceback; `run` exits 0 on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from app import __version__
+from app.cli.main import listen_address, peer_address
 from tests.procs import SECRET, env, p2psync_cmd, start_run, sync, wait_until
 
 
@@ -84,8 +86,11 @@ def test_folder_that_is_a_file_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("peer", ["nonsense", "127.0.0.1", "127.0.0.1:port", "host:99999",
-                                  "127.0.0.1:-1", ""])
+                                  "127.0.0.1:-1", "", "127.0.0.1:0", ":9", "::1", "[::1",
+                                  "fe80::1:22100"])
 def test_bad_peer_syntax_is_usage_error(tmp_path, peer):
+    """Port 0, no host, an IPv6 address without brackets: `::1` was dialled as host ":"
+    port 1, `:9` as 0.0.0.0, port 0 failed as "connection refused"."""
     (tmp_path / "B").mkdir()
     r = p2psync("sync", "--folder", str(tmp_path / "B"), "--config-dir", str(tmp_path / "cfg"),
                 "--peer", peer, "--secret", "k", "--no-discovery")
@@ -336,3 +341,15 @@ def test_unreachable_error_is_said_once(tmp_path):
     assert r.returncode == 3
     lines = [line for line in error_lines(r.stderr) if "refused" in line]
     assert len(lines) == 1, r.stderr
+
+
+def test_addresses_as_typed():
+    """What --listen and --peer take: an IPv6 address in brackets, no host where to
+    listen (every address), port 0 only there (any free port)."""
+    assert peer_address("[::1]:22100") == ("::1", 22100)
+    assert peer_address("laptop.local:22100") == ("laptop.local", 22100)
+    assert listen_address(":0") == ("0.0.0.0", 0)
+    assert listen_address("[::]:22100") == ("::", 22100)
+    for bad in ("::1:0", "[::1:0", "x:70000"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            listen_address(bad)
