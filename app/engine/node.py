@@ -157,7 +157,7 @@ def _closed_early(exc: BaseException) -> bool:
 
 
 def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
-    where = f"{host}:{port}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # as it is typed
     if isinstance(exc, ConnectionRefusedError):
         return (f"{where}: connection refused (is p2psync running there? "
                 f"is TCP port {port} open in its firewall?)")

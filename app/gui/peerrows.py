@@ -179,7 +179,9 @@ class PeerBook:
 def _reason(text: str, address: str) -> str:
     """A dial failure as the row says it: without the address (the row shows it) nor the
     command-line hint, which means nothing in the window."""
-    return text.removeprefix(f"{address}: ").replace(" (wrong --secret)", "")
+    host, _, port = address.rpartition(":")
+    typed = f"[{host}]:{port}" if ":" in host else address  # an IPv6 one is bracketed
+    return text.removeprefix(f"{typed}: ").replace(" (wrong --secret)", "")
 
 
 def _split(address: str) -> tuple[str, int] | None:

@@ -74,3 +74,10 @@ def test_one_row_per_device_at_its_listening_address_and_a_restart(qtbot, tmp_pa
         assert dialled_wrong == []
     finally:
         assert b.stop() == 0, b.log()
+
+
+def test_a_rows_reason_leaves_out_its_address_ipv6_too():
+    from app.gui.peerrows import _reason
+
+    assert _reason("[::1]:9: connection refused", "::1:9") == "connection refused"
+    assert _reason("127.0.0.1:9: timed out", "127.0.0.1:9") == "timed out"

@@ -353,3 +353,13 @@ def test_addresses_as_typed():
     for bad in ("::1:0", "[::1:0", "x:70000"):
         with pytest.raises(argparse.ArgumentTypeError):
             listen_address(bad)
+
+
+def test_an_ipv6_peer_is_named_as_typed():
+    """`--peer [::1]:9` failed as "::1:9: connection refused"."""
+    from app.engine.node import describe_connect_error
+
+    said = describe_connect_error("::1", 9, ConnectionRefusedError())
+    assert said.startswith("[::1]:9: connection refused"), said
+    assert describe_connect_error("127.0.0.1", 9, ConnectionRefusedError()).startswith(
+        "127.0.0.1:9: connection refused")
