@@ -363,3 +363,20 @@ def test_an_ipv6_peer_is_named_as_typed():
     assert said.startswith("[::1]:9: connection refused"), said
     assert describe_connect_error("127.0.0.1", 9, ConnectionRefusedError()).startswith(
         "127.0.0.1:9: connection refused")
+
+
+def test_the_whole_system_is_no_folder_to_share(tmp_path):
+    """`--folder /` watched /proc and /sys, hashed their files and made /.p2psync.
+    (Asked of `status`, which reads no folder, so the test itself stays harmless.)"""
+    from app.engine.folder import checked_folder
+    from app.errors import UsageError
+
+    for folder in ("/", "/proc", "/sys/kernel"):
+        with pytest.raises(UsageError, match=f"refusing to share {folder}: "):
+            checked_folder(Path(folder))
+    assert checked_folder(tmp_path) == tmp_path.resolve()
+    r = subprocess.run(p2psync_cmd("status", "--folder", "/", "--config-dir",
+                                   str(tmp_path / "cfg")),
+                       capture_output=True, text=True, env=env(), timeout=60)
+    line = assert_clean_error(r, 2)
+    assert "refusing to share /: it is the whole system" in line, line
