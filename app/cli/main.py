@@ -14,6 +14,7 @@ from pathlib import Path
 from app import __version__
 from app.engine.folder import checked_folder
 from app.errors import P2PError, UsageError
+from app.net.peertext import name_problem
 
 EXAMPLES = {
     "run": "example:\n  p2psync run --folder ~/Shared --secret KEY",
@@ -63,6 +64,14 @@ def peer_address(text: str) -> tuple[str, int]:
     return _address(text, any_host=False)
 
 
+def device_name(text: str) -> str:
+    """--name: shown on every peer, in logs and windows (a newline in it was sent as it
+    was, to forge a line in a peer's log)."""
+    if problem := name_problem(text):
+        raise argparse.ArgumentTypeError(f"expected {problem}, got {text[:80]!r}")
+    return text.strip()
+
+
 def port(text: str) -> int:
     if not text.isdigit() or not (1 <= int(text) <= 65535):
         raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
@@ -95,7 +104,8 @@ def _node_options(p: argparse.ArgumentParser, *, folder_required: bool,
     if secret:
         p.add_argument("--secret", help="the share key (or env P2PSYNC_SECRET; default: the "
                        "key stored for this folder)")
-    p.add_argument("--name", help="this device's display name (default: host name)")
+    p.add_argument("--name", type=device_name,
+                   help="this device's display name (default: host name)")
     p.add_argument("--allow-mass-delete", action="store_true",
                    help="apply a deletion the mass-deletion guard held back (more than half "
                    "of the files, or a folder whose .p2psync marker is gone)")

@@ -44,6 +44,7 @@ from app.engine import malloc
 from app.net import datalink
 from app.net import gate as g
 from app.net.handshake import HANDSHAKE_MAX_FRAME, HandshakeError
+from app.net.peertext import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ class Listener:
             """Our verdict is charged before the peer hears it: its next try sees it."""
             nonlocal name
             outcome = OUTCOMES.get(e.code, g.PROTOCOL)
-            name = _clip_name(e.peer.name) if getattr(e, "peer", None) is not None else ""
+            name = shown_name(e.peer.name) if getattr(e, "peer", None) is not None else ""
             judged.append((outcome, str(e), self.gate.finish(slot, outcome, time.monotonic())))
 
         outcome, detail = g.TIMEOUT, ""
@@ -506,10 +507,6 @@ def _discard(conn: socket.socket | None, writer: asyncio.StreamWriter | None) ->
         conn.close()
 
 
-def _clip_name(name: str) -> str:
-    """A device name a stranger sent: printable and short, for a log line."""
-    name = "".join(c if c.isprintable() else "?" for c in name)
-    return name if len(name) <= 64 else name[:61] + "..."
 
 
 def _host(host: str) -> str:

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app import __version__
 from app.gui.prefs import Prefs
+from app.net.peertext import NAME_MAX
 
 LICENCE = "MIT"  # pyproject.toml
 
@@ -43,6 +44,7 @@ class SettingsDialog(QDialog):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         self.name = QLineEdit(prefs.device_name, objectName="settingsName")
+        self.name.setMaxLength(NAME_MAX)  # as every peer shows it
         self.name.setPlaceholderText("How the other devices see this one")
         form.addRow("Device name", self.name)
         self.port = QSpinBox(objectName="settingsPort")

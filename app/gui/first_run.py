@@ -37,6 +37,7 @@ from app.engine.config import Config, new_share_key
 from app.gui.models import app_icon
 from app.net import sharekey
 from app.net.keystrength import app_warning
+from app.net.peertext import NAME_MAX
 
 
 def _title(text: str, scale: float = 1.6) -> QLabel:
@@ -151,6 +152,7 @@ class SetupPage(QWidget):
         self._step(grid, 0, "The folder to share", row)
 
         self.name_edit = QLineEdit(device_name)
+        self.name_edit.setMaxLength(NAME_MAX)  # as every peer shows it
         self.name_edit.setObjectName("deviceName")
         self.name_edit.setPlaceholderText("How the other devices see this one")
         self._step(grid, 1, "The name of this device", self.name_edit)

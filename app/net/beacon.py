@@ -22,6 +22,7 @@ import msgpack
 
 from app.core import platform
 from app.net.discovery import MAX_PACKET, broadcast_targets
+from app.net.peertext import shown_name
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def decode(packet: bytes) -> dict | None:
             and type(msg.get("port")) is int and 0 < msg["port"] <= 65535
             and isinstance(msg.get("name"), str) and isinstance(msg.get("device"), str)):
         return None
+    msg["name"] = shown_name(msg["name"])  # a stranger's words: printable and short
     return msg
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from app.net.framing import FrameError, read_message, write_message
 from app.net.identity import Identity, device_id_from_der, verify_signature
+from app.net.peertext import clipped, shown_name
 
 PROTOCOL_VERSION = 1
 MAGIC = "p2psync"
@@ -189,7 +190,7 @@ class _Run:
             return msg
         if msg["t"] == "error":
             raise _peer_error(msg)
-        raise _Reject("protocol", f"the peer sent {_clip(msg['t'])!r} instead of {kind!r}")
+        raise _Reject("protocol", f"the peer sent {clipped(msg['t'])!r} instead of {kind!r}")
 
     def _check_hello(self, hello: dict, tls_peer_cert: bytes | None) -> PeerInfo:
         if hello.get("magic") != MAGIC:
@@ -198,7 +199,7 @@ class _Run:
         if type(version) is not int or version != PROTOCOL_VERSION:
             raise _Reject(
                 "protocol",
-                f"the peer speaks protocol version {_clip(version)}, "
+                f"the peer speaks protocol version {clipped(version)}, "
                 f"this device speaks {PROTOCOL_VERSION}",
             )
         device, name, cert = hello.get("device"), hello.get("name"), hello.get("cert")
@@ -214,7 +215,9 @@ class _Run:
                 "identity", "the peer's certificate differs from the one it presented in TLS"
             )
         extra = {k: v for k, v in hello.items() if k not in HELLO_KEYS}
-        return PeerInfo(device, name, cert, extra)
+        # Shown in logs, the window and `status`: a member's name of a megabyte, or with
+        # a newline (a forged log line) or a terminal's escape codes, is none of those.
+        return PeerInfo(device, shown_name(name), cert, extra)
 
     def _finish_spake(self, spake: Any, peer_msg: bytes) -> bytes:
         try:
@@ -278,14 +281,9 @@ def _peer_error(msg: dict) -> HandshakeError:
     code = msg.get("code")
     if code == "auth":
         return HandshakeError("auth", REFUSED_KEY_MSG)
-    said = f'it said: "{_clip(msg.get("msg"))}"'
+    said = f'it said: "{clipped(msg.get("msg"))}"'
     if code == "identity":
         return HandshakeError("identity", f"the peer rejected our identity; {said}")
     return HandshakeError("protocol", f"the peer ended the handshake; {said}")
 
 
-def _clip(value: object, limit: int = 120) -> str:
-    """Peer-supplied text made safe to log: printable and short."""
-    text = value if isinstance(value, str) else repr(value)
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

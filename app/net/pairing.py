@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from app.net.framing import FrameError, read_message, write_message
 from app.net.identity import Identity, client_context, device_id_from_der, verify_signature
 from app.net.pairwords import confirmation_words, new_code, parse_code
+from app.net.peertext import clipped, shown_name
 
 MAGIC = "p2psync-pair"
 VERSION = 1
@@ -330,9 +331,9 @@ class _Turns:
         if kind == "error":
             code = msg.get("code") if isinstance(msg.get("code"), str) else "protocol"
             text = msg.get("msg") if isinstance(msg.get("msg"), str) else ""
-            raise PairingError(code, _clip(text) or f"the other device ended it ({code})")
+            raise PairingError(code, clipped(text, 200) or f"the other device ended it ({code})")
         if kind not in self.EXPECTS.get(self.state, ()):
-            raise PairingError("protocol", f"the other device sent {_clip(str(kind))!r} out "
+            raise PairingError("protocol", f"the other device sent {clipped(str(kind), 200)!r} out "
                                f"of turn (waiting for {self._waiting()})")
         return msg
 
@@ -390,7 +391,7 @@ class _InviterTurns(_Turns):
         except Exception:  # noqa: BLE001 - spake2 raises several kinds
             raise PairingError("protocol", "the joining device sent an invalid SPAKE2 "
                                "message") from None
-        self._joiner_cert, self._joiner = cert, (device, _clip(name, 64))
+        self._joiner_cert, self._joiner = cert, (device, shown_name(name))
         self._transcript = _transcript(nameplate, self.identity.cert_der, cert)
         self.state = "proof"
         return {"t": "pair", "magic": MAGIC, "v": VERSION, "device": self.identity.device_id,
@@ -467,7 +468,7 @@ class _JoinerTurns(_Turns):
     def proof(self, msg: dict) -> dict:
         if msg.get("t") == "hello":  # a node's share handshake: nothing to pair with there
             who = msg.get("name") if isinstance(msg.get("name"), str) else "that device"
-            raise PairingError("none", f"{_clip(who, 64)} at {self.address} has no open "
+            raise PairingError("none", f"{shown_name(who)} at {self.address} has no open "
                                "invitation (it expired, was used or was cancelled): ask for "
                                "a new code")
         self.take(msg)
@@ -484,7 +485,7 @@ class _JoinerTurns(_Turns):
             raise PairingError("protocol", "the inviting device sent an invalid SPAKE2 "
                                "message") from None
         self._transcript = _transcript(self.nameplate, cert, self.identity.cert_der)
-        self.peer = Peer(device, _clip(name, 64), _words(self._key, self._transcript),
+        self.peer = Peer(device, shown_name(name), _words(self._key, self._transcript),
                          self.address)
         self.state = "proof"
         signed = b"joiner" + self._transcript
@@ -550,11 +551,6 @@ async def _tell(writer: asyncio.StreamWriter, error: PairingError) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(write_message(
             writer, {"t": "error", "code": error.code, "msg": str(error)}), 1.0)
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 __all__ = ["ASKING", "BURNED", "CANCELLED", "DECLINED", "ENDED", "EXPIRED", "Invitation",

@@ -380,3 +380,12 @@ def test_the_whole_system_is_no_folder_to_share(tmp_path):
                        capture_output=True, text=True, env=env(), timeout=60)
     line = assert_clean_error(r, 2)
     assert "refusing to share /: it is the whole system" in line, line
+
+
+@pytest.mark.parametrize("name", ["a\nb", "x" * 65, " ", "tab\there"])
+def test_a_name_no_peer_could_show_is_usage_error(tmp_path, name):
+    (tmp_path / "B").mkdir()
+    r = p2psync("sync", "--folder", str(tmp_path / "B"), "--config-dir", str(tmp_path / "cfg"),
+                "--peer", "127.0.0.1:9", "--secret", "k", "--no-discovery", "--name", name)
+    line = assert_clean_error(r, 2)
+    assert "argument --name: expected a name of printable characters, at most 64" in line, line

@@ -264,3 +264,16 @@ def test_extra_cannot_override_standard_keys(alice) -> None:
     with pytest.raises(ValueError, match="cert"):
         asyncio.run(go())
 
+
+
+def test_a_peers_name_is_shown_printable_and_short(alice: Identity, bob: Identity) -> None:
+    """A member's name with a newline forged a line in this device's log, with a
+    terminal's escape codes it moved the cursor, and a megabyte of it filled windows."""
+    server, _ = run_pair(
+        alice,
+        side(alice, initiator=False, name="alice"),
+        side(bob, initiator=True, name="bob\n2026-12-04 p2psync: in sync\x1b[2J" + "x" * 1000),
+    )
+    assert isinstance(server, PeerInfo), server
+    assert server.name.isprintable() and len(server.name) == 64, server.name
+    assert server.name.startswith("bob?2026-12-04 p2psync: in sync?[2J")

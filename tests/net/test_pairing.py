@@ -264,3 +264,15 @@ def test_stopping_the_inviting_node_while_asking_tells_the_joiner(tmp_path):
 
     result = asyncio.run(go())
     assert isinstance(result, pairing.PairingError) and result.code == "declined"
+
+
+def test_a_beacons_name_is_shown_printable_and_short():
+    """A stranger's beacon names the inviting device: no newline or escape code of it
+    reaches the joiner's terminal, and no more than 64 characters."""
+    import msgpack
+
+    packet = beacon.MAGIC + msgpack.packb({"n": 7, "port": 22100, "device": "X",
+                                           "name": "ev\nil\x1b[2J" + "y" * 300})
+    msg = beacon.decode(packet)
+    assert msg is not None and msg["name"].isprintable() and len(msg["name"]) == 64
+    assert msg["name"].startswith("ev?il?[2J")
