@@ -50,6 +50,7 @@ from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
+from app.net.peertext import clipped
 
 if TYPE_CHECKING:  # imported where it starts, in a worker thread (see _start_watcher)
     from app.engine.watcher import FolderWatcher
@@ -1549,7 +1550,7 @@ class Node:
             if not st:
                 continue
             name = peer.conn.info.name
-            theirs = dict(st.get("blocked", []))
+            theirs = {p: clipped(why, 500) for p, why in st.get("blocked", [])}  # its words
             ours = self.index.get_many(list(theirs))
             lines += [f"{path} (on {name}): {why}" for path, why in theirs.items()
                       if path in ours and not ours[path].deleted
