@@ -207,3 +207,20 @@ def test_a_directory_this_user_may_not_write_and_a_file_it_may_not_read(tmp_path
         assert got["ok.txt"]["state"] == "synced"
     finally:
         assert node.stop() == 0, node.log()
+
+
+def test_status_text_escapes_a_names_control_characters():
+    """A file a peer named "x\\n  synced  fake" or with a terminal's escape codes
+    printed as a line of its own, or sent those codes to the terminal; --json was
+    always escaped."""
+    from app.cli.status import render
+
+    text = render({"folder": "/f", "device_id": "D", "node": None, "files": [
+        {"state": "error", "path": "x\n  synced        fake\x1b]52;c;ZXZpbA==\x07",
+         "why": "it said: no\nreally"},
+        {"state": "synced", "path": "été/notes.txt"}]})
+    lines = text.splitlines()
+    assert r"  error         x\n  synced        fake\x1b]52;c;ZXZpbA==\x07" in lines, text
+    assert r"                why: it said: no\nreally" in lines, text
+    assert "  synced        été/notes.txt" in lines, text
+    assert "\x1b" not in text and "\x07" not in text
