@@ -27,6 +27,7 @@ from app.engine import control
 from app.engine.config import Config
 from app.errors import P2PError, UsageError
 from app.net import identity
+from app.net.peertext import escaped
 
 
 def collect(folder: Path, config_dir: Path | None, only: list[str] | None = None) -> dict:
@@ -138,16 +139,7 @@ def render_lines(report: dict) -> Iterator[str]:
     lines.append(f"files:  {summary}")
     yield from (line + "\n" for line in lines)
     for f in rows():
-        yield f"  {f['state']:<13} {_seen(f['path'])}\n"
+        yield f"  {f['state']:<13} {escaped(f['path'])}\n"
         if f["state"] != SYNCED and f.get("why"):
-            yield f"                why: {_seen(f['why'])}\n"
+            yield f"                why: {escaped(f['why'])}\n"
 
-
-def _seen(text: str) -> str:
-    """text as a terminal may show it: a name's control characters escaped (\\n,
-    \\x1b), as `ls` does, so a file a peer named cannot end a line of this output nor
-    send the terminal its escape codes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)

@@ -50,7 +50,7 @@ from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
-from app.net.peertext import clipped
+from app.net.peertext import escaped
 
 if TYPE_CHECKING:  # imported where it starts, in a worker thread (see _start_watcher)
     from app.engine.watcher import FolderWatcher
@@ -1542,7 +1542,7 @@ class Node:
         got it); what it could not take from some other device is not this sync's
         business.
         """
-        lines = [f"{path}: {why}" for path, why in sorted(self.blocked.items())]
+        lines = [f"{escaped(path)}: {escaped(why)}" for path, why in sorted(self.blocked.items())]
         lines += self._local_problems()
         for device in devices:
             peer = self.peers.get(device)
@@ -1550,9 +1550,9 @@ class Node:
             if not st:
                 continue
             name = peer.conn.info.name
-            theirs = {p: clipped(why, 500) for p, why in st.get("blocked", [])}  # its words
+            theirs = {p: escaped(why[:500]) for p, why in st.get("blocked", [])}  # its words
             ours = self.index.get_many(list(theirs))
-            lines += [f"{path} (on {name}): {why}" for path, why in theirs.items()
+            lines += [f"{escaped(path)} (on {name}): {why}" for path, why in theirs.items()
                       if path in ours and not ours[path].deleted
                       and self._lacks_ours(device, ours[path])]
             more = st.get("nblocked", 0) - len(theirs)
@@ -1564,11 +1564,11 @@ class Node:
         """Our own files that no device gets: unreadable ones, names that cannot be
         synced (the scanner lists them, see app/core/why.py for the words)."""
         unreadable, count = self.index.unreadable(STATE_BLOCKED_MAX)
-        lines = [f"{path}: {why_text.error(reason)}" for path, reason in unreadable]
+        lines = [f"{escaped(path)}: {why_text.error(reason)}" for path, reason in unreadable]
         if count > len(unreadable):
             lines.append(f"... and {count - len(unreadable)} more unreadable file(s) here")
         skipped = sorted(self.index.skipped().items())
-        lines += [f"{path}: {reason}" for path, reason in skipped[:STATE_BLOCKED_MAX]]
+        lines += [f"{escaped(path)}: {reason}" for path, reason in skipped[:STATE_BLOCKED_MAX]]
         if len(skipped) > STATE_BLOCKED_MAX:
             lines.append(f"... and {len(skipped) - STATE_BLOCKED_MAX} more name(s) here that "
                          "cannot be synced (`p2psync status` lists them)")

@@ -14,6 +14,16 @@ def clipped(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def escaped(text: str) -> str:
+    """text (a file's name above all) as a terminal may show it: its control characters
+    escaped (\\n, \\x1b) as `ls` does, so a name a peer chose can neither end a line
+    of the output nor send the terminal its escape codes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def shown_name(name: str) -> str:
     """A device's name as every view shows it."""
     return clipped(name, NAME_MAX)

@@ -1,5 +1,5 @@
 """The lines a `sync` prints for files that could not be synced take a peer's words
-for why as it is allowed to say them: printable, so a member cannot forge a line of
+for why as they may be shown: control characters escaped, so a member cannot forge a line of
 this device's output nor send a terminal's escape codes through it."""
 
 from __future__ import annotations
@@ -32,4 +32,4 @@ def test_a_peers_reason_is_printed_printable(tmp_path):
             await node.stop()
 
     lines = asyncio.run(main())
-    assert lines == ["notes.txt (on evil): no?2026-12-04 p2psync: in sync?[2J"], lines
+    assert lines == [r"notes.txt (on evil): no\n2026-12-04 p2psync: in sync\x1b[2J"], lines
