@@ -15,6 +15,7 @@ from app.engine.config import Config
 from app.engine.folder import checked_folder
 from app.errors import UsageError
 from app.net import identity
+from app.net.peertext import escaped, shown_name
 
 
 def versions(args: argparse.Namespace) -> int:
@@ -36,10 +37,10 @@ def versions(args: argparse.Namespace) -> int:
     last = None
     for v in found:
         if v.path != last:
-            print(v.path)
+            print(escaped(v.path))
             last = v.path
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.when))
-        who = f"{names[v.by]} ({v.by[:7]})" if v.by in names else v.by[:7]
+        who = f"{shown_name(names[v.by])} ({v.by[:7]})" if v.by in names else v.by[:7]
         by = f"replaced by a change from {who}" if v.by else "replaced or deleted here"
         print(f"  {when}  {human_size(v.size):>9}  {by}  (--at {v.stamp})")
     return 0
