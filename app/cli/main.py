@@ -33,7 +33,10 @@ EXAMPLES = {
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2
-        raise UsageError(f"{self.prog}: {message}")
+        # "p2psync: " starts every error line already ("p2psync: p2psync sync: ..."):
+        # the command's name only
+        command = self.prog.removeprefix("p2psync").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _address(text: str, *, any_host: bool) -> tuple[str, int]:

@@ -389,3 +389,14 @@ def test_a_name_no_peer_could_show_is_usage_error(tmp_path, name):
                 "--peer", "127.0.0.1:9", "--secret", "k", "--no-discovery", "--name", name)
     line = assert_clean_error(r, 2)
     assert "argument --name: expected a name of printable characters, at most 64" in line, line
+
+
+def test_a_usage_error_names_the_program_once(tmp_path):
+    """It said "p2psync: p2psync sync: argument --peer: ..." and "p2psync: p2psync:
+    argument command: ...\""""
+    r = p2psync("sync", "--folder", str(tmp_path), "--peer", "x")
+    assert assert_clean_error(r, 2).startswith("p2psync: sync: argument --peer: expected"), \
+        r.stderr
+    r = p2psync("nonsense")
+    assert assert_clean_error(r, 2).startswith("p2psync: argument command: invalid choice"), \
+        r.stderr
