@@ -62,6 +62,7 @@ def _device_names(folder, config_dir) -> dict[str, str]:
 
 def restore_one(args: argparse.Namespace) -> int:
     folder = checked_folder(args.folder)
+    args.path = relative_path(folder, args.path)  # as `status` and `versions` take it
     try:
         chosen, replaced = restore.restore(folder, args.path, args.at)
     except (restore.RestoreError, ValueError) as e:

@@ -64,16 +64,20 @@ def test_versions_listed_and_a_restore_reaches_the_peer(tmp_path):
         assert node.stop() == 0, node.log()
 
 
-def test_versions_takes_a_path_as_status_does(tmp_path):
+def test_versions_and_restore_take_a_path_as_status_does(tmp_path):
     """`versions ../x` answered "no earlier version of ../x is kept", exit 0, where
-    `status` and `restore` refuse a path outside the folder (exit 2); an absolute path
-    inside the folder is the same file as its relative one."""
+    `status` refuses a path outside the folder (exit 2); `restore` refused an absolute
+    path inside the folder ("absolute path") that `status` takes as its relative one."""
     folder = tmp_path / "f"
     folder.mkdir()
-    for outside in ("../x", "/etc/passwd"):
-        r = cli("versions", "--folder", str(folder), outside)
-        assert r.returncode == 2, r.stderr
-        assert r.stderr.strip() == f"p2psync: {outside} is not inside the folder {folder}"
+    for command in ("versions", "restore"):
+        for outside in ("../x", "/etc/passwd"):
+            r = cli(command, "--folder", str(folder), outside)
+            assert r.returncode == 2, r.stderr
+            assert r.stderr.strip() == f"p2psync: {outside} is not inside the folder {folder}"
     r = cli("versions", "--folder", str(folder), str(folder / "a.txt"))
     assert r.returncode == 0 and r.stdout.strip() == \
         f"no earlier version of a.txt is kept in {folder}", r.stdout + r.stderr
+    r = cli("restore", "--folder", str(folder), str(folder / "a.txt"))
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "p2psync: no earlier version of a.txt is kept in .p2psync/versions", r.stderr
