@@ -142,4 +142,3 @@ def render_lines(report: dict) -> Iterator[str]:
         yield f"  {f['state']:<13} {escaped(f['path'])}\n"
         if f["state"] != SYNCED and f.get("why"):
             yield f"                why: {escaped(f['why'])}\n"
-

@@ -44,7 +44,7 @@ from app.engine import malloc
 from app.net import datalink
 from app.net import gate as g
 from app.net.handshake import HANDSHAKE_MAX_FRAME, HandshakeError
-from app.net.peertext import shown_name
+from app.net.peertext import shown_address, shown_name
 
 log = logging.getLogger(__name__)
 
@@ -235,11 +235,11 @@ class Listener:
         verdict = self.gate.admit(host, now)
         if verdict.slot is None:
             _turn_away(conn, ALERTS.get(verdict.reason))
-            self._report(verdict.notice, f"{_host(host)}:{port}", "")
+            self._report(verdict.notice, shown_address(host, port), "")
             return
         if verdict.victim is not None:
             self._evict(verdict.victim, now)
-        pending = _Pending(conn, f"{_host(host)}:{port}")
+        pending = _Pending(conn, shown_address(host, port))
         verdict.slot.cancel, verdict.slot.peer = pending.end, pending.address
         pending.task = asyncio.create_task(self._serve(pending, verdict.slot))
         self._tasks.add(pending.task)
@@ -505,12 +505,6 @@ def _discard(conn: socket.socket | None, writer: asyncio.StreamWriter | None) ->
         writer.transport.abort()
     if conn is not None:
         conn.close()
-
-
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _ssl_reason(e: BaseException) -> str:

@@ -50,7 +50,7 @@ from app.errors import P2PError, RefusedError
 from app.net import identity
 from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
-from app.net.peertext import escaped
+from app.net.peertext import escaped, shown_address
 
 if TYPE_CHECKING:  # imported where it starts, in a worker thread (see _start_watcher)
     from app.engine.watcher import FolderWatcher
@@ -158,7 +158,7 @@ def _closed_early(exc: BaseException) -> bool:
 
 
 def describe_connect_error(host: str, port: int, exc: BaseException) -> str:
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # as it is typed
+    where = shown_address(host, port)
     if isinstance(exc, ConnectionRefusedError):
         return (f"{where}: connection refused (is p2psync running there? "
                 f"is TCP port {port} open in its firewall?)")

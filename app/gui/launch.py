@@ -24,15 +24,11 @@ log = logging.getLogger("p2psync.gui")
 LOG_NAME = "p2psync.log"
 
 
-def log_dir() -> Path:
-    from app.core.configdir import default_log_dir
-
-    return default_log_dir()
-
-
 def setup_file_logging(directory: Path | None = None) -> Path | None:
     """Log INFO and above to DIR/p2psync.log (rotated at 1 MB, 3 kept); returns its path."""
-    directory = directory or log_dir()
+    from app.core.configdir import default_log_dir
+
+    directory = directory or default_log_dir()
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / LOG_NAME

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app.engine.roles import listening_host
+from app.net.peertext import shown_address
 
 if TYPE_CHECKING:
     from app.engine.node import Node
@@ -180,8 +181,7 @@ def _reason(text: str, address: str) -> str:
     """A dial failure as the row says it: without the address (the row shows it) nor the
     command-line hint, which means nothing in the window."""
     host, _, port = address.rpartition(":")
-    typed = f"[{host}]:{port}" if ":" in host else address  # an IPv6 one is bracketed
-    return text.removeprefix(f"{typed}: ").replace(" (wrong --secret)", "")
+    return text.removeprefix(f"{shown_address(host, port)}: ").replace(" (wrong --secret)", "")
 
 
 def _split(address: str) -> tuple[str, int] | None:

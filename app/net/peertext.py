@@ -1,5 +1,5 @@
-"""Text another device sends (its name, its reasons) as this device shows it:
-printable and short, so no device can forge a log line, move a terminal's cursor or
+"""Text another device sends (its name, its reasons, its address) as this device shows
+it: printable and short, so no device can forge a log line, move a terminal's cursor or
 fill a window. And the same rule for the name a user gives this device."""
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ def escaped(text: str) -> str:
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
+
+
+def shown_address(host: str, port: int | str) -> str:
+    """HOST:PORT as a user types it: an IPv6 address in brackets ([::1]:22100)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def shown_name(name: str) -> str:
