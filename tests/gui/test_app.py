@@ -366,7 +366,7 @@ def test_a_control_socket_path_that_is_not_a_socket_only_blinds_status(qtbot, tm
     folder.mkdir()
     config = Config(tmp_path / "cfg-gui")
     sock = config.folder_paths(folder).control_socket
-    sock.parent.mkdir(parents=True, mode=0o700)
+    sock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)  # shared by tests
     sock.write_text("not a socket")
     w = make_window(folder, secret="k")
     started(qtbot, w)
