@@ -84,6 +84,22 @@ def test_random_updates_match_a_plain_sort(seed):
     assert model.count("synced") == sum(r[3] == "synced" for r in rows.values())
 
 
+def test_a_row_is_the_trackers_own_tuple():
+    """At a million files the table's memory is its rows: the model keeps the tuples it
+    is given (the state tracker's), makes no copy of them, and holds nothing else per
+    row but a dict entry and a slot of the view; a file's progress lives beside."""
+    rows = [(f"d/f{i}", i, float(i), STATES[i % 6], "") for i in range(100)]
+    model = FilesModel()
+    model.reset_rows(rows)
+    assert all(model.get(r[0]) is r for r in rows)
+    new = ("d/f7", 1, 2.0, "remote_change", "")
+    model.apply_update([new])
+    assert model.get("d/f7") is new
+    model.set_progress({"d/f7": (1, 2)})
+    assert model.get("d/f7") is new
+    assert model.index(model.row_of("d/f7"), 3).data(ROW_ROLE) is new
+
+
 def test_progress_and_conflict_list(qtbot):
     model = FilesModel()
     model.reset_rows([("a.txt", 10, 1.0, "remote_change", ""), ("b.txt", 5, 1.0, "synced", ""),
