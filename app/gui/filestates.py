@@ -28,6 +28,7 @@ import logging
 import os
 import sqlite3
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 Row = tuple[str, int, float, str, str]
 KNOWN_SCHEMAS = (3, 4, 5, 6, 7)  # 4-7 add indexes, tables, triggers, a column (app/core/index.py)
 BATCH = 500
+RECOMPUTE_CHUNK = 5000  # rows worked out again at a time (`StateTracker._recompute`)
 
 _LOCAL_SQL = """
 SELECT f.path, f.kind, f.size, f.mtime_ns, f.error, f.deleted,
@@ -64,6 +66,8 @@ SELECT f.path, f.kind, f.size, f.mtime_ns, f.error, f.deleted,
   EXISTS (SELECT 1 FROM remote_files r WHERE r.path = f.path AND r.version != f.version)
 FROM files f
 """
+# the live conflict copies, and what merely looks like one (is_conflict_copy decides)
+_COPIES_SQL = "SELECT path FROM files WHERE NOT deleted AND path LIKE '%.sync-conflict-%'"
 # what a device announced after a seq: rows kept in full, and copies of our versions
 _REMOTE_SINCE = """
 SELECT path FROM remote_files WHERE device = (SELECT id FROM devices WHERE device = ?)
@@ -133,21 +137,26 @@ class StateTracker:
             return rows
         self._rules_changed()
         self._local_seq, self._remotes = self._marks()
-        local = self._local(None)
         self._copies = {}
-        for path, info in local.items():
-            if not info[4] and is_conflict_copy(path):
+        for (path,) in self._db.execute(_COPIES_SQL):
+            if is_conflict_copy(path):
                 self._copies.setdefault(self._original(path), set()).add(path)
+        # row by row from the cursor: a dict of every local entry first held a million
+        # tuples of seven beside the rows made of them
         rows: dict[str, Row] = {}
-        for path, info in local.items():
-            row = self._local_row(path, info)
+        rowless: set[str] = set()  # local entries that are no row (directories, deletions)
+        for r in self._db.execute(_LOCAL_SQL):
+            row = self._local_row(r[0], r[1:])
             if row is not None:
-                rows[path] = row
+                rows[r[0]] = row
+            else:
+                rowless.add(r[0])
         for path in self.index.differing_paths():
-            if path not in local:
+            if path not in rows and path not in rowless:
                 row = self._remote_only_row(path)
                 if row is not None:
                     rows[path] = row
+        del rowless
         self._ignored = set(self.index.ignored())
         for path in self._ignored:
             rows[path] = self._ignored_row(path)
@@ -250,11 +259,9 @@ class StateTracker:
             "SELECT device, index_id, max_seq FROM remotes")}
         return seq, remotes
 
-    def _local(self, paths: list[str] | None) -> dict[str, tuple]:
+    def _local(self, paths: list[str]) -> dict[str, tuple]:
         """path -> (kind, size, mtime_ns, error, deleted, equal_remote, other_remote)."""
         assert self._db is not None
-        if paths is None:
-            return {r[0]: r[1:] for r in self._db.execute(_LOCAL_SQL)}
         out: dict[str, tuple] = {}
         for i in range(0, len(paths), BATCH):
             chunk = paths[i : i + BATCH]
@@ -263,25 +270,34 @@ class StateTracker:
         return out
 
     def _recompute(self, todo: set[str]) -> Update:
+        """The rows of these paths again, a chunk of RECOMPUTE_CHUNK at a time: who is
+        connected changes the why of every incoming and local change, a million rows in
+        a fresh folder, whose local entries read at once held 350 MB."""
         # a conflict copy that came or went changes the state of its original too
-        for path in list(todo):
-            if is_conflict_copy(path):
-                todo.add(self._original(path))
+        copies = sorted(p for p in todo if is_conflict_copy(p))
+        for i in range(0, len(copies), RECOMPUTE_CHUNK):
+            chunk = copies[i : i + RECOMPUTE_CHUNK]
+            local = self._local(chunk)
+            for path in chunk:
+                original = self._original(path)
+                todo.add(original)
+                info = local.get(path)
+                live = self._copies.setdefault(original, set())
+                if info is not None and not info[4]:
+                    live.add(path)
+                else:
+                    live.discard(path)
+                if not live:
+                    del self._copies[original]
         paths = sorted(todo)
-        local = self._local(paths)
-        for path in paths:
-            if not is_conflict_copy(path):
-                continue
-            original = self._original(path)
-            info = local.get(path)
-            live = self._copies.setdefault(original, set())
-            if info is not None and not info[4]:
-                live.add(path)
-            else:
-                live.discard(path)
-            if not live:
-                del self._copies[original]
         update = Update()
+        for i in range(0, len(paths), RECOMPUTE_CHUNK):
+            chunk = paths[i : i + RECOMPUTE_CHUNK]
+            self._recompute_chunk(chunk, self._local(chunk), update)
+        return update
+
+    def _recompute_chunk(self, paths: list[str], local: dict[str, tuple],
+                         update: Update) -> None:
         for path in paths:
             if path in self._skipped:
                 row = (path, 0, 0.0, ERROR, self._skipped[path])
@@ -301,7 +317,6 @@ class StateTracker:
             elif row != old:
                 self._rows[path] = row
                 update.rows.append(row)
-        return update
 
     def _local_row(self, path: str, info: tuple) -> Row | None:
         kind, size, mtime_ns, error, deleted, equal, other = info
@@ -324,7 +339,8 @@ class StateTracker:
                 return (path, size, mtime, REMOTE_CHANGE, self._incoming(path, action))
         if equal:
             return (path, size, mtime, SYNCED, "")
-        return (path, size, mtime, LOCAL_CHANGE, why.local_change(self._devices, self._known))
+        return (path, size, mtime, LOCAL_CHANGE,
+                sys.intern(why.local_change(self._devices, self._known)))
 
     def _remote_only_row(self, path: str) -> Row | None:
         action = plan_path(None, self.index.remote_for_path(path))
@@ -336,7 +352,9 @@ class StateTracker:
         return (path, t.size, t.mtime_ns / 1e9, REMOTE_CHANGE, self._incoming(path, action))
 
     def _incoming(self, path: str, action: Action) -> str:
-        return why.remote_change(self._devices, path, action)
+        # one string for the many rows that say the same: a million new files each held
+        # their own copy of "newer version on laptop, ...", 100 MB
+        return sys.intern(why.remote_change(self._devices, path, action))
 
     def _ignored_row(self, path: str) -> Row:
         size, mtime, why = 0, 0.0, "ignored by the folder's ignore rules"

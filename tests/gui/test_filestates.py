@@ -11,6 +11,7 @@ import pytest
 from app.core.index import Index
 from app.core.model import FileEntry, Kind
 from app.core.states import file_states
+from app.gui import filestates
 from app.gui.filestates import StateTracker
 
 ME = "MEMEMEM-AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD"
@@ -76,7 +77,14 @@ def index(tmp_path):
         yield ix
 
 
-def test_snapshot_and_polls_match_file_states(index, tmp_path):
+@pytest.fixture(params=["one chunk", "chunks of 2"])
+def chunked(request, monkeypatch):
+    """Rows worked out again all at once, and two at a time (StateTracker._recompute)."""
+    if request.param == "chunks of 2":
+        monkeypatch.setattr(filestates, "RECOMPUTE_CHUNK", 2)
+
+
+def test_snapshot_and_polls_match_file_states(index, tmp_path, chunked):
     tracker = StateTracker(index, tmp_path / "index.db", None)
     assert tracker.fast
     mirror = Mirror(tracker)
@@ -167,7 +175,7 @@ def test_files_the_node_could_not_sync_show_as_errors_with_the_reason(index, tmp
     tracker.close()
 
 
-def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path):
+def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path, chunked):
     """The why of an incoming file says whether its device is connected: the rows that
     say so are worked out again when that changes (and only then)."""
     index.remember_name(PEER, "desktop")
