@@ -12,7 +12,9 @@ window's worker thread, and a real `p2psync run` process on 127.0.0.1. Prints fi
          is then stopped; the bench measures from constructing the window on that
          folder (same config dir) to the table holding all M rows, and the longest
          heartbeat gap from then until 2 s after the engine has started (its
-         startup rescan of the M files included).
+         startup rescan of the M files included); and the process's memory (the
+         window and its engine live in it): its RSS once the table is full, and its
+         peak then and at the end.
 
 Usage:  python bench/bench_gui.py [--files N] [--big-files M] [--only stall,fill]
             [--workdir DIR] [--keep] [--json]
@@ -213,6 +215,15 @@ def bench_stall(app: QApplication, work: Path, n: int, timeout: float) -> dict[s
         node.stop()
 
 
+def rss_mib(field: str = "VmHWM") -> float:
+    """This process's peak RSS so far (VmHWM), or its RSS now (VmRSS): the window and its
+    engine live here."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return -1.0
+
+
 def bench_fill(app: QApplication, work: Path, n: int, timeout: float) -> dict[str, float]:
     folder = work / "fill"
     folder.mkdir()
@@ -235,6 +246,7 @@ def bench_fill(app: QApplication, work: Path, n: int, timeout: float) -> dict[st
     w.show()
     ok = run_until(app, lambda: w.files_model.total_files() == n, timeout)
     filled_s = time.monotonic() - t0
+    filled_rss = rss_mib("VmRSS"), rss_mib()
     engine = run_until(app, lambda: bool(w.info), timeout)
     started_s = time.monotonic() - t0
     run_until(app, lambda: False, 2.0)  # and the first seconds of the running engine
@@ -248,6 +260,8 @@ def bench_fill(app: QApplication, work: Path, n: int, timeout: float) -> dict[st
                "fill.table_filled_s": round(filled_s, 3),
                "fill.engine_started_s": round(started_s, 3) if engine else -1}
     figures.update(beat.figures("fill"))
+    figures.update({"fill.filled_rss_mib": filled_rss[0], "fill.filled_peak_rss_mib": filled_rss[1],
+                    "fill.end_rss_mib": rss_mib("VmRSS"), "fill.peak_rss_mib": rss_mib()})
     close_window(app, w)
     return figures
 
