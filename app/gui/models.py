@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QRectF,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
@@ -58,6 +60,7 @@ Row = tuple
 PATH, SIZE, MTIME, STATE, REASON = range(5)
 REBUILD_ABOVE = 64  # more rows than this come, go or move in one batch: one layoutChanged
 WHOLE_RANGE_ABOVE = 256  # more changed rows than this: one dataChanged over every row
+SLICE_ROWS = 20_000  # rows of an update applied in one turn of the event loop
 
 _icons: dict[str, QIcon] = {}
 
@@ -249,6 +252,7 @@ class FilesModel(QAbstractTableModel):
         self._count: dict[str, int] = {}
         self._bytes: dict[str, int] = {}
         self._copies: set[str] = set()
+        self._pending: deque[tuple[list[tuple], int, list[str]]] = deque()  # apply_update's
         self.stats = {"resets": 0, "layouts": 0, "inserts": 0, "removes": 0, "changes": 0}
 
     # --- Qt model interface --------------------------------------------------------
@@ -374,6 +378,7 @@ class FilesModel(QAbstractTableModel):
     def reset_rows(self, rows: Iterable[tuple] | Prepared) -> None:
         """Replace every row (the first snapshot, or after the index started over)."""
         table = rows if isinstance(rows, Prepared) else prepare_rows(rows)
+        self._pending.clear()  # updates of the rows it replaces
         self.beginResetModel()
         self._by_path = table.by_path
         self._count, self._bytes = table.count, table.nbytes
@@ -393,7 +398,32 @@ class FilesModel(QAbstractTableModel):
     def apply_update(self, rows: Iterable[tuple], removed: Iterable[str] = ()) -> None:
         """Some rows changed, came or went (path, size, mtime, state, reason).
 
-        The rows that leave the view are found at the places of their old values, so
+        A big update goes in SLICE_ROWS rows at a time, one slice per turn of the
+        event loop, its removals with the last: when who is connected changes, so
+        does the why of every local change, and a million rows in one call held the
+        window 3 s. Updates that come meanwhile wait their turn; a reset drops them.
+        """
+        rows = rows if isinstance(rows, list) else list(rows)
+        self._pending.append((rows, 0, list(removed)))
+        if len(self._pending) == 1:
+            self._apply_pending()
+
+    def _apply_pending(self) -> None:
+        if not self._pending:
+            return
+        rows, start, removed = self._pending[0]
+        end = start + SLICE_ROWS
+        if end < len(rows):
+            self._pending[0] = (rows, end, removed)
+            self._apply(rows[start:end], ())
+        else:
+            self._pending.popleft()
+            self._apply(rows[start:] if start else rows, removed)
+        if self._pending:
+            QTimer.singleShot(0, self, self._apply_pending)
+
+    def _apply(self, rows: list[tuple], removed: list[str]) -> None:
+        """The rows that leave the view are found at the places of their old values, so
         the new ones are put in `_by_path` only once those are out (`commit`)."""
         keyf = _KEYS[self._sort_col]
         new = {t[0]: t if type(t) is tuple else tuple(t) for t in rows}
@@ -406,6 +436,10 @@ class FilesModel(QAbstractTableModel):
         enter: list[Row] = []  # new rows to put in at their place
         for path, r in new.items():
             old = self._by_path.get(path)
+            if old is not None and old[SIZE] == r[SIZE] and old[MTIME] == r[MTIME] and \
+                    old[STATE] == r[STATE]:
+                in_place.append(r)  # its why alone: same counts, place and visibility
+                continue
             if old is not None:
                 self._add_counts(old, -1)
             self._add_counts(r, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 
 from app.gui.models import PROGRESS_ROLE, ROW_ROLE, FilesModel, PeersModel
 
@@ -98,6 +98,34 @@ def test_a_row_is_the_trackers_own_tuple():
     model.set_progress({"d/f7": (1, 2)})
     assert model.get("d/f7") is new
     assert model.index(model.row_of("d/f7"), 3).data(ROW_ROLE) is new
+
+
+def test_a_big_update_goes_in_slices_between_which_the_window_lives(qtbot, monkeypatch):
+    """An update of many rows (who is connected changed the why of a million local
+    changes) is applied a slice per turn of the event loop, in order, its removals
+    last; an update that comes meanwhile waits its turn, and a reset drops what waits."""
+    from app.gui import models
+
+    monkeypatch.setattr(models, "SLICE_ROWS", 100)
+    model = FilesModel()
+    model.reset_rows([(f"f{i:04d}", 1, 1.0, "local_change", "") for i in range(1000)])
+    model.apply_update([(f"f{i:04d}", 1, 1.0, "local_change", "seen") for i in range(1000)],
+                       ["f0000"])
+    model.apply_update([("f0001", 2, 2.0, "synced", "")])
+    assert model.get("f0099")[4] == "seen" and model.get("f0100")[4] == ""  # a slice now
+    turns = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: turns.append(model.get("f0999")[4]))
+    timer.start(0)
+    qtbot.waitUntil(lambda: model.get("f0001")[3] == "synced", timeout=5000)
+    timer.stop()
+    assert "" in turns  # the event loop ran between the slices
+    assert model.get("f0000") is None and model.total_files() == 999
+    assert model.get("f0999")[4] == "seen" and model.count("synced") == 1
+    model.apply_update([(f"f{i:04d}", 1, 1.0, "error", "x") for i in range(2, 1000)])
+    model.reset_rows([("new", 1, 1.0, "synced", "")])
+    qtbot.wait(50)
+    assert model.all_paths() == ["new"] and model.count("error") == 0
 
 
 def test_progress_and_conflict_list(qtbot):
