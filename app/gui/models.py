@@ -415,7 +415,7 @@ class FilesModel(QAbstractTableModel):
         end = start + SLICE_ROWS
         if end < len(rows):
             self._pending[0] = (rows, end, removed)
-            self._apply(rows[start:end], ())
+            self._apply(rows[start:end], [])
         else:
             self._pending.popleft()
             self._apply(rows[start:] if start else rows, removed)
@@ -449,11 +449,11 @@ class FilesModel(QAbstractTableModel):
                 copies.add(path)
             else:
                 copies.discard(path)
-            was, now = old is not None and self._accepts(old), self._accepts(r)
-            if was and now and keyf(old) == keyf(r):
-                in_place.append(r)
-                continue
-            if was:
+            now = self._accepts(r)
+            if old is not None and self._accepts(old):
+                if now and keyf(old) == keyf(r):
+                    in_place.append(r)
+                    continue
                 leave.append(old)
             if now:
                 enter.append(r)
