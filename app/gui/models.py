@@ -338,6 +338,10 @@ class FilesModel(QAbstractTableModel):
     def get(self, path: str) -> Row | None:
         return self._by_path.get(path)
 
+    def progress_of(self, path: str) -> float | None:
+        """How much of the file came in (0..1) while it does, else None."""
+        return self._progress.get(path)
+
     def state_of(self, path: str) -> str | None:
         r = self._by_path.get(path)
         return r[STATE] if r else None

@@ -138,10 +138,10 @@ def main() -> int:
             nodes.append(start_run(c, base / "cfg-nas", "--peer", w.info["listen"],
                                    "--name", "nas", secret=KEY))
             step["n"] = 2
-        elif step["n"] == 2 and iso is not None and (iso[5] or 0) > 0.08:
+        elif step["n"] == 2 and iso is not None and (m.progress_of(iso[0]) or 0) > 0.08:
             threading.Thread(target=big, args=(a / "videos/holiday.mp4", 256)).start()
             step["n"] = 3  # the video, re-encoded on the laptop: all new content
-        elif step["n"] == 3 and iso is not None and 0.1 <= (iso[5] or 0) <= 0.95 \
+        elif step["n"] == 3 and iso is not None and 0.1 <= (m.progress_of(iso[0]) or 0) <= 0.95 \
                 and m.state_of("videos/holiday.mp4") == "local_change":
             step["n"] = 3.5
             w.files_view.selectRow(m.row_of("backup/disk image.iso"))  # its details pane
@@ -169,7 +169,7 @@ def main() -> int:
                   f"{m.get('videos/holiday.mp4')}", file=sys.stderr)
             w.close()
         if os.environ.get("SHOT_DEBUG") and int(time.monotonic() * 4) % 2 == 0:
-            print(step["n"], iso and iso[3], iso and iso[5],
+            print(step["n"], iso and iso[3], iso and m.progress_of(iso[0]),
                   m.state_of("videos/holiday.mp4"), file=sys.stderr)
         if step["n"] != step.get("last"):
             step["last"], step["t"] = step["n"], time.monotonic()
