@@ -129,7 +129,8 @@ class StateTracker:
 
     # --- public --------------------------------------------------------------------
     def snapshot(self) -> list[Row]:
-        """Every row, sorted by path; the starting point of later polls."""
+        """Every row, in no particular order (the table sorts its own: `prepare_rows`);
+        the starting point of later polls."""
         self._read_devices()
         if self._db is None:
             rows = [_from_state(r) for r in file_states(self.index, self.root, self._devices)]
@@ -168,7 +169,7 @@ class StateTracker:
         for path, reason in self._skipped.items():
             rows[path] = (path, 0, 0.0, ERROR, reason)
         self._rows = rows
-        return sorted(rows.values())
+        return list(rows.values())
 
     def poll(self, extra: Iterable[str] = ()) -> Update:
         """Rows that changed since the last snapshot or poll (plus those of `extra`)."""
