@@ -300,6 +300,7 @@ class Node:
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
         self.settling: set[str] = set()  # files still being written: scanned once still
+        self._written_settling: set[str] = set()  # of those, reported written meanwhile
         self._scanned = False  # the first scan is done (see _settle)
         self._full_scan_s = 0.0  # how long the last full scan took
         self.unmounted: HeldDeletions | None = None  # the folder lost its marker and files
@@ -540,6 +541,10 @@ class Node:
         else:
             self.settling.difference_update(subpaths)
             self.settling.update(result.unsettled)
+        # one found still may have been written again while it was scanned: look once more
+        for rel in self._written_settling - self.settling:
+            self.request_rescan(rel)
+        self._written_settling &= self.settling
         if result.unsettled_count:
             self._rescan_when_settled(result)
         if before or self.settling:
@@ -676,7 +681,11 @@ class Node:
 
             watcher = FolderWatcher(self.root,
                                     lambda: loop.call_soon_threadsafe(self._take_watched))
-            watcher.start()
+            try:
+                watcher.start()
+            except BaseException:
+                watcher.stop()
+                raise
             return watcher
 
         self._watcher = await opened_in_thread(None, start, lambda w: w.stop())
@@ -692,7 +701,10 @@ class Node:
                 log.warning("the folder watcher lost events: rescanning the whole folder")
                 self.request_rescan(None)
             for rel in changed or ():
-                self.request_rescan(rel)
+                if rel in self.settling:  # scanned again once still (_rescan_when_settled):
+                    self._written_settling.add(rel)  # not at each write reported
+                else:
+                    self.request_rescan(rel)
 
     # --- connections -----------------------------------------------------------------
     async def connect(self, host: str, port: int) -> PeerState:

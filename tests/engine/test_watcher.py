@@ -6,6 +6,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -242,10 +243,23 @@ def test_events_lost_to_a_full_queue_are_reported_as_anything_may_have_changed(
             (tmp_path / f"f{i:04d}").write_bytes(b"x")
         written.set()
         wait_until(lambda: None in got, 10, 0.02, f"no overflow reported: {len(got)} wake-ups")
+        wait_until(_quiet(got), 10, 0.02, "the queue never drained")
         (tmp_path / "after.txt").write_text("y")
-        wait_until(lambda: any(g and "after.txt" in g for g in got), 5, 0.02)
+        wait_until(lambda: any(g and "after.txt" in g for g in got), 5, 0.02, f"got {got}")
     finally:
         watcher.stop()
+
+
+def _quiet(got: list) -> Callable[[], bool]:  # type: ignore[type-arg]
+    """A condition: no wake-up for 0.5 s (with a queue of 16, one overflow may follow
+    another while the reader takes in the first)."""
+    seen = [len(got), time.monotonic()]
+
+    def quiet() -> bool:
+        if len(got) != seen[0]:
+            seen[:] = [len(got), time.monotonic()]
+        return time.monotonic() - seen[1] > 0.5
+    return quiet
 
 
 def test_a_watching_node_rescans_the_whole_folder_when_events_were_lost(
@@ -398,3 +412,82 @@ def test_watchdog_s_error_line_of_a_read_during_stop_is_not_shown(caplog) -> Non
     inotify_log.error("InotifyEmitter.queue_events() called when the thread is inactive")
     inotify_log.error("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_a_file_written_in_place_and_kept_open_is_reported(tmp_path: Path) -> None:
+    """A database, a log a program appends to: written, never closed. Seen only at the
+    periodic full rescan (a minute) when the watcher waited for a close; and so was a
+    file cut by truncate(2) on its path, which is a write with no open at all."""
+    kept = tmp_path / "app.db"
+    kept.write_bytes(b"x" * 4096)
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(b"y" * 4096)
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
+    watcher.start()
+    fd = os.open(kept, os.O_WRONLY)
+    try:
+        time.sleep(0.3)  # the watches are set
+        os.pwrite(fd, b"a page written in place", 1024)
+        wait_until(lambda: "app.db" in reports.paths, 5, 0.02, f"reported: {reports.paths}")
+        os.truncate(cut, 100)
+        wait_until(lambda: "cut.log" in reports.paths, 5, 0.02, f"reported: {reports.paths}")
+    finally:
+        os.close(fd)
+        watcher.stop()
+
+
+def test_a_long_write_costs_an_event_now_and_then_not_one_per_write(tmp_path: Path) -> None:
+    """The reader waits a moment after reading a write, and the kernel merges the same
+    file's next writes into that one event meanwhile: 2,000 write() calls read one by
+    one cost the reader (watchdog's Python, on a core the writer or a pull wants) an
+    event each."""
+    reports = Reports()
+    watcher = reports.watcher = FolderWatcher(tmp_path, reports)
+    read: list[bytes] = []
+    taken = watcher.handler.take
+
+    def every_take(path, may_be_unnamed):  # type: ignore[no-untyped-def]
+        read.append(path)
+        taken(path, may_be_unnamed)
+
+    watcher.handler.take = every_take  # type: ignore[method-assign]
+    watcher.start()
+    try:
+        time.sleep(0.3)
+        with open(tmp_path / "copy.bin", "wb", buffering=0) as out:
+            read.clear()  # (its creation)
+            for _ in range(2000):
+                out.write(b"z" * 4096)
+                time.sleep(0)  # let the reader run as a busy machine would
+            wait_until(lambda: "copy.bin" in reports.paths, 5, 0.02)
+        time.sleep(0.3)
+        writes = [p for p in read if p.endswith(b"copy.bin")]
+        assert 1 <= len(writes) < 200, len(writes)  # the close is one of them
+    finally:
+        watcher.stop()
+
+
+def test_a_watcher_gives_back_its_inotify_instance_and_thread(tmp_path: Path) -> None:
+    """Each watcher reads an inotify instance of its own (see _CoalescingInotify): a
+    window that switches folders, or a node started again, must not leak one each time
+    (the kernel allows 128 a user by default)."""
+    def inotify_fds() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # (the listing's own)
+                found += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+        return found
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc")
+    before_fds, before_threads = inotify_fds(), threading.active_count()
+    for _ in range(5):
+        watcher = FolderWatcher(tmp_path, lambda: None)
+        watcher.start()
+        (tmp_path / "f").write_bytes(b"x")
+        watcher.stop()
+    never_started = FolderWatcher(tmp_path, lambda: None)
+    never_started.stop()
+    wait_until(lambda: inotify_fds() == before_fds, 5, 0.05, f"inotify fds: {inotify_fds()}")
+    wait_until(lambda: threading.active_count() == before_threads, 5, 0.05)
