@@ -243,7 +243,7 @@ if InotifyObserver is not None:
             super().build_and_queue_event(event, full_events=full_events)
 
     class _CoalescingInotify(InotifyFD):
-        """An inotify instance of the watcher's own, whose reader lets writes pile up.
+        """The observer's inotify instance, whose reader lets writes pile up.
 
         The kernel merges an event into the last one queued when the two are the same:
         a reader that waits COALESCE s after a few writes were reported lets a copy, or
