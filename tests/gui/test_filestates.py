@@ -194,6 +194,49 @@ def test_rows_that_name_a_device_follow_whether_it_is_connected(index, tmp_path,
     tracker.close()
 
 
+def test_local_changes_are_relabelled_not_read_again_when_who_is_connected_changes(
+        index, tmp_path, chunked):
+    """Every local change's why names who can fetch it: when that changes the rows say
+    so at once, without each being read from the index and judged again (a million in
+    a fresh folder: seconds of the worker each time a device came or went). A local
+    change that moved in the same poll is worked out again as before."""
+    index.remember_name(PEER, "desktop")
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    mirror = Mirror(tracker)
+    read: list[str] = []
+    local = tracker._local
+
+    def counted(paths):  # type: ignore[no-untyped-def]
+        read.extend(paths)
+        return local(paths)
+
+    tracker._local = counted  # type: ignore[method-assign]
+    tracker.online = frozenset([PEER])
+    index.put_local([entry("we-win.txt", {ME: 2}, content=b"ours again", size=77)])
+    after = dict(mirror.poll())
+    assert "local.txt" not in read  # relabelled
+    assert "we-win.txt" in read  # it moved too: read again
+    assert after["local.txt"][4] == "changed here; desktop can fetch it now (connected)"
+    assert after["we-win.txt"][1] == 77
+    fresh = StateTracker(index, tmp_path / "index.db", None)  # every row judged anew
+    fresh.online = frozenset([PEER])
+    assert after == {r[0]: r for r in fresh.snapshot()}
+    tracker.online = frozenset()
+    assert mirror.poll()["local.txt"][4] == fresh_row(index, tmp_path, frozenset(),
+                                                      "local.txt")[4]
+    tracker.close()
+    fresh.close()
+
+
+def fresh_row(index: Index, tmp_path, online: frozenset, path: str) -> tuple:
+    tracker = StateTracker(index, tmp_path / "index.db", None)
+    tracker.online = online
+    try:
+        return {r[0]: r for r in tracker.snapshot()}[path]
+    finally:
+        tracker.close()
+
+
 def test_the_index_of_today_is_read_directly(tmp_path):
     """A schema the tracker does not know sends every refresh through file_states():
     each new migration must be one it knows (their columns are the same since 3)."""
