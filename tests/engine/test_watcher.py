@@ -472,16 +472,9 @@ def test_a_watcher_gives_back_its_inotify_instance_and_thread(tmp_path: Path) ->
     """Each watcher reads an inotify instance of its own (see _CoalescingInotify): a
     window that switches folders, or a node started again, must not leak one each time
     (the kernel allows 128 a user by default)."""
-    def inotify_fds() -> int:
-        found = 0
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(FileNotFoundError):  # (the listing's own)
-                found += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
-        return found
-
     if not os.path.isdir("/proc/self/fd"):
         pytest.skip("needs /proc")
-    before_fds, before_threads = inotify_fds(), threading.active_count()
+    before_fds, before_threads = _inotify_fds(), threading.active_count()
     for _ in range(5):
         watcher = FolderWatcher(tmp_path, lambda: None)
         watcher.start()
@@ -489,5 +482,54 @@ def test_a_watcher_gives_back_its_inotify_instance_and_thread(tmp_path: Path) ->
         watcher.stop()
     never_started = FolderWatcher(tmp_path, lambda: None)
     never_started.stop()
-    wait_until(lambda: inotify_fds() == before_fds, 5, 0.05, f"inotify fds: {inotify_fds()}")
+    wait_until(lambda: _inotify_fds() == before_fds, 5, 0.05, f"inotify fds: {_inotify_fds()}")
     wait_until(lambda: threading.active_count() == before_threads, 5, 0.05)
+
+
+def test_a_watcher_that_cannot_start_is_given_back_by_the_node(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """Its inotify reader runs from the moment it is made: a start that fails (here the
+    folder is gone when the watch is set, as inotify itself reports it) must not leave
+    the reader's thread and descriptor behind."""
+    import asyncio
+
+    from app.engine import watcher as watcher_module
+    from app.engine.config import Config
+    from app.engine.node import Node, NodeOptions
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc")
+    root = tmp_path / "A"
+    root.mkdir()
+
+    class Vanishing(FolderWatcher):
+        def start(self) -> None:
+            root.rename(tmp_path / "moved away")
+            try:
+                super().start()
+            finally:
+                (tmp_path / "moved away").rename(root)
+
+    monkeypatch.setattr(watcher_module, "FolderWatcher", Vanishing)  # the node's import
+    before_fds, before_threads = _inotify_fds(), threading.active_count()
+
+    async def main() -> None:
+        node = Node(NodeOptions(folder=root, config=Config(tmp_path / "cfg"), secret="k",
+                                name="a", watch=True))
+        try:
+            with pytest.raises(OSError):
+                await node.start()
+        finally:
+            await node.stop()
+
+    asyncio.run(main())
+    assert _inotify_fds() == before_fds
+    wait_until(lambda: threading.active_count() == before_threads, 5, 0.05)
+
+
+def _inotify_fds() -> int:
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # (the listing's own)
+            found += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return found
