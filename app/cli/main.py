@@ -7,7 +7,10 @@ machine without a display. Only `gui` (the default) loads the window, lazily.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import select
 import sys
 from pathlib import Path
 
@@ -218,7 +221,17 @@ def main(argv: list[str] | None = None) -> int:
             argv = ["gui", *argv]  # plain `p2psync [options]` is the desktop app
         args = build_parser().parse_args(argv)
         setup_logging(args.verbose, args.quiet)
-        return _dispatch(args.command, args)
+        code = _dispatch(args.command, args)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then caught below
+        return code
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise
+        # `p2psync status | head`: the reader took what it wanted. Quiet, like any tool
+        # there (a traceback was printed), and 1 as Python's own convention has it;
+        # what is still buffered goes nowhere rather than failing again at exit.
+        _drop_stdout()
+        return 1
     except P2PError as e:
         for line in str(e).splitlines() or [""]:  # a list of files: one line each
             print(f"p2psync: {line}", file=sys.stderr)
@@ -226,6 +239,27 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # only before a command installed its own handlers
         print("p2psync: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> bool:
+    """Whether what reads our stdout went away (a pipe or socket with no reader): not
+    some connection of a command's own that broke."""
+    try:
+        poller = select.poll()
+    except AttributeError:  # no poll (Windows): a broken pipe that got here is stdout's
+        return True
+    try:
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no descriptor (replaced by a caller, closed)
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def _drop_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _dispatch(command: str, args: argparse.Namespace) -> int:

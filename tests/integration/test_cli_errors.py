@@ -398,3 +398,23 @@ def test_a_usage_error_names_the_program_once(tmp_path):
     r = p2psync("nonsense")
     assert assert_clean_error(r, 2).startswith("p2psync: argument command: invalid choice"), \
         r.stderr
+
+
+def test_output_whose_reader_went_away_ends_quietly(tmp_path, node):
+    """`p2psync status | head`: the reader takes what it wants and closes the pipe.
+    That is no error to show (it printed a traceback): nothing on stderr, exit 1 (as
+    Python's convention has it), for each command that prints."""
+    folder = ("--folder", str(tmp_path / "A"), "--config-dir", str(tmp_path / "cfgA"))
+    for i in range(5):
+        (tmp_path / "A" / f"f{i}.txt").write_text("x")
+    wait_until(lambda: "f4.txt" in p2psync("status", *folder).stdout)
+    for args in (("status", *folder), ("status", "--json", *folder),
+                 ("id", "--config-dir", str(tmp_path / "cfgA"))):
+        read, write = os.pipe()
+        os.close(read)  # gone before a byte is written: the first write meets it
+        try:
+            r = subprocess.run(p2psync_cmd(*args), stdout=write, stderr=subprocess.PIPE,
+                               text=True, env=env(), timeout=60)
+        finally:
+            os.close(write)
+        assert (r.returncode, r.stderr) == (1, ""), (args, r.returncode, r.stderr)
