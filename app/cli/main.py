@@ -10,9 +10,10 @@ import argparse
 import contextlib
 import logging
 import os
-import select
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO, cast
 
 from app import __version__
 from app.engine.folder import checked_folder
@@ -215,6 +216,9 @@ def setup_logging(verbose: int, quiet: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    stdout = sys.stdout
+    if stdout is not None:  # (None under pythonw)
+        sys.stdout = cast(TextIO, _Stdout(stdout))
     try:
         if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help",
                                                                       "--version")):
@@ -222,15 +226,15 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         setup_logging(args.verbose, args.quiet)
         code = _dispatch(args.command, args)
-        sys.stdout.flush()  # here, not at exit: a reader gone is then caught below
+        sys.stdout.flush()  # here, not at exit, where a failure could not be told
         return code
-    except BrokenPipeError:
-        if not _reader_gone():
-            raise
-        # `p2psync status | head`: the reader took what it wanted. Quiet, like any tool
-        # there (a traceback was printed), and 1 as Python's own convention has it;
-        # what is still buffered goes nowhere rather than failing again at exit.
-        _drop_stdout()
+    except OutputFailed as e:
+        _drop(stdout)  # what is still buffered goes nowhere, not failing again at exit
+        if not isinstance(e.error, BrokenPipeError):
+            print(f"p2psync: cannot write the output: {e.error.strerror or e.error}",
+                  file=sys.stderr)
+        # else `p2psync status | head`: the reader took what it wanted; quiet, like any
+        # tool there (a traceback was printed), and 1 as Python's convention has it
         return 1
     except P2PError as e:
         for line in str(e).splitlines() or [""]:  # a list of files: one line each
@@ -239,26 +243,55 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # only before a command installed its own handlers
         print("p2psync: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout
 
 
-def _reader_gone() -> bool:
-    """Whether what reads our stdout went away (a pipe or socket with no reader): not
-    some connection of a command's own that broke."""
+class OutputFailed(Exception):
+    """Our stdout could not be written: its reader went away, its disk is full."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Stdout:
+    """sys.stdout while a command runs: a failure to write it is told apart from the
+    command's own errors, which are OSErrors too (a connection of its that broke)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, text: str) -> int:
+        with _writing():
+            return self.out.write(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        with _writing():
+            self.out.writelines(lines)
+
+    def flush(self) -> None:
+        with _writing():
+            self.out.flush()
+
+    def __getattr__(self, name: str) -> object:  # fileno, isatty, encoding...
+        return getattr(self.out, name)
+
+
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
     try:
-        poller = select.poll()
-    except AttributeError:  # no poll (Windows): a broken pipe that got here is stdout's
-        return True
-    try:
-        poller.register(sys.stdout.fileno(), select.POLLOUT)
-    except (OSError, ValueError):  # no descriptor (replaced by a caller, closed)
-        return False
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+        yield
+    except OSError as e:
+        raise OutputFailed(e) from e
 
 
-def _drop_stdout() -> None:
-    with contextlib.suppress(OSError, ValueError):
+def _drop(stdout: TextIO | None) -> None:
+    if stdout is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # (a stdout with no descriptor)
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stdout.fileno())
         os.close(devnull)
 
 

@@ -418,3 +418,17 @@ def test_output_whose_reader_went_away_ends_quietly(tmp_path, node):
         finally:
             os.close(write)
         assert (r.returncode, r.stderr) == (1, ""), (args, r.returncode, r.stderr)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_on_a_full_disk_is_one_line(tmp_path, node):
+    """`p2psync status > report.txt` on a full disk: one line saying so, exit 1 (it
+    printed an OSError traceback)."""
+    folder = ("--folder", str(tmp_path / "A"), "--config-dir", str(tmp_path / "cfgA"))
+    for args in (("status", *folder), ("status", "--json", *folder),
+                 ("id", "--config-dir", str(tmp_path / "cfgA"))):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(p2psync_cmd(*args), stdout=full, stderr=subprocess.PIPE,
+                               text=True, env=env(), timeout=60)
+        assert assert_clean_error(r, 1) == \
+            "p2psync: cannot write the output: No space left on device", args
