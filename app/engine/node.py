@@ -1134,10 +1134,18 @@ class Node:
                     files.append((e, data))
         if not dirs and not files:
             return entries
-        unknown = await asyncio.to_thread(self.index.unknown_paths,
-                                          [e.path for e in dirs] + [e.path for e, _ in files])
+        parents = {p for e, _ in files for p in _ancestors(e.path)}
+        unknown, dirs_here = await asyncio.to_thread(
+            self._arrival_facts, [e.path for e in dirs] + [e.path for e, _ in files], parents)
         dirs = [e for e in dirs if e.path in unknown]
-        files = [(e, data) for e, data in files if e.path in unknown]
+        # Only into directories indexed here or coming with the page (made and indexed
+        # first: Puller.take_arrivals). Staging would make any other, and a scan that
+        # met it there first would take it for a directory made here, its version going
+        # back to the peer as a change nobody made: such files go the planned way, after
+        # their directory's entry (a page can bring a directory's files before it).
+        homes = dirs_here | {e.path for e in dirs}
+        files = [(e, data) for e, data in files if e.path in unknown
+                 and all(p in homes for p in _ancestors(e.path))]
         started = time.monotonic()
         done = await self.puller.take_arrivals(dirs, files, peer.conn.device_id,
                                                peer.conn.info.name)
@@ -1150,6 +1158,13 @@ class Node:
                      "index", taken, took, size, peer.conn.info.name)
             peer.arrivals = [0, 0, 0.0]
         return [e for e in entries if e.path not in done]
+
+    def _arrival_facts(self, paths: list[str], parents: set[str]) -> tuple[set[str], set[str]]:
+        """(those of `paths` nothing here speaks of, those of `parents` that are
+        directories of ours), in one trip to a worker thread."""
+        briefs = self.index.briefs_of(sorted(parents)) if parents else {}
+        return self.index.unknown_paths(paths), \
+            {p for p, b in briefs.items() if b[1] == int(Kind.DIR)}
 
     def _refused(self, peer: PeerState, kind: str, what: str, n: int = 1,
                  say: bool = True) -> int:
@@ -1826,6 +1841,12 @@ class _Ahead:
     remote: dict[str, tuple[bytes, int]]  # the peer's index as stored when it began
     local_seq: int  # our latest local change when it began
     paths: frozenset[str]  # those of the round under way
+
+
+def _ancestors(path: str) -> list[str]:
+    """The directories above a relative path, outermost first ("a/b/c" -> a, a/b)."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _sent_contents(raw: object, n: int) -> dict[int, bytes]:
