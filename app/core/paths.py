@@ -98,6 +98,12 @@ def _check_segment(seg: str, rel: str) -> None:
         raise BadPath(f"name longer than {MAX_NAME_BYTES} bytes in {rel!r}")
 
 
+def ancestors(rel: str) -> list[str]:
+    """The directories above a relative path, outermost first ("a/b/c" -> a, a/b)."""
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def utf8_prefix(text: str, max_bytes: int) -> str:
     """The longest prefix of text that takes at most max_bytes in UTF-8.
 

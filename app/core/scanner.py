@@ -56,6 +56,7 @@ from app.core.paths import (
     META_DIR,
     TEMP_PREFIX,
     BadPath,
+    ancestors,
     is_temp_name,
     link_escapes,
     on_disk,
@@ -179,12 +180,6 @@ def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
 
 
-def _ancestors(rel: str) -> list[str]:
-    """"a/b/c" -> ["a", "a/b"] (shallowest first)."""
-    parts = rel.split("/")
-    return ["/".join(parts[:i]) for i in range(1, len(parts))]
-
-
 def _outermost(subpaths: list[str]) -> list[str]:
     """Valid subpaths without those already covered by another one in the list."""
     valid = []
@@ -195,7 +190,7 @@ def _outermost(subpaths: list[str]) -> list[str]:
             log.warning("not scanning %r: %s", sp, exc)
     kept: set[str] = set()
     for sp in sorted(set(valid), key=lambda p: p.count("/")):
-        if not any(a in kept for a in _ancestors(sp)):
+        if not any(a in kept for a in ancestors(sp)):
             kept.add(sp)
     return sorted(kept)
 
@@ -441,7 +436,7 @@ class _Scan:
             self._list_into(walk, abs_path, rel)
 
     def _scan_subpath(self, sp: str) -> None:
-        for anc in _ancestors(sp):
+        for anc in ancestors(sp):
             if not self._visit_ancestor(anc):
                 # A parent is gone or no directory now: what became of it is its own
                 # scan's to say, as one change. Taken here, path by path, a directory

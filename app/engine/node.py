@@ -1134,9 +1134,10 @@ class Node:
                     files.append((e, data))
         if not dirs and not files:
             return entries
-        parents = {p for e, _ in files for p in _ancestors(e.path)}
+        above = {e.path: paths.ancestors(e.path) for e, _ in files}
         unknown, dirs_here = await asyncio.to_thread(
-            self._arrival_facts, [e.path for e in dirs] + [e.path for e, _ in files], parents)
+            self._arrival_facts, [e.path for e in dirs] + [e.path for e, _ in files],
+            {p for chain in above.values() for p in chain})
         dirs = [e for e in dirs if e.path in unknown]
         # Only into directories indexed here or coming with the page (made and indexed
         # first: Puller.take_arrivals). Staging would make any other, and a scan that
@@ -1145,7 +1146,7 @@ class Node:
         # their directory's entry (a page can bring a directory's files before it).
         homes = dirs_here | {e.path for e in dirs}
         files = [(e, data) for e, data in files if e.path in unknown
-                 and all(p in homes for p in _ancestors(e.path))]
+                 and all(p in homes for p in above[e.path])]
         started = time.monotonic()
         done = await self.puller.take_arrivals(dirs, files, peer.conn.device_id,
                                                peer.conn.info.name)
@@ -1841,12 +1842,6 @@ class _Ahead:
     remote: dict[str, tuple[bytes, int]]  # the peer's index as stored when it began
     local_seq: int  # our latest local change when it began
     paths: frozenset[str]  # those of the round under way
-
-
-def _ancestors(path: str) -> list[str]:
-    """The directories above a relative path, outermost first ("a/b/c" -> a, a/b)."""
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _sent_contents(raw: object, n: int) -> dict[int, bytes]:
