@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from app.core.configdir import default_log_dir
-from app.core.paths import META_DIR, TEMP_PREFIX, is_temp_name
+from app.core.paths import META_DIR, TEMP_PREFIX, ancestors, is_temp_name
 
 IGNORE_FILE = ".p2psyncignore"
 _DIR_CACHE_MAX = 65536
@@ -45,9 +45,7 @@ class Rules:
         (nothing below that can be re-included), else the last one that matches it."""
         if not self.matches(rel, is_dir):
             return None
-        parts = rel.split("/")
-        for depth in range(1, len(parts)):
-            anc = "/".join(parts[:depth])
+        for anc in ancestors(rel):
             if self._spec.match_file(anc + "/"):
                 return self._deciding(anc + "/")
         return self._deciding(rel + "/" if is_dir else rel)
