@@ -115,8 +115,7 @@ def _skip_hole(f: io.FileIO, pos: int, out: bytearray) -> tuple[int, bool]:
         return skip, True
     skip = (data - pos) // BLOCK_SIZE * BLOCK_SIZE
     _zero_blocks(skip, out)
-    if skip:
-        f.seek(pos + skip)
+    f.seek(pos + skip)  # always: looking for the data moved the offset there
     return skip, False
 
 

@@ -142,6 +142,12 @@ def sparse_file(path, size: int, pieces: dict[int, bytes]) -> bytes:
         (3 * READ_SIZE, {READ_SIZE + 5 * BLOCK_SIZE + 3: os.urandom(3 * BLOCK_SIZE)}),
         (2 * READ_SIZE + 7, {2 * READ_SIZE: b"tail!!!"}),  # data only in the short tail
         (10 * READ_SIZE, {7 * BLOCK_SIZE - 1: b"ab", 9 * READ_SIZE: os.urandom(1000)}),
+        # a hole that ends inside the block it starts in (a disk image's 4 KiB pages):
+        # looking for the data moved the file's offset there, and the block was hashed
+        # from that point on, its leading zeros left out
+        (4 * BLOCK_SIZE, {8192: b"x"}),
+        (2 * READ_SIZE, {0: b"a", READ_SIZE + 4096: b"b"}),
+        (READ_SIZE + 3, {READ_SIZE: b"z"}),
     ],
 )
 def test_a_sparse_file_hashes_as_if_every_zero_were_read(tmp_path, size, pieces):
