@@ -58,7 +58,7 @@ import msgpack
 from app.core import briefkeys, contentindex, private, versions
 from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
-from app.core.model import HASH_LEN, FileEntry, Kind
+from app.core.model import HASH_LEN, MAX_DEVICE_ID, FileEntry, Kind
 from app.core.units import human_size
 
 _FILE, _DIR = int(Kind.FILE), int(Kind.DIR)
@@ -315,6 +315,20 @@ def entry_cost(e: FileEntry, version_blob: bytes | None = None) -> int:
 
 
 _ROW_OVERHEAD = 48
+
+# An index page's entries, in bytes on the wire at most (`wire_cost`): a page of 1,000
+# files of a GiB each (8,192 block hashes apiece) is 256 MiB, beyond any frame
+# (app.net.framing.MAX_FRAME, 32 MiB): its frame could not be sent, and the peer never
+# heard of those files.
+PAGE_BYTES = 8 * 1024 * 1024
+_WIRE_ITEM = 64  # an item's msgpack framing and its numbers
+
+
+def wire_cost(e: FileEntry) -> int:
+    """At least what `e.to_wire()` takes packed (4 bytes a character is UTF-8's most),
+    counted without packing it."""
+    return (_WIRE_ITEM + 4 * (len(e.path) + len(e.target)) + len(e.hash) + len(e.blocks)
+            + 4 * len(e.modified_by) + (4 * MAX_DEVICE_ID + 9) * len(e.version))
 
 
 def _full_len(version: dict[str, int]) -> int:
@@ -928,7 +942,8 @@ class Index:
     def announce_since(self, seq: int, limit: int, to: str | None = None
                        ) -> tuple[list[list], int, bool]:
         """One page of our index for a peer, as wire items; the seq it ends at; and
-        whether more may follow (the page was cut at `limit` rows).
+        whether more may follow (the page was cut at `limit` rows, or where its items
+        reached PAGE_BYTES: one item at least).
 
         An entry the peer `to` announced back to us exactly is sent as `[path, seq, its
         seq]` ("what you have"): the page costs neither side a full entry of the files
@@ -941,9 +956,21 @@ class Index:
             "ON s.path = f.path AND s.device = ? WHERE f.seq > ? ORDER BY f.seq LIMIT ?",
             (-1 if ref is None else ref, seq, limit)).fetchall()
         dev = self._devices
-        items = [[r[0], r[8], r[15]] if r[15] is not None else self._entry(r, dev).to_wire()
-                 for r in rows if not r[11]]
-        return items, rows[-1][8] if rows else seq, len(rows) == limit
+        items: list[list] = []
+        size, last = 0, seq
+        for r in rows:
+            if not r[11]:
+                if r[15] is not None:
+                    item, cost = [r[0], r[8], r[15]], _WIRE_ITEM + 4 * len(r[0])
+                else:
+                    e = self._entry(r, dev)
+                    item, cost = e.to_wire(), wire_cost(e)
+                if items and size + cost > PAGE_BYTES:
+                    return items, last, True
+                items.append(item)
+                size += cost
+            last = r[8]
+        return items, last, len(rows) == limit
 
     @_reads
     def paths_changed_since(self, seq: int, limit: int = -1) -> set[str]:

@@ -18,6 +18,9 @@ from enum import IntEnum
 
 BLOCK_SIZE = 128 * 1024
 HASH_LEN = 32
+# The largest file synced: its entry, a hash of every block, must fit one frame
+# (app.net.framing.MAX_FRAME, 32 MiB) with room to spare: 30 MiB of block hashes.
+MAX_FILE_SIZE = 120 * 1024**3
 
 
 MAX_INT = 2**63 - 1  # what SQLite's INTEGER holds

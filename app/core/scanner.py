@@ -50,7 +50,7 @@ from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
-from app.core.model import FileEntry, Kind
+from app.core.model import MAX_FILE_SIZE, FileEntry, Kind
 from app.core.namerules import LINUX, NameRules, Spelling
 from app.core.paths import (
     META_DIR,
@@ -64,6 +64,7 @@ from app.core.paths import (
     validate,
     validate_child,
 )
+from app.core.units import human_size
 
 if TYPE_CHECKING:
     from app.core.survey import Survey
@@ -629,12 +630,16 @@ class _Scan:
             return True
         if self.settle and self._unsettled(rel, st):
             return True
+        if st.st_size > MAX_FILE_SIZE:
+            self._unsyncable(rel, st, f"too large to sync (files of more than "
+                             f"{human_size(MAX_FILE_SIZE)} are not synced)", brief)
+            return True
         try:
             size, h, blocks = hash_file(abs_path)
         except FileNotFoundError:
             return False
         except OSError as exc:
-            self._unreadable(rel, st, exc, brief)
+            self._unsyncable(rel, st, f"cannot read: {exc.strerror or exc}", brief)
             return True
         self.result.hashed_bytes += size
         if not self._still_same(abs_path, st, size):
@@ -716,10 +721,9 @@ class _Scan:
         elif (old.inode, old.ctime_ns, old.mode) != (st.st_ino, st.st_ctime_ns, _perm(st)):
             self._stat(old.path, st.st_ino, st.st_ctime_ns, _perm(st))
 
-    def _unreadable(self, rel: str, st: os.stat_result, exc: OSError,
-                    brief: Brief | None) -> None:
+    def _unsyncable(self, rel: str, st: os.stat_result, msg: str, brief: Brief | None
+                    ) -> None:
         """Record why a file cannot be synced, without a new version (content unknown)."""
-        msg = f"cannot read: {exc.strerror or exc}"
         old = self.index.get(rel) if brief is not None else None
         if _live(old, Kind.FILE):
             if old.error == msg:

@@ -901,13 +901,34 @@ class Node:
                           "mine": self.index.index_id,
                           **({"contents": True} if empty else {}),
                           **peer.links.start_fields()})
-        peer.server = self._spawn(self._serve_requests(peer))
+        peer.server = self._peer_task(peer, self._serve_requests(peer),
+                                      "block requests could not be answered")
         self._spawn(self._run_connection(peer))
         log.info("connected to %s (%s) at %s", info.name, identity.short_id(info.device_id),
                  address)
         self.emit("peer_connected", self.peer_summary(peer))
         self._pull_wake.set()  # work left from before (an interrupted transfer) resumes now
         return peer
+
+    def _peer_task(self, peer: PeerState, coro, what: str) -> asyncio.Task:
+        """A task of one connection's: should it fail, the connection ends, and both
+        sides say why.
+
+        A sender that failed unseen (a page too large for a frame) left the connection
+        up and silent: the peer waited for the rest of our index until its sync timed
+        out, nothing in either log.
+        """
+        task = self._spawn(coro)
+
+        def ended(task: asyncio.Task) -> None:
+            if task.cancelled() or (e := task.exception()) is None or peer.conn.closed.is_set():
+                return  # (ended with its connection: that says why)
+            log.error("%s: %s: %s", peer.conn.info.name, what, e,
+                      exc_info=None if isinstance(e, (OSError, sqlite3.Error)) else e)
+            self._spawn(peer.conn.fail(f"{what}: {e}"))
+
+        task.add_done_callback(ended)
+        return task
 
     async def _run_connection(self, peer: PeerState) -> None:
         conn = peer.conn
@@ -1002,7 +1023,8 @@ class Node:
             peer.same_index = not known or known == mine
         if peer.links is not None:
             peer.links.heard_start(msg)
-        peer.sender = self._spawn(self._send_index(peer))
+        peer.sender = self._peer_task(peer, self._send_index(peer),
+                                      "index pages could not be sent")
         self.names[peer.conn.device_id] = peer.conn.info.name
         if len(self.names) > NAMES_KEPT:  # identities cost a member nothing: keep the latest
             del self.names[next(iter(self.names))]

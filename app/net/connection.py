@@ -418,6 +418,17 @@ class PeerConnection:
         except Exception:  # noqa: BLE001 - lost with an error: closed all the same
             pass
 
+    async def fail(self, reason: str) -> None:
+        """Close over a failure of ours, telling the peer why (it logs it, as a `sync`
+        that ends on it says it), at most CLOSE_WAIT for a peer that reads nothing."""
+        if self.closed.is_set():
+            return
+        self.close_reason = self.close_reason or reason
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.send({"t": "error", "code": "local", "msg": reason}),
+                                   CLOSE_WAIT)
+        await self.close(reason)
+
     async def leave(self) -> None:
         """Close politely: the peer logs that we left, not that we vanished.
 

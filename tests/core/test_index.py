@@ -9,8 +9,9 @@ import pytest
 
 from app.core import contentindex
 from app.core import index as index_mod
-from app.core.index import MIGRATIONS, Index, IndexTooNew
+from app.core.index import MIGRATIONS, PAGE_BYTES, Index, IndexTooNew, wire_cost
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
+from app.net.framing import MAX_FRAME
 
 DEV = "AAAAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
 
@@ -557,6 +558,36 @@ def test_a_page_cut_at_its_limit_says_more_follows_though_errors_made_it_short(i
     items, last, more = idx.announce_since(last, 3)
     assert [i[0] for i in items] == ["d"] and last == 4 and not more
     assert idx.announce_since(last, 3) == ([], 4, False)
+
+
+def test_pages_of_files_with_long_block_lists_are_cut_to_fit_a_frame(idx):
+    """1,000 files of 1 GiB are 256 MiB of block hashes: as one page, a frame no peer
+    takes (it was never sent, and the peer never heard of any of them). Pages end where
+    their items reach PAGE_BYTES, one item at least, and say more follows."""
+    gib = 8192  # blocks of a 1 GiB file
+    idx.put_local([entry(f"v{i:02d}", gib, size=gib * BLOCK_SIZE) for i in range(40)]
+                  + [entry("long", 3 * PAGE_BYTES // 32, size=1)])  # alone beyond a page
+    got, seq, pages = [], 0, []
+    while True:
+        items, seq, more = idx.announce_since(seq, 1000)
+        if not items:
+            break
+        pages.append(len(msgpack.packb(items, use_bin_type=True)))
+        assert more or len(got) + len(items) == 41
+        got += [i[0] for i in items]
+    assert got == [f"v{i:02d}" for i in range(40)] + ["long"]
+    assert len(pages) > 2 and max(pages[:-1]) <= PAGE_BYTES < pages[-1] < MAX_FRAME
+
+
+def test_an_items_wire_cost_is_never_below_its_packed_size():
+    """What the cut relies on: the worst spellings of a path, a link target and a
+    vector of many devices cost at least what they take packed."""
+    wide = "\U0001f600" * 1000
+    cases = [entry("a"), entry(wide, 3), FileEntry(wide, Kind.LINK, target="\u00e9" * 4000),
+             FileEntry("x", version={f"{chr(0x4e00 + i)}" * 64: 2**53 for i in range(256)},
+                       modified_by="D" * 64, deleted=True)]
+    for e in cases:
+        assert wire_cost(e) >= len(msgpack.packb(e.to_wire(), use_bin_type=True))
 
 
 def test_a_vector_is_stored_as_the_same_bytes_however_many_devices_it_names(tmp_path):

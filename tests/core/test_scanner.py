@@ -10,7 +10,7 @@ from app.core import scanner
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
 from app.core.index import Index
-from app.core.model import FileEntry, Kind
+from app.core.model import MAX_FILE_SIZE, FileEntry, Kind
 from app.core.paths import temp_name_for
 
 DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
@@ -329,6 +329,31 @@ def test_unreadable_file_is_recorded_and_recovers(folder, monkeypatch):
     assert changed_paths(r) == ["locked.txt"]
     e = folder.get("locked.txt")
     assert not e.error and e.hash == hash_file(bad)[1] and e.version == {DEV: 1}
+
+
+def test_a_file_too_large_to_sync_is_recorded_not_read(folder, monkeypatch):
+    """Its block list would not fit a frame (MAX_FILE_SIZE): an error says so, without
+    reading 120 GiB first, and once it is smaller it is synced as usual."""
+    big = folder.root / "disk.img"
+    with open(big, "wb") as f:
+        f.truncate(MAX_FILE_SIZE + 1)  # a hole: nothing allocated
+    real = scanner.hash_file
+
+    def hash_file(path):
+        assert not os.fspath(path).endswith("disk.img"), "read a file too large to sync"
+        return real(path)
+
+    monkeypatch.setattr(scanner, "hash_file", hash_file)
+    r = folder.scan()
+    e = folder.get("disk.img")
+    assert e.error == "too large to sync (files of more than 120 GB are not synced)"
+    assert [x.path for x in r.errors] == ["disk.img"] and r.changed == []
+    seq = folder.index.max_seq()
+    assert folder.scan().errors == [] and folder.index.max_seq() == seq  # nothing rewritten
+    monkeypatch.undo()
+    os.truncate(big, 5)
+    r = folder.scan()
+    assert changed_paths(r) == ["disk.img"] and not folder.get("disk.img").error
 
 
 def test_file_that_becomes_unreadable_keeps_its_version(folder, monkeypatch):
