@@ -192,6 +192,7 @@ def _migrate_3(db: sqlite3.Connection) -> None:
 Migration = str | Callable[[sqlite3.Connection], None]
 
 _UNREADABLE = "NOT deleted AND error LIKE 'cannot read:%'"  # our files the scanner could not read
+SPARSE_RECHECK_KEY = "sparse_recheck"  # meta: 1 until a full scan hashed the sparse files anew
 
 # Numbered migrations: MIGRATIONS[i] brings schema_version i to i + 1. Append only;
 # never edit one that has shipped. A migration is an SQL script, or a function that
@@ -237,6 +238,10 @@ MIGRATIONS: list[Migration] = [
     # 7: a key of each entry's brief and their sums per directory: a survey compares a
     # directory with one row instead of a row per file (see briefkeys)
     briefkeys.create,
+    # 8: a sparse file whose hole ended inside a block was hashed wrong until 34cc737
+    # (nothing of it could sync): the next full scan hashes each file with holes again
+    f"INSERT INTO meta (key, value) SELECT '{SPARSE_RECHECK_KEY}', 1 "
+    "WHERE EXISTS (SELECT 1 FROM files WHERE kind = 0 AND NOT deleted);",
 ]
 _BRIEF_KEYS_SCHEMA = 7  # the schema from which rows have brief keys
 

@@ -48,8 +48,17 @@ from typing import TYPE_CHECKING
 
 from app.core import modes, versions
 from app.core.hashing import hash_file, link_hash
+from app.core.holes import may_have_holes
 from app.core.ignore import IGNORE_FILE, Ignore
-from app.core.index import BRIEF_DELETED, BRIEF_ERROR, SKIPPED_KEPT, Brief, Index, inode_to_db
+from app.core.index import (
+    BRIEF_DELETED,
+    BRIEF_ERROR,
+    SKIPPED_KEPT,
+    SPARSE_RECHECK_KEY,
+    Brief,
+    Index,
+    inode_to_db,
+)
 from app.core.model import MAX_FILE_SIZE, FileEntry, Kind
 from app.core.namerules import LINUX, NameRules, Spelling
 from app.core.paths import (
@@ -133,8 +142,10 @@ def scan(
     if subpaths is None:
         from app.core import survey  # it builds on this module
 
+        # (a survey would pass over the directories whose files' stat is as indexed)
+        job.sparse_recheck = bool(index.get_meta(SPARSE_RECHECK_KEY))
         started = time.monotonic()
-        found = survey.survey(root, index, ignore, names)
+        found = None if job.sparse_recheck else survey.survey(root, index, ignore, names)
         if found is not None:
             log.debug("surveyed in %.2f s: %d path(s) to scan", time.monotonic() - started,
                       len(found.dirty))
@@ -145,6 +156,8 @@ def scan(
     else:
         job.run_subpaths([subpaths] if isinstance(subpaths, str) else list(subpaths))
     job.commit()
+    if job.sparse_recheck:
+        index.set_meta(SPARSE_RECHECK_KEY, None)
     return job.result
 
 
@@ -235,6 +248,7 @@ class _Scan:
         self.skipped: dict[str, str] = {}  # what could not be indexed: path shown -> why
         self.skipped_more = 0  # beyond SKIPPED_KEPT
         self.scanned: list[str] = []  # the subpaths of a partial scan
+        self.sparse_recheck = False  # files with holes hashed again (SPARSE_RECHECK_KEY)
         self.spelling = Spelling(names, index.case_variants, self._indexed_alive)
         # no ignore rule and modes as the disk has them: an unchanged file is told by
         # its lstat alone (`_visit_dirent`), the hot path of a rescan
@@ -621,7 +635,7 @@ class _Scan:
         return brief == (
             rel, _FILE, st.st_size, st.st_mtime_ns, st.st_mode & 0o777,
             inode_to_db(st.st_ino), st.st_ctime_ns,
-        )
+        ) and not (self.sparse_recheck and may_have_holes(st))
 
     def _file(self, rel: str, abs_path: str, st: os.stat_result, brief: Brief | None) -> bool:
         """A new or changed file; False when it vanished before it could be looked at."""

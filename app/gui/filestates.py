@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 # path, size, mtime (seconds), state, why ("" when synced)
 Row = tuple[str, int, float, str, str]
-KNOWN_SCHEMAS = (3, 4, 5, 6, 7)  # 4-7 add indexes, tables, triggers, a column (app/core/index.py)
+# the index schemas whose columns these queries read: 4-8 add indexes, tables, triggers,
+# a column, a meta key (app/core/index.py)
+KNOWN_SCHEMAS = (3, 4, 5, 6, 7, 8)
 BATCH = 500
 RECOMPUTE_CHUNK = 5000  # rows worked out again at a time (`StateTracker._recompute`)
 

@@ -9,7 +9,14 @@ import pytest
 
 from app.core import contentindex
 from app.core import index as index_mod
-from app.core.index import MIGRATIONS, PAGE_BYTES, Index, IndexTooNew, wire_cost
+from app.core.index import (
+    MIGRATIONS,
+    PAGE_BYTES,
+    SPARSE_RECHECK_KEY,
+    Index,
+    IndexTooNew,
+    wire_cost,
+)
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.net.framing import MAX_FRAME
 
@@ -233,6 +240,22 @@ def test_new_migration_applied_on_reopen(tmp_path, monkeypatch):
         assert ix.get("a") is not None
     with Index(db, DEV) as ix:  # not applied twice
         assert ix._db.execute("SELECT COUNT(*) FROM extra").fetchone() == (1,)
+
+
+def test_an_index_of_files_made_before_the_sparse_fix_asks_for_their_hashes_again(
+        tmp_path, monkeypatch):
+    """Schema 8: an index that holds files may hold sparse ones hashed wrong (see
+    app.core.scanner's sparse_recheck); a new one, or one with none, holds none."""
+    monkeypatch.setattr(index_mod, "MIGRATIONS", MIGRATIONS[:7])
+    for name, files in (("files", [entry("a")]), ("dirs", [FileEntry("d", Kind.DIR)])):
+        with Index(tmp_path / f"{name}.db", DEV) as ix:
+            ix.put_local(files)
+    monkeypatch.setattr(index_mod, "MIGRATIONS", MIGRATIONS)
+    with Index(tmp_path / "files.db", DEV) as ix:
+        assert ix.get_meta(SPARSE_RECHECK_KEY) == 1
+    for name in ("dirs", "new"):
+        with Index(tmp_path / f"{name}.db", DEV) as ix:
+            assert ix.get_meta(SPARSE_RECHECK_KEY) is None
 
 
 def test_failed_migration_rolls_back(tmp_path, monkeypatch):

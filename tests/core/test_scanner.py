@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from app.core import scanner
+from app.core import holes, scanner
 from app.core.hashing import hash_file, link_hash
 from app.core.ignore import IGNORE_FILE, Ignore
-from app.core.index import Index
-from app.core.model import MAX_FILE_SIZE, FileEntry, Kind
+from app.core.index import SPARSE_RECHECK_KEY, Index
+from app.core.model import BLOCK_SIZE, MAX_FILE_SIZE, FileEntry, Kind
 from app.core.paths import temp_name_for
 
 DEV = "DEVAAAA-BBBBBBB-CCCCCCC-DDDDDDD-EEEEEEE"
@@ -354,6 +354,33 @@ def test_a_file_too_large_to_sync_is_recorded_not_read(folder, monkeypatch):
     os.truncate(big, 5)
     r = folder.scan()
     assert changed_paths(r) == ["disk.img"] and not folder.get("disk.img").error
+
+
+def test_sparse_files_hashed_wrong_before_are_hashed_again_once(folder, monkeypatch):
+    """A hole that ended inside a block was hashed wrong until 34cc737, and such a file
+    never synced: the first full scan after index schema 8 hashes every file with holes
+    again (and no other), however unchanged its stat."""
+    img = folder.root / "disk.img"
+    with open(img, "wb") as f:
+        f.truncate(4 * BLOCK_SIZE)
+        f.seek(8192)
+        f.write(b"x")
+    if not holes.may_have_holes(os.stat(img)):
+        pytest.skip("this file system allocated the holes")
+    folder.write("plain.txt", b"data")
+    folder.scan()
+    good = folder.get("disk.img")
+    folder.index.put_local([replace(good, hash=b"\1" * 32, blocks=b"\2" * 128)])
+    assert folder.scan().changed == []  # as indexed, as far as its stat tells
+    hashed = []
+    real = scanner.hash_file
+    monkeypatch.setattr(scanner, "hash_file", lambda p: hashed.append(p) or real(p))
+    folder.index.set_meta(SPARSE_RECHECK_KEY, 1)
+    r = folder.scan()
+    assert changed_paths(r) == ["disk.img"] and [os.fspath(p) for p in hashed] == [str(img)]
+    assert (folder.get("disk.img").hash, folder.get("disk.img").blocks) == (good.hash, good.blocks)
+    assert not folder.index.get_meta(SPARSE_RECHECK_KEY)
+    assert folder.scan().changed == [] and len(hashed) == 1
 
 
 def test_file_that_becomes_unreadable_keeps_its_version(folder, monkeypatch):
