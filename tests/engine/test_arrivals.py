@@ -13,7 +13,7 @@ import pytest
 from app.core import batchwrite, hashing, scanner
 from app.core.model import BLOCK_SIZE, FileEntry, Kind
 from app.engine import serving
-from app.engine.node import INDEX_BATCH
+from app.engine.node import EARLIER_PAGE_ROWS
 from app.net.connection import ProtocolError
 from tests.engine.peerstate import PEER, peer_state
 
@@ -127,7 +127,7 @@ def test_a_page_brings_the_contents_of_its_small_files_as_indexed(node, monkeypa
         f.write(b"X")
     os.utime(root / "sub/f4", ns=(MTIME, os.stat(root / "sub/f4").st_mtime_ns))
     rescanned = []
-    items, _, _ = node.index.announce_since(0, INDEX_BATCH)
+    items, _, _ = node.index.announce_since(0, EARLIER_PAGE_ROWS)
     kept, contents, cut = serving.with_contents(root, node.index, rescanned.append, items)
     assert kept == items and not cut
     sent = {items[i][0]: data for i, data in contents}

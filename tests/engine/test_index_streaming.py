@@ -11,9 +11,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
+import pytest
+
 from app.core.model import FileEntry
 from app.engine import node as node_mod
-from app.engine.node import INDEX_BATCH, Node, PeerState
+from app.engine.node import EARLIER_PAGE_ROWS, PAGE_ROWS, Node, PeerState, page_rows_for
+from app.net.connection import ProtocolError
 from tests.core.test_index import pin_reader
 from tests.engine.peerstate import PEER, peer_state
 
@@ -72,10 +75,10 @@ def test_a_short_page_that_says_more_follows_keeps_the_index_streaming(node):
     assert not peer.index_streaming
     # a device of an earlier release sends no flag: a full page says more follows
     full = [FileEntry(f"g{i}", version={PEER: 2}, modified_by=PEER, seq=10 + i)
-            for i in range(INDEX_BATCH)]
-    asyncio.run(node._on_index(peer, index_page(full, 10 + INDEX_BATCH)))
+            for i in range(EARLIER_PAGE_ROWS)]
+    asyncio.run(node._on_index(peer, index_page(full, 10 + EARLIER_PAGE_ROWS)))
     assert peer.index_streaming
-    asyncio.run(node._on_index(peer, index_page(page[:1], 20 + INDEX_BATCH)))
+    asyncio.run(node._on_index(peer, index_page(page[:1], 20 + EARLIER_PAGE_ROWS)))
     assert not peer.index_streaming
 
 
@@ -86,8 +89,8 @@ def test_a_more_flag_that_is_no_bool_counts_as_absent(node):
     asyncio.run(node._on_index(peer, index_page(short, 1, more="yes")))
     assert not peer.index_streaming
     full = [FileEntry(f"g{i}", version={PEER: 1}, modified_by=PEER, seq=2 + i)
-            for i in range(INDEX_BATCH)]
-    asyncio.run(node._on_index(peer, index_page(full, 1 + INDEX_BATCH, more=0)))
+            for i in range(EARLIER_PAGE_ROWS)]
+    asyncio.run(node._on_index(peer, index_page(full, 1 + EARLIER_PAGE_ROWS, more=0)))
     assert peer.index_streaming
 
 
@@ -327,3 +330,19 @@ def test_a_peer_that_deletes_without_pause_is_judged_after_the_longest_wait(node
         assert [a.path for a in (await node.assess()).actions if a.op == "delete"] == ["f00"]
 
     asyncio.run(main())
+
+
+def test_pages_of_more_rows_go_only_to_a_device_that_takes_them(node):
+    """A device of an earlier release refuses a page of more than 1,000 entries (a
+    protocol error): its `start` names no "rows", and it gets pages of 1,000."""
+    assert page_rows_for({"t": "start"}) == EARLIER_PAGE_ROWS
+    assert page_rows_for({"rows": "many"}) == page_rows_for({"rows": 0}) == EARLIER_PAGE_ROWS
+    assert page_rows_for({"rows": 10**12}) == PAGE_ROWS
+    assert page_rows_for({"rows": 1500}) == 1500
+    page = [FileEntry(f"f{i}", version={PEER: 1}, modified_by=PEER, seq=i + 1)
+            for i in range(PAGE_ROWS + 1)]
+    asyncio.run(node._on_index(peer_state(), index_page(page[:PAGE_ROWS], PAGE_ROWS)))
+    assert node.index.remote_state(PEER)[1] == PAGE_ROWS
+    assert len(node.index.remote_entries([f"f{i}" for i in range(PAGE_ROWS)])) == PAGE_ROWS
+    with pytest.raises(ProtocolError, match="malformed 'index'"):
+        asyncio.run(node._on_index(peer_state(), index_page(page, PAGE_ROWS + 1)))
