@@ -64,6 +64,7 @@ NAME_RULES_KEY = "name_rules"  # index meta: the rules the last probe found (JSO
 # to the writer and to SQLite); pages end at app.core.index.PAGE_BYTES all the same.
 PAGE_ROWS = 3000
 EARLIER_PAGE_ROWS = 1000
+CHECKED_AT_ONCE = 1000  # entries of a page checked between two turns of the loop
 ARRIVALS_LOGGED = 5000  # files put in place with a peer's index: logged this many at a time
 STALE_PLAN_TRIES = 2  # a plan read behind is made again at once, on renewed readers
 SAME_KEY = "index_same"  # hello: it reads "what you have" index items (Index.announce_since)
@@ -1058,6 +1059,10 @@ class Node:
         good: list[FileEntry] = []
         ours: list[tuple[str, int, int]] = []
         for i, item in enumerate(entries):
+            if i % CHECKED_AT_ONCE == 0:
+                # a page of 3,000 checked in one go was 34 ms on the loop, on top of its
+                # frame's decoding, in a tiny-file first sync (and up to 77 ms at a million)
+                await asyncio.sleep(0)
             if isinstance(item, list) and len(item) == 3:  # "what you have"
                 if not (isinstance(item[0], str) and len(item[0]) <= 4096
                         and all(isinstance(n, int) and 0 <= n <= MAX_INT for n in item[1:])):
