@@ -53,7 +53,7 @@ from app.core.index import Index  # noqa: E402
 from app.core.model import FileEntry, Kind  # noqa: E402
 from app.net import datalink, identity  # noqa: E402
 
-BATCH = 1000  # entries a frame: the size of an index page (INDEX_BATCH)
+BATCH = 1000  # entries a frame: an index page of an earlier release (node.EARLIER_PAGE_ROWS)
 _LEN = struct.Struct(">I")
 
 

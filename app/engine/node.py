@@ -1258,7 +1258,7 @@ class Node:
             items, last, more, contents = await asyncio.to_thread(
                 self._page, peer.sent_seq, to, self._rescanner() if peer.wants_contents else None,
                 peer.page_rows)
-            # a page its contents cut short: the next reads about that many rows, not 1,000
+            # a page its contents cut short: the next reads about that many rows, not page_max
             peer.page_rows = min(peer.page_max, 2 * len(items)) if contents and more \
                 else peer.page_max
             if last == peer.sent_seq:

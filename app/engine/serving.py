@@ -31,7 +31,7 @@ from app.net.connection import MAX_DATA_BYTES, PeerConnection, well_formed_reque
 SERVE_IN_FLIGHT = 4
 # ctime is the time of the last change only on POSIX (Windows: the file's creation)
 TRUST_STAT = os.name == "posix"
-# the contents one index page carries at most (`with_contents`): a page of 1,000 entries
+# the contents one index page carries at most (`with_contents`): a page of 3,000 entries
 # of the larger small files is cut there (the bytes of the puller's batch of small files;
 # at 4 MiB the sending node's peak memory grew by 30 MB, several pages being on their way)
 INLINE_PAGE_BYTES = 2 * 1024 * 1024
