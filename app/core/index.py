@@ -1116,11 +1116,16 @@ class Index:
         _where_in(self._db, "DELETE FROM blocks", "path",
                   [(e.path,) for e in batch if e.path in indexed])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
-        _many(self._db, "INSERT INTO blocks (hash, path, idx)", [
-            (e.blocks[i * HASH_LEN : (i + 1) * HASH_LEN], e.path, i)
-            for e in latest.values()
-            if e.kind == Kind.FILE and not e.deleted and len(e.blocks) > HASH_LEN
-            for i in range(e.block_count())])
+        rows: list[tuple[bytes, str, int]] = []
+        for e in latest.values():
+            if e.kind != Kind.FILE or e.deleted or len(e.blocks) <= HASH_LEN:
+                continue
+            for i, h in enumerate(e.block_hashes()):
+                rows.append((h, e.path, i))
+                if len(rows) == _BLOCK_ROWS_AT_ONCE:  # (a 100 GiB file has 819,200)
+                    _many(self._db, "INSERT INTO blocks (hash, path, idx)", rows)
+                    rows = []
+        _many(self._db, "INSERT INTO blocks (hash, path, idx)", rows)
 
     def _versions(self, paths: list[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -1870,6 +1875,9 @@ _SET_STATS = (
     f"UPDATE files SET inode = {_NEW_INODE}, ctime_ns = {_NEW_CTIME}, mode = {_NEW_MODE}, "
     f"brief_key = p2psync_brief_key(path, kind, size, mtime_ns, {_NEW_MODE}, {_NEW_INODE}, "
     f"{_NEW_CTIME}, deleted, error) WHERE path IN (SELECT path FROM temp.stats_in)")
+
+
+_BLOCK_ROWS_AT_ONCE = 20_000  # rows of `blocks` built before they are written
 
 
 def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") -> None:

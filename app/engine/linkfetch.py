@@ -31,7 +31,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from app.core import diskio, hashing
 from app.core.model import BLOCK_SIZE
@@ -54,7 +54,7 @@ class FetchJob:
     """
 
     def __init__(self, fd: int, direct: int | None, path: str, size: int,
-                 hashes: list[bytes], progress: Callable[[int], None]) -> None:
+                 hashes: Sequence[bytes], progress: Callable[[int], None]) -> None:
         self.fd = fd
         self.direct = direct
         self.path = path

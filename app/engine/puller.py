@@ -1039,7 +1039,7 @@ class Puller:
             return []
         return await self._fetch_blocks(fd, a, missing, done, result)
 
-    def _sort_blocks(self, fd: int, a: Action, hashes: list[bytes], resume: bool
+    def _sort_blocks(self, fd: int, a: Action, hashes: Sequence[bytes], resume: bool
                      ) -> tuple[list[int], list[int]]:
         """In a worker thread: (blocks our current file holds at the same offset, blocks
         to find elsewhere or fetch); the temp file's blocks and all-zero ones need
@@ -1057,7 +1057,7 @@ class Puller:
                 missing.append(i)
         return ranges, missing
 
-    def _copy_found(self, fd: int, target: FileEntry, hashes: list[bytes],
+    def _copy_found(self, fd: int, target: FileEntry, hashes: Sequence[bytes],
                     missing: list[int]) -> list[int]:
         """In a worker thread: the missing blocks some file here holds, each checked
         against its hash as it is read, written into fd; returns which were."""
@@ -1065,7 +1065,7 @@ class Puller:
         return [i for i in missing if hashes[i] in found
                 and self._copy_from_elsewhere(fd, i, target, found[hashes[i]], hashes[i])]
 
-    def _unchanged_blocks(self, rel: str, hashes: list[bytes]) -> list[bool]:
+    def _unchanged_blocks(self, rel: str, hashes: Sequence[bytes]) -> list[bool]:
         """Blocks our current file holds at the same offset, trusted while it is unchanged."""
         local = self.index.get(rel)
         if (local is None or local.deleted or local.kind != Kind.FILE
@@ -1198,7 +1198,7 @@ class Puller:
         except RuntimeError:  # shut down: close here
             _close_quietly(fd)
 
-    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, hashes: list[bytes],
+    async def _fetch_linked(self, fd: int, direct: int | None, a: Action, hashes: Sequence[bytes],
                             missing: list[int], tried: dict[int, set[str]],
                             result: RoundResult) -> tuple[list[int], set[str], int]:
         """The blocks the sources' data links bring, on the links' threads (linkfetch.py).
@@ -1367,7 +1367,7 @@ def _write_direct(fd: int, run: list[tuple[int, bytes]]) -> bool:
         return diskio.write_direct(fd, view[:len(run) * BLOCK_SIZE], run[0][0])
 
 
-def _blocks_present(fd: int, hashes: list[bytes], size: int) -> list[bool]:
+def _blocks_present(fd: int, hashes: Sequence[bytes], size: int) -> list[bool]:
     """Which blocks an interrupted transfer already wrote (resume).
 
     A block in a hole of the temp file (or past its end) is there when it is a zero
