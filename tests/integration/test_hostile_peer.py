@@ -27,6 +27,7 @@ import pytest
 
 from app.core.hashing import block_hash
 from app.core.model import BLOCK_SIZE
+from app.engine.node import PAGE_ROWS
 from app.net import framing, gate
 from app.net.handshake import HandshakeError, handshake
 from tests import hostile
@@ -317,7 +318,7 @@ def test_malformed_fields_close_with_a_reason(world):
         ("entry-bad-blocks", [_index([[*ok[:6], b"xyz", *ok[7:]]])], r"malformed file entry"),
         ("entry-neg-version", [_index([[*ok[:8], {dev: -1}, *ok[9:]]])],
          r"malformed file entry"),
-        ("too-many-entries", [_index([ok] * 1001)], r"malformed 'index'"),
+        ("too-many-entries", [_index([ok] * (PAGE_ROWS + 1))], r"malformed 'index'"),
         ("bad-state", [{"t": "state", "seq": "1", "seen": 0, "need": 0}], r"malformed 'state'"),
         ("bad-req", [{"t": "req", "items": "all"}], r"malformed 'req'"),
         ("req-too-many", [{"t": "req", "items": [[1, "x", 0, 1, b""]] * 4097}],
