@@ -24,6 +24,7 @@ from app.core.units import human_size
 NO_NODE = "no p2psync node is running here (`p2psync run`, `sync` or the app)"
 LINK_OUTSIDE = "link leads outside the folder"  # as app.core.scanner records it
 UNREADABLE = "cannot read:"  # the start of what app.core.scanner records
+TOO_LARGE = "too large to sync"  # the start of what app.core.scanner records
 
 
 @dataclass
@@ -155,6 +156,8 @@ def error(reason: str) -> str:
         detail = reason[len(UNREADABLE):].strip().rstrip(".").lower() or "unreadable"
         return (f"cannot be read here ({detail}): give this user read access, or add it "
                 f"to {IGNORE_FILE}")
+    if reason.startswith(TOO_LARGE):
+        return f"{reason}: move it out of the folder, or add it to {IGNORE_FILE}"
     return reason
 
 

@@ -34,6 +34,8 @@ def index(tmp_path):
             entry("local.txt", {ME: 2}),
             entry("incoming.txt", {ME: 1}),
             entry("unreadable.txt", {ME: 1}, error="cannot read: Permission denied"),
+            entry("disk.img", {ME: 1}, error="too large to sync (files of more than 120 GB "
+                                              "are not synced)"),
             entry("a.txt", {ME: 2, PEER: 1}),
             entry(COPY, {ME: 1}),
         ])
@@ -76,6 +78,8 @@ def test_each_state_says_why_from_the_index_alone(index):
                            "without seeing it; compare the two, keep what you need, delete "
                            "this copy"),
         "bad\ufffd.txt": ("error", "not synced: the name is not valid UTF-8; rename it"),
+        "disk.img": ("error", "too large to sync (files of more than 120 GB are not synced): "
+                              "move it out of the folder, or add it to .p2psyncignore"),
     }
 
 
