@@ -259,8 +259,7 @@ class PeerConnection:
                 await self.send({"t": "error", "code": "protocol", "msg": str(e)})
         except LocalFailure as e:
             self.close_reason = str(e)
-            with contextlib.suppress(Exception):
-                await self.send({"t": "error", "code": "local", "msg": str(e)})
+            await self.fail(str(e))
         except (ConnectionError, OSError) as e:
             self.close_reason = self.close_reason or f"connection lost: {e}"
         finally:
