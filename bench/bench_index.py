@@ -7,15 +7,22 @@ in batches of 500 (the puller's COMMIT_BATCH), in path order. Prints the time an
 bytes this process wrote and read (/proc/self/io: the WAL, the checkpoints) per phase,
 and the database's size per file. Never asserts anything.
 
-Usage:  PYTHONPATH=. python bench/bench_index.py [--files N] [--dir DIR]
+`--devices K`: then K more devices each say, page by page, that they hold every file
+exactly as we announced it (what a device whose first sync came from us sends back),
+and the first and the last of them are timed: the cost of a device that comes when
+many came before (each is a row per file in `remote_same`).
+
+Usage:  PYTHONPATH=. python bench/bench_index.py [--files N] [--devices K] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
+import sqlite3
 import tempfile
 import time
 
@@ -35,6 +42,7 @@ def io() -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=1_000_000)
+    ap.add_argument("--devices", type=int, default=0)
     ap.add_argument("--dir", default=None, help="where the database goes (default: /tmp)")
     args = ap.parse_args()
     n = args.files
@@ -58,6 +66,21 @@ def main() -> None:
                 idx.put_local([entry(i, 0).recorded(inode=i + 1, ctime_ns=1)
                                for i in range(s, min(n, s + 500))])
                 for s in range(0, n, 500)])
+            with contextlib.closing(sqlite3.connect(db)) as look:
+                seqs = dict(look.execute("SELECT path, seq FROM files"))
+            holds = [(p, i + 1, seqs[p]) for i, p in enumerate(paths)]
+
+            def says_it_holds_all(device: str) -> None:
+                for s in range(0, n, 3000):
+                    idx.put_remote(device, b"y" * 16, [], min(n, s + 3000), holds[s:s + 3000])
+
+            for k in range(args.devices):
+                device = f"{k:056d}"
+                if k in (0, args.devices - 1):
+                    phase(f"device {k + 1} of {args.devices} holds every file",
+                          lambda d=device: says_it_holds_all(d))
+                else:
+                    says_it_holds_all(device)
         size = sum(os.path.getsize(os.path.join(where, f)) for f in os.listdir(where))
         print(f"database: {size / n:.0f} B per file ({size >> 20} MiB, WAL included)")
     finally:

@@ -1890,8 +1890,7 @@ def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") 
     if not rows:
         return
     mark = "(" + ", ".join("?" * len(rows[0])) + ")"
-    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
-        part = rows[i:i + _ROWS_PER_STATEMENT]
+    for part in _pieces(rows):
         db.execute(f"{head} VALUES {', '.join([mark] * len(part))} {tail}",
                    [v for r in part for v in r])
 
@@ -1899,22 +1898,39 @@ def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") 
 def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -> None:
     """`head WHERE (cols) IN (...)` for all keys, a few hundred per statement.
 
-    The first column (`path`, which leads the keys) is also listed alone: SQLite scans
-    the whole table for a row value IN a list of values, not for a plain IN.
+    `path` leads the keys, and is listed alone: SQLite scans the whole table for a row
+    value IN a list, not for a plain IN. Keys of more columns go per value of their
+    second (`device`), which is given too: SQLite then finds each row by both, where
+    `path IN (...)` alone visited every device's row of each path (on an index that
+    knew 86 devices, 100,000 keys took 1.7 s, against 0.14 s so). What follows (a
+    seq) is matched as a row value.
     """
     if not keys:
         return
-    first = cols.split(",")[0].strip()
-    for i in range(0, len(keys), _ROWS_PER_STATEMENT):
-        part = keys[i:i + _ROWS_PER_STATEMENT]
-        lead = ", ".join("?" * len(part))
-        if len(part[0]) == 1:
-            db.execute(f"{head} WHERE {first} IN ({lead})", [k[0] for k in part])
-            continue
-        mark = "(" + ", ".join("?" * len(part[0])) + ")"
-        db.execute(f"{head} WHERE {first} IN ({lead}) AND ({cols}) IN "
-                   f"(VALUES {', '.join([mark] * len(part))})",
-                   [k[0] for k in part] + [v for k in part for v in k])
+    first, *more = (c.strip() for c in cols.split(","))
+    if not more:
+        for part in _pieces(keys):
+            db.execute(f"{head} WHERE {first} IN ({', '.join('?' * len(part))})",
+                       [k[0] for k in part])
+        return
+    by_second: dict[object, list[tuple]] = {}
+    for k in keys:
+        by_second.setdefault(k[1], []).append(k)
+    rest = ", ".join([first, *more[1:]])
+    for second, group in by_second.items():
+        for part in _pieces(group):
+            sql = f"{head} WHERE {more[0]} = ? AND {first} IN ({', '.join('?' * len(part))})"
+            args = [second, *(k[0] for k in part)]
+            if len(more) > 1:
+                mark = "(" + ", ".join("?" * len(more)) + ")"
+                sql += f" AND ({rest}) IN (VALUES {', '.join([mark] * len(part))})"
+                args += [v for k in part for v in (k[0], *k[2:])]
+            db.execute(sql, args)
+
+
+def _pieces(rows: list[T]) -> Iterator[list[T]]:
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        yield rows[i:i + _ROWS_PER_STATEMENT]
 
 
 def inode_to_db(inode: int) -> int:

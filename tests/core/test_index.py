@@ -661,3 +661,23 @@ def test_stats_of_unchanged_entries_are_bookkeeping_only(idx):
     assert got["d/f0001"].inode == entry("d/f0001").inode  # not in the scan's stats
     assert "not/indexed" not in got
     assert {p: (e.seq, e.version) for p, e in got.items()} == before
+
+
+def test_keyed_statements_touch_exactly_their_keys_across_devices(tmp_path):
+    """`_where_in` sends keys per device (and matches a third column as a row value):
+    the rows it changes are exactly the keys given, whatever other devices hold."""
+    db = sqlite3.connect(tmp_path / "t.db")
+    db.execute("CREATE TABLE t (path TEXT, device INTEGER, seq INTEGER, gone INTEGER "
+               "DEFAULT 0, PRIMARY KEY (path, device)) WITHOUT ROWID")
+    rows = [(f"p{i}", d, i * 10 + d) for i in range(1000) for d in range(4)]
+    db.executemany("INSERT INTO t (path, device, seq) VALUES (?, ?, ?)", rows)
+    two = [(p, d) for p, d, _ in rows[::3]]
+    index_mod._where_in(db, "UPDATE t SET gone = 1", "path, device", two)
+    assert {(p, d) for p, d in db.execute("SELECT path, device FROM t WHERE gone")} == set(two)
+    db.execute("UPDATE t SET gone = 0")
+    three = [(p, d, s if k % 2 else s + 1) for k, (p, d, s) in enumerate(rows[::5])]
+    index_mod._where_in(db, "UPDATE t SET gone = 1", "path, device, seq", three)
+    assert {(p, d) for p, d in db.execute("SELECT path, device FROM t WHERE gone")} == \
+        {(p, d) for k, (p, d, _) in enumerate(three) if k % 2}
+    index_mod._where_in(db, "DELETE FROM t", "path", [("p1",), ("p2",)])
+    assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 4000 - 8
