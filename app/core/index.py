@@ -1390,6 +1390,31 @@ class Index:
         usage[0] -= len(old)
         usage[1] -= sum(old.values())
 
+    @_locked
+    def forget_devices(self, devices: Collection[str], unless_seen_since: float) -> list[str]:
+        """Drop all that these devices announced (their rows and their places among the
+        remotes), except those seen since then (`saw_device`, under the same lock: one
+        that connected meanwhile keeps its rows). Returns the devices forgotten.
+
+        One that comes back is a new device to us: asked for its index from the start,
+        it sends it all again. Their numbers stay (version vectors name them). All in
+        one pass over each table: there is no index by device.
+        """
+        seen = self.last_seen()
+        gone = sorted(d for d in devices if seen.get(d, 0) < unless_seen_since)
+        refs = [r for d in gone if (r := self._devices.find(d)) is not None]
+        if not gone:
+            return []
+        with self._tx():
+            for chunk in _chunks(gone):
+                self._db.execute(f"DELETE FROM remotes WHERE device IN "
+                                 f"({', '.join('?' * len(chunk))})", chunk)
+            for numbers in _chunks(refs):
+                for table in ("remote_files", "remote_same"):
+                    self._db.execute(f"DELETE FROM {table} WHERE device IN "
+                                     f"({', '.join('?' * len(numbers))})", numbers)
+        return gone
+
     @_reads
     def remote_usage(self, device: str) -> tuple[int, int]:
         """(entries, bytes as `entry_cost` counts them) the device holds in our index."""

@@ -83,6 +83,7 @@ FULL_RESCAN_EVERY = 60.0  # at least; a folder whose full scan is long waits lon
 FULL_RESCAN_SHARE = 0.02  # a watching node spends at most this share of its time on them
 PRUNE_VERSIONS_EVERY = 3600.0  # old kept versions are pruned after a full rescan this often
 TEMP_KEEP = 24 * 3600.0  # a partial transfer whose peers are gone waits this long for them
+FORGET_AFTER = 90 * 24 * 3600.0  # what a device not seen for so long announced goes at a start
 DEBOUNCE = 0.05
 SCAN_RETRY = 2.0  # a scan that failed (a full disk: the index cannot grow) is tried again
 INDEX_OPENS_WITH = 1024 * 1024  # free bytes: an index that fails to open with less is
@@ -348,6 +349,7 @@ class Node:
         self._spawn(self.loop_lag.run())
         await self._check_folder()  # before anything may scan or write there
         await asyncio.to_thread(self._learn_names)
+        await asyncio.to_thread(self._forget_gone_devices)  # (no peer is connected yet)
         await asyncio.to_thread(self._ready_for_handshakes)
         if self.opts.watch:  # before the first scan: no change may fall in between
             await self._start_watcher()
@@ -832,6 +834,29 @@ class Node:
             log.info("names here: %s", self.name_rules.describe())
         if not self.name_rules.case_sensitive:
             self.index.index_case()  # what case twins are looked up by (a thread: once O(n))
+
+    def _forget_gone_devices(self) -> None:
+        """Drop what each device not seen for FORGET_AFTER announced.
+
+        Every device that ever connected left a row per file it held, for good: a
+        laptop set up again (a new identity each time) left one more full set, and the
+        index grew with every device ever met, as did the work a new one costs (with 86
+        devices known, a new device's pages took 5x the first's: bench_index --devices).
+        One that comes back after all is asked for its whole index, as a new device is.
+        Done before any peer connects: none of them is told what we hold of it meanwhile.
+        """
+        cutoff = time.time() - FORGET_AFTER
+        try:
+            seen, names = self.index.last_seen(), self.index.device_names()
+            # (a device with no time recorded is not known to be gone)
+            gone = [d for d in self.index.remote_devices()
+                    if d != self.device_id and seen.get(d, cutoff) < cutoff]
+            for device in self.index.forget_devices(gone, cutoff) if gone else []:
+                log.info("forgot what %s announced: not seen since %s; should it come back, "
+                         "it sends its index again", names.get(device, device[:7]),
+                         time.strftime("%Y-%m-%d", time.localtime(seen[device])))
+        except sqlite3.Error as e:  # a full disk: tried again at the next start
+            log.debug("could not forget devices gone: %s", e)
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> object:

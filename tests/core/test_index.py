@@ -166,6 +166,22 @@ def test_remote_state_and_entries(idx):
     assert idx.remote_state("R1") == (b"id-1", 7)
 
 
+def test_forgetting_a_device_drops_all_it_announced_and_only_that(idx):
+    idx.put_local([entry("mine")])
+    mine = idx.get("mine")
+    for device, sid in (("R1", b"id-1"), ("R2", b"id-2")):
+        idx.put_remote(device, sid, [entry("a"), entry("b")], 3, ours=[("mine", 3, mine.seq)])
+        idx.saw_device(device, 1000.0)
+    assert set(idx.remote_for_path("mine")) == {"R1", "R2"}  # remote_same rows
+    assert idx.forget_devices(["R1"], unless_seen_since=999.0) == []  # seen since: kept
+    assert idx.forget_devices(["R1", "R3"], unless_seen_since=1001.0) == ["R1", "R3"]
+    assert idx.remote_devices() == ["R2"] and idx.remote_state("R1") == (b"", 0)
+    assert set(idx.remote_for_path("a")) == set(idx.remote_for_path("mine")) == {"R2"}
+    assert idx.remote_usage("R1") == (0, 0) and idx.remote_usage("R2")[0] == 2
+    idx.put_remote("R1", b"id-1", [entry("c")], 1)  # back: a new device to us
+    assert set(idx.remote_for_path("c")) == {"R1"} and idx.remote_get("R1", "a") is None
+
+
 def test_put_remote_new_index_id_resets(idx):
     idx.put_remote("R1", b"old", [entry("a"), entry("b")], 2)
     idx.put_remote("R2", b"x", [entry("a")], 1)
