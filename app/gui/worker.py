@@ -251,7 +251,8 @@ class EngineWorker(QObject):
             log.warning("no control socket for `p2psync status`: %s", e)
         tracker = StateTracker(node.index, node.fpaths.db_path, node.root)
         completion = Completion.open(node.fpaths.db_path)
-        self._ever_connected = bool(node.index.remote_devices())
+        # (a device forgotten after 90 days keeps its last-seen time: see Node.start)
+        self._ever_connected = bool(node.index.remote_devices() or node.index.last_seen())
         ticker: asyncio.Task | None = None
         try:
             # what the index already knows, before the startup scan: a big share's table
