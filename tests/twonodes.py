@@ -14,9 +14,11 @@ from app.engine.oneshot import sync_once
 
 def sync_beta_with_alpha(tmp_path: Path,
                          on_event: Callable[[str, dict], None] | None = None,
-                         beta_limits: RemoteLimits | None = None) -> None:
+                         beta_limits: RemoteLimits | None = None,
+                         alpha_started: Callable[[Node], None] | None = None) -> None:
     """tmp_path/A (alpha, listening) and tmp_path/B (beta): one `sync_once` of beta;
-    `beta_limits`: what beta takes of alpha's index (its planning windows)."""
+    `beta_limits`: what beta takes of alpha's index (its planning windows);
+    `alpha_started`: called with alpha once it started, before beta does."""
 
     async def main() -> None:
         a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
@@ -27,6 +29,8 @@ def sync_beta_with_alpha(tmp_path: Path,
             b.index.remote_limits = beta_limits
         await a.start()
         try:
+            if alpha_started is not None:
+                alpha_started(a)
             await b.start()
             await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
         finally:

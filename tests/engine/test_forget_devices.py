@@ -4,49 +4,36 @@ device to us, and syncs as one."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
+from app.core.index import Index
 from app.engine import node as node_module
 from app.engine.config import Config
 from app.engine.node import Node, NodeOptions
-from app.engine.oneshot import sync_once
+from tests.twonodes import sync_beta_with_alpha
 
 DAY = 24 * 3600.0
 
 
-def _alpha(tmp_path) -> Node:
-    return Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
-                            secret="k", name="alpha", listen=("127.0.0.1", 0)))
-
-
-def _sync(tmp_path, before_beta=None) -> None:
-    async def main() -> None:
-        a = _alpha(tmp_path)
-        b = Node(NodeOptions(folder=tmp_path / "B", config=Config(tmp_path / "cfgB"),
-                             secret="k", name="beta"))
-        await a.start()
-        try:
-            if before_beta is not None:
-                before_beta(a)
-            await b.start()
-            await sync_once(b, [("127.0.0.1", a.listen_address[1])], timeout=30)
-        finally:
-            await b.stop()
-            await a.stop()
-
-    asyncio.run(main())
+@contextlib.contextmanager
+def _alpha_index(tmp_path) -> Iterator[Index]:
+    """Alpha's index, alpha not running."""
+    a = Node(NodeOptions(folder=tmp_path / "A", config=Config(tmp_path / "cfgA"),
+                         secret="k", name="alpha"))
+    try:
+        yield a.index
+    finally:
+        a.index.close()
 
 
 def _last_seen(tmp_path, days_ago: float) -> str:
     """Beta's last connection as alpha recorded it, moved back; beta's device ID."""
-    a = _alpha(tmp_path)
-    try:
-        (beta,) = a.index.remote_devices()
-        a.index.saw_device(beta, time.time() - days_ago * DAY)
+    with _alpha_index(tmp_path) as index:
+        (beta,) = index.remote_devices()
+        index.saw_device(beta, time.time() - days_ago * DAY)
         return beta
-    finally:
-        a.index.close()
 
 
 def test_a_device_gone_for_long_is_forgotten_and_syncs_as_new_when_back(tmp_path):
@@ -54,7 +41,7 @@ def test_a_device_gone_for_long_is_forgotten_and_syncs_as_new_when_back(tmp_path
         (tmp_path / d).mkdir()
     (tmp_path / "A" / "a.txt").write_text("from alpha")
     (tmp_path / "B" / "b.txt").write_text("from beta")
-    _sync(tmp_path)
+    sync_beta_with_alpha(tmp_path)
     assert (tmp_path / "A" / "b.txt").read_text() == "from beta"
 
     beta = _last_seen(tmp_path, node_module.FORGET_AFTER / DAY + 1)
@@ -67,26 +54,23 @@ def test_a_device_gone_for_long_is_forgotten_and_syncs_as_new_when_back(tmp_path
         seen["state"] = a.index.remote_state(beta)
         seen["name"] = a.index.device_names().get(beta)
 
-    _sync(tmp_path, forgotten)
+    sync_beta_with_alpha(tmp_path, alpha_started=forgotten)
     assert seen == {"devices": [], "state": (b"", 0), "name": "beta"}
     for d in "AB":
         assert (tmp_path / d / "c.txt").read_text() == "made while away"
         assert (tmp_path / d / "a.txt").read_text() == "changed while it was away"
         assert (tmp_path / d / "b.txt").read_text() == "from beta"
-    a = _alpha(tmp_path)
-    try:
-        assert a.index.remote_devices() == [beta]  # known again, with its whole index
-        assert a.index.remote_state(beta)[1] > 0
-    finally:
-        a.index.close()
+    with _alpha_index(tmp_path) as index:
+        assert index.remote_devices() == [beta]  # known again, with its whole index
+        assert index.remote_state(beta)[1] > 0
 
 
-def test_a_device_seen_lately_or_never_timed_is_kept(tmp_path):
+def test_a_device_seen_lately_is_kept(tmp_path):
     for d in "AB":
         (tmp_path / d).mkdir()
     (tmp_path / "B" / "b.txt").write_text("from beta")
-    _sync(tmp_path)
+    sync_beta_with_alpha(tmp_path)
     beta = _last_seen(tmp_path, node_module.FORGET_AFTER / DAY - 1)
     kept = []
-    _sync(tmp_path, lambda a: kept.append(a.index.remote_state(beta)))
+    sync_beta_with_alpha(tmp_path, alpha_started=lambda a: kept.append(a.index.remote_state(beta)))
     assert kept[0][1] > 0
