@@ -1391,28 +1391,28 @@ class Index:
         usage[1] -= sum(old.values())
 
     @_locked
-    def forget_devices(self, devices: Collection[str], unless_seen_since: float) -> list[str]:
-        """Drop all that these devices announced (their rows and their places among the
-        remotes), except those seen since then (`saw_device`, under the same lock: one
-        that connected meanwhile keeps its rows). Returns the devices forgotten.
+    def forget_devices(self, devices: Collection[str], unless_seen_since: float
+                       ) -> dict[str, float]:
+        """Drop all that those of these devices last seen before `unless_seen_since`
+        announced (their rows and their places among the remotes). Returns them, with
+        when each was last seen. Read under the lock `saw_device` takes: one that
+        connected meanwhile keeps its rows; one with no time recorded is not known to be
+        gone, and is kept too.
 
         One that comes back is a new device to us: asked for its index from the start,
-        it sends it all again. Their numbers stay (version vectors name them). All in
-        one pass over each table: there is no index by device.
+        it sends it all again. Their numbers stay (version vectors name them). One pass
+        over each table: there is no index by device.
         """
         seen = self.last_seen()
-        gone = sorted(d for d in devices if seen.get(d, 0) < unless_seen_since)
-        refs = [r for d in gone if (r := self._devices.find(d)) is not None]
+        gone = {d: seen[d] for d in sorted(devices) if seen.get(d, unless_seen_since)
+                < unless_seen_since}
         if not gone:
-            return []
+            return {}
+        refs = [(r,) for d in gone if (r := self._devices.find(d)) is not None]
         with self._tx():
-            for chunk in _chunks(gone):
-                self._db.execute(f"DELETE FROM remotes WHERE device IN "
-                                 f"({', '.join('?' * len(chunk))})", chunk)
-            for numbers in _chunks(refs):
-                for table in ("remote_files", "remote_same"):
-                    self._db.execute(f"DELETE FROM {table} WHERE device IN "
-                                     f"({', '.join('?' * len(numbers))})", numbers)
+            _where_in(self._db, "DELETE FROM remotes", "device", [(d,) for d in gone])
+            for table in ("remote_files", "remote_same"):
+                _where_in(self._db, f"DELETE FROM {table}", "device", refs)
         return gone
 
     @_reads
@@ -1877,10 +1877,10 @@ def _numbered(n: int) -> str:
     return ", ".join(f"?{i}" for i in range(1, n + 1))
 
 
-def _chunks(items: list[T]) -> Iterator[list[T]]:
+def _chunks(items: list[T], size: int = 500) -> Iterator[list[T]]:
     """Pieces small enough for one `IN (...)` list (SQLite caps the number of ? marks)."""
-    for i in range(0, len(items), 500):
-        yield items[i : i + 500]
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 _ROWS_PER_STATEMENT = 400
@@ -1915,7 +1915,7 @@ def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") 
     if not rows:
         return
     mark = "(" + ", ".join("?" * len(rows[0])) + ")"
-    for part in _pieces(rows):
+    for part in _chunks(rows, _ROWS_PER_STATEMENT):
         db.execute(f"{head} VALUES {', '.join([mark] * len(part))} {tail}",
                    [v for r in part for v in r])
 
@@ -1923,18 +1923,18 @@ def _many(db: sqlite3.Connection, head: str, rows: list[tuple], tail: str = "") 
 def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -> None:
     """`head WHERE (cols) IN (...)` for all keys, a few hundred per statement.
 
-    `path` leads the keys, and is listed alone: SQLite scans the whole table for a row
-    value IN a list, not for a plain IN. Keys of more columns go per value of their
-    second (`device`), which is given too: SQLite then finds each row by both, where
-    `path IN (...)` alone visited every device's row of each path (on an index that
-    knew 86 devices, 100,000 keys took 1.7 s, against 0.14 s so). What follows (a
-    seq) is matched as a row value.
+    The first column (`path`, where there are more) leads the keys, and is listed
+    alone: SQLite scans the whole table for a row value IN a list, not for a plain IN.
+    Keys of more columns go per value of their second (`device`), which is given too:
+    SQLite then finds each row by both, where `path IN (...)` alone visited every
+    device's row of each path (on an index that knew 86 devices, 100,000 keys took
+    1.7 s, against 0.14 s so). What follows (a seq) is matched as a row value.
     """
     if not keys:
         return
     first, *more = (c.strip() for c in cols.split(","))
     if not more:
-        for part in _pieces(keys):
+        for part in _chunks(keys, _ROWS_PER_STATEMENT):
             db.execute(f"{head} WHERE {first} IN ({', '.join('?' * len(part))})",
                        [k[0] for k in part])
         return
@@ -1943,7 +1943,7 @@ def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -
         by_second.setdefault(k[1], []).append(k)
     rest = ", ".join([first, *more[1:]])
     for second, group in by_second.items():
-        for part in _pieces(group):
+        for part in _chunks(group, _ROWS_PER_STATEMENT):
             sql = f"{head} WHERE {more[0]} = ? AND {first} IN ({', '.join('?' * len(part))})"
             args = [second, *(k[0] for k in part)]
             if len(more) > 1:
@@ -1951,11 +1951,6 @@ def _where_in(db: sqlite3.Connection, head: str, cols: str, keys: list[tuple]) -
                 sql += f" AND ({rest}) IN (VALUES {', '.join([mark] * len(part))})"
                 args += [v for k in part for v in (k[0], *k[2:])]
             db.execute(sql, args)
-
-
-def _pieces(rows: list[T]) -> Iterator[list[T]]:
-    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
-        yield rows[i:i + _ROWS_PER_STATEMENT]
 
 
 def inode_to_db(inode: int) -> int:

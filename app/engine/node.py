@@ -845,18 +845,17 @@ class Node:
         One that comes back after all is asked for its whole index, as a new device is.
         Done before any peer connects: none of them is told what we hold of it meanwhile.
         """
-        cutoff = time.time() - FORGET_AFTER
         try:
-            seen, names = self.index.last_seen(), self.index.device_names()
-            # (a device with no time recorded is not known to be gone)
-            gone = [d for d in self.index.remote_devices()
-                    if d != self.device_id and seen.get(d, cutoff) < cutoff]
-            for device in self.index.forget_devices(gone, cutoff) if gone else []:
-                log.info("forgot what %s announced: not seen since %s; should it come back, "
-                         "it sends its index again", names.get(device, device[:7]),
-                         time.strftime("%Y-%m-%d", time.localtime(seen[device])))
+            known = [d for d in self.index.remote_devices() if d != self.device_id]
+            gone = self.index.forget_devices(known, time.time() - FORGET_AFTER)
+            names = self.index.device_names() if gone else {}
         except sqlite3.Error as e:  # a full disk: tried again at the next start
             log.debug("could not forget devices gone: %s", e)
+            return
+        for device, seen in gone.items():
+            log.info("forgot what %s announced: not seen since %s; should it come back, it "
+                     "sends its index again", names.get(device, device[:7]),
+                     time.strftime("%Y-%m-%d", time.localtime(seen)))
 
     async def _authenticate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                             timeout: float, on_reject) -> object:

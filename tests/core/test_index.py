@@ -173,8 +173,9 @@ def test_forgetting_a_device_drops_all_it_announced_and_only_that(idx):
         idx.put_remote(device, sid, [entry("a"), entry("b")], 3, ours=[("mine", 3, mine.seq)])
         idx.saw_device(device, 1000.0)
     assert set(idx.remote_for_path("mine")) == {"R1", "R2"}  # remote_same rows
-    assert idx.forget_devices(["R1"], unless_seen_since=999.0) == []  # seen since: kept
-    assert idx.forget_devices(["R1", "R3"], unless_seen_since=1001.0) == ["R1", "R3"]
+    assert idx.forget_devices(["R1"], unless_seen_since=999.0) == {}  # seen since: kept
+    # R3: no time recorded, not known to be gone
+    assert idx.forget_devices(["R1", "R3"], unless_seen_since=1001.0) == {"R1": 1000.0}
     assert idx.remote_devices() == ["R2"] and idx.remote_state("R1") == (b"", 0)
     assert set(idx.remote_for_path("a")) == set(idx.remote_for_path("mine")) == {"R2"}
     assert idx.remote_usage("R1") == (0, 0) and idx.remote_usage("R2")[0] == 2
