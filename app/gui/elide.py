@@ -2,13 +2,15 @@
 
 "Notes/2026/…/file_007_notes.txt" says more than "Notes/2026/projects/cli…": every
 place the window shows a path elides it in the middle (views: `setTextElideMode`;
-labels: `ElidedLabel`), and the whole text is in the tooltip.
+labels: `ElidedLabel`), and the whole text is in the tooltip. A column of sentences in
+such a view (a file's state and why) is cut at its end instead (`EndCut`): "Error: not
+synced: a symbolic li…" says what happened, "Error: not sy…stay inside it)" does not.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QStyledItemDelegate, QWidget
 
 
 class ElidedLabel(QLabel):
@@ -41,3 +43,11 @@ class ElidedLabel(QLabel):
         shown = self._full if width <= 0 else self.fontMetrics().elidedText(
             self._full, Qt.TextElideMode.ElideMiddle, width)
         super().setText(shown)
+
+
+class EndCut(QStyledItemDelegate):
+    """A view's column whose text is cut at its end, whatever the view's own mode."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideRight

@@ -51,7 +51,7 @@ from app.gui.columns import PathKeepsRoom
 from app.gui.conflicts import ConflictsPanel
 from app.gui.details import DetailsPane
 from app.gui.dialogs import AboutDialog, SettingsDialog
-from app.gui.elide import ElidedLabel
+from app.gui.elide import ElidedLabel, EndCut
 from app.gui.first_run import KeyPanel, SetupPage
 from app.gui.joincheck import JOIN_PATIENCE, RekeyDialog, join_problem
 from app.gui.massdelete import MassDeleteDialog
@@ -345,6 +345,7 @@ class MainWindow(QMainWindow):
         self.files_view.setShowGrid(False)
         self.files_view.setWordWrap(False)
         self.files_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # folder and name in sight
+        self.files_view.setItemDelegateForColumn(3, EndCut(self.files_view))  # a state, why
         self.files_view.setAlternatingRowColors(True)
         self.files_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.files_view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)

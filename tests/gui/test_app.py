@@ -326,6 +326,30 @@ def test_menu_opens_the_log_file(qtbot, tmp_path, make_window, monkeypatch):
     assert [u.toLocalFile() for u in opened] == [str(tmp_path / "p2psync.log")]
 
 
+def test_a_long_state_is_cut_at_its_end_and_a_path_in_the_middle(make_window):
+    """The files table cuts paths in the middle (folder and name in sight), but the
+    state column's sentences at their end: its start says what happened."""
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    w = make_window()
+    reason = ("not synced: a symbolic link that points outside the folder (links are "
+              "synced only if they stay inside it)")
+    path = "projects/2026/a folder with a long name/hostname-link"
+    w.files_model.reset_rows([(path, 13, 1.0, "error", reason)])
+    view = w.files_view
+
+    def painted(col: int, width: int) -> str:
+        index = w.files_model.index(0, col)
+        option = QStyleOptionViewItem()
+        view.itemDelegateForIndex(index).initStyleOption(option, index)
+        return view.fontMetrics().elidedText(option.text, option.textElideMode, width)
+
+    state = painted(3, 200)
+    assert state.startswith("Error: not synced") and state.endswith("\u2026"), state
+    shown = painted(0, 200)
+    assert shown.startswith("projects/") and shown.endswith("hostname-link"), shown
+
+
 def test_log_file_is_written(tmp_path):
     import logging
 
