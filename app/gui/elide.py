@@ -2,15 +2,18 @@
 
 "Notes/2026/…/file_007_notes.txt" says more than "Notes/2026/projects/cli…": every
 place the window shows a path elides it in the middle (views: `setTextElideMode`;
-labels: `ElidedLabel`), and the whole text is in the tooltip. A column of sentences in
-such a view (a file's state and why) is cut at its end instead (`EndCut`): "Error: not
-synced: a symbolic li…" says what happened, "Error: not sy…stay inside it)" does not.
+labels: `ElidedLabel`), and the whole text is in the tooltip. A sentence in such a view
+(a file's state and why) is cut at its end instead (`EndCut`, where the model says
+`SENTENCE_ROLE`): "Error: not synced: a symbolic li…" says what happened, "Error: not
+sy…stay inside it)" does not. A short label keeps its end ("Inc…84%").
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSizePolicy, QStyledItemDelegate, QWidget
+
+SENTENCE_ROLE = Qt.ItemDataRole.UserRole + 2  # true: the cell's text is cut at its end
 
 
 class ElidedLabel(QLabel):
@@ -46,8 +49,10 @@ class ElidedLabel(QLabel):
 
 
 class EndCut(QStyledItemDelegate):
-    """A view's column whose text is cut at its end, whatever the view's own mode."""
+    """Cuts the text of a cell whose model says SENTENCE_ROLE at its end, whatever the
+    view's own mode."""
 
     def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
         super().initStyleOption(option, index)
-        option.textElideMode = Qt.TextElideMode.ElideRight
+        if index.data(SENTENCE_ROLE):
+            option.textElideMode = Qt.TextElideMode.ElideRight

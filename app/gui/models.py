@@ -32,6 +32,7 @@ from app import resources
 from app.core.apply import is_conflict_copy
 from app.core.states import CONFLICT, ERROR, IGNORED, LOCAL_CHANGE, REMOTE_CHANGE, SYNCED
 from app.core.units import human_size
+from app.gui.elide import SENTENCE_ROLE
 
 DISPLAY = Qt.ItemDataRole.DisplayRole
 DECORATION = Qt.ItemDataRole.DecorationRole
@@ -40,6 +41,7 @@ ALIGN = Qt.ItemDataRole.TextAlignmentRole
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 ROW_ROLE = Qt.ItemDataRole.UserRole  # the raw row (a list) behind an index
 PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 1  # 0..1 while a file comes in, else None
+# (UserRole + 2: app.gui.elide.SENTENCE_ROLE)
 
 STATE_LABELS = {
     SYNCED: "Synced",
@@ -322,6 +324,8 @@ class FilesModel(QAbstractTableModel):
             return row_tooltip(r, col == 3, progress)
         if role == PROGRESS_ROLE:
             return progress
+        if role == SENTENCE_ROLE:  # "Error: why": its start says what happened
+            return col == 3 and progress is None and r[STATE] == ERROR and bool(r[REASON])
         if role == ROW_ROLE:
             return r
         return None

@@ -345,7 +345,7 @@ class MainWindow(QMainWindow):
         self.files_view.setShowGrid(False)
         self.files_view.setWordWrap(False)
         self.files_view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # folder and name in sight
-        self.files_view.setItemDelegateForColumn(3, EndCut(self.files_view))  # a state, why
+        self.files_view.setItemDelegateForColumn(3, EndCut(self.files_view))  # a state and why
         self.files_view.setAlternatingRowColors(True)
         self.files_view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.files_view.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)

@@ -328,18 +328,21 @@ def test_menu_opens_the_log_file(qtbot, tmp_path, make_window, monkeypatch):
 
 def test_a_long_state_is_cut_at_its_end_and_a_path_in_the_middle(make_window):
     """The files table cuts paths in the middle (folder and name in sight), but the
-    state column's sentences at their end: its start says what happened."""
+    state column's sentences at their end: its start says what happened. A short
+    label keeps its end: "Inc…84%"."""
     from PySide6.QtWidgets import QStyleOptionViewItem
 
     w = make_window()
     reason = ("not synced: a symbolic link that points outside the folder (links are "
               "synced only if they stay inside it)")
     path = "projects/2026/a folder with a long name/hostname-link"
-    w.files_model.reset_rows([(path, 13, 1.0, "error", reason)])
+    w.files_model.reset_rows([(path, 13, 1.0, "error", reason),
+                              ("video.mp4", 3 << 30, 1.0, "remote_change", "")])
+    w.files_model.set_progress({"video.mp4": (84, 100)})
     view = w.files_view
 
-    def painted(col: int, width: int) -> str:
-        index = w.files_model.index(0, col)
+    def painted(col: int, width: int, row: int = 0) -> str:
+        index = w.files_model.index(row, col)
         option = QStyleOptionViewItem()
         view.itemDelegateForIndex(index).initStyleOption(option, index)
         return view.fontMetrics().elidedText(option.text, option.textElideMode, width)
@@ -348,6 +351,8 @@ def test_a_long_state_is_cut_at_its_end_and_a_path_in_the_middle(make_window):
     assert state.startswith("Error: not synced") and state.endswith("\u2026"), state
     shown = painted(0, 200)
     assert shown.startswith("projects/") and shown.endswith("hostname-link"), shown
+    coming = painted(3, view.fontMetrics().horizontalAdvance("Inco\u2026 84%"), row=1)
+    assert coming.endswith("84%"), coming
 
 
 def test_log_file_is_written(tmp_path):
