@@ -47,7 +47,7 @@ from app.engine.looplag import LoopLag, keep_loop_responsive
 from app.engine.puller import Puller
 from app.engine.serving import SERVE_IN_FLIGHT, OpenFiles, answer_requests, with_contents
 from app.errors import P2PError, RefusedError
-from app.net import identity
+from app.net import framing, identity
 from app.net.connection import LocalFailure, PeerConnection, ProtocolError
 from app.net.handshake import HandshakeError, PeerInfo, handshake, warm_up
 from app.net.peertext import escaped, shown_address
@@ -1296,7 +1296,7 @@ class Node:
                 await self._local_changed.wait_beyond(changes)
                 continue
             peer.sent_seq = last
-            await conn.send({
+            frame = framing.encode_frame({
                 "t": "index",
                 "index_id": self.index.index_id,
                 "entries": items,
@@ -1304,6 +1304,12 @@ class Node:
                 "more": more,
                 **({"contents": contents} if contents else {}),
             })
+            # A page naming a huge file (100 GiB: 25 MiB of block hashes) is held once
+            # at a time: as the page, then as the frame, then as the records sent.
+            del items, contents
+            conn.send_frame_nowait(frame)
+            del frame
+            await conn.drain()
             await asyncio.sleep(0)  # a send with room to spare does not give way by itself
 
     def _page(self, seq: int, to: str | None, rescan: Callable[[str], None] | None,

@@ -199,15 +199,24 @@ class PeerConnection:
 
     # --- sending ---------------------------------------------------------------------
     def send_nowait(self, msg: dict) -> None:
+        self.send_frame_nowait(framing.encode_frame(msg))
+
+    def send_frame_nowait(self, frame: tuple[bytes, bytes]) -> None:
+        """A frame encoded already (`framing.encode_frame`): whoever built a large one
+        need not keep what it was built from while it is sent."""
         # Closing: the connection was lost while frames it brought are still handled.
         if self.closed.is_set() or self.stream.transport.is_closing():
             return
-        data = framing.encode_message(msg)
-        self.bytes_out += len(data)
-        self.stream.write(data)
+        header, body = frame
+        self.bytes_out += len(header) + len(body)
+        self.stream.write_frame(header, body)
 
     async def send(self, msg: dict) -> None:
         self.send_nowait(msg)
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait while the transport holds more than its high-water mark of our frames."""
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.stream.drain()
 

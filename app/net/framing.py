@@ -22,10 +22,17 @@ class FrameError(Exception):
 
 def encode_message(msg: dict) -> bytes:
     """One frame for `msg`. Refuses to build a frame no peer would accept."""
+    header, body = encode_frame(msg)
+    return header + body
+
+
+def encode_frame(msg: dict) -> tuple[bytes, bytes]:
+    """`msg`'s frame as its header and its body, not joined: a large body (a page of our
+    index naming a huge file) is sent without a second copy of it (`FrameStream.write_frame`)."""
     body = msgpack.packb(msg, use_bin_type=True)
     if len(body) > MAX_FRAME:
         raise FrameError(f"frame too large ({len(body)} bytes)")
-    return _HEADER.pack(len(body)) + body
+    return _HEADER.pack(len(body)), body
 
 
 async def read_message(reader: asyncio.StreamReader, max_size: int = MAX_FRAME) -> dict:
