@@ -264,6 +264,13 @@ def _cols(alias: str, cols: str) -> str:
     return ", ".join(alias + c.strip() for c in cols.split(","))
 
 
+# `announce_since`'s: a block list is read only for an entry sent whole, not for one sent
+# as "what you have" (a 100 GiB file's is 25 MiB, read for nothing)
+_ANNOUNCED_COLS = _cols("f.", _FILE_COLS).removesuffix("f.blocks") + \
+    "CASE WHEN s.seq IS NULL THEN f.blocks END"
+assert _FILE_COLS.endswith("blocks")
+
+
 # local_brief rows: (path, state, size, mtime_ns, mode, inode_db, ctime_ns). Plain tuples
 # on purpose: building 10,000 objects per rescan would cost more than the walk itself.
 Brief = tuple[str, int, int, int, int, int, int]
@@ -957,7 +964,7 @@ class Index:
         """
         ref = self._devices.find(to) if to is not None else None
         rows = self._db.execute(
-            f"SELECT {_cols('f.', _FILE_COLS)}, s.seq FROM files f LEFT JOIN remote_same s "
+            f"SELECT {_ANNOUNCED_COLS}, s.seq FROM files f LEFT JOIN remote_same s "
             "ON s.path = f.path AND s.device = ? WHERE f.seq > ? ORDER BY f.seq LIMIT ?",
             (-1 if ref is None else ref, seq, limit)).fetchall()
         dev = self._devices

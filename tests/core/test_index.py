@@ -635,6 +635,27 @@ def test_pages_of_files_with_long_block_lists_are_cut_to_fit_a_frame(idx):
     assert len(pages) > 2 and max(pages[:-1]) <= PAGE_BYTES < pages[-1] < MAX_FRAME
 
 
+def test_what_a_peer_has_exactly_is_announced_without_reading_its_block_list(idx):
+    """An entry sent back as "what you have" needs its path and seqs only: the block
+    list of a huge file (a 100 GiB file's is 25 MiB) is not read for it."""
+    nblocks = 8 * 1024 * 1024 // 32  # 8 MiB of block hashes: a 32 GiB file
+    idx.put_local([entry("huge", nblocks, size=nblocks * BLOCK_SIZE), entry("small")])
+    ours = {e.path: e.seq for e in (idx.get("huge"), idx.get("small"))}
+    idx.put_remote("PEER", b"peer-index", [], 9, ours=[("huge", 7, ours["huge"])])
+    tracemalloc.start()
+    try:
+        items, _, _ = idx.announce_since(0, 100, "PEER")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ["huge", ours["huge"], 7] in items
+    assert [i[0] for i in items if len(i) != 3] == ["small"]
+    assert peak < 1024 * 1024, peak
+    # to another device, it is the whole entry, block list and all
+    whole = {i[0]: i for i in idx.announce_since(0, 100, "OTHER")[0]}
+    assert FileEntry.from_wire(whole["huge"]).blocks == idx.get("huge").blocks
+
+
 def test_an_items_wire_cost_is_never_below_its_packed_size():
     """What the cut relies on: the worst spellings of a path, a link target and a
     vector of many devices cost at least what they take packed."""
