@@ -266,9 +266,9 @@ def _cols(alias: str, cols: str) -> str:
 
 # `announce_since`'s: a block list is read only for an entry sent whole, not for one sent
 # as "what you have" (a 100 GiB file's is 25 MiB, read for nothing)
+assert _FILE_COLS.endswith("blocks")
 _ANNOUNCED_COLS = _cols("f.", _FILE_COLS).removesuffix("f.blocks") + \
     "CASE WHEN s.seq IS NULL THEN f.blocks END"
-assert _FILE_COLS.endswith("blocks")
 
 
 # local_brief rows: (path, state, size, mtime_ns, mode, inode_db, ctime_ns). Plain tuples

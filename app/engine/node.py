@@ -1304,8 +1304,9 @@ class Node:
                 "more": more,
                 **({"contents": contents} if contents else {}),
             })
-            # A page naming a huge file (100 GiB: 25 MiB of block hashes) is held once
-            # at a time: as the page, then as the frame, then as the records sent.
+            # A page naming a huge file (100 GiB: 25 MiB of block hashes) is held twice
+            # at most: the page while it is encoded, the frame while TLS takes it in;
+            # neither while the transport drains.
             del items, contents
             conn.send_frame_nowait(frame)
             del frame
