@@ -58,3 +58,36 @@ def test_listing_four_times_the_files_takes_about_the_same_memory(tmp_path):
     print(f"peak while listing: {small / 1024:.0f} KiB for 5,000 files, "
           f"{large / 1024:.0f} KiB for 20,000")
     assert large < small * 1.5 + 256 * 1024
+
+
+def test_a_scan_of_large_files_holds_a_few_of_their_block_lists_at_a_time(tmp_path):
+    """A folder of big files (videos, disk images): 40 files of 2 GiB, each a block
+    list of 512 KiB (holes only here, so hashing them reads nothing). The scan writes
+    them to the index once FLUSH_BYTES of lists wait, and its result keeps none of the
+    lists: it held all of them twice (600 MB of peak for 500 such files)."""
+    import os
+
+    import pytest
+
+    from app.core import scanner
+    from app.core.ignore import Ignore
+    from app.core.model import BLOCK_SIZE
+
+    root = tmp_path / "folder"
+    root.mkdir()
+    for i in range(40):
+        with open(root / f"disk{i:02}.img", "wb") as f:
+            f.truncate(2 << 30)
+    if os.stat(root / "disk00.img").st_blocks:
+        pytest.skip("this file system allocated the holes")
+    lists = 40 * (2 << 30) // BLOCK_SIZE * 32  # 20 MiB of block hashes
+    with Index(tmp_path / "index.db", ME) as ix:
+        tracemalloc.start()
+        try:
+            result = scanner.scan(root, ix, Ignore(root))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert result.changed_count == 40 and len(result.changed) == 40
+        assert len(ix.get("disk07.img").blocks) == lists // 40
+    assert peak < lists, f"{peak / 2**20:.1f} MiB"  # FLUSH_BYTES and a few more
