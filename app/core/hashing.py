@@ -24,7 +24,7 @@ from pathlib import Path
 import blake3
 
 from app.core import holes, platform
-from app.core.model import BLOCK_SIZE
+from app.core.model import BLOCK_SIZE, HASH_LEN
 
 READ_SIZE = 4 * 1024 * 1024  # a multiple of BLOCK_SIZE
 assert READ_SIZE % BLOCK_SIZE == 0
@@ -54,6 +54,27 @@ def zero_hash(size: int = BLOCK_SIZE) -> bytes:
 def is_zero_block(h: bytes, size: int) -> bool:
     """Whether h is the hash of `size` zero bytes: a block that needs no data to make."""
     return h == zero_hash(size)
+
+
+def zero_block_flags(blocks: bytes, size: int) -> list[bool]:
+    """For each block of a file of `size` bytes with these block hashes, whether it is
+    all zeros. Found by searching the hashes for the zero block's, not by comparing
+    them one by one: a 100 GiB file has 819,200 blocks (4 s of Python one by one).
+    """
+    n = len(blocks) // HASH_LEN
+    flags = [False] * n
+    whole = zero_hash()
+    at = blocks.find(whole)
+    while at >= 0:
+        if at % HASH_LEN:  # across two hashes (a peer can send any bytes): no block's
+            at = blocks.find(whole, at + 1)
+            continue
+        flags[at // HASH_LEN] = True
+        at = blocks.find(whole, at + HASH_LEN)
+    last = size - (n - 1) * BLOCK_SIZE
+    if n and last != BLOCK_SIZE:  # a short last block is zero by the hash of its size
+        flags[-1] = blocks[-HASH_LEN:] == zero_hash(last)
+    return flags
 
 
 def file_hash_from_blocks(blocks: bytes) -> bytes:

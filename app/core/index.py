@@ -55,7 +55,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgpack
 
-from app.core import briefkeys, contentindex, private, versions
+from app.core import briefkeys, contentindex, hashing, private, versions
 from app.core.checkpoints import Checkpointer
 from app.core.hashing import file_hash_from_blocks
 from app.core.model import HASH_LEN, MAX_DEVICE_ID, FileEntry, Kind
@@ -1124,10 +1124,13 @@ class Index:
                   [(e.path,) for e in batch if e.path in indexed])
         latest = {e.path: e for e in batch}  # a path twice in a batch: the last one counts
         rows: list[tuple[bytes, str, int]] = []
-        for e in latest.values():
+        zero = hashing.zero_hash()  # a hole's: never copied from anywhere (a 2 GiB sparse
+        for e in latest.values():  # file of holes only was 16,384 rows of it)
             if e.kind != Kind.FILE or e.deleted or len(e.blocks) <= HASH_LEN:
                 continue
             for i, h in enumerate(e.block_hashes()):
+                if h == zero:
+                    continue
                 rows.append((h, e.path, i))
                 if len(rows) == _BLOCK_ROWS_AT_ONCE:  # (a 100 GiB file has 819,200)
                     _many(self._db, "INSERT INTO blocks (hash, path, idx)", rows)
@@ -1448,6 +1451,20 @@ class Index:
                         mine.blocks, mine.target, mine.version, mine.modified_by,
                         mine.deleted, seq)
         return dict(sorted(out.items()))
+
+    @_reads
+    def remotely_deleted(self, paths: list[str]) -> set[str]:
+        """Those of paths that some peer announced deleted (a tombstone it holds and we
+        do not): the only ones a plan could delete here. Read without an entry's block
+        list: a move's search looks at every file of a content, and 500 copies of a
+        2 GiB file are 256 MB of block lists."""
+        out: set[str] = set()
+        for chunk in _chunks(paths):
+            marks = ", ".join("?" * len(chunk))
+            out.update(r[0] for r in self._db.execute(
+                f"SELECT DISTINCT path FROM remote_files WHERE path IN ({marks}) AND deleted",
+                chunk))
+        return out
 
     @_reads
     def remote_entries(self, paths: list[str]) -> dict[str, dict[str, FileEntry]]:

@@ -168,7 +168,7 @@ def _deletions_of(index: Index, rels: set[str], planned: dict[str, Action], igno
                   ) -> dict[str, Action]:
     """rel -> the deletion a plan of it would carry out (for those where it would)."""
     out = {rel: a for rel, a in planned.items() if rel in rels}
-    rest = sorted(rels - out.keys())
+    rest = sorted(index.remotely_deleted(sorted(rels - out.keys())))
     local = index.get_many(rest)
     remote = index.remote_entries(rest)
     for rel in rest:

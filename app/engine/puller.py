@@ -568,7 +568,8 @@ class Puller:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
         tmp_rel = paths.temp_name_for(a.path, target.hash)
         tmp = paths.safe_join(self.root, tmp_rel)
-        data = _data_bytes(target)  # the least it takes here
+        # the least it takes here (a worker thread: a look at each of its blocks)
+        data = await asyncio.to_thread(_data_bytes, target)
         if not os.path.lexists(tmp):  # a file that cannot fit leaves not even a temp file
             diskio.check_space(self.root, data, self._promised)
         fd, existed = _open_temp(tmp)
@@ -581,8 +582,7 @@ class Puller:
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
                 sources = await self._fill(fd, a, existed, result)
-                _end_holes(fd, target, a.path)
-                await asyncio.to_thread(diskio.flush_data, fd)  # on the disk before its name
+                await asyncio.to_thread(_finish_temp, fd, target, a.path)
         except OSError as e:
             if diskio.is_no_space(e):  # give the space back; a resume is worth less
                 with contextlib.suppress(OSError):
@@ -1386,14 +1386,18 @@ def _blocks_present(fd: int, hashes: Sequence[bytes], size: int) -> list[bool]:
 
 def _zero_blocks(target: FileEntry) -> list[bool]:
     """Which blocks of target are all zeros (they need no bytes from anyone)."""
-    return [hashing.is_zero_block(h, _block_size(target.size, i))
-            for i, h in enumerate(target.block_hashes())]
+    return hashing.zero_block_flags(target.blocks, target.size)
 
 
 def _data_bytes(target: FileEntry) -> int:
     """What a file takes on the disk here: its blocks but the all-zero ones (holes)."""
-    return sum(_block_size(target.size, i)
-               for i, zero in enumerate(_zero_blocks(target)) if not zero)
+    zero = _zero_blocks(target)
+    if not zero:
+        return target.size
+    holes = zero.count(True) * BLOCK_SIZE
+    if zero[-1]:  # the last block may be short
+        holes -= BLOCK_SIZE - _block_size(target.size, len(zero) - 1)
+    return target.size - holes
 
 
 def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
@@ -1403,7 +1407,7 @@ def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
     last of them, or a write went missing.
     """
     zero = _zero_blocks(target)
-    last = max((i for i, z in enumerate(zero) if not z), default=-1)
+    last = len(zero) - 1 - zero[::-1].index(False) if False in zero else -1
     written_to = (last * BLOCK_SIZE + _block_size(target.size, last)) if last >= 0 else 0
     size = os.fstat(fd).st_size
     if written_to <= size < target.size:
@@ -1411,6 +1415,12 @@ def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
         size = target.size
     if size != target.size:
         raise OSError(errno.EIO, f"{rel}: the temp file is not the size written")
+
+
+def _finish_temp(fd: int, target: FileEntry, rel: str) -> None:
+    """The temp file at its full size (`_end_holes`), then on the disk before its name."""
+    _end_holes(fd, target, rel)
+    diskio.flush_data(fd)
 
 
 def _copy_ranges(src_path: Path, fd: int, blocks: list[int], size: int) -> int:

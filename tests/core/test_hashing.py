@@ -174,3 +174,32 @@ def test_zero_blocks_are_known_by_their_hash():
     assert hashing.is_zero_block(block_hash(bytes(100)), 100)
     assert not hashing.is_zero_block(block_hash(bytes(100)), 101)
     assert not hashing.is_zero_block(block_hash(b"\0" * 99 + b"\1"), 100)
+
+
+@pytest.mark.parametrize("size", [3 * BLOCK_SIZE, 3 * BLOCK_SIZE + 5, 1, BLOCK_SIZE])
+def test_zero_block_flags_match_a_look_at_each_block(size):
+    """The search for zero blocks says what comparing each hash would, the short last
+    block by the hash of its own size."""
+    n = -(-size // BLOCK_SIZE)
+    last = size - (n - 1) * BLOCK_SIZE
+    for pattern in range(1 << n):
+        hashes = []
+        for i in range(n):
+            length = last if i == n - 1 else BLOCK_SIZE
+            zero = bool(pattern >> i & 1)
+            hashes.append(block_hash(bytes(length) if zero else b"\1" * length))
+        want = [hashing.is_zero_block(h, last if i == n - 1 else BLOCK_SIZE)
+                for i, h in enumerate(hashes)]
+        assert hashing.zero_block_flags(b"".join(hashes), size) == want
+        assert want == [bool(pattern >> i & 1) for i in range(n)]
+
+
+def test_a_zero_hash_across_two_hashes_is_no_zero_block():
+    """A peer can send any bytes as a block list: the zero block's hash split over two
+    entries (or a short last block given the whole block's) makes no block zero."""
+    zero = hashing.zero_hash()
+    crafted = os.urandom(16) + zero + os.urandom(16)  # two hashes, the zero one across
+    assert hashing.zero_block_flags(crafted, 2 * BLOCK_SIZE) == [False, False]
+    assert hashing.zero_block_flags(crafted + zero, 3 * BLOCK_SIZE) == [False, False, True]
+    assert hashing.zero_block_flags(zero + zero, BLOCK_SIZE + 10) == [True, False]
+

@@ -656,6 +656,30 @@ def test_what_a_peer_has_exactly_is_announced_without_reading_its_block_list(idx
     assert FileEntry.from_wire(whole["huge"]).blocks == idx.get("huge").blocks
 
 
+def test_remotely_deleted_names_the_paths_a_peer_holds_a_tombstone_of(idx):
+    idx.put_local([entry("kept"), entry("gone"), entry("changed")])
+    idx.put_remote("PEER", b"peer-index", [
+        FileEntry("gone", deleted=True, version={DEV: 1, "PEER": 1}, modified_by="PEER",
+                  seq=1),
+        replace(entry("changed", 2), version={DEV: 1, "PEER": 1}, modified_by="PEER", seq=2),
+        FileEntry("never-ours", deleted=True, version={"PEER": 1}, modified_by="PEER",
+                  seq=3)], 3)
+    assert idx.remotely_deleted(["kept", "gone", "changed", "never-ours", "nowhere"]) == \
+        {"gone", "never-ours"}
+
+
+def test_a_holes_block_is_never_indexed_as_a_place_to_copy_from(idx):
+    """Zero blocks stay holes, never copied from anywhere: a sparse disk image of holes
+    only was a row per block of the same hash."""
+    from app.core import hashing
+
+    data = os.urandom(32)
+    blocks = hashing.zero_hash() * 3 + data + hashing.zero_hash()
+    idx.put_local([entry("disk.img", blocks=blocks, size=5 * BLOCK_SIZE)])
+    assert idx.find_blocks([data]) == {data: ("disk.img", 3)}
+    assert idx._db.execute("SELECT hash, idx FROM blocks").fetchall() == [(data, 3)]
+
+
 def test_an_items_wire_cost_is_never_below_its_packed_size():
     """What the cut relies on: the worst spellings of a path, a link target and a
     vector of many devices cost at least what they take packed."""
