@@ -680,6 +680,22 @@ def test_a_holes_block_is_never_indexed_as_a_place_to_copy_from(idx):
     assert idx._db.execute("SELECT hash, idx FROM blocks").fetchall() == [(data, 3)]
 
 
+def test_a_page_reads_no_more_rows_than_fill_it(idx):
+    """The rows past a page's end are not read: 40 files of 4 GiB (a block list of 1 MiB
+    each) asked for 1,000 rows at a time were all read at once, for a page of eight."""
+    mib = 1024 * 1024
+    idx.put_local([entry(f"disk{i:02}.img", mib // 32, size=mib // 32 * BLOCK_SIZE)
+                   for i in range(40)])
+    tracemalloc.start()
+    try:
+        items, last, more = idx.announce_since(0, 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert more and 0 < len(items) < 40 and last == len(items)
+    assert peak < 3 * PAGE_BYTES, f"{peak / mib:.1f} MiB"
+
+
 def test_an_items_wire_cost_is_never_below_its_packed_size():
     """What the cut relies on: the worst spellings of a path, a link target and a
     vector of many devices cost at least what they take packed."""
