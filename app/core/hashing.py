@@ -62,9 +62,14 @@ def zero_block_flags(blocks: bytes, size: int) -> list[bool]:
     them one by one: a 100 GiB file has 819,200 blocks (4 s of Python one by one).
     """
     n = len(blocks) // HASH_LEN
-    flags = [False] * n
     whole = zero_hash()
-    at = blocks.find(whole)
+    found = blocks.count(whole)
+    if found == n:  # as many as blocks, none across two: all zero (holes only)
+        flags = [True] * n
+        found = 0
+    else:
+        flags = [False] * n
+    at = blocks.find(whole) if found else -1
     while at >= 0:
         if at % HASH_LEN:  # across two hashes (a peer can send any bytes): no block's
             at = blocks.find(whole, at + 1)

@@ -314,6 +314,7 @@ class Node:
         self._next_prune = 0.0  # monotonic time of the next prune of old versions
         self._pruned_days: float | None = None  # the retention the last prune applied
         self.settling: set[str] = set()  # files still being written: scanned once still
+        self._left_at_stop: dict[str, float] = {}  # device -> when (see _saw)
         self._written_settling: set[str] = set()  # of those, reported written meanwhile
         self._scanned = False  # the first scan is done (see _settle)
         self._full_scan_s = 0.0  # how long the last full scan took
@@ -405,6 +406,8 @@ class Node:
             await self._cleanup_temps()  # what no later run would resume goes now
         except Exception:  # noqa: BLE001 - stopping must go on
             log.exception("removing temp files")
+        for device, when in self._left_at_stop.items():
+            await asyncio.to_thread(self._saw_now, device, when)
         self.puller.close()
         self._serving.shutdown(wait=True)  # no read of the index after it is closed
         self.index.close()
@@ -1887,9 +1890,19 @@ class Node:
         return self._pulling or bool(self.puller.in_progress)
 
     def _saw(self, device: str) -> None:
-        """Remember when a device was last connected: "offline since 14:02" in status."""
-        with contextlib.suppress(sqlite3.Error):
-            self.index.saw_device(device, time.time(), NAMES_KEPT)
+        """Remember when a device was last connected: "offline since 14:02" in status.
+
+        In a worker thread: it waits for the index lock, which a batch of files being
+        indexed holds (a peer that left mid-pull held the loop 110-170 ms here). While
+        stopping, `stop` writes it (a worker's turn could be cancelled before it came)."""
+        if self._stopping:
+            self._left_at_stop[device] = time.time()
+        else:
+            self._spawn(asyncio.to_thread(self._saw_now, device, time.time()))
+
+    def _saw_now(self, device: str, when: float) -> None:
+        with contextlib.suppress(sqlite3.Error):  # (closed meanwhile: stopped)
+            self.index.saw_device(device, when, NAMES_KEPT)
 
     def transfers(self) -> dict[str, list[int]]:
         """The downloads in progress, path -> [bytes done, size] (for the control socket:
