@@ -66,6 +66,9 @@ EDIT_MIB = 1
 SPARSE_SIZE = 2 * 1024 * MIB
 SPARSE_DATA = 2 * MIB
 SPARSE_PIECES = 16
+IMAGES = 200  # the images group: disk images of SPARSE_SIZE, each a piece of data
+IMAGE_DATA = 64 * 1024
+BLOCK = 128 * 1024  # p2psync's block: each image's data lies within one
 
 TINY_MIN, TINY_MAX = 50, 200
 TINY_PER_DIR = 100
@@ -74,7 +77,7 @@ MANY = ("files", "noop", "status", "rename", "ignore")  # the tiny and million g
 IGNORE_RULES = "*.tmp\nbuild/\nnode_modules/\n*.pyc\n.cache/\n"  # a folder's usual rules
 
 SCENARIOS = ("small_files", "small_noop", "small_run", "big_file", "big_edit", "big_copy",
-             "sparse_file",
+             "sparse_file", "images",
              *(f"tiny_{s}" for s in MANY), *(f"million_{s}" for s in MANY))
 DEFAULT_SCENARIOS = tuple(s for s in SCENARIOS if not s.startswith("million_"))
 NEEDS = {"small_noop": "small_files", "small_run": "small_files", "big_edit": "big_file",
@@ -92,6 +95,12 @@ TARGETS: dict[str, tuple[str, float]] = {
     "big_copy.sync_loop_worst_ms": ("<=", 100.0),
     "sparse_file.block_bytes_received": ("<=", SPARSE_DATA),
     "sparse_file.b_allocated_mib": ("<=", 3.0),
+    # a folder of many big files: memory bounded by the issue's 150 MB, the loop by 100 ms
+    "images.sync_rss_mib": ("<=", 150.0),
+    "images.a_rss_mib": ("<=", 150.0),
+    "images.sync_loop_worst_ms": ("<=", 100.0),
+    "images.a_loop_worst_ms": ("<=", 100.0),
+    "images.block_bytes_received": ("<=", IMAGES * BLOCK),  # a block holds each piece
 }
 RSS_TARGET = ("<", 100.0)
 # the tiny and million groups: ratios against rsync in the same run, and the issue's limits
@@ -786,6 +795,44 @@ def sparse_group(ctx: Ctx, want: set[str]) -> None:
         node.stop()
 
 
+def images_group(ctx: Ctx, want: set[str]) -> None:
+    """IMAGES disk images of 2 GiB, each holding 64 KiB of data somewhere (a folder of
+    VM images): a block list of 512 KiB per file, 100 MiB of them in all."""
+    fig = ctx.figures
+    a, a_cfg, b, b_cfg = ctx.fresh("images")
+    rng = random.Random(3)
+    where = {}
+    for i in range(IMAGES):
+        name = f"vm{i:03d}.img"
+        where[name] = rng.randrange(SPARSE_SIZE // BLOCK) * BLOCK
+        with (a / name).open("wb") as f:
+            f.truncate(SPARSE_SIZE)
+            f.seek(where[name])
+            f.write(rng.randbytes(IMAGE_DATA))
+    node = RunNode(a, a_cfg)
+    try:
+        fig.add("images.a_scan_s", node.wait_ready(ctx.timeout))
+        log(f"A ready; first sync of {IMAGES} disk images")
+        res = ctx.sync(b, b_cfg, node, "first sync of the disk images")
+        fig.add("images.first_sync_s", res.wall_s)
+        add_sync_figures(fig, "images", res)
+        fig.add("images.a_rss_mib", node.vmhwm_mib())
+        fig.add("images.b_allocated_mib", sum(allocated(p) for p in b.iterdir()) / MIB)
+        for name, at in where.items():  # the data, where it is; the rest is holes
+            if (b / name).stat().st_size != SPARSE_SIZE or \
+                    _block_at(b / name, at) != _block_at(a / name, at):
+                raise BenchFailure(f"{name} differs on B")
+    finally:
+        node.stop()
+        add_loop_figures(fig, "images", "a", node.log_text())
+
+
+def _block_at(path: Path, offset: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(BLOCK)
+
+
 def allocated(path: Path) -> int:
     """Bytes the file takes on the disk (its holes take none)."""
     return path.stat().st_blocks * 512
@@ -1000,6 +1047,7 @@ GROUPS: dict[str, Callable[[Ctx, set[str]], None]] = {
     "small_files": small_group,
     "big_file": big_group,
     "sparse_file": sparse_group,
+    "images": images_group,
     "tiny_files": tiny_group,
     "million_files": million_group,
 }
