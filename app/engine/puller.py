@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+from app.aio import opened_in_thread
 from app.core import (
     apply,
     batchwrite,
@@ -570,9 +571,14 @@ class Puller:
         tmp = paths.safe_join(self.root, tmp_rel)
         # the least it takes here (a worker thread: a look at each of its blocks)
         data = await asyncio.to_thread(_data_bytes, target)
-        if not os.path.lexists(tmp):  # a file that cannot fit leaves not even a temp file
-            diskio.check_space(self.root, data, self._promised)
-        fd, existed = _open_temp(tmp)
+
+        def open_temp() -> tuple[int, bool]:
+            """In a worker thread: a file made while another is flushed waited 106 ms."""
+            if not os.path.lexists(tmp):  # a file that cannot fit leaves not even a temp
+                diskio.check_space(self.root, data, self._promised)
+            return _open_temp(tmp)
+
+        fd, existed = await opened_in_thread(None, open_temp, lambda opened: os.close(opened[0]))
         self.temps.add(tmp_rel)  # kept for a resume while wanted (Node._cleanup_temps)
         self.active.add(tmp_rel)
         try:
