@@ -569,8 +569,10 @@ class Puller:
             apply.ensure_dirs(self.root, a.path.rpartition("/")[0])
         tmp_rel = paths.temp_name_for(a.path, target.hash)
         tmp = paths.safe_join(self.root, tmp_rel)
-        # the least it takes here (a worker thread: a look at each of its blocks)
-        data = await asyncio.to_thread(_data_bytes, target)
+        # which blocks are holes, once for the whole transfer (a worker thread: a look at
+        # each of its blocks); what the file takes here is the rest
+        zero = await asyncio.to_thread(_zero_blocks, target)
+        data = _data_bytes(target, zero)
 
         def open_temp() -> tuple[int, bool]:
             """In a worker thread: a file made while another is flushed waited 106 ms."""
@@ -587,8 +589,8 @@ class Puller:
             with self._space_for(needed - platform.disk_bytes(st)):
                 if existed and st.st_size > target.size:
                     os.ftruncate(fd, target.size)  # a new file is as long as its blocks
-                sources = await self._fill(fd, a, existed, result)
-                await asyncio.to_thread(_finish_temp, fd, target, a.path)
+                sources = await self._fill(fd, a, existed, result, zero)
+                await asyncio.to_thread(_finish_temp, fd, target, a.path, zero)
         except OSError as e:
             if diskio.is_no_space(e):  # give the space back; a resume is worth less
                 with contextlib.suppress(OSError):
@@ -1016,8 +1018,10 @@ class Puller:
         return all(h in have or hashing.is_zero_block(h, _block_size(size, i))
                    or self.index.find_block(h) for i, h in enumerate(a.target.block_hashes()))
 
-    async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult) -> list[str]:
-        """Write every block of the target into fd, cheapest source first.
+    async def _fill(self, fd: int, a: Action, resume: bool, result: RoundResult,
+                    zero: list[bool]) -> list[str]:
+        """Write every block of the target into fd, cheapest source first (`zero`: which
+        of them are holes).
 
         Returns the names of the peers that sent blocks (none when all were local).
         Sorting the blocks and copying the ones found here run in worker threads: for a
@@ -1027,7 +1031,8 @@ class Puller:
         """
         target = a.target
         hashes = target.block_hashes()
-        ranges, missing = await _until_done(None, self._sort_blocks, fd, a, hashes, resume)
+        ranges, missing = await _until_done(None, self._sort_blocks, fd, a, hashes, resume,
+                                            zero)
         if ranges:
             local = self.index.get(a.path)
             copied = await _until_done(None, _copy_ranges, paths.safe_join(self.root, a.path),
@@ -1045,13 +1050,13 @@ class Puller:
             return []
         return await self._fetch_blocks(fd, a, missing, done, result)
 
-    def _sort_blocks(self, fd: int, a: Action, hashes: Sequence[bytes], resume: bool
-                     ) -> tuple[list[int], list[int]]:
+    def _sort_blocks(self, fd: int, a: Action, hashes: Sequence[bytes], resume: bool,
+                     zero: list[bool]) -> tuple[list[int], list[int]]:
         """In a worker thread: (blocks our current file holds at the same offset, blocks
         to find elsewhere or fetch); the temp file's blocks and all-zero ones need
         neither (zero blocks stay holes)."""
         target = a.target
-        have = _blocks_present(fd, hashes, target.size) if resume else _zero_blocks(target)
+        have = _blocks_present(fd, hashes, target.size) if resume else zero
         same_place = self._unchanged_blocks(a.path, hashes)
         ranges, missing = [], []
         for i in range(len(hashes)):
@@ -1395,9 +1400,8 @@ def _zero_blocks(target: FileEntry) -> list[bool]:
     return hashing.zero_block_flags(target.blocks, target.size)
 
 
-def _data_bytes(target: FileEntry) -> int:
+def _data_bytes(target: FileEntry, zero: list[bool]) -> int:
     """What a file takes on the disk here: its blocks but the all-zero ones (holes)."""
-    zero = _zero_blocks(target)
     if not zero:
         return target.size
     holes = zero.count(True) * BLOCK_SIZE
@@ -1406,13 +1410,12 @@ def _data_bytes(target: FileEntry) -> int:
     return target.size - holes
 
 
-def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
+def _end_holes(fd: int, target: FileEntry, rel: str, zero: list[bool]) -> None:
     """Give the temp file its full size, its trailing zero blocks as a hole.
 
     Every block but the zero ones was written: the file already reaches the end of the
     last of them, or a write went missing.
     """
-    zero = _zero_blocks(target)
     last = len(zero) - 1 - zero[::-1].index(False) if False in zero else -1
     written_to = (last * BLOCK_SIZE + _block_size(target.size, last)) if last >= 0 else 0
     size = os.fstat(fd).st_size
@@ -1423,9 +1426,9 @@ def _end_holes(fd: int, target: FileEntry, rel: str) -> None:
         raise OSError(errno.EIO, f"{rel}: the temp file is not the size written")
 
 
-def _finish_temp(fd: int, target: FileEntry, rel: str) -> None:
+def _finish_temp(fd: int, target: FileEntry, rel: str, zero: list[bool]) -> None:
     """The temp file at its full size (`_end_holes`), then on the disk before its name."""
-    _end_holes(fd, target, rel)
+    _end_holes(fd, target, rel, zero)
     diskio.flush_data(fd)
 
 
